@@ -1,0 +1,49 @@
+// tracebox's Node runner: the container's only process besides init.
+//
+// Reads one program from stdin, framed as `TRACEBOX1 <length>\n<code bytes>`, then runs it as
+// the main CommonJS module `/workspace/main.js`. Everything after the code on stdin is the
+// program's own stdin, and stdout/stderr are the program's own. It reads with fs.readSync so
+// not one byte of the program's stdin is consumed here. It adds nothing user code could not do
+// itself: it runs as the same unprivileged user, inside the same limits.
+'use strict';
+const fs = require('fs');
+const Module = require('module');
+
+function fail(message) {
+  process.stderr.write(`tracebox runner: ${message}\n`);
+  process.exit(2);
+}
+
+function readExact(length) {
+  const buffer = Buffer.alloc(length);
+  let filled = 0;
+  while (filled < length) {
+    const n = fs.readSync(0, buffer, filled, length - filled, null);
+    if (n === 0) fail('program ended early');
+    filled += n;
+  }
+  return buffer;
+}
+
+function readFrame() {
+  let header = '';
+  while (!header.endsWith('\n')) {
+    if (header.length > 64) fail('malformed program frame');
+    const byte = Buffer.alloc(1);
+    if (fs.readSync(0, byte, 0, 1, null) === 0) fail('malformed program frame');
+    header += byte.toString('latin1');
+  }
+  const match = /^TRACEBOX1 (\d+)\n$/.exec(header);
+  if (!match) fail('malformed program frame');
+  return readExact(Number(match[1]));
+}
+
+const source = readFrame();
+// Run it as `node main.js` would in /workspace: a real file, loaded as the main module. Code
+// with top-level `import`/`export` is an ES module and gets the .mjs extension Node needs.
+const isModule = /^\s*(import\s*[\w{*'"]|export\s)/m.test(source);
+const filename = isModule ? '/workspace/main.mjs' : '/workspace/main.js';
+fs.writeFileSync(filename, source);
+process.argv = [process.argv[0], filename];
+// From a fresh tick, so the program's stack traces do not pass through this runner.
+setImmediate(() => Module.runMain(filename));

@@ -1,0 +1,60 @@
+"""tracebox's Python runner: the container's only process besides init.
+
+Reads one program from stdin, framed as `TRACEBOX1 <length>\n<code bytes>`, then runs it as
+`__main__`. Everything after the code on stdin is the program's own stdin, and stdout/stderr
+are the program's own (unbuffered). It reads with os.read so not one byte of the program's
+stdin is consumed here. It adds nothing user code could not do itself: it runs as the same
+unprivileged user, inside the same limits.
+"""
+import os
+import sys
+
+
+def read_frame():
+    header = b""
+    while not header.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte or len(header) > 64:
+            sys.exit("tracebox runner: malformed program frame")
+        header += byte
+    magic, _, length = header.strip().partition(b" ")
+    if magic != b"TRACEBOX1" or not length.isdigit():
+        sys.exit("tracebox runner: malformed program frame")
+    remaining, chunks = int(length), []
+    while remaining:
+        chunk = os.read(0, min(remaining, 1 << 16))
+        if not chunk:
+            sys.exit("tracebox runner: program ended early")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def main():
+    source = read_frame()
+    # Run it as `python3 main.py` would in /workspace: a real file (tracebacks show source
+    # lines, __file__ and inspect work), its directory first on sys.path, a fresh __main__.
+    filename = "/workspace/main.py"
+    with open(filename, "wb") as file:
+        file.write(source)
+    sys.argv = [filename]
+    sys.path[0] = "/workspace"
+    module = type(sys)("__main__")
+    module.__file__ = filename
+    module.__builtins__ = __builtins__
+    sys.modules["__main__"] = module
+    try:
+        exec(compile(source, filename, "exec"), module.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as error:  # print it as Python would, without this runner's frame
+        import traceback
+
+        tb = error.__traceback__
+        if tb is not None and tb.tb_frame.f_code is main.__code__:
+            tb = tb.tb_next
+        traceback.print_exception(type(error), error, tb)
+        sys.exit(1)
+
+
+main()

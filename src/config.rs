@@ -1,0 +1,464 @@
+//! The one configuration struct, with every setting's default, env variable and meaning.
+//!
+//! Precedence: built-in default < TOML file (`--config` / `TRACEBOX_CONFIG`) < `TRACEBOX_*`
+//! environment < command-line flag. Each field is a clap argument, so `tracebox serve --help`
+//! lists them all; the TOML file uses the same names. A malformed value stops start-up naming it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use serde::{Deserialize, Serialize};
+
+use crate::execution::RunLimits;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Every setting of tracebox. Field names are also the TOML keys.
+#[derive(Debug, Clone, PartialEq, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on
+    #[arg(long, env = "TRACEBOX_ADDR", default_value = "127.0.0.1:5000")]
+    pub addr: SocketAddr,
+
+    /// Directory that holds traces/ (the SQLite store) and uploads/
+    #[arg(long, env = "TRACEBOX_DATA_DIR", default_value = ".")]
+    pub data_dir: PathBuf,
+
+    /// Security policy file (TOML) replacing the built-in one; see policy.toml
+    #[arg(long, env = "TRACEBOX_POLICY")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PathBuf>,
+
+    /// Docker engine address (unix:///… or tcp://…); unset: $DOCKER_HOST, else the local socket
+    #[arg(long, env = "TRACEBOX_DOCKER_HOST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_host: Option<String>,
+
+    /// Sandbox image that runs the code (built from Dockerfile.sandbox when absent)
+    #[arg(
+        long,
+        env = "TRACEBOX_IMAGE",
+        default_value = "tracebox-sandbox:latest"
+    )]
+    pub image: String,
+
+    /// Base image Dockerfile.sandbox builds on; offline, build one with scripts/build-base-image.sh
+    #[arg(
+        long,
+        env = "TRACEBOX_BASE_IMAGE",
+        default_value = "debian:bookworm-slim"
+    )]
+    pub base_image: String,
+
+    /// Wall-clock limit of a run that asks for none, in seconds
+    #[arg(long, env = "TRACEBOX_DEFAULT_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub default_timeout_secs: f64,
+
+    /// Largest `timeout` a request may ask for, in seconds
+    #[arg(long, env = "TRACEBOX_MAX_TIMEOUT_SECS", default_value_t = 60.0)]
+    pub max_timeout_secs: f64,
+
+    /// Memory limit of a run that asks for none, in MiB (swap is set equal: no swap)
+    #[arg(long, env = "TRACEBOX_DEFAULT_MEMORY_MB", default_value_t = 256)]
+    pub default_memory_mb: u64,
+
+    /// Largest `memory_mb` a request may ask for
+    #[arg(long, env = "TRACEBOX_MAX_MEMORY_MB", default_value_t = 1024)]
+    pub max_memory_mb: u64,
+
+    /// CPU quota of each run, in CPUs
+    #[arg(long, env = "TRACEBOX_CPUS", default_value_t = 1.0)]
+    pub cpus: f64,
+
+    /// Processes and threads a run may have at once (stops fork bombs)
+    #[arg(long, env = "TRACEBOX_PIDS_LIMIT", default_value_t = 128)]
+    pub pids_limit: i64,
+
+    /// Open files a process may hold (ulimit -n)
+    #[arg(long, env = "TRACEBOX_NOFILE_LIMIT", default_value_t = 256)]
+    pub nofile_limit: u64,
+
+    /// Largest file a run may write, in MiB (ulimit -f)
+    #[arg(long, env = "TRACEBOX_FILE_SIZE_LIMIT_MB", default_value_t = 32)]
+    pub file_size_limit_mb: u64,
+
+    /// Size of the writable /tmp of each run, in MiB (counts toward its memory)
+    #[arg(long, env = "TRACEBOX_TMP_SIZE_MB", default_value_t = 64)]
+    pub tmp_size_mb: u64,
+
+    /// Size of the writable /workspace of each run, in MiB (counts toward its memory)
+    #[arg(long, env = "TRACEBOX_WORKSPACE_SIZE_MB", default_value_t = 64)]
+    pub workspace_size_mb: u64,
+
+    /// stdout + stderr bytes after which a run is stopped and its output marked truncated
+    #[arg(long, env = "TRACEBOX_OUTPUT_LIMIT_BYTES", default_value_t = MIB)]
+    pub output_limit_bytes: u64,
+
+    /// Largest `code` accepted, in bytes
+    #[arg(long, env = "TRACEBOX_MAX_CODE_BYTES", default_value_t = 256 * 1024)]
+    pub max_code_bytes: usize,
+
+    /// Largest `stdin` accepted, in bytes
+    #[arg(long, env = "TRACEBOX_MAX_STDIN_BYTES", default_value_t = MIB as usize)]
+    pub max_stdin_bytes: usize,
+
+    /// Runs executing at once; further runs wait in a queue
+    #[arg(long, env = "TRACEBOX_MAX_CONCURRENT_RUNS", default_value_t = 8)]
+    pub max_concurrent_runs: usize,
+
+    /// How long a run may wait in that queue before the request gets 503, in seconds
+    #[arg(long, env = "TRACEBOX_QUEUE_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub queue_timeout_secs: f64,
+
+    /// Log format: text (for people) or json (for log collectors)
+    #[arg(long, env = "TRACEBOX_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A setting that stops start-up, named so it can be fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Args(#[from] clap::Error),
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid setting `{key}` (env {env}): {message}")]
+    Invalid {
+        key: &'static str,
+        env: &'static str,
+        message: String,
+    },
+}
+
+/// A request's limit that the server refuses, named by its request field.
+#[derive(Debug, thiserror::Error)]
+#[error("`{field}`: {message}")]
+pub struct LimitError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Config {
+    /// The configuration from the `TRACEBOX_*` environment and the built-in defaults alone.
+    pub fn from_env() -> Config {
+        let matches = Self::bare_command()
+            .no_binary_name(true)
+            .get_matches_from(Vec::<String>::new());
+        Config::from_arg_matches(&matches).expect("built-in defaults parse")
+    }
+
+    /// Build the config from parsed arguments (which already hold env and defaults), layering
+    /// the TOML file named by `config_file` under everything set explicitly.
+    pub fn load(matches: &ArgMatches, config_file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = Config::from_arg_matches(matches)?;
+        if let Some(path) = config_file {
+            config = config.with_file(matches, path)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn with_file(self, matches: &ArgMatches, path: &Path) -> Result<Config, ConfigError> {
+        let file_error = |message: String| ConfigError::File {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        let known: Vec<String> = Self::bare_command()
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect();
+        let mut merged = toml::Table::try_from(&self).map_err(|e| file_error(e.to_string()))?;
+        for (key, value) in file {
+            if !known.contains(&key) {
+                return Err(file_error(format!(
+                    "unknown setting `{key}`; known settings: {}",
+                    known.join(", ")
+                )));
+            }
+            let explicit = matches!(
+                matches.value_source(&key),
+                Some(ValueSource::EnvVariable | ValueSource::CommandLine)
+            );
+            if !explicit {
+                merged.insert(key, value);
+            }
+        }
+        toml::Value::Table(merged)
+            .try_into()
+            .map_err(|e: toml::de::Error| file_error(e.to_string()))
+    }
+
+    fn bare_command() -> clap::Command {
+        #[derive(clap::Parser)]
+        struct Bare {
+            #[command(flatten)]
+            config: Config,
+        }
+        Bare::command()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, env, message: String| Err(ConfigError::Invalid { key, env, message });
+        let positive_secs = |value: f64| value.is_finite() && value > 0.0;
+        if !positive_secs(self.default_timeout_secs) || !positive_secs(self.max_timeout_secs) {
+            return invalid(
+                "max_timeout_secs",
+                "TRACEBOX_MAX_TIMEOUT_SECS",
+                "timeouts must be positive seconds".into(),
+            );
+        }
+        if self.default_timeout_secs > self.max_timeout_secs {
+            return invalid(
+                "default_timeout_secs",
+                "TRACEBOX_DEFAULT_TIMEOUT_SECS",
+                format!(
+                    "{} is above max_timeout_secs ({})",
+                    self.default_timeout_secs, self.max_timeout_secs
+                ),
+            );
+        }
+        if self.default_memory_mb < MIN_MEMORY_MB || self.default_memory_mb > self.max_memory_mb {
+            return invalid(
+                "default_memory_mb",
+                "TRACEBOX_DEFAULT_MEMORY_MB",
+                format!(
+                    "must be between {MIN_MEMORY_MB} and max_memory_mb ({})",
+                    self.max_memory_mb
+                ),
+            );
+        }
+        if !(self.cpus.is_finite() && self.cpus >= 0.01) {
+            return invalid("cpus", "TRACEBOX_CPUS", "must be at least 0.01".into());
+        }
+        if self.pids_limit < 8 {
+            return invalid(
+                "pids_limit",
+                "TRACEBOX_PIDS_LIMIT",
+                "must be at least 8 (the interpreters need a few threads)".into(),
+            );
+        }
+        if self.output_limit_bytes == 0 || self.max_code_bytes == 0 || self.max_concurrent_runs == 0
+        {
+            return invalid(
+                "output_limit_bytes",
+                "TRACEBOX_OUTPUT_LIMIT_BYTES",
+                "output_limit_bytes, max_code_bytes and max_concurrent_runs must be above 0".into(),
+            );
+        }
+        if !positive_secs(self.queue_timeout_secs) {
+            return invalid(
+                "queue_timeout_secs",
+                "TRACEBOX_QUEUE_TIMEOUT_SECS",
+                "must be positive seconds".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn traces_dir(&self) -> PathBuf {
+        self.data_dir.join("traces")
+    }
+
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
+    }
+
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.queue_timeout_secs)
+    }
+
+    /// The limits of one run: the request's own `timeout` and `memory_mb` within the server's
+    /// bounds, the server's settings for the rest.
+    pub fn run_limits(
+        &self,
+        timeout_secs: Option<f64>,
+        memory_mb: Option<u64>,
+    ) -> Result<RunLimits, LimitError> {
+        let timeout_secs = timeout_secs.unwrap_or(self.default_timeout_secs);
+        if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
+            return Err(LimitError {
+                field: "timeout",
+                message: format!("must be a positive number of seconds, got {timeout_secs}"),
+            });
+        }
+        if timeout_secs > self.max_timeout_secs {
+            return Err(LimitError {
+                field: "timeout",
+                message: format!(
+                    "{timeout_secs} s is above this server's maximum of {} s (TRACEBOX_MAX_TIMEOUT_SECS)",
+                    self.max_timeout_secs
+                ),
+            });
+        }
+        let memory_mb = memory_mb.unwrap_or(self.default_memory_mb);
+        if !(MIN_MEMORY_MB..=self.max_memory_mb).contains(&memory_mb) {
+            return Err(LimitError {
+                field: "memory_mb",
+                message: format!(
+                    "{memory_mb} MiB is outside {MIN_MEMORY_MB}..={} MiB (TRACEBOX_MAX_MEMORY_MB)",
+                    self.max_memory_mb
+                ),
+            });
+        }
+        Ok(RunLimits {
+            timeout: Duration::from_secs_f64(timeout_secs),
+            memory_bytes: memory_mb * MIB,
+            cpus: self.cpus,
+            pids: self.pids_limit,
+            output_bytes: self.output_limit_bytes,
+        })
+    }
+}
+
+/// Below this the interpreters cannot start, so a smaller limit is a mistake, not a choice.
+pub const MIN_MEMORY_MB: u64 = 32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Config,
+    }
+
+    fn load(args: &[&str], file: Option<&str>) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tracebox.toml");
+        if let Some(text) = file {
+            std::fs::write(&path, text).unwrap();
+        }
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("tracebox").chain(args.iter().copied()))?;
+        Config::load(&matches, file.map(|_| path.as_path()))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let config = Config::from_env();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:5000");
+        assert_eq!(config.data_dir, PathBuf::from("."));
+        assert_eq!(config.output_limit_bytes, 1024 * 1024);
+        assert_eq!(config.default_timeout_secs, 10.0);
+        assert!(config.policy.is_none());
+    }
+
+    #[test]
+    fn the_file_fills_in_what_flags_leave_at_default() {
+        let config = load(
+            &["--max-timeout-secs", "30"],
+            Some("max_timeout_secs = 99.0\ncpus = 0.5\n"),
+        )
+        .unwrap();
+        assert_eq!(config.max_timeout_secs, 30.0, "a flag beats the file");
+        assert_eq!(config.cpus, 0.5, "the file beats the default");
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_named() {
+        let error = load(&[], Some("max_timeout = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown setting `max_timeout`"), "{error}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_in_the_file_is_named() {
+        let error = load(&[], Some("pids_limit = \"many\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pids_limit"), "{error}");
+    }
+
+    #[test]
+    fn a_default_above_its_maximum_stops_start_up() {
+        let error = load(&["--default-timeout-secs", "90"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("default_timeout_secs")
+                && error.contains("TRACEBOX_DEFAULT_TIMEOUT_SECS"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_example_config_file_parses_and_matches_the_defaults() {
+        let example = include_str!("../config.example.toml");
+        let config = load(&[], Some(example)).unwrap();
+        assert_eq!(
+            config,
+            Config {
+                policy: config.policy.clone(),
+                ..Config::from_env()
+            }
+        );
+    }
+
+    #[test]
+    fn run_limits_accept_the_maximum_and_refuse_above_it() {
+        let config = Config::from_env();
+        let at_edge = config
+            .run_limits(Some(config.max_timeout_secs), Some(config.max_memory_mb))
+            .unwrap();
+        assert_eq!(
+            at_edge.timeout,
+            Duration::from_secs_f64(config.max_timeout_secs)
+        );
+        assert_eq!(at_edge.memory_bytes, config.max_memory_mb * MIB);
+
+        let over = config
+            .run_limits(Some(config.max_timeout_secs + 0.5), None)
+            .unwrap_err();
+        assert_eq!(over.field, "timeout");
+        assert!(over.message.contains("TRACEBOX_MAX_TIMEOUT_SECS"));
+        let over = config
+            .run_limits(None, Some(config.max_memory_mb + 1))
+            .unwrap_err();
+        assert_eq!(over.field, "memory_mb");
+    }
+
+    #[test]
+    fn run_limits_refuse_nonsense() {
+        let config = Config::from_env();
+        for timeout in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                config.run_limits(Some(timeout), None).unwrap_err().field,
+                "timeout"
+            );
+        }
+        assert_eq!(
+            config
+                .run_limits(None, Some(MIN_MEMORY_MB - 1))
+                .unwrap_err()
+                .field,
+            "memory_mb"
+        );
+        assert!(config.run_limits(None, Some(MIN_MEMORY_MB)).is_ok());
+    }
+}

@@ -1,0 +1,13 @@
+//! tracebox: a self-hosted code-execution sandbox for AI agents. Untrusted Python and Node
+//! run in hardened Docker containers behind one pipeline (policy → sandbox → redaction →
+//! trace); HTTP and the CLI are doors onto it. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod config;
+pub mod execution;
+pub mod policy;
+pub mod runner;
+pub mod sandbox;
+pub mod server;
+pub mod services;
+pub mod trace;

@@ -1,0 +1,308 @@
+//! The Docker engine, through bollard: every call tracebox makes to Docker, with its errors
+//! turned into [`SandboxError`]s that say what failed and what to do.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bollard::container::{AttachContainerResults, LogOutput};
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, ContainerSummary};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::{ClientVersion, Docker};
+use futures_util::{Stream, StreamExt};
+
+use super::SandboxError;
+
+/// The Engine API version tracebox speaks: Docker 20.10 and every later engine understand it.
+const API_VERSION: ClientVersion = ClientVersion {
+    major_version: 1,
+    minor_version: 41,
+};
+
+/// Seconds any single Docker request may take before it is abandoned.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// A handle to one Docker engine. Connects lazily, so a server can start (and report the
+/// problem on `/health`) while the engine is still down.
+#[derive(Clone)]
+pub struct Engine {
+    host: Arc<str>,
+    client: Arc<Mutex<Option<Docker>>>,
+}
+
+/// A container's state after it stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitState {
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+}
+
+/// One output chunk of a container, as its program wrote it.
+pub enum Chunk {
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+}
+
+/// A container tracebox made, as listed by the engine.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+impl Engine {
+    /// An engine at `host` (`unix:///…`, `tcp://…`); `None` means `$DOCKER_HOST`, else the
+    /// local socket.
+    pub fn new(host: Option<&str>) -> Engine {
+        let host = host
+            .map(str::to_owned)
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        Engine {
+            host: host.into(),
+            client: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn client(&self) -> Result<Docker, SandboxError> {
+        let mut cached = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(docker) = cached.as_ref() {
+            return Ok(docker.clone());
+        }
+        let host = self.host.as_ref();
+        let docker = if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, &API_VERSION)
+        } else {
+            Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, &API_VERSION)
+        }
+        .map_err(|source| self.unreachable(source))?;
+        *cached = Some(docker.clone());
+        Ok(docker)
+    }
+
+    fn unreachable(&self, source: DockerError) -> SandboxError {
+        SandboxError::Unreachable {
+            host: self.host.to_string(),
+            source,
+        }
+    }
+
+    /// Classify a failed call: the engine answering with an error is a failed operation;
+    /// anything else means the engine could not be reached.
+    fn failed(&self, operation: &'static str, source: DockerError) -> SandboxError {
+        match source {
+            DockerError::DockerResponseServerError { .. } | DockerError::JsonDataError { .. } => {
+                SandboxError::Docker { operation, source }
+            }
+            other => self.unreachable(other),
+        }
+    }
+
+    /// The engine's version, proving it answers.
+    pub async fn version(&self) -> Result<String, SandboxError> {
+        let version = self
+            .client()?
+            .version()
+            .await
+            .map_err(|e| self.failed("version", e))?;
+        Ok(version.version.unwrap_or_else(|| "unknown".to_owned()))
+    }
+
+    /// The labels of `image`, or `None` when the engine has no such image.
+    pub async fn image_labels(
+        &self,
+        image: &str,
+    ) -> Result<Option<HashMap<String, String>>, SandboxError> {
+        match self.client()?.inspect_image(image).await {
+            Ok(inspect) => Ok(Some(
+                inspect.config.and_then(|c| c.labels).unwrap_or_default(),
+            )),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.failed("inspect image", e)),
+        }
+    }
+
+    /// Build an image from a tar build context, reporting each line of build output.
+    pub async fn build_image(
+        &self,
+        context: Vec<u8>,
+        dockerfile: &str,
+        tag: &str,
+        build_args: &HashMap<String, String>,
+        labels: &HashMap<String, String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(), SandboxError> {
+        let docker = self.client()?;
+        let options = BuildImageOptionsBuilder::default()
+            .dockerfile(dockerfile)
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .buildargs(build_args)
+            .labels(labels)
+            .build();
+        let mut stream =
+            docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| match e {
+                DockerError::DockerStreamError { error } => SandboxError::Build(error),
+                other => self.failed("build image", other),
+            })?;
+            if let Some(detail) = info.error_detail {
+                return Err(SandboxError::Build(detail.message.unwrap_or_default()));
+            }
+            if let Some(line) = info
+                .stream
+                .as_deref()
+                .map(str::trim_end)
+                .filter(|l| !l.is_empty())
+            {
+                progress(line);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> Result<String, SandboxError> {
+        let image = body.image.clone().unwrap_or_default();
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        match self.client()?.create_container(Some(options), body).await {
+            Ok(created) => Ok(created.id),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(SandboxError::ImageMissing { image }),
+            Err(e) => Err(self.failed("create container", e)),
+        }
+    }
+
+    /// Attach to stdin, stdout and stderr; done before start so no output is missed.
+    pub async fn attach(
+        &self,
+        id: &str,
+    ) -> Result<
+        (
+            impl Stream<Item = Result<Chunk, SandboxError>> + Send + use<>,
+            impl tokio::io::AsyncWrite + Send + use<>,
+        ),
+        SandboxError,
+    > {
+        let options = AttachContainerOptionsBuilder::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        let AttachContainerResults { output, input } = self
+            .client()?
+            .attach_container(id, Some(options))
+            .await
+            .map_err(|e| self.failed("attach", e))?;
+        let engine = self.clone();
+        let chunks = output.filter_map(move |item| {
+            let chunk = match item {
+                Ok(LogOutput::StdOut { message }) => Some(Ok(Chunk::Stdout(message))),
+                Ok(LogOutput::StdErr { message }) => Some(Ok(Chunk::Stderr(message))),
+                Ok(LogOutput::StdIn { .. } | LogOutput::Console { .. }) => None,
+                Err(e) => Some(Err(engine.failed("read output", e))),
+            };
+            std::future::ready(chunk)
+        });
+        Ok((chunks, input))
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), SandboxError> {
+        self.client()?
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.failed("start container", e))
+    }
+
+    /// Wait until the container stops, then read how it ended.
+    pub async fn wait(&self, id: &str) -> Result<ExitState, SandboxError> {
+        let docker = self.client()?;
+        // The wait stream reports a non-zero exit as an error; the state below is the truth.
+        let _ = docker.wait_container(id, None).next().await;
+        let inspect = docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.failed("inspect container", e))?;
+        let state = inspect.state.unwrap_or_default();
+        Ok(ExitState {
+            exit_code: state.exit_code,
+            oom_killed: state.oom_killed.unwrap_or(false),
+        })
+    }
+
+    /// SIGKILL every process of the container at once (not only its leader).
+    pub async fn kill(&self, id: &str) -> Result<(), SandboxError> {
+        let options = KillContainerOptionsBuilder::default()
+            .signal("KILL")
+            .build();
+        match self.client()?.kill_container(id, Some(options)).await {
+            // 409: it already stopped; 404: it is already gone.
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(self.failed("kill container", e)),
+        }
+    }
+
+    /// Remove a container, running or not; one that is already gone is fine.
+    pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.client()?.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            // 409: removal already in progress (a sweep and a run raced): it will be gone.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(self.failed("remove container", e)),
+        }
+    }
+
+    /// Every container, running or not, that carries all of `labels` (`key=value` or `key`).
+    pub async fn list_labelled(&self, labels: &[String]) -> Result<Vec<Labelled>, SandboxError> {
+        let filters = HashMap::from([("label".to_owned(), labels.to_vec())]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .client()?
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.failed("list containers", e))?;
+        Ok(containers.into_iter().filter_map(labelled).collect())
+    }
+}
+
+fn labelled(summary: ContainerSummary) -> Option<Labelled> {
+    Some(Labelled {
+        id: summary.id?,
+        labels: summary.labels.unwrap_or_default(),
+        created: summary.created.unwrap_or_default(),
+    })
+}

@@ -1,0 +1,196 @@
+//! The sandbox: runs one program in a hardened, fresh Docker container and reports how it
+//! ended. Only this module talks to Docker.
+
+mod docker;
+mod image;
+mod janitor;
+mod limits;
+mod run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::execution::{Language, RunLimits};
+use crate::trace::{EventLog, TraceId};
+
+pub use image::ImageStatus;
+pub use janitor::Sweep;
+pub use limits::{LABEL, LABEL_BOOT, LABEL_INSTANCE};
+pub use run::RawOutcome;
+
+use docker::Engine;
+use limits::{ContainerJob, ContainerSettings};
+
+/// The sandbox could not do its part; user code failing is never one of these.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "the Docker engine at {host} is unreachable ({source}); start it (scripts/ensure-docker.sh installs and starts one) or point TRACEBOX_DOCKER_HOST at a running engine"
+    )]
+    Unreachable {
+        host: String,
+        source: bollard::errors::Error,
+    },
+    #[error("the sandbox image {image} is missing; build it with `tracebox image build`")]
+    ImageMissing { image: String },
+    #[error(
+        "the base image {base} is not available and could not be pulled ({message}); without registry access build one from Debian's packages with scripts/build-base-image.sh and set TRACEBOX_BASE_IMAGE=tracebox-base:bookworm"
+    )]
+    BaseImageUnavailable { base: String, message: String },
+    #[error("building the sandbox image failed: {0}")]
+    Build(String),
+    #[error("Docker failed to {operation}: {source}")]
+    Docker {
+        operation: &'static str,
+        source: bollard::errors::Error,
+    },
+    #[error("a killed container did not stop within 10 s")]
+    StopTimeout,
+}
+
+impl SandboxError {
+    /// True when the engine or image is missing: a fixable setup problem (HTTP 503), not a bug.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            SandboxError::Unreachable { .. }
+                | SandboxError::ImageMissing { .. }
+                | SandboxError::BaseImageUnavailable { .. }
+        )
+    }
+}
+
+/// One program for the sandbox.
+pub struct RunSpec<'a> {
+    pub trace_id: TraceId,
+    pub language: Language,
+    pub code: &'a str,
+    pub stdin: &'a str,
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    pub limits: &'a RunLimits,
+}
+
+/// What `/health` reports of the engine and image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SandboxHealth {
+    pub docker_host: String,
+    pub docker_reachable: bool,
+    pub docker_version: Option<String>,
+    pub image: String,
+    pub image_present: bool,
+    pub error: Option<String>,
+}
+
+/// A cloneable handle to the sandbox.
+#[derive(Clone)]
+pub struct Sandbox {
+    engine: Engine,
+    settings: Arc<ContainerSettings>,
+    base_image: Arc<str>,
+}
+
+impl Sandbox {
+    /// A sandbox for `config`, whose containers are labelled with this data directory's
+    /// `instance_id` and this start's `boot_id`. Does not contact Docker yet.
+    pub fn new(config: &Config, instance_id: &str, boot_id: &str) -> Sandbox {
+        Sandbox {
+            engine: Engine::new(config.docker_host.as_deref()),
+            settings: Arc::new(ContainerSettings::from_config(config, instance_id, boot_id)),
+            base_image: config.base_image.as_str().into(),
+        }
+    }
+
+    pub fn boot_id(&self) -> &str {
+        &self.settings.boot_id
+    }
+
+    /// Build the sandbox image unless it is up to date (always, with `force`).
+    pub async fn ensure_image(
+        &self,
+        force: bool,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<ImageStatus, SandboxError> {
+        image::ensure(
+            &self.engine,
+            &self.settings.image,
+            &self.base_image,
+            force,
+            progress,
+        )
+        .await
+    }
+
+    /// Run one program in a fresh container, recording its steps in `log`.
+    pub async fn run(
+        &self,
+        spec: RunSpec<'_>,
+        log: &mut EventLog,
+    ) -> Result<RawOutcome, SandboxError> {
+        let trace_id = spec.trace_id.to_string();
+        let job = ContainerJob {
+            trace_id: &trace_id,
+            language: spec.language,
+            env: spec.env,
+            limits: spec.limits,
+        };
+        let input = run::frame(spec.code, spec.stdin);
+        run::run_in_fresh_container(&self.engine, &self.settings, &job, input, log).await
+    }
+
+    /// Remove this data directory's containers that `which` selects.
+    pub async fn sweep(&self, which: Sweep<'_>) -> Result<usize, SandboxError> {
+        janitor::sweep(&self.engine, &self.settings.instance_id, which).await
+    }
+
+    /// Sweep leaked containers of this boot every `period` until the task is dropped.
+    pub async fn sweep_periodically(self, period: Duration, older_than: Duration) {
+        let mut ticks = tokio::time::interval(period);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let sweep = Sweep::Stale {
+                current_boot: self.boot_id(),
+                older_than,
+            };
+            if let Err(error) = self.sweep(sweep).await {
+                tracing::warn!(%error, "periodic container sweep failed");
+            }
+        }
+    }
+
+    /// Is the engine there, and the image on it?
+    pub async fn health(&self) -> SandboxHealth {
+        let mut health = SandboxHealth {
+            docker_host: self.engine.host().to_owned(),
+            docker_reachable: false,
+            docker_version: None,
+            image: self.settings.image.clone(),
+            image_present: false,
+            error: None,
+        };
+        match self.engine.version().await {
+            Ok(version) => {
+                health.docker_reachable = true;
+                health.docker_version = Some(version);
+            }
+            Err(error) => {
+                health.error = Some(error.to_string());
+                return health;
+            }
+        }
+        match self.engine.image_labels(&self.settings.image).await {
+            Ok(Some(_)) => health.image_present = true,
+            Ok(None) => {
+                health.error = Some(
+                    SandboxError::ImageMissing {
+                        image: health.image.clone(),
+                    }
+                    .to_string(),
+                )
+            }
+            Err(error) => health.error = Some(error.to_string()),
+        }
+        health
+    }
+}

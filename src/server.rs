@@ -1,0 +1,62 @@
+//! The HTTP server: builds the actix app over the services and runs it until a signal stops it.
+
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use tracing_actix_web::TracingLogger;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::services::{Services, StartError};
+
+/// Run the server until SIGINT or SIGTERM, then let runs finish, remove every container and
+/// commit the last traces.
+pub fn serve(config: Config) -> Result<(), StartError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tracebox-run")
+        .build()
+        .map_err(|source| StartError::Io {
+            path: "tokio runtime".into(),
+            source,
+        })?;
+    let services = Services::open(config, runtime.handle().clone())?;
+    let _lock = runtime.block_on(services.prepare_server())?;
+    let sweeper = services.spawn_sweeper(runtime.handle());
+
+    let result = actix_web::rt::System::new().block_on(listen(services.clone()));
+
+    sweeper.abort();
+    runtime.block_on(services.shutdown());
+    tracing::info!("stopped");
+    result
+}
+
+async fn listen(services: Services) -> Result<(), StartError> {
+    let addr = services.config.addr;
+    // In-flight runs may take their whole timeout to finish before the server stops.
+    let grace = Duration::from_secs_f64(services.config.max_timeout_secs) + Duration::from_secs(5);
+    let state = web::Data::new(AppState {
+        runner: services.runner.clone(),
+        store: services.store.clone(),
+        sandbox: services.sandbox.clone(),
+        policy: services.policy.clone(),
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(api::security_headers())
+            .wrap(TracingLogger::default())
+            .configure(api::routes)
+    })
+    .shutdown_timeout(grace.as_secs())
+    .bind(addr)
+    .map_err(|source| StartError::Bind { addr, source })?;
+    for bound in server.addrs() {
+        tracing::info!(url = %format!("http://{bound}"), "listening");
+    }
+    server.run().await.map_err(|source| StartError::Io {
+        path: "http server".into(),
+        source,
+    })
+}
