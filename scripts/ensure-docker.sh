@@ -12,10 +12,12 @@ if docker info >/dev/null 2>&1; then
   exit 0
 fi
 
-if ! command -v dockerd >/dev/null 2>&1; then
-  log "no Docker engine installed: installing Debian's docker.io"
+# docker.io is the engine; iproute2 (`ip`) is what the network-isolation tests use to find the
+# host's bridge address.
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+  log "installing Debian's docker.io and iproute2"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io iproute2 >/dev/null
 fi
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then

@@ -9,6 +9,9 @@ use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::services::{Services, StartError};
 
+/// How long an idle HTTP connection stays open (nginx's default).
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
 /// Run the server until SIGINT or SIGTERM, then let runs finish, remove every container and
 /// commit the last traces.
 pub fn serve(config: Config) -> Result<(), StartError> {
@@ -50,6 +53,9 @@ async fn listen(services: Services) -> Result<(), StartError> {
             .configure(api::routes)
     })
     .shutdown_timeout(grace.as_secs())
+    // Longer than common client pools keep idle connections, so a client rarely sends a
+    // request on a connection the server is closing.
+    .keep_alive(KEEP_ALIVE)
     .bind(addr)
     .map_err(|source| StartError::Bind { addr, source })?;
     for bound in server.addrs() {

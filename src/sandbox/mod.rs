@@ -75,11 +75,25 @@ pub struct RunSpec<'a> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SandboxHealth {
     pub docker_host: String,
+    /// The labels this server's containers carry (`tracebox.instance`, `tracebox.boot`).
+    pub instance_id: String,
+    pub boot_id: String,
     pub docker_reachable: bool,
     pub docker_version: Option<String>,
     pub image: String,
     pub image_present: bool,
     pub error: Option<String>,
+}
+
+/// Build the sandbox image `config` names unless it is up to date (always, with `force`).
+/// Needs only Docker: no trace store, no server.
+pub async fn ensure_image(
+    config: &Config,
+    force: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ImageStatus, SandboxError> {
+    let engine = Engine::new(config.docker_host.as_deref());
+    image::ensure(&engine, &config.image, &config.base_image, force, progress).await
 }
 
 /// A cloneable handle to the sandbox.
@@ -163,6 +177,8 @@ impl Sandbox {
     pub async fn health(&self) -> SandboxHealth {
         let mut health = SandboxHealth {
             docker_host: self.engine.host().to_owned(),
+            instance_id: self.settings.instance_id.clone(),
+            boot_id: self.settings.boot_id.clone(),
             docker_reachable: false,
             docker_version: None,
             image: self.settings.image.clone(),

@@ -1,0 +1,301 @@
+//! Helpers for the integration tests: a real `tracebox serve` process on a free port with its
+//! own data directory, a real HTTP client, and the real Docker engine.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// Every wait in these tests is bounded; raise it on a slow machine.
+pub fn patience() -> Duration {
+    let secs = std::env::var("TRACEBOX_TEST_PATIENCE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// Fail, never skip, when the engine is missing: a green run must mean the sandbox was tested.
+pub fn require_docker() {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "these tests need a running Docker engine: run scripts/ensure-docker.sh (or scripts/test.sh, which does everything)"
+    );
+}
+
+/// Settings every test server gets, on top of what the environment holds.
+fn base_env(data_dir: &Path) -> Vec<(String, String)> {
+    vec![
+        ("TRACEBOX_DATA_DIR".into(), data_dir.display().to_string()),
+        ("TRACEBOX_ADDR".into(), "127.0.0.1:0".into()),
+        ("TRACEBOX_LOG_FORMAT".into(), "json".into()),
+        ("TRACEBOX_LOG".into(), "info".into()),
+    ]
+}
+
+/// One `tracebox serve` process and what it logged.
+struct Process {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    fn start(data_dir: &Path, env: &[(String, String)]) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tracebox"));
+        command
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+            .envs(base_env(data_dir))
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = command.spawn().expect("tracebox starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (url_tx, url_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(entry) = serde_json::from_str::<Value>(&line)
+                    && let Some(url) = entry["fields"]["url"].as_str()
+                {
+                    let _ = url_tx.send(url.to_owned());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        match url_rx.recv_timeout(patience()) {
+            Ok(url) => Process { child, url, log },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "tracebox did not start listening; its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                )
+            }
+        }
+    }
+}
+
+/// A running `tracebox serve` with its own data directory.
+pub struct TestServer {
+    process: Option<Process>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    pub client: reqwest::Client,
+    /// Holds the temporary data directory until the test ends.
+    _temp: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn spawn() -> TestServer {
+        TestServer::spawn_with(&[]).await
+    }
+
+    /// A server with extra `TRACEBOX_*` settings.
+    pub async fn spawn_with(env: &[(&str, &str)]) -> TestServer {
+        require_docker();
+        let temp = tempfile::tempdir().expect("a temporary data directory");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let process = Process::start(temp.path(), &env);
+        let server = TestServer {
+            url: process.url.clone(),
+            process: Some(process),
+            data_dir: temp.path().to_owned(),
+            env,
+            client: reqwest::Client::builder()
+                .timeout(patience())
+                .build()
+                .unwrap(),
+            _temp: temp,
+        };
+        server.wait_healthy().await;
+        server
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = tokio::time::Instant::now() + patience();
+        loop {
+            if let Ok(response) = self.client.get(self.url("/health")).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tracebox never became healthy"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// POST /execute with a JSON body; returns the status and the JSON reply.
+    pub async fn execute(&self, body: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url("/execute"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON reply"))
+    }
+
+    /// Run `code` in `language` and expect the run to have happened (HTTP 200).
+    pub async fn run(&self, language: &str, code: &str) -> Value {
+        let (status, reply) = self
+            .execute(json!({"language": language, "code": code}))
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        reply
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON reply"))
+    }
+
+    pub async fn trace(&self, id: &str) -> Value {
+        let (status, trace) = self.get_json(&format!("/trace/{id}")).await;
+        assert_eq!(status, 200, "{trace}");
+        trace
+    }
+
+    /// The label this server's containers carry.
+    pub async fn instance_id(&self) -> String {
+        let (_, health) = self.get_json("/health").await;
+        health["docker"]["instance_id"]
+            .as_str()
+            .expect("an instance id")
+            .to_owned()
+    }
+
+    /// Stop with SIGTERM, as an operator would, and wait for the process to end.
+    pub fn stop(&mut self) {
+        assert!(
+            self.terminate(),
+            "tracebox did not stop within {:?} of SIGTERM",
+            patience()
+        );
+    }
+
+    /// SIGTERM and wait; false (after a SIGKILL) when it did not stop in time.
+    fn terminate(&mut self) -> bool {
+        let Some(mut process) = self.process.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &process.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + patience();
+        while process.child.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = process.child.kill();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// Kill with SIGKILL: a crash, with no chance to clean up.
+    pub fn crash(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.child.kill().expect("SIGKILL delivered");
+            process.child.wait().expect("reaped");
+        }
+    }
+
+    /// Start again on the same data directory with the same settings.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let process = Process::start(&self.data_dir, &self.env);
+        self.url = process.url.clone();
+        self.process = Some(process);
+        self.wait_healthy().await;
+    }
+
+    /// Everything the current process logged so far.
+    pub fn logged(&self) -> String {
+        self.process
+            .as_ref()
+            .map(|p| p.log.lock().unwrap().join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// Containers labelled with `instance_id`, running or not.
+pub fn containers_of(instance_id: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=tracebox.instance={instance_id}"),
+        ])
+        .output()
+        .expect("docker ps runs");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Wait until `check` holds, or fail naming `what`.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + patience();
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A policy file with no rules, for tests that prove what the container stops by itself.
+pub fn empty_policy() -> String {
+    let path = std::env::temp_dir().join("tracebox-test-empty-policy.toml");
+    std::fs::write(&path, "# no rules: the container alone must hold\n")
+        .expect("policy file written");
+    path.display().to_string()
+}
+
+/// A server whose policy lets everything through to the container.
+pub async fn unscreened_server() -> TestServer {
+    TestServer::spawn_with(&[("TRACEBOX_POLICY", &empty_policy())]).await
+}

@@ -1,0 +1,251 @@
+//! The container's guarantees, each proved against the real engine with the policy switched
+//! off, so that nothing but the container stands between the code and the host.
+
+use std::process::Command;
+
+use tokio::io::AsyncReadExt;
+
+use crate::common::{TestServer, unscreened_server};
+
+async fn stdout_of(server: &TestServer, code: &str) -> String {
+    let reply = server.run("python", code).await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    reply["stdout"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn code_runs_as_an_unprivileged_user_with_no_capabilities() {
+    let server = unscreened_server().await;
+    let out = stdout_of(
+        &server,
+        "import os\nfields = dict(l.split(':\\t') for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\nprint(os.getuid(), os.getgid(), fields['CapEff'].strip(), fields['CapPrm'].strip(), fields['NoNewPrivs'].strip())",
+    )
+    .await;
+    assert_eq!(out, "1000 1000 0000000000000000 0000000000000000 1\n");
+}
+
+#[tokio::test]
+async fn the_root_filesystem_is_read_only_and_only_tmp_and_workspace_are_writable() {
+    let server = unscreened_server().await;
+    let out = stdout_of(
+        &server,
+        r#"
+import os
+def writable(path):
+    try:
+        with open(os.path.join(path, 'probe'), 'w') as f:
+            f.write('x')
+        return 'writable'
+    except OSError as e:
+        return f'errno {e.errno}'
+for path in ['/', '/etc', '/usr', '/opt/tracebox', '/tmp', '/workspace']:
+    print(path, writable(path))
+"#,
+    )
+    .await;
+    assert_eq!(
+        out,
+        "/ errno 30\n/etc errno 30\n/usr errno 30\n/opt/tracebox errno 30\n/tmp writable\n/workspace writable\n",
+        "errno 30 is EROFS"
+    );
+}
+
+#[tokio::test]
+async fn tmp_is_size_capped_and_not_executable() {
+    let server = TestServer::spawn_with(&[
+        ("TRACEBOX_POLICY", &crate::common::empty_policy()),
+        ("TRACEBOX_TMP_SIZE_MB", "8"),
+    ])
+    .await;
+    let out = stdout_of(
+        &server,
+        r#"
+import os, stat
+written = 0
+try:
+    with open('/tmp/fill', 'wb') as f:
+        for _ in range(64):
+            f.write(b'\0' * (1 << 20)); f.flush(); written += 1
+except OSError as e:
+    print('full after', written, 'MiB, errno', e.errno)
+os.remove('/tmp/fill')
+with open('/tmp/run.sh', 'w') as f:
+    f.write('#!/bin/sh\necho ran\n')
+os.chmod('/tmp/run.sh', 0o755)
+try:
+    os.execv('/tmp/run.sh', ['/tmp/run.sh'])
+except PermissionError as e:
+    print('exec refused, errno', e.errno)
+"#,
+    )
+    .await;
+    assert!(
+        out.starts_with("full after ") && out.contains("errno 28"),
+        "ENOSPC near 8 MiB: {out}"
+    );
+    let mib: u32 = out.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(mib <= 8, "{out}");
+    assert!(out.ends_with("exec refused, errno 13\n"), "{out}");
+}
+
+/// The host's address on Docker's default bridge, where an ordinary container reaches the host.
+fn bridge_gateway() -> String {
+    let output = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "docker0"])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let cidr = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .expect("docker0 has an IPv4 address");
+    cidr.split('/').next().unwrap().to_owned()
+}
+
+/// A probe that tries a TCP connection and a DNS query to listeners of this test on the host.
+fn network_probe(host: &str, tcp_port: u16, dns_port: u16) -> String {
+    format!(
+        r#"
+import os, socket
+print('interfaces', sorted(os.listdir('/sys/class/net')))
+print('routes', len(open('/proc/net/route').read().strip().splitlines()) - 1)
+try:
+    socket.create_connection(('{host}', {tcp_port}), timeout=3)
+    print('tcp connected')
+except OSError as e:
+    print('tcp failed', e.errno)
+query = b'\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07tracebox\x04test\x00\x00\x01\x00\x01'
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.settimeout(3)
+try:
+    udp.sendto(query, ('{host}', {dns_port}))
+    udp.recvfrom(512)
+    print('dns answered')
+except OSError as e:
+    print('dns failed', e.errno)
+"#
+    )
+}
+
+#[tokio::test]
+async fn there_is_no_network_tcp_and_dns_fail() {
+    let server = unscreened_server().await;
+    let host = bridge_gateway();
+    let tcp = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let dns = tokio::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
+    let (tcp_port, dns_port) = (
+        tcp.local_addr().unwrap().port(),
+        dns.local_addr().unwrap().port(),
+    );
+    let probe = network_probe(&host, tcp_port, dns_port);
+
+    // Control: an ordinary container reaches both listeners, so the probe can tell.
+    let image =
+        std::env::var("TRACEBOX_IMAGE").unwrap_or_else(|_| "tracebox-sandbox:latest".into());
+    let answer = tokio::spawn(async move {
+        let mut buffer = [0u8; 512];
+        let (_, from) = dns.recv_from(&mut buffer).await.unwrap();
+        dns.send_to(b"\x12\x34\x81\x80", from).await.unwrap();
+        dns
+    });
+    let accept = tokio::spawn(async move {
+        let (mut socket, _) = tcp.accept().await.unwrap();
+        let _ = socket.read(&mut [0u8; 1]).await;
+        tcp
+    });
+    let control = tokio::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python3",
+            &image,
+            "-c",
+            &probe,
+        ])
+        .output()
+        .await
+        .expect("docker run");
+    let control = String::from_utf8_lossy(&control.stdout);
+    assert!(
+        control.contains("tcp connected") && control.contains("dns answered"),
+        "control run: {control}"
+    );
+    let (tcp, dns) = (accept.await.unwrap(), answer.await.unwrap());
+
+    // The sandbox: only loopback, no route, and both attempts fail at once.
+    let out = stdout_of(&server, &probe).await;
+    assert!(out.starts_with("interfaces ['lo']\nroutes 0\n"), "{out}");
+    assert!(
+        out.contains("tcp failed 101") && out.contains("dns failed 101"),
+        "errno 101 is ENETUNREACH: {out}"
+    );
+    // And nothing arrived at the listeners.
+    let mut buffer = [0u8; 512];
+    assert!(
+        dns.try_recv_from(&mut buffer).is_err(),
+        "the DNS listener got a packet from the sandbox"
+    );
+    let accepted = tokio::time::timeout(std::time::Duration::from_millis(200), tcp.accept()).await;
+    assert!(
+        accepted.is_err(),
+        "the TCP listener got a connection from the sandbox"
+    );
+}
+
+#[tokio::test]
+async fn processes_and_open_files_are_limited() {
+    let server = TestServer::spawn_with(&[
+        ("TRACEBOX_POLICY", &crate::common::empty_policy()),
+        ("TRACEBOX_PIDS_LIMIT", "32"),
+    ])
+    .await;
+    let out = stdout_of(
+        &server,
+        "import resource, threading, time\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))\nn = 0\ntry:\n    while n < 500:\n        threading.Thread(target=time.sleep, args=(5,), daemon=True).start(); n += 1\nexcept RuntimeError:\n    pass\nprint(n < 32)",
+    )
+    .await;
+    assert_eq!(out, "(256, 256)\nTrue\n");
+}
+
+#[tokio::test]
+async fn the_docker_socket_and_host_files_are_not_reachable() {
+    let server = unscreened_server().await;
+    let out = stdout_of(
+        &server,
+        "import os\nprint(os.path.exists('/var/run/docker.sock'), os.path.exists('/run/docker.sock'))\nmounts = open('/proc/self/mounts').read()\nprint('docker.sock' in mounts, sorted(l.split()[1] for l in mounts.splitlines() if l.split()[2] == 'tmpfs' and l.split()[1] in ('/tmp', '/workspace')))",
+    )
+    .await;
+    assert_eq!(out, "False False\nFalse ['/tmp', '/workspace']\n");
+}
+
+#[tokio::test]
+async fn orphans_are_reaped_by_an_init() {
+    let server = unscreened_server().await;
+    let out = stdout_of(
+        &server,
+        r#"
+import os, time
+print(open('/proc/1/cmdline').read().split('\0')[0])
+for _ in range(5):
+    pid = os.fork()
+    if pid == 0:
+        if os.fork() == 0:
+            time.sleep(0.2)
+            os._exit(0)
+        os._exit(0)
+    os.waitpid(pid, 0)
+time.sleep(0.8)
+states = [open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0] for p in os.listdir('/proc') if p.isdigit()]
+print('zombies', states.count('Z'))
+"#,
+    )
+    .await;
+    let (init, zombies) = out.split_once('\n').unwrap();
+    assert!(
+        init.ends_with("docker-init") || init.ends_with("/dev/init"),
+        "PID 1 is an init: {out}"
+    );
+    assert_eq!(zombies, "zombies 0\n");
+}

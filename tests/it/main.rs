@@ -1,0 +1,15 @@
+//! Integration tests: a real `tracebox serve`, real HTTP, the real Docker engine and a real
+//! SQLite file. Each test starts its own server on its own data directory.
+
+// A failed unwrap in a test is a failed test, with its location: exactly what is wanted.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod common;
+mod execute;
+mod isolation;
+mod lifecycle;
+mod limits;
+mod policy;
+mod requests;
+mod traces;
