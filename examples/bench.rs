@@ -20,11 +20,7 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     runs: usize,
     /// The sandbox image, for the `docker run` baseline
-    #[arg(
-        long,
-        env = "TRACEBOX_IMAGE",
-        default_value = "tracebox-sandbox:latest"
-    )]
+    #[arg(long, env = "TRACEBOX_IMAGE", default_value = "tracebox-sandbox:latest")]
     image: String,
 }
 
@@ -52,28 +48,18 @@ fn measure(name: &str, runs: usize, mut once: impl FnMut()) -> Figures {
         })
         .collect();
     eprintln!("measured {name}");
-    Figures {
-        name: name.to_owned(),
-        samples,
-    }
+    Figures { name: name.to_owned(), samples }
 }
 
 fn run_quietly(command: &mut Command) {
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("command runs");
+    let status = command.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("command runs");
     assert!(status.success(), "{command:?} failed");
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let client = reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(1))
-        .build()
-        .expect("a client");
+    let client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(1)).build().expect("a client");
     let health: serde_json::Value = client
         .get(format!("{}/health", args.server))
         .send()
@@ -125,10 +111,7 @@ async fn main() {
         }
     }
     eprintln!("measured tracebox /execute");
-    results.push(Figures {
-        name: "tracebox POST /execute (python)".into(),
-        samples,
-    });
+    results.push(Figures { name: "tracebox POST /execute (python)".into(), samples });
 
     let floor = results[0].percentile(0.5);
     let baseline = results[1].percentile(0.5);
@@ -136,9 +119,7 @@ async fn main() {
         "hello world, {} runs each, docker {}, {} cores",
         args.runs,
         health["docker"]["docker_version"].as_str().unwrap_or("?"),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     println!("| approach | median ms | p90 ms | p99 ms | × host floor | × docker run |");
     println!("|---|---:|---:|---:|---:|---:|");

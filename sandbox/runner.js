@@ -8,6 +8,7 @@
 'use strict';
 const fs = require('fs');
 const Module = require('module');
+const vm = require('vm');
 
 function fail(message) {
   process.stderr.write(`tracebox runner: ${message}\n`);
@@ -40,9 +41,17 @@ function readFrame() {
 
 const source = readFrame();
 // Run it as `node main.js` would in /workspace: a real file, loaded as the main module. Code
-// with top-level `import`/`export` is an ES module and gets the .mjs extension Node needs.
-const isModule = /^\s*(import\s*[\w{*'"]|export\s)/m.test(source);
-const filename = isModule ? '/workspace/main.mjs' : '/workspace/main.js';
+// that only compiles as an ES module (top-level import, export or await) gets the .mjs
+// extension Node needs; everything else stays CommonJS, as `node main.js` would treat it.
+function isModule(text) {
+  try {
+    new vm.Script(Module.wrap(text));
+    return false;
+  } catch (error) {
+    return error instanceof SyntaxError && /\b(import|export|await)\b/.test(error.message);
+  }
+}
+const filename = isModule(source.toString('utf8')) ? '/workspace/main.mjs' : '/workspace/main.js';
 fs.writeFileSync(filename, source);
 process.argv = [process.argv[0], filename];
 // From a fresh tick, so the program's stack traces do not pass through this runner.

@@ -39,19 +39,11 @@ pub struct Config {
     pub docker_host: Option<String>,
 
     /// Sandbox image that runs the code (built from Dockerfile.sandbox when absent)
-    #[arg(
-        long,
-        env = "TRACEBOX_IMAGE",
-        default_value = "tracebox-sandbox:latest"
-    )]
+    #[arg(long, env = "TRACEBOX_IMAGE", default_value = "tracebox-sandbox:latest")]
     pub image: String,
 
     /// Base image Dockerfile.sandbox builds on; offline, build one with scripts/build-base-image.sh
-    #[arg(
-        long,
-        env = "TRACEBOX_BASE_IMAGE",
-        default_value = "debian:bookworm-slim"
-    )]
+    #[arg(long, env = "TRACEBOX_BASE_IMAGE", default_value = "debian:bookworm-slim")]
     pub base_image: String,
 
     /// Wall-clock limit of a run that asks for none, in seconds
@@ -114,6 +106,10 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_QUEUE_TIMEOUT_SECS", default_value_t = 30.0)]
     pub queue_timeout_secs: f64,
 
+    /// Runs that may wait in that queue; past it a request gets 503 at once
+    #[arg(long, env = "TRACEBOX_MAX_QUEUED_RUNS", default_value_t = 64)]
+    pub max_queued_runs: usize,
+
     /// Log format: text (for people) or json (for log collectors)
     #[arg(long, env = "TRACEBOX_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -132,18 +128,11 @@ pub enum ConfigError {
     #[error(transparent)]
     Args(#[from] clap::Error),
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("invalid setting `{key}` (env {env}): {message}")]
-    Invalid {
-        key: &'static str,
-        env: &'static str,
-        message: String,
-    },
+    #[error("invalid setting `{key}` (TRACEBOX_{}): {message}", key.to_uppercase())]
+    Invalid { key: &'static str, message: String },
 }
 
 /// A request's limit that the server refuses, named by its request field.
@@ -155,12 +144,12 @@ pub struct LimitError {
 }
 
 impl Config {
-    /// The configuration from the `TRACEBOX_*` environment and the built-in defaults alone.
-    pub fn from_env() -> Config {
-        let matches = Self::bare_command()
-            .no_binary_name(true)
-            .get_matches_from(Vec::<String>::new());
-        Config::from_arg_matches(&matches).expect("built-in defaults parse")
+    /// Every built-in default, whatever the environment says.
+    #[cfg(test)]
+    pub fn defaults() -> Config {
+        let command = Self::bare_command().no_binary_name(true).mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(Vec::<String>::new()).expect("the defaults parse");
+        Config::from_arg_matches(&matches).expect("the defaults parse")
     }
 
     /// Build the config from parsed arguments (which already hold env and defaults), layering
@@ -175,38 +164,23 @@ impl Config {
     }
 
     fn with_file(self, matches: &ArgMatches, path: &Path) -> Result<Config, ConfigError> {
-        let file_error = |message: String| ConfigError::File {
-            path: path.to_owned(),
-            message,
-        };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let file_error = |message: String| ConfigError::File { path: path.to_owned(), message };
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let file: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
-        let known: Vec<String> = Self::bare_command()
-            .get_arguments()
-            .map(|arg| arg.get_id().to_string())
-            .collect();
+        let known: Vec<String> = Self::bare_command().get_arguments().map(|arg| arg.get_id().to_string()).collect();
         let mut merged = toml::Table::try_from(&self).map_err(|e| file_error(e.to_string()))?;
         for (key, value) in file {
             if !known.contains(&key) {
-                return Err(file_error(format!(
-                    "unknown setting `{key}`; known settings: {}",
-                    known.join(", ")
-                )));
+                return Err(file_error(format!("unknown setting `{key}`; known settings: {}", known.join(", "))));
             }
-            let explicit = matches!(
-                matches.value_source(&key),
-                Some(ValueSource::EnvVariable | ValueSource::CommandLine)
-            );
+            let explicit =
+                matches!(matches.value_source(&key), Some(ValueSource::EnvVariable | ValueSource::CommandLine));
             if !explicit {
                 merged.insert(key, value);
             }
         }
-        toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| file_error(e.to_string()))
+        toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| file_error(e.to_string()))
     }
 
     fn bare_command() -> clap::Command {
@@ -218,70 +192,62 @@ impl Config {
         Bare::command()
     }
 
+    /// Every setting within its bounds, or the first that is not, named.
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, env, message: String| Err(ConfigError::Invalid { key, env, message });
-        let positive_secs = |value: f64| value.is_finite() && value > 0.0;
-        if !positive_secs(self.default_timeout_secs) || !positive_secs(self.max_timeout_secs) {
-            return invalid(
-                "max_timeout_secs",
-                "TRACEBOX_MAX_TIMEOUT_SECS",
-                "timeouts must be positive seconds".into(),
-            );
-        }
-        if self.default_timeout_secs > self.max_timeout_secs {
-            return invalid(
-                "default_timeout_secs",
-                "TRACEBOX_DEFAULT_TIMEOUT_SECS",
-                format!(
-                    "{} is above max_timeout_secs ({})",
-                    self.default_timeout_secs, self.max_timeout_secs
-                ),
-            );
-        }
-        if self.default_memory_mb < MIN_MEMORY_MB || self.default_memory_mb > self.max_memory_mb {
-            return invalid(
-                "default_memory_mb",
-                "TRACEBOX_DEFAULT_MEMORY_MB",
-                format!(
-                    "must be between {MIN_MEMORY_MB} and max_memory_mb ({})",
-                    self.max_memory_mb
-                ),
-            );
-        }
-        if !(self.cpus.is_finite() && self.cpus >= 0.01) {
-            return invalid("cpus", "TRACEBOX_CPUS", "must be at least 0.01".into());
-        }
-        if self.pids_limit < 8 {
-            return invalid(
-                "pids_limit",
-                "TRACEBOX_PIDS_LIMIT",
-                "must be at least 8 (the interpreters need a few threads)".into(),
-            );
-        }
-        if self.output_limit_bytes == 0 || self.max_code_bytes == 0 || self.max_concurrent_runs == 0
-        {
-            return invalid(
-                "output_limit_bytes",
-                "TRACEBOX_OUTPUT_LIMIT_BYTES",
-                "output_limit_bytes, max_code_bytes and max_concurrent_runs must be above 0".into(),
-            );
-        }
-        if !positive_secs(self.queue_timeout_secs) {
-            return invalid(
-                "queue_timeout_secs",
-                "TRACEBOX_QUEUE_TIMEOUT_SECS",
-                "must be positive seconds".into(),
-            );
-        }
-        Ok(())
+        let check = |ok: bool, key: &'static str, message: String| {
+            if ok { Ok(()) } else { Err(ConfigError::Invalid { key, message }) }
+        };
+        let secs = |value: f64, max: f64| value.is_finite() && value > 0.0 && value <= max;
+        check(
+            secs(self.max_timeout_secs, MAX_SECS),
+            "max_timeout_secs",
+            format!("must be above 0 and at most {MAX_SECS}"),
+        )?;
+        check(
+            secs(self.default_timeout_secs, self.max_timeout_secs),
+            "default_timeout_secs",
+            format!("must be above 0 and at most max_timeout_secs ({})", self.max_timeout_secs),
+        )?;
+        check(
+            (MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&self.max_memory_mb),
+            "max_memory_mb",
+            format!("must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB}"),
+        )?;
+        check(
+            (MIN_MEMORY_MB..=self.max_memory_mb).contains(&self.default_memory_mb),
+            "default_memory_mb",
+            format!("must be between {MIN_MEMORY_MB} and max_memory_mb ({})", self.max_memory_mb),
+        )?;
+        check(
+            self.cpus.is_finite() && (0.01..=1024.0).contains(&self.cpus),
+            "cpus",
+            "must be between 0.01 and 1024".into(),
+        )?;
+        check(self.pids_limit >= 8, "pids_limit", "must be at least 8 (the interpreters need a few threads)".into())?;
+        check(
+            self.nofile_limit >= 16,
+            "nofile_limit",
+            "must be at least 16 (the interpreters open a few files)".into(),
+        )?;
+        check(self.file_size_limit_mb >= 1, "file_size_limit_mb", "must be at least 1".into())?;
+        check(self.tmp_size_mb >= 1, "tmp_size_mb", "must be at least 1 (0 would mean unlimited to tmpfs)".into())?;
+        check(
+            self.workspace_size_mb >= 1,
+            "workspace_size_mb",
+            "must be at least 1 (0 would mean unlimited to tmpfs)".into(),
+        )?;
+        check(self.output_limit_bytes >= 1, "output_limit_bytes", "must be at least 1".into())?;
+        check(self.max_code_bytes >= 1, "max_code_bytes", "must be at least 1".into())?;
+        check(self.max_concurrent_runs >= 1, "max_concurrent_runs", "must be at least 1".into())?;
+        check(
+            secs(self.queue_timeout_secs, MAX_SECS),
+            "queue_timeout_secs",
+            format!("must be above 0 and at most {MAX_SECS}"),
+        )
     }
 
     pub fn traces_dir(&self) -> PathBuf {
         self.data_dir.join("traces")
-    }
-
-    pub fn uploads_dir(&self) -> PathBuf {
-        self.data_dir.join("uploads")
     }
 
     pub fn queue_timeout(&self) -> Duration {
@@ -290,11 +256,7 @@ impl Config {
 
     /// The limits of one run: the request's own `timeout` and `memory_mb` within the server's
     /// bounds, the server's settings for the rest.
-    pub fn run_limits(
-        &self,
-        timeout_secs: Option<f64>,
-        memory_mb: Option<u64>,
-    ) -> Result<RunLimits, LimitError> {
+    pub fn run_limits(&self, timeout_secs: Option<f64>, memory_mb: Option<u64>) -> Result<RunLimits, LimitError> {
         let timeout_secs = timeout_secs.unwrap_or(self.default_timeout_secs);
         if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
             return Err(LimitError {
@@ -333,6 +295,10 @@ impl Config {
 
 /// Below this the interpreters cannot start, so a smaller limit is a mistake, not a choice.
 pub const MIN_MEMORY_MB: u64 = 32;
+/// The largest memory limit accepted (1 TiB): beyond it, a typo.
+const MAX_MEMORY_MB: u64 = 1024 * 1024;
+/// The longest timeout accepted (a day): beyond it, a typo.
+const MAX_SECS: f64 = 86_400.0;
 
 #[cfg(test)]
 mod tests {
@@ -353,14 +319,15 @@ mod tests {
         if let Some(text) = file {
             std::fs::write(&path, text).unwrap();
         }
-        let matches = Cli::command()
-            .try_get_matches_from(std::iter::once("tracebox").chain(args.iter().copied()))?;
+        // The environment of whoever runs the tests must not change what the tests see.
+        let command = Cli::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(std::iter::once("tracebox").chain(args.iter().copied()))?;
         Config::load(&matches, file.map(|_| path.as_path()))
     }
 
     #[test]
     fn defaults_are_the_documented_ones() {
-        let config = Config::from_env();
+        let config = Config::defaults();
         assert_eq!(config.addr.to_string(), "127.0.0.1:5000");
         assert_eq!(config.data_dir, PathBuf::from("."));
         assert_eq!(config.output_limit_bytes, 1024 * 1024);
@@ -370,95 +337,84 @@ mod tests {
 
     #[test]
     fn the_file_fills_in_what_flags_leave_at_default() {
-        let config = load(
-            &["--max-timeout-secs", "30"],
-            Some("max_timeout_secs = 99.0\ncpus = 0.5\n"),
-        )
-        .unwrap();
+        let config = load(&["--max-timeout-secs", "30"], Some("max_timeout_secs = 99.0\ncpus = 0.5\n")).unwrap();
         assert_eq!(config.max_timeout_secs, 30.0, "a flag beats the file");
         assert_eq!(config.cpus, 0.5, "the file beats the default");
     }
 
     #[test]
     fn an_unknown_key_in_the_file_is_named() {
-        let error = load(&[], Some("max_timeout = 5\n"))
-            .unwrap_err()
-            .to_string();
+        let error = load(&[], Some("max_timeout = 5\n")).unwrap_err().to_string();
         assert!(error.contains("unknown setting `max_timeout`"), "{error}");
     }
 
     #[test]
     fn a_value_of_the_wrong_type_in_the_file_is_named() {
-        let error = load(&[], Some("pids_limit = \"many\"\n"))
-            .unwrap_err()
-            .to_string();
+        let error = load(&[], Some("pids_limit = \"many\"\n")).unwrap_err().to_string();
         assert!(error.contains("pids_limit"), "{error}");
     }
 
     #[test]
+    fn settings_out_of_bounds_stop_start_up_naming_the_setting() {
+        for (flag, value, key) in [
+            ("--max-timeout-secs", "1e12", "max_timeout_secs"),
+            ("--tmp-size-mb", "0", "tmp_size_mb"),
+            ("--workspace-size-mb", "0", "workspace_size_mb"),
+            ("--nofile-limit", "0", "nofile_limit"),
+            ("--file-size-limit-mb", "0", "file_size_limit_mb"),
+            ("--max-concurrent-runs", "0", "max_concurrent_runs"),
+            ("--cpus", "NaN", "cpus"),
+            ("--queue-timeout-secs", "0", "queue_timeout_secs"),
+        ] {
+            let error = load(&[flag, value], None).unwrap_err().to_string();
+            let env = format!("TRACEBOX_{}", key.to_uppercase());
+            assert!(error.contains(&format!("`{key}`")) && error.contains(&env), "{flag} {value}: {error}");
+        }
+    }
+
+    #[test]
     fn a_default_above_its_maximum_stops_start_up() {
-        let error = load(&["--default-timeout-secs", "90"], None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("default_timeout_secs")
-                && error.contains("TRACEBOX_DEFAULT_TIMEOUT_SECS"),
-            "{error}"
-        );
+        let error = load(&["--default-timeout-secs", "90"], None).unwrap_err().to_string();
+        assert!(error.contains("default_timeout_secs") && error.contains("TRACEBOX_DEFAULT_TIMEOUT_SECS"), "{error}");
     }
 
     #[test]
     fn the_example_config_file_parses_and_matches_the_defaults() {
         let example = include_str!("../config.example.toml");
         let config = load(&[], Some(example)).unwrap();
-        assert_eq!(
-            config,
-            Config {
-                policy: config.policy.clone(),
-                ..Config::from_env()
-            }
-        );
+        assert_eq!(config, Config { policy: config.policy.clone(), ..Config::defaults() });
+    }
+
+    #[test]
+    fn the_readme_documents_every_setting() {
+        let readme = include_str!("../README.md");
+        for arg in Config::bare_command().get_arguments() {
+            let env = arg.get_env().expect("every setting has an env variable").to_string_lossy();
+            assert!(readme.contains(&format!("`{env}`")), "README.md's configuration table lacks {env}");
+        }
     }
 
     #[test]
     fn run_limits_accept_the_maximum_and_refuse_above_it() {
-        let config = Config::from_env();
-        let at_edge = config
-            .run_limits(Some(config.max_timeout_secs), Some(config.max_memory_mb))
-            .unwrap();
-        assert_eq!(
-            at_edge.timeout,
-            Duration::from_secs_f64(config.max_timeout_secs)
-        );
+        let config = Config::defaults();
+        let at_edge = config.run_limits(Some(config.max_timeout_secs), Some(config.max_memory_mb)).unwrap();
+        assert_eq!(at_edge.timeout, Duration::from_secs_f64(config.max_timeout_secs));
         assert_eq!(at_edge.memory_bytes, config.max_memory_mb * MIB);
 
-        let over = config
-            .run_limits(Some(config.max_timeout_secs + 0.5), None)
-            .unwrap_err();
+        let over = config.run_limits(Some(config.max_timeout_secs + 0.5), None).unwrap_err();
         assert_eq!(over.field, "timeout");
         assert!(over.message.contains("TRACEBOX_MAX_TIMEOUT_SECS"));
-        let over = config
-            .run_limits(None, Some(config.max_memory_mb + 1))
-            .unwrap_err();
+        let over = config.run_limits(None, Some(config.max_memory_mb + 1)).unwrap_err();
         assert_eq!(over.field, "memory_mb");
     }
 
     #[test]
     fn run_limits_refuse_nonsense() {
-        let config = Config::from_env();
+        let config = Config::defaults();
         for timeout in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert_eq!(
-                config.run_limits(Some(timeout), None).unwrap_err().field,
-                "timeout"
-            );
+            assert_eq!(config.run_limits(Some(timeout), None).unwrap_err().field, "timeout");
         }
-        assert_eq!(
-            config
-                .run_limits(None, Some(MIN_MEMORY_MB - 1))
-                .unwrap_err()
-                .field,
-            "memory_mb"
-        );
+        assert_eq!(config.run_limits(None, Some(MIN_MEMORY_MB - 1)).unwrap_err().field, "memory_mb");
         assert!(config.run_limits(None, Some(MIN_MEMORY_MB)).is_ok());
     }
 }

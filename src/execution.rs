@@ -8,13 +8,20 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::config::{Config, LimitError};
 use crate::policy::{PolicyHit, Redaction};
 use crate::trace::TraceId;
 
+/// Most environment variables a run may be given.
+pub const MAX_ENV_VARS: usize = 100;
+/// Most bytes of environment (names and values) a run may be given: well inside what the
+/// kernel lets a process start with (128 KiB per variable).
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+
 /// A language the sandbox image can run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
     Python,
@@ -67,7 +74,7 @@ impl FromStr for Language {
 pub struct UnknownLanguage(pub String);
 
 /// Which door a run came through; recorded on its trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Http,
@@ -84,7 +91,7 @@ impl Source {
 }
 
 /// The per-run limits after the request's values were checked against the server's bounds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunLimits {
     /// Wall-clock limit; the container is killed when it passes.
     #[serde(with = "duration_secs")]
@@ -99,7 +106,7 @@ pub struct RunLimits {
     pub output_bytes: u64,
 }
 
-/// One program to run, as every door hands it to the pipeline.
+/// One program to run, checked, as every door hands it to the pipeline.
 #[derive(Debug, Clone)]
 pub struct ExecutionRequest {
     pub language: Language,
@@ -110,8 +117,78 @@ pub struct ExecutionRequest {
     pub source: Source,
 }
 
+/// A program as a door received it, before it is checked against the server's limits.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub code: String,
+    /// `None`: Python.
+    pub language: Option<String>,
+    pub stdin: String,
+    pub env: BTreeMap<String, String>,
+    pub timeout_secs: Option<f64>,
+    pub memory_mb: Option<u64>,
+}
+
+/// A submission that cannot run as it is; each names its field and the limit or fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("`code` is {size} bytes; the limit is {limit} bytes (TRACEBOX_MAX_CODE_BYTES)")]
+    CodeTooLarge { size: usize, limit: usize },
+    #[error("`stdin` is {size} bytes; the limit is {limit} bytes (TRACEBOX_MAX_STDIN_BYTES)")]
+    StdinTooLarge { size: usize, limit: usize },
+    #[error("`language`: {0}")]
+    Language(#[from] UnknownLanguage),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("`env`: {0}")]
+    Env(String),
+    #[error("`env` holds {size} bytes; the limit is {MAX_ENV_BYTES} bytes of names and values")]
+    EnvTooLarge { size: usize },
+}
+
+impl Submission {
+    /// Check every field against `config`, naming the first that does not fit.
+    pub fn check(self, config: &Config, source: Source) -> Result<ExecutionRequest, RequestError> {
+        let Submission { code, language, stdin, env, timeout_secs, memory_mb } = self;
+        if code.len() > config.max_code_bytes {
+            return Err(RequestError::CodeTooLarge { size: code.len(), limit: config.max_code_bytes });
+        }
+        if stdin.len() > config.max_stdin_bytes {
+            return Err(RequestError::StdinTooLarge { size: stdin.len(), limit: config.max_stdin_bytes });
+        }
+        let language = language.as_deref().map(str::parse).transpose()?.unwrap_or(Language::Python);
+        let limits = config.run_limits(timeout_secs, memory_mb)?;
+        check_env(&env)?;
+        Ok(ExecutionRequest { language, code, stdin, env, limits, source })
+    }
+}
+
+fn check_env(env: &BTreeMap<String, String>) -> Result<(), RequestError> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(RequestError::Env(format!("{} variables; at most {MAX_ENV_VARS} are allowed", env.len())));
+    }
+    let size: usize = env.iter().map(|(name, value)| name.len() + value.len()).sum();
+    if size > MAX_ENV_BYTES {
+        return Err(RequestError::EnvTooLarge { size });
+    }
+    for (name, value) in env {
+        let mut chars = name.chars();
+        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return Err(RequestError::Env(format!(
+                "{name:?} is not a variable name; use letters, digits and '_', not starting with a digit"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(RequestError::Env(format!("the value of {name} contains a NUL byte")));
+        }
+    }
+    Ok(())
+}
+
 /// How a run ended. A bad result of user code is data, not an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Exit code 0.
@@ -166,17 +243,12 @@ pub struct Execution {
 }
 
 /// Serialise a `Duration` as (fractional) seconds, the unit users write limits in.
-pub mod duration_secs {
-    use serde::{Deserialize, Deserializer, Serializer};
+mod duration_secs {
+    use serde::Serializer;
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 
@@ -187,18 +259,10 @@ mod tests {
     #[test]
     fn every_documented_alias_names_a_language() {
         for alias in ["python", "py", "python3", "PYTHON", " Py "] {
-            assert_eq!(
-                alias.parse::<Language>().unwrap(),
-                Language::Python,
-                "{alias}"
-            );
+            assert_eq!(alias.parse::<Language>().unwrap(), Language::Python, "{alias}");
         }
         for alias in ["node", "javascript", "js", "nodejs", "JS"] {
-            assert_eq!(
-                alias.parse::<Language>().unwrap(),
-                Language::Node,
-                "{alias}"
-            );
+            assert_eq!(alias.parse::<Language>().unwrap(), Language::Node, "{alias}");
         }
     }
 
@@ -208,17 +272,54 @@ mod tests {
         assert!(error.contains("`ruby`") && error.contains("python") && error.contains("node"));
     }
 
+    fn submission(code: &str) -> Submission {
+        Submission { code: code.into(), ..Submission::default() }
+    }
+
+    fn refusal(submission: Submission) -> String {
+        submission.check(&Config::defaults(), Source::Http).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn only_code_is_needed_and_python_is_the_default() {
+        let request = submission("print(1)").check(&Config::defaults(), Source::Http).unwrap();
+        assert_eq!(request.language, Language::Python);
+        assert_eq!(request.limits.timeout.as_secs_f64(), Config::defaults().default_timeout_secs);
+    }
+
+    #[test]
+    fn each_refusal_names_its_field() {
+        assert!(refusal(Submission { language: Some("ruby".into()), ..submission("") }).contains("`language`"));
+        assert!(refusal(Submission { timeout_secs: Some(0.0), ..submission("") }).contains("`timeout`"));
+        assert!(refusal(Submission { memory_mb: Some(999_999), ..submission("") }).contains("`memory_mb`"));
+        let env = |name: &str, value: &str| BTreeMap::from([(name.to_owned(), value.to_owned())]);
+        assert!(refusal(Submission { env: env("1X", "a"), ..submission("") }).contains("`env`"));
+        assert!(refusal(Submission { env: env("A", "a\0"), ..submission("") }).contains("NUL"));
+    }
+
+    #[test]
+    fn code_stdin_and_env_at_their_limits_pass_and_one_byte_more_does_not() {
+        let config = Config::defaults();
+        let check = |submission: Submission| submission.check(&config, Source::Http);
+        assert!(check(submission(&"x".repeat(config.max_code_bytes))).is_ok());
+        let over = check(submission(&"x".repeat(config.max_code_bytes + 1))).unwrap_err();
+        assert!(over.to_string().contains("TRACEBOX_MAX_CODE_BYTES"));
+        assert!(check(Submission { stdin: "x".repeat(config.max_stdin_bytes), ..submission("") }).is_ok());
+        let over = check(Submission { stdin: "x".repeat(config.max_stdin_bytes + 1), ..submission("") }).unwrap_err();
+        assert!(over.to_string().contains("TRACEBOX_MAX_STDIN_BYTES"));
+        let env = |len: usize| BTreeMap::from([("K".to_owned(), "v".repeat(len))]);
+        assert!(check(Submission { env: env(MAX_ENV_BYTES - 1), ..submission("") }).is_ok());
+        assert!(matches!(
+            check(Submission { env: env(MAX_ENV_BYTES), ..submission("") }),
+            Err(RequestError::EnvTooLarge { .. })
+        ));
+    }
+
     #[test]
     fn file_extensions_pick_the_language() {
         use std::path::Path;
-        assert_eq!(
-            Language::from_path(Path::new("a/b.py")),
-            Some(Language::Python)
-        );
-        assert_eq!(
-            Language::from_path(Path::new("x.mjs")),
-            Some(Language::Node)
-        );
+        assert_eq!(Language::from_path(Path::new("a/b.py")), Some(Language::Python));
+        assert_eq!(Language::from_path(Path::new("x.mjs")), Some(Language::Node));
         assert_eq!(Language::from_path(Path::new("x.rb")), None);
         assert_eq!(Language::from_path(Path::new("Makefile")), None);
     }

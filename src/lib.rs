@@ -3,6 +3,7 @@
 //! trace); HTTP and the CLI are doors onto it. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod boot;
 pub mod config;
 pub mod execution;
 pub mod policy;

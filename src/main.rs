@@ -5,19 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracebox::config::{Config, LogFormat};
-use tracebox::execution::{ExecutionRequest, Language, Source, Status};
-use tracebox::sandbox::ImageStatus;
+use tracebox::execution::{Execution, Language, Source, Status, Submission};
+use tracebox::sandbox::{ImageStatus, Sweep};
 use tracebox::services::Services;
 
 #[derive(Parser)]
-#[command(
-    name = "tracebox",
-    version,
-    about = "A code-execution sandbox for AI agents, with a trace of every run"
-)]
+#[command(name = "tracebox", version, about = "A code-execution sandbox for AI agents, with a trace of every run")]
 struct Cli {
     /// TOML file of settings (see config.example.toml); env and flags override it
     #[arg(long, env = "TRACEBOX_CONFIG", global = true)]
@@ -29,6 +25,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server, building the sandbox image first when it is absent
+    #[command(
+        after_help = "Logging: TRACEBOX_LOG sets the filter (default info; tracing syntax, e.g. tracebox=debug)."
+    )]
     Serve {
         #[command(flatten)]
         settings: Config,
@@ -36,27 +35,33 @@ enum Command {
     /// Run one program through the pipeline without a server; exits with the program's code
     ///
     /// Exit codes: the program's own; 124 timeout; 137 out of memory; 141 output limit;
-    /// 126 refused by the policy; 125 tracebox itself failed.
-    Run {
-        /// The program, or `-` to read it from stdin
-        file: PathBuf,
-        /// python or node; by default guessed from the file extension, else python
-        #[arg(long, short)]
-        language: Option<String>,
-        /// Wall-clock limit in seconds (default: default_timeout_secs)
-        #[arg(long)]
-        timeout: Option<f64>,
-        /// Memory limit in MiB (default: default_memory_mb)
-        #[arg(long)]
-        memory_mb: Option<u64>,
-        #[command(flatten)]
-        settings: Config,
-    },
+    /// 126 refused by the policy; 125 tracebox itself failed; 130 interrupted.
+    Run(RunArgs),
     /// Manage the sandbox image
     Image {
         #[command(subcommand)]
         command: ImageCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The program, or `-` to read it from stdin
+    file: PathBuf,
+    /// python or node; by default guessed from the file extension, else python
+    #[arg(long, short)]
+    language: Option<String>,
+    /// A file whose content is the program's stdin, or `-` for this command's stdin
+    #[arg(long)]
+    stdin: Option<PathBuf>,
+    /// Wall-clock limit in seconds (default: default_timeout_secs)
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Memory limit in MiB (default: default_memory_mb)
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    #[command(flatten)]
+    settings: Config,
 }
 
 #[derive(Subcommand)]
@@ -91,26 +96,18 @@ fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { .. } => {
             let config = Config::load(sub(matches, &["serve"]), file)?;
-            init_logging(config.log_format, "info");
+            init_logging(config.log_format, "info")?;
             tracebox::server::serve(config)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run {
-            file: program,
-            language,
-            timeout,
-            memory_mb,
-            ..
-        } => {
+        Command::Run(args) => {
             let config = Config::load(sub(matches, &["run"]), file)?;
-            init_logging(config.log_format, "warn");
-            run_program(config, &program, language.as_deref(), timeout, memory_mb)
+            init_logging(config.log_format, "warn")?;
+            run_program(config, args)
         }
-        Command::Image {
-            command: ImageCommand::Build { force, .. },
-        } => {
+        Command::Image { command: ImageCommand::Build { force, .. } } => {
             let config = Config::load(sub(matches, &["image", "build"]), file)?;
-            init_logging(config.log_format, "info");
+            init_logging(config.log_format, "info")?;
             build_image(config, force)
         }
     }
@@ -118,43 +115,39 @@ fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
 
 /// The matches of a (nested) subcommand, where its settings' sources are recorded.
 fn sub<'a>(matches: &'a ArgMatches, path: &[&str]) -> &'a ArgMatches {
-    path.iter()
-        .fold(matches, |m, name| m.subcommand_matches(name).unwrap_or(m))
+    path.iter().fold(matches, |m, name| m.subcommand_matches(name).unwrap_or(m))
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRACEBOX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+fn init_logging(format: LogFormat, default_level: &str) -> anyhow::Result<()> {
+    let filter = match std::env::var("TRACEBOX_LOG") {
+        Ok(directives) => tracing_subscriber::EnvFilter::try_new(&directives)
+            .with_context(|| format!("TRACEBOX_LOG={directives:?} is not a log filter (e.g. info, tracebox=debug)"))?,
+        Err(_) => tracing_subscriber::EnvFilter::new(default_level),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 fn build_image(config: Config, force: bool) -> anyhow::Result<ExitCode> {
-    let runtime = runtime()?;
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let status = runtime.block_on(tracebox::sandbox::ensure_image(
-        &config,
-        force,
-        &mut |line| {
-            if line.starts_with("Step ") || line.starts_with("building ") {
-                spinner.set_message(line.to_owned());
-            }
-            spinner.suspend(|| tracing::debug!(target: "tracebox::image", "{line}"));
-        },
-    ));
+    let status = runtime()?.block_on(tracebox::sandbox::ensure_image(&config, force, &mut |line| {
+        if line.starts_with("Step ") || line.starts_with("building ") {
+            spinner.set_message(line.to_owned());
+        }
+        spinner.suspend(|| tracing::debug!(target: "tracebox::image", "{line}"));
+    }));
     spinner.finish_and_clear();
     match status? {
         ImageStatus::UpToDate => eprintln!("{} is up to date", config.image),
@@ -163,76 +156,80 @@ fn build_image(config: Config, force: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_program(
-    config: Config,
-    program: &Path,
-    language: Option<&str>,
-    timeout: Option<f64>,
-    memory_mb: Option<u64>,
-) -> anyhow::Result<ExitCode> {
-    let from_stdin = program == Path::new("-");
-    let code = if from_stdin {
-        let mut code = String::new();
-        std::io::stdin()
-            .read_to_string(&mut code)
-            .context("cannot read the program from stdin")?;
-        code
-    } else {
-        std::fs::read_to_string(program)
-            .with_context(|| format!("cannot read {}", program.display()))?
+/// Read a program (and its stdin) as `tracebox run` was told to.
+fn read_submission(args: &RunArgs) -> anyhow::Result<Submission> {
+    let read = |path: &Path| -> anyhow::Result<String> {
+        if path == Path::new("-") {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("cannot read stdin")?;
+            Ok(text)
+        } else {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+        }
     };
-    // The program's own stdin: whatever is piped to tracebox, unless that was the program.
-    let mut stdin = String::new();
-    if !from_stdin && !std::io::stdin().is_terminal() {
-        std::io::stdin()
-            .read_to_string(&mut stdin)
-            .context("cannot read stdin")?;
+    if args.file == Path::new("-") && args.stdin.as_deref() == Some(Path::new("-")) {
+        anyhow::bail!("the program and its stdin cannot both come from this command's stdin");
     }
-    let language = match language {
-        Some(name) => name.parse()?,
-        None => Language::from_path(program).unwrap_or(Language::Python),
-    };
-    if code.len() > config.max_code_bytes {
-        bail!(
-            "the program is {} bytes; the limit is {} (TRACEBOX_MAX_CODE_BYTES)",
-            code.len(),
-            config.max_code_bytes
-        );
-    }
-    if stdin.len() > config.max_stdin_bytes {
-        bail!(
-            "stdin is {} bytes; the limit is {} (TRACEBOX_MAX_STDIN_BYTES)",
-            stdin.len(),
-            config.max_stdin_bytes
-        );
-    }
-    let limits = config.run_limits(timeout, memory_mb)?;
-    let request = ExecutionRequest {
+    let language = args.language.clone().or_else(|| Language::from_path(&args.file).map(|l| l.as_str().to_owned()));
+    Ok(Submission {
+        code: read(&args.file)?,
         language,
-        code,
-        stdin,
+        stdin: args.stdin.as_deref().map(read).transpose()?.unwrap_or_default(),
         env: Default::default(),
-        limits,
-        source: Source::Cli,
-    };
+        timeout_secs: args.timeout,
+        memory_mb: args.memory_mb,
+    })
+}
 
+fn run_program(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let request = read_submission(&args)?.check(&config, Source::Cli)?;
     let runtime = runtime()?;
     let services = Services::open(config, runtime.handle().clone())?;
-    runtime.block_on(services.ensure_image(
-        false,
-        &mut |line| tracing::info!(target: "tracebox::image", "{line}"),
-    ))?;
-    let execution = runtime.block_on(services.runner.execute(request))?;
-    runtime.block_on(async { services.store.close() });
+    let outcome = runtime.block_on(async {
+        services.recover().await?;
+        services.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
+        tokio::select! {
+            execution = services.runner.execute(request) => Ok::<_, anyhow::Error>(Some(execution?)),
+            () = interrupted() => {
+                // Our container must not outlive us; the trace is failed by the next start.
+                let _ = services.sandbox.sweep(Sweep::Boot { boot: services.boot_id() }).await;
+                Ok(None)
+            }
+        }
+    });
+    services.store.close();
+    match outcome? {
+        Some(execution) => Ok(report(&execution)),
+        None => {
+            eprintln!("tracebox: interrupted; the run was stopped");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
 
-    std::io::stdout().write_all(execution.stdout.as_bytes())?;
-    std::io::stderr().write_all(execution.stderr.as_bytes())?;
+/// Resolve when the user presses Ctrl-C or the process is asked to terminate.
+async fn interrupted() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match terminate.as_mut() {
+            Some(signal) => {
+                signal.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminated => {}
+    }
+}
+
+/// Print a finished run as the program would have printed it, and pick the exit code.
+fn report(execution: &Execution) -> ExitCode {
+    let _ = std::io::stdout().write_all(execution.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(execution.stderr.as_bytes());
     if let Some(message) = &execution.message {
-        eprintln!(
-            "tracebox: {}: {message} (trace {})",
-            execution.status.as_str(),
-            execution.trace_id
-        );
+        eprintln!("tracebox: {}: {message} (trace {})", execution.status.as_str(), execution.trace_id);
     }
     let code = match execution.status {
         Status::Success | Status::Error => execution.exit_code.unwrap_or(1),
@@ -242,5 +239,5 @@ fn run_program(
         Status::Blocked => 126,
         Status::InternalError => 125,
     };
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

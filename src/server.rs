@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
-use crate::api::{self, AppState};
+use crate::api;
 use crate::config::Config;
 use crate::services::{Services, StartError};
 
@@ -19,10 +19,7 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         .enable_all()
         .thread_name("tracebox-run")
         .build()
-        .map_err(|source| StartError::Io {
-            path: "tokio runtime".into(),
-            source,
-        })?;
+        .map_err(StartError::Runtime)?;
     let services = Services::open(config, runtime.handle().clone())?;
     let _lock = runtime.block_on(services.prepare_server())?;
     let sweeper = services.spawn_sweeper(runtime.handle());
@@ -39,12 +36,7 @@ async fn listen(services: Services) -> Result<(), StartError> {
     let addr = services.config.addr;
     // In-flight runs may take their whole timeout to finish before the server stops.
     let grace = Duration::from_secs_f64(services.config.max_timeout_secs) + Duration::from_secs(5);
-    let state = web::Data::new(AppState {
-        runner: services.runner.clone(),
-        store: services.store.clone(),
-        sandbox: services.sandbox.clone(),
-        policy: services.policy.clone(),
-    });
+    let state = web::Data::new(services);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -61,8 +53,5 @@ async fn listen(services: Services) -> Result<(), StartError> {
     for bound in server.addrs() {
         tracing::info!(url = %format!("http://{bound}"), "listening");
     }
-    server.run().await.map_err(|source| StartError::Io {
-        path: "http server".into(),
-        source,
-    })
+    server.run().await.map_err(StartError::Server)
 }

@@ -1,18 +1,20 @@
 //! Everything a run needs, opened once: the policy, the trace store, the sandbox and the
-//! pipeline over them. The server and the CLI both start here.
+//! pipeline over them. The server and the CLI both start here, and both clean up after
+//! earlier starts that died.
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::boot::{self, Boot};
 use crate::config::Config;
 use crate::policy::{Policy, PolicyError};
 use crate::runner::Runner;
-use crate::sandbox::{ImageStatus, Sandbox, SandboxError, Sweep};
+use crate::sandbox::{Sandbox, SandboxError, Sweep};
 use crate::trace::{StoreError, TraceStore};
 
-/// How often the server looks for containers that runs leaked.
+/// How often the server looks for containers and traces that dead or leaking runs left.
 const SWEEP_PERIOD: Duration = Duration::from_secs(60);
 
 /// tracebox could not start.
@@ -24,20 +26,23 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// Another server holds the data directory.
     #[error(
         "another tracebox server already uses the data directory {dir} (it holds {lock}); stop it, or give this one its own TRACEBOX_DATA_DIR"
     )]
     DataDirInUse { dir: PathBuf, lock: PathBuf },
+    /// A file of the data directory cannot be used.
     #[error("cannot use {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
+    /// The async runtime cannot start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The address cannot be listened on.
     #[error("cannot listen on {addr}: {source}; choose another TRACEBOX_ADDR")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    /// The HTTP server failed while running.
+    #[error("the HTTP server failed: {0}")]
+    Server(std::io::Error),
 }
 
 /// The opened services. Cheap to clone.
@@ -48,117 +53,98 @@ pub struct Services {
     pub store: TraceStore,
     pub sandbox: Sandbox,
     pub runner: Runner,
+    boot: Arc<Boot>,
 }
 
 impl Services {
-    /// Load the policy, open the store and make the pipeline; runs execute on `runtime`.
+    /// Load the policy, open the store, connect to Docker and make the pipeline; runs execute
+    /// on `runtime`.
     pub fn open(config: Config, runtime: tokio::runtime::Handle) -> Result<Services, StartError> {
         let config = Arc::new(config);
         let policy = Arc::new(Policy::load(config.policy.as_deref())?);
         let store = TraceStore::open(&config.traces_dir())?;
-        let boot_id = uuid::Uuid::now_v7().simple().to_string();
-        let sandbox = Sandbox::new(&config, store.instance_id(), &boot_id);
-        let runner = Runner::new(
-            Arc::clone(&config),
-            Arc::clone(&policy),
-            sandbox.clone(),
-            store.clone(),
-            runtime,
-        );
-        Ok(Services {
-            config,
-            policy,
-            store,
-            sandbox,
-            runner,
-        })
+        let traces_dir = config.traces_dir();
+        let boot = Arc::new(Boot::start(&traces_dir).map_err(|source| StartError::Io { path: traces_dir, source })?);
+        let sandbox = Sandbox::connect(&config, store.instance_id(), boot.id())?;
+        let runner = Runner::new(Arc::clone(&config), Arc::clone(&policy), sandbox.clone(), store.clone(), runtime);
+        Ok(Services { config, policy, store, sandbox, runner, boot })
     }
 
-    /// Make sure the sandbox image is there, reporting build progress as it goes.
-    pub async fn ensure_image(
-        &self,
-        force: bool,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<ImageStatus, StartError> {
-        Ok(self.sandbox.ensure_image(force, progress).await?)
+    /// The id of this start, on every container and trace it makes.
+    pub fn boot_id(&self) -> &str {
+        self.boot.id()
     }
 
-    /// What a server does before it listens: claim the data directory, note the boot, clean
-    /// up after a crashed predecessor, and build the image. Returns the data-directory lock,
-    /// held for as long as the server runs.
+    /// Note this boot, and clean up after boots that died: fail their unfinished traces and
+    /// remove their containers.
+    pub async fn recover(&self) -> Result<(), StartError> {
+        self.store.record_boot(self.boot_id()).await?;
+        self.sweep_dead_boots().await
+    }
+
+    async fn sweep_dead_boots(&self) -> Result<(), StartError> {
+        let dir = self.config.traces_dir();
+        let live = boot::live_boots(&dir).map_err(|source| StartError::Io { path: dir, source })?;
+        let failed = self.store.fail_orphaned(&live).await?;
+        if failed > 0 {
+            tracing::warn!(traces = failed, "marked traces that a stopped tracebox left running as internal_error");
+        }
+        self.sandbox.sweep(Sweep::DeadBoots { live: &live }).await?;
+        Ok(())
+    }
+
+    /// What a server does before it listens: claim the data directory, recover from earlier
+    /// boots, and build the image. Returns the data-directory lock, held while the server runs.
     pub async fn prepare_server(&self) -> Result<File, StartError> {
         let lock = self.claim_data_dir()?;
-        let unfinished = self.store.record_boot(self.sandbox.boot_id()).await?;
-        if unfinished > 0 {
-            tracing::warn!(
-                traces = unfinished,
-                "marked traces left running by an earlier server as internal_error"
-            );
-        }
-        let swept = self
-            .sandbox
-            .sweep(Sweep::EarlierBoots {
-                current_boot: self.sandbox.boot_id(),
-            })
-            .await?;
-        tracing::info!(
-            swept,
-            boot_id = self.sandbox.boot_id(),
-            "removed containers of earlier boots"
-        );
-        let status = self
-            .ensure_image(
-                false,
-                &mut |line| tracing::info!(target: "tracebox::image", "{line}"),
-            )
-            .await?;
-        tracing::info!(image = %self.config.image, ?status, "sandbox image ready");
+        self.recover().await?;
+        let status =
+            self.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
+        tracing::info!(image = %self.config.image, ?status, boot_id = self.boot_id(), "sandbox image ready");
         Ok(lock)
     }
 
     fn claim_data_dir(&self) -> Result<File, StartError> {
-        let dir = self.config.traces_dir();
-        let path = dir.join("server.lock");
-        let file = File::create(&path).map_err(|source| StartError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let path = self.config.traces_dir().join("server.lock");
+        let file = File::create(&path).map_err(|source| StartError::Io { path: path.clone(), source })?;
         match file.try_lock() {
             Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StartError::DataDirInUse {
-                dir: self.config.data_dir.clone(),
-                lock: path,
-            }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Err(StartError::DataDirInUse { dir: self.config.data_dir.clone(), lock: path })
+            }
             Err(std::fs::TryLockError::Error(source)) => Err(StartError::Io { path, source }),
         }
     }
 
-    /// Sweep this boot's leaked containers in the background until the handle is aborted.
+    /// Every minute: clean up after boots that died since, and remove this boot's containers
+    /// that outlived any possible run (leaks). Runs until the handle is aborted.
     pub fn spawn_sweeper(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
+        let services = self.clone();
         let older_than = Duration::from_secs_f64(self.config.max_timeout_secs) + SWEEP_PERIOD;
-        runtime.spawn(
-            self.sandbox
-                .clone()
-                .sweep_periodically(SWEEP_PERIOD, older_than),
-        )
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(SWEEP_PERIOD);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if let Err(error) = services.sweep_dead_boots().await {
+                    tracing::warn!(%error, "sweeping after dead boots failed");
+                }
+                let stale = Sweep::Stale { boot: services.boot_id(), older_than };
+                if let Err(error) = services.sandbox.sweep(stale).await {
+                    tracing::warn!(%error, "sweeping leaked containers failed");
+                }
+            }
+        })
     }
 
     /// Remove every container of this boot and commit the last traces.
     pub async fn shutdown(&self) {
-        let sweep = Sweep::Boot {
-            boot: self.sandbox.boot_id(),
-        };
-        match self.sandbox.sweep(sweep).await {
-            Ok(removed) => tracing::info!(removed, "removed this server's remaining containers"),
-            Err(error) => {
-                tracing::warn!(%error, "could not sweep containers at shutdown; the next start will")
-            }
+        match self.sandbox.sweep(Sweep::Boot { boot: self.boot_id() }).await {
+            Ok(removed) => tracing::info!(removed, "removed this boot's remaining containers"),
+            Err(error) => tracing::warn!(%error, "could not sweep containers at shutdown; the next start will"),
         }
         let store = self.store.clone();
-        if tokio::task::spawn_blocking(move || store.close())
-            .await
-            .is_err()
-        {
+        if tokio::task::spawn_blocking(move || store.close()).await.is_err() {
             tracing::error!("closing the trace store failed");
         }
     }

@@ -1,51 +1,113 @@
-//! Every HTTP error answer, in one place: a stable snake_case code, the status, and a message
-//! that names the problem and the fix. The body always has the shape API.md promises.
+//! Every HTTP error answer, in one place: a stable snake_case code with its status, and a
+//! message that names the problem and the fix. The body always has the shape API.md promises.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
-use crate::execution::Execution;
+use crate::execution::{Execution, RequestError};
 use crate::runner::RunError;
 use crate::trace::{StoreError, TraceId};
+
+/// Every error code tracebox answers with. The code is the contract; the message may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidJson,
+    MissingCode,
+    UnknownLanguage,
+    InvalidLimit,
+    InvalidEnv,
+    InvalidQuery,
+    BlockedByPolicy,
+    NoSuchTrace,
+    NoSuchRoute,
+    NoSuchFile,
+    MethodNotAllowed,
+    CodeTooLarge,
+    StdinTooLarge,
+    EnvTooLarge,
+    BodyTooLarge,
+    UnsupportedEncoding,
+    SandboxUnavailable,
+    Busy,
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status of this code.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery => {
+                StatusCode::BAD_REQUEST
+            }
+            BlockedByPolicy => StatusCode::FORBIDDEN,
+            NoSuchTrace | NoSuchRoute | NoSuchFile => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            SandboxUnavailable | Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code as clients see it.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidJson => "invalid_json",
+            MissingCode => "missing_code",
+            UnknownLanguage => "unknown_language",
+            InvalidLimit => "invalid_limit",
+            InvalidEnv => "invalid_env",
+            InvalidQuery => "invalid_query",
+            BlockedByPolicy => "blocked_by_policy",
+            NoSuchTrace => "no_such_trace",
+            NoSuchRoute => "no_such_route",
+            NoSuchFile => "no_such_file",
+            MethodNotAllowed => "method_not_allowed",
+            CodeTooLarge => "code_too_large",
+            StdinTooLarge => "stdin_too_large",
+            EnvTooLarge => "env_too_large",
+            BodyTooLarge => "body_too_large",
+            UnsupportedEncoding => "unsupported_encoding",
+            SandboxUnavailable => "sandbox_unavailable",
+            Busy => "busy",
+            Internal => "internal_error",
+        }
+    }
+}
 
 /// An HTTP error answer.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     trace_id: Option<TraceId>,
-    retry_after_secs: Option<u64>,
+    /// Extra headers (`Retry-After`, `Allow`).
+    headers: Vec<(header::HeaderName, HeaderValue)>,
     /// More top-level fields of the body (the matched rules of a blocked run).
-    extra: Option<serde_json::Map<String, Value>>,
+    extra: serde_json::Map<String, Value>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            trace_id: None,
-            retry_after_secs: None,
-            extra: None,
+    /// An error with `code` and a message that says what to do about it.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into(), trace_id: None, headers: Vec::new(), extra: serde_json::Map::new() }
+    }
+
+    fn with_header(mut self, name: header::HeaderName, value: impl TryInto<HeaderValue>) -> ApiError {
+        if let Ok(value) = value.try_into() {
+            self.headers.push((name, value));
         }
+        self
     }
 
-    /// 400: the request is wrong; `code` says how, the message says what to send instead.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    /// 413: something is over its configured limit; the message names the limit.
-    pub fn too_large(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    /// 405, naming the method that route takes.
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &'static str) -> ApiError {
+        ApiError::new(ErrorCode::MethodNotAllowed, format!("{path} takes {allowed}, not {method}"))
+            .with_header(header::ALLOW, allowed)
     }
 
     /// 403 for code the policy refused; the body carries the trace and the matched rules.
@@ -56,32 +118,21 @@ impl ApiError {
             .filter(|hit| hit.action == crate::policy::Action::Block)
             .map(|hit| hit.rule.as_str())
             .collect();
-        let mut extra = serde_json::Map::new();
-        extra.insert("status".into(), json!(execution.status));
-        extra.insert("rules".into(), json!(rules));
-        extra.insert("policy_hits".into(), json!(execution.policy_hits));
-        ApiError {
-            trace_id: Some(execution.trace_id),
-            extra: Some(extra),
-            ..ApiError::new(
-                StatusCode::FORBIDDEN,
-                "blocked_by_policy",
-                execution.message.clone().unwrap_or_default(),
-            )
-        }
-    }
-
-    pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+        let mut error = ApiError::new(ErrorCode::BlockedByPolicy, execution.message.clone().unwrap_or_default());
+        error.trace_id = Some(execution.trace_id);
+        error.extra.insert("status".into(), json!(execution.status));
+        error.extra.insert("rules".into(), json!(rules));
+        error.extra.insert("policy_hits".into(), json!(execution.policy_hits));
+        error
     }
 
     fn body(&self) -> Value {
         let mut body = json!({
-            "error": { "code": self.code, "message": self.message },
+            "error": { "code": self.code.as_str(), "message": self.message },
             "trace_id": self.trace_id,
         });
-        if let (Some(extra), Some(object)) = (&self.extra, body.as_object_mut()) {
-            object.extend(extra.clone());
+        if let Some(object) = body.as_object_mut() {
+            object.extend(self.extra.clone());
         }
         body
     }
@@ -89,22 +140,26 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+        write!(f, "{}: {}", self.code.as_str(), self.message)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
+    /// The one place errors are logged: failures of tracebox loudly, refusals quietly.
     fn error_response(&self) -> HttpResponse {
-        if self.status.is_server_error() {
-            tracing::error!(status = self.status.as_u16(), code = self.code, message = %self.message, "request failed");
+        let (code, message, trace_id) = (self.code.as_str(), &self.message, self.trace_id.map(|id| id.to_string()));
+        match self.code {
+            ErrorCode::Internal => tracing::error!(code, %message, ?trace_id, "request failed"),
+            ErrorCode::SandboxUnavailable => tracing::warn!(code, %message, ?trace_id, "request failed"),
+            _ => tracing::debug!(code, %message, "request refused"),
         }
-        let mut response = HttpResponse::build(self.status);
-        if let Some(secs) = self.retry_after_secs {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from(secs)));
+        let mut response = HttpResponse::build(self.status_code());
+        for (name, value) in &self.headers {
+            response.insert_header((name.clone(), value.clone()));
         }
         response.json(self.body())
     }
@@ -112,36 +167,46 @@ impl ResponseError for ApiError {
 
 impl From<RunError> for ApiError {
     fn from(error: RunError) -> ApiError {
-        let trace_id = error.trace_id();
-        let mut api = match &error {
-            RunError::Sandbox { source, .. } if source.is_unavailable() => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "sandbox_unavailable",
-                error.to_string(),
-            ),
-            RunError::Busy { .. } => ApiError {
-                retry_after_secs: Some(1),
-                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", error.to_string())
-            },
-            _ => ApiError::internal(error.to_string()),
+        let code = match &error {
+            RunError::Sandbox { source, .. } if source.is_unavailable() => ErrorCode::SandboxUnavailable,
+            RunError::Busy { .. } => ErrorCode::Busy,
+            _ => ErrorCode::Internal,
         };
-        api.trace_id = trace_id;
+        let mut api = ApiError::new(code, error.to_string());
+        api.trace_id = error.trace_id();
+        if code == ErrorCode::Busy {
+            api = api.with_header(header::RETRY_AFTER, RETRY_AFTER_SECS);
+        }
         api
+    }
+}
+
+/// What a busy server asks clients to wait before retrying.
+const RETRY_AFTER_SECS: u64 = 1;
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> ApiError {
+        let code = match &error {
+            RequestError::CodeTooLarge { .. } => ErrorCode::CodeTooLarge,
+            RequestError::StdinTooLarge { .. } => ErrorCode::StdinTooLarge,
+            RequestError::EnvTooLarge { .. } => ErrorCode::EnvTooLarge,
+            RequestError::Language(_) => ErrorCode::UnknownLanguage,
+            RequestError::Limit(_) => ErrorCode::InvalidLimit,
+            RequestError::Env(_) => ErrorCode::InvalidEnv,
+        };
+        ApiError::new(code, error.to_string())
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
-        ApiError::internal(error.to_string())
+        ApiError::new(ErrorCode::Internal, error.to_string())
     }
 }
 
 /// Query strings that do not parse answer in the same shape.
-pub fn query_error(
-    error: actix_web::error::QueryPayloadError,
-    _: &actix_web::HttpRequest,
-) -> actix_web::Error {
-    ApiError::bad_request("invalid_query", format!("invalid query string: {error}")).into()
+pub fn query_error(error: actix_web::error::QueryPayloadError, _: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::InvalidQuery, format!("invalid query string: {error}")).into()
 }
 
 #[cfg(test)]
@@ -149,33 +214,43 @@ mod tests {
     use super::*;
     use actix_web::body::to_bytes;
 
-    async fn body_of(error: ApiError) -> (StatusCode, Value) {
+    async fn answer(error: ApiError) -> (HttpResponse, Value) {
         let response = error.error_response();
-        let status = response.status();
-        let bytes = to_bytes(response.into_body()).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap())
+        let (response, body) = response.into_parts();
+        let bytes = to_bytes(body).await.unwrap();
+        (response.set_body(()).map_into_boxed_body(), serde_json::from_slice(&bytes).unwrap())
     }
 
     #[actix_web::test]
     async fn every_error_has_the_contract_shape() {
-        let (status, body) =
-            body_of(ApiError::bad_request("missing_code", "`code` is required")).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(
-            body,
-            json!({"error": {"code": "missing_code", "message": "`code` is required"}, "trace_id": null})
-        );
+        let (response, body) = answer(ApiError::new(ErrorCode::MissingCode, "`code` is required")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body, json!({"error": {"code": "missing_code", "message": "`code` is required"}, "trace_id": null}));
     }
 
     #[actix_web::test]
     async fn a_busy_server_says_when_to_retry() {
-        let error = RunError::Busy {
-            trace_id: TraceId::new(),
-            slots: 2,
-            waited_secs: 3.0,
-        };
-        let response = ApiError::from(error).error_response();
+        let error = RunError::Busy { trace_id: TraceId::new(), message: "all slots busy".into() };
+        let (response, body) = answer(ApiError::from(error)).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "1");
+        assert_eq!(body["error"]["code"], "busy");
+        assert!(body["trace_id"].is_string());
+    }
+
+    #[actix_web::test]
+    async fn a_wrong_method_names_the_right_one() {
+        let (response, body) = answer(ApiError::method_not_allowed("GET", "/execute", "POST")).await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers().get(header::ALLOW).unwrap(), "POST");
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+
+    #[test]
+    fn request_errors_map_to_their_statuses() {
+        let too_large = ApiError::from(RequestError::CodeTooLarge { size: 2, limit: 1 });
+        assert_eq!(too_large.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+        let env = ApiError::from(RequestError::EnvTooLarge { size: 1 });
+        assert_eq!((env.status_code(), env.code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "env_too_large"));
     }
 }

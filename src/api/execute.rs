@@ -2,23 +2,22 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
-use super::{AppState, read_json};
+use super::error::{ApiError, ErrorCode};
+use super::read_json;
 use crate::config::Config;
-use crate::execution::{Execution, ExecutionRequest, Language, Source, Status};
+use crate::execution::{Execution, Source, Status, Submission};
 use crate::policy::{PolicyHit, Redaction};
+use crate::services::Services;
 use crate::trace::TraceId;
 
-/// Most environment variables a request may set.
-const MAX_ENV_VARS: usize = 100;
-
-/// The request body, as clients send it.
+/// The request body, as clients send it. Unknown fields are refused, so a misspelt limit is
+/// an error rather than silently ignored.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExecuteBody {
+struct ExecuteBody {
     code: Option<String>,
     language: Option<String>,
     stdin: Option<String>,
@@ -29,7 +28,7 @@ pub struct ExecuteBody {
 
 /// The reply, as API.md defines it (plus `invalid_utf8`, `policy_hits` and `message`).
 #[derive(Debug, Serialize)]
-pub struct ExecuteReply {
+struct ExecuteReply {
     trace_id: TraceId,
     status: Status,
     exit_code: Option<i64>,
@@ -80,181 +79,46 @@ impl From<Execution> for ExecuteReply {
     }
 }
 
-impl ExecuteBody {
-    /// Check every field against the server's limits, naming the field that is wrong.
-    pub fn into_request(
-        self,
-        config: &Config,
-        source: Source,
-    ) -> Result<ExecutionRequest, ApiError> {
-        let ExecuteBody {
-            code,
-            language,
-            stdin,
-            timeout,
-            memory_mb,
-            env,
-        } = self;
+impl TryFrom<ExecuteBody> for Submission {
+    type Error = ApiError;
+
+    fn try_from(body: ExecuteBody) -> Result<Submission, ApiError> {
+        let ExecuteBody { code, language, stdin, timeout, memory_mb, env } = body;
         let code = code.ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_code",
+            ApiError::new(
+                ErrorCode::MissingCode,
                 "`code` is required: send the program as a JSON string, e.g. {\"code\": \"print(1)\"}",
             )
         })?;
-        if code.len() > config.max_code_bytes {
-            return Err(ApiError::too_large(
-                "code_too_large",
-                format!(
-                    "`code` is {} bytes; the limit is {} bytes (TRACEBOX_MAX_CODE_BYTES)",
-                    code.len(),
-                    config.max_code_bytes
-                ),
-            ));
-        }
-        let stdin = stdin.unwrap_or_default();
-        if stdin.len() > config.max_stdin_bytes {
-            return Err(ApiError::too_large(
-                "stdin_too_large",
-                format!(
-                    "`stdin` is {} bytes; the limit is {} bytes (TRACEBOX_MAX_STDIN_BYTES)",
-                    stdin.len(),
-                    config.max_stdin_bytes
-                ),
-            ));
-        }
-        let language = match language {
-            None => Language::Python,
-            Some(name) => name.parse().map_err(|e| {
-                ApiError::bad_request("unknown_language", format!("`language`: {e}"))
-            })?,
-        };
-        let limits = config
-            .run_limits(timeout, memory_mb)
-            .map_err(|e| ApiError::bad_request("invalid_limit", e.to_string()))?;
-        let env = env.unwrap_or_default();
-        check_env(&env)?;
-        Ok(ExecutionRequest {
-            language,
+        Ok(Submission {
             code,
-            stdin,
-            env,
-            limits,
-            source,
+            language,
+            stdin: stdin.unwrap_or_default(),
+            env: env.unwrap_or_default(),
+            timeout_secs: timeout,
+            memory_mb,
         })
     }
 }
 
-fn check_env(env: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    let invalid = |message: String| {
-        Err(ApiError::bad_request(
-            "invalid_env",
-            format!("`env`: {message}"),
-        ))
-    };
-    if env.len() > MAX_ENV_VARS {
-        return invalid(format!(
-            "{} variables; at most {MAX_ENV_VARS} are allowed",
-            env.len()
-        ));
-    }
-    for (name, value) in env {
-        let mut chars = name.chars();
-        let well_formed = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !well_formed {
-            return invalid(format!(
-                "{name:?} is not a variable name; use letters, digits and '_', not starting with a digit"
-            ));
-        }
-        if value.contains('\0') {
-            return invalid(format!("the value of {name} contains a NUL byte"));
-        }
-    }
-    Ok(())
-}
-
 /// `POST /execute`
 pub async fn execute(
-    state: web::Data<AppState>,
+    services: web::Data<Services>,
+    request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let config = state.runner.config();
-    let body: ExecuteBody = read_json(payload, request_limit(config)).await?;
-    let request = body.into_request(config, Source::Http)?;
-    let execution = state.runner.execute(request).await?;
+    let config = services.runner.config();
+    let body: ExecuteBody = read_json(&request, payload, request_limit(config)).await?;
+    let request = Submission::try_from(body)?.check(config, Source::Http)?;
+    let execution = services.runner.execute(request).await?;
     if execution.status == Status::Blocked {
         return Err(ApiError::blocked(&execution));
     }
     Ok(HttpResponse::Ok().json(ExecuteReply::from(execution)))
 }
 
-/// The largest body worth reading: the largest code and stdin, escaped, plus room for the rest.
+/// The largest body worth reading: the largest code and stdin in the most verbose legal JSON
+/// (`\u0000` is six bytes for one), plus the environment and room for the rest.
 fn request_limit(config: &Config) -> usize {
-    (config.max_code_bytes + config.max_stdin_bytes).saturating_mul(2) + 64 * 1024
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn body(json: &str) -> ExecuteBody {
-        serde_json::from_str(json).unwrap()
-    }
-
-    fn refusal(json: &str) -> String {
-        body(json)
-            .into_request(&Config::from_env(), Source::Http)
-            .unwrap_err()
-            .to_string()
-    }
-
-    #[test]
-    fn only_code_is_required_and_python_is_the_default() {
-        let request = body(r#"{"code": "print(1)"}"#)
-            .into_request(&Config::from_env(), Source::Http)
-            .unwrap();
-        assert_eq!(request.language, Language::Python);
-        assert_eq!(
-            request.limits.timeout.as_secs_f64(),
-            Config::from_env().default_timeout_secs
-        );
-    }
-
-    #[test]
-    fn each_refusal_names_its_field() {
-        assert!(refusal(r#"{}"#).contains("missing_code"));
-        assert!(refusal(r#"{"code": "", "language": "ruby"}"#).contains("`language`"));
-        assert!(refusal(r#"{"code": "", "timeout": 0}"#).contains("`timeout`"));
-        assert!(refusal(r#"{"code": "", "memory_mb": 999999}"#).contains("`memory_mb`"));
-        assert!(refusal(r#"{"code": "", "env": {"1X": "a"}}"#).contains("`env`"));
-        assert!(refusal(r#"{"code": "", "env": {"A": "a\u0000"}}"#).contains("NUL"));
-    }
-
-    #[test]
-    fn code_and_stdin_at_their_limits_pass_and_one_byte_more_does_not() {
-        let config = Config::from_env();
-        let at = |field: &str, len: usize| {
-            let mut fields = serde_json::json!({"code": ""});
-            fields[field] = serde_json::Value::String("x".repeat(len));
-            serde_json::from_value::<ExecuteBody>(fields)
-                .unwrap()
-                .into_request(&config, Source::Http)
-        };
-        assert!(at("code", config.max_code_bytes).is_ok());
-        assert!(
-            at("code", config.max_code_bytes + 1)
-                .unwrap_err()
-                .to_string()
-                .contains("TRACEBOX_MAX_CODE_BYTES")
-        );
-        assert!(at("stdin", config.max_stdin_bytes).is_ok());
-        assert!(
-            at("stdin", config.max_stdin_bytes + 1)
-                .unwrap_err()
-                .to_string()
-                .contains("TRACEBOX_MAX_STDIN_BYTES")
-        );
-    }
+    (config.max_code_bytes + config.max_stdin_bytes + crate::execution::MAX_ENV_BYTES).saturating_mul(6) + 64 * 1024
 }

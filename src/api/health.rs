@@ -4,11 +4,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::AppState;
 use super::error::ApiError;
+use crate::services::Services;
 
 /// `GET /health`
-pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn health(state: web::Data<Services>) -> Result<HttpResponse, ApiError> {
     let sandbox = state.sandbox.health().await;
     let traces = state.store.count().await;
     let healthy = sandbox.docker_reachable && sandbox.image_present && traces.is_ok();
@@ -33,10 +33,6 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
             "output_rules": output_rules,
         },
     });
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok(HttpResponse::build(status).json(body))
 }

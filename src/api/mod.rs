@@ -6,44 +6,45 @@ mod execute;
 mod health;
 mod traces;
 
-use std::sync::Arc;
-
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
-pub use error::ApiError;
-pub use execute::ExecuteBody;
+pub use error::{ApiError, ErrorCode};
 
-use crate::policy::Policy;
-use crate::runner::Runner;
-use crate::sandbox::Sandbox;
-use crate::trace::TraceStore;
-
-/// What every handler may use.
-pub struct AppState {
-    pub runner: Runner,
-    pub store: TraceStore,
-    pub sandbox: Sandbox,
-    pub policy: Arc<Policy>,
-}
-
-/// Every route of the server.
+/// Every route of the server. A known path with the wrong method answers 405 naming the right one.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
-        .route("/execute", web::post().to(execute::execute))
-        .route("/health", web::get().to(health::health))
-        .route("/traces", web::get().to(traces::list))
-        .route("/trace/{id}", web::get().to(traces::show))
-        .route("/static/{file}", web::get().to(static_file))
+        .service(resource("/execute", "POST").route(web::post().to(execute::execute)))
+        .service(
+            resource("/health", "GET, HEAD").route(web::get().to(health::health)).route(web::head().to(health::health)),
+        )
+        .service(
+            resource("/traces", "GET, HEAD").route(web::get().to(traces::list)).route(web::head().to(traces::list)),
+        )
+        .service(
+            resource("/trace/{id}", "GET, HEAD").route(web::get().to(traces::show)).route(web::head().to(traces::show)),
+        )
+        .service(
+            resource("/static/{file}", "GET, HEAD")
+                .route(web::get().to(static_file))
+                .route(web::head().to(static_file)),
+        )
         .default_service(web::to(not_found));
 }
 
+/// A resource whose other methods answer 405 with `Allow: allowed`.
+fn resource(path: &'static str, allowed: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |request: HttpRequest| async move {
+        Err::<HttpResponse, _>(ApiError::method_not_allowed(request.method().as_str(), path, allowed))
+    }))
+}
+
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found(
-        "no_such_route",
+    Err(ApiError::new(
+        ErrorCode::NoSuchRoute,
         format!(
             "no route for {} {}; see the API in the README (POST /execute, GET /traces, GET /trace/{{id}}, GET /health)",
             request.method(),
@@ -52,44 +53,66 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-/// Read a JSON body of at most `limit` bytes, whatever its `Content-Type` (so that a bare
-/// `curl -d '{…}'` works), and decode it, naming the field that does not fit.
+/// Read a JSON object body of at most `limit` bytes, whatever its `Content-Type` (so that a
+/// bare `curl -d '{…}'` works), and decode it, naming the field that does not fit.
 async fn read_json<T: DeserializeOwned>(
+    request: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
 ) -> Result<T, ApiError> {
+    if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING)
+        && encoding.as_bytes() != b"identity"
+    {
+        let encoding = String::from_utf8_lossy(encoding.as_bytes()).into_owned();
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedEncoding,
+            format!("Content-Encoding {encoding:?} is not supported; send the body uncompressed"),
+        ));
+    }
     let too_large = || {
-        ApiError::too_large(
-            "body_too_large",
+        ApiError::new(
+            ErrorCode::BodyTooLarge,
             format!(
-                "the request body is over {limit} bytes (TRACEBOX_MAX_CODE_BYTES + TRACEBOX_MAX_STDIN_BYTES allow that much)"
+                "the request body is over {limit} bytes, more than the largest code and stdin allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)"
             ),
         )
     };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(
-                "unreadable_body",
-                format!("cannot read the request body: {e}"),
-            )
-        })?;
+        let chunk =
+            chunk.map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("cannot read the request body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
-    let mut json = serde_json::Deserializer::from_slice(&body);
-    serde_path_to_error::deserialize(&mut json).map_err(|error| {
+    decode_json(&body)
+}
+
+/// Decode a JSON object, refusing anything else (arrays, trailing data) with a message that
+/// names the field at fault.
+fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidJson, message);
+    let example = "e.g. {\"code\": \"print(1)\"}";
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_none() {
+        return Err(invalid(format!("the body is empty; send a JSON object, {example}")));
+    }
+    if first != Some(&b'{') {
+        return Err(invalid(format!("the body must be a JSON object, {example}")));
+    }
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        let message = if path == "." || inner.is_syntax() || inner.is_eof() {
-            format!("the body is not valid JSON: {inner}")
+        if path == "." || inner.is_syntax() || inner.is_eof() {
+            invalid(format!("the body is not valid JSON: {inner}"))
         } else {
-            format!("`{path}`: {inner}")
-        };
-        ApiError::bad_request("invalid_json", message)
-    })
+            invalid(format!("`{path}`: {inner}"))
+        }
+    })?;
+    json.end().map_err(|e| invalid(format!("the body is not valid JSON: {e} (one JSON object, nothing after it)")))?;
+    Ok(value)
 }
 
 /// Does the client want JSON rather than a page? `?format=json` or an `Accept` that prefers it.
@@ -97,41 +120,26 @@ fn wants_json(request: &HttpRequest, format: Option<&str>) -> bool {
     if let Some(format) = format {
         return format == "json";
     }
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
+    let accept = request.headers().get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or_default();
     accept.contains("application/json") && !accept.contains("text/html")
 }
 
 /// A rendered page.
 fn page(template: &impl askama::Template) -> Result<HttpResponse, ApiError> {
-    let html = template
-        .render()
-        .map_err(|e| ApiError::internal(format!("rendering a page failed: {e}")))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html))
+    let html =
+        template.render().map_err(|e| ApiError::new(ErrorCode::Internal, format!("rendering a page failed: {e}")))?;
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
 }
 
 /// The stylesheet and scripts, compiled in so the binary serves its pages from anywhere.
-const STATIC_FILES: &[(&str, &str, &str)] = &[(
-    "style.css",
-    "text/css; charset=utf-8",
-    include_str!("../../static/style.css"),
-)];
+const STATIC_FILES: &[(&str, &str, &str)] =
+    &[("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css"))];
 
 async fn static_file(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let (_, content_type, body) = STATIC_FILES
         .iter()
         .find(|(file, _, _)| *file == name.as_str())
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "no_such_file",
-                format!("no static file {:?}", name.as_str()),
-            )
-        })?;
+        .ok_or_else(|| ApiError::new(ErrorCode::NoSuchFile, format!("no static file {:?}", name.as_str())))?;
     Ok(HttpResponse::Ok()
         .content_type(*content_type)
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
@@ -147,4 +155,36 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
         ))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .add((header::REFERRER_POLICY, "no-referrer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[allow(dead_code)]
+        code: Option<String>,
+    }
+
+    fn refusal(body: &str) -> String {
+        decode_json::<Body>(body.as_bytes()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn only_one_json_object_is_a_body() {
+        assert!(decode_json::<Body>(b" {\"code\": \"x\"} \n").is_ok());
+        assert!(refusal(r#"["print(1)"]"#).contains("must be a JSON object"));
+        assert!(refusal(r#""print(1)""#).contains("must be a JSON object"));
+        assert!(refusal(r#"{"code": "1"}{"code": "2"}"#).contains("nothing after it"));
+        assert!(refusal(r#"{"code": "1"} trailing"#).contains("nothing after it"));
+    }
+
+    #[test]
+    fn a_wrong_field_is_named() {
+        assert!(refusal(r#"{"code": 1}"#).contains("`code`"));
+        assert!(refusal(r#"{"cod": "1"}"#).contains("cod"));
+        assert!(refusal(r#"{"code": "1""#).contains("not valid JSON"));
+    }
 }

@@ -5,10 +5,11 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::ApiError;
-use super::{AppState, page, wants_json};
+use super::error::{ApiError, ErrorCode};
+use super::{page, wants_json};
 use crate::execution::Language;
 use crate::policy::{PolicyHit, Redaction};
+use crate::services::Services;
 use crate::trace::{TraceDetail, TraceFilter, TraceId, TraceSummary};
 
 /// Traces per page unless `limit` says otherwise, and the most `limit` may ask for.
@@ -16,16 +17,8 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 500;
 
 /// Every trace status, for filters and their validation.
-const STATUSES: &[&str] = &[
-    "running",
-    "success",
-    "error",
-    "timeout",
-    "oom",
-    "blocked",
-    "output_limit",
-    "internal_error",
-];
+const STATUSES: &[&str] =
+    &["running", "success", "error", "timeout", "oom", "blocked", "output_limit", "internal_error"];
 
 /// Every kind of trace recorded so far.
 const KINDS: &[&str] = &["execution"];
@@ -40,6 +33,9 @@ pub struct ListQuery {
     status: Option<String>,
     #[serde(skip_serializing_if = "blank")]
     language: Option<String>,
+    /// Text to find in code or output.
+    #[serde(skip_serializing_if = "blank")]
+    q: Option<String>,
     #[serde(skip_serializing_if = "blank")]
     since: Option<String>,
     #[serde(skip_serializing_if = "blank")]
@@ -62,35 +58,25 @@ fn given(value: &Option<String>) -> Option<&str> {
 
 impl ListQuery {
     fn to_filter(&self) -> Result<TraceFilter, ApiError> {
-        let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+        let invalid = |message: String| ApiError::new(ErrorCode::InvalidQuery, message);
         let one_of = |field: &str, value: Option<&str>, allowed: &[&str]| match value {
-            Some(v) if !allowed.contains(&v) => Err(invalid(format!(
-                "`{field}`: {v:?} is not one of {}",
-                allowed.join(", ")
-            ))),
+            Some(v) if !allowed.contains(&v) => {
+                Err(invalid(format!("`{field}`: {v:?} is not one of {}", allowed.join(", "))))
+            }
             other => Ok(other.map(str::to_owned)),
         };
         let time = |field: &str, value: Option<&str>| {
             value
                 .map(|text| {
-                    time::OffsetDateTime::parse(
-                        text,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .map(|t| (t.unix_timestamp_nanos() / 1_000) as i64)
-                    .map_err(|e| {
-                        invalid(format!(
-                            "`{field}`: {e}; use RFC 3339, e.g. 2026-11-22T10:00:00Z"
-                        ))
-                    })
+                    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                        .map(|t| (t.unix_timestamp_nanos() / 1_000) as i64)
+                        .map_err(|e| invalid(format!("`{field}`: {e}; use RFC 3339, e.g. 2026-11-22T10:00:00Z")))
                 })
                 .transpose()
         };
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(invalid(format!(
-                "`limit`: {limit} is outside 1..={MAX_PAGE}"
-            )));
+            return Err(invalid(format!("`limit`: {limit} is outside 1..={MAX_PAGE}")));
         }
         Ok(TraceFilter {
             kind: one_of("kind", given(&self.kind), KINDS)?,
@@ -99,16 +85,13 @@ impl ListQuery {
                 .map(|name| name.parse::<Language>().map(|l| l.as_str().to_owned()))
                 .transpose()
                 .map_err(|e| invalid(format!("`language`: {e}")))?,
+            text: given(&self.q).map(str::to_owned),
             since_us: time("since", given(&self.since))?,
             until_us: time("until", given(&self.until))?,
             before: given(&self.cursor)
                 .map(str::parse::<TraceId>)
                 .transpose()
-                .map_err(|e| {
-                    invalid(format!(
-                        "`cursor`: {e}; pass the `next_cursor` of the previous page"
-                    ))
-                })?,
+                .map_err(|e| invalid(format!("`cursor`: {e}; pass the `next_cursor` of the previous page")))?,
             limit,
         })
     }
@@ -138,7 +121,7 @@ impl ListPage<'_> {
 
 /// `GET /traces`
 pub async fn list(
-    state: web::Data<AppState>,
+    state: web::Data<Services>,
     request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -148,23 +131,10 @@ pub async fn list(
         return Ok(HttpResponse::Ok().json(found));
     }
     let next_url = found.next_cursor.map(|cursor| {
-        let next = ListQuery {
-            cursor: Some(cursor.to_string()),
-            format: None,
-            ..query.clone().into_inner()
-        };
-        format!(
-            "/traces?{}",
-            serde_urlencoded::to_string(&next).unwrap_or_default()
-        )
+        let next = ListQuery { cursor: Some(cursor.to_string()), format: None, ..query.clone().into_inner() };
+        format!("/traces?{}", serde_urlencoded::to_string(&next).unwrap_or_default())
     });
-    page(&ListPage {
-        traces: &found.traces,
-        query: &query,
-        statuses: STATUSES,
-        kinds: KINDS,
-        next_url,
-    })
+    page(&ListPage { traces: &found.traces, query: &query, statuses: STATUSES, kinds: KINDS, next_url })
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,26 +160,21 @@ struct DetailPage<'a> {
 
 /// `GET /trace/{id}`
 pub async fn show(
-    state: web::Data<AppState>,
+    state: web::Data<Services>,
     request: HttpRequest,
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id: TraceId = id.parse().map_err(|_| {
-        ApiError::not_found(
-            "no_such_trace",
-            format!(
-                "{:?} is not a trace id; trace ids are UUIDs from /traces",
-                id.as_str()
-            ),
+        ApiError::new(
+            ErrorCode::NoSuchTrace,
+            format!("{:?} is not a trace id; trace ids are UUIDs from /traces", id.as_str()),
         )
     })?;
-    let trace = state.store.get(id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "no_such_trace",
-            format!("no trace {id}; list them with GET /traces"),
-        )
-    })?;
+    let trace =
+        state.store.get(id).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {id}; list them with GET /traces"))
+        })?;
     if wants_json(&request, query.format.as_deref()) {
         return Ok(HttpResponse::Ok().json(&trace));
     }
@@ -223,23 +188,16 @@ fn detail_page(trace: &TraceDetail) -> DetailPage<'_> {
     let hits: Vec<PolicyHit> = serde_json::from_value(list(output.get("policy_hits")))
         .or_else(|_| serde_json::from_value(list(input.get("policy_hits"))))
         .unwrap_or_default();
-    let redactions: Vec<Redaction> =
-        serde_json::from_value(list(output.get("redactions"))).unwrap_or_default();
+    let redactions: Vec<Redaction> = serde_json::from_value(list(output.get("redactions"))).unwrap_or_default();
     let mut settings: Vec<(String, String)> = Vec::new();
     if let Some(limits) = input.get("limits").and_then(Value::as_object) {
-        settings.extend(
-            limits
-                .iter()
-                .map(|(k, v)| (format!("limit {k}"), v.to_string())),
-        );
+        settings.extend(limits.iter().map(|(k, v)| (format!("limit {k}"), v.to_string())));
     }
-    if let Some(env) = input.get("env").and_then(Value::as_object) {
-        settings.extend(env.iter().map(|(k, v)| {
-            (
-                format!("env {k}"),
-                v.as_str().unwrap_or_default().to_owned(),
-            )
-        }));
+    if let Some(names) = input.get("env_names").and_then(Value::as_array) {
+        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+        if !names.is_empty() {
+            settings.push(("environment (values not kept)".to_owned(), names.join(", ")));
+        }
     }
     let flags = ["timed_out", "oom_killed", "truncated", "invalid_utf8"]
         .into_iter()

@@ -78,18 +78,11 @@ pub struct Filtered {
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("cannot read policy file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("policy {origin}: {message}")]
     Syntax { origin: String, message: String },
     #[error("policy {origin}, rule `{rule}`: {message}")]
-    Rule {
-        origin: String,
-        rule: String,
-        message: String,
-    },
+    Rule { origin: String, rule: String, message: String },
 }
 
 impl Policy {
@@ -103,19 +96,15 @@ impl Policy {
         let Some(path) = path else {
             return Policy::builtin();
         };
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_owned(), source })?;
         Policy::parse(&text, &path.display().to_string())
     }
 
     /// Parse and validate a policy; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Syntax {
-            origin: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+        let file: PolicyFile = toml::from_str(text)
+            .map_err(|e| PolicyError::Syntax { origin: origin.to_owned(), message: e.to_string() })?;
         file.compile(origin)
     }
 
@@ -150,16 +139,7 @@ impl Policy {
     /// report what only warns.
     pub fn filter_output(&self, text: &str, stream: &str) -> Filtered {
         let matched = self.output_set.matches(text);
-        if !matched.matched_any() {
-            return Filtered {
-                text: text.to_owned(),
-                ..Filtered::default()
-            };
-        }
-        let mut filtered = Filtered {
-            text: text.to_owned(),
-            ..Filtered::default()
-        };
+        let mut filtered = Filtered { text: text.to_owned(), ..Filtered::default() };
         for index in matched.iter() {
             let rule = &self.output[index];
             match rule.action {
@@ -182,14 +162,39 @@ impl Policy {
                     });
                     if count > 0 {
                         filtered.text = replaced.into_owned();
-                        filtered.redactions.push(Redaction {
-                            rule: rule.id.clone(),
-                            stream: stream.to_owned(),
-                            count,
-                        });
+                        filtered.redactions.push(Redaction { rule: rule.id.clone(), stream: stream.to_owned(), count });
                     }
                 }
             }
+        }
+        filtered
+    }
+
+    /// Output that a limit cut in two: `kept` is what is returned, `beyond` what the program
+    /// wrote right after. A secret that starts in `kept` and runs on into `beyond` no longer
+    /// matches its rule in `kept` alone, so it is found across the cut and `kept` is replaced
+    /// from its start. Then every rule runs over the result as usual.
+    pub fn filter_cut_output(&self, kept: &str, beyond: &str, stream: &str) -> Filtered {
+        let window_start = floor_char_boundary(kept, kept.len().saturating_sub(CUT_LOOKBEHIND_BYTES));
+        let joined = format!("{}{beyond}", &kept[window_start..]);
+        let cut = kept.len() - window_start;
+        let straddling = self
+            .output
+            .iter()
+            .filter(|rule| rule.action == OutputAction::Redact)
+            .filter_map(|rule| {
+                let found = rule.regex.find_iter(&joined).find(|m| m.end() > cut)?;
+                (found.start() < cut).then_some((found.start(), rule))
+            })
+            .min_by_key(|(start, _)| *start);
+        let Some((start, rule)) = straddling else {
+            return self.filter_output(kept, stream);
+        };
+        let shortened = format!("{}{}", &kept[..window_start + start], rule.replacement);
+        let mut filtered = self.filter_output(&shortened, stream);
+        match filtered.redactions.iter_mut().find(|r| r.rule == rule.id) {
+            Some(redaction) => redaction.count += 1,
+            None => filtered.redactions.push(Redaction { rule: rule.id.clone(), stream: stream.to_owned(), count: 1 }),
         }
         filtered
     }
@@ -216,6 +221,17 @@ impl OutputRule {
     }
 }
 
+/// How far before a cut a secret may start and still be found across it: longer than any
+/// secret the rules describe (a 4096-bit PEM key is about 3.3 KB).
+const CUT_LOOKBEHIND_BYTES: usize = 16 * 1024;
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset].bytes().filter(|&b| b == b'\n').count() + 1
 }
@@ -232,15 +248,9 @@ mod tests {
     fn the_builtin_policy_loads_with_rules_for_both_languages() {
         let policy = builtin();
         let (input, output) = policy.rule_counts();
+        assert!(input >= 6 && output >= 8, "{input} input, {output} output rules");
         assert!(
-            input >= 6 && output >= 8,
-            "{input} input, {output} output rules"
-        );
-        assert!(
-            policy
-                .check_input(Language::Node, "require('child_process')")
-                .iter()
-                .any(|h| h.action == Action::Block)
+            policy.check_input(Language::Node, "require('child_process')").iter().any(|h| h.action == Action::Block)
         );
     }
 
@@ -257,25 +267,14 @@ mod tests {
     #[test]
     fn rules_apply_only_to_their_languages() {
         let policy = builtin();
-        assert!(
-            policy
-                .check_input(Language::Node, "import subprocess")
-                .is_empty()
-        );
-        assert!(
-            policy
-                .check_input(Language::Python, "const cp = 'child_process'")
-                .is_empty()
-        );
+        assert!(policy.check_input(Language::Node, "import subprocess").is_empty());
+        assert!(policy.check_input(Language::Python, "const cp = 'child_process'").is_empty());
     }
 
     #[test]
     fn a_warning_rule_does_not_block() {
         let hits = builtin().check_input(Language::Python, "import socket");
-        assert_eq!(
-            hits.iter().map(|h| h.action).collect::<Vec<_>>(),
-            vec![Action::Warn]
-        );
+        assert_eq!(hits.iter().map(|h| h.action).collect::<Vec<_>>(), vec![Action::Warn]);
     }
 
     #[test]
@@ -286,39 +285,45 @@ mod tests {
             filtered.text,
             "key=[REDACTED:anthropic_api_key] and [REDACTED:aws_access_key_id] twice [REDACTED:aws_access_key_id]"
         );
-        let counts: Vec<_> = filtered
-            .redactions
-            .iter()
-            .map(|r| (r.rule.as_str(), r.count, r.stream.as_str()))
-            .collect();
-        assert_eq!(
-            counts,
-            vec![
-                ("anthropic_api_key", 1, "stdout"),
-                ("aws_access_key_id", 2, "stdout")
-            ]
-        );
+        let counts: Vec<_> =
+            filtered.redactions.iter().map(|r| (r.rule.as_str(), r.count, r.stream.as_str())).collect();
+        assert_eq!(counts, vec![("anthropic_api_key", 1, "stdout"), ("aws_access_key_id", 2, "stdout")]);
     }
 
     #[test]
     fn a_secret_group_keeps_the_rest_of_the_match() {
-        let filtered = builtin().filter_output(
-            "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
-            "stderr",
-        );
-        assert_eq!(
-            filtered.text,
-            "AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_access_key]\n"
-        );
+        let filtered =
+            builtin().filter_output("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n", "stderr");
+        assert_eq!(filtered.text, "AWS_SECRET_ACCESS_KEY=[REDACTED:aws_secret_access_key]\n");
     }
 
     #[test]
     fn a_private_key_spanning_lines_is_redacted_whole() {
         let pem = "before\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\nAAAA\n-----END OPENSSH PRIVATE KEY-----\nafter";
-        assert_eq!(
-            builtin().redact(pem),
-            "before\n[REDACTED:private_key]\nafter"
-        );
+        assert_eq!(builtin().redact(pem), "before\n[REDACTED:private_key]\nafter");
+    }
+
+    #[test]
+    fn a_secret_cut_by_the_output_limit_is_redacted_from_its_start() {
+        let policy = builtin();
+        let kept = "result: 42\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiC";
+        let filtered = policy.filter_cut_output(kept, "YEXAMPLEKEY\nmore", "stdout");
+        assert_eq!(filtered.text, "result: 42\n[REDACTED:aws_secret_access_key]");
+        assert_eq!(filtered.redactions[0].count, 1);
+    }
+
+    #[test]
+    fn a_private_key_whose_end_was_never_seen_is_redacted_to_the_end() {
+        let kept = "ok\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQ";
+        let filtered = builtin().filter_cut_output(kept, "EFAASCBKcwggSjAgEAAoIBAQ", "stdout");
+        assert_eq!(filtered.text, "ok\n[REDACTED:private_key]");
+    }
+
+    #[test]
+    fn a_cut_through_plain_text_changes_nothing() {
+        let filtered = builtin().filter_cut_output("héllo wor", "ld", "stdout");
+        assert_eq!(filtered.text, "héllo wor");
+        assert!(filtered.redactions.is_empty());
     }
 
     #[test]
@@ -338,12 +343,6 @@ mod tests {
         let filtered = policy.filter_output("a\npassword=hunter2", "stdout");
         assert_eq!(filtered.text, "a\npassword=hunter2");
         assert_eq!(filtered.warnings.len(), 1);
-        assert_eq!(
-            (
-                filtered.warnings[0].rule.as_str(),
-                filtered.warnings[0].line
-            ),
-            ("password", 2)
-        );
+        assert_eq!((filtered.warnings[0].rule.as_str(), filtered.warnings[0].line), ("password", 2));
     }
 }

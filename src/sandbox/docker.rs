@@ -2,7 +2,7 @@
 //! turned into [`SandboxError`]s that say what failed and what to do.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as DockerError;
@@ -17,20 +17,17 @@ use futures_util::{Stream, StreamExt};
 use super::SandboxError;
 
 /// The Engine API version tracebox speaks: Docker 20.10 and every later engine understand it.
-const API_VERSION: ClientVersion = ClientVersion {
-    major_version: 1,
-    minor_version: 41,
-};
+const API_VERSION: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
 
 /// Seconds any single Docker request may take before it is abandoned.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 
-/// A handle to one Docker engine. Connects lazily, so a server can start (and report the
-/// problem on `/health`) while the engine is still down.
+/// A handle to one Docker engine. Cheap to clone; each call opens its own connection, so an
+/// engine that restarts is simply reachable again.
 #[derive(Clone)]
 pub struct Engine {
     host: Arc<str>,
-    client: Arc<Mutex<Option<Docker>>>,
+    docker: Docker,
 }
 
 /// A container's state after it stopped.
@@ -56,44 +53,35 @@ pub struct Labelled {
 }
 
 impl Engine {
-    /// An engine at `host` (`unix:///…`, `tcp://…`); `None` means `$DOCKER_HOST`, else the
-    /// local socket.
-    pub fn new(host: Option<&str>) -> Engine {
+    /// The engine at `host` (`unix:///…`, `tcp://…`); `None` means `$DOCKER_HOST`, else the
+    /// local socket. Fails when a local socket is not there (the engine is not running).
+    pub fn connect(host: Option<&str>) -> Result<Engine, SandboxError> {
         let host = host
             .map(str::to_owned)
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-        Engine {
-            host: host.into(),
-            client: Arc::new(Mutex::new(None)),
-        }
+        let docker = if host.starts_with("tcp://") || host.starts_with("http://") {
+            Docker::connect_with_http(&host, REQUEST_TIMEOUT_SECS, &API_VERSION)
+        } else if host.starts_with("unix://") {
+            Docker::connect_with_unix(&host, REQUEST_TIMEOUT_SECS, &API_VERSION)
+        } else {
+            return Err(SandboxError::Unreachable {
+                host,
+                source: "only unix:// and tcp:// Docker hosts are supported".into(),
+            });
+        };
+        let docker =
+            docker.map_err(|source| SandboxError::Unreachable { host: host.clone(), source: source.into() })?;
+        Ok(Engine { host: host.into(), docker })
     }
 
+    /// The address this engine was reached at, for messages.
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    fn client(&self) -> Result<Docker, SandboxError> {
-        let mut cached = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(docker) = cached.as_ref() {
-            return Ok(docker.clone());
-        }
-        let host = self.host.as_ref();
-        let docker = if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, &API_VERSION)
-        } else {
-            Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, &API_VERSION)
-        }
-        .map_err(|source| self.unreachable(source))?;
-        *cached = Some(docker.clone());
-        Ok(docker)
-    }
-
     fn unreachable(&self, source: DockerError) -> SandboxError {
-        SandboxError::Unreachable {
-            host: self.host.to_string(),
-            source,
-        }
+        SandboxError::Unreachable { host: self.host.to_string(), source: source.into() }
     }
 
     /// Classify a failed call: the engine answering with an error is a failed operation;
@@ -101,7 +89,7 @@ impl Engine {
     fn failed(&self, operation: &'static str, source: DockerError) -> SandboxError {
         match source {
             DockerError::DockerResponseServerError { .. } | DockerError::JsonDataError { .. } => {
-                SandboxError::Docker { operation, source }
+                SandboxError::Docker { operation, source: source.into() }
             }
             other => self.unreachable(other),
         }
@@ -109,26 +97,15 @@ impl Engine {
 
     /// The engine's version, proving it answers.
     pub async fn version(&self) -> Result<String, SandboxError> {
-        let version = self
-            .client()?
-            .version()
-            .await
-            .map_err(|e| self.failed("version", e))?;
+        let version = self.docker.version().await.map_err(|e| self.failed("version", e))?;
         Ok(version.version.unwrap_or_else(|| "unknown".to_owned()))
     }
 
     /// The labels of `image`, or `None` when the engine has no such image.
-    pub async fn image_labels(
-        &self,
-        image: &str,
-    ) -> Result<Option<HashMap<String, String>>, SandboxError> {
-        match self.client()?.inspect_image(image).await {
-            Ok(inspect) => Ok(Some(
-                inspect.config.and_then(|c| c.labels).unwrap_or_default(),
-            )),
-            Err(DockerError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
+    pub async fn image_labels(&self, image: &str) -> Result<Option<HashMap<String, String>>, SandboxError> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => Ok(Some(inspect.config.and_then(|c| c.labels).unwrap_or_default())),
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
             Err(e) => Err(self.failed("inspect image", e)),
         }
     }
@@ -143,7 +120,7 @@ impl Engine {
         labels: &HashMap<String, String>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), SandboxError> {
-        let docker = self.client()?;
+        let docker = &self.docker;
         let options = BuildImageOptionsBuilder::default()
             .dockerfile(dockerfile)
             .t(tag)
@@ -152,8 +129,7 @@ impl Engine {
             .buildargs(build_args)
             .labels(labels)
             .build();
-        let mut stream =
-            docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| match e {
                 DockerError::DockerStreamError { error } => SandboxError::Build(error),
@@ -162,30 +138,22 @@ impl Engine {
             if let Some(detail) = info.error_detail {
                 return Err(SandboxError::Build(detail.message.unwrap_or_default()));
             }
-            if let Some(line) = info
-                .stream
-                .as_deref()
-                .map(str::trim_end)
-                .filter(|l| !l.is_empty())
-            {
+            if let Some(line) = info.stream.as_deref().map(str::trim_end).filter(|l| !l.is_empty()) {
                 progress(line);
             }
         }
         Ok(())
     }
 
-    pub async fn create(
-        &self,
-        name: &str,
-        body: ContainerCreateBody,
-    ) -> Result<String, SandboxError> {
+    /// Create a container; `ImageMissing` when its image is not there.
+    pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, SandboxError> {
         let image = body.image.clone().unwrap_or_default();
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        match self.client()?.create_container(Some(options), body).await {
+        match self.docker.create_container(Some(options), body).await {
             Ok(created) => Ok(created.id),
-            Err(DockerError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Err(SandboxError::ImageMissing { image }),
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
+                Err(SandboxError::ImageMissing { image })
+            }
             Err(e) => Err(self.failed("create container", e)),
         }
     }
@@ -195,23 +163,13 @@ impl Engine {
         &self,
         id: &str,
     ) -> Result<
-        (
-            impl Stream<Item = Result<Chunk, SandboxError>> + Send + use<>,
-            impl tokio::io::AsyncWrite + Send + use<>,
-        ),
+        (impl Stream<Item = Result<Chunk, SandboxError>> + Send + use<>, impl tokio::io::AsyncWrite + Send + use<>),
         SandboxError,
     > {
-        let options = AttachContainerOptionsBuilder::default()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .build();
-        let AttachContainerResults { output, input } = self
-            .client()?
-            .attach_container(id, Some(options))
-            .await
-            .map_err(|e| self.failed("attach", e))?;
+        let options =
+            AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
+        let AttachContainerResults { output, input } =
+            self.docker.attach_container(id, Some(options)).await.map_err(|e| self.failed("attach", e))?;
         let engine = self.clone();
         let chunks = output.filter_map(move |item| {
             let chunk = match item {
@@ -225,60 +183,45 @@ impl Engine {
         Ok((chunks, input))
     }
 
+    /// Start a created container.
     pub async fn start(&self, id: &str) -> Result<(), SandboxError> {
-        self.client()?
-            .start_container(id, None)
-            .await
-            .map_err(|e| self.failed("start container", e))
+        self.docker.start_container(id, None).await.map_err(|e| self.failed("start container", e))
     }
 
     /// Wait until the container stops, then read how it ended.
     pub async fn wait(&self, id: &str) -> Result<ExitState, SandboxError> {
-        let docker = self.client()?;
-        // The wait stream reports a non-zero exit as an error; the state below is the truth.
-        let _ = docker.wait_container(id, None).next().await;
-        let inspect = docker
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| self.failed("inspect container", e))?;
+        match self.docker.wait_container(id, None).next().await {
+            // bollard reports a non-zero exit as an error; the state below tells it anyway.
+            Some(Ok(_) | Err(DockerError::DockerContainerWaitError { .. })) | None => {}
+            Some(Err(e)) => return Err(self.failed("wait for container", e)),
+        }
+        let inspect = self.docker.inspect_container(id, None).await.map_err(|e| self.failed("inspect container", e))?;
         let state = inspect.state.unwrap_or_default();
-        Ok(ExitState {
-            exit_code: state.exit_code,
-            oom_killed: state.oom_killed.unwrap_or(false),
-        })
+        if state.running == Some(true) {
+            let source = format!("container {id} still runs after its wait ended").into();
+            return Err(SandboxError::Docker { operation: "wait for container", source });
+        }
+        Ok(ExitState { exit_code: state.exit_code, oom_killed: state.oom_killed.unwrap_or(false) })
     }
 
-    /// SIGKILL every process of the container at once (not only its leader).
-    pub async fn kill(&self, id: &str) -> Result<(), SandboxError> {
-        let options = KillContainerOptionsBuilder::default()
-            .signal("KILL")
-            .build();
-        match self.client()?.kill_container(id, Some(options)).await {
+    /// SIGKILL every process of the container at once (not only its leader). False when it
+    /// had already stopped.
+    pub async fn kill(&self, id: &str) -> Result<bool, SandboxError> {
+        let options = KillContainerOptionsBuilder::default().signal("KILL").build();
+        match self.docker.kill_container(id, Some(options)).await {
+            Ok(()) => Ok(true),
             // 409: it already stopped; 404: it is already gone.
-            Ok(())
-            | Err(DockerError::DockerResponseServerError {
-                status_code: 404 | 409,
-                ..
-            }) => Ok(()),
+            Err(DockerError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(false),
             Err(e) => Err(self.failed("kill container", e)),
         }
     }
 
     /// Remove a container, running or not; one that is already gone is fine.
     pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match self.client()?.remove_container(id, Some(options)).await {
-            Ok(())
-            | Err(DockerError::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            // 409: removal already in progress (a sweep and a run raced): it will be gone.
-            Err(DockerError::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            // 404: already gone; 409: its removal is already under way (a sweep and a run raced).
+            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
             Err(e) => Err(self.failed("remove container", e)),
         }
     }
@@ -286,15 +229,9 @@ impl Engine {
     /// Every container, running or not, that carries all of `labels` (`key=value` or `key`).
     pub async fn list_labelled(&self, labels: &[String]) -> Result<Vec<Labelled>, SandboxError> {
         let filters = HashMap::from([("label".to_owned(), labels.to_vec())]);
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let containers = self
-            .client()?
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.failed("list containers", e))?;
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let containers =
+            self.docker.list_containers(Some(options)).await.map_err(|e| self.failed("list containers", e))?;
         Ok(containers.into_iter().filter_map(labelled).collect())
     }
 }

@@ -10,18 +10,9 @@ use super::docker::Engine;
 
 /// The build context: every file `Dockerfile.sandbox` uses, at its path in the repository.
 const CONTEXT: &[(&str, &[u8])] = &[
-    (
-        "Dockerfile.sandbox",
-        include_bytes!("../../Dockerfile.sandbox"),
-    ),
-    (
-        "sandbox/runner.py",
-        include_bytes!("../../sandbox/runner.py"),
-    ),
-    (
-        "sandbox/runner.js",
-        include_bytes!("../../sandbox/runner.js"),
-    ),
+    ("Dockerfile.sandbox", include_bytes!("../../Dockerfile.sandbox")),
+    ("sandbox/runner.py", include_bytes!("../../sandbox/runner.py")),
+    ("sandbox/runner.js", include_bytes!("../../sandbox/runner.js")),
 ];
 
 /// The image label holding the hash of the context and base it was built from.
@@ -46,11 +37,7 @@ pub fn context_hash(base_image: &str) -> String {
         hasher.update(bytes);
     }
     let digest = hasher.finalize();
-    digest
-        .iter()
-        .take(8)
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
 }
 
 fn context_tar() -> Result<Vec<u8>, SandboxError> {
@@ -64,9 +51,7 @@ fn context_tar() -> Result<Vec<u8>, SandboxError> {
             .append_data(&mut header, path, *bytes)
             .map_err(|e| SandboxError::Build(format!("cannot pack the build context: {e}")))?;
     }
-    archive
-        .into_inner()
-        .map_err(|e| SandboxError::Build(format!("cannot pack the build context: {e}")))
+    archive.into_inner().map_err(|e| SandboxError::Build(format!("cannot pack the build context: {e}")))
 }
 
 /// Make sure `image` exists and was built from this binary's context on `base_image`;
@@ -80,37 +65,18 @@ pub async fn ensure(
 ) -> Result<ImageStatus, SandboxError> {
     let hash = context_hash(base_image);
     let current = engine.image_labels(image).await?;
-    if !force
-        && current
-            .as_ref()
-            .and_then(|labels| labels.get(CONTEXT_LABEL))
-            == Some(&hash)
-    {
+    if !force && current.as_ref().and_then(|labels| labels.get(CONTEXT_LABEL)) == Some(&hash) {
         return Ok(ImageStatus::UpToDate);
     }
-    progress(&format!(
-        "building {image} on {base_image} (context {hash})"
-    ));
+    progress(&format!("building {image} on {base_image} (context {hash})"));
     let build_args = HashMap::from([("BASE_IMAGE".to_owned(), base_image.to_owned())]);
     let labels = HashMap::from([(CONTEXT_LABEL.to_owned(), hash)]);
-    let built = engine
-        .build_image(
-            context_tar()?,
-            "Dockerfile.sandbox",
-            image,
-            &build_args,
-            &labels,
-            progress,
-        )
-        .await;
+    let built = engine.build_image(context_tar()?, "Dockerfile.sandbox", image, &build_args, &labels, progress).await;
     match built {
         Ok(()) => Ok(ImageStatus::Built),
         // A build that fails while its base is absent failed to pull the base.
         Err(SandboxError::Build(message)) if engine.image_labels(base_image).await?.is_none() => {
-            Err(SandboxError::BaseImageUnavailable {
-                base: base_image.to_owned(),
-                message,
-            })
+            Err(SandboxError::BaseImageUnavailable { base: base_image.to_owned(), message })
         }
         Err(other) => Err(other),
     }
@@ -122,14 +88,8 @@ mod tests {
 
     #[test]
     fn the_hash_changes_with_the_base_image() {
-        assert_eq!(
-            context_hash("debian:bookworm-slim"),
-            context_hash("debian:bookworm-slim")
-        );
-        assert_ne!(
-            context_hash("debian:bookworm-slim"),
-            context_hash("tracebox-base:bookworm")
-        );
+        assert_eq!(context_hash("debian:bookworm-slim"), context_hash("debian:bookworm-slim"));
+        assert_ne!(context_hash("debian:bookworm-slim"), context_hash("tracebox-base:bookworm"));
         assert_eq!(context_hash("x").len(), 16);
     }
 
@@ -137,18 +97,8 @@ mod tests {
     fn the_context_holds_the_dockerfile_and_both_runners() {
         let tar = context_tar().unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
-        let paths: Vec<String> = archive
-            .entries()
-            .unwrap()
-            .map(|entry| entry.unwrap().path().unwrap().display().to_string())
-            .collect();
-        assert_eq!(
-            paths,
-            [
-                "Dockerfile.sandbox",
-                "sandbox/runner.py",
-                "sandbox/runner.js"
-            ]
-        );
+        let paths: Vec<String> =
+            archive.entries().unwrap().map(|entry| entry.unwrap().path().unwrap().display().to_string()).collect();
+        assert_eq!(paths, ["Dockerfile.sandbox", "sandbox/runner.py", "sandbox/runner.js"]);
     }
 }

@@ -57,29 +57,58 @@ pub struct ContainerJob<'a> {
     pub limits: &'a RunLimits,
 }
 
-/// The runner inside the image that reads the program from stdin and runs it.
-fn command(language: Language) -> Vec<String> {
-    let argv: &[&str] = match language {
-        Language::Python => &["python3", "-u", "/opt/tracebox/runner.py"],
-        Language::Node => &["node", "/opt/tracebox/runner.js"],
+/// How long after its timeout a container kills itself, should tracebox not be there to do it
+/// (a crash, a killed `tracebox run`).
+const BACKSTOP_GRACE_SECS: u64 = 5;
+
+/// The command of a container: the runner that reads the program from stdin and runs it, under
+/// a `timeout` of its own. Interpreters by absolute path, so a request's `PATH` cannot break it.
+fn command(language: Language, limits: &RunLimits) -> Vec<String> {
+    let backstop = format!("{}s", limits.timeout.as_secs() + 1 + BACKSTOP_GRACE_SECS);
+    let runner: &[&str] = match language {
+        Language::Python => &["/usr/bin/python3", "-u", "/opt/tracebox/runner.py"],
+        Language::Node => &["/usr/bin/node", "/opt/tracebox/runner.js"],
     };
-    argv.iter().map(|s| (*s).to_owned()).collect()
+    ["/usr/bin/timeout", "--signal=KILL", backstop.as_str()].iter().chain(runner).map(|s| (*s).to_owned()).collect()
 }
 
 /// The hardened container for one job.
 pub fn container_body(settings: &ContainerSettings, job: &ContainerJob) -> ContainerCreateBody {
-    let limits = job.limits;
+    ContainerCreateBody {
+        image: Some(settings.image.clone()),
+        cmd: Some(command(job.language, job.limits)),
+        user: Some(SANDBOX_USER.to_owned()),
+        working_dir: Some("/workspace".to_owned()),
+        hostname: Some("sandbox".to_owned()),
+        env: Some(job.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        // The program arrives on stdin, which closes when the whole program was sent.
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        tty: Some(false),
+        // No network at all: no interface but loopback, no route out (and a faster start
+        // than network mode `none` alone).
+        network_disabled: Some(true),
+        labels: Some(HashMap::from([
+            (LABEL.to_owned(), "1".to_owned()),
+            (LABEL_INSTANCE.to_owned(), settings.instance_id.clone()),
+            (LABEL_BOOT.to_owned(), settings.boot_id.clone()),
+            (LABEL_TRACE.to_owned(), job.trace_id.to_owned()),
+        ])),
+        host_config: Some(host_config(settings, job.limits)),
+        ..ContainerCreateBody::default()
+    }
+}
+
+fn host_config(settings: &ContainerSettings, limits: &RunLimits) -> HostConfig {
     let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);
     let ulimit = |name: &str, value: u64| {
         let value = i64::try_from(value).unwrap_or(i64::MAX);
-        ResourcesUlimits {
-            name: Some(name.to_owned()),
-            soft: Some(value),
-            hard: Some(value),
-        }
+        ResourcesUlimits { name: Some(name.to_owned()), soft: Some(value), hard: Some(value) }
     };
-    let host_config = HostConfig {
-        // No network at all: only a loopback interface, no route out.
+    HostConfig {
         network_mode: Some("none".to_owned()),
         // No way to gain privileges: no capabilities, no setuid escalation, no privileged mode.
         cap_drop: Some(vec!["ALL".to_owned()]),
@@ -88,19 +117,10 @@ pub fn container_body(settings: &ContainerSettings, job: &ContainerJob) -> Conta
         // Nothing of the image can be changed; only the two size-capped tmpfs are writable.
         readonly_rootfs: Some(true),
         tmpfs: Some(HashMap::from([
-            (
-                "/tmp".to_owned(),
-                format!(
-                    "rw,nosuid,nodev,noexec,size={}m,mode=1777",
-                    settings.tmp_size_mb
-                ),
-            ),
+            ("/tmp".to_owned(), format!("rw,nosuid,nodev,noexec,size={}m,mode=1777", settings.tmp_size_mb)),
             (
                 "/workspace".to_owned(),
-                format!(
-                    "rw,nosuid,nodev,size={}m,uid=1000,gid=1000,mode=0755",
-                    settings.workspace_size_mb
-                ),
+                format!("rw,nosuid,nodev,size={}m,uid=1000,gid=1000,mode=0755", settings.workspace_size_mb),
             ),
         ])),
         // An init as PID 1 reaps zombies and forwards signals.
@@ -116,40 +136,11 @@ pub fn container_body(settings: &ContainerSettings, job: &ContainerJob) -> Conta
             ulimit("core", 0),
         ]),
         // Output reaches tracebox through the attach stream only; nothing is logged to disk.
-        log_config: Some(HostConfigLogConfig {
-            typ: Some("none".to_owned()),
-            config: None,
-        }),
+        log_config: Some(HostConfigLogConfig { typ: Some("none".to_owned()), config: None }),
         // Nothing of the host is mounted, and the container is never restarted.
         binds: Some(Vec::new()),
         auto_remove: Some(false),
         ..HostConfig::default()
-    };
-    let mut env: Vec<String> = job.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.push("PYTHONUNBUFFERED=1".to_owned());
-    ContainerCreateBody {
-        image: Some(settings.image.clone()),
-        cmd: Some(command(job.language)),
-        user: Some(SANDBOX_USER.to_owned()),
-        working_dir: Some("/workspace".to_owned()),
-        hostname: Some("sandbox".to_owned()),
-        env: Some(env),
-        // The program arrives on stdin, which closes when the whole program was sent.
-        attach_stdin: Some(true),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        open_stdin: Some(true),
-        stdin_once: Some(true),
-        tty: Some(false),
-        network_disabled: Some(true),
-        labels: Some(HashMap::from([
-            (LABEL.to_owned(), "1".to_owned()),
-            (LABEL_INSTANCE.to_owned(), settings.instance_id.clone()),
-            (LABEL_BOOT.to_owned(), settings.boot_id.clone()),
-            (LABEL_TRACE.to_owned(), job.trace_id.to_owned()),
-        ])),
-        host_config: Some(host_config),
-        ..ContainerCreateBody::default()
     }
 }
 
@@ -176,12 +167,7 @@ mod tests {
             output_bytes: MIB,
         };
         let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
-        let job = ContainerJob {
-            trace_id: "trace-1",
-            language: Language::Python,
-            env: &env,
-            limits: &limits,
-        };
+        let job = ContainerJob { trace_id: "trace-1", language: Language::Python, env: &env, limits: &limits };
         container_body(&settings, &job)
     }
 
@@ -200,10 +186,7 @@ mod tests {
         let host = host();
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
         assert_eq!(host.cap_add, None);
-        assert_eq!(
-            host.security_opt,
-            Some(vec!["no-new-privileges".to_owned()])
-        );
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
         assert_eq!(host.privileged, Some(false));
         assert_eq!(body().user.as_deref(), Some(SANDBOX_USER));
     }
@@ -214,9 +197,7 @@ mod tests {
         assert_eq!(host.readonly_rootfs, Some(true));
         let tmpfs = host.tmpfs.unwrap();
         assert!(tmpfs["/tmp"].contains("size=64m") && tmpfs["/tmp"].contains("noexec"));
-        assert!(
-            tmpfs["/workspace"].contains("size=16m") && tmpfs["/workspace"].contains("uid=1000")
-        );
+        assert!(tmpfs["/workspace"].contains("size=16m") && tmpfs["/workspace"].contains("uid=1000"));
         assert_eq!(tmpfs.len(), 2);
     }
 
@@ -235,19 +216,11 @@ mod tests {
         assert_eq!(host.memory_swap, host.memory);
         assert_eq!(host.nano_cpus, Some(500_000_000));
         assert_eq!(host.pids_limit, Some(64));
-        let ulimits: Vec<_> = host
-            .ulimits
-            .unwrap()
-            .into_iter()
-            .map(|u| (u.name.unwrap(), u.soft.unwrap(), u.hard.unwrap()))
-            .collect();
+        let ulimits: Vec<_> =
+            host.ulimits.unwrap().into_iter().map(|u| (u.name.unwrap(), u.soft.unwrap(), u.hard.unwrap())).collect();
         assert_eq!(
             ulimits,
-            [
-                ("nofile".into(), 256, 256),
-                ("fsize".into(), 32 * MIB as i64, 32 * MIB as i64),
-                ("core".into(), 0, 0)
-            ]
+            [("nofile".into(), 256, 256), ("fsize".into(), 32 * MIB as i64, 32 * MIB as i64), ("core".into(), 0, 0)]
         );
     }
 
@@ -259,12 +232,15 @@ mod tests {
     #[test]
     fn the_program_arrives_on_stdin_and_output_is_not_logged_to_disk() {
         let body = body();
-        assert_eq!(
-            (body.open_stdin, body.stdin_once, body.tty),
-            (Some(true), Some(true), Some(false))
-        );
-        assert_eq!(body.cmd.unwrap()[2], "/opt/tracebox/runner.py");
+        assert_eq!((body.open_stdin, body.stdin_once, body.tty), (Some(true), Some(true), Some(false)));
+        assert_eq!(body.cmd.unwrap()[5], "/opt/tracebox/runner.py");
         assert_eq!(host().log_config.unwrap().typ.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn a_container_kills_itself_soon_after_its_timeout_and_finds_its_interpreter_by_path() {
+        let cmd = body().cmd.unwrap();
+        assert_eq!(cmd[..4], ["/usr/bin/timeout", "--signal=KILL", "16s", "/usr/bin/python3"]);
     }
 
     #[test]

@@ -16,35 +16,40 @@ use crate::trace::{EventLog, TraceId};
 
 pub use image::ImageStatus;
 pub use janitor::Sweep;
-pub use limits::{LABEL, LABEL_BOOT, LABEL_INSTANCE};
-pub use run::RawOutcome;
+pub use run::{Captured, LOOKAHEAD_BYTES, RawOutcome};
 
 use docker::Engine;
 use limits::{ContainerJob, ContainerSettings};
 
+/// How long `/health` waits for the engine before calling it unreachable.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The cause of a Docker failure, kept for the error chain without tying callers to bollard.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 /// The sandbox could not do its part; user code failing is never one of these.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// No engine answers where tracebox looks for one.
     #[error(
         "the Docker engine at {host} is unreachable ({source}); start it (scripts/ensure-docker.sh installs and starts one) or point TRACEBOX_DOCKER_HOST at a running engine"
     )]
-    Unreachable {
-        host: String,
-        source: bollard::errors::Error,
-    },
+    Unreachable { host: String, source: Cause },
+    /// The engine is there, the sandbox image is not.
     #[error("the sandbox image {image} is missing; build it with `tracebox image build`")]
     ImageMissing { image: String },
+    /// The image cannot be built because its base cannot be had.
     #[error(
         "the base image {base} is not available and could not be pulled ({message}); without registry access build one from Debian's packages with scripts/build-base-image.sh and set TRACEBOX_BASE_IMAGE=tracebox-base:bookworm"
     )]
     BaseImageUnavailable { base: String, message: String },
+    /// `docker build` of the sandbox image failed.
     #[error("building the sandbox image failed: {0}")]
     Build(String),
+    /// The engine refused or failed an operation.
     #[error("Docker failed to {operation}: {source}")]
-    Docker {
-        operation: &'static str,
-        source: bollard::errors::Error,
-    },
+    Docker { operation: &'static str, source: Cause },
+    /// A container did not stop after SIGKILL.
     #[error("a killed container did not stop within 10 s")]
     StopTimeout,
 }
@@ -92,7 +97,7 @@ pub async fn ensure_image(
     force: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ImageStatus, SandboxError> {
-    let engine = Engine::new(config.docker_host.as_deref());
+    let engine = Engine::connect(config.docker_host.as_deref())?;
     image::ensure(&engine, &config.image, &config.base_image, force, progress).await
 }
 
@@ -106,74 +111,39 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// A sandbox for `config`, whose containers are labelled with this data directory's
-    /// `instance_id` and this start's `boot_id`. Does not contact Docker yet.
-    pub fn new(config: &Config, instance_id: &str, boot_id: &str) -> Sandbox {
-        Sandbox {
-            engine: Engine::new(config.docker_host.as_deref()),
+    /// `instance_id` and this start's `boot_id`.
+    pub fn connect(config: &Config, instance_id: &str, boot_id: &str) -> Result<Sandbox, SandboxError> {
+        Ok(Sandbox {
+            engine: Engine::connect(config.docker_host.as_deref())?,
             settings: Arc::new(ContainerSettings::from_config(config, instance_id, boot_id)),
             base_image: config.base_image.as_str().into(),
-        }
+        })
     }
 
+    /// The id of this start of tracebox, on every container it makes.
     pub fn boot_id(&self) -> &str {
         &self.settings.boot_id
     }
 
     /// Build the sandbox image unless it is up to date (always, with `force`).
-    pub async fn ensure_image(
-        &self,
-        force: bool,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<ImageStatus, SandboxError> {
-        image::ensure(
-            &self.engine,
-            &self.settings.image,
-            &self.base_image,
-            force,
-            progress,
-        )
-        .await
+    pub async fn ensure_image(&self, force: bool, progress: &mut dyn FnMut(&str)) -> Result<ImageStatus, SandboxError> {
+        image::ensure(&self.engine, &self.settings.image, &self.base_image, force, progress).await
     }
 
     /// Run one program in a fresh container, recording its steps in `log`.
-    pub async fn run(
-        &self,
-        spec: RunSpec<'_>,
-        log: &mut EventLog,
-    ) -> Result<RawOutcome, SandboxError> {
+    pub async fn run(&self, spec: RunSpec<'_>, log: &mut EventLog) -> Result<RawOutcome, SandboxError> {
         let trace_id = spec.trace_id.to_string();
-        let job = ContainerJob {
-            trace_id: &trace_id,
-            language: spec.language,
-            env: spec.env,
-            limits: spec.limits,
-        };
+        let job = ContainerJob { trace_id: &trace_id, language: spec.language, env: spec.env, limits: spec.limits };
         let input = run::frame(spec.code, spec.stdin);
         run::run_in_fresh_container(&self.engine, &self.settings, &job, input, log).await
     }
 
-    /// Remove this data directory's containers that `which` selects.
+    /// Remove this data directory's containers that `which` selects; returns how many.
     pub async fn sweep(&self, which: Sweep<'_>) -> Result<usize, SandboxError> {
         janitor::sweep(&self.engine, &self.settings.instance_id, which).await
     }
 
-    /// Sweep leaked containers of this boot every `period` until the task is dropped.
-    pub async fn sweep_periodically(self, period: Duration, older_than: Duration) {
-        let mut ticks = tokio::time::interval(period);
-        ticks.tick().await;
-        loop {
-            ticks.tick().await;
-            let sweep = Sweep::Stale {
-                current_boot: self.boot_id(),
-                older_than,
-            };
-            if let Err(error) = self.sweep(sweep).await {
-                tracing::warn!(%error, "periodic container sweep failed");
-            }
-        }
-    }
-
-    /// Is the engine there, and the image on it?
+    /// Is the engine there, and the image on it? Answers within a few seconds, whatever Docker does.
     pub async fn health(&self) -> SandboxHealth {
         let mut health = SandboxHealth {
             docker_host: self.engine.host().to_owned(),
@@ -185,27 +155,26 @@ impl Sandbox {
             image_present: false,
             error: None,
         };
-        match self.engine.version().await {
-            Ok(version) => {
+        let too_slow = || format!("the Docker engine did not answer within {HEALTH_TIMEOUT:?}");
+        match tokio::time::timeout(HEALTH_TIMEOUT, self.engine.version()).await {
+            Ok(Ok(version)) => {
                 health.docker_reachable = true;
                 health.docker_version = Some(version);
             }
-            Err(error) => {
-                health.error = Some(error.to_string());
-                return health;
-            }
+            Ok(Err(error)) => health.error = Some(error.to_string()),
+            Err(_) => health.error = Some(too_slow()),
         }
-        match self.engine.image_labels(&self.settings.image).await {
-            Ok(Some(_)) => health.image_present = true,
-            Ok(None) => {
-                health.error = Some(
-                    SandboxError::ImageMissing {
-                        image: health.image.clone(),
-                    }
-                    .to_string(),
-                )
+        if !health.docker_reachable {
+            return health;
+        }
+        match tokio::time::timeout(HEALTH_TIMEOUT, self.engine.image_labels(&self.settings.image)).await {
+            Ok(Ok(Some(_))) => health.image_present = true,
+            Ok(Ok(None)) => {
+                let missing = SandboxError::ImageMissing { image: health.image.clone() };
+                health.error = Some(missing.to_string());
             }
-            Err(error) => health.error = Some(error.to_string()),
+            Ok(Err(error)) => health.error = Some(error.to_string()),
+            Err(_) => health.error = Some(too_slow()),
         }
         health
     }

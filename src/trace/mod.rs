@@ -56,10 +56,7 @@ pub fn now_us() -> i64 {
 pub fn format_us(us: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -71,6 +68,8 @@ pub struct NewTrace {
     pub kind: &'static str,
     pub source: &'static str,
     pub language: Option<&'static str>,
+    /// The tracebox start that runs it, so a later start can tell it was left unfinished.
+    pub boot_id: String,
     pub started_at_us: i64,
     pub input: Value,
 }
@@ -105,11 +104,7 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn start() -> EventLog {
-        EventLog {
-            started_at_us: now_us(),
-            started: Instant::now(),
-            events: Vec::new(),
-        }
+        EventLog { started_at_us: now_us(), started: Instant::now(), events: Vec::new() }
     }
 
     pub fn started_at_us(&self) -> i64 {
@@ -123,11 +118,7 @@ impl EventLog {
 
     pub fn record(&mut self, name: &str, detail: Value) {
         let at_us = self.now_us();
-        self.events.push(TraceEvent {
-            at_us,
-            name: name.to_owned(),
-            detail,
-        });
+        self.events.push(TraceEvent { at_us, name: name.to_owned(), detail });
     }
 
     pub fn into_events(self) -> Vec<TraceEvent> {
@@ -180,6 +171,8 @@ pub struct TraceFilter {
     pub language: Option<String>,
     pub since_us: Option<i64>,
     pub until_us: Option<i64>,
+    /// Only traces whose code or output contains this text.
+    pub text: Option<String>,
     /// Only traces older than this one (the previous page's `next_cursor`).
     pub before: Option<TraceId>,
     pub limit: usize,

@@ -14,12 +14,7 @@ fn tracebox_run(args: &[&str], data_dir: &std::path::Path, stdin: &str) -> Outpu
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -27,11 +22,7 @@ fn tracebox_run(args: &[&str], data_dir: &std::path::Path, stdin: &str) -> Outpu
 fn a_file_runs_and_its_output_and_exit_code_come_back() {
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("hello.js");
-    std::fs::write(
-        &program,
-        "console.log('hi from a file'); console.error('warned'); process.exit(4)",
-    )
-    .unwrap();
+    std::fs::write(&program, "console.log('hi from a file'); console.error('warned'); process.exit(4)").unwrap();
     let output = tracebox_run(&[program.to_str().unwrap()], dir.path(), "");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "hi from a file\n");
     assert_eq!(String::from_utf8_lossy(&output.stderr), "warned\n");
@@ -44,23 +35,20 @@ fn the_program_can_come_from_stdin_and_runs_traced() {
     let output = tracebox_run(&["-"], dir.path(), "print(6 * 7)");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "42\n");
     assert_eq!(output.status.code(), Some(0));
-    assert!(
-        dir.path().join("traces/traces.db").is_file(),
-        "the run left a trace"
-    );
+    assert!(dir.path().join("traces/traces.db").is_file(), "the run left a trace");
 }
 
 #[test]
-fn piped_input_becomes_the_program_stdin() {
+fn stdin_is_given_only_when_asked_for() {
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("upper.py");
-    std::fs::write(
-        &program,
-        "import sys\nprint(sys.stdin.read().upper(), end='')",
-    )
-    .unwrap();
-    let output = tracebox_run(&[program.to_str().unwrap()], dir.path(), "shout\n");
+    std::fs::write(&program, "import sys\nprint(sys.stdin.read().upper(), end='')").unwrap();
+    let output = tracebox_run(&["--stdin", "-", program.to_str().unwrap()], dir.path(), "shout\n");
     assert_eq!(String::from_utf8_lossy(&output.stdout), "SHOUT\n");
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "from a file\n").unwrap();
+    let output = tracebox_run(&["--stdin", input.to_str().unwrap(), program.to_str().unwrap()], dir.path(), "");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "FROM A FILE\n");
 }
 
 #[test]
@@ -85,4 +73,38 @@ fn an_unknown_language_is_refused_before_anything_runs() {
     let output = tracebox_run(&["--language", "ruby", "-"], dir.path(), "puts 1");
     assert_eq!(output.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown language `ruby`"));
+}
+
+#[test]
+fn an_interrupted_run_exits_130_and_leaves_no_container() {
+    use std::time::{Duration, Instant};
+    crate::common::require_docker();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tracebox"))
+        .args(["run", "--timeout", "60", "-"])
+        .env("TRACEBOX_DATA_DIR", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"while True: pass").unwrap();
+    let deadline = Instant::now() + crate::common::patience();
+    let boot = loop {
+        let boots = std::fs::read_dir(dir.path().join("traces/boots")).into_iter().flatten().flatten();
+        if let Some(name) = boots.filter_map(|e| e.file_name().into_string().ok()).next() {
+            break name.trim_end_matches(".lock").to_owned();
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let containers = || crate::common::containers_labelled(&format!("tracebox.boot={boot}"));
+    while containers().is_empty() {
+        assert!(Instant::now() < deadline, "the run's container never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(containers().is_empty(), "Ctrl-C must not leave the container running");
 }

@@ -19,9 +19,7 @@ async fn python_hello_world() {
 async fn node_hello_world_under_every_alias() {
     let server = TestServer::spawn().await;
     for alias in ["node", "javascript", "js", "nodejs"] {
-        let reply = server
-            .run(alias, "console.log('hello from ' + 'node')")
-            .await;
+        let reply = server.run(alias, "console.log('hello from ' + 'node')").await;
         assert_eq!(reply["stdout"], "hello from node\n", "{alias}: {reply}");
         assert_eq!(reply["status"], "success");
     }
@@ -30,9 +28,7 @@ async fn node_hello_world_under_every_alias() {
 #[tokio::test]
 async fn language_defaults_to_python() {
     let server = TestServer::spawn().await;
-    let (status, reply) = server
-        .execute(json!({"code": "import sys; print(sys.version_info[0])"}))
-        .await;
+    let (status, reply) = server.execute(json!({"code": "import sys; print(sys.version_info[0])"})).await;
     assert_eq!(status, 200);
     assert_eq!(reply["stdout"], "3\n");
 }
@@ -57,46 +53,31 @@ async fn a_bare_curl_body_without_content_type_works() {
 #[tokio::test]
 async fn stdin_reaches_the_program_and_ends() {
     let server = TestServer::spawn().await;
-    let python = "name = input()\nrest = __import__('sys').stdin.read()\nprint(f'hi {name}'); print(rest.upper(), end='')";
-    let (_, reply) = server
-        .execute(json!({"code": python, "stdin": "ada\nline two\nline three\n"}))
-        .await;
+    let python =
+        "name = input()\nrest = __import__('sys').stdin.read()\nprint(f'hi {name}'); print(rest.upper(), end='')";
+    let (_, reply) = server.execute(json!({"code": python, "stdin": "ada\nline two\nline three\n"})).await;
     assert_eq!(reply["stdout"], "hi ada\nLINE TWO\nLINE THREE\n");
 
     let node = "let s = ''; process.stdin.on('data', d => s += d); process.stdin.on('end', () => console.log(s.trim().split('\\n').reverse().join(',')))";
-    let (_, reply) = server
-        .execute(json!({"code": node, "language": "node", "stdin": "a\nb\nc\n"}))
-        .await;
+    let (_, reply) = server.execute(json!({"code": node, "language": "node", "stdin": "a\nb\nc\n"})).await;
     assert_eq!(reply["stdout"], "c,b,a\n");
 }
 
 #[tokio::test]
 async fn no_stdin_means_end_of_file_at_once() {
     let server = TestServer::spawn().await;
-    let reply = server
-        .run("python", "import sys\nprint(repr(sys.stdin.read()))")
-        .await;
+    let reply = server.run("python", "import sys\nprint(repr(sys.stdin.read()))").await;
     assert_eq!(reply["stdout"], "''\n");
 }
 
 #[tokio::test]
 async fn stderr_is_kept_apart_from_stdout() {
     let server = TestServer::spawn().await;
-    let reply = server
-        .run(
-            "python",
-            "import sys\nprint('out')\nprint('err', file=sys.stderr)",
-        )
-        .await;
+    let reply = server.run("python", "import sys\nprint('out')\nprint('err', file=sys.stderr)").await;
     assert_eq!(reply["stdout"], "out\n");
     assert_eq!(reply["stderr"], "err\n");
-    let reply = server
-        .run("node", "console.log('out'); console.error('err')")
-        .await;
-    assert_eq!(
-        (reply["stdout"].as_str(), reply["stderr"].as_str()),
-        (Some("out\n"), Some("err\n"))
-    );
+    let reply = server.run("node", "console.log('out'); console.error('err')").await;
+    assert_eq!((reply["stdout"].as_str(), reply["stderr"].as_str()), (Some("out\n"), Some("err\n")));
 }
 
 #[tokio::test]
@@ -106,32 +87,18 @@ async fn a_non_zero_exit_is_an_error_status_not_an_http_error() {
     assert_eq!(reply["status"], "error");
     assert_eq!(reply["exit_code"], 3);
     let reply = server.run("node", "process.exit(7)").await;
-    assert_eq!(
-        (reply["status"].as_str(), reply["exit_code"].as_i64()),
-        (Some("error"), Some(7))
-    );
+    assert_eq!((reply["status"].as_str(), reply["exit_code"].as_i64()), (Some("error"), Some(7)));
 }
 
 #[tokio::test]
 async fn an_exception_shows_a_normal_traceback() {
     let server = TestServer::spawn().await;
-    let reply = server
-        .run("python", "x = 1\nraise ValueError('boom')")
-        .await;
+    let reply = server.run("python", "x = 1\nraise ValueError('boom')").await;
     assert_eq!(reply["exit_code"], 1);
     let stderr = reply["stderr"].as_str().unwrap();
-    assert!(
-        stderr.contains("File \"/workspace/main.py\", line 2"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("raise ValueError('boom')") && stderr.ends_with("ValueError: boom\n"),
-        "{stderr}"
-    );
-    assert!(
-        !stderr.contains("runner.py"),
-        "the runner's own frame is hidden: {stderr}"
-    );
+    assert!(stderr.contains("File \"/workspace/main.py\", line 2"), "{stderr}");
+    assert!(stderr.contains("raise ValueError('boom')") && stderr.ends_with("ValueError: boom\n"), "{stderr}");
+    assert!(!stderr.contains("runner.py"), "the runner's own frame is hidden: {stderr}");
 }
 
 #[tokio::test]
@@ -148,7 +115,10 @@ async fn unicode_output_round_trips() {
 async fn invalid_utf8_output_is_replaced_and_flagged() {
     let server = TestServer::spawn().await;
     let reply = server
-        .run("python", "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe done\\n')\nsys.stderr.buffer.write(b'\\xc3')")
+        .run(
+            "python",
+            "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe done\\n')\nsys.stderr.buffer.write(b'\\xc3')",
+        )
         .await;
     assert_eq!(reply["status"], "success");
     assert_eq!(reply["stdout"], "ok \u{fffd}\u{fffd} done\n");
@@ -156,6 +126,14 @@ async fn invalid_utf8_output_is_replaced_and_flagged() {
     assert_eq!(reply["invalid_utf8"], true);
     let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
     assert_eq!(trace["output"]["invalid_utf8"], true);
+}
+
+#[tokio::test]
+async fn invalid_utf8_from_node_is_replaced_and_flagged_too() {
+    let server = TestServer::spawn().await;
+    let reply = server.run("node", "process.stdout.write(Buffer.from([0x6f, 0x6b, 0xff, 0x0a]))").await;
+    assert_eq!(reply["stdout"], "ok\u{fffd}\n");
+    assert_eq!(reply["invalid_utf8"], true);
 }
 
 #[tokio::test]
@@ -183,8 +161,5 @@ async fn each_run_gets_a_fresh_container() {
     let first = server.run("python", code).await;
     let second = server.run("python", code).await;
     assert_eq!(first["stdout"], "False sandbox\n");
-    assert_eq!(
-        second["stdout"], "False sandbox\n",
-        "the second run must not see the first run's file"
-    );
+    assert_eq!(second["stdout"], "False sandbox\n", "the second run must not see the first run's file");
 }

@@ -44,19 +44,16 @@ for path in ['/', '/etc', '/usr', '/opt/tracebox', '/tmp', '/workspace']:
     )
     .await;
     assert_eq!(
-        out,
-        "/ errno 30\n/etc errno 30\n/usr errno 30\n/opt/tracebox errno 30\n/tmp writable\n/workspace writable\n",
+        out, "/ errno 30\n/etc errno 30\n/usr errno 30\n/opt/tracebox errno 30\n/tmp writable\n/workspace writable\n",
         "errno 30 is EROFS"
     );
 }
 
 #[tokio::test]
 async fn tmp_is_size_capped_and_not_executable() {
-    let server = TestServer::spawn_with(&[
-        ("TRACEBOX_POLICY", &crate::common::empty_policy()),
-        ("TRACEBOX_TMP_SIZE_MB", "8"),
-    ])
-    .await;
+    let server =
+        TestServer::spawn_with(&[("TRACEBOX_POLICY", &crate::common::empty_policy()), ("TRACEBOX_TMP_SIZE_MB", "8")])
+            .await;
     let out = stdout_of(
         &server,
         r#"
@@ -79,10 +76,7 @@ except PermissionError as e:
 "#,
     )
     .await;
-    assert!(
-        out.starts_with("full after ") && out.contains("errno 28"),
-        "ENOSPC near 8 MiB: {out}"
-    );
+    assert!(out.starts_with("full after ") && out.contains("errno 28"), "ENOSPC near 8 MiB: {out}");
     let mib: u32 = out.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(mib <= 8, "{out}");
     assert!(out.ends_with("exec refused, errno 13\n"), "{out}");
@@ -90,16 +84,9 @@ except PermissionError as e:
 
 /// The host's address on Docker's default bridge, where an ordinary container reaches the host.
 fn bridge_gateway() -> String {
-    let output = Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "docker0"])
-        .output()
-        .expect("ip runs");
+    let output = Command::new("ip").args(["-4", "-o", "addr", "show", "docker0"]).output().expect("ip runs");
     let text = String::from_utf8_lossy(&output.stdout);
-    let cidr = text
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .expect("docker0 has an IPv4 address");
+    let cidr = text.split_whitespace().skip_while(|w| *w != "inet").nth(1).expect("docker0 has an IPv4 address");
     cidr.split('/').next().unwrap().to_owned()
 }
 
@@ -134,15 +121,11 @@ async fn there_is_no_network_tcp_and_dns_fail() {
     let host = bridge_gateway();
     let tcp = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let dns = tokio::net::UdpSocket::bind("0.0.0.0:0").await.unwrap();
-    let (tcp_port, dns_port) = (
-        tcp.local_addr().unwrap().port(),
-        dns.local_addr().unwrap().port(),
-    );
+    let (tcp_port, dns_port) = (tcp.local_addr().unwrap().port(), dns.local_addr().unwrap().port());
     let probe = network_probe(&host, tcp_port, dns_port);
 
     // Control: an ordinary container reaches both listeners, so the probe can tell.
-    let image =
-        std::env::var("TRACEBOX_IMAGE").unwrap_or_else(|_| "tracebox-sandbox:latest".into());
+    let image = std::env::var("TRACEBOX_IMAGE").unwrap_or_else(|_| "tracebox-sandbox:latest".into());
     let answer = tokio::spawn(async move {
         let mut buffer = [0u8; 512];
         let (_, from) = dns.recv_from(&mut buffer).await.unwrap();
@@ -155,52 +138,30 @@ async fn there_is_no_network_tcp_and_dns_fail() {
         tcp
     });
     let control = tokio::process::Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--entrypoint",
-            "python3",
-            &image,
-            "-c",
-            &probe,
-        ])
+        .args(["run", "--rm", "--entrypoint", "python3", &image, "-c", &probe])
         .output()
         .await
         .expect("docker run");
     let control = String::from_utf8_lossy(&control.stdout);
-    assert!(
-        control.contains("tcp connected") && control.contains("dns answered"),
-        "control run: {control}"
-    );
+    assert!(control.contains("tcp connected") && control.contains("dns answered"), "control run: {control}");
     let (tcp, dns) = (accept.await.unwrap(), answer.await.unwrap());
 
     // The sandbox: only loopback, no route, and both attempts fail at once.
     let out = stdout_of(&server, &probe).await;
     assert!(out.starts_with("interfaces ['lo']\nroutes 0\n"), "{out}");
-    assert!(
-        out.contains("tcp failed 101") && out.contains("dns failed 101"),
-        "errno 101 is ENETUNREACH: {out}"
-    );
+    assert!(out.contains("tcp failed 101") && out.contains("dns failed 101"), "errno 101 is ENETUNREACH: {out}");
     // And nothing arrived at the listeners.
     let mut buffer = [0u8; 512];
-    assert!(
-        dns.try_recv_from(&mut buffer).is_err(),
-        "the DNS listener got a packet from the sandbox"
-    );
+    assert!(dns.try_recv_from(&mut buffer).is_err(), "the DNS listener got a packet from the sandbox");
     let accepted = tokio::time::timeout(std::time::Duration::from_millis(200), tcp.accept()).await;
-    assert!(
-        accepted.is_err(),
-        "the TCP listener got a connection from the sandbox"
-    );
+    assert!(accepted.is_err(), "the TCP listener got a connection from the sandbox");
 }
 
 #[tokio::test]
 async fn processes_and_open_files_are_limited() {
-    let server = TestServer::spawn_with(&[
-        ("TRACEBOX_POLICY", &crate::common::empty_policy()),
-        ("TRACEBOX_PIDS_LIMIT", "32"),
-    ])
-    .await;
+    let server =
+        TestServer::spawn_with(&[("TRACEBOX_POLICY", &crate::common::empty_policy()), ("TRACEBOX_PIDS_LIMIT", "32")])
+            .await;
     let out = stdout_of(
         &server,
         "import resource, threading, time\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))\nn = 0\ntry:\n    while n < 500:\n        threading.Thread(target=time.sleep, args=(5,), daemon=True).start(); n += 1\nexcept RuntimeError:\n    pass\nprint(n < 32)",
@@ -243,9 +204,36 @@ print('zombies', states.count('Z'))
     )
     .await;
     let (init, zombies) = out.split_once('\n').unwrap();
-    assert!(
-        init.ends_with("docker-init") || init.ends_with("/dev/init"),
-        "PID 1 is an init: {out}"
-    );
+    assert!(init.ends_with("docker-init") || init.ends_with("/dev/init"), "PID 1 is an init: {out}");
     assert_eq!(zombies, "zombies 0\n");
+}
+
+#[tokio::test]
+async fn cpu_and_memory_are_capped_by_the_kernel_with_no_swap() {
+    let server = TestServer::spawn_with(&[("TRACEBOX_CPUS", "0.5")]).await;
+    let (status, reply) = server
+        .execute(serde_json::json!({"code": r#"
+import os
+def read(*paths):
+    for path in paths:
+        if os.path.exists(path):
+            return open(path).read().split()
+v2 = os.path.exists('/sys/fs/cgroup/cgroup.controllers')
+if v2:
+    quota, period = read('/sys/fs/cgroup/cpu.max')
+    memory = read('/sys/fs/cgroup/memory.max')[0]
+    swap = read('/sys/fs/cgroup/memory.swap.max')
+    swap = '0' if swap is None else swap[0]
+else:
+    quota = read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us', '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us')[0]
+    period = read('/sys/fs/cgroup/cpu/cpu.cfs_period_us', '/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us')[0]
+    memory = read('/sys/fs/cgroup/memory/memory.limit_in_bytes')[0]
+    memsw = read('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes')
+    # memory+swap equal to memory means no swap; no swap accounting means the host has none to give.
+    swap = '0' if memsw is None else str(int(memsw[0]) - int(memory))
+print(int(quota) / int(period), int(memory) // (1024 * 1024), swap)
+"#, "memory_mb": 96}))
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["stdout"], "0.5 96 0\n", "{reply}");
 }

@@ -24,31 +24,20 @@ async fn twenty_concurrent_runs_all_return_their_own_output() {
         assert_eq!(*status, 200, "{reply}");
         assert_eq!(reply["stdout"], format!("{}\n", i * i), "run {i}");
     }
-    let ids: std::collections::HashSet<&str> = replies
-        .iter()
-        .map(|(_, r)| r["trace_id"].as_str().unwrap())
-        .collect();
+    let ids: std::collections::HashSet<&str> = replies.iter().map(|(_, r)| r["trace_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 20, "each run has its own trace");
     assert!(containers_of(&server.instance_id().await).is_empty());
 }
 
 #[tokio::test]
 async fn a_full_queue_answers_503_with_retry_after() {
-    let server = TestServer::spawn_with(&[
-        ("TRACEBOX_MAX_CONCURRENT_RUNS", "1"),
-        ("TRACEBOX_QUEUE_TIMEOUT_SECS", "0.5"),
-    ])
-    .await;
+    let server =
+        TestServer::spawn_with(&[("TRACEBOX_MAX_CONCURRENT_RUNS", "1"), ("TRACEBOX_QUEUE_TIMEOUT_SECS", "0.5")]).await;
+    let instance = server.instance_id().await;
     let long = server.execute(json!({"code": "import time\ntime.sleep(3)"}));
     let refused = async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        server
-            .client
-            .post(server.url("/execute"))
-            .json(&json!({"code": "print(1)"}))
-            .send()
-            .await
-            .unwrap()
+        eventually("the first run holds the only slot", || !containers_of(&instance).is_empty()).await;
+        server.client.post(server.url("/execute")).json(&json!({"code": "print(1)"})).send().await.unwrap()
     };
     let ((status, _), refused) = tokio::join!(long, refused);
     assert_eq!(status, 200);
@@ -56,52 +45,32 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(refused.headers()["retry-after"], "1");
     let body: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "busy");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("TRACEBOX_MAX_CONCURRENT_RUNS")
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("TRACEBOX_MAX_CONCURRENT_RUNS"));
     let trace = server.trace(body["trace_id"].as_str().unwrap()).await;
-    assert_eq!(
-        trace["status"], "internal_error",
-        "refused runs are traced too"
-    );
+    assert_eq!(trace["status"], "internal_error", "refused runs are traced too");
 }
 
 #[tokio::test]
 async fn a_client_that_goes_away_leaves_a_finished_trace_and_no_container() {
     let server = TestServer::spawn().await;
     let instance = server.instance_id().await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(700))
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_millis(700)).build().unwrap();
     let gone = client
         .post(server.url("/execute"))
         .json(&json!({"code": "import time\nprint('started', flush=True)\ntime.sleep(2)\nprint('finished')"}))
         .send()
         .await;
     assert!(gone.is_err(), "the client gave up before the run ended");
-    eventually(
-        "the abandoned run finished and its container is gone",
-        || containers_of(&instance).is_empty(),
-    )
-    .await;
+    eventually("the abandoned run finished and its container is gone", || containers_of(&instance).is_empty()).await;
     let deadline = tokio::time::Instant::now() + patience();
     loop {
         let (_, page) = server.get_json("/traces").await;
         if page["traces"][0]["status"] == "success" {
-            let trace = server
-                .trace(page["traces"][0]["id"].as_str().unwrap())
-                .await;
+            let trace = server.trace(page["traces"][0]["id"].as_str().unwrap()).await;
             assert_eq!(trace["output"]["stdout"], "started\nfinished\n");
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the trace never finished: {page}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the trace never finished: {page}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -113,41 +82,19 @@ async fn a_crashed_server_leaves_nothing_after_the_next_start() {
     let client = server.client.clone();
     let url = server.url("/execute");
     let running = tokio::spawn(async move {
-        client
-            .post(url)
-            .json(&json!({"code": "import time\ntime.sleep(30)", "timeout": 60}))
-            .send()
-            .await
+        client.post(url).json(&json!({"code": "import time\ntime.sleep(30)", "timeout": 60})).send().await
     });
-    eventually("the run's container exists", || {
-        !containers_of(&instance).is_empty()
-    })
-    .await;
+    eventually("the run's container exists", || !containers_of(&instance).is_empty()).await;
     server.crash();
     let _ = running.await;
-    assert_eq!(
-        containers_of(&instance).len(),
-        1,
-        "a crash cannot clean up: the container is left behind"
-    );
+    assert_eq!(containers_of(&instance).len(), 1, "a crash cannot clean up: the container is left behind");
 
     server.restart().await;
-    assert!(
-        containers_of(&instance).is_empty(),
-        "the next start sweeps it"
-    );
+    assert!(containers_of(&instance).is_empty(), "the next start sweeps it");
     let (_, page) = server.get_json("/traces").await;
     assert_eq!(page["traces"][0]["status"], "internal_error");
-    let trace = server
-        .trace(page["traces"][0]["id"].as_str().unwrap())
-        .await;
-    assert!(
-        trace["output"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("server stopped"),
-        "{trace}"
-    );
+    let trace = server.trace(page["traces"][0]["id"].as_str().unwrap()).await;
+    assert!(trace["output"]["message"].as_str().unwrap().contains("stopped before this run finished"), "{trace}");
 }
 
 #[tokio::test]
@@ -157,24 +104,12 @@ async fn a_shutdown_during_a_run_lets_it_finish_and_removes_every_container() {
     let client = server.client.clone();
     let url = server.url("/execute");
     let running = tokio::spawn(async move {
-        client
-            .post(url)
-            .json(&json!({"code": "import time\ntime.sleep(1)\nprint('done')"}))
-            .send()
-            .await
+        client.post(url).json(&json!({"code": "import time\ntime.sleep(1)\nprint('done')"})).send().await
     });
-    eventually("the run's container exists", || {
-        !containers_of(&instance).is_empty()
-    })
-    .await;
+    eventually("the run's container exists", || !containers_of(&instance).is_empty()).await;
     server.stop();
-    let reply: serde_json::Value = running
-        .await
-        .unwrap()
-        .expect("the in-flight run was answered")
-        .json()
-        .await
-        .unwrap();
+    let reply: serde_json::Value =
+        running.await.unwrap().expect("the in-flight run was answered").json().await.unwrap();
     assert_eq!(reply["stdout"], "done\n");
     assert!(containers_of(&instance).is_empty());
 }
@@ -190,10 +125,7 @@ async fn a_second_server_on_the_same_data_directory_is_refused() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("another tracebox server already uses the data directory"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("another tracebox server already uses the data directory"), "{stderr}");
 }
 
 #[tokio::test]
@@ -208,35 +140,19 @@ async fn without_docker_the_server_refuses_to_start_and_says_what_to_run() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("unreachable") && stderr.contains("scripts/ensure-docker.sh"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("unreachable") && stderr.contains("scripts/ensure-docker.sh"), "{stderr}");
 }
 
 #[tokio::test]
 async fn a_missing_image_answers_503_naming_the_fix() {
     let image = format!("tracebox-sandbox:test-missing-{}", std::process::id());
     let server = TestServer::spawn_with(&[("TRACEBOX_IMAGE", &image)]).await;
-    let removed = Command::new("docker")
-        .args(["rmi", "-f", &image])
-        .output()
-        .unwrap();
-    assert!(
-        removed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&removed.stderr)
-    );
+    let removed = Command::new("docker").args(["rmi", "-f", &image]).output().unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
     let (status, reply) = server.execute(json!({"code": "print(1)"})).await;
     assert_eq!(status, 503, "{reply}");
     assert_eq!(reply["error"]["code"], "sandbox_unavailable");
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("tracebox image build"),
-        "{reply}"
-    );
+    assert!(reply["error"]["message"].as_str().unwrap().contains("tracebox image build"), "{reply}");
     let (health, body) = server.get_json("/health").await;
     assert_eq!(health, 503);
     assert_eq!(body["status"], "degraded");
@@ -249,11 +165,8 @@ async fn a_missing_image_answers_503_naming_the_fix() {
 async fn a_broken_policy_stops_start_up_naming_the_rule() {
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        "[[output]]\nid = \"bad-one\"\naction = \"redact\"\nreason = \"r\"\npattern = '(oops'\n",
-    )
-    .unwrap();
+    std::fs::write(&policy, "[[output]]\nid = \"bad-one\"\naction = \"redact\"\nreason = \"r\"\npattern = '(oops'\n")
+        .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_tracebox"))
         .arg("serve")
         .env("TRACEBOX_DATA_DIR", dir.path())
@@ -262,8 +175,5 @@ async fn a_broken_policy_stops_start_up_naming_the_rule() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("rule `bad-one`") && stderr.contains("invalid pattern"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("rule `bad-one`") && stderr.contains("invalid pattern"), "{stderr}");
 }

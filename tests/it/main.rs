@@ -7,6 +7,7 @@
 mod cli;
 mod common;
 mod execute;
+mod hostile;
 mod isolation;
 mod lifecycle;
 mod limits;

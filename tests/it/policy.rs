@@ -7,33 +7,21 @@ use crate::common::TestServer;
 #[tokio::test]
 async fn blocked_code_is_a_403_with_the_rules_and_a_trace() {
     let server = TestServer::spawn().await;
-    let (status, reply) = server
-        .execute(json!({"code": "print('hi')\nimport subprocess\nsubprocess.run(['id'])"}))
-        .await;
+    let (status, reply) =
+        server.execute(json!({"code": "print('hi')\nimport subprocess\nsubprocess.run(['id'])"})).await;
     assert_eq!(status, 403);
     assert_eq!(reply["error"]["code"], "blocked_by_policy");
     assert_eq!(reply["status"], "blocked");
     assert_eq!(reply["rules"], json!(["python.subprocess"]));
     assert_eq!(reply["policy_hits"][0]["line"], 2);
     let message = reply["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("python.subprocess") && message.contains("subprocess"),
-        "{message}"
-    );
+    assert!(message.contains("python.subprocess") && message.contains("subprocess"), "{message}");
 
     let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
     assert_eq!(trace["status"], "blocked");
-    let events: Vec<&str> = trace["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
+    let events: Vec<&str> = trace["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
     assert!(events.contains(&"policy.blocked"), "{events:?}");
-    assert!(
-        !events.iter().any(|e| e.starts_with("container")),
-        "blocked code never reaches a container: {events:?}"
-    );
+    assert!(!events.iter().any(|e| e.starts_with("container")), "blocked code never reaches a container: {events:?}");
 }
 
 #[tokio::test]
@@ -61,9 +49,7 @@ async fn secrets_are_redacted_in_the_reply_and_in_the_stored_trace() {
     let key = ["sk-ant-api03-", &"A1b2".repeat(10)].concat();
     let aws = "AKIAIOSFODNN7EXAMPLE";
     let code = format!("import sys\nprint('key={key}')\nprint('{aws}', file=sys.stderr)");
-    let (status, reply) = server
-        .execute(json!({"code": code, "env": {"TOKEN": key}}))
-        .await;
+    let (status, reply) = server.execute(json!({"code": code, "env": {"TOKEN": key}})).await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["stdout"], "key=[REDACTED:anthropic_api_key]\n");
     assert_eq!(reply["stderr"], "[REDACTED:aws_access_key_id]\n");
@@ -76,36 +62,31 @@ async fn secrets_are_redacted_in_the_reply_and_in_the_stored_trace() {
     );
     let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
     let stored = trace.to_string();
-    assert!(
-        !stored.contains(&key) && !stored.contains(aws),
-        "a secret reached the trace store: {stored}"
-    );
-    assert_eq!(
-        trace["output"]["stdout"],
-        "key=[REDACTED:anthropic_api_key]\n"
-    );
-    assert!(
-        trace["input"]["code"]
-            .as_str()
-            .unwrap()
-            .contains("[REDACTED:anthropic_api_key]")
-    );
-    assert_eq!(
-        trace["input"]["env"]["TOKEN"],
-        "[REDACTED:anthropic_api_key]"
-    );
-    assert!(
-        !server.logged().contains(&key),
-        "a secret reached the server log"
-    );
+    assert!(!stored.contains(&key) && !stored.contains(aws), "a secret reached the trace store: {stored}");
+    assert_eq!(trace["output"]["stdout"], "key=[REDACTED:anthropic_api_key]\n");
+    assert!(trace["input"]["code"].as_str().unwrap().contains("[REDACTED:anthropic_api_key]"));
+    assert_eq!(trace["input"]["env_names"], json!(["TOKEN"]), "of the environment only names are kept");
+    assert!(!server.logged().contains(&key), "a secret reached the server log");
     let database = std::fs::read(server.data_dir.join("traces/traces.db")).unwrap();
     let wal = std::fs::read(server.data_dir.join("traces/traces.db-wal")).unwrap_or_default();
     for bytes in [&database, &wal] {
-        assert!(
-            !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
-            "the raw key is in the database file"
-        );
+        assert!(!bytes.windows(key.len()).any(|w| w == key.as_bytes()), "the raw key is in the database file");
     }
+}
+
+#[tokio::test]
+async fn environment_values_never_reach_the_trace() {
+    let server = TestServer::spawn().await;
+    let (status, reply) =
+        server.execute(json!({"code": "import os\nprint(len(os.environ['DB_PASSWORD']))", "env": {"DB_PASSWORD": "hunter2-plain"}})).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["stdout"], "13\n", "the program gets the value");
+    let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
+    assert!(!trace.to_string().contains("hunter2-plain"), "{trace}");
+    let page =
+        server.client.get(server.url(&format!("/trace/{}", reply["trace_id"].as_str().unwrap()))).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("DB_PASSWORD") && !html.contains("hunter2-plain"));
 }
 
 #[tokio::test]

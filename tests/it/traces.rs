@@ -5,12 +5,7 @@ use serde_json::{Value, json};
 use crate::common::TestServer;
 
 fn event_names(trace: &Value) -> Vec<String> {
-    trace["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap().to_owned())
-        .collect()
+    trace["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -21,44 +16,19 @@ async fn a_run_records_code_limits_output_and_ordered_timed_events() {
         .await;
     let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
     assert_eq!(trace["id"], reply["trace_id"]);
-    assert_eq!(
-        (trace["kind"].as_str(), trace["status"].as_str()),
-        (Some("execution"), Some("error"))
-    );
-    assert_eq!(
-        (trace["source"].as_str(), trace["language"].as_str()),
-        (Some("http"), Some("python"))
-    );
+    assert_eq!((trace["kind"].as_str(), trace["status"].as_str()), (Some("execution"), Some("error")));
+    assert_eq!((trace["source"].as_str(), trace["language"].as_str()), (Some("http"), Some("python")));
     assert_eq!(trace["exit_code"], 2);
     assert_eq!(trace["input"]["stdin"], "in");
     assert_eq!(trace["input"]["limits"]["timeout"], 7.0);
-    assert_eq!(
-        (
-            trace["output"]["stdout"].as_str(),
-            trace["output"]["stderr"].as_str()
-        ),
-        (Some("in\n"), Some("e\n"))
-    );
+    assert_eq!((trace["output"]["stdout"].as_str(), trace["output"]["stderr"].as_str()), (Some("in\n"), Some("e\n")));
     assert_eq!(
         event_names(&trace),
-        [
-            "container.created",
-            "container.started",
-            "container.exited",
-            "container.removed",
-            "finished"
-        ]
+        ["container.created", "container.started", "container.exited", "container.removed", "finished"]
     );
-    let offsets: Vec<f64> = trace["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["offset_ms"].as_f64().unwrap())
-        .collect();
-    assert!(
-        offsets.windows(2).all(|w| w[0] <= w[1]),
-        "events are in time order: {offsets:?}"
-    );
+    let offsets: Vec<f64> =
+        trace["events"].as_array().unwrap().iter().map(|e| e["offset_ms"].as_f64().unwrap()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] <= w[1]), "events are in time order: {offsets:?}");
     assert!(trace["duration_ms"].as_f64().unwrap() >= offsets[2] - offsets[1]);
     assert!(trace["started_at"].as_str().unwrap().ends_with('Z'));
 }
@@ -71,25 +41,16 @@ async fn the_list_is_newest_first_pages_by_cursor_and_filters() {
         let (_, reply) = server.execute(json!({"code": code})).await;
         ids.push(reply["trace_id"].as_str().unwrap().to_owned());
     }
-    let (_, reply) = server
-        .execute(json!({"code": "console.log(4)", "language": "node"}))
-        .await;
+    let (_, reply) = server.execute(json!({"code": "console.log(4)", "language": "node"})).await;
     ids.push(reply["trace_id"].as_str().unwrap().to_owned());
 
     let (status, page) = server.get_json("/traces?limit=3").await;
     assert_eq!(status, 200);
-    let listed: Vec<&str> = page["traces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["id"].as_str().unwrap())
-        .collect();
+    let listed: Vec<&str> = page["traces"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
     assert_eq!(listed, [&ids[3], &ids[2], &ids[1]]);
     assert_eq!(page["traces"][0]["preview"], "console.log(4)");
     let cursor = page["next_cursor"].as_str().unwrap();
-    let (_, next) = server
-        .get_json(&format!("/traces?limit=3&cursor={cursor}"))
-        .await;
+    let (_, next) = server.get_json(&format!("/traces?limit=3&cursor={cursor}")).await;
     assert_eq!(next["traces"].as_array().unwrap().len(), 1);
     assert_eq!(next["traces"][0]["id"], ids[0].as_str());
     assert_eq!(next["next_cursor"], Value::Null);
@@ -101,6 +62,29 @@ async fn the_list_is_newest_first_pages_by_cursor_and_filters() {
     assert_eq!(node["traces"].as_array().unwrap().len(), 1);
     let (_, none) = server.get_json("/traces?since=2999-01-01T00:00:00Z").await;
     assert!(none["traces"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_list_finds_traces_by_text_in_their_code_or_output() {
+    let server = TestServer::spawn().await;
+    let in_output = server.run("python", "print('the quokka smiles')").await;
+    let in_code = server.run("node", "const wombat = 1; console.log(wombat)").await;
+    server.run("python", "print('nothing to see')").await;
+    let found = |q: &'static str| {
+        let server = &server;
+        async move {
+            let (status, page) = server.get_json(&format!("/traces?q={q}")).await;
+            assert_eq!(status, 200, "{page}");
+            page["traces"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("quokka").await, [in_output["trace_id"].as_str().unwrap()]);
+    assert_eq!(found("wombat").await, [in_code["trace_id"].as_str().unwrap()]);
+    assert!(found("platypus").await.is_empty());
+    let html = server.client.get(server.url("/traces?q=quokka")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains(in_output["trace_id"].as_str().unwrap()) && !html.contains(in_code["trace_id"].as_str().unwrap())
+    );
 }
 
 #[tokio::test]
@@ -120,63 +104,21 @@ async fn pages_are_html_for_browsers_and_json_on_request() {
     let reply = server.run("python", "print('<b>bold</b>')").await;
     let id = reply["trace_id"].as_str().unwrap();
 
-    let page = server
-        .client
-        .get(server.url(&format!("/trace/{id}")))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
+    let page =
+        server.client.get(server.url(&format!("/trace/{id}"))).header("accept", "text/html").send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(
-        page.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let csp = page.headers()["content-security-policy"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
-        "{csp}"
-    );
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     let html = page.text().await.unwrap();
     assert!(html.contains(id) && html.contains("container.started"));
 
-    let json_form = server
-        .client
-        .get(server.url(&format!("/trace/{id}?format=json")))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        json_form.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
+    let json_form = server.client.get(server.url(&format!("/trace/{id}?format=json"))).send().await.unwrap();
+    assert!(json_form.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
 
-    let list = server
-        .client
-        .get(server.url("/traces"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        list.contains(&format!("/trace/{id}")),
-        "the list links to the trace"
-    );
-    let css = server
-        .client
-        .get(server.url("/static/style.css"))
-        .send()
-        .await
-        .unwrap();
+    let list = server.client.get(server.url("/traces")).send().await.unwrap().text().await.unwrap();
+    assert!(list.contains(&format!("/trace/{id}")), "the list links to the trace");
+    let css = server.client.get(server.url("/static/style.css")).send().await.unwrap();
     assert_eq!(css.status(), 200);
 }
 
@@ -187,23 +129,8 @@ async fn user_text_on_pages_is_escaped() {
     let reply = server.run("python", code).await;
     let id = reply["trace_id"].as_str().unwrap();
     for path in [format!("/trace/{id}"), "/traces".to_owned()] {
-        let html = server
-            .client
-            .get(server.url(&path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        assert!(
-            !html.contains("<script>alert") && !html.contains("<img src=x"),
-            "{path} renders user text as HTML"
-        );
-        assert!(
-            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
-                || html.contains("&#60;script&#62;"),
-            "{path}"
-        );
+        let html = server.client.get(server.url(&path)).send().await.unwrap().text().await.unwrap();
+        assert!(!html.contains("<script>alert") && !html.contains("<img src=x"), "{path} renders user text as HTML");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") || html.contains("&#60;script&#62;"), "{path}");
     }
 }

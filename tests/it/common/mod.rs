@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-/// Every wait in these tests is bounded; raise it on a slow machine.
+/// Every wait in these tests is bounded by TRACEBOX_TEST_PATIENCE_SECS (default 60); raise it
+/// on a slow machine.
 pub fn patience() -> Duration {
-    let secs = std::env::var("TRACEBOX_TEST_PATIENCE_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let secs = std::env::var("TRACEBOX_TEST_PATIENCE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     Duration::from_secs(secs)
 }
 
@@ -52,14 +50,8 @@ struct Process {
 impl Process {
     fn start(data_dir: &Path, env: &[(String, String)]) -> Process {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tracebox"));
-        command
-            .arg("serve")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        command
-            .envs(base_env(data_dir))
-            .envs(env.iter().map(|(k, v)| (k, v)));
+        command.arg("serve").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command.envs(base_env(data_dir)).envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = command.spawn().expect("tracebox starts");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (url_tx, url_rx) = std::sync::mpsc::channel();
@@ -81,7 +73,7 @@ impl Process {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "tracebox did not start listening; its log:\n{}",
+                    "tracebox did not start listening within TRACEBOX_TEST_PATIENCE_SECS; its log:\n{}",
                     log.lock().unwrap().join("\n")
                 )
             }
@@ -109,20 +101,14 @@ impl TestServer {
     pub async fn spawn_with(env: &[(&str, &str)]) -> TestServer {
         require_docker();
         let temp = tempfile::tempdir().expect("a temporary data directory");
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let process = Process::start(temp.path(), &env);
         let server = TestServer {
             url: process.url.clone(),
             process: Some(process),
             data_dir: temp.path().to_owned(),
             env,
-            client: reqwest::Client::builder()
-                .timeout(patience())
-                .build()
-                .unwrap(),
+            client: reqwest::Client::builder().timeout(patience()).build().unwrap(),
             _temp: temp,
         };
         server.wait_healthy().await;
@@ -139,7 +125,7 @@ impl TestServer {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "tracebox never became healthy"
+                "tracebox never became healthy (TRACEBOX_TEST_PATIENCE_SECS)"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -151,34 +137,21 @@ impl TestServer {
 
     /// POST /execute with a JSON body; returns the status and the JSON reply.
     pub async fn execute(&self, body: Value) -> (u16, Value) {
-        let response = self
-            .client
-            .post(self.url("/execute"))
-            .json(&body)
-            .send()
-            .await
-            .expect("request sent");
+        let response = self.client.post(self.url("/execute")).json(&body).send().await.expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.expect("a JSON reply"))
     }
 
     /// Run `code` in `language` and expect the run to have happened (HTTP 200).
     pub async fn run(&self, language: &str, code: &str) -> Value {
-        let (status, reply) = self
-            .execute(json!({"language": language, "code": code}))
-            .await;
+        let (status, reply) = self.execute(json!({"language": language, "code": code})).await;
         assert_eq!(status, 200, "{reply}");
         reply
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .client
-            .get(self.url(path))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .expect("request sent");
+        let response =
+            self.client.get(self.url(path)).header("accept", "application/json").send().await.expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.expect("a JSON reply"))
     }
@@ -192,19 +165,12 @@ impl TestServer {
     /// The label this server's containers carry.
     pub async fn instance_id(&self) -> String {
         let (_, health) = self.get_json("/health").await;
-        health["docker"]["instance_id"]
-            .as_str()
-            .expect("an instance id")
-            .to_owned()
+        health["docker"]["instance_id"].as_str().expect("an instance id").to_owned()
     }
 
     /// Stop with SIGTERM, as an operator would, and wait for the process to end.
     pub fn stop(&mut self) {
-        assert!(
-            self.terminate(),
-            "tracebox did not stop within {:?} of SIGTERM",
-            patience()
-        );
+        assert!(self.terminate(), "tracebox did not stop within {:?} of SIGTERM", patience());
     }
 
     /// SIGTERM and wait; false (after a SIGKILL) when it did not stop in time.
@@ -212,9 +178,7 @@ impl TestServer {
         let Some(mut process) = self.process.take() else {
             return true;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &process.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &process.child.id().to_string()]).status();
         let deadline = std::time::Instant::now() + patience();
         while process.child.try_wait().ok().flatten().is_none() {
             if std::time::Instant::now() > deadline {
@@ -245,10 +209,7 @@ impl TestServer {
 
     /// Everything the current process logged so far.
     pub fn logged(&self) -> String {
-        self.process
-            .as_ref()
-            .map(|p| p.log.lock().unwrap().join("\n"))
-            .unwrap_or_default()
+        self.process.as_ref().map(|p| p.log.lock().unwrap().join("\n")).unwrap_or_default()
     }
 }
 
@@ -260,29 +221,23 @@ impl Drop for TestServer {
 
 /// Containers labelled with `instance_id`, running or not.
 pub fn containers_of(instance_id: &str) -> Vec<String> {
+    containers_labelled(&format!("tracebox.instance={instance_id}"))
+}
+
+/// Containers carrying `label` (`key=value`), running or not.
+pub fn containers_labelled(label: &str) -> Vec<String> {
     let output = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=tracebox.instance={instance_id}"),
-        ])
+        .args(["ps", "-aq", "--filter", &format!("label={label}")])
         .output()
         .expect("docker ps runs");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect()
 }
 
 /// Wait until `check` holds, or fail naming `what`.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + patience();
     while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what} (TRACEBOX_TEST_PATIENCE_SECS)");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -290,8 +245,7 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 /// A policy file with no rules, for tests that prove what the container stops by itself.
 pub fn empty_policy() -> String {
     let path = std::env::temp_dir().join("tracebox-test-empty-policy.toml");
-    std::fs::write(&path, "# no rules: the container alone must hold\n")
-        .expect("policy file written");
+    std::fs::write(&path, "# no rules: the container alone must hold\n").expect("policy file written");
     path.display().to_string()
 }
 

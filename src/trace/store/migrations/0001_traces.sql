@@ -21,6 +21,7 @@ CREATE TABLE traces (
   status        TEXT NOT NULL,                 -- running, success, error, timeout, oom, blocked, output_limit, internal_error
   source        TEXT NOT NULL,                 -- http, cli, …
   language      TEXT,
+  boot_id       TEXT,                          -- the tracebox start that ran it
   started_at_us INTEGER NOT NULL,              -- Unix microseconds
   ended_at_us   INTEGER,                       -- NULL while running
   exit_code     INTEGER,
@@ -42,3 +43,12 @@ CREATE TABLE trace_events (
   detail   TEXT,                               -- JSON or NULL
   PRIMARY KEY (trace_id, seq)
 ) STRICT, WITHOUT ROWID;
+
+-- Full-text search over code and output. The trigram tokenizer finds any substring of three
+-- characters or more, in any script (no word splitting to get wrong for CJK or code).
+CREATE VIRTUAL TABLE trace_search USING fts5(
+  trace_id UNINDEXED,
+  code,
+  output,
+  tokenize = 'trigram'
+);

@@ -1,0 +1,230 @@
+//! The SQLite trace store: the only module that speaks SQL.
+//!
+//! Writes go to one writer thread that commits whatever is queued in one transaction, so the
+//! request path never waits on the disk for long; a finished trace is acknowledged only once
+//! committed, so a crash loses no finished trace. Reads use their own connection (WAL mode
+//! lets them run beside the writer).
+
+mod queries;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TraceId, TracePage, now_us};
+use writer::Write;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_traces.sql")];
+
+/// The trace store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory for the database cannot be made.
+    #[error("cannot create the trace directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    /// SQLite failed.
+    #[error("trace database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer tracebox.
+    #[error(
+        "trace database {path} has schema version {found}, newer than this tracebox knows ({known}); run a newer tracebox"
+    )]
+    TooNew { path: PathBuf, found: usize, known: usize },
+    /// The writer thread cannot be started.
+    #[error("cannot start the trace writer thread: {0}")]
+    Thread(std::io::Error),
+    /// The writer thread is gone (the store was closed).
+    #[error("the trace writer thread has stopped")]
+    WriterGone,
+    /// A batch of writes failed to commit.
+    #[error("committing traces failed: {0}")]
+    Commit(String),
+    /// A read task panicked.
+    #[error("a blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// A cloneable handle to the trace database.
+#[derive(Clone)]
+pub struct TraceStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    instance_id: String,
+    writes: Mutex<Option<mpsc::Sender<Write>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    reader: Mutex<Connection>,
+}
+
+impl TraceStore {
+    /// Open (creating when absent) `dir/traces.db`, bring its schema up to date, and start the
+    /// writer thread.
+    pub fn open(dir: &Path) -> Result<TraceStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+        let path = dir.join("traces.db");
+        let mut db = connect(&path)?;
+        migrate(&mut db, &path)?;
+        let instance_id = instance_id(&db)?;
+        let reader = connect(&path)?;
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("trace-writer".into())
+            .spawn(move || writer::write_loop(db, receiver))
+            .map_err(StoreError::Thread)?;
+        Ok(TraceStore {
+            inner: Arc::new(Inner {
+                path,
+                instance_id,
+                writes: Mutex::new(Some(sender)),
+                writer: Mutex::new(Some(thread)),
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// A random id of this data directory, made on first open: containers carry it so a
+    /// tracebox only ever sweeps the containers of its own data directory.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// Record a trace as running. Returns at once; the writer commits it shortly.
+    pub fn begin(&self, trace: NewTrace) {
+        self.send(Write::Begin(trace));
+    }
+
+    /// Record how a trace ended, returning once it is committed.
+    pub async fn finish(&self, trace: FinishedTrace) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        if !self.send(Write::Finish(trace, done)) {
+            return Err(StoreError::WriterGone);
+        }
+        match committed.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Commit(message)),
+            Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    fn send(&self, write: Write) -> bool {
+        let writes = self.inner.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        writes.as_ref().is_some_and(|sender| sender.send(write).is_ok())
+    }
+
+    /// Note the start of `boot_id`.
+    pub async fn record_boot(&self, boot_id: &str) -> Result<(), StoreError> {
+        let boot_id = boot_id.to_owned();
+        self.blocking(move |db| {
+            db.execute(
+                "INSERT INTO boots (boot_id, started_at_us, pid, version) VALUES (?1, ?2, ?3, ?4)",
+                params![boot_id, now_us(), std::process::id(), env!("CARGO_PKG_VERSION")],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Mark as failed the traces left running by boots not in `live_boots`: those stopped
+    /// before the runs finished. Returns how many were marked.
+    pub async fn fail_orphaned(&self, live_boots: &[String]) -> Result<usize, StoreError> {
+        let live = serde_json::to_string(live_boots).unwrap_or_else(|_| "[]".into());
+        self.blocking(move |db| {
+            let marked = db.execute(
+                "UPDATE traces SET status = 'internal_error', ended_at_us = ?1,
+                   output = json_set(output, '$.message', 'tracebox stopped before this run finished')
+                 WHERE status = 'running' AND coalesce(boot_id, '') NOT IN (SELECT value FROM json_each(?2))",
+                params![now_us(), live],
+            )?;
+            Ok(marked)
+        })
+        .await
+    }
+
+    /// One page of traces, newest first.
+    pub async fn list(&self, filter: TraceFilter) -> Result<TracePage, StoreError> {
+        self.blocking(move |db| queries::list(db, &filter)).await
+    }
+
+    /// One trace with its events and children.
+    pub async fn get(&self, id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
+        self.blocking(move |db| queries::get(db, id)).await
+    }
+
+    /// How many traces the store holds.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        self.blocking(queries::count).await
+    }
+
+    /// Stop the writer after it committed everything queued.
+    pub fn close(&self) {
+        drop(self.inner.writes.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let thread = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("the trace writer thread panicked");
+        }
+    }
+
+    /// Run `query` on the second connection, off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let db = inner.reader.lock().unwrap_or_else(|p| p.into_inner());
+            query(&db)
+        })
+        .await?
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let db = Connection::open(path)?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.pragma_update(None, "foreign_keys", "ON")?;
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(db)
+}
+
+fn migrate(db: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let applied: i64 = db.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let applied = usize::try_from(applied).unwrap_or(0);
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::TooNew { path: path.to_owned(), found: applied, known: MIGRATIONS.len() });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = db.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(path = %path.display(), version = index + 1, "trace database migrated");
+    }
+    Ok(())
+}
+
+fn instance_id(db: &Connection) -> Result<String, StoreError> {
+    db.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('instance_id', ?1)",
+        params![uuid::Uuid::new_v4().simple().to_string()],
+    )?;
+    Ok(db.query_row("SELECT value FROM meta WHERE key = 'instance_id'", [], |row| row.get(0))?)
+}
+
+#[cfg(test)]
+mod tests;

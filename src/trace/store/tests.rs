@@ -1,0 +1,163 @@
+//! The store against a real SQLite file in a temporary directory.
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::trace::{TraceEvent, TraceFilter};
+
+fn new_trace(code: &str) -> NewTrace {
+    NewTrace {
+        id: TraceId::new(),
+        parent_id: None,
+        kind: "execution",
+        source: "cli",
+        language: Some("python"),
+        boot_id: "boot-1".into(),
+        started_at_us: now_us(),
+        input: json!({"code": code}),
+    }
+}
+
+fn finished(id: TraceId, status: &'static str, stdout: &str) -> FinishedTrace {
+    FinishedTrace {
+        id,
+        status,
+        ended_at_us: now_us() + 1_500,
+        exit_code: Some(0),
+        output: json!({"stdout": stdout, "stderr": ""}),
+        events: vec![
+            TraceEvent { at_us: now_us(), name: "started".into(), detail: Value::Null },
+            TraceEvent { at_us: now_us(), name: "exited".into(), detail: json!({"exit_code": 0}) },
+        ],
+    }
+}
+
+async fn record(store: &TraceStore, code: &str, status: &'static str, stdout: &str) -> TraceId {
+    let trace = new_trace(code);
+    let id = trace.id;
+    store.begin(trace);
+    store.finish(finished(id, status, stdout)).await.unwrap();
+    id
+}
+
+fn page(limit: usize) -> TraceFilter {
+    TraceFilter { limit, ..TraceFilter::default() }
+}
+
+#[tokio::test]
+async fn a_finished_trace_reads_back_with_its_events_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let id = record(&store, "\n  print('hi')\nprint(2)", "success", "hi\n").await;
+
+    let detail = store.get(id).await.unwrap().expect("the trace exists");
+    assert_eq!(detail.summary.status, "success");
+    assert_eq!(detail.summary.preview, "print('hi')");
+    assert_eq!(detail.output["stdout"], "hi\n");
+    let names: Vec<_> = detail.events.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["started", "exited"]);
+    assert_eq!(detail.events[1].detail["exit_code"], 0);
+    assert!(detail.summary.duration_ms.unwrap() > 0.0);
+    assert!(store.get(TraceId::new()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn traces_survive_reopening_and_the_instance_id_is_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let instance = store.instance_id().to_owned();
+    let id = record(&store, "print(1)", "error", "").await;
+    store.close();
+
+    let reopened = TraceStore::open(dir.path()).unwrap();
+    assert_eq!(reopened.instance_id(), instance);
+    assert_eq!(reopened.get(id).await.unwrap().unwrap().summary.status, "error");
+}
+
+#[tokio::test]
+async fn a_new_boot_fails_the_running_traces_of_dead_boots_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let orphan = new_trace("while True: pass");
+    let orphan_id = orphan.id;
+    store.begin(orphan);
+    let alive = NewTrace { boot_id: "boot-2".into(), ..new_trace("import time; time.sleep(60)") };
+    let alive_id = alive.id;
+    store.begin(alive);
+    // A finished trace makes sure the begins above are committed.
+    record(&store, "print(1)", "success", "1\n").await;
+
+    store.record_boot("boot-3").await.unwrap();
+    assert_eq!(store.fail_orphaned(&["boot-2".into(), "boot-3".into()]).await.unwrap(), 1);
+    let orphan = store.get(orphan_id).await.unwrap().unwrap();
+    assert_eq!(orphan.summary.status, "internal_error");
+    assert!(orphan.output["message"].as_str().unwrap().contains("stopped before this run finished"));
+    assert_eq!(store.get(alive_id).await.unwrap().unwrap().summary.status, "running");
+}
+
+#[tokio::test]
+async fn pages_follow_the_cursor_newest_first_and_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let status = if i % 2 == 0 { "success" } else { "error" };
+        ids.push(record(&store, &format!("print({i})"), status, "").await);
+    }
+    let first = store.list(page(2)).await.unwrap();
+    assert_eq!(first.traces.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[4], ids[3]]);
+    let second = store.list(TraceFilter { before: first.next_cursor, ..page(2) }).await.unwrap();
+    assert_eq!(second.traces.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[2], ids[1]]);
+    let last = store.list(TraceFilter { before: second.next_cursor, ..page(2) }).await.unwrap();
+    assert_eq!(last.traces.len(), 1);
+    assert_eq!(last.next_cursor, None);
+
+    let errors = store.list(TraceFilter { status: Some("error".into()), ..page(10) }).await.unwrap();
+    assert_eq!(errors.traces.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[3], ids[1]]);
+    assert_eq!(store.count().await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn search_finds_text_in_code_or_output_in_any_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let in_code = record(&store, "print('zebra crossing')", "success", "").await;
+    let in_output = record(&store, "print(x)", "success", "日本語のテキスト\n").await;
+    let neither = record(&store, "print(1)", "success", "1\n").await;
+
+    let found = |text: &str| {
+        let store = store.clone();
+        let filter = TraceFilter { text: Some(text.into()), ..page(10) };
+        async move { store.list(filter).await.unwrap().traces.iter().map(|t| t.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(found("zebra").await, [in_code]);
+    assert_eq!(found("本語の").await, [in_output]);
+    assert_eq!(found("1").await, [neither], "short text falls back to a scan");
+    assert!(found("\" OR 1=1 --").await.is_empty(), "search text is data, never query syntax");
+}
+
+#[tokio::test]
+async fn a_failing_write_does_not_take_its_batch_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    // Finishing a trace that never began fails; the good trace queued beside it still lands.
+    let good = new_trace("print('good')");
+    let good_id = good.id;
+    store.begin(good);
+    let lost = store.finish(finished(TraceId::new(), "success", ""));
+    let kept = store.finish(finished(good_id, "success", "good\n"));
+    let (lost, kept) = tokio::join!(lost, kept);
+    assert!(lost.is_err());
+    kept.unwrap();
+    assert_eq!(store.get(good_id).await.unwrap().unwrap().output["stdout"], "good\n");
+}
+
+#[test]
+fn a_database_from_a_newer_tracebox_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Connection::open(dir.path().join("traces.db")).unwrap();
+    db.pragma_update(None, "user_version", 99).unwrap();
+    drop(db);
+    let error = TraceStore::open(dir.path()).err().expect("refused").to_string();
+    assert!(error.contains("schema version 99"), "{error}");
+}

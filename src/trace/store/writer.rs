@@ -1,0 +1,116 @@
+//! The writer thread: everything queued is committed in one transaction, each write in its own
+//! savepoint so that one failing write cannot take the others down with it.
+
+use std::sync::mpsc;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use crate::trace::{FinishedTrace, NewTrace};
+
+/// Most writes committed in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// One write for the writer thread.
+pub(super) enum Write {
+    Begin(NewTrace),
+    Finish(FinishedTrace, oneshot::Sender<Result<(), String>>),
+}
+
+/// Commit queued writes in batches until every sender is gone.
+pub(super) fn write_loop(mut db: Connection, writes: mpsc::Receiver<Write>) {
+    while let Ok(first) = writes.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
+            }
+        }
+        let results = commit(&mut db, &batch);
+        for (write, result) in batch.into_iter().zip(results) {
+            match write {
+                Write::Finish(_, done) => {
+                    let _ = done.send(result);
+                }
+                Write::Begin(trace) => {
+                    if let Err(error) = result {
+                        tracing::error!(trace_id = %trace.id, %error, "recording a trace's start failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Apply a batch in one transaction; the result of each write, in order.
+fn commit(db: &mut Connection, batch: &[Write]) -> Vec<Result<(), String>> {
+    let mut tx = match db.transaction() {
+        Ok(tx) => tx,
+        Err(error) => return vec![Err(error.to_string()); batch.len()],
+    };
+    let mut results: Vec<Result<(), String>> = batch
+        .iter()
+        .map(|write| {
+            let mut savepoint = tx.savepoint().map_err(|e| e.to_string())?;
+            let applied = match write {
+                Write::Begin(trace) => begin(&savepoint, trace),
+                Write::Finish(trace, _) => finish(&savepoint, trace),
+            };
+            match applied {
+                Ok(()) => savepoint.commit().map_err(|e| e.to_string()),
+                Err(error) => {
+                    let _ = savepoint.rollback();
+                    Err(error.to_string())
+                }
+            }
+        })
+        .collect();
+    if let Err(error) = tx.commit() {
+        results.iter_mut().for_each(|result| *result = Err(error.to_string()));
+    }
+    results
+}
+
+fn begin(tx: &Connection, trace: &NewTrace) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO traces (id, parent_id, kind, status, source, language, boot_id, started_at_us, input)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        trace.id.to_string(),
+        trace.parent_id.map(|id| id.to_string()),
+        trace.kind,
+        trace.source,
+        trace.language,
+        trace.boot_id,
+        trace.started_at_us,
+        trace.input.to_string(),
+    ])?;
+    Ok(())
+}
+
+fn finish(tx: &Connection, trace: &FinishedTrace) -> rusqlite::Result<()> {
+    let id = trace.id.to_string();
+    let updated = tx
+        .prepare_cached("UPDATE traces SET status = ?2, ended_at_us = ?3, exit_code = ?4, output = ?5 WHERE id = ?1")?
+        .execute(params![id, trace.status, trace.ended_at_us, trace.exit_code, trace.output.to_string()])?;
+    if updated != 1 {
+        return Err(rusqlite::Error::QueryReturnedNoRows);
+    }
+    let mut insert =
+        tx.prepare_cached("INSERT INTO trace_events (trace_id, seq, at_us, name, detail) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for (seq, event) in trace.events.iter().enumerate() {
+        let detail = (!event.detail.is_null()).then(|| event.detail.to_string());
+        insert.execute(params![id, seq as i64, event.at_us, event.name, detail])?;
+    }
+    // What the search box finds: the code, and both streams of output.
+    tx.prepare_cached(
+        "INSERT INTO trace_search (trace_id, code, output)
+         SELECT id, coalesce(json_extract(input, '$.code'), ''),
+                coalesce(json_extract(output, '$.stdout'), '') || char(10) || coalesce(json_extract(output, '$.stderr'), '')
+         FROM traces WHERE id = ?1",
+    )?
+    .execute(params![id])?;
+    Ok(())
+}
