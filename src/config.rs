@@ -115,6 +115,7 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// How logs are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -246,10 +247,12 @@ impl Config {
         )
     }
 
+    /// Where the trace database and the boot locks live.
     pub fn traces_dir(&self) -> PathBuf {
         self.data_dir.join("traces")
     }
 
+    /// How long a run may wait for a slot.
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.queue_timeout_secs)
     }

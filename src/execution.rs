@@ -31,6 +31,7 @@ pub enum Language {
 impl Language {
     pub const ALL: [Language; 2] = [Language::Python, Language::Node];
 
+    /// The canonical name, as stored in traces.
     pub fn as_str(self) -> &'static str {
         match self {
             Language::Python => "python",
@@ -82,6 +83,7 @@ pub enum Source {
 }
 
 impl Source {
+    /// The name stored in traces.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Http => "http",
@@ -208,6 +210,7 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name clients and traces see.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Success => "success",

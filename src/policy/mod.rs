@@ -113,6 +113,7 @@ impl Policy {
         &self.origin
     }
 
+    /// How many input and output rules the policy has, for `/health`.
     pub fn rule_counts(&self) -> (usize, usize) {
         (self.input.len(), self.output.len())
     }

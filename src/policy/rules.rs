@@ -67,61 +67,79 @@ pub(super) enum OutputAction {
 
 impl PolicyFile {
     pub(super) fn compile(self, origin: &str) -> Result<Policy, PolicyError> {
-        let mut ids = HashSet::new();
         let rule_error = |rule: &str, message: String| PolicyError::Rule {
             origin: origin.to_owned(),
             rule: rule.to_owned(),
             message,
         };
-        let mut check_id = |id: &str| {
-            let well_formed =
-                !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-            if !well_formed {
-                return Err(rule_error(id, "ids use lowercase letters, digits, '.', '_' and '-'".into()));
-            }
-            if !ids.insert(id.to_owned()) {
-                return Err(rule_error(id, "this id is used by another rule".into()));
-            }
-            Ok(())
-        };
-
-        let mut input = Vec::with_capacity(self.input.len());
-        for spec in self.input {
-            check_id(&spec.id)?;
-            let regex = compile_checked(&spec.id, &spec.pattern, &spec.examples, &spec.counter_examples)
-                .map_err(|message| rule_error(&spec.id, message))?;
-            let languages = if spec.languages.is_empty() {
-                Language::ALL.to_vec()
-            } else {
-                spec.languages
-                    .iter()
-                    .map(|name| name.parse::<Language>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| rule_error(&spec.id, e.to_string()))?
-            };
-            if spec.reason.trim().is_empty() {
-                return Err(rule_error(&spec.id, "`reason` is empty; say why the code is refused".into()));
-            }
-            input.push(InputRule { id: spec.id, languages, regex, action: spec.action, reason: spec.reason });
+        let mut ids = HashSet::new();
+        for id in self.input.iter().map(|r| &r.id).chain(self.output.iter().map(|r| &r.id)) {
+            check_id(id, &mut ids).map_err(|message| rule_error(id, message))?;
         }
-
-        let mut output = Vec::with_capacity(self.output.len());
-        for spec in self.output {
-            check_id(&spec.id)?;
-            let regex = compile_checked(&spec.id, &spec.pattern, &spec.examples, &spec.counter_examples)
-                .map_err(|message| rule_error(&spec.id, message))?;
-            output.push(OutputRule {
-                replacement: format!("[REDACTED:{}]", spec.id),
-                id: spec.id,
-                regex,
-                action: spec.action,
-                reason: spec.reason,
-            });
-        }
-
+        let input = self
+            .input
+            .into_iter()
+            .map(|spec| {
+                let id = spec.id.clone();
+                spec.compile().map_err(|message| rule_error(&id, message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let output = self
+            .output
+            .into_iter()
+            .map(|spec| {
+                let id = spec.id.clone();
+                spec.compile().map_err(|message| rule_error(&id, message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let output_set = RegexSet::new(output.iter().map(|rule| rule.regex.as_str()))
             .map_err(|e| rule_error("(all output rules)", e.to_string()))?;
         Ok(Policy { origin: origin.to_owned(), input, output, output_set })
+    }
+}
+
+/// Ids are unique and plain, so hits and redaction markers can name them.
+fn check_id(id: &str, seen: &mut HashSet<String>) -> Result<(), String> {
+    let well_formed =
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if !well_formed {
+        return Err("ids use lowercase letters, digits, '.', '_' and '-'".into());
+    }
+    if !seen.insert(id.to_owned()) {
+        return Err("this id is used by another rule".into());
+    }
+    Ok(())
+}
+
+impl InputRuleSpec {
+    fn compile(self) -> Result<InputRule, String> {
+        let regex = compile_checked(&self.id, &self.pattern, &self.examples, &self.counter_examples)?;
+        let languages = if self.languages.is_empty() {
+            Language::ALL.to_vec()
+        } else {
+            self.languages
+                .iter()
+                .map(|name| name.parse::<Language>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.to_string())?
+        };
+        if self.reason.trim().is_empty() {
+            return Err("`reason` is empty; say why the code is refused".into());
+        }
+        Ok(InputRule { id: self.id, languages, regex, action: self.action, reason: self.reason })
+    }
+}
+
+impl OutputRuleSpec {
+    fn compile(self) -> Result<OutputRule, String> {
+        let regex = compile_checked(&self.id, &self.pattern, &self.examples, &self.counter_examples)?;
+        Ok(OutputRule {
+            replacement: format!("[REDACTED:{}]", self.id),
+            id: self.id,
+            regex,
+            action: self.action,
+            reason: self.reason,
+        })
     }
 }
 

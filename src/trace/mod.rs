@@ -22,6 +22,7 @@ pub use store::{StoreError, TraceStore};
 pub struct TraceId(Uuid);
 
 impl TraceId {
+    /// A fresh id, later than every id made before it.
     pub fn new() -> TraceId {
         TraceId(Uuid::now_v7())
     }
@@ -103,10 +104,12 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// Start the clock of a trace.
     pub fn start() -> EventLog {
         EventLog { started_at_us: now_us(), started: Instant::now(), events: Vec::new() }
     }
 
+    /// When the trace started, in Unix microseconds.
     pub fn started_at_us(&self) -> i64 {
         self.started_at_us
     }
@@ -116,11 +119,13 @@ impl EventLog {
         self.started_at_us + self.started.elapsed().as_micros() as i64
     }
 
+    /// Note that `name` happened now.
     pub fn record(&mut self, name: &str, detail: Value) {
         let at_us = self.now_us();
         self.events.push(TraceEvent { at_us, name: name.to_owned(), detail });
     }
 
+    /// The events, in the order they happened.
     pub fn into_events(self) -> Vec<TraceEvent> {
         self.events
     }

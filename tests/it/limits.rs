@@ -37,15 +37,16 @@ async fn a_timeout_kills_every_process_of_the_run_not_only_the_leader() {
 
 #[tokio::test]
 async fn a_memory_bomb_is_reported_as_oom_naming_the_limit() {
+    // Near its limit a program may thrash (its interpreter's code pages are evicted and read
+    // back) for seconds before the kernel kills it, longer on a busy machine: a generous
+    // timeout keeps that from being reported as one.
     let server = TestServer::spawn().await;
     let code = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))";
-    let (_, reply) = server.execute(json!({"code": code, "memory_mb": 64})).await;
+    let (_, reply) = server.execute(json!({"code": code, "memory_mb": 64, "timeout": 40})).await;
     assert_eq!(reply["status"], "oom", "{reply}");
     assert_eq!(reply["oom_killed"], true);
     assert!(reply["message"].as_str().unwrap().contains("64 MiB"), "{reply}");
 
-    // Near its limit Node thrashes (its own code pages are evicted and read back) for a few
-    // seconds before the kernel kills it: a generous timeout keeps that from looking like one.
     let node = "const keep = []; while (true) keep.push(Buffer.alloc(16 * 1024 * 1024, 1));";
     let (_, reply) = server.execute(json!({"code": node, "language": "node", "memory_mb": 64, "timeout": 40})).await;
     assert_eq!(reply["status"], "oom", "{reply}");

@@ -88,6 +88,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
     pub client: reqwest::Client,
+    /// The label of this server's containers, checked for leftovers when it stops.
+    instance_id: Option<String>,
     /// Holds the temporary data directory until the test ends.
     _temp: tempfile::TempDir,
 }
@@ -103,15 +105,17 @@ impl TestServer {
         let temp = tempfile::tempdir().expect("a temporary data directory");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let process = Process::start(temp.path(), &env);
-        let server = TestServer {
+        let mut server = TestServer {
             url: process.url.clone(),
             process: Some(process),
             data_dir: temp.path().to_owned(),
             env,
             client: reqwest::Client::builder().timeout(patience()).build().unwrap(),
+            instance_id: None,
             _temp: temp,
         };
         server.wait_healthy().await;
+        server.instance_id = Some(server.instance_id().await);
         server
     }
 
@@ -214,8 +218,17 @@ impl TestServer {
 }
 
 impl Drop for TestServer {
+    /// Stop the server, and fail the test if it left a container behind.
     fn drop(&mut self) {
-        self.terminate();
+        let stopped = self.terminate();
+        if std::thread::panicking() {
+            return;
+        }
+        assert!(stopped, "tracebox did not stop within TRACEBOX_TEST_PATIENCE_SECS of SIGTERM");
+        if let Some(instance) = &self.instance_id {
+            let left = containers_of(instance);
+            assert!(left.is_empty(), "the server left containers behind: {left:?}");
+        }
     }
 }
 
