@@ -199,15 +199,16 @@ impl Config {
             if ok { Ok(()) } else { Err(ConfigError::Invalid { key, message }) }
         };
         let secs = |value: f64, max: f64| value.is_finite() && value > 0.0 && value <= max;
+        let timeout = |value: f64, max: f64| value.is_finite() && (MIN_TIMEOUT_SECS..=max).contains(&value);
         check(
-            secs(self.max_timeout_secs, MAX_SECS),
+            timeout(self.max_timeout_secs, MAX_SECS),
             "max_timeout_secs",
-            format!("must be above 0 and at most {MAX_SECS}"),
+            format!("must be between {MIN_TIMEOUT_SECS} and {MAX_SECS}"),
         )?;
         check(
-            secs(self.default_timeout_secs, self.max_timeout_secs),
+            timeout(self.default_timeout_secs, self.max_timeout_secs),
             "default_timeout_secs",
-            format!("must be above 0 and at most max_timeout_secs ({})", self.max_timeout_secs),
+            format!("must be between {MIN_TIMEOUT_SECS} and max_timeout_secs ({})", self.max_timeout_secs),
         )?;
         check(
             (MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&self.max_memory_mb),
@@ -261,10 +262,10 @@ impl Config {
     /// bounds, the server's settings for the rest.
     pub fn run_limits(&self, timeout_secs: Option<f64>, memory_mb: Option<u64>) -> Result<RunLimits, LimitError> {
         let timeout_secs = timeout_secs.unwrap_or(self.default_timeout_secs);
-        if !(timeout_secs.is_finite() && timeout_secs > 0.0) {
+        if !(timeout_secs.is_finite() && timeout_secs >= MIN_TIMEOUT_SECS) {
             return Err(LimitError {
                 field: "timeout",
-                message: format!("must be a positive number of seconds, got {timeout_secs}"),
+                message: format!("must be at least {MIN_TIMEOUT_SECS} seconds, got {timeout_secs}"),
             });
         }
         if timeout_secs > self.max_timeout_secs {
@@ -298,6 +299,8 @@ impl Config {
 
 /// Below this the interpreters cannot start, so a smaller limit is a mistake, not a choice.
 pub const MIN_MEMORY_MB: u64 = 32;
+/// The shortest timeout accepted: below it, no interpreter even starts.
+pub const MIN_TIMEOUT_SECS: f64 = 0.1;
 /// The largest memory limit accepted (1 TiB): beyond it, a typo.
 const MAX_MEMORY_MB: u64 = 1024 * 1024;
 /// The longest timeout accepted (a day): beyond it, a typo.
@@ -414,7 +417,7 @@ mod tests {
     #[test]
     fn run_limits_refuse_nonsense() {
         let config = Config::defaults();
-        for timeout in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        for timeout in [0.0, 1e-300, MIN_TIMEOUT_SECS / 2.0, -1.0, f64::NAN, f64::INFINITY] {
             assert_eq!(config.run_limits(Some(timeout), None).unwrap_err().field, "timeout");
         }
         assert_eq!(config.run_limits(None, Some(MIN_MEMORY_MB - 1)).unwrap_err().field, "memory_mb");
