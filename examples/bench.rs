@@ -93,6 +93,10 @@ async fn main() {
         }),
     ];
     let mut samples = Vec::with_capacity(args.runs);
+    let mut steps: Vec<Figures> =
+        STEPS.iter().map(|(_, name)| Figures { name: (*name).to_owned(), samples: Vec::new() }).collect();
+    let mut outside =
+        Figures { name: "trace commit, HTTP, JSON and the client (latency - trace duration)".into(), samples: Vec::new() };
     for round in 0..=args.runs {
         let start = Instant::now();
         let reply: serde_json::Value = client
@@ -108,6 +112,31 @@ async fn main() {
         assert_eq!(reply["stdout"], "hello\n", "{reply}");
         if round > 0 {
             samples.push(elapsed);
+            let trace: serde_json::Value = client
+                .get(format!("{}/trace/{}?format=json", args.server, reply["trace_id"].as_str().unwrap_or_default()))
+                .send()
+                .await
+                .expect("the trace is there")
+                .json()
+                .await
+                .expect("a JSON trace");
+            let offsets: Vec<(String, f64)> = trace["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    (e["name"].as_str().unwrap_or_default().to_owned(), e["offset_ms"].as_f64().unwrap_or_default())
+                })
+                .collect();
+            let mut previous = 0.0;
+            for ((event, _), figures) in STEPS.iter().zip(&mut steps) {
+                if let Some((_, at)) = offsets.iter().find(|(name, _)| name == event) {
+                    figures.samples.push(Duration::from_secs_f64((at - previous).max(0.0) / 1000.0));
+                    previous = *at;
+                }
+            }
+            let traced = trace["duration_ms"].as_f64().unwrap_or_default() / 1000.0;
+            outside.samples.push(elapsed.saturating_sub(Duration::from_secs_f64(traced)));
         }
     }
     eprintln!("measured tracebox /execute");
@@ -135,4 +164,21 @@ async fn main() {
             median / baseline
         );
     }
+
+    println!();
+    println!("where a tracebox /execute spends its time (median of {} runs, from each run's trace):", args.runs);
+    println!("| step | median ms |");
+    println!("|---|---:|");
+    for figures in steps.iter().chain([&outside]) {
+        println!("| {} | {:.1} |", figures.name, figures.percentile(0.5));
+    }
 }
+
+/// The trace events that end each step of a run, and what the step is.
+const STEPS: &[(&str, &str)] = &[
+    ("container.created", "policy, trace start, create the container"),
+    ("container.started", "attach and start it"),
+    ("container.exited", "send the program; it runs; wait and inspect"),
+    ("container.removed", "remove the container"),
+    ("finished", "redact and build the reply"),
+];
