@@ -95,8 +95,10 @@ async fn main() {
     let mut samples = Vec::with_capacity(args.runs);
     let mut steps: Vec<Figures> =
         STEPS.iter().map(|(_, name)| Figures { name: (*name).to_owned(), samples: Vec::new() }).collect();
-    let mut outside =
-        Figures { name: "trace commit, HTTP, JSON and the client (latency - trace duration)".into(), samples: Vec::new() };
+    let mut outside = Figures {
+        name: "trace commit, HTTP, JSON and the client (latency - trace duration)".into(),
+        samples: Vec::new(),
+    };
     for round in 0..=args.runs {
         let start = Instant::now();
         let reply: serde_json::Value = client
