@@ -121,12 +121,12 @@ impl ListPage<'_> {
 
 /// `GET /traces`
 pub async fn list(
-    state: web::Data<Services>,
+    services: web::Data<Services>,
     request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let filter = query.to_filter()?;
-    let found = state.store.list(filter).await?;
+    let found = services.store.list(filter).await?;
     if wants_json(&request, given(&query.format)) {
         return Ok(HttpResponse::Ok().json(found));
     }
@@ -160,7 +160,7 @@ struct DetailPage<'a> {
 
 /// `GET /trace/{id}`
 pub async fn show(
-    state: web::Data<Services>,
+    services: web::Data<Services>,
     request: HttpRequest,
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
@@ -172,7 +172,7 @@ pub async fn show(
         )
     })?;
     let trace =
-        state.store.get(id).await?.ok_or_else(|| {
+        services.store.get(id).await?.ok_or_else(|| {
             ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {id}; list them with GET /traces"))
         })?;
     if wants_json(&request, query.format.as_deref()) {
