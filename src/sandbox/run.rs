@@ -108,14 +108,14 @@ async fn drive(
     // dropped: stop reading before killing, or the kill would wait on us.
     drop(output);
     let stop = match read {
-        Err(_elapsed) => Some(Stop::Timeout),
+        Err(_elapsed) => Stop::Timeout,
         Ok(Err(error)) => return Err(error),
-        Ok(Ok(())) if collector.limited => Some(Stop::OutputLimit),
+        Ok(Ok(())) if collector.limited => Stop::OutputLimit,
         // The output ends when the program closes it, which is not always when it exits:
         // the deadline still holds while waiting.
         Ok(Ok(())) => match tokio::time::timeout_at(deadline, engine.wait(id)).await {
             Ok(exit) => return Ok(collector.finish(exit?, None, started, log)),
-            Err(_elapsed) => Some(Stop::Timeout),
+            Err(_elapsed) => Stop::Timeout,
         },
     };
     let stopped = stop_container(engine, id, stop, job, log).await?;
@@ -127,12 +127,12 @@ async fn drive(
 async fn stop_container(
     engine: &Engine,
     id: &str,
-    stop: Option<Stop>,
+    stop: Stop,
     job: &ContainerJob<'_>,
     log: &mut EventLog,
 ) -> Result<(ExitState, Option<Stop>), SandboxError> {
     let killed = engine.kill(id).await?;
-    let stop = stop.filter(|_| killed);
+    let stop = killed.then_some(stop);
     match stop {
         Some(Stop::Timeout) => log.record("timeout", json!({ "after_ms": job.limits.timeout.as_millis() as u64 })),
         Some(Stop::OutputLimit) => log.record("output_limit", json!({ "bytes": job.limits.output_bytes })),
