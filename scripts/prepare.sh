@@ -10,7 +10,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 if ! command -v cc >/dev/null 2>&1; then
   echo "[prepare] installing a C compiler (the bundled SQLite is C)" >&2
-  if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq build-essential >/dev/null; else sudo apt-get install -y -qq build-essential >/dev/null; fi
+  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential >/dev/null
 fi
 
 if [ -z "${TRACEBOX_BASE_IMAGE:-}" ]; then
