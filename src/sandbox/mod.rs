@@ -16,7 +16,7 @@ use crate::trace::{EventLog, TraceId};
 
 pub use image::ImageStatus;
 pub use janitor::Sweep;
-pub use run::{Captured, LOOKAHEAD_BYTES, RawOutcome};
+pub use run::{Captured, RawOutcome};
 
 use docker::Engine;
 use limits::{ContainerJob, ContainerSettings};

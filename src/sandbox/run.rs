@@ -18,7 +18,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Output kept past the limit, per stream, only so that a secret the limit cuts in two is
 /// still recognised and redacted; it is never returned.
-pub const LOOKAHEAD_BYTES: usize = 16 * 1024;
+const LOOKAHEAD_BYTES: usize = 16 * 1024;
 
 /// What one output stream wrote.
 #[derive(Debug, Default)]
