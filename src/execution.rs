@@ -80,6 +80,8 @@ pub struct UnknownLanguage(pub String);
 pub enum Source {
     Http,
     Cli,
+    #[serde(rename = "websocket")]
+    WebSocket,
 }
 
 impl Source {
@@ -88,6 +90,7 @@ impl Source {
         match self {
             Source::Http => "http",
             Source::Cli => "cli",
+            Source::WebSocket => "websocket",
         }
     }
 }
@@ -205,6 +208,8 @@ pub enum Status {
     Blocked,
     /// Stopped for writing more than the output limit.
     OutputLimit,
+    /// Stopped by its client (a `kill` frame, a closed WebSocket).
+    Killed,
     /// tracebox itself failed (Docker went away, …); the trace says why.
     InternalError,
 }
@@ -219,6 +224,7 @@ impl Status {
             Status::Oom => "oom",
             Status::Blocked => "blocked",
             Status::OutputLimit => "output_limit",
+            Status::Killed => "killed",
             Status::InternalError => "internal_error",
         }
     }
@@ -243,6 +249,32 @@ pub struct Execution {
     pub policy_hits: Vec<PolicyHit>,
     /// Why the run ended the way it did, in words, when it is not a plain exit.
     pub message: Option<String>,
+}
+
+/// Which output stream a piece of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// What a live run tells its door while it runs; how it ended comes after, as an [`Execution`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// The program is running in its container.
+    Started,
+    /// Output, decoded and already redacted, in the order the program wrote it.
+    Output { stream: OutputStream, text: String },
 }
 
 /// Serialise a `Duration` as (fractional) seconds, the unit users write limits in.

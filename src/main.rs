@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracebox::config::{Config, LogFormat};
-use tracebox::execution::{Execution, Language, Source, Status, Submission};
-use tracebox::sandbox::{ImageStatus, Sweep};
+use tracebox::execution::{Execution, Language, OutputStream, RunEvent, Source, Status, Submission};
+use tracebox::runner::LiveRun;
+use tracebox::sandbox::ImageStatus;
 use tracebox::services::Services;
 
 #[derive(Parser)]
@@ -188,23 +189,26 @@ fn run_program(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let outcome = runtime.block_on(async {
         services.recover().await?;
         services.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
-        tokio::select! {
-            execution = services.runner.execute(request) => Ok::<_, anyhow::Error>(Some(execution?)),
-            () = interrupted() => {
-                // Our container must not outlive us; the trace is failed by the next start.
-                let _ = services.sandbox.sweep(Sweep::Boot { boot: services.boot_id() }).await;
-                Ok(None)
+        let LiveRun { mut events, control, outcome, .. } = services.runner.start(request, false);
+        // The program's output appears as it writes it, already screened.
+        let follow = async {
+            while let Some(event) = events.recv().await {
+                if let RunEvent::Output { stream, text } = event {
+                    let _ = match stream {
+                        OutputStream::Stdout => std::io::stdout().write_all(text.as_bytes()),
+                        OutputStream::Stderr => std::io::stderr().write_all(text.as_bytes()),
+                    };
+                }
             }
+        };
+        tokio::select! {
+            () = follow => {}
+            () = interrupted() => control.kill(),
         }
+        Ok::<_, anyhow::Error>(outcome.await??)
     });
     services.store.close();
-    match outcome? {
-        Some(execution) => Ok(report(&execution)),
-        None => {
-            eprintln!("tracebox: interrupted; the run was stopped");
-            Ok(ExitCode::from(130))
-        }
-    }
+    Ok(report(&outcome?))
 }
 
 /// Resolve when the user presses Ctrl-C or the process is asked to terminate.
@@ -224,10 +228,8 @@ async fn interrupted() {
     }
 }
 
-/// Print a finished run as the program would have printed it, and pick the exit code.
+/// Say how a run ended when it is not a plain exit, and pick the exit code.
 fn report(execution: &Execution) -> ExitCode {
-    let _ = std::io::stdout().write_all(execution.stdout.as_bytes());
-    let _ = std::io::stderr().write_all(execution.stderr.as_bytes());
     if let Some(message) = &execution.message {
         eprintln!("tracebox: {}: {message} (trace {})", execution.status.as_str(), execution.trace_id);
     }
@@ -238,6 +240,7 @@ fn report(execution: &Execution) -> ExitCode {
         Status::OutputLimit => 141,
         Status::Blocked => 126,
         Status::InternalError => 125,
+        Status::Killed => 130,
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }

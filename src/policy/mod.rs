@@ -200,6 +200,26 @@ impl Policy {
         filtered
     }
 
+    /// How much of `text`, at most `wanted` bytes, can be redacted and released now without
+    /// splitting a secret: the cut moves back to the start of any match that runs across it,
+    /// and of any match that reaches the end of `text`, since more output may extend it (a
+    /// private key whose END line has not come yet).
+    pub fn release_point(&self, text: &str, wanted: usize) -> usize {
+        let mut point = wanted.min(text.len());
+        for rule in self.output.iter().filter(|rule| rule.action == OutputAction::Redact) {
+            for found in rule.regex.find_iter(text) {
+                if found.start() >= point {
+                    break;
+                }
+                if found.end() > point || found.end() == text.len() {
+                    point = found.start();
+                    break;
+                }
+            }
+        }
+        point
+    }
+
     /// `text` with every secret replaced; for what is stored but not reported (code, env).
     pub fn redact(&self, text: &str) -> String {
         self.filter_output(text, "").text
@@ -325,6 +345,21 @@ mod tests {
         let filtered = builtin().filter_cut_output("héllo wor", "ld", "stdout");
         assert_eq!(filtered.text, "héllo wor");
         assert!(filtered.redactions.is_empty());
+    }
+
+    #[test]
+    fn the_release_point_never_splits_a_secret_or_releases_one_that_may_go_on() {
+        let policy = builtin();
+        let token = "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let line = format!("ok\nkey={token}\nmore");
+        assert_eq!(policy.release_point(&line, line.len()), line.len(), "a complete secret may be released");
+        let inside = line.find(token).unwrap() + 5;
+        assert_eq!(policy.release_point(&line, inside), line.find(token).unwrap(), "a cut inside moves back");
+        let open = "a\n-----BEGIN PRIVATE KEY-----\nMIIEvQ\n";
+        assert_eq!(policy.release_point(open, open.len()), 2, "a key without its END line is held");
+        let at_end = format!("x {token}");
+        assert_eq!(policy.release_point(&at_end, at_end.len()), 2, "a secret at the very end may go on");
+        assert_eq!(policy.release_point("plain", 99), 5);
     }
 
     #[test]

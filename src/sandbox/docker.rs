@@ -38,6 +38,7 @@ pub struct ExitState {
 }
 
 /// One output chunk of a container, as its program wrote it.
+#[derive(Debug)]
 pub enum Chunk {
     Stdout(bytes::Bytes),
     Stderr(bytes::Bytes),

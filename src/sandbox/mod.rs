@@ -16,7 +16,7 @@ use crate::trace::{EventLog, TraceId};
 
 pub use image::ImageStatus;
 pub use janitor::Sweep;
-pub use run::{Captured, RawOutcome};
+pub use run::{Chunk, RawOutcome, RunIo};
 
 use docker::Engine;
 use limits::{ContainerJob, ContainerSettings};
@@ -130,12 +130,13 @@ impl Sandbox {
         image::ensure(&self.engine, &self.settings.image, &self.base_image, force, progress).await
     }
 
-    /// Run one program in a fresh container, recording its steps in `log`.
-    pub async fn run(&self, spec: RunSpec<'_>, log: &mut EventLog) -> Result<RawOutcome, SandboxError> {
+    /// Run one program in a fresh container, talking to its client through `io` and recording
+    /// its steps in `log`.
+    pub async fn run(&self, spec: RunSpec<'_>, io: RunIo, log: &mut EventLog) -> Result<RawOutcome, SandboxError> {
         let trace_id = spec.trace_id.to_string();
         let job = ContainerJob { trace_id: &trace_id, language: spec.language, env: spec.env, limits: spec.limits };
         let input = run::frame(spec.code, spec.stdin);
-        run::run_in_fresh_container(&self.engine, &self.settings, &job, input, log).await
+        run::run_in_fresh_container(&self.engine, &self.settings, &job, input, io, log).await
     }
 
     /// Remove this data directory's containers that `which` selects; returns how many.

@@ -1,17 +1,22 @@
-//! One program in one fresh container: create, attach, start, send the program, collect its
-//! output within the limits, learn how it ended, and remove the container on every path.
+//! One program in one fresh container: create, attach, start, send the program, pass its
+//! output on as it comes within the limits, learn how it ended, and remove the container on
+//! every path.
 
 use std::time::Duration;
 
 use futures_util::{FutureExt, Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::SandboxError;
-use super::docker::{Chunk, Engine, ExitState};
+use super::docker::{Engine, ExitState};
 use super::limits::{ContainerJob, ContainerSettings, container_body};
 use crate::trace::EventLog;
+
+pub use super::docker::Chunk;
 
 /// How long a killed container may take to report that it stopped.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -20,25 +25,36 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// still recognised and redacted; it is never returned.
 const LOOKAHEAD_BYTES: usize = 16 * 1024;
 
-/// What one output stream wrote.
-#[derive(Debug, Default)]
-pub struct Captured {
-    /// The bytes within the output limit.
-    pub kept: Vec<u8>,
-    /// Up to [`LOOKAHEAD_BYTES`] written after the limit cut the stream.
-    pub beyond: Vec<u8>,
+/// How a run talks to whoever asked for it while it runs.
+pub struct RunIo {
+    /// Output within the limit, chunk by chunk as the program writes it. Dropped when the run
+    /// ends, which ends the receiver's stream.
+    pub output: mpsc::UnboundedSender<Chunk>,
+    /// More stdin after the framed program, until the sender is dropped; `None` closes stdin
+    /// right after the program's initial stdin.
+    pub stdin: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+    /// Cancelled when the client wants the run stopped.
+    pub kill: CancellationToken,
+    /// Told once the program is running.
+    pub started: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// The raw result of a run, before decoding and redaction.
+/// The raw result of a run, before decoding and redaction. The output itself went out
+/// through [`RunIo::output`].
 #[derive(Debug, Default)]
 pub struct RawOutcome {
     pub exit_code: Option<i64>,
-    pub stdout: Captured,
-    pub stderr: Captured,
+    /// Up to [`LOOKAHEAD_BYTES`] of stdout written after the limit cut it, only to redact a
+    /// secret the cut split in two; never shown.
+    pub stdout_beyond: Vec<u8>,
+    /// The same for stderr.
+    pub stderr_beyond: Vec<u8>,
     pub timed_out: bool,
     pub oom_killed: bool,
     /// The output limit was reached: output is cut there and the run was stopped.
     pub output_limited: bool,
+    /// The client stopped the run.
+    pub killed: bool,
     /// From container start to exit.
     pub duration: Duration,
 }
@@ -57,13 +73,17 @@ pub async fn run_in_fresh_container(
     settings: &ContainerSettings,
     job: &ContainerJob<'_>,
     input: Vec<u8>,
+    io: RunIo,
     log: &mut EventLog,
 ) -> Result<RawOutcome, SandboxError> {
+    if io.kill.is_cancelled() {
+        return Ok(RawOutcome { killed: true, ..RawOutcome::default() });
+    }
     let name = format!("tracebox-{}", job.trace_id);
     let id = engine.create(&name, container_body(settings, job)).await?;
     log.record("container.created", json!({ "name": name }));
     let removal = RemoveOnDrop { engine: engine.clone(), id: Some(id.clone()) };
-    let outcome = drive(engine, &id, job, input, log).await;
+    let outcome = drive(engine, &id, job, input, io, log).await;
     removal.remove_now().await;
     log.record("container.removed", Value::Null);
     outcome
@@ -74,6 +94,7 @@ pub async fn run_in_fresh_container(
 enum Stop {
     Timeout,
     OutputLimit,
+    Killed,
 }
 
 async fn drive(
@@ -81,25 +102,30 @@ async fn drive(
     id: &str,
     job: &ContainerJob<'_>,
     input: Vec<u8>,
+    io: RunIo,
     log: &mut EventLog,
 ) -> Result<RawOutcome, SandboxError> {
-    let (output, mut stdin) = engine.attach(id).await?;
+    let RunIo { output: sink, stdin: more_stdin, kill, started: on_start } = io;
+    let (output, stdin) = engine.attach(id).await?;
     engine.start(id).await?;
     let started = Instant::now();
     let deadline = started + job.limits.timeout;
     log.record("container.started", Value::Null);
+    if let Some(on_start) = on_start {
+        let _ = on_start.send(());
+    }
 
     // Feed stdin beside reading output: a program that prints before it reads would otherwise
     // deadlock against a full pipe. Closing stdin gives the program its end of file.
-    let feeder = tokio::spawn(async move {
-        let _ = stdin.write_all(&input).await;
-        let _ = stdin.shutdown().await;
-    });
-    let mut collector = Collector::new(job.limits.output_bytes);
+    let feeder = tokio::spawn(feed_stdin(stdin, input, more_stdin));
+    let mut collector = Collector::new(job.limits.output_bytes, sink);
     let mut output = Box::pin(output);
-    let read = tokio::time::timeout_at(deadline, collector.read_to_limit(&mut output)).await;
+    let read = tokio::select! {
+        read = tokio::time::timeout_at(deadline, collector.read_to_limit(&mut output)) => read.map(Some),
+        () = kill.cancelled() => Ok(None),
+    };
     feeder.abort();
-    if let Ok(Ok(())) = read
+    if let Ok(Some(Ok(()))) = read
         && collector.limited
     {
         collector.take_ready(&mut output)?;
@@ -109,17 +135,41 @@ async fn drive(
     drop(output);
     let stop = match read {
         Err(_elapsed) => Stop::Timeout,
-        Ok(Err(error)) => return Err(error),
-        Ok(Ok(())) if collector.limited => Stop::OutputLimit,
+        Ok(None) => Stop::Killed,
+        Ok(Some(Err(error))) => return Err(error),
+        Ok(Some(Ok(()))) if collector.limited => Stop::OutputLimit,
         // The output ends when the program closes it, which is not always when it exits:
-        // the deadline still holds while waiting.
-        Ok(Ok(())) => match tokio::time::timeout_at(deadline, engine.wait(id)).await {
-            Ok(exit) => return Ok(collector.finish(exit?, None, started, log)),
-            Err(_elapsed) => Stop::Timeout,
+        // the deadline and the client's kill still hold while waiting.
+        Ok(Some(Ok(()))) => tokio::select! {
+            exit = tokio::time::timeout_at(deadline, engine.wait(id)) => match exit {
+                Ok(exit) => return Ok(collector.finish(exit?, None, started, log)),
+                Err(_elapsed) => Stop::Timeout,
+            },
+            () = kill.cancelled() => Stop::Killed,
         },
     };
     let stopped = stop_container(engine, id, stop, job, log).await?;
     Ok(collector.finish(stopped.0, stopped.1, started, log))
+}
+
+/// Write the framed program, then whatever more stdin the client sends, then close stdin.
+async fn feed_stdin(
+    mut stdin: impl tokio::io::AsyncWrite + Unpin,
+    input: Vec<u8>,
+    more: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+) {
+    if stdin.write_all(&input).await.is_err() {
+        return;
+    }
+    if let Some(mut more) = more {
+        let _ = stdin.flush().await;
+        while let Some(data) = more.recv().await {
+            if stdin.write_all(&data).await.is_err() || stdin.flush().await.is_err() {
+                return;
+            }
+        }
+    }
+    let _ = stdin.shutdown().await;
 }
 
 /// Kill the container for `stop` and wait until it is gone; the reason is `None` when it had
@@ -136,23 +186,25 @@ async fn stop_container(
     match stop {
         Some(Stop::Timeout) => log.record("timeout", json!({ "after_ms": job.limits.timeout.as_millis() as u64 })),
         Some(Stop::OutputLimit) => log.record("output_limit", json!({ "bytes": job.limits.output_bytes })),
+        Some(Stop::Killed) => log.record("killed", json!({ "by": "client" })),
         None => {}
     }
     let exit = tokio::time::timeout(STOP_GRACE, engine.wait(id)).await.map_err(|_| SandboxError::StopTimeout)??;
     Ok((exit, stop))
 }
 
-/// Output of both streams, up to a combined limit; the head is kept.
+/// Output of both streams, passed on up to a combined limit; the head is kept.
 struct Collector {
-    stdout: Captured,
-    stderr: Captured,
+    sink: mpsc::UnboundedSender<Chunk>,
+    stdout_beyond: Vec<u8>,
+    stderr_beyond: Vec<u8>,
     room: u64,
     limited: bool,
 }
 
 impl Collector {
-    fn new(limit: u64) -> Collector {
-        Collector { stdout: Captured::default(), stderr: Captured::default(), room: limit, limited: false }
+    fn new(limit: u64, sink: mpsc::UnboundedSender<Chunk>) -> Collector {
+        Collector { sink, stdout_beyond: Vec::new(), stderr_beyond: Vec::new(), room: limit, limited: false }
     }
 
     /// Read until the output ends or passes the limit.
@@ -174,7 +226,7 @@ impl Collector {
         &mut self,
         output: &mut (impl Stream<Item = Result<Chunk, SandboxError>> + Unpin),
     ) -> Result<(), SandboxError> {
-        while self.stdout.beyond.len() + self.stderr.beyond.len() < LOOKAHEAD_BYTES {
+        while self.stdout_beyond.len() + self.stderr_beyond.len() < LOOKAHEAD_BYTES {
             match output.next().now_or_never() {
                 Some(Some(chunk)) => self.push(chunk?),
                 Some(None) | None => break,
@@ -183,32 +235,41 @@ impl Collector {
         Ok(())
     }
 
-    /// Keep a chunk, as much of it as fits; the rest goes to the lookahead.
+    /// Pass on a chunk, as much of it as fits; the rest goes to the lookahead.
     fn push(&mut self, chunk: Chunk) {
-        let (captured, bytes) = match &chunk {
-            Chunk::Stdout(bytes) => (&mut self.stdout, bytes),
-            Chunk::Stderr(bytes) => (&mut self.stderr, bytes),
+        let (bytes, beyond) = match &chunk {
+            Chunk::Stdout(bytes) => (bytes, &mut self.stdout_beyond),
+            Chunk::Stderr(bytes) => (bytes, &mut self.stderr_beyond),
         };
         let fits = bytes.len().min(usize::try_from(self.room).unwrap_or(usize::MAX));
-        captured.kept.extend_from_slice(&bytes[..fits]);
         self.room -= fits as u64;
         if fits < bytes.len() {
             self.limited = true;
-            let wanted = LOOKAHEAD_BYTES.saturating_sub(captured.beyond.len());
+            let wanted = LOOKAHEAD_BYTES.saturating_sub(beyond.len());
             let rest = &bytes[fits..];
-            captured.beyond.extend_from_slice(&rest[..rest.len().min(wanted)]);
+            beyond.extend_from_slice(&rest[..rest.len().min(wanted)]);
         }
+        if fits == 0 {
+            return;
+        }
+        let kept = match chunk {
+            Chunk::Stdout(bytes) => Chunk::Stdout(bytes.slice(..fits)),
+            Chunk::Stderr(bytes) => Chunk::Stderr(bytes.slice(..fits)),
+        };
+        // Nobody listening any more is fine: the run still ends, is recorded and cleaned up.
+        let _ = self.sink.send(kept);
     }
 
     fn finish(self, exit: ExitState, stop: Option<Stop>, started: Instant, log: &mut EventLog) -> RawOutcome {
         log.record("container.exited", json!({ "exit_code": exit.exit_code, "oom_killed": exit.oom_killed }));
         RawOutcome {
             exit_code: exit.exit_code,
-            stdout: self.stdout,
-            stderr: self.stderr,
+            stdout_beyond: self.stdout_beyond,
+            stderr_beyond: self.stderr_beyond,
             timed_out: stop == Some(Stop::Timeout),
             oom_killed: exit.oom_killed,
             output_limited: self.limited,
+            killed: stop == Some(Stop::Killed),
             duration: started.elapsed(),
         }
     }
@@ -260,22 +321,37 @@ mod tests {
         assert_eq!(frame("", ""), b"TRACEBOX1 0\n".to_vec());
     }
 
+    fn collector(limit: u64) -> (Collector, mpsc::UnboundedReceiver<Chunk>) {
+        let (sink, chunks) = mpsc::unbounded_channel();
+        (Collector::new(limit, sink), chunks)
+    }
+
+    fn passed_on(chunks: &mut mpsc::UnboundedReceiver<Chunk>) -> (Vec<u8>, Vec<u8>) {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        while let Ok(chunk) = chunks.try_recv() {
+            match chunk {
+                Chunk::Stdout(bytes) => stdout.extend_from_slice(&bytes),
+                Chunk::Stderr(bytes) => stderr.extend_from_slice(&bytes),
+            }
+        }
+        (stdout, stderr)
+    }
+
     #[test]
-    fn the_collector_keeps_the_head_up_to_the_limit_across_streams() {
-        let mut collector = Collector::new(10);
+    fn the_collector_passes_on_the_head_up_to_the_limit_across_streams() {
+        let (mut collector, mut chunks) = collector(10);
         collector.push(Chunk::Stdout(Bytes::from_static(b"hello")));
         collector.push(Chunk::Stderr(Bytes::from_static(b"oops")));
         assert!(!collector.limited);
         collector.push(Chunk::Stdout(Bytes::from_static(b"world")));
         assert!(collector.limited);
-        assert_eq!(collector.stdout.kept, b"hellow");
-        assert_eq!(collector.stdout.beyond, b"orld", "what was cut is kept aside for redaction");
-        assert_eq!(collector.stderr.kept, b"oops");
+        assert_eq!(passed_on(&mut chunks), (b"hellow".to_vec(), b"oops".to_vec()));
+        assert_eq!(collector.stdout_beyond, b"orld", "what was cut is kept aside for redaction");
     }
 
     #[test]
     fn output_exactly_at_the_limit_is_not_truncated() {
-        let mut collector = Collector::new(5);
+        let (mut collector, _chunks) = collector(5);
         collector.push(Chunk::Stdout(Bytes::from_static(b"12345")));
         assert!(!collector.limited);
         collector.push(Chunk::Stdout(Bytes::from_static(b"6")));
@@ -284,9 +360,9 @@ mod tests {
 
     #[test]
     fn the_lookahead_is_bounded() {
-        let mut collector = Collector::new(1);
+        let (mut collector, mut chunks) = collector(1);
         collector.push(Chunk::Stderr(Bytes::from(vec![b'x'; LOOKAHEAD_BYTES * 3])));
-        assert_eq!(collector.stderr.kept.len(), 1);
-        assert_eq!(collector.stderr.beyond.len(), LOOKAHEAD_BYTES);
+        assert_eq!(passed_on(&mut chunks).1.len(), 1);
+        assert_eq!(collector.stderr_beyond.len(), LOOKAHEAD_BYTES);
     }
 }

@@ -1,18 +1,28 @@
 //! The execution pipeline every door calls: policy check → sandbox run → output redaction →
-//! trace. One path, so every run is screened, limited, redacted and recorded the same way.
+//! trace. One path, so every run is screened, limited, redacted and recorded the same way,
+//! whether its door waits for the end (`/execute`) or follows it live (WebSocket, CLI).
 
-use std::borrow::Cow;
+mod screen;
+
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::execution::{Execution, ExecutionRequest, Status};
-use crate::policy::{Action, Filtered, Policy, PolicyHit};
-use crate::sandbox::{Captured, RawOutcome, RunSpec, Sandbox, SandboxError};
+use crate::execution::{Execution, ExecutionRequest, OutputStream, RunEvent, Status};
+use crate::policy::{Action, Policy, PolicyHit};
+use crate::sandbox::{Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError};
 use crate::trace::{EventLog, FinishedTrace, NewTrace, StoreError, TraceId, TraceStore};
+use screen::StreamScreen;
+
+/// How long a live run's output may sit unreleased for want of a line end (a prompt printed
+/// before `input()`): after this quiet spell it goes to the client anyway.
+const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
 /// The pipeline failed to run the program at all. The trace records why, and its id is here.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +49,65 @@ impl RunError {
             RunError::Store(_) | RunError::Task(_) => None,
         }
     }
+}
+
+/// A run in progress, for a door that follows it live.
+pub struct LiveRun {
+    pub trace_id: TraceId,
+    /// `Started`, then output as the program writes it; ends when the run does.
+    pub events: mpsc::UnboundedReceiver<RunEvent>,
+    /// Feeds the run's stdin and stops it.
+    pub control: RunControl,
+    /// How the run ended, once it has. Dropping it does not stop the run.
+    pub outcome: JoinHandle<Result<Execution, RunError>>,
+}
+
+/// Talks to a live run: more stdin, end of stdin, kill. Dropping it closes stdin; it never
+/// stops the run (call [`RunControl::kill`] for that).
+pub struct RunControl {
+    stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// Bytes of stdin the run may still be sent (TRACEBOX_MAX_STDIN_BYTES, in all).
+    stdin_room: usize,
+    kill: CancellationToken,
+}
+
+/// Stdin a live run cannot take.
+#[derive(Debug, thiserror::Error)]
+pub enum StdinError {
+    #[error("stdin of this run is closed (it was closed by an `eof`, or the run has ended)")]
+    Closed,
+    #[error("this would take the run's stdin past {limit} bytes in all (TRACEBOX_MAX_STDIN_BYTES)")]
+    TooLarge { limit: usize },
+}
+
+impl RunControl {
+    /// Send more stdin to the program.
+    pub fn send_stdin(&mut self, data: &str, limit: usize) -> Result<(), StdinError> {
+        let stdin = self.stdin.as_ref().ok_or(StdinError::Closed)?;
+        if data.len() > self.stdin_room {
+            return Err(StdinError::TooLarge { limit });
+        }
+        stdin.send(data.as_bytes().to_vec()).map_err(|_| StdinError::Closed)?;
+        self.stdin_room -= data.len();
+        Ok(())
+    }
+
+    /// Close the program's stdin: it reads end of file.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Stop the run: its container is killed and its trace ends `killed`.
+    pub fn kill(&self) {
+        self.kill.cancel();
+    }
+}
+
+/// The channels between a run and its door.
+struct Channels {
+    events: Option<mpsc::UnboundedSender<RunEvent>>,
+    stdin: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+    kill: CancellationToken,
 }
 
 /// The pipeline. Cheap to clone; one per server (or CLI run).
@@ -90,18 +159,50 @@ impl Runner {
         self.inner.config.max_queued_runs - self.inner.waiting.available_permits()
     }
 
-    /// Screen, run, redact and record one program.
+    /// Screen, run, redact and record one program; answers when it has ended.
     pub async fn execute(&self, request: ExecutionRequest) -> Result<Execution, RunError> {
+        let channels = Channels { events: None, stdin: None, kill: CancellationToken::new() };
+        self.spawn(TraceId::new(), request, channels).await?
+    }
+
+    /// Start one program through the same pipeline and follow it live: output as it comes,
+    /// stdin while it runs (kept open after the request's own stdin when `keep_stdin_open`),
+    /// a kill switch.
+    pub fn start(&self, request: ExecutionRequest, keep_stdin_open: bool) -> LiveRun {
         let trace_id = TraceId::new();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
+        let kill = CancellationToken::new();
+        let stdin_room = self.config().max_stdin_bytes.saturating_sub(request.stdin.len());
+        let control = RunControl { stdin: keep_stdin_open.then_some(stdin_tx), stdin_room, kill: kill.clone() };
+        let channels = Channels { events: Some(events_tx), stdin: keep_stdin_open.then_some(stdin_rx), kill };
+        let outcome = self.spawn(trace_id, request, channels);
+        LiveRun { trace_id, events, control, outcome }
+    }
+
+    /// Runs execute on the runner's own runtime, detached from the door: a client that goes
+    /// away cancels neither the container's removal nor the trace.
+    fn spawn(
+        &self,
+        trace_id: TraceId,
+        request: ExecutionRequest,
+        channels: Channels,
+    ) -> JoinHandle<Result<Execution, RunError>> {
         let span =
             tracing::info_span!("run", %trace_id, language = %request.language, source = request.source.as_str());
         let runner = self.clone();
-        let run = async move { runner.run(trace_id, request).await };
-        self.inner.runtime.spawn(run.instrument(span)).await?
+        let run = async move { runner.run(trace_id, request, channels).await };
+        self.inner.runtime.spawn(run.instrument(span))
     }
 
-    async fn run(&self, trace_id: TraceId, request: ExecutionRequest) -> Result<Execution, RunError> {
+    async fn run(
+        &self,
+        trace_id: TraceId,
+        request: ExecutionRequest,
+        channels: Channels,
+    ) -> Result<Execution, RunError> {
         let inner = &*self.inner;
+        let Channels { events, stdin, kill } = channels;
         let mut log = EventLog::start();
         let hits = inner.policy.check_input(request.language, &request.code);
         inner.store.begin(NewTrace {
@@ -128,7 +229,16 @@ impl Runner {
             log.record("policy.warned", json!({ "rules": hits.iter().map(|h| &h.rule).collect::<Vec<_>>() }));
         }
 
-        let slot = match self.admit(&mut log).await {
+        let admitted = tokio::select! {
+            admitted = self.admit(&mut log) => admitted,
+            () = kill.cancelled() => {
+                log.record("killed", json!({ "by": "client", "while": "queued" }));
+                let execution = Execution { message: Some(KILLED.to_owned()), ..empty_execution(trace_id, Status::Killed) };
+                self.finish(&execution, log).await?;
+                return Ok(execution);
+            }
+        };
+        let slot = match admitted {
             Ok(slot) => slot,
             Err(message) => return Err(self.fail(RunError::Busy { trace_id, message }, log).await),
         };
@@ -140,13 +250,18 @@ impl Runner {
             env: &request.env,
             limits: &request.limits,
         };
-        let outcome = inner.sandbox.run(spec, &mut log).await;
+        let (chunks_tx, chunks) = mpsc::unbounded_channel();
+        let (started_tx, started) = oneshot::channel();
+        let io = RunIo { output: chunks_tx, stdin, kill, started: Some(started_tx) };
+        let mut screens = Screens::new(&inner.policy, events);
+        let (outcome, ()) = tokio::join!(inner.sandbox.run(spec, io, &mut log), screens.follow(chunks, started));
         drop(slot);
         let raw = match outcome {
             Ok(raw) => raw,
             Err(source) => return Err(self.fail(RunError::Sandbox { trace_id, source }, log).await),
         };
-        let execution = self.conclude(trace_id, &request, raw, hits);
+        screens.finish(&raw);
+        let execution = self.conclude(trace_id, &request, raw, screens, hits);
         self.finish(&execution, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");
         Ok(execution)
@@ -177,17 +292,18 @@ impl Runner {
         }
     }
 
-    /// Turn the sandbox's raw outcome into the reply: decoded, redacted, explained.
+    /// Turn the sandbox's raw outcome and the screened output into the reply.
     fn conclude(
         &self,
         trace_id: TraceId,
         request: &ExecutionRequest,
         raw: RawOutcome,
+        screens: Screens<'_>,
         mut hits: Vec<PolicyHit>,
     ) -> Execution {
         let (status, message) = judge(&raw, request, self.config());
-        let (stdout, stdout_lossy) = self.screen(raw.stdout, raw.output_limited, "stdout");
-        let (stderr, stderr_lossy) = self.screen(raw.stderr, raw.output_limited, "stderr");
+        let (stdout, stdout_lossy) = screens.stdout.into_screened();
+        let (stderr, stderr_lossy) = screens.stderr.into_screened();
         hits.extend(stdout.warnings);
         hits.extend(stderr.warnings);
         Execution {
@@ -205,22 +321,6 @@ impl Runner {
             policy_hits: hits,
             message,
         }
-    }
-
-    /// Decode one stream and run the output rules over it. When the limit cut it, the cut is
-    /// moved back to a character boundary, and a secret cut in two is still redacted.
-    fn screen(&self, captured: Captured, cut: bool, stream: &str) -> (Filtered, bool) {
-        let policy = &self.inner.policy;
-        if !cut {
-            let (text, lossy) = decode(&captured.kept);
-            return (policy.filter_output(&text, stream), lossy);
-        }
-        let Captured { mut kept, mut beyond } = captured;
-        let split = complete_utf8_len(&kept);
-        beyond.splice(0..0, kept.drain(split..));
-        let (text, lossy) = decode(&kept);
-        let (after, _) = decode(&beyond);
-        (policy.filter_cut_output(&text, &after, stream), lossy)
     }
 
     /// What the trace keeps of the request: secrets redacted like output, and of the
@@ -280,30 +380,75 @@ fn empty_execution(trace_id: TraceId, status: Status) -> Execution {
     }
 }
 
-/// UTF-8 text of the output; invalid bytes become U+FFFD, and the flag says it happened.
-fn decode(bytes: &[u8]) -> (String, bool) {
-    match String::from_utf8_lossy(bytes) {
-        Cow::Borrowed(text) => (text.to_owned(), false),
-        Cow::Owned(text) => (text, true),
+/// Output of both streams, screened as it comes and passed on to a live door.
+struct Screens<'a> {
+    policy: &'a Policy,
+    stdout: StreamScreen,
+    stderr: StreamScreen,
+    events: Option<mpsc::UnboundedSender<RunEvent>>,
+}
+
+impl<'a> Screens<'a> {
+    fn new(policy: &'a Policy, events: Option<mpsc::UnboundedSender<RunEvent>>) -> Screens<'a> {
+        Screens { policy, stdout: StreamScreen::new("stdout"), stderr: StreamScreen::new("stderr"), events }
+    }
+
+    /// Screen output until the run's output ends. A live door hears `Started` first, and text
+    /// held for want of a line end once the program has been quiet for [`IDLE_FLUSH`].
+    async fn follow(&mut self, mut chunks: mpsc::UnboundedReceiver<Chunk>, started: oneshot::Receiver<()>) {
+        if started.await.is_ok() {
+            self.emit(RunEvent::Started);
+        }
+        loop {
+            let holding = self.stdout.is_holding() || self.stderr.is_holding();
+            let next = match &self.events {
+                Some(_) if holding => tokio::time::timeout(IDLE_FLUSH, chunks.recv()).await,
+                _ => Ok(chunks.recv().await),
+            };
+            match next {
+                Ok(Some(Chunk::Stdout(bytes))) => {
+                    let text = self.stdout.push(self.policy, &bytes);
+                    self.emit_output(OutputStream::Stdout, text);
+                }
+                Ok(Some(Chunk::Stderr(bytes))) => {
+                    let text = self.stderr.push(self.policy, &bytes);
+                    self.emit_output(OutputStream::Stderr, text);
+                }
+                Ok(None) => return,
+                Err(_quiet) => {
+                    let text = self.stdout.flush(self.policy);
+                    self.emit_output(OutputStream::Stdout, text);
+                    let text = self.stderr.flush(self.policy);
+                    self.emit_output(OutputStream::Stderr, text);
+                }
+            }
+        }
+    }
+
+    /// The output ended: release what is left, cut where the output limit cut it.
+    fn finish(&mut self, raw: &RawOutcome) {
+        let text = self.stdout.finish(self.policy, raw.output_limited.then_some(raw.stdout_beyond.as_slice()));
+        self.emit_output(OutputStream::Stdout, text);
+        let text = self.stderr.finish(self.policy, raw.output_limited.then_some(raw.stderr_beyond.as_slice()));
+        self.emit_output(OutputStream::Stderr, text);
+    }
+
+    fn emit_output(&self, stream: OutputStream, text: Option<String>) {
+        if let Some(text) = text {
+            self.emit(RunEvent::Output { stream, text });
+        }
+    }
+
+    fn emit(&self, event: RunEvent) {
+        if let Some(events) = &self.events {
+            // A door that stopped listening does not stop the run.
+            let _ = events.send(event);
+        }
     }
 }
 
-/// The length of `bytes` without a trailing character that was cut off mid-way.
-fn complete_utf8_len(bytes: &[u8]) -> usize {
-    let len = bytes.len();
-    // A character is at most 4 bytes: its lead byte is among the last 3 if it is cut.
-    for i in (len.saturating_sub(3)..len).rev() {
-        let width = match bytes[i] {
-            0x80..=0xBF => continue,
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => 1,
-        };
-        return if i + width > len { i } else { len };
-    }
-    len
-}
+/// Why a killed run ended, in words.
+const KILLED: &str = "stopped by its client (a `kill` message, or the connection closed)";
 
 fn blocked_message(blocking: &[&PolicyHit]) -> String {
     let reasons: Vec<String> =
@@ -332,6 +477,9 @@ fn judge(raw: &RawOutcome, request: &ExecutionRequest, config: &Config) -> (Stat
         );
         return (Status::OutputLimit, Some(message));
     }
+    if raw.killed {
+        return (Status::Killed, Some(KILLED.to_owned()));
+    }
     if raw.oom_killed {
         let message = format!(
             "killed for using more than its {} MiB memory limit (request `memory_mb` up to {})",
@@ -353,21 +501,6 @@ fn judge(raw: &RawOutcome, request: &ExecutionRequest, config: &Config) -> (Stat
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn invalid_utf8_is_replaced_and_flagged() {
-        assert_eq!(decode(b"ok\n"), ("ok\n".to_owned(), false));
-        assert_eq!(decode(b"a\xffb"), ("a\u{fffd}b".to_owned(), true));
-    }
-
-    #[test]
-    fn a_character_cut_in_half_is_left_out_not_replaced() {
-        assert_eq!(complete_utf8_len("aé".as_bytes()), 3);
-        assert_eq!(complete_utf8_len(&"aé".as_bytes()[..2]), 1);
-        assert_eq!(complete_utf8_len(&"a🦀".as_bytes()[..4]), 1);
-        assert_eq!(complete_utf8_len(b"\xff\xfeok\xc3"), 4, "earlier invalid bytes stay; the cut tail goes");
-        assert_eq!(complete_utf8_len(b"ok\xff"), 3, "a trailing invalid byte is not a cut character");
-    }
 
     fn request() -> ExecutionRequest {
         ExecutionRequest {
