@@ -110,6 +110,25 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_MAX_QUEUED_RUNS", default_value_t = 64)]
     pub max_queued_runs: usize,
 
+    /// Runs one WebSocket may have going at once; past it an `execute` gets an `error` frame
+    #[arg(long, env = "TRACEBOX_WS_MAX_RUNS", default_value_t = 4)]
+    pub ws_max_runs: usize,
+
+    /// Largest WebSocket message accepted, in bytes; a larger one gets an `error` frame (one over
+    /// four times this closes the socket, code 1009)
+    #[arg(long, env = "TRACEBOX_WS_MAX_MESSAGE_BYTES", default_value_t = 2 * MIB as usize)]
+    pub ws_max_message_bytes: usize,
+
+    /// Seconds between pings on an idle WebSocket; a socket silent for three of them is closed
+    #[arg(long, env = "TRACEBOX_WS_PING_SECS", default_value_t = 15.0)]
+    pub ws_ping_secs: f64,
+
+    /// Web origins (e.g. https://ide.example.com) whose pages may open the WebSocket, besides
+    /// the server's own; comma-separated. Clients that send no Origin (not browsers) are let in
+    #[arg(long, env = "TRACEBOX_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[serde(default)]
+    pub ws_allowed_origins: Vec<String>,
+
     /// Log format: text (for people) or json (for log collectors)
     #[arg(long, env = "TRACEBOX_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -134,6 +153,12 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("invalid setting `{key}` (TRACEBOX_{}): {message}", key.to_uppercase())]
     Invalid { key: &'static str, message: String },
+}
+
+/// `scheme://host[:port]` and nothing more, as browsers send it in `Origin`.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once("://") else { return false };
+    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(['/', '?', '#', ' '])
 }
 
 /// A request's limit that the server refuses, named by its request field.
@@ -241,11 +266,34 @@ impl Config {
         check(self.output_limit_bytes >= 1, "output_limit_bytes", "must be at least 1".into())?;
         check(self.max_code_bytes >= 1, "max_code_bytes", "must be at least 1".into())?;
         check(self.max_concurrent_runs >= 1, "max_concurrent_runs", "must be at least 1".into())?;
+        check((1..=64).contains(&self.ws_max_runs), "ws_max_runs", "must be between 1 and 64".into())?;
+        check(
+            (1024..=64 * MIB as usize).contains(&self.ws_max_message_bytes),
+            "ws_max_message_bytes",
+            "must be between 1024 and 67108864".into(),
+        )?;
+        check(
+            self.ws_ping_secs.is_finite() && (0.1..=3600.0).contains(&self.ws_ping_secs),
+            "ws_ping_secs",
+            "must be between 0.1 and 3600".into(),
+        )?;
+        if let Some(origin) = self.ws_allowed_origins.iter().find(|origin| !is_origin(origin)) {
+            check(
+                false,
+                "ws_allowed_origins",
+                format!("{origin:?} is not an origin; write scheme://host[:port], e.g. https://ide.example.com"),
+            )?;
+        }
         check(
             secs(self.queue_timeout_secs, MAX_SECS),
             "queue_timeout_secs",
             format!("must be above 0 and at most {MAX_SECS}"),
         )
+    }
+
+    /// How often an idle WebSocket is pinged.
+    pub fn ws_ping_interval(&self) -> Duration {
+        Duration::from_secs_f64(self.ws_ping_secs)
     }
 
     /// Where the trace database and the boot locks live.
@@ -371,11 +419,36 @@ mod tests {
             ("--max-concurrent-runs", "0", "max_concurrent_runs"),
             ("--cpus", "NaN", "cpus"),
             ("--queue-timeout-secs", "0", "queue_timeout_secs"),
+            ("--ws-max-runs", "0", "ws_max_runs"),
+            ("--ws-max-runs", "65", "ws_max_runs"),
+            ("--ws-max-message-bytes", "1023", "ws_max_message_bytes"),
+            ("--ws-ping-secs", "0", "ws_ping_secs"),
+            ("--ws-allowed-origins", "https://a.example/path", "ws_allowed_origins"),
+            ("--ws-allowed-origins", "a.example", "ws_allowed_origins"),
         ] {
             let error = load(&[flag, value], None).unwrap_err().to_string();
             let env = format!("TRACEBOX_{}", key.to_uppercase());
             assert!(error.contains(&format!("`{key}`")) && error.contains(&env), "{flag} {value}: {error}");
         }
+    }
+
+    #[test]
+    fn websocket_settings_at_their_bounds_are_accepted() {
+        let config = load(
+            &[
+                "--ws-max-runs",
+                "64",
+                "--ws-max-message-bytes",
+                "1024",
+                "--ws-allowed-origins",
+                "https://a.example,http://b:8080",
+            ],
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.ws_max_runs, 64);
+        assert_eq!(config.ws_allowed_origins, ["https://a.example", "http://b:8080"]);
+        assert!(load(&["--ws-max-runs", "1"], None).is_ok());
     }
 
     #[test]

@@ -32,6 +32,20 @@ pub enum ErrorCode {
     SandboxUnavailable,
     Busy,
     Internal,
+    /// A web page from another origin tried to open the WebSocket.
+    ForbiddenOrigin,
+    /// A WebSocket message of an unknown `type`, or not a JSON object.
+    InvalidMessage,
+    /// A WebSocket message over TRACEBOX_WS_MAX_MESSAGE_BYTES.
+    MessageTooLarge,
+    /// A WebSocket message naming a run that is not going on this socket.
+    NoSuchRun,
+    /// A WebSocket `execute` reusing the id of a run still going.
+    DuplicateRunId,
+    /// A WebSocket already has TRACEBOX_WS_MAX_RUNS runs going.
+    TooManyRuns,
+    /// `stdin` for a run whose stdin is closed.
+    StdinClosed,
 }
 
 impl ErrorCode {
@@ -39,10 +53,12 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery => {
-                StatusCode::BAD_REQUEST
-            }
-            BlockedByPolicy => StatusCode::FORBIDDEN,
+            InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
+            | DuplicateRunId | StdinClosed => StatusCode::BAD_REQUEST,
+            BlockedByPolicy | ForbiddenOrigin => StatusCode::FORBIDDEN,
+            NoSuchRun => StatusCode::NOT_FOUND,
+            MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
             NoSuchTrace | NoSuchRoute | NoSuchFile => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -75,6 +91,13 @@ impl ErrorCode {
             SandboxUnavailable => "sandbox_unavailable",
             Busy => "busy",
             Internal => "internal_error",
+            ForbiddenOrigin => "forbidden_origin",
+            InvalidMessage => "invalid_message",
+            MessageTooLarge => "message_too_large",
+            NoSuchRun => "no_such_run",
+            DuplicateRunId => "duplicate_run_id",
+            TooManyRuns => "too_many_runs",
+            StdinClosed => "stdin_closed",
         }
     }
 }
@@ -95,6 +118,21 @@ impl ApiError {
     /// An error with `code` and a message that says what to do about it.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError { code, message: message.into(), trace_id: None, headers: Vec::new(), extra: serde_json::Map::new() }
+    }
+
+    /// What kind of error this is.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// What went wrong and how to fix it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The trace that records the failure, when there is one.
+    pub fn trace_id(&self) -> Option<TraceId> {
+        self.trace_id
     }
 
     fn with_header(mut self, name: header::HeaderName, value: impl TryInto<HeaderValue>) -> ApiError {

@@ -5,6 +5,7 @@ mod error;
 mod execute;
 mod health;
 mod traces;
+mod ws;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -18,6 +19,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .service(resource("/execute", "POST").route(web::post().to(execute::execute)))
+        .service(resource("/ws", "GET").route(web::get().to(ws::upgrade)))
         .service(
             resource("/health", "GET, HEAD").route(web::get().to(health::health)).route(web::head().to(health::health)),
         )

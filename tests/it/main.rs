@@ -14,3 +14,4 @@ mod limits;
 mod policy;
 mod requests;
 mod traces;
+mod ws;
