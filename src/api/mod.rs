@@ -4,6 +4,7 @@
 mod error;
 mod execute;
 mod health;
+mod playground;
 mod traces;
 mod ws;
 
@@ -20,6 +21,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .service(resource("/execute", "POST").route(web::post().to(execute::execute)))
         .service(resource("/ws", "GET").route(web::get().to(ws::upgrade)))
+        .service(
+            resource("/", "GET, HEAD").route(web::get().to(playground::show)).route(web::head().to(playground::show)),
+        )
         .service(
             resource("/health", "GET, HEAD").route(web::get().to(health::health)).route(web::head().to(health::health)),
         )
@@ -134,8 +138,11 @@ fn page(template: &impl askama::Template) -> Result<HttpResponse, ApiError> {
 }
 
 /// The stylesheet and scripts, compiled in so the binary serves its pages from anywhere.
-const STATIC_FILES: &[(&str, &str, &str)] =
-    &[("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css"))];
+const STATIC_FILES: &[(&str, &str, &str)] = &[
+    ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
+    ("playground.css", "text/css; charset=utf-8", include_str!("../../static/playground.css")),
+    ("playground.js", "text/javascript; charset=utf-8", include_str!("../../static/playground.js")),
+];
 
 async fn static_file(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let (_, content_type, body) = STATIC_FILES

@@ -1,0 +1,21 @@
+//! `GET /`: the playground, a page that runs code over `/ws` (static/playground.js).
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+
+use super::error::ApiError;
+use super::page;
+use crate::services::Services;
+
+#[derive(Template)]
+#[template(path = "playground.html")]
+struct Playground {
+    default_timeout_secs: f64,
+    max_timeout_secs: f64,
+}
+
+/// `GET /`
+pub async fn show(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
+    let config = services.runner.config();
+    page(&Playground { default_timeout_secs: config.default_timeout_secs, max_timeout_secs: config.max_timeout_secs })
+}
