@@ -392,3 +392,64 @@ async fn a_silent_client_is_dropped_by_the_heartbeat_and_its_run_killed() {
     assert!(server.logged().contains("\"why\":\"silent\""), "the log says why the socket was closed");
     drop(silent);
 }
+
+#[tokio::test]
+async fn stdin_is_bounded_in_all_at_the_stdin_limit() {
+    let server = TestServer::spawn_with(&[("TRACEBOX_MAX_STDIN_BYTES", "10")]).await;
+    let mut client = Client::connect(&server).await;
+    let code = "import sys\nprint(repr(sys.stdin.read()))";
+    client.send(json!({"type": "execute", "id": "in", "code": code, "stdin": "1234"})).await;
+    client.send(json!({"type": "stdin", "id": "in", "data": "567890"})).await;
+    client.send(json!({"type": "stdin", "id": "in", "data": "X"})).await;
+    let refusal = client.until("in", "error").await.pop().unwrap();
+    assert_eq!(refusal["code"], "stdin_too_large", "{refusal}");
+    assert!(refusal["message"].as_str().unwrap().contains("TRACEBOX_MAX_STDIN_BYTES"));
+    client.send(json!({"type": "stdin", "id": "in", "eof": true})).await;
+    let frames = client.run_frames("in").await;
+    assert_eq!(output(&frames, "stdout"), "'1234567890'\n", "exactly the limit got through");
+
+    client.send(json!({"type": "execute", "id": "in2", "code": code, "stdin": "x".repeat(11)})).await;
+    let refusal = client.run_frames("in2").await.pop().unwrap();
+    assert_eq!(refusal["code"], "stdin_too_large", "{refusal}");
+}
+
+#[tokio::test]
+async fn a_run_killed_while_it_waits_for_a_slot_never_starts() {
+    let server = TestServer::spawn_with(&[("TRACEBOX_MAX_CONCURRENT_RUNS", "1")]).await;
+    let mut client = Client::connect(&server).await;
+    client.send(json!({"type": "execute", "id": "busy", "code": "import time\ntime.sleep(30)", "timeout": 40})).await;
+    client.until("busy", "started").await;
+    client.send(json!({"type": "execute", "id": "queued", "code": "print('never')"})).await;
+    client.send(json!({"type": "kill", "id": "queued"})).await;
+    let frames = client.run_frames("queued").await;
+    assert_eq!(types(&frames), ["exit"], "no started, no output: {frames:?}");
+    assert_eq!(frames[0]["status"], "killed");
+    client.send(json!({"type": "kill", "id": "busy"})).await;
+    assert_eq!(client.run_frames("busy").await.pop().unwrap()["status"], "killed");
+}
+
+#[tokio::test]
+async fn a_timeout_over_the_socket_ends_like_one_over_http() {
+    let server = TestServer::spawn().await;
+    let mut client = Client::connect(&server).await;
+    let code = "import time\nprint('before', flush=True)\ntime.sleep(30)";
+    client.send(json!({"type": "execute", "id": "t", "code": code, "timeout": 1})).await;
+    let frames = client.run_frames("t").await;
+    let exit = frames.last().unwrap();
+    assert_eq!((exit["status"].as_str(), exit["timed_out"].as_bool()), (Some("timeout"), Some(true)), "{exit}");
+    assert_eq!(output(&frames, "stdout"), "before\n", "output printed before the timeout is kept");
+}
+
+#[tokio::test]
+async fn the_playground_page_and_its_assets_are_served_under_the_csp() {
+    let server = TestServer::spawn().await;
+    let page = server.client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/static/playground.js") && !html.contains("<script>"), "no inline script");
+    let script = server.client.get(server.url("/static/playground.js")).send().await.unwrap();
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert!(script.text().await.unwrap().contains("new WebSocket"));
+}
