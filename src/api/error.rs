@@ -46,6 +46,8 @@ pub enum ErrorCode {
     TooManyRuns,
     /// `stdin` for a run whose stdin is closed.
     StdinClosed,
+    /// `GET /ws` without a WebSocket handshake.
+    UpgradeRequired,
 }
 
 impl ErrorCode {
@@ -59,6 +61,7 @@ impl ErrorCode {
             NoSuchRun => StatusCode::NOT_FOUND,
             MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
+            UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             NoSuchTrace | NoSuchRoute | NoSuchFile => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,6 +101,7 @@ impl ErrorCode {
             DuplicateRunId => "duplicate_run_id",
             TooManyRuns => "too_many_runs",
             StdinClosed => "stdin_closed",
+            UpgradeRequired => "upgrade_required",
         }
     }
 }

@@ -40,7 +40,12 @@ pub async fn upgrade(
 ) -> Result<HttpResponse, actix_web::Error> {
     let config = services.runner.config();
     check_origin(&request, config)?;
-    let (response, session, stream) = actix_ws::handle(&request, body)?;
+    let (response, session, stream) = actix_ws::handle(&request, body).map_err(|error| {
+        ApiError::new(
+            ErrorCode::UpgradeRequired,
+            format!("GET /ws opens a WebSocket ({error}); connect with a WebSocket client, e.g. ws://host:port/ws"),
+        )
+    })?;
     let hard_limit = config.ws_max_message_bytes.saturating_mul(HARD_LIMIT_FACTOR);
     let stream = stream.max_frame_size(hard_limit).aggregate_continuations().max_continuation_size(hard_limit);
     let socket = Socket::new(services.runner.clone(), session);

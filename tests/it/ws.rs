@@ -449,6 +449,9 @@ async fn the_playground_page_and_its_assets_are_served_under_the_csp() {
     assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     let html = page.text().await.unwrap();
     assert!(html.contains("/static/playground.js") && !html.contains("<script>"), "no inline script");
+    let plain = server.client.get(server.url("/ws")).send().await.unwrap();
+    assert_eq!(plain.status(), 426, "a plain GET /ws is told to upgrade");
+    assert_eq!(plain.json::<Value>().await.unwrap()["error"]["code"], "upgrade_required");
     let script = server.client.get(server.url("/static/playground.js")).send().await.unwrap();
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
     assert!(script.text().await.unwrap().contains("new WebSocket"));
