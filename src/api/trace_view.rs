@@ -5,7 +5,7 @@
 use askama::Template;
 use serde_json::Value;
 
-use super::traces::human_duration;
+use super::traces::{human_duration, short_time};
 use crate::policy::{PolicyHit, Redaction};
 use crate::trace::{EventView, TraceDetail};
 
@@ -231,6 +231,10 @@ impl<'a> DetailPage<'a> {
             timeline: timeline(&trace.events, summary.duration_ms),
             duration: summary.duration_ms.map(human_duration),
         }
+    }
+
+    fn started(&self) -> String {
+        short_time(&self.trace.summary.started_at)
     }
 
     fn flag_text(&self, flag: &str) -> &'static str {

@@ -122,7 +122,7 @@ fn form_time(text: &str) -> String {
 }
 
 /// `2026-11-22T10:00:01.234567Z` as `2026-11-22 10:00:01`: short enough for a table cell.
-fn short_time(rfc3339: &str) -> String {
+pub(super) fn short_time(rfc3339: &str) -> String {
     let seconds = rfc3339.split('.').next().unwrap_or(rfc3339).trim_end_matches('Z');
     seconds.replacen('T', " ", 1)
 }

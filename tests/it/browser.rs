@@ -102,7 +102,9 @@ impl Browser {
     /// A PNG of the whole page at `width`, in `target/screenshots/<name>.png`.
     async fn screenshot(&self, name: &str, width: u32) {
         self.client.set_window_size(width, 900).await.expect("the window resizes");
-        let height = self.script("return document.documentElement.scrollHeight").await.as_u64().unwrap_or(900);
+        // The window's height includes the browser's own bars: add them, so the page fits whole.
+        let script = "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight";
+        let height = self.script(script).await.as_u64().unwrap_or(900);
         self.client.set_window_size(width, height.clamp(400, 6000) as u32).await.expect("the window resizes");
         let png = self.client.screenshot().await.expect("a screenshot");
         let dir = screenshot_dir();
@@ -273,10 +275,12 @@ async fn the_download_link_gives_the_exact_stdout() {
 #[tokio::test]
 async fn a_running_trace_updates_in_the_list_without_a_reload() {
     let server = TestServer::spawn().await;
+    // The browser first: it can take seconds to start on a busy machine, longer than the run.
+    let browser = Browser::open().await;
     let url = server.url("/execute");
     let client = server.client.clone();
     let run = tokio::spawn(async move {
-        client.post(url).json(&json!({"code": "import time\ntime.sleep(3)\nprint('awake')"})).send().await
+        client.post(url).json(&json!({"code": "import time\ntime.sleep(4)\nprint('awake')"})).send().await
     });
     let (status, page) = loop {
         let (status, page) = server.get_json("/traces?status=running").await;
@@ -287,11 +291,11 @@ async fn a_running_trace_updates_in_the_list_without_a_reload() {
     };
     assert_eq!(status, 200);
     let id = page["traces"][0]["id"].as_str().unwrap().to_owned();
-    let browser = Browser::open().await;
     browser.goto(&server.url("/traces")).await;
     let row = format!("tr[data-trace-id='{id}']");
     assert_eq!(browser.find(&format!("{row} .status")).await.text().await.unwrap(), "running");
     browser.script("window.__samePage = true; return true").await;
+    browser.screenshot("traces-running", 1280).await;
 
     browser
         .until(
@@ -303,5 +307,33 @@ async fn a_running_trace_updates_in_the_list_without_a_reload() {
     assert_eq!(browser.find(&format!("{row} .col-exit")).await.text().await.unwrap(), "0");
     assert!(browser.find(&format!("{row} .col-duration")).await.text().await.unwrap().ends_with(" s"));
     run.await.unwrap().unwrap();
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_trace_page_explains_a_timeout_and_shows_policy_hits_redactions_and_limits() {
+    let server = TestServer::spawn().await;
+    // The key is built at run time, so only the output (not the code) holds it whole.
+    let code = "import socket, time\nprint('AKIA' + 'IOSFODNN7EXAMPLE', flush=True)\ntime.sleep(30)";
+    let (status, reply) = server.execute(json!({"code": code, "timeout": 1, "env": {"API_TOKEN": "hunter2"}})).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = id_of(&reply);
+    let browser = Browser::open().await;
+    browser.goto(&server.url(&format!("/trace/{id}"))).await;
+
+    let explained = browser.texts(".explain p").await;
+    assert!(explained[0].starts_with("Timed out"), "{explained:?}");
+    assert!(explained[1].contains("1 s timeout"), "the run's own message follows: {explained:?}");
+    assert_eq!(browser.find("#stdout").await.text().await.unwrap(), "[REDACTED:aws_access_key_id]");
+    assert_eq!(
+        browser.texts("#redactions-title + .hint + .table-wrap tbody td:first-child").await,
+        ["aws_access_key_id"]
+    );
+    assert_eq!(browser.texts("#policy-title + .table-wrap tbody td:first-child").await, ["python.network"]);
+    let limits = browser.script("return [...document.querySelectorAll('dl.limits div')].map(d => d.querySelector('dt').textContent + '=' + d.querySelector('dd').textContent)").await;
+    assert!(limits.as_array().unwrap().contains(&json!("time=1 s")), "{limits}");
+    let page = browser.find("main").await.text().await.unwrap();
+    assert!(page.contains("API_TOKEN") && !page.contains("hunter2"), "env names only, never values");
+    browser.screenshot("trace-timeout", 1280).await;
     browser.close().await;
 }
