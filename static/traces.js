@@ -7,8 +7,9 @@
 
   const runningRows = () => Array.from(document.querySelectorAll("tr[data-status='running']"));
 
-  // The same wording as the server's: `85 ms`, `1.24 s`, `2 min 05 s`.
+  // The same wording as the server's: `0.4 ms`, `85 ms`, `1.24 s`, `2 min 05 s`.
   function humanDuration(ms) {
+    if (ms < 10) return `${ms.toFixed(1)} ms`;
     if (ms < 1000) return `${Math.round(ms)} ms`;
     if (ms < 60000) return `${(ms / 1000).toFixed(2)} s`;
     const secs = Math.round(ms / 1000);

@@ -127,9 +127,11 @@ pub(super) fn short_time(rfc3339: &str) -> String {
     seconds.replacen('T', " ", 1)
 }
 
-/// A duration as people read it: `85 ms`, `1.24 s`, `2 min 05 s`.
+/// A duration as people read it: `0.4 ms`, `85 ms`, `1.24 s`, `2 min 05 s`.
 pub(super) fn human_duration(ms: f64) -> String {
-    if ms < 1_000.0 {
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1_000.0 {
         format!("{ms:.0} ms")
     } else if ms < 60_000.0 {
         format!("{:.2} s", ms / 1_000.0)
@@ -148,6 +150,8 @@ struct ListPage<'a> {
     kinds: &'static [&'static str],
     languages: &'static [&'static str],
     next_url: Option<String>,
+    /// Back to the newest page of the same filter, when this page is an older one.
+    first_url: Option<String>,
     /// The export of everything the current filter matches.
     export_url: String,
     /// Is any filter set (so the page offers to clear them)?
@@ -213,6 +217,7 @@ pub async fn list(
         let next = ListQuery { cursor: Some(cursor.to_string()), format: None, ..query.clone().into_inner() };
         format!("/traces?{}", next.encode())
     });
+    let first_url = (!blank(&query.cursor)).then(|| format!("/traces?{}", query.filter_only().encode()));
     let export = ListQuery { format: Some("jsonl".to_owned()), ..query.filter_only() };
     page(&ListPage {
         traces: &found.traces,
@@ -221,6 +226,7 @@ pub async fn list(
         kinds: KINDS,
         languages: LANGUAGES,
         next_url,
+        first_url,
         export_url: format!("/traces/export?{}", export.encode()),
         filtered: query.is_filtered(),
     })
@@ -340,6 +346,7 @@ mod tests {
     fn times_and_durations_read_shortly() {
         assert_eq!(short_time("2026-11-22T10:00:01.234567Z"), "2026-11-22 10:00:01");
         assert_eq!(short_time("2026-11-22T10:00:01Z"), "2026-11-22 10:00:01");
+        assert_eq!(human_duration(0.42), "0.4 ms");
         assert_eq!(human_duration(85.4), "85 ms");
         assert_eq!(human_duration(1_240.0), "1.24 s");
         assert_eq!(human_duration(125_000.0), "2 min 05 s");
