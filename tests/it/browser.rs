@@ -240,6 +240,16 @@ async fn the_trace_page_shows_highlighted_code_output_timeline_and_its_raw_json(
     assert!(events.contains(&"container.started".to_owned()) && events.contains(&"finished".to_owned()), "{events:?}");
     assert_eq!(browser.texts("table.timeline svg.bar").await.len(), events.len(), "every event has a bar");
 
+    // Copy hands the pane's exact text to the clipboard (stubbed here to read it back).
+    browser
+        .script("Object.defineProperty(navigator, 'clipboard', {configurable: true, value: {writeText: async t => { window.__copied = t; }}}); return true")
+        .await;
+    browser.find("button.copy[data-copy=code]").await.click().await.unwrap();
+    browser.until("the code is copied", "return window.__copied !== undefined").await;
+    assert_eq!(browser.script("return window.__copied").await, json!(code));
+    browser.find("button.copy[data-copy=stderr]").await.click().await.unwrap();
+    browser.until("stderr is copied", "return window.__copied === 'done\\n'").await;
+
     // A hundred lines are folded until asked for.
     let folded = "return document.getElementById('stdout').classList.contains('folded')";
     assert_eq!(browser.script(folded).await, json!(true));
