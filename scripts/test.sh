@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One command to run every test on a fresh Debian machine with the Rust toolchain: installs and
-# starts the Docker engine when absent, builds the sandbox image, runs the unit and integration
-# tests (real engine, real SQLite, real HTTP), then checks that no sandbox container was left.
+# starts the Docker engine when absent, installs headless Chromium for the browser tests, builds
+# the sandbox image, runs the unit and integration tests (real engine, real SQLite, real HTTP,
+# real browser), then checks that no sandbox container was left.
 # Arguments go to `cargo test` (e.g. scripts/test.sh isolation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prepare.sh
+scripts/ensure-chromium.sh
 cargo build --tests
 # Build the image once here, so the test servers, started in parallel, find it ready.
 target/debug/tracebox image build

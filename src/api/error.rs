@@ -186,6 +186,9 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+/// An error type, so a streamed body (the export) can end with one.
+impl std::error::Error for ApiError {}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.code.status()

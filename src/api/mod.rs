@@ -3,8 +3,10 @@
 
 mod error;
 mod execute;
+mod export;
 mod health;
 mod playground;
+mod trace_view;
 mod traces;
 mod ws;
 
@@ -31,10 +33,20 @@ pub fn routes(config: &mut web::ServiceConfig) {
             resource("/traces", "GET, HEAD").route(web::get().to(traces::list)).route(web::head().to(traces::list)),
         )
         .service(
+            resource("/traces/export", "GET, HEAD")
+                .route(web::get().to(traces::export))
+                .route(web::head().to(traces::export)),
+        )
+        .service(
             resource("/trace/{id}", "GET, HEAD").route(web::get().to(traces::show)).route(web::head().to(traces::show)),
         )
         .service(
-            resource("/static/{file}", "GET, HEAD")
+            resource("/trace/{id}/output/{stream}", "GET, HEAD")
+                .route(web::get().to(traces::output))
+                .route(web::head().to(traces::output)),
+        )
+        .service(
+            resource("/static/{file:.+}", "GET, HEAD")
                 .route(web::get().to(static_file))
                 .route(web::head().to(static_file)),
         )
@@ -52,7 +64,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NoSuchRoute,
         format!(
-            "no route for {} {}; see the API in the README (POST /execute, GET /traces, GET /trace/{{id}}, GET /health)",
+            "no route for {} {}; see the API in the README (POST /execute, GET /traces, GET /trace/{{id}}, GET /traces/export, GET /health)",
             request.method(),
             request.path()
         ),
@@ -137,11 +149,25 @@ fn page(template: &impl askama::Template) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
 }
 
-/// The stylesheet and scripts, compiled in so the binary serves its pages from anywhere.
+const CSS: &str = "text/css; charset=utf-8";
+/// Scripts are ES modules too (trace.js imports highlight.js), and browsers run a module only
+/// when it is served with a JavaScript type.
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// The stylesheet, scripts and vendored highlight.js, compiled in so the binary serves its
+/// pages from anywhere and the pages load nothing from elsewhere.
 const STATIC_FILES: &[(&str, &str, &str)] = &[
-    ("style.css", "text/css; charset=utf-8", include_str!("../../static/style.css")),
-    ("playground.css", "text/css; charset=utf-8", include_str!("../../static/playground.css")),
-    ("playground.js", "text/javascript; charset=utf-8", include_str!("../../static/playground.js")),
+    ("style.css", CSS, include_str!("../../static/style.css")),
+    ("playground.css", CSS, include_str!("../../static/playground.css")),
+    ("playground.js", JS, include_str!("../../static/playground.js")),
+    ("traces.js", JS, include_str!("../../static/traces.js")),
+    ("trace.js", JS, include_str!("../../static/trace.js")),
+    ("vendor/highlight/core.min.js", JS, include_str!("../../static/vendor/highlight/core.min.js")),
+    ("vendor/highlight/python.min.js", JS, include_str!("../../static/vendor/highlight/python.min.js")),
+    ("vendor/highlight/javascript.min.js", JS, include_str!("../../static/vendor/highlight/javascript.min.js")),
+    ("vendor/highlight/github.min.css", CSS, include_str!("../../static/vendor/highlight/github.min.css")),
+    ("vendor/highlight/github-dark.min.css", CSS, include_str!("../../static/vendor/highlight/github-dark.min.css")),
+    ("vendor/highlight/LICENSE", "text/plain; charset=utf-8", include_str!("../../static/vendor/highlight/LICENSE")),
 ];
 
 async fn static_file(name: web::Path<String>) -> Result<HttpResponse, ApiError> {

@@ -1,14 +1,15 @@
-//! `GET /traces` and `GET /trace/{id}`: JSON for programs, a plain page for people.
+//! `GET /traces`, `GET /trace/{id}`, its output streams and the JSON Lines export: JSON for
+//! programs, pages for people. The detail page's view lives in `trace_view`.
 
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{ApiError, ErrorCode};
-use super::{page, wants_json};
+use super::{export, page, trace_view, wants_json};
 use crate::execution::Language;
-use crate::policy::{PolicyHit, Redaction};
 use crate::services::Services;
 use crate::trace::{TraceDetail, TraceFilter, TraceId, TraceSummary};
 
@@ -18,7 +19,10 @@ const MAX_PAGE: usize = 500;
 
 /// Every trace status, for filters and their validation.
 const STATUSES: &[&str] =
-    &["running", "success", "error", "timeout", "oom", "blocked", "output_limit", "internal_error"];
+    &["running", "success", "error", "timeout", "oom", "killed", "blocked", "output_limit", "internal_error"];
+
+/// The languages a trace may have, for the list's filter.
+const LANGUAGES: &[&str] = &["python", "node"];
 
 /// Every kind of trace recorded so far.
 const KINDS: &[&str] = &["execution"];
@@ -68,9 +72,11 @@ impl ListQuery {
         let time = |field: &str, value: Option<&str>| {
             value
                 .map(|text| {
-                    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                        .map(|t| (t.unix_timestamp_nanos() / 1_000) as i64)
-                        .map_err(|e| invalid(format!("`{field}`: {e}; use RFC 3339, e.g. 2026-11-22T10:00:00Z")))
+                    parse_time(text).map(|t| (t.unix_timestamp_nanos() / 1_000) as i64).ok_or_else(|| {
+                        invalid(format!(
+                            "`{field}`: {text:?} is not a time; use RFC 3339, e.g. 2026-11-22T10:00:00Z (a time without an offset is UTC)"
+                        ))
+                    })
                 })
                 .transpose()
         };
@@ -97,6 +103,44 @@ impl ListQuery {
     }
 }
 
+/// A time as RFC 3339, or as a browser's `datetime-local` field sends it
+/// (`2026-11-22T10:00`, seconds optional), which has no offset and is read as UTC.
+fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    let local = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute][optional [:[second]]]");
+    time::OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .or_else(|| time::PrimitiveDateTime::parse(text, &local).ok().map(time::PrimitiveDateTime::assume_utc))
+}
+
+/// A filter time as a `datetime-local` field shows it (UTC, to the second).
+fn form_time(text: &str) -> String {
+    let shown = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    parse_time(text)
+        .and_then(|t| t.to_offset(time::UtcOffset::UTC).format(&shown).ok())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+/// `2026-11-22T10:00:01.234567Z` as `2026-11-22 10:00:01`: short enough for a table cell.
+pub(super) fn short_time(rfc3339: &str) -> String {
+    let seconds = rfc3339.split('.').next().unwrap_or(rfc3339).trim_end_matches('Z');
+    seconds.replacen('T', " ", 1)
+}
+
+/// A duration as people read it: `0.4 ms`, `85 ms`, `1.24 s`, `2 min 05 s`.
+pub(super) fn human_duration(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 1_000.0 {
+        format!("{ms:.0} ms")
+    } else if ms < 60_000.0 {
+        format!("{:.2} s", ms / 1_000.0)
+    } else {
+        let secs = (ms / 1_000.0).round() as u64;
+        format!("{} min {:02} s", secs / 60, secs % 60)
+    }
+}
+
 #[derive(Template)]
 #[template(path = "traces.html")]
 struct ListPage<'a> {
@@ -104,7 +148,14 @@ struct ListPage<'a> {
     query: &'a ListQuery,
     statuses: &'static [&'static str],
     kinds: &'static [&'static str],
+    languages: &'static [&'static str],
     next_url: Option<String>,
+    /// Back to the newest page of the same filter, when this page is an older one.
+    first_url: Option<String>,
+    /// The export of everything the current filter matches.
+    export_url: String,
+    /// Is any filter set (so the page offers to clear them)?
+    filtered: bool,
 }
 
 impl ListPage<'_> {
@@ -116,6 +167,38 @@ impl ListPage<'_> {
             _ => return false,
         };
         given(current) == Some(value)
+    }
+
+    fn text(&self, value: &Option<String>) -> String {
+        given(value).unwrap_or_default().to_owned()
+    }
+
+    fn time_value(&self, value: &Option<String>) -> String {
+        given(value).map(form_time).unwrap_or_default()
+    }
+
+    fn short_time(&self, rfc3339: &str) -> String {
+        short_time(rfc3339)
+    }
+
+    fn duration(&self, ms: &f64) -> String {
+        human_duration(*ms)
+    }
+}
+
+impl ListQuery {
+    /// The filter alone, without paging or format: what the export and "clear" links build on.
+    fn filter_only(&self) -> ListQuery {
+        ListQuery { limit: None, cursor: None, format: None, ..self.clone() }
+    }
+
+    fn is_filtered(&self) -> bool {
+        [&self.kind, &self.status, &self.language, &self.q, &self.since, &self.until].iter().any(|v| !blank(v))
+    }
+
+    /// This query as a query string (blank fields left out).
+    fn encode(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
     }
 }
 
@@ -132,30 +215,27 @@ pub async fn list(
     }
     let next_url = found.next_cursor.map(|cursor| {
         let next = ListQuery { cursor: Some(cursor.to_string()), format: None, ..query.clone().into_inner() };
-        format!("/traces?{}", serde_urlencoded::to_string(&next).unwrap_or_default())
+        format!("/traces?{}", next.encode())
     });
-    page(&ListPage { traces: &found.traces, query: &query, statuses: STATUSES, kinds: KINDS, next_url })
+    let first_url = (!blank(&query.cursor)).then(|| format!("/traces?{}", query.filter_only().encode()));
+    let export = ListQuery { format: Some("jsonl".to_owned()), ..query.filter_only() };
+    page(&ListPage {
+        traces: &found.traces,
+        query: &query,
+        statuses: STATUSES,
+        kinds: KINDS,
+        languages: LANGUAGES,
+        next_url,
+        first_url,
+        export_url: format!("/traces/export?{}", export.encode()),
+        filtered: query.is_filtered(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShowQuery {
     format: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "trace.html")]
-struct DetailPage<'a> {
-    trace: &'a TraceDetail,
-    code: &'a str,
-    stdin: &'a str,
-    stdout: &'a str,
-    stderr: &'a str,
-    message: &'a str,
-    hits: Vec<PolicyHit>,
-    redactions: Vec<Redaction>,
-    settings: Vec<(String, String)>,
-    flags: Vec<&'static str>,
 }
 
 /// `GET /trace/{id}`
@@ -165,58 +245,124 @@ pub async fn show(
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: TraceId = id.parse().map_err(|_| {
-        ApiError::new(
-            ErrorCode::NoSuchTrace,
-            format!("{:?} is not a trace id; trace ids are UUIDs from /traces", id.as_str()),
-        )
-    })?;
-    let trace =
-        services.store.get(id).await?.ok_or_else(|| {
-            ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {id}; list them with GET /traces"))
-        })?;
+    let trace = find(&services, &id).await?;
     if wants_json(&request, query.format.as_deref()) {
         return Ok(HttpResponse::Ok().json(&trace));
     }
-    page(&detail_page(&trace))
+    page(&trace_view::DetailPage::of(&trace))
 }
 
-fn detail_page(trace: &TraceDetail) -> DetailPage<'_> {
-    let input = &trace.input;
-    let output = &trace.output;
-    let list = |value: Option<&Value>| value.cloned().unwrap_or(Value::Null);
-    let hits: Vec<PolicyHit> = serde_json::from_value(list(output.get("policy_hits")))
-        .or_else(|_| serde_json::from_value(list(input.get("policy_hits"))))
-        .unwrap_or_default();
-    let redactions: Vec<Redaction> = serde_json::from_value(list(output.get("redactions"))).unwrap_or_default();
-    let mut settings: Vec<(String, String)> = Vec::new();
-    if let Some(limits) = input.get("limits").and_then(Value::as_object) {
-        settings.extend(limits.iter().map(|(k, v)| (format!("limit {k}"), v.to_string())));
-    }
-    if let Some(names) = input.get("env_names").and_then(Value::as_array) {
-        let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
-        if !names.is_empty() {
-            settings.push(("environment (values not kept)".to_owned(), names.join(", ")));
-        }
-    }
-    let flags = ["timed_out", "oom_killed", "truncated", "invalid_utf8"]
-        .into_iter()
-        .filter(|flag| output.get(*flag).and_then(Value::as_bool) == Some(true))
-        .collect();
-    DetailPage {
-        trace,
-        code: str_at(input, "code"),
-        stdin: str_at(input, "stdin"),
-        stdout: str_at(output, "stdout"),
-        stderr: str_at(output, "stderr"),
-        message: str_at(output, "message"),
-        hits,
-        redactions,
-        settings,
-        flags,
-    }
+/// The trace `id` names, or 404 (for a malformed id as well: to a reader both are "no such trace").
+async fn find(services: &Services, id: &str) -> Result<TraceDetail, ApiError> {
+    let parsed: TraceId = id.parse().map_err(|_| {
+        ApiError::new(ErrorCode::NoSuchTrace, format!("{id:?} is not a trace id; trace ids are UUIDs from /traces"))
+    })?;
+    services
+        .store
+        .get(parsed)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {parsed}; list them with GET /traces")))
 }
 
-fn str_at<'a>(object: &'a Value, key: &str) -> &'a str {
-    object.get(key).and_then(Value::as_str).unwrap_or_default()
+/// The output streams a trace keeps, as `/trace/{id}/output/{stream}` names them.
+const STREAMS: &[&str] = &["stdout", "stderr"];
+
+/// `GET /trace/{id}/output/{stream}`: one stream as a file, so long output can be kept or
+/// opened in an editor rather than scrolled through in a page.
+pub async fn output(
+    services: web::Data<Services>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, stream) = path.into_inner();
+    if !STREAMS.contains(&stream.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::NoSuchRoute,
+            format!("no output stream {stream:?}; a trace has {}", STREAMS.join(" and ")),
+        ));
+    }
+    let trace = find(&services, &id).await?;
+    let text = trace.output.get(&stream).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let filename = format!("{}-{stream}.txt", trace.summary.id);
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(filename)],
+        })
+        .body(text))
+}
+
+/// Traces read from the store per query while exporting: enough to keep SQLite busy, few
+/// enough that an export of any size holds little in memory.
+const EXPORT_PAGE: usize = 100;
+
+/// The formats `/traces/export` writes.
+const EXPORT_FORMATS: &[&str] = &["jsonl"];
+
+/// `GET /traces/export?format=jsonl`: every trace the filter matches, newest first, one full
+/// trace (summary, input, output, events) per line. Streamed page by page through the store's
+/// cursor, so the export of a large store starts at once and never sits in memory whole.
+pub async fn export(services: web::Data<Services>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let invalid = |message: String| ApiError::new(ErrorCode::InvalidQuery, message);
+    let format = given(&query.format).unwrap_or("jsonl");
+    if !EXPORT_FORMATS.contains(&format) {
+        return Err(invalid(format!(
+            "`format`: {format:?} is not an export format; use {}",
+            EXPORT_FORMATS.join(", ")
+        )));
+    }
+    if query.limit.is_some() || !blank(&query.cursor) {
+        return Err(invalid(
+            "`limit` and `cursor` page the list; an export holds every trace the filter matches".to_owned(),
+        ));
+    }
+    let filter = TraceFilter { limit: EXPORT_PAGE, ..query.to_filter()? };
+    let stream = export::lines(services.into_inner(), filter);
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename("traces.jsonl".to_owned())],
+        })
+        .streaming(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_times_are_rfc3339_or_what_a_datetime_field_sends() {
+        let utc = |text: &str| parse_time(text).map(|t| t.unix_timestamp());
+        assert_eq!(utc("2026-11-22T10:00:00Z"), Some(1_795_341_600));
+        assert_eq!(utc("2026-11-22T11:00:00+01:00"), Some(1_795_341_600));
+        assert_eq!(utc("2026-11-22T10:00"), Some(1_795_341_600));
+        assert_eq!(utc("2026-11-22T10:00:30"), Some(1_795_341_630));
+        assert_eq!(utc("yesterday"), None);
+        assert_eq!(form_time("2026-11-22T11:00:00+01:00"), "2026-11-22T10:00:00");
+    }
+
+    #[test]
+    fn times_and_durations_read_shortly() {
+        assert_eq!(short_time("2026-11-22T10:00:01.234567Z"), "2026-11-22 10:00:01");
+        assert_eq!(short_time("2026-11-22T10:00:01Z"), "2026-11-22 10:00:01");
+        assert_eq!(human_duration(0.42), "0.4 ms");
+        assert_eq!(human_duration(85.4), "85 ms");
+        assert_eq!(human_duration(1_240.0), "1.24 s");
+        assert_eq!(human_duration(125_000.0), "2 min 05 s");
+    }
+
+    #[test]
+    fn the_export_link_keeps_the_filter_and_drops_paging() {
+        let query = ListQuery {
+            status: Some("error".into()),
+            q: Some("a b".into()),
+            cursor: Some("x".into()),
+            limit: Some(5),
+            kind: Some(" ".into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(query.filter_only().encode(), "status=error&q=a+b");
+        assert!(query.is_filtered() && !ListQuery::default().is_filtered());
+    }
 }

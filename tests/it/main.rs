@@ -4,9 +4,11 @@
 // A failed unwrap in a test is a failed test, with its location: exactly what is wanted.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod cli;
 mod common;
 mod execute;
+mod export;
 mod hostile;
 mod isolation;
 mod lifecycle;

@@ -134,3 +134,35 @@ async fn user_text_on_pages_is_escaped() {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;") || html.contains("&#60;script&#62;"), "{path}");
     }
 }
+
+/// The `href`s of a page, as a browser reads them (askama writes `&` as `&#38;`).
+fn links(html: &str) -> Vec<String> {
+    html.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(|href| href.replace("&#38;", "&"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_list_page_pages_and_exports_with_the_filter_it_shows() {
+    let server = TestServer::spawn().await;
+    for code in ["print('page one')", "print('page two')", "import sys; sys.exit(4)"] {
+        server.run("python", code).await;
+    }
+    let html = |path: String| {
+        let server = &server;
+        async move { server.client.get(server.url(&path)).send().await.unwrap().text().await.unwrap() }
+    };
+    let first = html("/traces?status=success&limit=1".to_owned()).await;
+    assert!(first.contains("page two") && !first.contains("page one"), "newest first, one per page");
+    let first_links = links(&first);
+    assert!(first_links.contains(&"/traces/export?status=success&format=jsonl".to_owned()), "{first_links:?}");
+    assert!(!first.contains("← Newest"), "the first page has no way back");
+    let older = first_links.iter().find(|l| l.contains("cursor=")).expect("a link to older traces");
+    assert!(older.starts_with("/traces?status=success&limit=1&cursor="), "{older}");
+
+    let second = html(older.clone()).await;
+    assert!(second.contains("page one") && !second.contains("page two") && !second.contains("exit(4)"));
+    assert!(second.contains("← Newest") && links(&second).contains(&"/traces?status=success".to_owned()));
+}

@@ -1,0 +1,431 @@
+//! The trace viewer in a real browser: headless Chromium driven over WebDriver (chromedriver),
+//! against a real server that ran real programs in Docker. Each test leaves a screenshot in
+//! `target/screenshots/` for people to look at.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, patience};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Fail, never skip, when the browser is missing: a green run must mean the pages were tested.
+fn require_chromium() {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER].into_iter().filter(|path| !Path::new(path).exists()).collect();
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        missing.is_empty(),
+        "the browser tests need {missing:?}: run scripts/ensure-chromium.sh (scripts/test.sh does){}",
+        if in_ci { " — CI must install it" } else { "" }
+    );
+}
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// One chromedriver and one Chromium session in a fresh profile. Dropping it ends both:
+/// chromedriver runs in its own process group, and the whole group (the browser with it) is killed.
+struct Browser {
+    client: Client,
+    _driver: DriverGuard,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn open() -> Browser {
+        require_chromium();
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().expect("a browser profile directory");
+        // Owned by the guard from here on, so a failure below still ends chromedriver.
+        let guard = DriverGuard(driver);
+        wait_for_driver(&url).await;
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities(profile.path()))
+            .connect(&url)
+            .await
+            .expect("a Chromium session opens");
+        Browser { client, _driver: guard, _profile: profile }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.expect("the page loads");
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(patience())
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        for element in self.client.find_all(Locator::Css(css)).await.expect("a query") {
+            texts.push(element.text().await.expect("its text"));
+        }
+        texts
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.client.execute(script, Vec::new()).await.expect("the script runs")
+    }
+
+    /// Wait until `script` returns true in the page.
+    async fn until(&self, what: &str, script: &str) {
+        let deadline = tokio::time::Instant::now() + patience();
+        while self.script(script).await != Value::Bool(true) {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A PNG of the whole page at `width`, in `target/screenshots/<name>.png`.
+    async fn screenshot(&self, name: &str, width: u32) {
+        self.client.set_window_size(width, 900).await.expect("the window resizes");
+        // The window's height includes the browser's own bars: add them, so the page fits whole.
+        let script = "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight";
+        let height = self.script(script).await.as_u64().unwrap_or(900);
+        self.client.set_window_size(width, height.clamp(400, 6000) as u32).await.expect("the window resizes");
+        let png = self.client.screenshot().await.expect("a screenshot");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).expect("the screenshot directory");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("the screenshot is written");
+        self.client.set_window_size(1280, 900).await.expect("the window resizes");
+    }
+
+    /// End the session (the browser quits), then chromedriver. A test that panics before this
+    /// still ends both, when the guard drops.
+    async fn close(self) {
+        self.client.clone().close().await.expect("the session ends");
+    }
+}
+
+/// Owns chromedriver: dropping it kills chromedriver's process group (chromedriver leads it),
+/// which takes the browser along, whether or not the session was closed.
+struct DriverGuard(Child);
+
+impl Drop for DriverGuard {
+    fn drop(&mut self) {
+        // The group is killed before the leader is reaped, so its id cannot have been reused.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for_driver(url: &str) {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        if let Ok(response) = client.get(format!("{url}/status")).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "chromedriver did not answer on {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn capabilities(profile: &Path) -> serde_json::Map<String, Value> {
+    let args = [
+        "--headless=new".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--no-first-run".to_owned(),
+        "--disable-sync".to_owned(),
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=1280,900".to_owned(),
+    ];
+    let caps = json!({"browserName": "chrome", "goog:chromeOptions": {"binary": CHROMIUM, "args": args}});
+    caps.as_object().cloned().expect("an object")
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target =
+        std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target").into());
+    PathBuf::from(target).join("screenshots")
+}
+
+fn id_of(reply: &Value) -> String {
+    reply["trace_id"].as_str().expect("a trace id").to_owned()
+}
+
+#[tokio::test]
+async fn the_search_box_finds_a_trace_by_a_word_of_its_output() {
+    let server = TestServer::spawn().await;
+    let wanted = id_of(&server.run("python", "print('the marmoset sings at dawn')").await);
+    let other = id_of(&server.run("node", "console.log('nothing to see')").await);
+    server.run("python", "import sys; print('an error', file=sys.stderr); sys.exit(1)").await;
+    let browser = Browser::open().await;
+
+    browser.goto(&server.url("/traces")).await;
+    assert_eq!(browser.texts("table.traces tbody tr").await.len(), 3);
+    browser.screenshot("traces-list", 1280).await;
+    browser.screenshot("traces-list-phone", 390).await;
+
+    browser.find("input[name=q]").await.send_keys("marmoset").await.unwrap();
+    browser.find("form.filters button[type=submit]").await.click().await.unwrap();
+    browser.until("the search has run", "return location.search.includes('q=marmoset')").await;
+    let rows = browser.script("return [...document.querySelectorAll('tbody tr')].map(r => r.dataset.traceId)").await;
+    assert_eq!(rows, json!([wanted]));
+    assert!(!rows.to_string().contains(&other));
+    let kept = browser.find("input[name=q]").await.prop("value").await.unwrap();
+    assert_eq!(kept.as_deref(), Some("marmoset"), "the box keeps the search");
+    let export = browser.find("a[href^='/traces/export']").await.attr("href").await.unwrap().unwrap();
+    assert!(export.contains("q=marmoset"), "the export link carries the filter: {export}");
+    browser.screenshot("traces-search", 1280).await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn markup_in_output_shows_as_text_and_never_runs() {
+    let server = TestServer::spawn().await;
+    let payload = r#"<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">"#;
+    let code = format!("print('''{payload}''')\nimport sys\nprint('''{payload}''', file=sys.stderr)");
+    let id = id_of(&server.run("python", &code).await);
+    let browser = Browser::open().await;
+
+    browser.goto(&server.url(&format!("/trace/{id}"))).await;
+    assert_eq!(browser.find("#stdout").await.text().await.unwrap(), payload);
+    assert_eq!(browser.find("#stderr").await.text().await.unwrap(), payload);
+    assert!(browser.find("#code").await.text().await.unwrap().contains(payload));
+    assert_eq!(browser.script("return document.querySelectorAll('main script, main img').length").await, json!(0));
+    assert_eq!(browser.script("return typeof window.__pwned").await, json!("undefined"));
+    browser.screenshot("trace-hostile-output", 1280).await;
+
+    browser.goto(&server.url("/traces")).await;
+    assert!(browser.find("tbody .col-code code").await.text().await.unwrap().contains("<script>"));
+    assert_eq!(browser.script("return typeof window.__pwned").await, json!("undefined"));
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_trace_page_shows_highlighted_code_output_timeline_and_its_raw_json() {
+    let server = TestServer::spawn().await;
+    let code = "import sys\n# count to a hundred\nfor i in range(100):\n    print(f'line {i}')\nprint('done', file=sys.stderr)\nsys.exit(3)";
+    let id = id_of(&server.run("python", code).await);
+    let browser = Browser::open().await;
+    browser.goto(&server.url(&format!("/trace/{id}"))).await;
+
+    browser.find("#code.hljs").await;
+    let tokens = browser.script("return document.querySelectorAll('#code span[class^=\"hljs-\"]').length").await;
+    assert!(tokens.as_u64().unwrap() >= 3, "highlight.js marked up the code: {tokens}");
+    assert!(browser.find("#stdout").await.text().await.unwrap().starts_with("line 0\nline 1\n"));
+    assert_eq!(browser.find("#stderr").await.text().await.unwrap(), "done");
+    assert!(browser.find(".explain .headline").await.text().await.unwrap().contains("exited with code 3"));
+    let events = browser.texts("table.timeline tbody tr td:nth-child(3)").await;
+    assert!(events.contains(&"container.started".to_owned()) && events.contains(&"finished".to_owned()), "{events:?}");
+    assert_eq!(browser.texts("table.timeline svg.bar").await.len(), events.len(), "every event has a bar");
+
+    // Copy hands the pane's exact text to the clipboard (stubbed here to read it back).
+    browser
+        .script("Object.defineProperty(navigator, 'clipboard', {configurable: true, value: {writeText: async t => { window.__copied = t; }}}); return true")
+        .await;
+    browser.find("button.copy[data-copy=code]").await.click().await.unwrap();
+    browser.until("the code is copied", "return window.__copied !== undefined").await;
+    assert_eq!(browser.script("return window.__copied").await, json!(code));
+    browser.find("button.copy[data-copy=stderr]").await.click().await.unwrap();
+    browser.until("stderr is copied", "return window.__copied === 'done\\n'").await;
+
+    // A hundred lines are folded until asked for.
+    let folded = "return document.getElementById('stdout').classList.contains('folded')";
+    assert_eq!(browser.script(folded).await, json!(true));
+    browser.screenshot("trace-detail", 1280).await;
+    browser.screenshot("trace-detail-phone", 390).await;
+    let unfold = browser.find("button.unfold[data-target=stdout]").await;
+    unfold.click().await.unwrap();
+    assert_eq!(browser.script(folded).await, json!(false));
+    assert_eq!(unfold.attr("aria-expanded").await.unwrap().as_deref(), Some("true"));
+
+    browser.find("a[href$='?format=json']").await.click().await.unwrap();
+    browser.until("the raw JSON is shown", "return location.search === '?format=json'").await;
+    let raw: Value = serde_json::from_str(&browser.find("body").await.text().await.unwrap()).expect("the page is JSON");
+    assert_eq!((raw["id"].as_str(), raw["exit_code"].as_i64()), (Some(id.as_str()), Some(3)));
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_download_link_gives_the_exact_stdout() {
+    let server = TestServer::spawn().await;
+    let id = id_of(&server.run("python", "print('tab\\there, ünïcode, <tag> & amp')\nprint('  trailing  ')").await);
+    let browser = Browser::open().await;
+    browser.goto(&server.url(&format!("/trace/{id}"))).await;
+    let href = browser.find(".pane-stdout a[download]").await.attr("href").await.unwrap().expect("an href");
+    assert_eq!(href, format!("/trace/{id}/output/stdout"));
+    browser.close().await;
+
+    let response = server.client.get(server.url(&href)).send().await.unwrap();
+    assert_eq!(response.headers()["content-disposition"], format!("attachment; filename=\"{id}-stdout.txt\"").as_str());
+    assert_eq!(response.bytes().await.unwrap().as_ref(), "tab\there, ünïcode, <tag> & amp\n  trailing  \n".as_bytes());
+}
+
+#[tokio::test]
+async fn a_running_trace_updates_in_the_list_without_a_reload() {
+    let server = TestServer::spawn().await;
+    // The browser first: it can take seconds to start on a busy machine, longer than the run.
+    let browser = Browser::open().await;
+    let url = server.url("/execute");
+    let client = server.client.clone();
+    let run = tokio::spawn(async move {
+        client.post(url).json(&json!({"code": "import time\ntime.sleep(4)\nprint('awake')"})).send().await
+    });
+    let (status, page) = loop {
+        let (status, page) = server.get_json("/traces?status=running").await;
+        if status != 200 || !page["traces"].as_array().unwrap().is_empty() {
+            break (status, page);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 200);
+    let id = page["traces"][0]["id"].as_str().unwrap().to_owned();
+    browser.goto(&server.url("/traces")).await;
+    let row = format!("tr[data-trace-id='{id}']");
+    assert_eq!(browser.find(&format!("{row} .status")).await.text().await.unwrap(), "running");
+    browser.script("window.__samePage = true; return true").await;
+    browser.screenshot("traces-running", 1280).await;
+
+    browser
+        .until(
+            "the row shows the run finished",
+            &format!("return document.querySelector(\"{row}\").dataset.status === 'success'"),
+        )
+        .await;
+    assert_eq!(browser.script("return window.__samePage === true").await, json!(true), "no reload happened");
+    assert_eq!(browser.find(&format!("{row} .col-exit")).await.text().await.unwrap(), "0");
+    assert!(browser.find(&format!("{row} .col-duration")).await.text().await.unwrap().ends_with(" s"));
+    run.await.unwrap().unwrap();
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_trace_page_explains_a_timeout_and_shows_policy_hits_redactions_and_limits() {
+    let server = TestServer::spawn().await;
+    // The key is built at run time, so only the output (not the code) holds it whole.
+    let code = "import socket, time\nprint('AKIA' + 'IOSFODNN7EXAMPLE', flush=True)\ntime.sleep(30)";
+    let (status, reply) = server.execute(json!({"code": code, "timeout": 1, "env": {"API_TOKEN": "hunter2"}})).await;
+    assert_eq!(status, 200, "{reply}");
+    let id = id_of(&reply);
+    let browser = Browser::open().await;
+    browser.goto(&server.url(&format!("/trace/{id}"))).await;
+
+    let explained = browser.texts(".explain p").await;
+    assert!(explained[0].starts_with("Timed out"), "{explained:?}");
+    assert!(explained[1].contains("1 s timeout"), "the run's own message follows: {explained:?}");
+    assert_eq!(browser.find("#stdout").await.text().await.unwrap(), "[REDACTED:aws_access_key_id]");
+    assert_eq!(
+        browser.texts("#redactions-title + .hint + .table-wrap tbody td:first-child").await,
+        ["aws_access_key_id"]
+    );
+    assert_eq!(browser.texts("#policy-title + .table-wrap tbody td:first-child").await, ["python.network"]);
+    let limits = browser.script("return [...document.querySelectorAll('dl.limits div')].map(d => d.querySelector('dt').textContent + '=' + d.querySelector('dd').textContent)").await;
+    assert!(limits.as_array().unwrap().contains(&json!("time=1 s")), "{limits}");
+    let page = browser.find("main").await.text().await.unwrap();
+    assert!(page.contains("API_TOKEN") && !page.contains("hunter2"), "env names only, never values");
+    browser.screenshot("trace-timeout", 1280).await;
+    browser.close().await;
+}
+
+// ---- the playground ---------------------------------------------------------------------------
+
+/// WebDriver key codes, for keys typed into the page.
+const ENTER: &str = "\u{E007}";
+const CONTROL: &str = "\u{E009}";
+/// Releases held modifier keys.
+const RELEASE: &str = "\u{E000}";
+
+/// Open the playground and wait until its WebSocket is connected.
+async fn playground(browser: &Browser, server: &TestServer) {
+    browser.goto(&server.url("/")).await;
+    browser
+        .until("the playground connects", "return document.getElementById('connection').dataset.state === 'ok'")
+        .await;
+}
+
+/// Put `code` in the editor as a paste would (typing would be re-indented by the editor).
+async fn set_code(browser: &Browser, code: &str) {
+    let script = "const area = document.getElementById('code'); area.value = arguments[0]; \
+                  area.dispatchEvent(new Event('input')); return true";
+    browser.client.execute(script, vec![json!(code)]).await.expect("the code is set");
+}
+
+async fn status(browser: &Browser) -> String {
+    browser.find("#status").await.text().await.expect("the status")
+}
+
+#[tokio::test]
+async fn the_playground_streams_output_takes_stdin_and_links_to_the_trace() {
+    let server = TestServer::spawn().await;
+    let browser = Browser::open().await;
+    playground(&browser, &server).await;
+    let code = "import sys, time\nprint('tick 1', flush=True)\ntime.sleep(1)\nprint('oops', file=sys.stderr, flush=True)\nname = input('name? ')\nprint('hello', name)";
+    set_code(&browser, code).await;
+    browser.find("#run").await.click().await.expect("Run is clicked");
+
+    browser
+        .until("the first line streams in", "return document.getElementById('output').textContent.includes('tick 1')")
+        .await;
+    assert_eq!(status(&browser).await, "running", "output shows while the program still runs");
+    browser
+        .until(
+            "stderr shows, set apart",
+            "return [...document.querySelectorAll('.out-stderr')].some(e => e.textContent.includes('oops'))",
+        )
+        .await;
+    browser.until("the prompt shows", "return document.getElementById('output').textContent.includes('name? ')").await;
+    browser.find("#input").await.send_keys(&format!("Ada{ENTER}")).await.expect("a line is typed");
+    browser.until("the run ends", "return document.getElementById('status').textContent === 'success'").await;
+    let output = browser.find("#output").await.text().await.unwrap();
+    assert!(output.contains("hello Ada"), "{output}");
+    assert_eq!(browser.find("#exit-code").await.text().await.unwrap(), "exit code 0");
+    browser.screenshot("playground", 1280).await;
+    browser.screenshot("playground-phone", 390).await;
+
+    browser.find("#trace-link").await.click().await.expect("the trace link is followed");
+    browser.until("the trace page opens", "return location.pathname.startsWith('/trace/')").await;
+    let stdout = browser.texts("pre.stdout, .stdout pre, #stdout").await.concat();
+    assert!(stdout.contains("hello Ada"), "the trace shows the run's output: {stdout:?}");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn ctrl_enter_runs_and_kill_stops_a_runaway_program() {
+    let server = TestServer::spawn().await;
+    let browser = Browser::open().await;
+    playground(&browser, &server).await;
+    browser.client.execute("document.getElementById('language').value = 'node'; return true", vec![]).await.unwrap();
+    set_code(&browser, "console.log('spinning'); setInterval(() => {}, 1000);").await;
+    let editor = browser.find("#code").await;
+    editor.send_keys(&format!("{CONTROL}{ENTER}{RELEASE}")).await.expect("Ctrl+Enter is pressed");
+    browser
+        .until("the program runs", "return document.getElementById('output').textContent.includes('spinning')")
+        .await;
+
+    browser.find("#kill").await.click().await.expect("Kill is clicked");
+    browser.until("the run is killed", "return document.getElementById('status').textContent === 'killed'").await;
+    let message = browser.find("#message").await.text().await.unwrap();
+    assert!(message.contains("stopped by its client"), "{message}");
+    browser.close().await;
+}
