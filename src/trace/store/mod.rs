@@ -20,7 +20,8 @@ use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TraceId, TracePag
 use writer::Write;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_traces.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("migrations/0001_traces.sql"), include_str!("migrations/0002_search_rowid.sql")];
 
 /// The trace store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +156,7 @@ impl TraceStore {
 
     /// One page of traces, newest first.
     pub async fn list(&self, filter: TraceFilter) -> Result<TracePage, StoreError> {
-        self.blocking(move |db| queries::list(db, &filter)).await
+        self.blocking(move |db| queries::list(db, &filter, queries::FIRST_WINDOW)).await
     }
 
     /// One trace with its events and children.

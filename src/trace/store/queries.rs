@@ -47,56 +47,75 @@ fn preview(code: &str) -> String {
     }
 }
 
-/// The WHERE clause of a filter, with its values.
-fn conditions(filter: &TraceFilter) -> (String, Vec<SqlValue>) {
+/// A search first looks among this many of the newest traces (below the cursor), and widens
+/// the range eightfold each time it found too few: a common word is answered from the newest
+/// traces alone, a rare one after a few widenings.
+pub(super) const FIRST_WINDOW: i64 = 1024;
+
+/// A range of traces a search is confined to: the ids from `floor` up (to the cursor), and the
+/// rowids those traces have (their search rows share them).
+#[derive(Debug, Clone, PartialEq)]
+struct Window {
+    /// None: down to the oldest trace.
+    floor: Option<String>,
+    rowids: (i64, i64),
+}
+
+/// The WHERE clause of a filter, with its values; a search looks only at `window`'s traces.
+fn conditions(filter: &TraceFilter, window: Option<&Window>) -> (String, Vec<SqlValue>) {
     let mut clauses = Vec::new();
     let mut values = Vec::new();
-    let mut add = |sql: &str, value: SqlValue| {
-        values.push(value);
-        clauses.push(sql.replace('?', &format!("?{}", values.len())));
+    let mut add = |sql: &str, bound: Vec<SqlValue>| {
+        let mut sql = sql.to_owned();
+        for value in bound {
+            values.push(value);
+            sql = sql.replacen("??", &format!("?{}", values.len()), 1);
+        }
+        clauses.push(sql);
     };
     if let Some(kind) = &filter.kind {
-        add("kind = ?", SqlValue::Text(kind.clone()));
+        add("kind = ??", vec![SqlValue::Text(kind.clone())]);
     }
     if let Some(status) = &filter.status {
-        add("status = ?", SqlValue::Text(status.clone()));
+        add("status = ??", vec![SqlValue::Text(status.clone())]);
     }
     if let Some(language) = &filter.language {
-        add("language = ?", SqlValue::Text(language.clone()));
+        add("language = ??", vec![SqlValue::Text(language.clone())]);
     }
     if let Some(since) = filter.since_us {
-        add("started_at_us >= ?", SqlValue::Integer(since));
+        add("started_at_us >= ??", vec![SqlValue::Integer(since)]);
     }
     if let Some(until) = filter.until_us {
-        add("started_at_us < ?", SqlValue::Integer(until));
+        add("started_at_us < ??", vec![SqlValue::Integer(until)]);
     }
     if let Some(before) = filter.before {
-        add("id < ?", SqlValue::Text(before.to_string()));
+        add("id < ??", vec![SqlValue::Text(before.to_string())]);
     }
     if let Some(text) = &filter.text {
-        if text.chars().count() >= TRIGRAM {
-            // A phrase query: the text as typed, quotes doubled.
-            let phrase = format!("\"{}\"", text.replace('"', "\"\""));
-            add("id IN (SELECT trace_id FROM trace_search WHERE trace_search MATCH ?)", SqlValue::Text(phrase));
-        } else {
-            let like = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-            add(
-                "id IN (SELECT trace_id FROM trace_search WHERE code LIKE ? ESCAPE '\\' OR output LIKE ? ESCAPE '\\')",
-                SqlValue::Text(like),
-            );
+        let (matching, mut bound) = matching(text);
+        match window {
+            Some(window) => {
+                if let Some(floor) = &window.floor {
+                    add("id >= ??", vec![SqlValue::Text(floor.clone())]);
+                }
+                bound.extend([SqlValue::Integer(window.rowids.0), SqlValue::Integer(window.rowids.1)]);
+                add(
+                    &format!("rowid IN (SELECT rowid FROM trace_search WHERE {matching} AND rowid BETWEEN ?? AND ??)"),
+                    bound,
+                );
+            }
+            None => add(&format!("rowid IN (SELECT rowid FROM trace_search WHERE {matching})"), bound),
         }
     }
     let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
     (clause, values)
 }
 
-pub(super) fn list(db: &Connection, filter: &TraceFilter) -> Result<TracePage, StoreError> {
-    let (clause, mut values) = conditions(filter);
-    // One row more than asked tells whether there is a next page.
-    values.push(SqlValue::Integer(filter.limit as i64 + 1));
-    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM traces {clause} ORDER BY id DESC LIMIT ?{}", values.len());
-    let mut traces =
-        db.prepare_cached(&sql)?.query_map(params_from_iter(values), summary)?.collect::<Result<Vec<_>, _>>()?;
+pub(super) fn list(db: &Connection, filter: &TraceFilter, first_window: i64) -> Result<TracePage, StoreError> {
+    let mut traces = match filter.text {
+        None => select(db, filter, None)?,
+        Some(_) => search(db, filter, first_window)?,
+    };
     let next_cursor = if traces.len() > filter.limit {
         traces.truncate(filter.limit);
         traces.last().map(|trace| trace.id)
@@ -104,6 +123,87 @@ pub(super) fn list(db: &Connection, filter: &TraceFilter) -> Result<TracePage, S
         None
     };
     Ok(TracePage { traces, next_cursor })
+}
+
+/// One page of the filter and one row more (which tells whether there is a next page).
+fn select(db: &Connection, filter: &TraceFilter, window: Option<&Window>) -> Result<Vec<TraceSummary>, StoreError> {
+    let (clause, mut values) = conditions(filter, window);
+    values.push(SqlValue::Integer(filter.limit as i64 + 1));
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM traces {clause} ORDER BY id DESC LIMIT ?{}", values.len());
+    Ok(db.prepare_cached(&sql)?.query_map(params_from_iter(values), summary)?.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A search, newest traces first: within the newest `first_window` traces below the cursor, then
+/// in ranges eight times wider, until a page is full or the oldest trace was searched. Exact:
+/// every trace outside a range is older than every trace in it.
+fn search(db: &Connection, filter: &TraceFilter, first_window: i64) -> Result<Vec<TraceSummary>, StoreError> {
+    let mut size = first_window.max(1);
+    let mut widened = false;
+    loop {
+        if widened && few_matches(db, filter)? {
+            // A rare text: collecting all its matches is cheaper than widening the range.
+            return select(db, filter, None);
+        }
+        widened = true;
+        let Some((window, whole)) = window(db, filter.before, size)? else {
+            return Ok(Vec::new());
+        };
+        let found = select(db, filter, Some(&window))?;
+        if whole || found.len() > filter.limit {
+            return Ok(found);
+        }
+        size = size.saturating_mul(8);
+    }
+}
+
+/// The condition on `trace_search` rows that contain `text`, with `??` for its values.
+fn matching(text: &str) -> (&'static str, Vec<SqlValue>) {
+    if text.chars().count() >= TRIGRAM {
+        // A phrase query: the text as typed, quotes doubled.
+        let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+        ("trace_search MATCH ??", vec![SqlValue::Text(phrase)])
+    } else {
+        let like = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        (
+            "(code LIKE ?? ESCAPE '\\' OR output LIKE ?? ESCAPE '\\')",
+            vec![SqlValue::Text(like.clone()), SqlValue::Text(like)],
+        )
+    }
+}
+
+/// Whether the search text is in at most `FEW` traces (of any age); stops counting past it.
+fn few_matches(db: &Connection, filter: &TraceFilter) -> Result<bool, StoreError> {
+    const FEW: i64 = 2048;
+    let Some(text) = &filter.text else {
+        return Ok(true);
+    };
+    let (matching, mut values) = matching(text);
+    let mut sql = format!("SELECT count(*) FROM (SELECT 1 FROM trace_search WHERE {matching} LIMIT ??)");
+    values.push(SqlValue::Integer(FEW + 1));
+    for n in 1..=values.len() {
+        sql = sql.replacen("??", &format!("?{n}"), 1);
+    }
+    let count: i64 = db.prepare_cached(&sql)?.query_row(params_from_iter(values), |row| row.get(0))?;
+    Ok(count <= FEW)
+}
+
+/// The `size` newest traces below `before`: their range, and whether it reaches the oldest
+/// trace. None when there are none.
+fn window(db: &Connection, before: Option<TraceId>, size: i64) -> Result<Option<(Window, bool)>, StoreError> {
+    let below = if before.is_some() { "WHERE id < ?2" } else { "WHERE ?2 IS NULL" };
+    let sql = format!(
+        "SELECT count(*), min(id), min(rowid_), max(rowid_)
+         FROM (SELECT id, rowid AS rowid_ FROM traces {below} ORDER BY id DESC LIMIT ?1)"
+    );
+    let (count, floor, low, high): (i64, Option<String>, Option<i64>, Option<i64>) =
+        db.prepare_cached(&sql)?.query_row(params![size, before.map(|id| id.to_string())], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?;
+    let (Some(floor), Some(low), Some(high)) = (floor, low, high) else {
+        return Ok(None);
+    };
+    let whole = count < size;
+    Ok(Some((Window { floor: (!whole).then_some(floor), rowids: (low, high) }, whole)))
 }
 
 pub(super) fn count(db: &Connection) -> Result<u64, StoreError> {
@@ -161,7 +261,7 @@ mod tests {
     #[test]
     fn search_text_becomes_one_quoted_phrase() {
         let filter = TraceFilter { text: Some("say \"hi\" now".into()), ..TraceFilter::default() };
-        let (clause, values) = conditions(&filter);
+        let (clause, values) = conditions(&filter, None);
         assert!(clause.contains("MATCH ?1"), "{clause}");
         assert_eq!(values, [SqlValue::Text("\"say \"\"hi\"\" now\"".into())]);
     }
@@ -169,8 +269,8 @@ mod tests {
     #[test]
     fn short_search_text_is_a_like_with_wildcards_escaped() {
         let filter = TraceFilter { text: Some("5%".into()), ..TraceFilter::default() };
-        let (clause, values) = conditions(&filter);
-        assert!(clause.contains("code LIKE ?1") && clause.contains("output LIKE ?1"), "{clause}");
-        assert_eq!(values, [SqlValue::Text("%5\\%%".into())]);
+        let (clause, values) = conditions(&filter, None);
+        assert!(clause.contains("code LIKE ?1") && clause.contains("output LIKE ?2"), "{clause}");
+        assert_eq!(values, [SqlValue::Text("%5\\%%".into()), SqlValue::Text("%5\\%%".into())]);
     }
 }

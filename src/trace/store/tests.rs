@@ -161,3 +161,89 @@ fn a_database_from_a_newer_tracebox_is_refused() {
     let error = TraceStore::open(dir.path()).err().expect("refused").to_string();
     assert!(error.contains("schema version 99"), "{error}");
 }
+
+/// Every page of a search, followed by the cursor, with the search confined first to the
+/// `window` newest traces.
+fn search_pages(db: &Connection, filter: TraceFilter, window: i64) -> Vec<Vec<TraceId>> {
+    let mut pages = Vec::new();
+    let mut before = None;
+    loop {
+        let page = queries::list(db, &TraceFilter { before, ..filter.clone() }, window).unwrap();
+        pages.push(page.traces.iter().map(|t| t.id).collect());
+        match page.next_cursor {
+            Some(cursor) => before = Some(cursor),
+            None => return pages,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_search_pages_newest_first_by_id_whatever_range_it_starts_in_and_in_whatever_order_traces_began() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    // Ids made in time order but begun in another order, so rowids disagree with ids.
+    let ids: Vec<TraceId> = (0..30).map(|_| TraceId::new()).collect();
+    let mut finishes = Vec::new();
+    for i in (0..30).map(|i| (i * 7) % 30) {
+        store.begin(NewTrace { id: ids[i], ..new_trace(&format!("print({i})")) });
+        let stdout = if i % 4 == 0 {
+            "a kiwi\n"
+        } else if i == 1 {
+            "lonely\n"
+        } else {
+            "x\n"
+        };
+        let status = if i % 8 == 0 { "error" } else { "success" };
+        finishes.push(store.finish(finished(ids[i], status, stdout)));
+    }
+    for done in futures_util::future::join_all(finishes).await {
+        done.unwrap();
+    }
+    let db = connect(store.path()).unwrap();
+    let kiwis: Vec<TraceId> = (0..30).rev().filter(|i| i % 4 == 0).map(|i| ids[i]).collect();
+    let filter = |text: &str| TraceFilter { text: Some(text.into()), ..page(3) };
+
+    for window in [1, 2, 5, 1024] {
+        let pages = search_pages(&db, filter("kiwi"), window);
+        assert!(pages.iter().all(|p| p.len() <= 3), "window {window}: {pages:?}");
+        assert_eq!(pages.concat(), kiwis, "window {window}: newest first, each once");
+        assert_eq!(search_pages(&db, filter("lonely"), window), [[ids[1]]], "window {window}");
+        assert_eq!(search_pages(&db, filter("ki"), window).concat(), kiwis, "window {window}: short text scans");
+        let errors = search_pages(&db, TraceFilter { status: Some("error".into()), ..filter("kiwi") }, window);
+        assert_eq!(errors.concat(), [ids[24], ids[16], ids[8], ids[0]], "window {window}: with a filter");
+        assert_eq!(search_pages(&db, filter("absent"), window), [Vec::<TraceId>::new()], "window {window}");
+    }
+}
+
+#[test]
+fn search_rows_written_before_version_2_are_found_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Connection::open(dir.path().join("traces.db")).unwrap();
+    db.execute_batch(MIGRATIONS[0]).unwrap();
+    db.pragma_update(None, "user_version", 1).unwrap();
+    let (old, new) = (TraceId::new(), TraceId::new());
+    for id in [old, new] {
+        db.execute(
+            "INSERT INTO traces (id, kind, status, source, started_at_us) VALUES (?1, 'execution', 'success', 'cli', 0)",
+            params![id.to_string()],
+        )
+        .unwrap();
+    }
+    // Version 1 numbered search rows apart from their traces.
+    db.execute(
+        "INSERT INTO trace_search (rowid, trace_id, code, output) VALUES (7, ?1, 'print(1)', 'an emu')",
+        params![new.to_string()],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO trace_search (rowid, trace_id, code, output) VALUES (9, ?1, 'print(2)', 'an emu')",
+        params![old.to_string()],
+    )
+    .unwrap();
+    drop(db);
+
+    let store = TraceStore::open(dir.path()).unwrap();
+    let db = connect(store.path()).unwrap();
+    let found = search_pages(&db, TraceFilter { text: Some("emu".into()), ..page(1) }, 1);
+    assert_eq!(found, [[new], [old]]);
+}

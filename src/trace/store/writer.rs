@@ -104,10 +104,11 @@ fn finish(tx: &Connection, trace: &FinishedTrace) -> rusqlite::Result<()> {
         let detail = (!event.detail.is_null()).then(|| event.detail.to_string());
         insert.execute(params![id, seq as i64, event.at_us, event.name, detail])?;
     }
-    // What the search box finds: the code, and both streams of output.
+    // What the search box finds: the code, and both streams of output, under the trace's rowid
+    // (searches walk the newest traces first by it).
     tx.prepare_cached(
-        "INSERT INTO trace_search (trace_id, code, output)
-         SELECT id, coalesce(json_extract(input, '$.code'), ''),
+        "INSERT OR REPLACE INTO trace_search (rowid, trace_id, code, output)
+         SELECT rowid, id, coalesce(json_extract(input, '$.code'), ''),
                 coalesce(json_extract(output, '$.stdout'), '') || char(10) || coalesce(json_extract(output, '$.stderr'), '')
          FROM traces WHERE id = ?1",
     )?
