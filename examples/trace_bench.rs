@@ -343,6 +343,10 @@ async fn seed(count: usize) -> Seeded {
     let step_us = span_us / count.max(1) as i64;
     let mut parent = None;
     let mut recent: Vec<TraceId> = Vec::new();
+    let progress = indicatif::ProgressBar::new(count as u64).with_style(
+        indicatif::ProgressStyle::with_template("  seeding {bar:40} {pos}/{len} traces, {per_sec}, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for chunk in (0..count).collect::<Vec<_>>().chunks(1024) {
         let mut finishes = Vec::with_capacity(chunk.len());
         for &n in chunk {
@@ -364,7 +368,9 @@ async fn seed(count: usize) -> Seeded {
         for result in futures_util::future::join_all(finishes).await {
             result.expect("a seeded trace commits");
         }
+        progress.inc(chunk.len() as u64);
     }
+    progress.finish_and_clear();
     store.close();
     Seeded { dir, parent: parent.unwrap_or_else(|| recent[0]), elapsed: started.elapsed() }
 }
