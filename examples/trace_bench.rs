@@ -460,7 +460,7 @@ async fn get(client: &reqwest::Client, url: &str) -> String {
 fn rows(body: &str) -> usize {
     match serde_json::from_str::<Value>(body) {
         Ok(json) => json["traces"].as_array().map_or(1, Vec::len),
-        Err(_) => body.matches("<td><a href=\"/trace/").count(),
+        Err(_) => body.matches("<tr data-trace-id=").count(),
     }
 }
 

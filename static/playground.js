@@ -210,9 +210,12 @@ function receive(frame) {
     case 'blocked':
       finishRun({ ...frame, status: 'blocked' });
       break;
+    case 'rejected':
+      // A message about this run was refused; the run goes on.
+      showMessage(frame.message);
+      break;
     case 'error':
-      if (frame.code === 'stdin_closed' || frame.code === 'stdin_too_large') showMessage(frame.message);
-      else finishRun({ ...frame, status: 'error' });
+      finishRun({ ...frame, status: 'error' });
       break;
   }
 }

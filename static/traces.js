@@ -55,8 +55,7 @@
     const rows = runningRows();
     if (rows.length === 0) return;
     await Promise.all(rows.map(refresh));
-    // At once, so a running row shows its elapsed time from the start.
-  poll();
+    if (runningRows().length > 0) setTimeout(poll, POLL_MS);
   }
 
   // At once, so a running row shows its elapsed time from the start.

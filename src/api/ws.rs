@@ -29,8 +29,16 @@ const MAX_ID_CHARS: usize = 128;
 /// the socket is closed (1009). Below it, an oversized message gets an `error` frame.
 const HARD_LIMIT_FACTOR: usize = 4;
 
-/// Silent pings after which a socket is taken for dead.
+/// Silent pings after which a socket is taken for dead; a client that reads nothing for as long
+/// (its frames pile up unsent) is dropped too.
 const MISSED_PINGS: u32 = 3;
+
+/// Frames waiting for the socket, across its runs: a client slower than its programs holds its
+/// runs' output back here (and then in the runs), not in an ever-growing queue.
+const FRAME_QUEUE: usize = 64;
+
+/// Output pieces that queued up while the client was slow go out merged, up to this size.
+const MERGED_FRAME_BYTES: usize = 64 * 1024;
 
 /// `GET /ws`
 pub async fn upgrade(
@@ -57,6 +65,11 @@ pub async fn upgrade(
 /// Browsers send `Origin` with every WebSocket handshake, and do not stop a page of one site
 /// from opening a socket to another: without this check any web page could run code here
 /// through a visitor's browser. Clients that send no `Origin` are programs, not pages.
+///
+/// A page's own origin is let in only when it names the server by an IP address or
+/// `localhost`: a page on a DNS name its attacker controls can point that name at this server
+/// (DNS rebinding), making itself "same-origin". Serving the playground under a DNS name takes
+/// listing its origin in TRACEBOX_WS_ALLOWED_ORIGINS.
 fn check_origin(request: &HttpRequest, config: &Config) -> Result<(), ApiError> {
     let Some(origin) = request.headers().get(header::ORIGIN) else {
         return Ok(());
@@ -64,7 +77,7 @@ fn check_origin(request: &HttpRequest, config: &Config) -> Result<(), ApiError> 
     let origin = origin.to_str().unwrap_or_default();
     let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     let same_origin =
-        !host.is_empty() && [format!("http://{host}"), format!("https://{host}")].iter().any(|own| own == origin);
+        is_literal_host(host) && [format!("http://{host}"), format!("https://{host}")].iter().any(|own| own == origin);
     if same_origin || config.ws_allowed_origins.iter().any(|allowed| allowed == origin) {
         return Ok(());
     }
@@ -75,6 +88,15 @@ fn check_origin(request: &HttpRequest, config: &Config) -> Result<(), ApiError> 
             "pages from {origin:?} may not open this WebSocket; add the origin to TRACEBOX_WS_ALLOWED_ORIGINS to allow it"
         ),
     ))
+}
+
+/// `localhost` or an IP address (with or without a port): names no DNS rebinding can lend.
+fn is_literal_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// A frame for the client; `ends` names the run it finishes.
@@ -89,15 +111,15 @@ struct Socket {
     session: Session,
     /// The runs going on this socket, by the client's id.
     runs: HashMap<String, RunControl>,
-    frames_tx: mpsc::UnboundedSender<Outgoing>,
-    frames: mpsc::UnboundedReceiver<Outgoing>,
+    frames_tx: mpsc::Sender<Outgoing>,
+    frames: mpsc::Receiver<Outgoing>,
 }
 
 /// Why a socket's loop ended.
 enum Closing {
     /// The client closed it or went away.
     Client,
-    /// It stopped answering pings.
+    /// It stopped answering pings, or reading.
     Silent,
     /// A message too large to skip.
     TooLarge,
@@ -105,7 +127,7 @@ enum Closing {
 
 impl Socket {
     fn new(runner: Runner, session: Session) -> Socket {
-        let (frames_tx, frames) = mpsc::unbounded_channel();
+        let (frames_tx, frames) = mpsc::channel(FRAME_QUEUE);
         Socket { runner, session, runs: HashMap::new(), frames_tx, frames }
     }
 
@@ -113,12 +135,13 @@ impl Socket {
         let interval = self.runner.config().ws_ping_interval();
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         let mut heard = Instant::now();
+        let patience = interval * MISSED_PINGS;
         let closing = loop {
             tokio::select! {
                 message = stream.recv() => {
                     heard = Instant::now();
                     match message {
-                        Some(Ok(message)) => if let Some(closing) = self.receive(message).await {
+                        Some(Ok(message)) => if let Some(closing) = self.receive(message, patience).await {
                             break closing;
                         },
                         Some(Err(actix_ws::ProtocolError::Overflow)) => break Closing::TooLarge,
@@ -133,21 +156,32 @@ impl Socket {
                     if let Some(id) = &outgoing.ends {
                         self.runs.remove(id);
                     }
-                    if self.session.text(outgoing.frame.to_string()).await.is_err() {
-                        break Closing::Client;
+                    if let Some(closing) = self.send(&outgoing.frame, patience).await {
+                        break closing;
                     }
                 }
                 _ = ping.tick() => {
-                    if heard.elapsed() > interval * MISSED_PINGS {
+                    if heard.elapsed() > patience {
                         break Closing::Silent;
                     }
-                    if self.session.ping(b"").await.is_err() {
-                        break Closing::Client;
+                    match tokio::time::timeout(patience, self.session.ping(b"")).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_closed)) => break Closing::Client,
+                        Err(_stuck) => break Closing::Silent,
                     }
                 }
             }
         };
         self.close(closing).await;
+    }
+
+    /// Send one frame; a client that takes no frames for `patience` is silent.
+    async fn send(&mut self, frame: &Value, patience: std::time::Duration) -> Option<Closing> {
+        match tokio::time::timeout(patience, self.session.text(frame.to_string())).await {
+            Ok(Ok(())) => None,
+            Ok(Err(_closed)) => Some(Closing::Client),
+            Err(_stuck) => Some(Closing::Silent),
+        }
     }
 
     /// Kill what still runs and say goodbye.
@@ -173,17 +207,18 @@ impl Socket {
     }
 
     /// Handle one client message; `Some` ends the socket.
-    async fn receive(&mut self, message: AggregatedMessage) -> Option<Closing> {
+    async fn receive(&mut self, message: AggregatedMessage, patience: std::time::Duration) -> Option<Closing> {
         match message {
             AggregatedMessage::Text(text) => {
-                if let Err(error) = self.dispatch(text.as_bytes()) {
-                    self.send_error(error.id, &error.error);
+                if let Err(refusal) = self.dispatch(text.as_bytes()) {
+                    return self.send(&self.refusal_frame(refusal), patience).await;
                 }
             }
-            AggregatedMessage::Binary(_) => self.send_error(
-                None,
-                &ApiError::new(ErrorCode::InvalidMessage, "binary messages are not understood; send JSON text"),
-            ),
+            AggregatedMessage::Binary(_) => {
+                let error =
+                    ApiError::new(ErrorCode::InvalidMessage, "binary messages are not understood; send JSON text");
+                return self.send(&self.refusal_frame(Refusal::anonymous(error)), patience).await;
+            }
             AggregatedMessage::Ping(bytes) => {
                 if self.session.pong(&bytes).await.is_err() {
                     return Some(Closing::Client);
@@ -279,37 +314,60 @@ impl Socket {
         Ok(())
     }
 
-    fn send_error(&self, id: Option<String>, error: &ApiError) {
-        let frame = json!({
-            "type": "error",
+    /// A refused message's answer: `rejected` when it names a run that goes on (the run's own
+    /// last frame is still to come), `error` otherwise (no such run, or an `execute` that
+    /// never started, whose only frame this is).
+    fn refusal_frame(&self, refusal: Refusal) -> Value {
+        let Refusal { id, error } = refusal;
+        let going = id.as_ref().is_some_and(|id| self.runs.contains_key(id));
+        json!({
+            "type": if going { "rejected" } else { "error" },
             "id": id,
             "code": error.code().as_str(),
             "message": error.message(),
             "trace_id": error.trace_id(),
-        });
-        let _ = self.frames_tx.send(Outgoing { frame, ends: None });
+        })
     }
 }
 
 /// Turn one run's events into frames: `started`, output, then exactly one of `exit`,
-/// `blocked` or `error`.
+/// `blocked` or `error`. Output that piled up while the client was slow goes out merged.
 async fn forward(
     id: String,
     trace_id: TraceId,
     mut events: mpsc::UnboundedReceiver<RunEvent>,
     outcome: tokio::task::JoinHandle<Result<Execution, crate::runner::RunError>>,
-    frames: mpsc::UnboundedSender<Outgoing>,
+    frames: mpsc::Sender<Outgoing>,
 ) {
-    while let Some(event) = events.recv().await {
+    let mut next = events.recv().await;
+    while let Some(event) = next.take() {
         let frame = match event {
             RunEvent::Started => json!({ "type": "started", "id": id, "trace_id": trace_id }),
-            RunEvent::Output { stream, text } => json!({ "type": stream.as_str(), "id": id, "data": text }),
+            RunEvent::Output { stream, mut text } => {
+                while text.len() < MERGED_FRAME_BYTES {
+                    match events.try_recv() {
+                        Ok(RunEvent::Output { stream: same, text: more }) if same == stream => text.push_str(&more),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                json!({ "type": stream.as_str(), "id": id, "data": text })
+            }
         };
-        let _ = frames.send(Outgoing { frame, ends: None });
+        if frames.send(Outgoing { frame, ends: None }).await.is_err() {
+            return;
+        }
+        if next.is_none() {
+            next = events.recv().await;
+        }
     }
     let last = match outcome.await {
         Ok(Ok(execution)) if execution.status == Status::Blocked => {
-            let rules: Vec<&str> = execution.policy_hits.iter().map(|hit| hit.rule.as_str()).collect();
+            let blocking = execution.policy_hits.iter().filter(|hit| hit.action == crate::policy::Action::Block);
+            let rules: Vec<&str> = blocking.map(|hit| hit.rule.as_str()).collect();
             json!({
                 "type": "blocked", "id": id, "trace_id": execution.trace_id,
                 "rules": rules, "message": execution.message, "policy_hits": execution.policy_hits,
@@ -324,7 +382,7 @@ async fn forward(
             json!({ "type": "error", "id": id, "code": "internal_error", "message": format!("the run task failed: {join}") })
         }
     };
-    let _ = frames.send(Outgoing { frame: last, ends: Some(id) });
+    let _ = frames.send(Outgoing { frame: last, ends: Some(id) }).await;
 }
 
 fn exit_frame(id: &str, execution: &Execution) -> Value {

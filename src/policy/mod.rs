@@ -3,6 +3,7 @@
 //!
 //! This is a screen on top of the container's isolation, never a replacement for it.
 
+mod partial;
 mod rules;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ pub struct Policy {
     input: Vec<InputRule>,
     output: Vec<OutputRule>,
     output_set: RegexSet,
+    /// The redaction rules, for finding a match that has only begun.
+    partial: partial::PartialMatcher,
 }
 
 #[derive(Debug)]
@@ -201,23 +204,30 @@ impl Policy {
     }
 
     /// How much of `text`, at most `wanted` bytes, can be redacted and released now without
-    /// splitting a secret: the cut moves back to the start of any match that runs across it,
-    /// and of any match that reaches the end of `text`, since more output may extend it (a
-    /// private key whose END line has not come yet).
+    /// splitting a secret. The cut moves back to the start of anything more output could turn
+    /// into a match (a secret whose first half has come, a private key whose END line has
+    /// not), and of any match that runs across it, until no rule objects.
     pub fn release_point(&self, text: &str, wanted: usize) -> usize {
         let mut point = wanted.min(text.len());
-        for rule in self.output.iter().filter(|rule| rule.action == OutputAction::Redact) {
-            for found in rule.regex.find_iter(text) {
-                if found.start() >= point {
-                    break;
-                }
-                if found.end() > point || found.end() == text.len() {
+        if point == 0 {
+            return 0;
+        }
+        if let Some(open) = self.partial.open_start(text) {
+            point = point.min(open);
+        }
+        loop {
+            let before = point;
+            for rule in self.output.iter().filter(|rule| rule.action == OutputAction::Redact) {
+                if let Some(found) =
+                    rule.regex.find_iter(text).take_while(|m| m.start() < point).find(|m| m.end() > point)
+                {
                     point = found.start();
-                    break;
                 }
             }
+            if point == before || point == 0 {
+                return point;
+            }
         }
-        point
     }
 
     /// `text` with every secret replaced; for what is stored but not reported (code, env).

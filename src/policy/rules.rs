@@ -94,7 +94,10 @@ impl PolicyFile {
             .collect::<Result<Vec<_>, _>>()?;
         let output_set = RegexSet::new(output.iter().map(|rule| rule.regex.as_str()))
             .map_err(|e| rule_error("(all output rules)", e.to_string()))?;
-        Ok(Policy { origin: origin.to_owned(), input, output, output_set })
+        let redacting = output.iter().filter(|rule| rule.action == OutputAction::Redact);
+        let partial = super::partial::PartialMatcher::new(redacting.map(|rule| rule.regex.as_str()))
+            .map_err(|e| rule_error("(output rules)", e))?;
+        Ok(Policy { origin: origin.to_owned(), input, output, output_set, partial })
     }
 }
 

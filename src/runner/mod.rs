@@ -240,7 +240,7 @@ impl Runner {
         };
         let slot = match admitted {
             Ok(slot) => slot,
-            Err(message) => return Err(self.fail(RunError::Busy { trace_id, message }, log).await),
+            Err(message) => return Err(self.fail(RunError::Busy { trace_id, message }, log, None).await),
         };
         let spec = RunSpec {
             trace_id,
@@ -258,7 +258,12 @@ impl Runner {
         drop(slot);
         let raw = match outcome {
             Ok(raw) => raw,
-            Err(source) => return Err(self.fail(RunError::Sandbox { trace_id, source }, log).await),
+            Err(source) => {
+                // What a live client already saw stays on the record, with what was held.
+                screens.finish(&RawOutcome::default());
+                let output = (screens.stdout.into_screened().0.text, screens.stderr.into_screened().0.text);
+                return Err(self.fail(RunError::Sandbox { trace_id, source }, log, Some(output)).await);
+            }
         };
         screens.finish(&raw);
         let execution = self.conclude(trace_id, &request, raw, screens, hits);
@@ -351,10 +356,16 @@ impl Runner {
     }
 
     /// Record a run that could not happen, and hand back the error for the door.
-    async fn fail(&self, error: RunError, log: EventLog) -> RunError {
+    /// `output` is the stdout and stderr the program wrote before tracebox failed, if it ran.
+    async fn fail(&self, error: RunError, log: EventLog, output: Option<(String, String)>) -> RunError {
         let trace_id = error.trace_id().unwrap_or_default();
-        let execution =
-            Execution { message: Some(error.to_string()), ..empty_execution(trace_id, Status::InternalError) };
+        let (stdout, stderr) = output.unwrap_or_default();
+        let execution = Execution {
+            message: Some(error.to_string()),
+            stdout,
+            stderr,
+            ..empty_execution(trace_id, Status::InternalError)
+        };
         match self.finish(&execution, log).await {
             Ok(()) => error,
             Err(store) => RunError::Store(store),
@@ -400,7 +411,7 @@ impl<'a> Screens<'a> {
             self.emit(RunEvent::Started);
         }
         loop {
-            let holding = self.stdout.is_holding() || self.stderr.is_holding();
+            let holding = self.stdout.wants_flush() || self.stderr.wants_flush();
             let next = match &self.events {
                 Some(_) if holding => tokio::time::timeout(IDLE_FLUSH, chunks.recv()).await,
                 _ => Ok(chunks.recv().await),

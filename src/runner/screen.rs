@@ -29,6 +29,8 @@ pub struct StreamScreen {
     screened: Filtered,
     /// Some bytes were not UTF-8 and became U+FFFD.
     lossy: bool,
+    /// Output arrived since the last flush: a quiet spell may release something.
+    unflushed: bool,
 }
 
 impl StreamScreen {
@@ -40,6 +42,7 @@ impl StreamScreen {
             released_lines: 0,
             screened: Filtered::default(),
             lossy: false,
+            unflushed: false,
         }
     }
 
@@ -51,19 +54,22 @@ impl StreamScreen {
         self.lossy |= lossy;
         self.held.push_str(&text);
         self.partial_char.drain(..complete);
+        self.unflushed = true;
         let line_end = self.held.rfind(['\n', '\r']).map_or(0, |i| i + 1);
         let wanted = if self.held.len() > MAX_HELD_BYTES { self.held.len() } else { line_end };
         self.release(policy, wanted)
     }
 
-    /// Is text held back, waiting for its line to end?
-    pub fn is_holding(&self) -> bool {
-        !self.held.is_empty()
+    /// Is text held back that a quiet spell could release (something came since the last
+    /// flush)? What one flush kept, another would keep too.
+    pub fn wants_flush(&self) -> bool {
+        self.unflushed && !self.held.is_empty()
     }
 
-    /// The program went quiet: release what is held (a prompt without a newline), except a
-    /// secret that may still go on.
+    /// The program went quiet: release what is held (a prompt without a newline), except what
+    /// could still become a secret.
     pub fn flush(&mut self, policy: &Policy) -> Option<String> {
+        self.unflushed = false;
         self.release(policy, self.held.len())
     }
 
@@ -192,13 +198,31 @@ mod tests {
     }
 
     #[test]
+    fn a_flush_never_releases_the_first_half_of_a_secret() {
+        let policy = policy();
+        let mut screen = StreamScreen::new("stdout");
+        assert_eq!(screen.push(&policy, b"token: sk-ant-api03-AA"), None);
+        assert_eq!(screen.flush(&policy).as_deref(), Some("token: "), "only what cannot become a secret");
+        let rest = screen.push(&policy, b"AAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+        assert_eq!(rest.as_deref(), Some("[REDACTED:anthropic_api_key]\n"));
+        let mut screen = StreamScreen::new("stdout");
+        screen.push(&policy, b"AWS_SECRET_ACCESS_KEY=\n");
+        assert_eq!(screen.flush(&policy), None, "a key name waits for its value, even past a line end");
+        let value = screen.push(&policy, b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n");
+        assert_eq!(value.as_deref(), Some("AWS_SECRET_ACCESS_KEY=\n[REDACTED:aws_secret_access_key]\n"));
+    }
+
+    #[test]
     fn a_flush_releases_a_prompt_without_a_newline() {
         let policy = policy();
         let mut screen = StreamScreen::new("stdout");
         assert_eq!(screen.push(&policy, b"name? "), None);
-        assert!(screen.is_holding());
+        assert!(screen.wants_flush());
         assert_eq!(screen.flush(&policy).as_deref(), Some("name? "));
-        assert!(!screen.is_holding());
+        assert!(!screen.wants_flush());
+        screen.push(&policy, b"key: sk-");
+        assert_eq!(screen.flush(&policy).as_deref(), Some("key: "));
+        assert!(!screen.wants_flush(), "what a flush kept waits for more output, not another flush");
     }
 
     #[test]

@@ -195,7 +195,9 @@ async fn stop_container(
 
 /// Output of both streams, passed on up to a combined limit; the head is kept.
 struct Collector {
-    sink: mpsc::UnboundedSender<Chunk>,
+    /// Closed once the limit is reached, so the screen knows at once that the output ended
+    /// there (and never releases a held piece by itself while the container is being stopped).
+    sink: Option<mpsc::UnboundedSender<Chunk>>,
     stdout_beyond: Vec<u8>,
     stderr_beyond: Vec<u8>,
     room: u64,
@@ -204,7 +206,13 @@ struct Collector {
 
 impl Collector {
     fn new(limit: u64, sink: mpsc::UnboundedSender<Chunk>) -> Collector {
-        Collector { sink, stdout_beyond: Vec::new(), stderr_beyond: Vec::new(), room: limit, limited: false }
+        Collector {
+            sink: Some(sink),
+            stdout_beyond: Vec::new(),
+            stderr_beyond: Vec::new(),
+            room: limit,
+            limited: false,
+        }
     }
 
     /// Read until the output ends or passes the limit.
@@ -249,15 +257,19 @@ impl Collector {
             let rest = &bytes[fits..];
             beyond.extend_from_slice(&rest[..rest.len().min(wanted)]);
         }
-        if fits == 0 {
-            return;
+        if fits > 0
+            && let Some(sink) = &self.sink
+        {
+            let kept = match chunk {
+                Chunk::Stdout(bytes) => Chunk::Stdout(bytes.slice(..fits)),
+                Chunk::Stderr(bytes) => Chunk::Stderr(bytes.slice(..fits)),
+            };
+            // Nobody listening any more is fine: the run still ends, is recorded and cleaned up.
+            let _ = sink.send(kept);
         }
-        let kept = match chunk {
-            Chunk::Stdout(bytes) => Chunk::Stdout(bytes.slice(..fits)),
-            Chunk::Stderr(bytes) => Chunk::Stderr(bytes.slice(..fits)),
-        };
-        // Nobody listening any more is fine: the run still ends, is recorded and cleaned up.
-        let _ = self.sink.send(kept);
+        if self.limited {
+            self.sink = None;
+        }
     }
 
     fn finish(self, exit: ExitState, stop: Option<Stop>, started: Instant, log: &mut EventLog) -> RawOutcome {
@@ -347,6 +359,14 @@ mod tests {
         assert!(collector.limited);
         assert_eq!(passed_on(&mut chunks), (b"hellow".to_vec(), b"oops".to_vec()));
         assert_eq!(collector.stdout_beyond, b"orld", "what was cut is kept aside for redaction");
+    }
+
+    #[test]
+    fn the_output_channel_closes_when_the_limit_is_reached() {
+        let (mut collector, mut chunks) = collector(3);
+        collector.push(Chunk::Stdout(Bytes::from_static(b"abcd")));
+        assert_eq!(passed_on(&mut chunks).0, b"abc");
+        assert!(chunks.is_closed(), "the screen learns at once that the output ended at the cut");
     }
 
     #[test]

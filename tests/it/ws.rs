@@ -310,7 +310,7 @@ async fn runs_per_socket_are_bounded_at_the_configured_number() {
     assert!(refusal["message"].as_str().unwrap().contains("TRACEBOX_WS_MAX_RUNS"));
 
     client.send(json!({"type": "execute", "id": "a", "code": "print(1)"})).await;
-    let duplicate = client.until("a", "error").await.pop().unwrap();
+    let duplicate = client.until("a", "rejected").await.pop().unwrap();
     assert_eq!(duplicate["code"], "duplicate_run_id", "{duplicate}");
 
     client.send(json!({"type": "kill", "id": "a"})).await;
@@ -368,6 +368,34 @@ async fn a_page_from_a_foreign_origin_is_refused_and_the_own_origin_and_listed_o
         let (mut socket, _) = tokio_tungstenite::connect_async(with_origin(origin)).await.expect("let in");
         socket.close(None).await.unwrap();
     }
+
+    // DNS rebinding: a page on a name its attacker points at this server looks same-origin.
+    let port = own.rsplit(':').next().unwrap();
+    let rebound = |host: &str| {
+        let mut request = with_origin(&format!("http://{host}:{port}"));
+        request.headers_mut().insert("host", format!("{host}:{port}").parse().unwrap());
+        request
+    };
+    let refused = tokio_tungstenite::connect_async(rebound("evil.example")).await;
+    assert!(matches!(refused, Err(WsError::Http(ref r)) if r.status() == 403), "a DNS name's own origin is refused");
+    let (mut socket, _) = tokio_tungstenite::connect_async(rebound("localhost")).await.expect("localhost is let in");
+    socket.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_message_about_a_running_run_is_rejected_and_the_run_goes_on() {
+    let server = TestServer::spawn().await;
+    let mut client = Client::connect(&server).await;
+    client.send(json!({"type": "execute", "id": "r", "code": "print(input())"})).await;
+    client.until("r", "started").await;
+    client.send(json!({"type": "stdin", "id": "r", "data": 42})).await;
+    let rejected = client.until("r", "rejected").await.pop().unwrap();
+    assert_eq!(rejected["code"], "invalid_message", "{rejected}");
+    assert!(rejected["message"].as_str().unwrap().contains("data"), "the field is named: {rejected}");
+    client.send(json!({"type": "stdin", "id": "r", "data": "still running\n"})).await;
+    let frames = client.run_frames("r").await;
+    assert_eq!(output(&frames, "stdout"), "still running\n");
+    assert_eq!(types(&frames).last(), Some(&"exit"), "exactly one last frame, after the rejection");
 }
 
 #[tokio::test]
@@ -401,7 +429,7 @@ async fn stdin_is_bounded_in_all_at_the_stdin_limit() {
     client.send(json!({"type": "execute", "id": "in", "code": code, "stdin": "1234"})).await;
     client.send(json!({"type": "stdin", "id": "in", "data": "567890"})).await;
     client.send(json!({"type": "stdin", "id": "in", "data": "X"})).await;
-    let refusal = client.until("in", "error").await.pop().unwrap();
+    let refusal = client.until("in", "rejected").await.pop().unwrap();
     assert_eq!(refusal["code"], "stdin_too_large", "{refusal}");
     assert!(refusal["message"].as_str().unwrap().contains("TRACEBOX_MAX_STDIN_BYTES"));
     client.send(json!({"type": "stdin", "id": "in", "eof": true})).await;
