@@ -21,7 +21,7 @@ use writer::Write;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_traces.sql"), include_str!("migrations/0002_search_rowid.sql")];
+    &[include_str!("migrations/0001_traces.sql"), include_str!("migrations/0002_search_no.sql")];
 
 /// The trace store could not do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -53,12 +53,12 @@ fn preview(code: &str) -> String {
 pub(super) const FIRST_WINDOW: i64 = 1024;
 
 /// A range of traces a search is confined to: the ids from `floor` up (to the cursor), and the
-/// rowids those traces have (their search rows share them).
+/// search numbers those traces have (their search rows are stored under them).
 #[derive(Debug, Clone, PartialEq)]
 struct Window {
     /// None: down to the oldest trace.
     floor: Option<String>,
-    rowids: (i64, i64),
+    numbers: (i64, i64),
 }
 
 /// The WHERE clause of a filter, with its values; a search looks only at `window`'s traces.
@@ -98,13 +98,15 @@ fn conditions(filter: &TraceFilter, window: Option<&Window>) -> (String, Vec<Sql
                 if let Some(floor) = &window.floor {
                     add("id >= ??", vec![SqlValue::Text(floor.clone())]);
                 }
-                bound.extend([SqlValue::Integer(window.rowids.0), SqlValue::Integer(window.rowids.1)]);
+                bound.extend([SqlValue::Integer(window.numbers.0), SqlValue::Integer(window.numbers.1)]);
                 add(
-                    &format!("rowid IN (SELECT rowid FROM trace_search WHERE {matching} AND rowid BETWEEN ?? AND ??)"),
+                    &format!(
+                        "search_no IN (SELECT rowid FROM trace_search WHERE {matching} AND rowid BETWEEN ?? AND ??)"
+                    ),
                     bound,
                 );
             }
-            None => add(&format!("rowid IN (SELECT rowid FROM trace_search WHERE {matching})"), bound),
+            None => add(&format!("search_no IN (SELECT rowid FROM trace_search WHERE {matching})"), bound),
         }
     }
     let clause = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
@@ -192,8 +194,8 @@ fn few_matches(db: &Connection, filter: &TraceFilter) -> Result<bool, StoreError
 fn window(db: &Connection, before: Option<TraceId>, size: i64) -> Result<Option<(Window, bool)>, StoreError> {
     let below = if before.is_some() { "WHERE id < ?2" } else { "WHERE ?2 IS NULL" };
     let sql = format!(
-        "SELECT count(*), min(id), min(rowid_), max(rowid_)
-         FROM (SELECT id, rowid AS rowid_ FROM traces {below} ORDER BY id DESC LIMIT ?1)"
+        "SELECT count(*), min(id), min(search_no), max(search_no)
+         FROM (SELECT id, search_no FROM traces {below} ORDER BY id DESC LIMIT ?1)"
     );
     let (count, floor, low, high): (i64, Option<String>, Option<i64>, Option<i64>) =
         db.prepare_cached(&sql)?.query_row(params![size, before.map(|id| id.to_string())], |row| {
@@ -203,7 +205,7 @@ fn window(db: &Connection, before: Option<TraceId>, size: i64) -> Result<Option<
         return Ok(None);
     };
     let whole = count < size;
-    Ok(Some((Window { floor: (!whole).then_some(floor), rowids: (low, high) }, whole)))
+    Ok(Some((Window { floor: (!whole).then_some(floor), numbers: (low, high) }, whole)))
 }
 
 pub(super) fn count(db: &Connection) -> Result<u64, StoreError> {

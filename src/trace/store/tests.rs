@@ -247,3 +247,24 @@ fn search_rows_written_before_version_2_are_found_after_the_upgrade() {
     let found = search_pages(&db, TraceFilter { text: Some("emu".into()), ..page(1) }, 1);
     assert_eq!(found, [[new], [old]]);
 }
+
+#[tokio::test]
+async fn search_survives_a_vacuum_that_renumbers_rowids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(record(&store, &format!("print('word{n}')"), "success", &format!("emu {n}\n")).await);
+    }
+    let db = connect(store.path()).unwrap();
+    // Deleting early traces then VACUUM renumbers the rowids of a table with a TEXT primary key.
+    for id in &ids[..2] {
+        db.execute("DELETE FROM trace_search WHERE trace_id = ?1", params![id.to_string()]).unwrap();
+        db.execute("DELETE FROM traces WHERE id = ?1", params![id.to_string()]).unwrap();
+    }
+    db.execute_batch("VACUUM").unwrap();
+    let found = search_pages(&db, TraceFilter { text: Some("word4".into()), ..page(10) }, 1);
+    assert_eq!(found, [vec![ids[4]]], "the search row still points at its own trace");
+    let all = search_pages(&db, TraceFilter { text: Some("emu".into()), ..page(2) }, 1);
+    assert_eq!(all, [vec![ids[5], ids[4]], vec![ids[3], ids[2]]]);
+}

@@ -74,8 +74,9 @@ fn commit(db: &mut Connection, batch: &[Write]) -> Vec<Result<(), String>> {
 
 fn begin(tx: &Connection, trace: &NewTrace) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO traces (id, parent_id, kind, status, source, language, boot_id, started_at_us, input)
-         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO traces (id, parent_id, kind, status, source, language, boot_id, started_at_us, input, search_no)
+         VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8,
+                 (SELECT coalesce(max(search_no), 0) + 1 FROM traces))",
     )?
     .execute(params![
         trace.id.to_string(),
@@ -104,11 +105,11 @@ fn finish(tx: &Connection, trace: &FinishedTrace) -> rusqlite::Result<()> {
         let detail = (!event.detail.is_null()).then(|| event.detail.to_string());
         insert.execute(params![id, seq as i64, event.at_us, event.name, detail])?;
     }
-    // What the search box finds: the code, and both streams of output, under the trace's rowid
-    // (searches walk the newest traces first by it).
+    // What the search box finds: the code, and both streams of output, under the trace's search
+    // number (searches walk the newest traces first by it).
     tx.prepare_cached(
         "INSERT OR REPLACE INTO trace_search (rowid, trace_id, code, output)
-         SELECT rowid, id, coalesce(json_extract(input, '$.code'), ''),
+         SELECT search_no, id, coalesce(json_extract(input, '$.code'), ''),
                 coalesce(json_extract(output, '$.stdout'), '') || char(10) || coalesce(json_extract(output, '$.stderr'), '')
          FROM traces WHERE id = ?1",
     )?
