@@ -33,6 +33,9 @@ const HARD_LIMIT_FACTOR: usize = 4;
 /// (its frames pile up unsent) is dropped too.
 const MISSED_PINGS: u32 = 3;
 
+/// How long the close frame may wait to be taken.
+const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Frames waiting for the socket, across its runs: a client slower than its programs holds its
 /// runs' output back here (and then in the runs), not in an ever-growing queue.
 const FRAME_QUEUE: usize = 64;
@@ -192,7 +195,7 @@ impl Socket {
         }
         let reason = match closing {
             Closing::Client => None,
-            Closing::Silent => Some(CloseReason::from((CloseCode::Away, "no pong for three pings"))),
+            Closing::Silent => Some(CloseReason::from((CloseCode::Away, "silent for three ping intervals"))),
             Closing::TooLarge => {
                 Some(CloseReason::from((CloseCode::Size, "message far over TRACEBOX_WS_MAX_MESSAGE_BYTES")))
             }
@@ -203,7 +206,8 @@ impl Socket {
             Closing::TooLarge => "message too large",
         };
         tracing::info!(why, killed_runs = running, "websocket closed");
-        let _ = self.session.close(reason).await;
+        // A client that stopped reading may never take the goodbye either.
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, self.session.close(reason)).await;
     }
 
     /// Handle one client message; `Some` ends the socket.
