@@ -298,10 +298,9 @@ impl Socket {
     }
 
     fn stdin(&mut self, message: StdinMessage) -> Result<(), ApiError> {
-        let limit = self.runner.config().max_stdin_bytes;
         let control = self.runs.get_mut(&message.id).ok_or_else(|| no_such_run(&message.id))?;
         if let Some(data) = &message.data {
-            control.send_stdin(data, limit).map_err(|error| match error {
+            control.send_stdin(data).map_err(|error| match error {
                 StdinError::Closed => ApiError::new(ErrorCode::StdinClosed, error.to_string()),
                 StdinError::TooLarge { .. } => ApiError::new(ErrorCode::StdinTooLarge, error.to_string()),
             })?;

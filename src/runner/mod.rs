@@ -66,8 +66,9 @@ pub struct LiveRun {
 /// stops the run (call [`RunControl::kill`] for that).
 pub struct RunControl {
     stdin: Option<mpsc::UnboundedSender<Vec<u8>>>,
-    /// Bytes of stdin the run may still be sent (TRACEBOX_MAX_STDIN_BYTES, in all).
+    /// Bytes of stdin the run may still be sent, and may be sent in all (TRACEBOX_MAX_STDIN_BYTES).
     stdin_room: usize,
+    stdin_limit: usize,
     kill: CancellationToken,
 }
 
@@ -82,10 +83,10 @@ pub enum StdinError {
 
 impl RunControl {
     /// Send more stdin to the program.
-    pub fn send_stdin(&mut self, data: &str, limit: usize) -> Result<(), StdinError> {
+    pub fn send_stdin(&mut self, data: &str) -> Result<(), StdinError> {
         let stdin = self.stdin.as_ref().ok_or(StdinError::Closed)?;
         if data.len() > self.stdin_room {
-            return Err(StdinError::TooLarge { limit });
+            return Err(StdinError::TooLarge { limit: self.stdin_limit });
         }
         stdin.send(data.as_bytes().to_vec()).map_err(|_| StdinError::Closed)?;
         self.stdin_room -= data.len();
@@ -173,8 +174,10 @@ impl Runner {
         let (events_tx, events) = mpsc::unbounded_channel();
         let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
         let kill = CancellationToken::new();
-        let stdin_room = self.config().max_stdin_bytes.saturating_sub(request.stdin.len());
-        let control = RunControl { stdin: keep_stdin_open.then_some(stdin_tx), stdin_room, kill: kill.clone() };
+        let stdin_limit = self.config().max_stdin_bytes;
+        let stdin_room = stdin_limit.saturating_sub(request.stdin.len());
+        let control =
+            RunControl { stdin: keep_stdin_open.then_some(stdin_tx), stdin_room, stdin_limit, kill: kill.clone() };
         let channels = Channels { events: Some(events_tx), stdin: keep_stdin_open.then_some(stdin_rx), kill };
         let outcome = self.spawn(trace_id, request, channels);
         LiveRun { trace_id, events, control, outcome }
