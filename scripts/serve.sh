@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prepare.sh
 cargo build --release
-exec target/release/tracebox serve "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/tracebox" serve "$@"

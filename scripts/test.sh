@@ -10,7 +10,7 @@ source scripts/prepare.sh
 scripts/ensure-chromium.sh
 cargo build --tests
 # Build the image once here, so the test servers, started in parallel, find it ready.
-target/debug/tracebox image build
+"${CARGO_TARGET_DIR:-target}/debug/tracebox" image build
 cargo test "$@"
 
 left=$(docker ps -aq --filter label=tracebox)
