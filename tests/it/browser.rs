@@ -9,7 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{TestServer, patience};
 
@@ -285,27 +287,30 @@ async fn the_download_link_gives_the_exact_stdout() {
 #[tokio::test]
 async fn a_running_trace_updates_in_the_list_without_a_reload() {
     let server = TestServer::spawn().await;
-    // The browser first: it can take seconds to start on a busy machine, longer than the run.
     let browser = Browser::open().await;
-    let url = server.url("/execute");
-    let client = server.client.clone();
-    let run = tokio::spawn(async move {
-        client.post(url).json(&json!({"code": "import time\ntime.sleep(4)\nprint('awake')"})).send().await
-    });
-    let (status, page) = loop {
-        let (status, page) = server.get_json("/traces?status=running").await;
-        if status != 200 || !page["traces"].as_array().unwrap().is_empty() {
-            break (status, page);
+    // A run that waits for a line of stdin, sent over the WebSocket once the page shows it
+    // running: it cannot end before the page looked, however slow the machine.
+    let ws_url = server.url("/ws").replacen("http://", "ws://", 1);
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws_url).await.expect("the WebSocket opens");
+    let execute = json!({"type": "execute", "id": "r", "code": "input()\nprint('awake')"});
+    socket.send(Message::text(execute.to_string())).await.unwrap();
+    let id = loop {
+        let frame = socket.next().await.expect("a frame").expect("a good frame");
+        if let Message::Text(text) = frame {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            assert_ne!(frame["type"], "error", "{frame}");
+            if frame["type"] == "started" {
+                break frame["trace_id"].as_str().unwrap().to_owned();
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(status, 200);
-    let id = page["traces"][0]["id"].as_str().unwrap().to_owned();
     browser.goto(&server.url("/traces")).await;
     let row = format!("tr[data-trace-id='{id}']");
     assert_eq!(browser.find(&format!("{row} .status")).await.text().await.unwrap(), "running");
     browser.script("window.__samePage = true; return true").await;
     browser.screenshot("traces-running", 1280).await;
+    let stdin = json!({"type": "stdin", "id": "r", "data": "go\n"});
+    socket.send(Message::text(stdin.to_string())).await.unwrap();
 
     browser
         .until(
@@ -315,8 +320,8 @@ async fn a_running_trace_updates_in_the_list_without_a_reload() {
         .await;
     assert_eq!(browser.script("return window.__samePage === true").await, json!(true), "no reload happened");
     assert_eq!(browser.find(&format!("{row} .col-exit")).await.text().await.unwrap(), "0");
-    assert!(browser.find(&format!("{row} .col-duration")).await.text().await.unwrap().ends_with(" s"));
-    run.await.unwrap().unwrap();
+    let duration = browser.find(&format!("{row} .col-duration")).await.text().await.unwrap();
+    assert!(duration.ends_with(" ms") || duration.ends_with(" s"), "{duration}");
     browser.close().await;
 }
 
