@@ -285,6 +285,11 @@ async fn uploads_and_downloads_are_traces() {
     assert_eq!(trace["output"]["files"][0]["name"], "traced.csv");
     assert_eq!(trace["output"]["files"][0]["sha256"], sha256(b"1,2\n"));
     assert!(trace["input"]["client"].as_str().unwrap().starts_with("127.0.0.1:"), "{trace}");
+    assert_eq!(page["traces"][0]["preview"], "traced.csv", "the list shows the file names");
+    let html = server.client.get(server.url(&format!("/trace/{upload_id}"))).send().await.unwrap();
+    let html = html.text().await.unwrap();
+    assert!(html.contains("Uploaded 1 file.") && html.contains(&sha256(b"1,2\n")), "{html}");
+    assert!(!html.contains("the program exited"), "a transfer is not explained as a run: {html}");
 
     let (_, page) = server.get_json("/traces?kind=download").await;
     let downloads = page["traces"].as_array().unwrap();
