@@ -21,8 +21,15 @@ use crate::trace::TraceId;
 /// What multipart framing (boundaries, part headers) may add to the files of a request.
 const FRAMING_BYTES: u64 = 1024 * 1024;
 
-/// How to call `POST /upload`, for every refusal of its shape.
-const HOW: &str = "send the files as multipart/form-data fields named `file`, e.g. curl -F file=@data.csv -F file=@more.csv http://127.0.0.1:5000/upload";
+/// How to call `POST /upload` on this server, for every refusal of its shape.
+fn how(request: &HttpRequest) -> String {
+    let info = request.connection_info();
+    format!(
+        "send the files as multipart/form-data fields named `file`, e.g. curl -F file=@data.csv -F file=@more.csv {}://{}/upload",
+        info.scheme(),
+        info.host()
+    )
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +77,7 @@ async fn receive(
     overwrite: bool,
     trace_id: TraceId,
 ) -> Result<Vec<StoredFile>, ApiError> {
+    let how = how(request);
     let too_large = || ApiError::from(crate::files::FileError::UploadTooLarge { limit: files.max_request_bytes() });
     let cap = files.max_request_bytes().saturating_add(FRAMING_BYTES);
     let declared =
@@ -96,7 +104,7 @@ async fn receive(
             | MultipartError::BoundaryMissing => "the body is not multipart/form-data".to_owned(),
             other => format!("the multipart body is malformed or was cut short: {other}"),
         };
-        ApiError::new(ErrorCode::InvalidUpload, format!("{detail}; {HOW}"))
+        ApiError::new(ErrorCode::InvalidUpload, format!("{detail}; {how}"))
     };
     let mut multipart = Multipart::new(request.headers(), body);
     let mut upload = files.upload();
@@ -109,12 +117,12 @@ async fn receive(
         };
         if field.name() != Some("file") {
             let name = field.name().unwrap_or_default().to_owned();
-            return Err(ApiError::new(ErrorCode::InvalidUpload, format!("unexpected field {name:?}; {HOW}")));
+            return Err(ApiError::new(ErrorCode::InvalidUpload, format!("unexpected field {name:?}; {how}")));
         }
         let Some(name) = file_name(field.content_disposition()) else {
             return Err(ApiError::new(
                 ErrorCode::InvalidUpload,
-                format!("the field `file` carries no file name (a plain value, not a file); {HOW}"),
+                format!("the field `file` carries no file name (a plain value, not a file); {how}"),
             ));
         };
         upload.begin_file(FileName::parse(&name).map_err(crate::files::FileError::from)?).await?;
@@ -123,7 +131,7 @@ async fn receive(
         }
     }
     if upload.is_empty() {
-        return Err(ApiError::new(ErrorCode::InvalidUpload, format!("the request holds no file; {HOW}")));
+        return Err(ApiError::new(ErrorCode::InvalidUpload, format!("the request holds no file; {how}")));
     }
     Ok(upload.commit(overwrite, trace_id).await?)
 }

@@ -209,6 +209,27 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_partial_file() {
 }
 
 #[tokio::test]
+async fn a_body_declared_over_the_request_limit_is_refused_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::spawn_with(&[("TRACEBOX_UPLOAD_MAX_REQUEST_BYTES", "1000")]).await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // The limit plus the 1 MiB allowed for multipart framing, plus one byte.
+    let length = 1000 + 1024 * 1024 + 1;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(crate::common::patience(), socket.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server answered without waiting for the body");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("upload_too_large") && answer.contains("TRACEBOX_UPLOAD_MAX_REQUEST_BYTES"), "{answer}");
+    assert_eq!(uploads(&server), Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_taken_name_is_numbered_unless_overwrite_is_asked() {
     let server = TestServer::spawn().await;
     upload(&server, "", &[("data.csv", b"first")]).await;
@@ -255,7 +276,7 @@ async fn an_upload_that_is_not_one_says_how_to_call_it() {
     let post = || server.client.post(server.url("/upload"));
     let (status, reply) = send(post().body("{\"code\": 1}")).await;
     assert_eq!(status, 400);
-    assert_error(&reply, "invalid_upload", "curl -F file=@");
+    assert_error(&reply, "invalid_upload", &format!("curl -F file=@data.csv -F file=@more.csv {}/upload", server.url));
     let (status, reply) = send(post().multipart(Form::new().text("note", "hi"))).await;
     assert_eq!(status, 400);
     assert_error(&reply, "invalid_upload", "\"note\"");
