@@ -129,6 +129,15 @@ pub struct Config {
     #[serde(default)]
     pub ws_allowed_origins: Vec<String>,
 
+    /// Largest file `POST /upload` stores, in bytes; a larger one gets 413 and nothing is kept
+    #[arg(long, env = "TRACEBOX_UPLOAD_MAX_FILE_BYTES", default_value_t = 100 * MIB)]
+    pub upload_max_file_bytes: u64,
+
+    /// Largest total of the files in one `POST /upload` request, in bytes (multipart framing
+    /// may add up to 1 MiB); a larger request gets 413 and nothing is kept
+    #[arg(long, env = "TRACEBOX_UPLOAD_MAX_REQUEST_BYTES", default_value_t = 256 * MIB)]
+    pub upload_max_request_bytes: u64,
+
     /// Log format: text (for people) or json (for log collectors)
     #[arg(long, env = "TRACEBOX_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -277,6 +286,17 @@ impl Config {
             "ws_ping_secs",
             "must be between 0.1 and 3600".into(),
         )?;
+        let upload = |value: u64| (1..=MAX_UPLOAD_BYTES).contains(&value);
+        check(
+            upload(self.upload_max_file_bytes),
+            "upload_max_file_bytes",
+            format!("must be between 1 and {MAX_UPLOAD_BYTES} (1 TiB)"),
+        )?;
+        check(
+            upload(self.upload_max_request_bytes),
+            "upload_max_request_bytes",
+            format!("must be between 1 and {MAX_UPLOAD_BYTES} (1 TiB)"),
+        )?;
         if let Some(origin) = self.ws_allowed_origins.iter().find(|origin| !is_origin(origin)) {
             check(
                 false,
@@ -294,6 +314,11 @@ impl Config {
     /// How often an idle WebSocket is pinged.
     pub fn ws_ping_interval(&self) -> Duration {
         Duration::from_secs_f64(self.ws_ping_secs)
+    }
+
+    /// Where uploaded files live.
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
     }
 
     /// Where the trace database and the boot locks live.
@@ -351,6 +376,8 @@ pub const MIN_MEMORY_MB: u64 = 32;
 pub const MIN_TIMEOUT_SECS: f64 = 0.1;
 /// The largest memory limit accepted (1 TiB): beyond it, a typo.
 const MAX_MEMORY_MB: u64 = 1024 * 1024;
+/// The largest upload limit accepted (1 TiB): beyond it, a typo.
+const MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * MIB;
 /// The longest timeout accepted (a day): beyond it, a typo.
 const MAX_SECS: f64 = 86_400.0;
 
@@ -386,6 +413,8 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("."));
         assert_eq!(config.output_limit_bytes, 1024 * 1024);
         assert_eq!(config.default_timeout_secs, 10.0);
+        assert_eq!(config.upload_max_file_bytes, 100 * MIB);
+        assert_eq!(config.upload_max_request_bytes, 256 * MIB);
         assert!(config.policy.is_none());
     }
 
@@ -425,6 +454,9 @@ mod tests {
             ("--ws-ping-secs", "0", "ws_ping_secs"),
             ("--ws-allowed-origins", "https://a.example/path", "ws_allowed_origins"),
             ("--ws-allowed-origins", "a.example", "ws_allowed_origins"),
+            ("--upload-max-file-bytes", "0", "upload_max_file_bytes"),
+            ("--upload-max-request-bytes", "0", "upload_max_request_bytes"),
+            ("--upload-max-request-bytes", "1099511627777", "upload_max_request_bytes"),
         ] {
             let error = load(&[flag, value], None).unwrap_err().to_string();
             let env = format!("TRACEBOX_{}", key.to_uppercase());

@@ -6,6 +6,7 @@ pub mod api;
 pub mod boot;
 pub mod config;
 pub mod execution;
+pub mod files;
 pub mod policy;
 pub mod runner;
 pub mod sandbox;

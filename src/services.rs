@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::boot::{self, Boot};
 use crate::config::Config;
+use crate::files::{FileError, Files};
 use crate::policy::{Policy, PolicyError};
 use crate::runner::Runner;
 use crate::sandbox::{Sandbox, SandboxError, Sweep};
@@ -26,6 +27,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Files(#[from] FileError),
     /// Another server holds the data directory.
     #[error(
         "another tracebox server already uses the data directory {dir} (it holds {lock}); stop it, or give this one its own TRACEBOX_DATA_DIR"
@@ -53,6 +56,7 @@ pub struct Services {
     pub store: TraceStore,
     pub sandbox: Sandbox,
     pub runner: Runner,
+    pub files: Files,
     boot: Arc<Boot>,
 }
 
@@ -67,7 +71,8 @@ impl Services {
         let boot = Arc::new(Boot::start(&traces_dir).map_err(|source| StartError::Io { path: traces_dir, source })?);
         let sandbox = Sandbox::connect(&config, store.instance_id(), boot.id())?;
         let runner = Runner::new(Arc::clone(&config), Arc::clone(&policy), sandbox.clone(), store.clone(), runtime);
-        Ok(Services { config, policy, store, sandbox, runner, boot })
+        let files = Files::new(&config, store.clone(), boot.id());
+        Ok(Services { config, policy, store, sandbox, runner, files, boot })
     }
 
     /// The id of this start, on every container and trace it makes.
@@ -98,6 +103,10 @@ impl Services {
     pub async fn prepare_server(&self) -> Result<File, StartError> {
         let lock = self.claim_data_dir()?;
         self.recover().await?;
+        let partials = self.files.prepare()?;
+        if partials > 0 {
+            tracing::warn!(partials, "removed partial uploads that a stopped tracebox left");
+        }
         let status =
             self.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
         tracing::info!(image = %self.config.image, ?status, boot_id = self.boot_id(), "sandbox image ready");

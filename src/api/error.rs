@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
 use crate::execution::{Execution, RequestError};
+use crate::files::FileError;
 use crate::runner::RunError;
 use crate::trace::{StoreError, TraceId};
 
@@ -48,6 +49,14 @@ pub enum ErrorCode {
     StdinClosed,
     /// `GET /ws` without a WebSocket handshake.
     UpgradeRequired,
+    /// A file name that breaks a rule of `FileName` (a path, a control character, a reserved name…).
+    InvalidFileName,
+    /// An uploaded file over TRACEBOX_UPLOAD_MAX_FILE_BYTES.
+    FileTooLarge,
+    /// The files of one upload over TRACEBOX_UPLOAD_MAX_REQUEST_BYTES.
+    UploadTooLarge,
+    /// `POST /upload` that is not multipart, has no file, or a field other than `file`.
+    InvalidUpload,
 }
 
 impl ErrorCode {
@@ -56,7 +65,7 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
-            | DuplicateRunId | StdinClosed => StatusCode::BAD_REQUEST,
+            | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload => StatusCode::BAD_REQUEST,
             BlockedByPolicy | ForbiddenOrigin => StatusCode::FORBIDDEN,
             NoSuchRun => StatusCode::NOT_FOUND,
             MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -64,7 +73,9 @@ impl ErrorCode {
             UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             NoSuchTrace | NoSuchRoute | NoSuchFile => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge | FileTooLarge | UploadTooLarge => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SandboxUnavailable | Busy => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,6 +113,10 @@ impl ErrorCode {
             TooManyRuns => "too_many_runs",
             StdinClosed => "stdin_closed",
             UpgradeRequired => "upgrade_required",
+            InvalidFileName => "invalid_file_name",
+            FileTooLarge => "file_too_large",
+            UploadTooLarge => "upload_too_large",
+            InvalidUpload => "invalid_upload",
         }
     }
 }
@@ -137,6 +152,12 @@ impl ApiError {
     /// The trace that records the failure, when there is one.
     pub fn trace_id(&self) -> Option<TraceId> {
         self.trace_id
+    }
+
+    /// The same error, recorded by trace `id`.
+    pub fn with_trace(mut self, id: TraceId) -> ApiError {
+        self.trace_id = Some(id);
+        self
     }
 
     fn with_header(mut self, name: header::HeaderName, value: impl TryInto<HeaderValue>) -> ApiError {
@@ -249,6 +270,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<FileError> for ApiError {
+    fn from(error: FileError) -> ApiError {
+        let code = match &error {
+            FileError::Name(_) => ErrorCode::InvalidFileName,
+            FileError::NoSuchFile(_) => ErrorCode::NoSuchFile,
+            FileError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
+            FileError::UploadTooLarge { .. } => ErrorCode::UploadTooLarge,
+            FileError::NoFreeName(_) | FileError::Io { .. } | FileError::Store(_) => ErrorCode::Internal,
+        };
+        ApiError::new(code, error.to_string())
+    }
+}
+
 /// Query strings that do not parse answer in the same shape.
 pub fn query_error(error: actix_web::error::QueryPayloadError, _: &actix_web::HttpRequest) -> actix_web::Error {
     ApiError::new(ErrorCode::InvalidQuery, format!("invalid query string: {error}")).into()
@@ -295,6 +329,11 @@ mod tests {
     fn request_errors_map_to_their_statuses() {
         let too_large = ApiError::from(RequestError::CodeTooLarge { size: 2, limit: 1 });
         assert_eq!(too_large.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+        let file = ApiError::from(FileError::FileTooLarge { name: "a".into(), limit: 1 });
+        assert_eq!((file.status_code(), file.code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "file_too_large"));
+        assert!(file.message.contains("TRACEBOX_UPLOAD_MAX_FILE_BYTES"), "{file}");
+        let name = ApiError::from(FileError::Name(crate::files::NameError::Empty));
+        assert_eq!((name.status_code(), name.code.as_str()), (StatusCode::BAD_REQUEST, "invalid_file_name"));
         let env = ApiError::from(RequestError::EnvTooLarge { size: 1 });
         assert_eq!((env.status_code(), env.code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "env_too_large"));
     }

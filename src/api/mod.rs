@@ -4,6 +4,7 @@
 mod error;
 mod execute;
 mod export;
+mod files;
 mod health;
 mod playground;
 mod trace_view;
@@ -45,6 +46,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::get().to(traces::output))
                 .route(web::head().to(traces::output)),
         )
+        .service(resource("/upload", "POST").route(web::post().to(files::upload)))
+        .service(
+            resource("/download/{name}", "GET, HEAD")
+                .route(web::get().to(files::download))
+                .route(web::head().to(files::download)),
+        )
+        .service(resource("/files", "GET, HEAD").route(web::get().to(files::list)).route(web::head().to(files::list)))
+        .service(resource("/files/{name}", "DELETE").route(web::delete().to(files::delete)))
         .service(
             resource("/static/{file:.+}", "GET, HEAD")
                 .route(web::get().to(static_file))
@@ -64,7 +73,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NoSuchRoute,
         format!(
-            "no route for {} {}; see the API in the README (POST /execute, GET /traces, GET /trace/{{id}}, GET /traces/export, GET /health)",
+            "no route for {} {}; see the API in the README (POST /execute, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /health)",
             request.method(),
             request.path()
         ),

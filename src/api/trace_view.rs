@@ -190,6 +190,60 @@ pub struct DetailPage<'a> {
     flags: Vec<&'static str>,
     timeline: Vec<TimelineRow>,
     duration: Option<String>,
+    /// For an upload or download: who moved which files (no code, output or limits then).
+    transfer: Option<Transfer>,
+}
+
+/// An upload or download as shown: the client and the files, sizes in units.
+#[derive(Debug, PartialEq)]
+pub struct Transfer {
+    client: String,
+    files: Vec<TransferFile>,
+}
+
+#[derive(Debug, PartialEq)]
+struct TransferFile {
+    name: String,
+    size: String,
+    sha256: String,
+    /// The name asked for, when the file was stored under another.
+    requested: String,
+}
+
+impl Transfer {
+    /// The transfer a trace of kind `upload` or `download` records; None for other kinds.
+    fn of(kind: &str, input: &Value, output: &Value) -> Option<Transfer> {
+        let file = |record: &Value| TransferFile {
+            name: str_at(record, "name").to_owned(),
+            size: record.get("size").and_then(Value::as_u64).map(human_bytes).unwrap_or_default(),
+            sha256: str_at(record, "sha256").to_owned(),
+            requested: str_at(record, "requested_name").to_owned(),
+        };
+        let files = match kind {
+            "upload" => output.get("files").and_then(Value::as_array).into_iter().flatten().map(file).collect(),
+            "download" if output.get("name").is_some() => vec![file(output)],
+            "download" => vec![file(input)],
+            _ => return None,
+        };
+        Some(Transfer { client: str_at(input, "client").to_owned(), files })
+    }
+
+    /// Why it ended, in words.
+    fn explain(&self, kind: &str, status: &str, output: &Value) -> Explanation {
+        let message = output.get("error").map(|error| str_at(error, "message")).unwrap_or_default();
+        let headline = match (kind, status) {
+            (_, "running") => "Still going.".to_owned(),
+            ("upload", "success") => match self.files.len() {
+                1 => "Uploaded 1 file.".to_owned(),
+                n => format!("Uploaded {n} files."),
+            },
+            ("download", "success") => "Downloaded.".to_owned(),
+            (_, "error") => format!("Refused: nothing was {}.", if kind == "upload" { "stored" } else { "sent" }),
+            (_, other) => format!("Ended with status {other}."),
+        };
+        let detail = Some(message.trim()).filter(|m| !m.is_empty()).map(sentence);
+        Explanation { headline, detail }
+    }
 }
 
 impl<'a> DetailPage<'a> {
@@ -204,9 +258,14 @@ impl<'a> DetailPage<'a> {
             .filter(|flag| output.get(*flag).and_then(Value::as_bool) == Some(true))
             .collect();
         let summary = &trace.summary;
+        let transfer = Transfer::of(&summary.kind, input, output);
+        let explanation = match &transfer {
+            Some(transfer) => transfer.explain(&summary.kind, &summary.status, output),
+            None => explain(&summary.status, summary.exit_code, str_at(output, "message")),
+        };
         DetailPage {
             trace,
-            explanation: explain(&summary.status, summary.exit_code, str_at(output, "message")),
+            explanation,
             code: str_at(input, "code"),
             highlight: match summary.language.as_deref() {
                 Some("node") => "javascript",
@@ -230,6 +289,7 @@ impl<'a> DetailPage<'a> {
             flags,
             timeline: timeline(&trace.events, summary.duration_ms),
             duration: summary.duration_ms.map(human_duration),
+            transfer,
         }
     }
 
@@ -309,5 +369,34 @@ mod tests {
         assert!(OutputPane::of("stdout", &long).folded);
         assert!(!OutputPane::of("stdout", "hello\n").folded);
         assert!(OutputPane::of("stdout", &"x".repeat(FOLD_CHARS + 1)).folded);
+    }
+
+    #[test]
+    fn a_transfer_shows_its_client_and_files_instead_of_code() {
+        let input = json!({"client": "127.0.0.1:5555", "overwrite": false});
+        let output = json!({"files": [
+            {"name": "a-1.csv", "size": 2048, "sha256": "ab", "requested_name": "a.csv"},
+            {"name": "b.csv", "size": 3, "sha256": "cd"},
+        ]});
+        let transfer = Transfer::of("upload", &input, &output).unwrap();
+        assert_eq!(transfer.client, "127.0.0.1:5555");
+        assert_eq!(
+            transfer.files[0],
+            TransferFile {
+                name: "a-1.csv".into(),
+                size: "2 KiB".into(),
+                sha256: "ab".into(),
+                requested: "a.csv".into(),
+            }
+        );
+        assert_eq!(transfer.explain("upload", "success", &output).headline, "Uploaded 2 files.");
+        assert!(Transfer::of("execution", &input, &output).is_none());
+
+        let refused = json!({"error": {"code": "no_such_file", "message": "no file named \"x\" in uploads/"}});
+        let download = Transfer::of("download", &json!({"name": "x"}), &refused).unwrap();
+        assert_eq!(download.files[0].name, "x");
+        let explained = download.explain("download", "error", &refused);
+        assert_eq!(explained.headline, "Refused: nothing was sent.");
+        assert_eq!(explained.detail.as_deref(), Some("No file named \"x\" in uploads/."));
     }
 }

@@ -25,7 +25,7 @@ const STATUSES: &[&str] =
 const LANGUAGES: &[&str] = &["python", "node"];
 
 /// Every kind of trace recorded so far.
-const KINDS: &[&str] = &["execution"];
+const KINDS: &[&str] = &["execution", "upload", "download"];
 
 /// The list's query string, as clients send it. Empty values mean "any" (what a form sends).
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

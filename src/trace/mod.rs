@@ -14,7 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use store::{StoreError, TraceStore};
+pub use store::{FileRecord, StoreError, TraceStore};
 
 /// A trace id: a UUIDv7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

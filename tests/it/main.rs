@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod execute;
 mod export;
+mod files;
 mod hostile;
 mod isolation;
 mod lifecycle;

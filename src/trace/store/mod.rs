@@ -5,6 +5,7 @@
 //! committed, so a crash loses no finished trace. Reads use their own connection (WAL mode
 //! lets them run beside the writer).
 
+mod files;
 mod queries;
 mod writer;
 
@@ -17,11 +18,15 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TraceId, TracePage, now_us};
+pub use files::FileRecord;
 use writer::Write;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_traces.sql"), include_str!("migrations/0002_search_no.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_traces.sql"),
+    include_str!("migrations/0002_search_no.sql"),
+    include_str!("migrations/0003_files.sql"),
+];
 
 /// The trace store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +172,28 @@ impl TraceStore {
     /// How many traces the store holds.
     pub async fn count(&self) -> Result<u64, StoreError> {
         self.blocking(queries::count).await
+    }
+
+    /// Record (or replace) what is known about an uploaded file.
+    pub async fn put_file(&self, record: FileRecord) -> Result<(), StoreError> {
+        self.blocking(move |db| files::put(db, &record)).await
+    }
+
+    /// Forget an uploaded file that was deleted.
+    pub async fn remove_file(&self, name: &str) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |db| files::remove(db, &name)).await
+    }
+
+    /// What is recorded about the uploaded file `name`.
+    pub async fn file(&self, name: &str) -> Result<Option<FileRecord>, StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |db| files::get(db, &name)).await
+    }
+
+    /// Every uploaded file recorded, by name.
+    pub async fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
+        self.blocking(files::all).await
     }
 
     /// Stop the writer after it committed everything queued.

@@ -268,3 +268,24 @@ async fn search_survives_a_vacuum_that_renumbers_rowids() {
     let all = search_pages(&db, TraceFilter { text: Some("emu".into()), ..page(2) }, 1);
     assert_eq!(all, [vec![ids[5], ids[4]], vec![ids[3], ids[2]]]);
 }
+
+#[tokio::test]
+async fn file_records_are_kept_by_name_replaced_and_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let record = |name: &str, size| FileRecord {
+        name: name.into(),
+        size,
+        sha256: format!("{size:064x}"),
+        uploaded_at_us: now_us(),
+        trace_id: None,
+    };
+    store.put_file(record("b.csv", 2)).await.unwrap();
+    store.put_file(record("a.csv", 1)).await.unwrap();
+    store.put_file(record("b.csv", 3)).await.unwrap();
+    let names: Vec<(String, u64)> = store.files().await.unwrap().into_iter().map(|r| (r.name, r.size)).collect();
+    assert_eq!(names, [("a.csv".to_owned(), 1), ("b.csv".to_owned(), 3)]);
+    store.remove_file("a.csv").await.unwrap();
+    assert_eq!(store.files().await.unwrap().len(), 1);
+    store.close();
+}

@@ -1,0 +1,217 @@
+//! `POST /upload`, `GET /download/{name}`, `GET /files`, `DELETE /files/{name}`: multipart and
+//! HTTP in, the `files` module behind. Uploads and downloads are recorded as traces.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use actix_files::NamedFile;
+use actix_multipart::{Multipart, MultipartError};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, ErrorCode};
+use crate::files::{FileName, Files, StoredFile};
+use crate::services::Services;
+use crate::trace::TraceId;
+
+/// What multipart framing (boundaries, part headers) may add to the files of a request.
+const FRAMING_BYTES: u64 = 1024 * 1024;
+
+/// How to call `POST /upload` on this server, for every refusal of its shape.
+fn how(request: &HttpRequest) -> String {
+    let info = request.connection_info();
+    format!(
+        "send the files as multipart/form-data fields named `file`, e.g. curl -F file=@data.csv -F file=@more.csv {}://{}/upload",
+        info.scheme(),
+        info.host()
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// Replace a file of the same name instead of storing under a numbered name.
+    #[serde(default)]
+    overwrite: bool,
+}
+
+fn client(request: &HttpRequest) -> Value {
+    request.peer_addr().map(|addr| json!(addr.to_string())).unwrap_or(Value::Null)
+}
+
+fn failure(error: &ApiError) -> Value {
+    json!({"error": {"code": error.code().as_str(), "message": error.message()}})
+}
+
+/// `POST /upload`
+pub async fn upload(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    query: web::Query<UploadQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let overwrite = query.overwrite;
+    let trace = services.files.begin_trace("upload", json!({"client": client(&request), "overwrite": overwrite}));
+    let id = trace.id();
+    match receive(&services.files, &request, payload, overwrite, id).await {
+        Ok(stored) => {
+            trace.finish("success", json!({"files": stored})).await;
+            Ok(HttpResponse::Ok().json(json!({"files": stored, "trace_id": id})))
+        }
+        Err(error) => {
+            let error = error.with_trace(id);
+            trace.finish("error", failure(&error)).await;
+            Err(error)
+        }
+    }
+}
+
+async fn receive(
+    files: &Files,
+    request: &HttpRequest,
+    payload: web::Payload,
+    overwrite: bool,
+    trace_id: TraceId,
+) -> Result<Vec<StoredFile>, ApiError> {
+    let how = how(request);
+    let too_large = || ApiError::from(crate::files::FileError::UploadTooLarge { limit: files.max_request_bytes() });
+    let cap = files.max_request_bytes().saturating_add(FRAMING_BYTES);
+    let declared =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > cap) {
+        return Err(too_large());
+    }
+    // Count the raw body too, so framing without files cannot stream forever.
+    let read = Rc::new(Cell::new(0u64));
+    let counter = Rc::clone(&read);
+    let body = payload.map(move |chunk| {
+        let chunk = chunk?;
+        counter.set(counter.get() + chunk.len() as u64);
+        if counter.get() > cap { Err(PayloadError::Overflow) } else { Ok(chunk) }
+    });
+    let refused = |error: MultipartError| {
+        if read.get() > cap {
+            return too_large();
+        }
+        let detail = match error {
+            MultipartError::ContentTypeMissing
+            | MultipartError::ContentTypeParse
+            | MultipartError::ContentTypeIncompatible
+            | MultipartError::BoundaryMissing => "the body is not multipart/form-data".to_owned(),
+            other => format!("the multipart body is malformed or was cut short: {other}"),
+        };
+        ApiError::new(ErrorCode::InvalidUpload, format!("{detail}; {how}"))
+    };
+    let mut multipart = Multipart::new(request.headers(), body);
+    let mut upload = files.upload();
+    while let Some(field) = multipart.next().await {
+        let mut field = match field {
+            Ok(field) => field,
+            // An empty multipart body (a closing boundary alone) parses as cut short.
+            Err(MultipartError::Incomplete) if upload.is_empty() && read.get() <= cap => break,
+            Err(error) => return Err(refused(error)),
+        };
+        if field.name() != Some("file") {
+            let name = field.name().unwrap_or_default().to_owned();
+            return Err(ApiError::new(ErrorCode::InvalidUpload, format!("unexpected field {name:?}; {how}")));
+        }
+        let Some(name) = file_name(field.content_disposition()) else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidUpload,
+                format!("the field `file` carries no file name (a plain value, not a file); {how}"),
+            ));
+        };
+        upload.begin_file(FileName::parse(&name).map_err(crate::files::FileError::from)?).await?;
+        while let Some(chunk) = field.next().await {
+            upload.write(&chunk.map_err(refused)?).await?;
+        }
+    }
+    if upload.is_empty() {
+        return Err(ApiError::new(ErrorCode::InvalidUpload, format!("the request holds no file; {how}")));
+    }
+    Ok(upload.commit(overwrite, trace_id).await?)
+}
+
+/// The name a part gives its file: `filename*` (RFC 5987, any bytes) before `filename`.
+fn file_name(disposition: Option<&ContentDisposition>) -> Option<String> {
+    let disposition = disposition?;
+    if let Some(extended) = disposition.get_filename_ext() {
+        return Some(String::from_utf8_lossy(&extended.value).into_owned());
+    }
+    disposition.get_filename().map(str::to_owned)
+}
+
+fn parse_name(name: &str) -> Result<FileName, ApiError> {
+    FileName::parse(name).map_err(|e| crate::files::FileError::from(e).into())
+}
+
+/// `GET /download/{name}` (and HEAD): the bytes, with ranges, as an attachment.
+pub async fn download(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let is_get = request.method() == actix_web::http::Method::GET;
+    let mut trace = is_get.then(|| {
+        let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+        services
+            .files
+            .begin_trace("download", json!({"client": client(&request), "name": name.as_str(), "range": range}))
+    });
+    let served = serve(&services.files, &request, &name).await;
+    let Some(mut trace) = trace.take() else { return served.map(|(response, _)| response) };
+    let id = trace.id();
+    match served {
+        Ok((response, output)) => {
+            trace.record("served", json!({"status": response.status().as_u16()}));
+            trace.finish("success", output).await;
+            Ok(response)
+        }
+        Err(error) => {
+            let error = error.with_trace(id);
+            trace.finish("error", failure(&error)).await;
+            Err(error)
+        }
+    }
+}
+
+async fn serve(files: &Files, request: &HttpRequest, name: &str) -> Result<(HttpResponse, Value), ApiError> {
+    let name = parse_name(name)?;
+    let located = files.locate(&name).await?;
+    let path = located.path.clone();
+    let file = web::block(move || NamedFile::open(path))
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("opening {name} failed: {e}")))?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ApiError::from(crate::files::FileError::NoSuchFile(name.to_string())),
+            _ => ApiError::new(ErrorCode::Internal, format!("opening {name} failed: {e}")),
+        })?;
+    let mut parameters = vec![DispositionParam::Filename(name.to_string())];
+    if !name.as_str().is_ascii() {
+        parameters.push(DispositionParam::FilenameExt(ExtendedValue {
+            charset: Charset::Ext("UTF-8".into()),
+            language_tag: None,
+            value: name.as_str().as_bytes().to_vec(),
+        }));
+    }
+    let disposition = ContentDisposition { disposition: DispositionType::Attachment, parameters };
+    let response = file.set_content_disposition(disposition).into_response(request);
+    let output = json!({"name": name.as_str(), "size": located.size, "sha256": located.sha256});
+    Ok((response, output))
+}
+
+/// `GET /files`
+pub async fn list(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
+    let files = services.files.list().await?;
+    Ok(HttpResponse::Ok().json(json!({ "files": files })))
+}
+
+/// `DELETE /files/{name}`
+pub async fn delete(services: web::Data<Services>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    services.files.delete(&parse_name(&name)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,455 @@
+//! Uploaded files: the one module that touches `<data dir>/uploads/`.
+//!
+//! An upload is staged: each file streams into a hidden `.partial-<uuid>` in `uploads/` while
+//! its sha256 is computed, within the per-file and per-request limits. Only when every file of
+//! the request arrived whole are they moved to their names (a hard link never replaces a file,
+//! so a taken name is numbered instead; `overwrite` renames over it). A staged file that is not
+//! committed, because of a limit, a bad name or a client gone mid-upload, is removed when
+//! dropped. Every name in and out passes [`FileName`], so no path leaves `uploads/`.
+
+mod name;
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+pub use name::{FileName, MAX_NAME_BYTES, NameError};
+
+use crate::config::Config;
+use crate::trace::{EventLog, FileRecord, FinishedTrace, NewTrace, StoreError, TraceId, TraceStore, format_us, now_us};
+
+/// Prefix of the files being received; hidden, so no [`FileName`] can name one.
+const PARTIAL_PREFIX: &str = ".partial-";
+
+/// Most numbered alternatives tried for a taken name before giving up.
+const MAX_NUMBERED: u64 = 10_000;
+
+/// Something asked of the uploads directory that cannot be done.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("no file named {0:?} in uploads/; GET /files lists them")]
+    NoSuchFile(String),
+    #[error(
+        "the file {name:?} is over {limit} bytes, the largest upload_max_file_bytes (TRACEBOX_UPLOAD_MAX_FILE_BYTES) allows; nothing was stored"
+    )]
+    FileTooLarge { name: String, limit: u64 },
+    #[error(
+        "the files of this request are over {limit} bytes in total, the most upload_max_request_bytes (TRACEBOX_UPLOAD_MAX_REQUEST_BYTES) allows; nothing was stored, send them in several requests"
+    )]
+    UploadTooLarge { limit: u64 },
+    #[error("no free name like {0:?} in uploads/; delete some files or upload with ?overwrite=true")]
+    NoFreeName(String),
+    #[error("cannot {what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+    let path = path.to_owned();
+    move |source| FileError::Io { what, path, source }
+}
+
+/// The uploads directory and what is recorded about its files. Cheap to clone.
+#[derive(Clone)]
+pub struct Files {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    store: TraceStore,
+    boot_id: String,
+    max_file_bytes: u64,
+    max_request_bytes: u64,
+}
+
+/// A file as stored by an upload.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredFile {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The name asked for, when the file was stored under another (that one was taken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_name: Option<String>,
+}
+
+/// A file of the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub size: u64,
+    /// Null for a file put in `uploads/` by other means than an upload.
+    pub sha256: Option<String>,
+    pub uploaded_at: Option<String>,
+}
+
+/// A file ready to be served.
+#[derive(Debug)]
+pub struct Located {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: Option<String>,
+}
+
+impl Files {
+    /// The uploads directory of `config`, its records in `store`; traces are made as `boot_id`.
+    pub fn new(config: &Config, store: TraceStore, boot_id: &str) -> Files {
+        Files {
+            inner: Arc::new(Inner {
+                dir: config.uploads_dir(),
+                store,
+                boot_id: boot_id.to_owned(),
+                max_file_bytes: config.upload_max_file_bytes,
+                max_request_bytes: config.upload_max_request_bytes,
+            }),
+        }
+    }
+
+    /// The uploads directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The most bytes of files one request may carry.
+    pub fn max_request_bytes(&self) -> u64 {
+        self.inner.max_request_bytes
+    }
+
+    /// Make the directory, and remove the partial files an earlier start left when it died.
+    /// Only for the one server that holds the data directory. Returns how many were removed.
+    pub fn prepare(&self) -> Result<usize, FileError> {
+        let dir = self.dir();
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let mut removed = 0;
+        for entry in std::fs::read_dir(dir).map_err(io("list", dir))? {
+            let entry = entry.map_err(io("list", dir))?;
+            if entry.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX) {
+                std::fs::remove_file(entry.path()).map_err(io("remove", &entry.path()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Start receiving the files of one request.
+    pub fn upload(&self) -> Upload {
+        Upload { files: self.clone(), total: 0, staged: Vec::new() }
+    }
+
+    /// Where `name` is, when it is a file of `uploads/`.
+    pub async fn locate(&self, name: &FileName) -> Result<Located, FileError> {
+        let path = self.dir().join(name.as_str());
+        let size = match tokio::fs::symlink_metadata(&path).await {
+            Ok(meta) if meta.is_file() => meta.len(),
+            Ok(_) => return Err(FileError::NoSuchFile(name.to_string())),
+            Err(error) if error.kind() == ErrorKind::NotFound => return Err(FileError::NoSuchFile(name.to_string())),
+            Err(error) => return Err(io("read", &path)(error)),
+        };
+        let sha256 = self.inner.store.file(name.as_str()).await?.filter(|r| r.size == size).map(|r| r.sha256);
+        Ok(Located { path, size, sha256 })
+    }
+
+    /// Remove `name` and its record.
+    pub async fn delete(&self, name: &FileName) -> Result<(), FileError> {
+        let path = self.dir().join(name.as_str());
+        match tokio::fs::symlink_metadata(&path).await {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(FileError::NoSuchFile(name.to_string())),
+            Err(error) if error.kind() == ErrorKind::NotFound => return Err(FileError::NoSuchFile(name.to_string())),
+            Err(error) => return Err(io("read", &path)(error)),
+        }
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::NotFound => return Err(FileError::NoSuchFile(name.to_string())),
+            Err(error) => return Err(io("remove", &path)(error)),
+        }
+        self.inner.store.remove_file(name.as_str()).await?;
+        Ok(())
+    }
+
+    /// Every file of `uploads/`, by name, with its sha256 when an upload stored it.
+    pub async fn list(&self) -> Result<Vec<FileEntry>, FileError> {
+        let dir = self.dir();
+        let mut entries = match tokio::fs::read_dir(dir).await {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io("list", dir)(error)),
+        };
+        let records: HashMap<String, FileRecord> =
+            self.inner.store.files().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let mut files = Vec::new();
+        while let Some(entry) = entries.next_entry().await.map_err(io("list", dir))? {
+            let Some(name) = entry.file_name().to_str().and_then(|n| FileName::parse(n).ok()) else { continue };
+            let Ok(meta) = entry.metadata().await else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let record = records.get(name.as_str()).filter(|r| r.size == meta.len());
+            let modified = meta.modified().ok().map(|t| time::OffsetDateTime::from(t).unix_timestamp_nanos() / 1000);
+            files.push(FileEntry {
+                name: name.to_string(),
+                size: meta.len(),
+                sha256: record.map(|r| r.sha256.clone()),
+                uploaded_at: record.map(|r| r.uploaded_at_us).or(modified.map(|us| us as i64)).map(format_us),
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(files)
+    }
+
+    /// Record an upload or download as a trace, running until [`FileTrace::finish`].
+    pub fn begin_trace(&self, kind: &'static str, input: Value) -> FileTrace {
+        let log = EventLog::start();
+        let id = TraceId::new();
+        self.inner.store.begin(NewTrace {
+            id,
+            parent_id: None,
+            kind,
+            source: "http",
+            language: None,
+            boot_id: self.inner.boot_id.clone(),
+            started_at_us: log.started_at_us(),
+            input,
+        });
+        FileTrace { store: self.inner.store.clone(), id, log }
+    }
+}
+
+/// A trace of a file transfer, being recorded.
+pub struct FileTrace {
+    store: TraceStore,
+    id: TraceId,
+    log: EventLog,
+}
+
+impl FileTrace {
+    pub fn id(&self) -> TraceId {
+        self.id
+    }
+
+    /// Note a step.
+    pub fn record(&mut self, name: &str, detail: Value) {
+        self.log.record(name, detail);
+    }
+
+    /// Write how it ended (`success` or `error`); a failure to write is logged, not returned:
+    /// the transfer itself happened or not whatever the trace says.
+    pub async fn finish(self, status: &'static str, output: Value) {
+        let FileTrace { store, id, log } = self;
+        let ended_at_us = log.now_us();
+        let events = log.into_events();
+        let finished = FinishedTrace { id, status, ended_at_us, exit_code: None, output, events };
+        if let Err(error) = store.finish(finished).await {
+            tracing::error!(trace_id = %id, %error, "recording a file transfer's trace failed");
+        }
+    }
+}
+
+/// The files of one upload request, staged until [`Upload::commit`].
+pub struct Upload {
+    files: Files,
+    total: u64,
+    staged: Vec<Partial>,
+}
+
+/// One file being received into `.partial-<uuid>`; removed when dropped uncommitted.
+struct Partial {
+    requested: FileName,
+    path: PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+    kept: bool,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.kept
+            && let Err(error) = std::fs::remove_file(&self.path)
+            && error.kind() != ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), %error, "could not remove a partial upload");
+        }
+    }
+}
+
+impl Upload {
+    /// No file received yet.
+    pub fn is_empty(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Start receiving a file to be stored as `name`; [`Upload::write`] appends to it.
+    pub async fn begin_file(&mut self, name: FileName) -> Result<(), FileError> {
+        let dir = self.files.dir();
+        tokio::fs::create_dir_all(dir).await.map_err(io("create", dir))?;
+        let path = dir.join(format!("{PARTIAL_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(io("create", &path))?;
+        self.staged.push(Partial { requested: name, path, file, hasher: Sha256::new(), size: 0, kept: false });
+        Ok(())
+    }
+
+    /// Append `chunk` to the file begun last, within the limits.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), FileError> {
+        let (max_file, max_request) = (self.files.inner.max_file_bytes, self.files.inner.max_request_bytes);
+        let Some(partial) = self.staged.last_mut() else { return Ok(()) };
+        let len = chunk.len() as u64;
+        if partial.size + len > max_file {
+            return Err(FileError::FileTooLarge { name: partial.requested.to_string(), limit: max_file });
+        }
+        if self.total + len > max_request {
+            return Err(FileError::UploadTooLarge { limit: max_request });
+        }
+        partial.file.write_all(chunk).await.map_err(io("write", &partial.path))?;
+        partial.hasher.update(chunk);
+        partial.size += len;
+        self.total += len;
+        Ok(())
+    }
+
+    /// Move every received file to its name: the name asked for, or when that is taken (and
+    /// `overwrite` is false) the first free `name-1.ext`, `name-2.ext`…
+    pub async fn commit(mut self, overwrite: bool, trace_id: TraceId) -> Result<Vec<StoredFile>, FileError> {
+        for partial in &mut self.staged {
+            partial.file.flush().await.map_err(io("write", &partial.path))?;
+        }
+        let mut stored = Vec::new();
+        for mut partial in std::mem::take(&mut self.staged) {
+            let name = self.place(&partial, overwrite).await?;
+            partial.kept = true;
+            let sha256 = hex(&std::mem::take(&mut partial.hasher).finalize());
+            let record = FileRecord {
+                name: name.to_string(),
+                size: partial.size,
+                sha256: sha256.clone(),
+                uploaded_at_us: now_us(),
+                trace_id: Some(trace_id.to_string()),
+            };
+            self.files.inner.store.put_file(record).await?;
+            let requested_name = (name != partial.requested).then(|| partial.requested.to_string());
+            stored.push(StoredFile { name: name.to_string(), size: partial.size, sha256, requested_name });
+        }
+        Ok(stored)
+    }
+
+    /// Give `partial` its name, returning the one it got.
+    async fn place(&self, partial: &Partial, overwrite: bool) -> Result<FileName, FileError> {
+        let dir = self.files.dir();
+        if overwrite {
+            let target = dir.join(partial.requested.as_str());
+            tokio::fs::rename(&partial.path, &target).await.map_err(io("store", &target))?;
+            return Ok(partial.requested.clone());
+        }
+        for n in 0..=MAX_NUMBERED {
+            let name = if n == 0 { Some(partial.requested.clone()) } else { partial.requested.numbered(n) };
+            let Some(name) = name else { break };
+            let target = dir.join(name.as_str());
+            match tokio::fs::hard_link(&partial.path, &target).await {
+                Ok(()) => {
+                    tokio::fs::remove_file(&partial.path).await.map_err(io("remove", &partial.path))?;
+                    return Ok(name);
+                }
+                Err(error) if error.kind() == ErrorKind::AlreadyExists => continue,
+                Err(error) => return Err(io("store", &target)(error)),
+            }
+        }
+        Err(FileError::NoFreeName(partial.requested.to_string()))
+    }
+}
+
+/// Lower-case hex of a digest.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path, max_file: u64, max_request: u64) -> (Files, TraceStore) {
+        let store = TraceStore::open(&dir.join("traces")).unwrap();
+        let config = Config {
+            data_dir: dir.to_owned(),
+            upload_max_file_bytes: max_file,
+            upload_max_request_bytes: max_request,
+            ..Config::defaults()
+        };
+        (Files::new(&config, store.clone(), "boot-1"), store)
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    async fn upload(files: &Files, parts: &[(&str, &[u8])], overwrite: bool) -> Result<Vec<StoredFile>, FileError> {
+        let mut upload = files.upload();
+        for (name, bytes) in parts {
+            upload.begin_file(FileName::parse(name).unwrap()).await?;
+            upload.write(bytes).await?;
+        }
+        upload.commit(overwrite, TraceId::new()).await
+    }
+
+    #[tokio::test]
+    async fn a_taken_name_is_numbered_unless_overwrite_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, store) = files(dir.path(), 100, 100);
+        let first = upload(&files, &[("a.txt", b"one"), ("a.txt", b"two")], false).await.unwrap();
+        assert_eq!((first[0].name.as_str(), first[0].requested_name.as_deref()), ("a.txt", None));
+        assert_eq!((first[1].name.as_str(), first[1].requested_name.as_deref()), ("a-1.txt", Some("a.txt")));
+        let replaced = upload(&files, &[("a.txt", b"three")], true).await.unwrap();
+        assert_eq!(replaced[0].name, "a.txt");
+        assert_eq!(std::fs::read(files.dir().join("a.txt")).unwrap(), b"three");
+        assert_eq!(listing(files.dir()), ["a-1.txt", "a.txt"]);
+        let listed = files.list().await.unwrap();
+        assert_eq!(listed[1].sha256.as_deref(), Some(replaced[0].sha256.as_str()));
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_refused_upload_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, store) = files(dir.path(), 10, 15);
+        let error = upload(&files, &[("a.txt", b"12345678901")], false).await.unwrap_err();
+        assert!(matches!(error, FileError::FileTooLarge { limit: 10, .. }), "{error}");
+        let error = upload(&files, &[("a.txt", b"1234567890"), ("b.txt", b"123456")], false).await.unwrap_err();
+        assert!(matches!(error, FileError::UploadTooLarge { limit: 15 }), "{error}");
+        assert!(listing(files.dir()).is_empty(), "{:?}", listing(files.dir()));
+        upload(&files, &[("a.txt", b"1234567890"), ("b.txt", b"12345")], false).await.unwrap();
+        assert_eq!(listing(files.dir()), ["a.txt", "b.txt"]);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn stale_partials_are_swept_and_never_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, store) = files(dir.path(), 10, 10);
+        std::fs::create_dir_all(files.dir()).unwrap();
+        std::fs::write(files.dir().join(".partial-dead"), b"x").unwrap();
+        std::fs::write(files.dir().join("by-hand.txt"), b"xy").unwrap();
+        let listed = files.list().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].name.as_str(), listed[0].size, &listed[0].sha256), ("by-hand.txt", 2, &None));
+        assert_eq!(files.prepare().unwrap(), 1);
+        assert_eq!(listing(files.dir()), ["by-hand.txt"]);
+        store.close();
+    }
+}
