@@ -120,6 +120,17 @@ pub struct ExecutionRequest {
     pub env: BTreeMap<String, String>,
     pub limits: RunLimits,
     pub source: Source,
+    /// Uploaded files the program reads, mounted read-only under `/workspace/`.
+    pub files: Vec<InputFile>,
+}
+
+/// An uploaded file given to a run: `/workspace/<name>` in the container, read-only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputFile {
+    pub name: String,
+    /// Absolute path of the file on the engine's host.
+    pub host_path: std::path::PathBuf,
+    pub size: u64,
 }
 
 /// A program as a door received it, before it is checked against the server's limits.
@@ -164,7 +175,7 @@ impl Submission {
         let language = language.as_deref().map(str::parse).transpose()?.unwrap_or(Language::Python);
         let limits = config.run_limits(timeout_secs, memory_mb)?;
         check_env(&env)?;
-        Ok(ExecutionRequest { language, code, stdin, env, limits, source })
+        Ok(ExecutionRequest { language, code, stdin, env, limits, source, files: Vec::new() })
     }
 }
 

@@ -273,7 +273,7 @@ impl From<StoreError> for ApiError {
 impl From<FileError> for ApiError {
     fn from(error: FileError) -> ApiError {
         let code = match &error {
-            FileError::Name(_) => ErrorCode::InvalidFileName,
+            FileError::Name(_) | FileError::Inputs(_) => ErrorCode::InvalidFileName,
             FileError::NoSuchFile(_) => ErrorCode::NoSuchFile,
             FileError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
             FileError::UploadTooLarge { .. } => ErrorCode::UploadTooLarge,

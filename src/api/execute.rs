@@ -24,6 +24,8 @@ struct ExecuteBody {
     timeout: Option<f64>,
     memory_mb: Option<u64>,
     env: Option<BTreeMap<String, String>>,
+    /// Uploaded files to mount read-only under `/workspace/`.
+    files: Option<Vec<String>>,
 }
 
 /// The reply, as API.md defines it (plus `invalid_utf8`, `policy_hits` and `message`).
@@ -83,7 +85,7 @@ impl TryFrom<ExecuteBody> for Submission {
     type Error = ApiError;
 
     fn try_from(body: ExecuteBody) -> Result<Submission, ApiError> {
-        let ExecuteBody { code, language, stdin, timeout, memory_mb, env } = body;
+        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files: _ } = body;
         let code = code.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::MissingCode,
@@ -108,8 +110,10 @@ pub async fn execute(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let config = services.runner.config();
-    let body: ExecuteBody = read_json(&request, payload, request_limit(config)).await?;
-    let request = Submission::try_from(body)?.check(config, Source::Http)?;
+    let mut body: ExecuteBody = read_json(&request, payload, request_limit(config)).await?;
+    let files = body.files.take().unwrap_or_default();
+    let mut request = Submission::try_from(body)?.check(config, Source::Http)?;
+    request.files = services.files.inputs(&files).await?;
     let execution = services.runner.execute(request).await?;
     if execution.status == Status::Blocked {
         return Err(ApiError::blocked(&execution));

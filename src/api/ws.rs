@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::error::{ApiError, ErrorCode};
 use crate::config::Config;
 use crate::execution::{Execution, RunEvent, Source, Status, Submission};
+use crate::files::Files;
 use crate::runner::{LiveRun, RunControl, Runner, StdinError};
 use crate::services::Services;
 use crate::trace::TraceId;
@@ -59,7 +60,7 @@ pub async fn upgrade(
     })?;
     let hard_limit = config.ws_max_message_bytes.saturating_mul(HARD_LIMIT_FACTOR);
     let stream = stream.max_frame_size(hard_limit).aggregate_continuations().max_continuation_size(hard_limit);
-    let socket = Socket::new(services.runner.clone(), session);
+    let socket = Socket::new(services.runner.clone(), services.files.clone(), session);
     tracing::info!(peer = ?request.peer_addr(), "websocket opened");
     actix_web::rt::spawn(socket.serve(stream));
     Ok(response)
@@ -111,6 +112,7 @@ struct Outgoing {
 /// One socket's state.
 struct Socket {
     runner: Runner,
+    files: Files,
     session: Session,
     /// The runs going on this socket, by the client's id.
     runs: HashMap<String, RunControl>,
@@ -129,9 +131,9 @@ enum Closing {
 }
 
 impl Socket {
-    fn new(runner: Runner, session: Session) -> Socket {
+    fn new(runner: Runner, files: Files, session: Session) -> Socket {
         let (frames_tx, frames) = mpsc::channel(FRAME_QUEUE);
-        Socket { runner, session, runs: HashMap::new(), frames_tx, frames }
+        Socket { runner, files, session, runs: HashMap::new(), frames_tx, frames }
     }
 
     async fn serve(mut self, mut stream: AggregatedMessageStream) {
@@ -214,7 +216,7 @@ impl Socket {
     async fn receive(&mut self, message: AggregatedMessage, patience: std::time::Duration) -> Option<Closing> {
         match message {
             AggregatedMessage::Text(text) => {
-                if let Err(refusal) = self.dispatch(text.as_bytes()) {
+                if let Err(refusal) = self.dispatch(text.as_bytes()).await {
                     return self.send(&self.refusal_frame(refusal), patience).await;
                 }
             }
@@ -234,7 +236,7 @@ impl Socket {
         None
     }
 
-    fn dispatch(&mut self, text: &[u8]) -> Result<(), Refusal> {
+    async fn dispatch(&mut self, text: &[u8]) -> Result<(), Refusal> {
         let limit = self.runner.config().ws_max_message_bytes;
         if text.len() > limit {
             return Err(Refusal::anonymous(ApiError::new(
@@ -251,7 +253,7 @@ impl Socket {
         let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
         let refuse = |error: ApiError| Refusal { id: id.clone(), error };
         match object.get("type").and_then(Value::as_str) {
-            Some("execute") => self.execute(parse(message.clone()).map_err(refuse)?).map_err(refuse),
+            Some("execute") => self.execute(parse(message.clone()).map_err(refuse)?).await.map_err(refuse),
             Some("stdin") => self.stdin(parse(message.clone()).map_err(refuse)?).map_err(refuse),
             Some("kill") => self.kill(parse(message.clone()).map_err(refuse)?).map_err(refuse),
             Some(other) => Err(refuse(invalid_message(&format!(
@@ -261,7 +263,7 @@ impl Socket {
         }
     }
 
-    fn execute(&mut self, message: ExecuteMessage) -> Result<(), ApiError> {
+    async fn execute(&mut self, message: ExecuteMessage) -> Result<(), ApiError> {
         let config = self.runner.config();
         check_id(&message.id)?;
         if self.runs.contains_key(&message.id) {
@@ -279,7 +281,7 @@ impl Socket {
                 ),
             ));
         }
-        let ExecuteMessage { id, code, language, stdin, timeout, memory_mb, env, stdin_open, .. } = message;
+        let ExecuteMessage { id, code, language, stdin, timeout, memory_mb, env, files, stdin_open, .. } = message;
         let code = code.ok_or_else(|| ApiError::new(ErrorCode::MissingCode, "`code` is required"))?;
         let submission = Submission {
             code,
@@ -289,7 +291,8 @@ impl Socket {
             timeout_secs: timeout,
             memory_mb,
         };
-        let request = submission.check(config, Source::WebSocket)?;
+        let mut request = submission.check(config, Source::WebSocket)?;
+        request.files = self.files.inputs(&files.unwrap_or_default()).await?;
         let LiveRun { trace_id, events, control, outcome } = self.runner.start(request, stdin_open.unwrap_or(true));
         tracing::debug!(run = %id, %trace_id, "websocket run started");
         self.runs.insert(id.clone(), control);
@@ -456,6 +459,7 @@ struct ExecuteMessage {
     timeout: Option<f64>,
     memory_mb: Option<u64>,
     env: Option<BTreeMap<String, String>>,
+    files: Option<Vec<String>>,
     stdin_open: Option<bool>,
 }
 

@@ -22,10 +22,18 @@ use tokio::io::AsyncWriteExt;
 pub use name::{FileName, MAX_NAME_BYTES, NameError};
 
 use crate::config::Config;
+use crate::execution::InputFile;
 use crate::trace::{EventLog, FileRecord, FinishedTrace, NewTrace, StoreError, TraceId, TraceStore, format_us, now_us};
 
 /// Prefix of the files being received; hidden, so no [`FileName`] can name one.
 const PARTIAL_PREFIX: &str = ".partial-";
+
+/// Most uploaded files one run may be given.
+pub const MAX_INPUT_FILES: usize = 100;
+
+/// Names in `/workspace/` the runners write the program to, or the run's own output directory:
+/// an input file there would shadow them.
+const RESERVED_INPUTS: &[&str] = &["main.py", "main.js", "main.mjs", "out"];
 
 /// Most numbered alternatives tried for a taken name before giving up.
 const MAX_NUMBERED: u64 = 10_000;
@@ -47,6 +55,9 @@ pub enum FileError {
     UploadTooLarge { limit: u64 },
     #[error("no free name like {0:?} in uploads/; delete some files or upload with ?overwrite=true")]
     NoFreeName(String),
+    /// A run's `files` that cannot be given to it (too many, repeated, a reserved name).
+    #[error("`files`: {0}")]
+    Inputs(String),
     #[error("cannot {what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -157,6 +168,35 @@ impl Files {
         };
         let sha256 = self.inner.store.file(name.as_str()).await?.filter(|r| r.size == size).map(|r| r.sha256);
         Ok(Located { path, size, sha256 })
+    }
+
+    /// The uploaded files `names` as a run's inputs: each must exist, once, and not take a
+    /// name the run needs for itself. Refusals name the file.
+    pub async fn inputs(&self, names: &[String]) -> Result<Vec<InputFile>, FileError> {
+        if names.len() > MAX_INPUT_FILES {
+            return Err(FileError::Inputs(format!(
+                "{} files; a run may be given at most {MAX_INPUT_FILES}",
+                names.len()
+            )));
+        }
+        let mut inputs: Vec<InputFile> = Vec::with_capacity(names.len());
+        for name in names {
+            let name = FileName::parse(name)?;
+            if RESERVED_INPUTS.contains(&name.as_str()) {
+                return Err(FileError::Inputs(format!(
+                    "{:?} is where the program itself goes in /workspace/; upload the file under another name",
+                    name.as_str()
+                )));
+            }
+            if inputs.iter().any(|input| input.name == name.as_str()) {
+                return Err(FileError::Inputs(format!("{:?} is listed twice", name.as_str())));
+            }
+            let located = self.locate(&name).await?;
+            // Docker binds by absolute path, wherever the data directory was given from.
+            let host_path = tokio::fs::canonicalize(&located.path).await.map_err(io("resolve", &located.path))?;
+            inputs.push(InputFile { name: name.as_str().to_owned(), host_path, size: located.size });
+        }
+        Ok(inputs)
     }
 
     /// Remove `name` and its record.

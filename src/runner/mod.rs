@@ -252,6 +252,7 @@ impl Runner {
             stdin: &request.stdin,
             env: &request.env,
             limits: &request.limits,
+            files: &request.files,
         };
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let (started_tx, started) = oneshot::channel();
@@ -340,6 +341,7 @@ impl Runner {
             "code": policy.redact(&request.code),
             "stdin": policy.redact(&request.stdin),
             "env_names": request.env.keys().collect::<Vec<_>>(),
+            "files": request.files.iter().map(|f| json!({ "name": f.name, "size": f.size })).collect::<Vec<_>>(),
             "limits": request.limits,
             "policy_hits": hits,
         })
@@ -524,6 +526,7 @@ mod tests {
             env: Default::default(),
             limits: Config::defaults().run_limits(Some(2.0), Some(64)).unwrap(),
             source: crate::execution::Source::Cli,
+            files: Vec::new(),
         }
     }
 

@@ -5,10 +5,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
+    MountType, ResourcesUlimits,
+};
 
 use crate::config::Config;
-use crate::execution::{Language, RunLimits};
+use crate::execution::{InputFile, Language, RunLimits};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -55,6 +58,7 @@ pub struct ContainerJob<'a> {
     pub language: Language,
     pub env: &'a BTreeMap<String, String>,
     pub limits: &'a RunLimits,
+    pub files: &'a [InputFile],
 }
 
 /// How long after its timeout a container kills itself, should tracebox not be there to do it
@@ -97,12 +101,12 @@ pub fn container_body(settings: &ContainerSettings, job: &ContainerJob) -> Conta
             (LABEL_BOOT.to_owned(), settings.boot_id.clone()),
             (LABEL_TRACE.to_owned(), job.trace_id.to_owned()),
         ])),
-        host_config: Some(host_config(settings, job.limits)),
+        host_config: Some(host_config(settings, job.limits, job.files)),
         ..ContainerCreateBody::default()
     }
 }
 
-fn host_config(settings: &ContainerSettings, limits: &RunLimits) -> HostConfig {
+fn host_config(settings: &ContainerSettings, limits: &RunLimits, files: &[InputFile]) -> HostConfig {
     let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);
     let ulimit = |name: &str, value: u64| {
         let value = i64::try_from(value).unwrap_or(i64::MAX);
@@ -137,10 +141,27 @@ fn host_config(settings: &ContainerSettings, limits: &RunLimits) -> HostConfig {
         ]),
         // Output reaches tracebox through the attach stream only; nothing is logged to disk.
         log_config: Some(HostConfigLogConfig { typ: Some("none".to_owned()), config: None }),
-        // Nothing of the host is mounted, and the container is never restarted.
+        // Nothing of the host is mounted but the files the request names, each read-only, and
+        // the container is never restarted.
         binds: Some(Vec::new()),
+        mounts: (!files.is_empty()).then(|| files.iter().map(input_mount).collect()),
         auto_remove: Some(false),
         ..HostConfig::default()
+    }
+}
+
+/// One input file at `/workspace/<name>`, read-only, not shared with other mounts.
+fn input_mount(file: &InputFile) -> Mount {
+    Mount {
+        target: Some(format!("/workspace/{}", file.name)),
+        source: Some(file.host_path.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        bind_options: Some(MountBindOptions {
+            propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+            ..MountBindOptions::default()
+        }),
+        ..Mount::default()
     }
 }
 
@@ -150,6 +171,10 @@ mod tests {
     use std::time::Duration;
 
     fn body() -> ContainerCreateBody {
+        body_with(&[])
+    }
+
+    fn body_with(files: &[InputFile]) -> ContainerCreateBody {
         let settings = ContainerSettings {
             image: "tracebox-sandbox:test".into(),
             nofile: 256,
@@ -167,7 +192,7 @@ mod tests {
             output_bytes: MIB,
         };
         let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
-        let job = ContainerJob { trace_id: "trace-1", language: Language::Python, env: &env, limits: &limits };
+        let job = ContainerJob { trace_id: "trace-1", language: Language::Python, env: &env, limits: &limits, files };
         container_body(&settings, &job)
     }
 
@@ -207,6 +232,18 @@ mod tests {
         assert_eq!(host.binds, Some(Vec::new()));
         assert_eq!(host.mounts, None);
         assert_eq!(host.volumes_from, None);
+    }
+
+    #[test]
+    fn input_files_are_the_only_mounts_each_read_only_in_the_workspace() {
+        let file = InputFile { name: "data.csv".into(), host_path: "/srv/uploads/data.csv".into(), size: 3 };
+        let host = body_with(&[file]).host_config.unwrap();
+        let mounts = host.mounts.unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].target.as_deref(), Some("/workspace/data.csv"));
+        assert_eq!(mounts[0].source.as_deref(), Some("/srv/uploads/data.csv"));
+        assert_eq!(mounts[0].read_only, Some(true));
+        assert_eq!(host.binds, Some(Vec::new()));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::execution::{Language, RunLimits};
+use crate::execution::{InputFile, Language, RunLimits};
 use crate::trace::{EventLog, TraceId};
 
 pub use image::ImageStatus;
@@ -74,6 +74,8 @@ pub struct RunSpec<'a> {
     pub stdin: &'a str,
     pub env: &'a std::collections::BTreeMap<String, String>,
     pub limits: &'a RunLimits,
+    /// Mounted read-only under `/workspace/`.
+    pub files: &'a [InputFile],
 }
 
 /// What `/health` reports of the engine and image.
@@ -134,7 +136,13 @@ impl Sandbox {
     /// its steps in `log`.
     pub async fn run(&self, spec: RunSpec<'_>, io: RunIo, log: &mut EventLog) -> Result<RawOutcome, SandboxError> {
         let trace_id = spec.trace_id.to_string();
-        let job = ContainerJob { trace_id: &trace_id, language: spec.language, env: spec.env, limits: spec.limits };
+        let job = ContainerJob {
+            trace_id: &trace_id,
+            language: spec.language,
+            env: spec.env,
+            limits: spec.limits,
+            files: spec.files,
+        };
         let input = run::frame(spec.code, spec.stdin);
         run::run_in_fresh_container(&self.engine, &self.settings, &job, input, io, log).await
     }

@@ -323,3 +323,70 @@ async fn uploads_and_downloads_are_traces() {
         (Some(4), &Value::from(sha256(b"1,2\n")))
     );
 }
+
+#[tokio::test]
+async fn a_run_reads_the_files_it_names_and_cannot_change_them() {
+    let server = TestServer::spawn().await;
+    let (status, _) = upload(&server, "", &[("data.csv", b"a,b\n1,2\n3,4\n"), ("notes.txt", b"hello")]).await;
+    assert_eq!(status, 200);
+    let code = r#"
+import csv, os
+rows = list(csv.reader(open('/workspace/data.csv')))
+print(len(rows), rows[-1])
+print(open('notes.txt').read())
+for attempt in (lambda: open('data.csv', 'a').write('x'), lambda: os.remove('data.csv'), lambda: os.rename('notes.txt', 'n2')):
+    try:
+        attempt()
+        print('changed!')
+    except OSError as error:
+        print('refused:', error.strerror)
+print(open('data.csv').read() == 'a,b\n1,2\n3,4\n')
+"#;
+    let (status, reply) = server.execute(serde_json::json!({"code": code, "files": ["data.csv", "notes.txt"]})).await;
+    assert_eq!(status, 200, "{reply}");
+    let stdout = reply["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("3 ['3', '4']\nhello\n"), "{stdout}");
+    assert_eq!(stdout.matches("refused:").count(), 3, "every change is refused: {stdout}");
+    assert!(!stdout.contains("changed!") && stdout.ends_with("True\n"), "{stdout}");
+    let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
+    assert_eq!(trace["input"]["files"][0]["name"], "data.csv", "the trace names the files given");
+
+    // A run given no files sees none of them.
+    let reply = server.run("python", "import os; print(sorted(os.listdir('/workspace')))").await;
+    assert_eq!(reply["stdout"], "['main.py']\n");
+}
+
+#[tokio::test]
+async fn files_a_run_cannot_have_are_refused_naming_them() {
+    let server = TestServer::spawn().await;
+    upload(&server, "", &[("main.py", b"print('shadow')"), ("ok.txt", b"1")]).await;
+    let refused = |files: Value| {
+        let server = &server;
+        async move { server.execute(serde_json::json!({"code": "print(1)", "files": files})).await }
+    };
+    let (status, reply) = refused(serde_json::json!(["ok.txt", "missing.csv"])).await;
+    assert_eq!(status, 404);
+    assert_error(&reply, "no_such_file", "missing.csv");
+    let (status, reply) = refused(serde_json::json!(["main.py"])).await;
+    assert_eq!(status, 400);
+    assert_error(&reply, "invalid_file_name", "main.py");
+    let (status, reply) = refused(serde_json::json!(["ok.txt", "ok.txt"])).await;
+    assert_eq!(status, 400);
+    assert_error(&reply, "invalid_file_name", "twice");
+    let (status, reply) = refused(serde_json::json!(["../traces/traces.db"])).await;
+    assert_eq!(status, 400);
+    assert_error(&reply, "invalid_file_name", "");
+    let too_many: Vec<String> = (0..101).map(|n| format!("f{n}")).collect();
+    let (status, reply) = refused(serde_json::json!(too_many)).await;
+    assert_eq!(status, 400);
+    assert_error(&reply, "invalid_file_name", "at most 100");
+
+    // Exactly at the limit, all of them are there.
+    let names: Vec<String> = (0..100).map(|n| format!("f{n}")).collect();
+    let contents: Vec<(&str, &[u8])> = names.iter().map(|name| (name.as_str(), b"x".as_slice())).collect();
+    assert_eq!(upload(&server, "", &contents).await.0, 200);
+    let code = "import os; print(len([f for f in os.listdir('.') if f.startswith('f')]))";
+    let (status, reply) = server.execute(serde_json::json!({"code": code, "files": names})).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["stdout"], "100\n");
+}
