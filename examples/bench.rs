@@ -5,6 +5,8 @@
 //!     scripts/bench.sh            (starts a release server, runs this, stops it)
 //!     cargo run --release --example bench -- --server http://127.0.0.1:5000 --runs 30
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,10 +33,7 @@ struct Figures {
 
 impl Figures {
     fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.samples.clone();
-        sorted.sort();
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[index].as_secs_f64() * 1000.0
+        common::percentile_ms(&self.samples, p)
     }
 }
 

@@ -6,6 +6,8 @@
 //!     scripts/trace-bench.sh                 (builds in release, runs this)
 //!     cargo run --release --example trace_bench -- --traces 100000 --runs 50
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -440,10 +442,7 @@ struct Figures {
 
 impl Figures {
     fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.samples.clone();
-        sorted.sort();
-        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted[index].as_secs_f64() * 1000.0
+        common::percentile_ms(&self.samples, p)
     }
 }
 

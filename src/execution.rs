@@ -288,6 +288,14 @@ pub enum RunEvent {
     Output { stream: OutputStream, text: String },
 }
 
+impl Execution {
+    /// The rules that refused the code (only blocking rules, not warnings).
+    pub fn blocking_rules(&self) -> Vec<&str> {
+        let blocking = self.policy_hits.iter().filter(|hit| hit.action == crate::policy::Action::Block);
+        blocking.map(|hit| hit.rule.as_str()).collect()
+    }
+}
+
 /// Serialise a `Duration` as (fractional) seconds, the unit users write limits in.
 mod duration_secs {
     use serde::Serializer;

@@ -175,12 +175,7 @@ impl ApiError {
 
     /// 403 for code the policy refused; the body carries the trace and the matched rules.
     pub fn blocked(execution: &Execution) -> ApiError {
-        let rules: Vec<&str> = execution
-            .policy_hits
-            .iter()
-            .filter(|hit| hit.action == crate::policy::Action::Block)
-            .map(|hit| hit.rule.as_str())
-            .collect();
+        let rules = execution.blocking_rules();
         let mut error = ApiError::new(ErrorCode::BlockedByPolicy, execution.message.clone().unwrap_or_default());
         error.trace_id = Some(execution.trace_id);
         error.extra.insert("status".into(), json!(execution.status));

@@ -8,16 +8,16 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ErrorCode};
 use super::read_json;
 use crate::config::Config;
-use crate::execution::{Execution, Source, Status, Submission};
+use crate::execution::{Execution, ExecutionRequest, Source, Status, Submission};
 use crate::policy::{PolicyHit, Redaction};
 use crate::services::Services;
 use crate::trace::TraceId;
 
-/// The request body, as clients send it. Unknown fields are refused, so a misspelt limit is
-/// an error rather than silently ignored.
+/// The request body, as clients send it; a WebSocket `execute` carries the same fields. Unknown
+/// fields are refused, so a misspelt limit is an error rather than silently ignored.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExecuteBody {
+pub(super) struct ExecuteBody {
     code: Option<String>,
     language: Option<String>,
     stdin: Option<String>,
@@ -103,6 +103,20 @@ impl TryFrom<ExecuteBody> for Submission {
     }
 }
 
+impl ExecuteBody {
+    /// The checked request, its input files found in `uploads/`: what both doors hand the pipeline.
+    pub(super) async fn into_request(
+        mut self,
+        services: &Services,
+        source: Source,
+    ) -> Result<ExecutionRequest, ApiError> {
+        let files = self.files.take().unwrap_or_default();
+        let mut request = Submission::try_from(self)?.check(services.runner.config(), source)?;
+        request.files = services.files.inputs(&files).await?;
+        Ok(request)
+    }
+}
+
 /// `POST /execute`
 pub async fn execute(
     services: web::Data<Services>,
@@ -110,10 +124,8 @@ pub async fn execute(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let config = services.runner.config();
-    let mut body: ExecuteBody = read_json(&request, payload, request_limit(config)).await?;
-    let files = body.files.take().unwrap_or_default();
-    let mut request = Submission::try_from(body)?.check(config, Source::Http)?;
-    request.files = services.files.inputs(&files).await?;
+    let body: ExecuteBody = read_json(&request, payload, request_limit(config)).await?;
+    let request = body.into_request(&services, Source::Http).await?;
     let execution = services.runner.execute(request).await?;
     if execution.status == Status::Blocked {
         return Err(ApiError::blocked(&execution));

@@ -4,7 +4,7 @@
 //! client messages, writes server frames, and pings; each run has a small task that turns its
 //! events into frames. When the socket goes (closed, dropped, silent), its runs are killed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -16,10 +16,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::error::{ApiError, ErrorCode};
+use super::execute::ExecuteBody;
 use crate::config::Config;
-use crate::execution::{Execution, RunEvent, Source, Status, Submission};
-use crate::files::Files;
-use crate::runner::{LiveRun, RunControl, Runner, StdinError};
+use crate::execution::{Execution, RunEvent, Source, Status};
+use crate::runner::{LiveRun, RunControl, StdinError};
 use crate::services::Services;
 use crate::trace::TraceId;
 
@@ -60,7 +60,7 @@ pub async fn upgrade(
     })?;
     let hard_limit = config.ws_max_message_bytes.saturating_mul(HARD_LIMIT_FACTOR);
     let stream = stream.max_frame_size(hard_limit).aggregate_continuations().max_continuation_size(hard_limit);
-    let socket = Socket::new(services.runner.clone(), services.files.clone(), session);
+    let socket = Socket::new(services.clone(), session);
     tracing::info!(peer = ?request.peer_addr(), "websocket opened");
     actix_web::rt::spawn(socket.serve(stream));
     Ok(response)
@@ -111,8 +111,7 @@ struct Outgoing {
 
 /// One socket's state.
 struct Socket {
-    runner: Runner,
-    files: Files,
+    services: web::Data<Services>,
     session: Session,
     /// The runs going on this socket, by the client's id.
     runs: HashMap<String, RunControl>,
@@ -131,13 +130,13 @@ enum Closing {
 }
 
 impl Socket {
-    fn new(runner: Runner, files: Files, session: Session) -> Socket {
+    fn new(services: web::Data<Services>, session: Session) -> Socket {
         let (frames_tx, frames) = mpsc::channel(FRAME_QUEUE);
-        Socket { runner, files, session, runs: HashMap::new(), frames_tx, frames }
+        Socket { services, session, runs: HashMap::new(), frames_tx, frames }
     }
 
     async fn serve(mut self, mut stream: AggregatedMessageStream) {
-        let interval = self.runner.config().ws_ping_interval();
+        let interval = self.services.runner.config().ws_ping_interval();
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         let mut heard = Instant::now();
         let patience = interval * MISSED_PINGS;
@@ -237,7 +236,7 @@ impl Socket {
     }
 
     async fn dispatch(&mut self, text: &[u8]) -> Result<(), Refusal> {
-        let limit = self.runner.config().ws_max_message_bytes;
+        let limit = self.services.runner.config().ws_max_message_bytes;
         if text.len() > limit {
             return Err(Refusal::anonymous(ApiError::new(
                 ErrorCode::MessageTooLarge,
@@ -253,7 +252,7 @@ impl Socket {
         let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
         let refuse = |error: ApiError| Refusal { id: id.clone(), error };
         match object.get("type").and_then(Value::as_str) {
-            Some("execute") => self.execute(parse(message.clone()).map_err(refuse)?).await.map_err(refuse),
+            Some("execute") => self.execute(execute_message(object.clone()).map_err(refuse)?).await.map_err(refuse),
             Some("stdin") => self.stdin(parse(message.clone()).map_err(refuse)?).map_err(refuse),
             Some("kill") => self.kill(parse(message.clone()).map_err(refuse)?).map_err(refuse),
             Some(other) => Err(refuse(invalid_message(&format!(
@@ -264,7 +263,7 @@ impl Socket {
     }
 
     async fn execute(&mut self, message: ExecuteMessage) -> Result<(), ApiError> {
-        let config = self.runner.config();
+        let config = self.services.runner.config();
         check_id(&message.id)?;
         if self.runs.contains_key(&message.id) {
             return Err(ApiError::new(
@@ -281,19 +280,10 @@ impl Socket {
                 ),
             ));
         }
-        let ExecuteMessage { id, code, language, stdin, timeout, memory_mb, env, files, stdin_open, .. } = message;
-        let code = code.ok_or_else(|| ApiError::new(ErrorCode::MissingCode, "`code` is required"))?;
-        let submission = Submission {
-            code,
-            language,
-            stdin: stdin.unwrap_or_default(),
-            env: env.unwrap_or_default(),
-            timeout_secs: timeout,
-            memory_mb,
-        };
-        let mut request = submission.check(config, Source::WebSocket)?;
-        request.files = self.files.inputs(&files.unwrap_or_default()).await?;
-        let LiveRun { trace_id, events, control, outcome } = self.runner.start(request, stdin_open.unwrap_or(true));
+        let ExecuteMessage { id, stdin_open, body } = message;
+        let request = body.into_request(&self.services, Source::WebSocket).await?;
+        let LiveRun { trace_id, events, control, outcome } =
+            self.services.runner.start(request, stdin_open.unwrap_or(true));
         tracing::debug!(run = %id, %trace_id, "websocket run started");
         self.runs.insert(id.clone(), control);
         actix_web::rt::spawn(forward(id, trace_id, events, outcome, self.frames_tx.clone()));
@@ -372,11 +362,9 @@ async fn forward(
     }
     let last = match outcome.await {
         Ok(Ok(execution)) if execution.status == Status::Blocked => {
-            let blocking = execution.policy_hits.iter().filter(|hit| hit.action == crate::policy::Action::Block);
-            let rules: Vec<&str> = blocking.map(|hit| hit.rule.as_str()).collect();
             json!({
                 "type": "blocked", "id": id, "trace_id": execution.trace_id,
-                "rules": rules, "message": execution.message, "policy_hits": execution.policy_hits,
+                "rules": execution.blocking_rules(), "message": execution.message, "policy_hits": execution.policy_hits,
             })
         }
         Ok(Ok(execution)) => exit_frame(&id, &execution),
@@ -447,20 +435,26 @@ fn parse<T: DeserializeOwned>(message: Value) -> Result<T, ApiError> {
 
 /// `{"type": "execute", "id", "code", …}`: the `/execute` body plus the run's id, and
 /// `stdin_open` (default true: more stdin may follow in `stdin` messages until one says `eof`).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ExecuteMessage {
-    #[serde(rename = "type")]
-    _type: String,
     id: String,
-    code: Option<String>,
-    language: Option<String>,
-    stdin: Option<String>,
-    timeout: Option<f64>,
-    memory_mb: Option<u64>,
-    env: Option<BTreeMap<String, String>>,
-    files: Option<Vec<String>>,
     stdin_open: Option<bool>,
+    body: ExecuteBody,
+}
+
+/// Split an `execute` message into its own fields and the `/execute` body, naming the field
+/// at fault.
+fn execute_message(mut object: serde_json::Map<String, Value>) -> Result<ExecuteMessage, ApiError> {
+    object.remove("type");
+    let id =
+        field(&mut object, "id")?.ok_or_else(|| invalid_message("`id` is required: the client's name for the run"))?;
+    let stdin_open = field(&mut object, "stdin_open")?;
+    Ok(ExecuteMessage { id, stdin_open, body: parse(Value::Object(object))? })
+}
+
+/// Take `key` out of `object`, decoded.
+fn field<T: DeserializeOwned>(object: &mut serde_json::Map<String, Value>, key: &str) -> Result<Option<T>, ApiError> {
+    let decode = |value| serde_json::from_value(value).map_err(|e| invalid_message(&format!("`{key}`: {e}")));
+    object.remove(key).map(decode).transpose()
 }
 
 /// `{"type": "stdin", "id", "data", "eof"}`: more input; `eof: true` closes stdin after it.
