@@ -1,4 +1,4 @@
-// tracebox's Node runner: the container's only process besides init.
+// tracebox's Node runner, started by the supervisor (supervise.sh) in the container.
 //
 // Reads one program from stdin, framed as `TRACEBOX1 <length>\n<code bytes>`, then runs it as
 // the main CommonJS module `/workspace/main.js`. Everything after the code on stdin is the

@@ -1,4 +1,4 @@
-"""tracebox's Python runner: the container's only process besides init.
+"""tracebox's Python runner, started by the supervisor (supervise.sh) in the container.
 
 Reads one program from stdin, framed as `TRACEBOX1 <length>\n<code bytes>`, then runs it as
 `__main__`. Everything after the code on stdin is the program's own stdin, and stdout/stderr

@@ -138,6 +138,15 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_UPLOAD_MAX_REQUEST_BYTES", default_value_t = 256 * MIB)]
     pub upload_max_request_bytes: u64,
 
+    /// Most files a run's `/workspace/out/` returns as artifacts; further files are left out
+    /// (the reply names them)
+    #[arg(long, env = "TRACEBOX_ARTIFACTS_MAX_FILES", default_value_t = 100)]
+    pub artifacts_max_files: usize,
+
+    /// Most bytes a run's artifacts may hold in all; a file that would pass it is left out
+    #[arg(long, env = "TRACEBOX_ARTIFACTS_MAX_BYTES", default_value_t = 64 * MIB)]
+    pub artifacts_max_bytes: u64,
+
     /// Log format: text (for people) or json (for log collectors)
     #[arg(long, env = "TRACEBOX_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -297,6 +306,16 @@ impl Config {
             "upload_max_request_bytes",
             format!("must be between 1 and {MAX_UPLOAD_BYTES} (1 TiB)"),
         )?;
+        check(
+            self.artifacts_max_files <= MAX_ARTIFACT_FILES,
+            "artifacts_max_files",
+            format!("must be at most {MAX_ARTIFACT_FILES} (0 returns no artifacts)"),
+        )?;
+        check(
+            self.artifacts_max_bytes <= MAX_UPLOAD_BYTES,
+            "artifacts_max_bytes",
+            format!("must be at most {MAX_UPLOAD_BYTES} (1 TiB; 0 returns no artifacts)"),
+        )?;
         if let Some(origin) = self.ws_allowed_origins.iter().find(|origin| !is_origin(origin)) {
             check(
                 false,
@@ -378,6 +397,8 @@ pub const MIN_TIMEOUT_SECS: f64 = 0.1;
 const MAX_MEMORY_MB: u64 = 1024 * 1024;
 /// The largest upload limit accepted (1 TiB): beyond it, a typo.
 const MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * MIB;
+/// The most artifacts a run may be allowed to return: beyond it, a typo.
+const MAX_ARTIFACT_FILES: usize = 100_000;
 /// The longest timeout accepted (a day): beyond it, a typo.
 const MAX_SECS: f64 = 86_400.0;
 
@@ -457,6 +478,8 @@ mod tests {
             ("--upload-max-file-bytes", "0", "upload_max_file_bytes"),
             ("--upload-max-request-bytes", "0", "upload_max_request_bytes"),
             ("--upload-max-request-bytes", "1099511627777", "upload_max_request_bytes"),
+            ("--artifacts-max-files", "100001", "artifacts_max_files"),
+            ("--artifacts-max-bytes", "1099511627777", "artifacts_max_bytes"),
         ] {
             let error = load(&[flag, value], None).unwrap_err().to_string();
             let env = format!("TRACEBOX_{}", key.to_uppercase());

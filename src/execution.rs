@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::{Config, LimitError};
+use crate::files::{Artifact, Omitted};
 use crate::policy::{PolicyHit, Redaction};
 use crate::trace::TraceId;
 
@@ -260,6 +261,10 @@ pub struct Execution {
     pub policy_hits: Vec<PolicyHit>,
     /// Why the run ended the way it did, in words, when it is not a plain exit.
     pub message: Option<String>,
+    /// Files the program left in `/workspace/out/`, stored with the trace.
+    pub artifacts: Vec<Artifact>,
+    /// Files of `/workspace/out/` that did not come back, and why.
+    pub artifacts_omitted: Vec<Omitted>,
 }
 
 /// Which output stream a piece of output came from.

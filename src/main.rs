@@ -208,7 +208,20 @@ fn run_program(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(outcome.await??)
     });
     services.store.close();
-    Ok(report(&outcome?))
+    let execution = outcome?;
+    let kept = services.files.artifacts_dir(execution.trace_id);
+    for artifact in &execution.artifacts {
+        eprintln!(
+            "tracebox: artifact {} ({} bytes): {}",
+            artifact.name,
+            artifact.size,
+            kept.join(&artifact.name).display()
+        );
+    }
+    for omitted in &execution.artifacts_omitted {
+        eprintln!("tracebox: left out {}: {}", omitted.name, omitted.reason);
+    }
+    Ok(report(&execution))
 }
 
 /// Resolve when the user presses Ctrl-C or the process is asked to terminate.

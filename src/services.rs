@@ -70,8 +70,15 @@ impl Services {
         let traces_dir = config.traces_dir();
         let boot = Arc::new(Boot::start(&traces_dir).map_err(|source| StartError::Io { path: traces_dir, source })?);
         let sandbox = Sandbox::connect(&config, store.instance_id(), boot.id())?;
-        let runner = Runner::new(Arc::clone(&config), Arc::clone(&policy), sandbox.clone(), store.clone(), runtime);
         let files = Files::new(&config, store.clone(), boot.id());
+        let runner = Runner::new(
+            Arc::clone(&config),
+            Arc::clone(&policy),
+            sandbox.clone(),
+            store.clone(),
+            files.clone(),
+            runtime,
+        );
         Ok(Services { config, policy, store, sandbox, runner, files, boot })
     }
 

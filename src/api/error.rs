@@ -268,8 +268,8 @@ impl From<StoreError> for ApiError {
 impl From<FileError> for ApiError {
     fn from(error: FileError) -> ApiError {
         let code = match &error {
-            FileError::Name(_) | FileError::Inputs(_) => ErrorCode::InvalidFileName,
-            FileError::NoSuchFile(_) => ErrorCode::NoSuchFile,
+            FileError::Name(_) | FileError::Inputs(_) | FileError::ReservedName(_) => ErrorCode::InvalidFileName,
+            FileError::NoSuchFile(_) | FileError::NoSuchArtifact { .. } => ErrorCode::NoSuchFile,
             FileError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
             FileError::UploadTooLarge { .. } => ErrorCode::UploadTooLarge,
             FileError::NoFreeName(_) | FileError::Io { .. } | FileError::Store(_) => ErrorCode::Internal,

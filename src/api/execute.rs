@@ -9,6 +9,7 @@ use super::error::{ApiError, ErrorCode};
 use super::read_json;
 use crate::config::Config;
 use crate::execution::{Execution, ExecutionRequest, Source, Status, Submission};
+use crate::files::{Artifact, Omitted};
 use crate::policy::{PolicyHit, Redaction};
 use crate::services::Services;
 use crate::trace::TraceId;
@@ -28,9 +29,10 @@ pub(super) struct ExecuteBody {
     files: Option<Vec<String>>,
 }
 
-/// The reply, as API.md defines it (plus `invalid_utf8`, `policy_hits` and `message`).
+/// The reply, as API.md defines it (plus `invalid_utf8`, `policy_hits`, `message` and
+/// `artifacts_omitted`).
 #[derive(Debug, Serialize)]
-struct ExecuteReply {
+pub(super) struct ExecuteReply {
     trace_id: TraceId,
     status: Status,
     exit_code: Option<i64>,
@@ -44,6 +46,8 @@ struct ExecuteReply {
     redactions: Vec<Redaction>,
     policy_hits: Vec<PolicyHit>,
     message: Option<String>,
+    artifacts: Vec<Artifact>,
+    artifacts_omitted: Vec<Omitted>,
 }
 
 impl From<Execution> for ExecuteReply {
@@ -62,6 +66,8 @@ impl From<Execution> for ExecuteReply {
             redactions,
             policy_hits,
             message,
+            artifacts,
+            artifacts_omitted,
         } = execution;
         ExecuteReply {
             trace_id,
@@ -77,6 +83,8 @@ impl From<Execution> for ExecuteReply {
             redactions,
             policy_hits,
             message,
+            artifacts,
+            artifacts_omitted,
         }
     }
 }

@@ -155,17 +155,67 @@ pub async fn download(
     request: HttpRequest,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let is_get = request.method() == actix_web::http::Method::GET;
-    let mut trace = is_get.then(|| {
-        let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
-        services
-            .files
-            .begin_trace("download", json!({"client": client(&request), "name": name.as_str(), "range": range}))
-    });
-    let served = serve(&services.files, &request, &name).await;
-    let Some(mut trace) = trace.take() else { return served.map(|(response, _)| response) };
+    let input = json!({"name": name.as_str()});
+    traced_download(&services, &request, input, async {
+        let name = parse_name(&name)?;
+        let located = services.files.locate(&name).await?;
+        let response = attachment(&request, &located.path, name.as_str()).await?;
+        Ok((response, json!({"name": name.as_str(), "size": located.size, "sha256": located.sha256})))
+    })
+    .await
+}
+
+/// `GET /download/artifacts/{trace_id}/{name}` (and HEAD): a file a run left in
+/// `/workspace/out/`, as an attachment, traced like any download.
+pub async fn download_artifact(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (run, name) = path.into_inner();
+    let input = json!({"name": name, "run": run});
+    traced_download(&services, &request, input, async {
+        let located = locate_artifact(&services.files, &run, &name).await?;
+        let response = attachment(&request, &located.path, &name).await?;
+        Ok((response, json!({"name": name, "run": run, "size": located.size, "sha256": located.sha256})))
+    })
+    .await
+}
+
+/// `GET /trace/{id}/artifacts/{name}` (and HEAD): the same file as part of reading its trace
+/// (the trace page shows images with it), so reading a trace makes no download traces.
+pub async fn trace_artifact(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (run, name) = path.into_inner();
+    let located = locate_artifact(&services.files, &run, &name).await?;
+    attachment(&request, &located.path, &name).await
+}
+
+async fn locate_artifact(files: &Files, run: &str, name: &str) -> Result<crate::files::Located, ApiError> {
+    let trace_id: TraceId = run.parse().map_err(|_| {
+        ApiError::new(ErrorCode::NoSuchTrace, format!("{run:?} is not a trace id; trace ids are UUIDs from /traces"))
+    })?;
+    Ok(files.locate_artifact(trace_id, name).await?)
+}
+
+/// Serve a download and record it as a trace (for GET; a HEAD only asks about it).
+async fn traced_download(
+    services: &Services,
+    request: &HttpRequest,
+    mut input: Value,
+    served: impl Future<Output = Result<(HttpResponse, Value), ApiError>>,
+) -> Result<HttpResponse, ApiError> {
+    if request.method() != actix_web::http::Method::GET {
+        return served.await.map(|(response, _)| response);
+    }
+    input["client"] = client(request);
+    input["range"] = json!(request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()));
+    let mut trace = services.files.begin_trace("download", input);
     let id = trace.id();
-    match served {
+    match served.await {
         Ok((response, output)) => {
             trace.record("served", json!({"status": response.status().as_u16()}));
             trace.finish("success", output).await;
@@ -179,29 +229,29 @@ pub async fn download(
     }
 }
 
-async fn serve(files: &Files, request: &HttpRequest, name: &str) -> Result<(HttpResponse, Value), ApiError> {
-    let name = parse_name(name)?;
-    let located = files.locate(&name).await?;
-    let path = located.path.clone();
-    let file = web::block(move || NamedFile::open(path))
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("opening {name} failed: {e}")))?
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ApiError::from(crate::files::FileError::NoSuchFile(name.to_string())),
-            _ => ApiError::new(ErrorCode::Internal, format!("opening {name} failed: {e}")),
+/// The file at `path` as an attachment named after the last part of `name`: `Content-Type` by
+/// extension, `Content-Length`, `ETag`, `Last-Modified` and ranges.
+async fn attachment(request: &HttpRequest, path: &std::path::Path, name: &str) -> Result<HttpResponse, ApiError> {
+    let owned = path.to_owned();
+    let failed = |e: &dyn std::fmt::Display| ApiError::new(ErrorCode::Internal, format!("opening {name} failed: {e}"));
+    let file =
+        web::block(move || NamedFile::open(owned)).await.map_err(|e| failed(&e))?.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                ApiError::new(ErrorCode::NoSuchFile, format!("{name:?} was removed as it was about to be sent"))
+            }
+            _ => failed(&e),
         })?;
-    let mut parameters = vec![DispositionParam::Filename(name.to_string())];
-    if !name.as_str().is_ascii() {
+    let base = name.rsplit('/').next().unwrap_or(name).to_owned();
+    let mut parameters = vec![DispositionParam::Filename(base.clone())];
+    if !base.is_ascii() {
         parameters.push(DispositionParam::FilenameExt(ExtendedValue {
             charset: Charset::Ext("UTF-8".into()),
             language_tag: None,
-            value: name.as_str().as_bytes().to_vec(),
+            value: base.into_bytes(),
         }));
     }
     let disposition = ContentDisposition { disposition: DispositionType::Attachment, parameters };
-    let response = file.set_content_disposition(disposition).into_response(request);
-    let output = json!({"name": name.as_str(), "size": located.size, "sha256": located.sha256});
-    Ok((response, output))
+    Ok(file.set_content_disposition(disposition).into_response(request))
 }
 
 /// `GET /files`

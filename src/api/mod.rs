@@ -46,11 +46,21 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::get().to(traces::output))
                 .route(web::head().to(traces::output)),
         )
+        .service(
+            resource("/trace/{id}/artifacts/{name:.+}", "GET, HEAD")
+                .route(web::get().to(files::trace_artifact))
+                .route(web::head().to(files::trace_artifact)),
+        )
         .service(resource("/upload", "POST").route(web::post().to(files::upload)))
         .service(
             resource("/download/{name}", "GET, HEAD")
                 .route(web::get().to(files::download))
                 .route(web::head().to(files::download)),
+        )
+        .service(
+            resource("/download/artifacts/{trace_id}/{name:.+}", "GET, HEAD")
+                .route(web::get().to(files::download_artifact))
+                .route(web::head().to(files::download_artifact)),
         )
         .service(resource("/files", "GET, HEAD").route(web::get().to(files::list)).route(web::head().to(files::list)))
         .service(resource("/files/{name}", "DELETE").route(web::delete().to(files::delete)))
@@ -73,7 +83,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NoSuchRoute,
         format!(
-            "no route for {} {}; see the API in the README (POST /execute, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /health)",
+            "no route for {} {}; see the API in the README (POST /execute, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, GET /health)",
             request.method(),
             request.path()
         ),

@@ -6,6 +6,7 @@ use askama::Template;
 use serde_json::Value;
 
 use super::traces::{human_duration, short_time};
+use crate::files::{Artifact, Omitted, artifact_preview_url};
 use crate::policy::{PolicyHit, Redaction};
 use crate::trace::{EventView, TraceDetail};
 
@@ -172,6 +173,37 @@ fn limits(input: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Extensions of the images the page shows inline (in an `<img>`, which runs no script even
+/// for SVG; the file itself is always served as an attachment).
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "webp", "svg"];
+
+/// An artifact as the page lists it.
+#[derive(Debug, PartialEq)]
+pub struct ArtifactRow {
+    name: String,
+    size: String,
+    sha256: String,
+    /// The traced download.
+    url: String,
+    /// For an image: where the page shows it from.
+    preview: Option<String>,
+}
+
+impl ArtifactRow {
+    fn of(trace_id: crate::trace::TraceId, artifact: Artifact) -> ArtifactRow {
+        let extension = artifact.name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
+        let preview =
+            IMAGE_EXTENSIONS.contains(&extension.as_str()).then(|| artifact_preview_url(trace_id, &artifact.name));
+        ArtifactRow {
+            size: human_bytes(artifact.size),
+            name: artifact.name,
+            sha256: artifact.sha256,
+            url: artifact.url,
+            preview,
+        }
+    }
+}
+
 /// The trace page.
 #[derive(Template)]
 #[template(path = "trace.html")]
@@ -192,6 +224,8 @@ pub struct DetailPage<'a> {
     duration: Option<String>,
     /// For an upload or download: who moved which files (no code, output or limits then).
     transfer: Option<Transfer>,
+    artifacts: Vec<ArtifactRow>,
+    artifacts_omitted: Vec<Omitted>,
 }
 
 /// An upload or download as shown: the client and the files, sizes in units.
@@ -290,6 +324,12 @@ impl<'a> DetailPage<'a> {
             timeline: timeline(&trace.events, summary.duration_ms),
             duration: summary.duration_ms.map(human_duration),
             transfer,
+            artifacts: decode::<Vec<Artifact>>(output.get("artifacts"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|artifact| ArtifactRow::of(summary.id, artifact))
+                .collect(),
+            artifacts_omitted: decode(output.get("artifacts_omitted")).unwrap_or_default(),
         }
     }
 

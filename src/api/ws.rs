@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::error::{ApiError, ErrorCode};
-use super::execute::ExecuteBody;
+use super::execute::{ExecuteBody, ExecuteReply};
 use crate::config::Config;
 use crate::execution::{Execution, RunEvent, Source, Status};
 use crate::runner::{LiveRun, RunControl, StdinError};
@@ -367,7 +367,7 @@ async fn forward(
                 "rules": execution.blocking_rules(), "message": execution.message, "policy_hits": execution.policy_hits,
             })
         }
-        Ok(Ok(execution)) => exit_frame(&id, &execution),
+        Ok(Ok(execution)) => exit_frame(&id, execution),
         Ok(Err(error)) => {
             let error = ApiError::from(error);
             json!({ "type": "error", "id": id, "code": error.code().as_str(), "message": error.message(), "trace_id": error.trace_id() })
@@ -379,22 +379,16 @@ async fn forward(
     let _ = frames.send(Outgoing { frame: last, ends: Some(id) }).await;
 }
 
-fn exit_frame(id: &str, execution: &Execution) -> Value {
-    json!({
-        "type": "exit",
-        "id": id,
-        "trace_id": execution.trace_id,
-        "status": execution.status,
-        "exit_code": execution.exit_code,
-        "duration_ms": execution.duration_ms,
-        "timed_out": execution.timed_out,
-        "oom_killed": execution.oom_killed,
-        "truncated": execution.truncated,
-        "invalid_utf8": execution.invalid_utf8,
-        "redactions": execution.redactions,
-        "policy_hits": execution.policy_hits,
-        "message": execution.message,
-    })
+/// The `/execute` reply without the output (it came in `stdout` and `stderr` frames).
+fn exit_frame(id: &str, execution: Execution) -> Value {
+    let mut frame = serde_json::to_value(ExecuteReply::from(execution)).unwrap_or_default();
+    if let Some(fields) = frame.as_object_mut() {
+        fields.remove("stdout");
+        fields.remove("stderr");
+        fields.insert("type".to_owned(), json!("exit"));
+        fields.insert("id".to_owned(), json!(id));
+    }
+    frame
 }
 
 /// A refused message, and the run it named when it named one.

@@ -6,7 +6,11 @@
 //! so a taken name is numbered instead; `overwrite` renames over it). A staged file that is not
 //! committed, because of a limit, a bad name or a client gone mid-upload, is removed when
 //! dropped. Every name in and out passes [`FileName`], so no path leaves `uploads/`.
+//!
+//! What runs leave in `/workspace/out/` is kept apart, in `uploads/artifacts/<trace_id>/`
+//! (see [`artifacts`]).
 
+mod artifacts;
 mod name;
 
 use std::collections::HashMap;
@@ -19,6 +23,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+pub use artifacts::{
+    ARTIFACTS_DIR, Artifact, ArtifactLimits, ArtifactReport, Omitted, Receiving, artifact_preview_url, artifact_url,
+};
 pub use name::{FileName, MAX_NAME_BYTES, NameError};
 
 use crate::config::Config;
@@ -45,6 +52,10 @@ pub enum FileError {
     Name(#[from] NameError),
     #[error("no file named {0:?} in uploads/; GET /files lists them")]
     NoSuchFile(String),
+    #[error("run {trace_id} left no artifact {name:?}; GET /trace/{trace_id} lists its artifacts")]
+    NoSuchArtifact { trace_id: TraceId, name: String },
+    #[error("the name {0:?} is where uploads/ keeps the artifacts of runs; upload the file under another name")]
+    ReservedName(String),
     #[error(
         "the file {name:?} is over {limit} bytes, the largest upload_max_file_bytes (TRACEBOX_UPLOAD_MAX_FILE_BYTES) allows; nothing was stored"
     )]
@@ -81,6 +92,7 @@ struct Inner {
     boot_id: String,
     max_file_bytes: u64,
     max_request_bytes: u64,
+    artifact_limits: ArtifactLimits,
 }
 
 /// A file as stored by an upload.
@@ -122,6 +134,10 @@ impl Files {
                 boot_id: boot_id.to_owned(),
                 max_file_bytes: config.upload_max_file_bytes,
                 max_request_bytes: config.upload_max_request_bytes,
+                artifact_limits: ArtifactLimits {
+                    max_files: config.artifacts_max_files,
+                    max_bytes: config.artifacts_max_bytes,
+                },
             }),
         }
     }
@@ -331,6 +347,9 @@ impl Upload {
 
     /// Start receiving a file to be stored as `name`; [`Upload::write`] appends to it.
     pub async fn begin_file(&mut self, name: FileName) -> Result<(), FileError> {
+        if name.as_str() == ARTIFACTS_DIR {
+            return Err(FileError::ReservedName(name.to_string()));
+        }
         let dir = self.files.dir();
         tokio::fs::create_dir_all(dir).await.map_err(io("create", dir))?;
         let path = dir.join(format!("{PARTIAL_PREFIX}{}", uuid::Uuid::new_v4().simple()));

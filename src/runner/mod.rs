@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::execution::{Execution, ExecutionRequest, OutputStream, RunEvent, Status};
+use crate::files::{ArtifactReport, Files, Omitted, Receiving};
 use crate::policy::{Action, Policy, PolicyHit};
 use crate::sandbox::{Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError};
 use crate::trace::{EventLog, FinishedTrace, NewTrace, StoreError, TraceId, TraceStore};
@@ -122,6 +123,8 @@ struct Inner {
     policy: Arc<Policy>,
     sandbox: Sandbox,
     store: TraceStore,
+    /// Where artifacts are stored.
+    files: Files,
     /// One permit per run executing at once.
     slots: Semaphore,
     /// One permit per run waiting for a slot.
@@ -138,11 +141,12 @@ impl Runner {
         policy: Arc<Policy>,
         sandbox: Sandbox,
         store: TraceStore,
+        files: Files,
         runtime: tokio::runtime::Handle,
     ) -> Runner {
         let slots = Semaphore::new(config.max_concurrent_runs);
         let waiting = Semaphore::new(config.max_queued_runs);
-        Runner { inner: Arc::new(Inner { config, policy, sandbox, store, slots, waiting, runtime }) }
+        Runner { inner: Arc::new(Inner { config, policy, sandbox, store, files, slots, waiting, runtime }) }
     }
 
     /// The configuration the runner checks requests against.
@@ -256,10 +260,15 @@ impl Runner {
         };
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let (started_tx, started) = oneshot::channel();
-        let io = RunIo { output: chunks_tx, stdin, kill, started: Some(started_tx) };
+        let Receiving { tar, report } = inner.files.receive_artifacts(trace_id);
+        let io = RunIo { output: chunks_tx, stdin, kill, started: Some(started_tx), artifacts: tar };
         let mut screens = Screens::new(&inner.policy, events);
         let (outcome, ()) = tokio::join!(inner.sandbox.run(spec, io, &mut log), screens.follow(chunks, started));
         drop(slot);
+        let artifacts = report.await.unwrap_or_else(|error| ArtifactReport {
+            error: Some(format!("storing the artifacts failed: {error}")),
+            ..ArtifactReport::default()
+        });
         let raw = match outcome {
             Ok(raw) => raw,
             Err(source) => {
@@ -270,7 +279,8 @@ impl Runner {
             }
         };
         screens.finish(&raw);
-        let execution = self.conclude(trace_id, &request, raw, screens, hits);
+        record_artifacts(&artifacts, &mut log);
+        let execution = self.conclude(trace_id, &request, raw, screens, hits, artifacts);
         self.finish(&execution, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");
         Ok(execution)
@@ -309,6 +319,7 @@ impl Runner {
         raw: RawOutcome,
         screens: Screens<'_>,
         mut hits: Vec<PolicyHit>,
+        artifacts: ArtifactReport,
     ) -> Execution {
         let (status, message) = judge(&raw, request, self.config());
         let (stdout, stdout_lossy) = screens.stdout.into_screened();
@@ -329,6 +340,8 @@ impl Runner {
             redactions: stdout.redactions.into_iter().chain(stderr.redactions).collect(),
             policy_hits: hits,
             message,
+            artifacts_omitted: omissions(&artifacts, raw.artifacts_cut),
+            artifacts: artifacts.stored,
         }
     }
 
@@ -393,7 +406,47 @@ fn empty_execution(trace_id: TraceId, status: Status) -> Execution {
         redactions: Vec::new(),
         policy_hits: Vec::new(),
         message: None,
+        artifacts: Vec::new(),
+        artifacts_omitted: Vec::new(),
     }
+}
+
+/// Note in the timeline what came back of `/workspace/out/`, when anything was there.
+fn record_artifacts(artifacts: &ArtifactReport, log: &mut EventLog) {
+    if artifacts.stored.is_empty() && artifacts.omitted_count == 0 && artifacts.error.is_none() {
+        return;
+    }
+    let mut detail = json!({
+        "files": artifacts.stored.len(),
+        "bytes": artifacts.stored.iter().map(|a| a.size).sum::<u64>(),
+        "omitted": artifacts.omitted_count,
+    });
+    if let Some(error) = &artifacts.error {
+        detail["error"] = json!(error);
+    }
+    log.record("artifacts.stored", detail);
+}
+
+/// Every file of `/workspace/out/` that did not come back, as the reply names them: those left
+/// out one by one, how many more, and the part of the archive that never arrived.
+fn omissions(artifacts: &ArtifactReport, cut: bool) -> Vec<Omitted> {
+    let mut omitted = artifacts.omitted.clone();
+    let unnamed = artifacts.omitted_count - artifacts.omitted.len();
+    if unnamed > 0 {
+        omitted.push(Omitted { name: "out/".to_owned(), reason: format!("{unnamed} more files were left out") });
+    }
+    let missing = match (&artifacts.error, cut) {
+        (_, true) => Some(format!(
+            "the rest of out/ did not arrive within {} s of the program's end",
+            crate::sandbox::ARTIFACTS_GRACE.as_secs()
+        )),
+        (Some(error), false) => Some(error.clone()),
+        (None, false) => None,
+    };
+    if let Some(reason) = missing {
+        omitted.push(Omitted { name: "out/".to_owned(), reason });
+    }
+    omitted
 }
 
 /// Output of both streams, screened as it comes and passed on to a live door.

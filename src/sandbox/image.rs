@@ -13,6 +13,7 @@ const CONTEXT: &[(&str, &[u8])] = &[
     ("Dockerfile.sandbox", include_bytes!("../../Dockerfile.sandbox")),
     ("sandbox/runner.py", include_bytes!("../../sandbox/runner.py")),
     ("sandbox/runner.js", include_bytes!("../../sandbox/runner.js")),
+    ("sandbox/supervise.sh", include_bytes!("../../sandbox/supervise.sh")),
 ];
 
 /// The image label holding the hash of the context and base it was built from.
@@ -94,11 +95,11 @@ mod tests {
     }
 
     #[test]
-    fn the_context_holds_the_dockerfile_and_both_runners() {
+    fn the_context_holds_the_dockerfile_both_runners_and_the_supervisor() {
         let tar = context_tar().unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let paths: Vec<String> =
             archive.entries().unwrap().map(|entry| entry.unwrap().path().unwrap().display().to_string()).collect();
-        assert_eq!(paths, ["Dockerfile.sandbox", "sandbox/runner.py", "sandbox/runner.js"]);
+        assert_eq!(paths, ["Dockerfile.sandbox", "sandbox/runner.py", "sandbox/runner.js", "sandbox/supervise.sh"]);
     }
 }

@@ -59,28 +59,35 @@ pub struct ContainerJob<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub limits: &'a RunLimits,
     pub files: &'a [InputFile],
+    /// Random per container: the supervisor's end line carries it (see `run::EndScanner`).
+    pub marker: &'a str,
 }
 
 /// How long after its timeout a container kills itself, should tracebox not be there to do it
 /// (a crash, a killed `tracebox run`).
 const BACKSTOP_GRACE_SECS: u64 = 5;
 
-/// The command of a container: the runner that reads the program from stdin and runs it, under
-/// a `timeout` of its own. Interpreters by absolute path, so a request's `PATH` cannot break it.
-fn command(language: Language, limits: &RunLimits) -> Vec<String> {
+/// The command of a container: the supervisor (`sandbox/supervise.sh`), which runs the runner
+/// under a `timeout` of its own, then reports the end behind `marker` with the artifacts.
+/// Interpreters by absolute path, so a request's `PATH` cannot break it.
+fn command(language: Language, limits: &RunLimits, marker: &str) -> Vec<String> {
     let backstop = format!("{}s", limits.timeout.as_secs() + 1 + BACKSTOP_GRACE_SECS);
     let runner: &[&str] = match language {
         Language::Python => &["/usr/bin/python3", "-u", "/opt/tracebox/runner.py"],
         Language::Node => &["/usr/bin/node", "/opt/tracebox/runner.js"],
     };
-    ["/usr/bin/timeout", "--signal=KILL", backstop.as_str()].iter().chain(runner).map(|s| (*s).to_owned()).collect()
+    ["/bin/sh", "/opt/tracebox/supervise.sh", marker, backstop.as_str()]
+        .iter()
+        .chain(runner)
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 /// The hardened container for one job.
 pub fn container_body(settings: &ContainerSettings, job: &ContainerJob) -> ContainerCreateBody {
     ContainerCreateBody {
         image: Some(settings.image.clone()),
-        cmd: Some(command(job.language, job.limits)),
+        cmd: Some(command(job.language, job.limits, job.marker)),
         user: Some(SANDBOX_USER.to_owned()),
         working_dir: Some("/workspace".to_owned()),
         hostname: Some("sandbox".to_owned()),
@@ -192,7 +199,14 @@ mod tests {
             output_bytes: MIB,
         };
         let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
-        let job = ContainerJob { trace_id: "trace-1", language: Language::Python, env: &env, limits: &limits, files };
+        let job = ContainerJob {
+            trace_id: "trace-1",
+            language: Language::Python,
+            env: &env,
+            limits: &limits,
+            files,
+            marker: "m4rk3r",
+        };
         container_body(&settings, &job)
     }
 
@@ -270,14 +284,14 @@ mod tests {
     fn the_program_arrives_on_stdin_and_output_is_not_logged_to_disk() {
         let body = body();
         assert_eq!((body.open_stdin, body.stdin_once, body.tty), (Some(true), Some(true), Some(false)));
-        assert_eq!(body.cmd.unwrap()[5], "/opt/tracebox/runner.py");
+        assert_eq!(body.cmd.unwrap()[6], "/opt/tracebox/runner.py");
         assert_eq!(host().log_config.unwrap().typ.as_deref(), Some("none"));
     }
 
     #[test]
-    fn a_container_kills_itself_soon_after_its_timeout_and_finds_its_interpreter_by_path() {
+    fn the_supervisor_kills_the_program_soon_after_its_timeout_and_finds_its_interpreter_by_path() {
         let cmd = body().cmd.unwrap();
-        assert_eq!(cmd[..4], ["/usr/bin/timeout", "--signal=KILL", "16s", "/usr/bin/python3"]);
+        assert_eq!(cmd[..5], ["/bin/sh", "/opt/tracebox/supervise.sh", "m4rk3r", "16s", "/usr/bin/python3"]);
     }
 
     #[test]

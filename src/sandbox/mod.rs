@@ -2,6 +2,7 @@
 //! ended. Only this module talks to Docker.
 
 mod docker;
+mod end;
 mod image;
 mod janitor;
 mod limits;
@@ -16,7 +17,7 @@ use crate::trace::{EventLog, TraceId};
 
 pub use image::ImageStatus;
 pub use janitor::Sweep;
-pub use run::{Chunk, RawOutcome, RunIo};
+pub use run::{ARTIFACTS_GRACE, Chunk, RawOutcome, RunIo};
 
 use docker::Engine;
 use limits::{ContainerJob, ContainerSettings};
@@ -133,15 +134,18 @@ impl Sandbox {
     }
 
     /// Run one program in a fresh container, talking to its client through `io` and recording
-    /// its steps in `log`.
+    /// its steps in `log`. What the program leaves in `/workspace/out` is sent, as a tar, to
+    /// `io.artifacts` once it ended by itself.
     pub async fn run(&self, spec: RunSpec<'_>, io: RunIo, log: &mut EventLog) -> Result<RawOutcome, SandboxError> {
         let trace_id = spec.trace_id.to_string();
+        let marker = end::new_marker();
         let job = ContainerJob {
             trace_id: &trace_id,
             language: spec.language,
             env: spec.env,
             limits: spec.limits,
             files: spec.files,
+            marker: &marker,
         };
         let input = run::frame(spec.code, spec.stdin);
         run::run_in_fresh_container(&self.engine, &self.settings, &job, input, io, log).await

@@ -1,6 +1,6 @@
 //! One program in one fresh container: create, attach, start, send the program, pass its
-//! output on as it comes within the limits, learn how it ended, and remove the container on
-//! every path.
+//! output on as it comes within the limits, learn how it ended, pass on the tar of what it
+//! left in `/workspace/out`, and remove the container on every path.
 
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::SandboxError;
 use super::docker::{Engine, ExitState};
+use super::end::EndScanner;
 use super::limits::{ContainerJob, ContainerSettings, container_body};
 use crate::trace::EventLog;
 
@@ -20,6 +21,10 @@ pub use super::docker::Chunk;
 
 /// How long a killed container may take to report that it stopped.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long the artifacts may take to arrive after the program ended: longer than the 10 s the
+/// supervisor gives its `tar`, so a container normally ends by itself.
+pub const ARTIFACTS_GRACE: Duration = Duration::from_secs(15);
 
 /// Output kept past the limit, per stream, only so that a secret the limit cuts in two is
 /// still recognised and redacted; it is never returned.
@@ -37,6 +42,9 @@ pub struct RunIo {
     pub kill: CancellationToken,
     /// Told once the program is running.
     pub started: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The tar of `/workspace/out`, as the container sends it once the program ended; dropped
+    /// when the run ends. A receiver that goes away makes the rest be discarded.
+    pub artifacts: mpsc::Sender<bytes::Bytes>,
 }
 
 /// The raw result of a run, before decoding and redaction. The output itself went out
@@ -55,7 +63,10 @@ pub struct RawOutcome {
     pub output_limited: bool,
     /// The client stopped the run.
     pub killed: bool,
-    /// From container start to exit.
+    /// The program ended but its artifacts were not all sent in time (or the output limit
+    /// stopped the container while they came): they are incomplete.
+    pub artifacts_cut: bool,
+    /// From container start to the program's end.
     pub duration: Duration,
 }
 
@@ -97,6 +108,28 @@ enum Stop {
     Killed,
 }
 
+/// How far to read a container's output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Until {
+    /// The supervisor's end line: the program has ended.
+    ProgramEnd,
+    /// The end of the output: the container is ending.
+    OutputEnd,
+}
+
+/// How a read of the output ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Read {
+    /// It got as far as asked, or the output ended before.
+    Done,
+    /// The output limit was reached.
+    Limited,
+    /// The time allowed passed.
+    Late,
+    /// The client wants the run stopped.
+    Killed,
+}
+
 async fn drive(
     engine: &Engine,
     id: &str,
@@ -105,7 +138,7 @@ async fn drive(
     io: RunIo,
     log: &mut EventLog,
 ) -> Result<RawOutcome, SandboxError> {
-    let RunIo { output: sink, stdin: more_stdin, kill, started: on_start } = io;
+    let RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts } = io;
     let (output, stdin) = engine.attach(id).await?;
     engine.start(id).await?;
     let started = Instant::now();
@@ -118,38 +151,50 @@ async fn drive(
     // Feed stdin beside reading output: a program that prints before it reads would otherwise
     // deadlock against a full pipe. Closing stdin gives the program its end of file.
     let feeder = tokio::spawn(feed_stdin(stdin, input, more_stdin));
-    let mut collector = Collector::new(job.limits.output_bytes, sink);
+    let mut collector = Collector::new(job.limits.output_bytes, sink, job.marker, artifacts);
     let mut output = Box::pin(output);
-    let read = tokio::select! {
-        read = tokio::time::timeout_at(deadline, collector.read_to_limit(&mut output)) => read.map(Some),
-        () = kill.cancelled() => Ok(None),
-    };
+    let mut read = collector.read(&mut output, Until::ProgramEnd, deadline, &kill).await?;
     feeder.abort();
-    if let Ok(Some(Ok(()))) = read
-        && collector.limited
-    {
+    if read == Read::Done && collector.program_ended() {
+        log.record("program.ended", json!({ "exit_code": collector.program_status() }));
+        read = collector.read(&mut output, Until::OutputEnd, Instant::now() + ARTIFACTS_GRACE, &kill).await?;
+    }
+    if read == Read::Limited {
         collector.take_ready(&mut output)?;
     }
     // Docker does not call a container stopped until its attached output is drained or
     // dropped: stop reading before killing, or the kill would wait on us.
     drop(output);
+    let ended = collector.program_ended();
     let stop = match read {
-        Err(_elapsed) => Stop::Timeout,
-        Ok(None) => Stop::Killed,
-        Ok(Some(Err(error))) => return Err(error),
-        Ok(Some(Ok(()))) if collector.limited => Stop::OutputLimit,
-        // The output ends when the program closes it, which is not always when it exits:
-        // the deadline and the client's kill still hold while waiting.
-        Ok(Some(Ok(()))) => tokio::select! {
-            exit = tokio::time::timeout_at(deadline, engine.wait(id)) => match exit {
-                Ok(exit) => return Ok(collector.finish(exit?, None, started, log)),
-                Err(_elapsed) => Stop::Timeout,
-            },
-            () = kill.cancelled() => Stop::Killed,
-        },
+        Read::Limited => {
+            collector.artifacts_cut = ended;
+            Some(Stop::OutputLimit)
+        }
+        // Once the program ended by itself, a stop only cuts its artifacts short.
+        Read::Late | Read::Killed if ended => {
+            collector.artifacts_cut = true;
+            log.record("artifacts.cut", json!({ "after_ms": ARTIFACTS_GRACE.as_millis() as u64 }));
+            None
+        }
+        Read::Late => Some(Stop::Timeout),
+        Read::Killed => Some(Stop::Killed),
+        // After the end line the supervisor exits by itself. Without one, the output ended when
+        // the program closed it, which is not always when it exits: the deadline and the
+        // client's kill still hold while waiting.
+        Read::Done => {
+            let until = if ended { Instant::now() + STOP_GRACE } else { deadline };
+            tokio::select! {
+                exit = tokio::time::timeout_at(until, engine.wait(id)) => match exit {
+                    Ok(exit) => return Ok(collector.finish(exit?, None, started, log)),
+                    Err(_elapsed) => (!ended).then_some(Stop::Timeout),
+                },
+                () = kill.cancelled() => (!ended).then_some(Stop::Killed),
+            }
+        }
     };
-    let stopped = stop_container(engine, id, stop, job, log).await?;
-    Ok(collector.finish(stopped.0, stopped.1, started, log))
+    let (exit, stop) = stop_container(engine, id, stop, job, log).await?;
+    Ok(collector.finish(exit, stop, started, log))
 }
 
 /// Write the framed program, then whatever more stdin the client sends, then close stdin.
@@ -172,17 +217,17 @@ async fn feed_stdin(
     let _ = stdin.shutdown().await;
 }
 
-/// Kill the container for `stop` and wait until it is gone; the reason is `None` when it had
-/// already ended by itself (it beat the deadline by a hair).
+/// Kill the container, for `stop` when tracebox stopped the run, and wait until it is gone;
+/// the reason is `None` when it had already ended by itself (it beat the deadline by a hair).
 async fn stop_container(
     engine: &Engine,
     id: &str,
-    stop: Stop,
+    stop: Option<Stop>,
     job: &ContainerJob<'_>,
     log: &mut EventLog,
 ) -> Result<(ExitState, Option<Stop>), SandboxError> {
     let killed = engine.kill(id).await?;
-    let stop = killed.then_some(stop);
+    let stop = stop.filter(|_| killed);
     match stop {
         Some(Stop::Timeout) => log.record("timeout", json!({ "after_ms": job.limits.timeout.as_millis() as u64 })),
         Some(Stop::OutputLimit) => log.record("output_limit", json!({ "bytes": job.limits.output_bytes })),
@@ -193,40 +238,95 @@ async fn stop_container(
     Ok((exit, stop))
 }
 
-/// Output of both streams, passed on up to a combined limit; the head is kept.
+/// A container's output: the program's stdout and stderr passed on up to a combined limit
+/// (the head is kept), and after the supervisor's end line the artifacts' tar.
 struct Collector {
     /// Closed once the limit is reached, so the screen knows at once that the output ended
     /// there (and never releases a held piece by itself while the container is being stopped).
     sink: Option<mpsc::UnboundedSender<Chunk>>,
+    /// Dropped when its receiver goes away; the rest of the tar is then discarded.
+    artifacts: Option<mpsc::Sender<bytes::Bytes>>,
+    scanner: EndScanner,
+    /// When the program ended, and its status as the end line gave it.
+    ended: Option<(Instant, Option<i64>)>,
     stdout_beyond: Vec<u8>,
     stderr_beyond: Vec<u8>,
     room: u64,
     limited: bool,
+    artifacts_cut: bool,
 }
 
 impl Collector {
-    fn new(limit: u64, sink: mpsc::UnboundedSender<Chunk>) -> Collector {
+    fn new(
+        limit: u64,
+        sink: mpsc::UnboundedSender<Chunk>,
+        marker: &str,
+        artifacts: mpsc::Sender<bytes::Bytes>,
+    ) -> Collector {
         Collector {
             sink: Some(sink),
+            artifacts: Some(artifacts),
+            scanner: EndScanner::new(marker),
+            ended: None,
             stdout_beyond: Vec::new(),
             stderr_beyond: Vec::new(),
             room: limit,
             limited: false,
+            artifacts_cut: false,
         }
     }
 
-    /// Read until the output ends or passes the limit.
-    async fn read_to_limit(
+    fn program_ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    fn program_status(&self) -> Option<i64> {
+        self.ended.and_then(|(_, status)| status)
+    }
+
+    /// Read `until` the program or the output ends, the limit is reached, `deadline` passes
+    /// or the client kills the run.
+    async fn read(
         &mut self,
         output: &mut (impl Stream<Item = Result<Chunk, SandboxError>> + Unpin),
-    ) -> Result<(), SandboxError> {
-        while let Some(chunk) = output.next().await {
-            self.push(chunk?);
-            if self.limited {
-                break;
+        until: Until,
+        deadline: Instant,
+        kill: &CancellationToken,
+    ) -> Result<Read, SandboxError> {
+        let reading = async {
+            while let Some(chunk) = output.next().await {
+                self.take(chunk?).await;
+                if self.limited {
+                    return Ok(Read::Limited);
+                }
+                if until == Until::ProgramEnd && self.program_ended() {
+                    return Ok(Read::Done);
+                }
             }
+            Ok(Read::Done)
+        };
+        tokio::select! {
+            read = tokio::time::timeout_at(deadline, reading) => read.unwrap_or(Ok(Read::Late)),
+            () = kill.cancelled() => Ok(Read::Killed),
         }
-        Ok(())
+    }
+
+    /// Sort one chunk: the program's output, its end, or the artifacts.
+    async fn take(&mut self, chunk: Chunk) {
+        let Chunk::Stdout(bytes) = chunk else { return self.push(chunk) };
+        let split = self.scanner.scan(bytes);
+        if let Some(program) = split.program {
+            self.push(Chunk::Stdout(program));
+        }
+        if let Some(status) = split.ended {
+            self.ended = Some((Instant::now(), status));
+        }
+        if let Some(tar) = split.artifacts
+            && let Some(artifacts) = &self.artifacts
+            && artifacts.send(tar).await.is_err()
+        {
+            self.artifacts = None;
+        }
     }
 
     /// Take what the program already wrote past the limit, without waiting for more.
@@ -236,6 +336,7 @@ impl Collector {
     ) -> Result<(), SandboxError> {
         while self.stdout_beyond.len() + self.stderr_beyond.len() < LOOKAHEAD_BYTES {
             match output.next().now_or_never() {
+                // Past the limit only the lookahead matters, never the end line.
                 Some(Some(chunk)) => self.push(chunk?),
                 Some(None) | None => break,
             }
@@ -243,7 +344,8 @@ impl Collector {
         Ok(())
     }
 
-    /// Pass on a chunk, as much of it as fits; the rest goes to the lookahead.
+    /// Pass on a chunk of the program's output, as much of it as fits; the rest goes to the
+    /// lookahead.
     fn push(&mut self, chunk: Chunk) {
         let (bytes, beyond) = match &chunk {
             Chunk::Stdout(bytes) => (bytes, &mut self.stdout_beyond),
@@ -272,17 +374,25 @@ impl Collector {
         }
     }
 
-    fn finish(self, exit: ExitState, stop: Option<Stop>, started: Instant, log: &mut EventLog) -> RawOutcome {
+    fn finish(mut self, exit: ExitState, stop: Option<Stop>, started: Instant, log: &mut EventLog) -> RawOutcome {
+        // What was held back as a possible start of the end line was the program's after all.
+        if let Some(held) = self.scanner.finish() {
+            self.push(Chunk::Stdout(held));
+        }
         log.record("container.exited", json!({ "exit_code": exit.exit_code, "oom_killed": exit.oom_killed }));
+        let ended_at = self.ended.map_or_else(Instant::now, |(at, _)| at);
         RawOutcome {
-            exit_code: exit.exit_code,
+            // The end line tells the program's own status even when the container had to be
+            // killed afterwards; it is the container's exit code otherwise.
+            exit_code: self.program_status().or(exit.exit_code),
             stdout_beyond: self.stdout_beyond,
             stderr_beyond: self.stderr_beyond,
             timed_out: stop == Some(Stop::Timeout),
             oom_killed: exit.oom_killed,
             output_limited: self.limited,
             killed: stop == Some(Stop::Killed),
-            duration: started.elapsed(),
+            artifacts_cut: self.artifacts_cut,
+            duration: ended_at.saturating_duration_since(started),
         }
     }
 }
@@ -335,7 +445,8 @@ mod tests {
 
     fn collector(limit: u64) -> (Collector, mpsc::UnboundedReceiver<Chunk>) {
         let (sink, chunks) = mpsc::unbounded_channel();
-        (Collector::new(limit, sink), chunks)
+        let (artifacts, _) = mpsc::channel(1);
+        (Collector::new(limit, sink, "marker", artifacts), chunks)
     }
 
     fn passed_on(chunks: &mut mpsc::UnboundedReceiver<Chunk>) -> (Vec<u8>, Vec<u8>) {
@@ -376,6 +487,20 @@ mod tests {
         assert!(!collector.limited);
         collector.push(Chunk::Stdout(Bytes::from_static(b"6")));
         assert!(collector.limited);
+    }
+
+    #[tokio::test]
+    async fn after_the_end_line_stdout_is_the_artifacts_and_stderr_still_the_programs() {
+        let (sink, mut chunks) = mpsc::unbounded_channel();
+        let (artifacts, mut tar) = mpsc::channel(4);
+        let mut collector = Collector::new(100, sink, "m", artifacts);
+        collector.take(Chunk::Stdout(Bytes::from_static(b"out\0TRACEBOX-END m 7\nTAR"))).await;
+        assert_eq!(collector.program_status(), Some(7));
+        collector.take(Chunk::Stderr(Bytes::from_static(b"late"))).await;
+        collector.take(Chunk::Stdout(Bytes::from_static(b"MORE"))).await;
+        assert_eq!(passed_on(&mut chunks), (b"out".to_vec(), b"late".to_vec()));
+        assert_eq!((tar.recv().await.unwrap(), tar.recv().await.unwrap()), (Bytes::from("TAR"), Bytes::from("MORE")));
+        assert_eq!(collector.room, 100 - 7, "the artifacts do not count as output");
     }
 
     #[test]

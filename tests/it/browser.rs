@@ -434,3 +434,36 @@ async fn ctrl_enter_runs_and_kill_stops_a_runaway_program() {
     assert!(message.contains("stopped by its client"), "{message}");
     browser.close().await;
 }
+
+#[tokio::test]
+async fn the_trace_page_lists_the_artifacts_and_shows_an_image_inline() {
+    let server = TestServer::spawn().await;
+    let reply = server.run("python", crate::artifacts::PNG_PROGRAM).await;
+    let id = id_of(&reply);
+    let browser = Browser::open().await;
+    browser.goto(&server.url(&format!("/trace/{id}"))).await;
+    let image = browser.find(".artifact-image img").await;
+    browser
+        .until(
+            "the image has loaded",
+            "const i = document.querySelector('.artifact-image img'); return i.complete && i.naturalWidth > 0",
+        )
+        .await;
+    let size = browser
+        .script("const i = document.querySelector('.artifact-image img'); return [i.naturalWidth, i.naturalHeight]")
+        .await;
+    assert_eq!(size, json!([64, 32]), "the PNG the run made, decoded by the browser");
+    assert_eq!(image.attr("alt").await.unwrap().as_deref(), Some("out/plot.png"));
+    let listed = browser.texts("table.artifacts td:first-child").await;
+    assert_eq!(listed, ["out/plot.png", "out/result.txt"]);
+    let href = browser.find("table.artifacts a[download]").await.attr("href").await.unwrap().expect("an href");
+    assert_eq!(href, reply["artifacts"][0]["url"]);
+    browser.screenshot("trace-artifacts", 1000).await;
+    browser.close().await;
+
+    // Showing the image read the trace; it made no download trace. The link is a traced download.
+    let (_, downloads) = server.get_json("/traces?kind=download").await;
+    assert_eq!(downloads["traces"], json!([]), "{downloads}");
+    let bytes = server.client.get(server.url(&href)).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(crate::common::sha256(&bytes), reply["artifacts"][0]["sha256"]);
+}

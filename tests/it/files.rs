@@ -5,16 +5,11 @@ use std::path::Path;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::common::{TestServer, eventually};
-
-fn sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::common::{TestServer, eventually, sha256};
 
 /// POST /upload with one `file` part per (name, bytes).
-async fn upload(server: &TestServer, query: &str, files: &[(&str, &[u8])]) -> (u16, Value) {
+pub async fn upload(server: &TestServer, query: &str, files: &[(&str, &[u8])]) -> (u16, Value) {
     let mut form = Form::new();
     for (name, bytes) in files {
         form = form.part("file", Part::bytes(bytes.to_vec()).file_name(name.to_string()));

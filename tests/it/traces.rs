@@ -24,7 +24,14 @@ async fn a_run_records_code_limits_output_and_ordered_timed_events() {
     assert_eq!((trace["output"]["stdout"].as_str(), trace["output"]["stderr"].as_str()), (Some("in\n"), Some("e\n")));
     assert_eq!(
         event_names(&trace),
-        ["container.created", "container.started", "container.exited", "container.removed", "finished"]
+        [
+            "container.created",
+            "container.started",
+            "program.ended",
+            "container.exited",
+            "container.removed",
+            "finished"
+        ]
     );
     let offsets: Vec<f64> =
         trace["events"].as_array().unwrap().iter().map(|e| e["offset_ms"].as_f64().unwrap()).collect();

@@ -484,3 +484,20 @@ async fn the_playground_page_and_its_assets_are_served_under_the_csp() {
     assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
     assert!(script.text().await.unwrap().contains("new WebSocket"));
 }
+
+#[tokio::test]
+async fn the_exit_frame_lists_the_artifacts() {
+    let server = TestServer::spawn().await;
+    let mut client = Client::connect(&server).await;
+    let code = "import os\nos.makedirs('out')\nopen('out/r.txt', 'w').write('ws')\nprint('ok')";
+    client.send(json!({"type": "execute", "id": "a", "code": code})).await;
+    let frames = client.run_frames("a").await;
+    let exit = frames.last().unwrap();
+    assert_eq!(exit["type"], "exit", "{frames:?}");
+    assert_eq!(exit["artifacts"][0]["name"], "out/r.txt", "{exit}");
+    assert_eq!(exit["artifacts"][0]["size"], 2);
+    assert_eq!(exit["artifacts_omitted"], json!([]));
+    assert!(exit.get("stdout").is_none(), "output came in its own frames: {exit}");
+    let url = server.url(exit["artifacts"][0]["url"].as_str().unwrap());
+    assert_eq!(server.client.get(url).send().await.unwrap().text().await.unwrap(), "ws");
+}

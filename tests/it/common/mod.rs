@@ -255,6 +255,12 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Lower-case hex sha256, as tracebox reports it.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A policy file with no rules, for tests that prove what the container stops by itself.
 pub fn empty_policy() -> String {
     let path = std::env::temp_dir().join("tracebox-test-empty-policy.toml");
