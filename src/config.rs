@@ -147,9 +147,78 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_ARTIFACTS_MAX_BYTES", default_value_t = 64 * MIB)]
     pub artifacts_max_bytes: u64,
 
+    /// Anthropic API key for Claude calls and prompt sets; never logged, stored or shown
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    #[serde(skip)]
+    pub anthropic_api_key: Option<Secret>,
+
+    /// Where the Anthropic API is (`/v1/messages` is added); point it at a fake for tests
+    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
+    pub anthropic_base_url: String,
+
+    /// Model of a Claude call that names none
+    #[arg(long, env = "TRACEBOX_CLAUDE_MODEL", default_value = "claude-sonnet-4-5")]
+    pub claude_model: String,
+
+    /// `max_tokens` of a Claude call that asks for none
+    #[arg(long, env = "TRACEBOX_CLAUDE_MAX_TOKENS", default_value_t = 1024)]
+    pub claude_max_tokens: u32,
+
+    /// Retries of a Claude call that failed in a way that heals (408, 409, 429, 5xx, 529, a
+    /// lost connection)
+    #[arg(long, env = "TRACEBOX_CLAUDE_MAX_RETRIES", default_value_t = 2)]
+    pub claude_max_retries: u32,
+
+    /// Longest a Claude call may go on retrying, waits included, in seconds
+    #[arg(long, env = "TRACEBOX_CLAUDE_RETRY_BUDGET_SECS", default_value_t = 120.0)]
+    pub claude_retry_budget_secs: f64,
+
+    /// Longest wait to connect to the Anthropic API, in seconds
+    #[arg(long, env = "TRACEBOX_CLAUDE_CONNECT_TIMEOUT_SECS", default_value_t = 5.0)]
+    pub claude_connect_timeout_secs: f64,
+
+    /// Longest silence while a reply is read (between streamed events), in seconds
+    #[arg(long, env = "TRACEBOX_CLAUDE_READ_TIMEOUT_SECS", default_value_t = 60.0)]
+    pub claude_read_timeout_secs: f64,
+
+    /// Longest one attempt of a Claude call may take, in seconds
+    #[arg(long, env = "TRACEBOX_CLAUDE_TIMEOUT_SECS", default_value_t = 600.0)]
+    pub claude_timeout_secs: f64,
+
+    /// Price table (TOML) for the cost estimates of Claude calls, replacing the built-in
+    /// prices.toml
+    #[arg(long, env = "TRACEBOX_CLAUDE_PRICES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claude_prices: Option<PathBuf>,
+
     /// Log format: text (for people) or json (for log collectors)
     #[arg(long, env = "TRACEBOX_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// A setting that must never be shown: its `Debug` hides it, and it is never serialised.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(hidden)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(value.to_owned()))
+    }
 }
 
 /// How logs are written to stderr.
@@ -169,8 +238,14 @@ pub enum ConfigError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("invalid setting `{key}` (TRACEBOX_{}): {message}", key.to_uppercase())]
+    #[error("invalid setting `{key}` ({}): {message}", env_var(key))]
     Invalid { key: &'static str, message: String },
+}
+
+/// The environment variable of setting `key`: Anthropic's own names for its settings, as its
+/// SDKs read them; `TRACEBOX_*` for the rest.
+fn env_var(key: &str) -> String {
+    if key.starts_with("anthropic_") { key.to_uppercase() } else { format!("TRACEBOX_{}", key.to_uppercase()) }
 }
 
 /// `scheme://host[:port]` and nothing more, as browsers send it in `Origin`.
@@ -224,7 +299,11 @@ impl Config {
                 merged.insert(key, value);
             }
         }
-        toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| file_error(e.to_string()))
+        let mut config: Config =
+            toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| file_error(e.to_string()))?;
+        // Never in the file, never serialised: carried over as the environment gave it.
+        config.anthropic_api_key = self.anthropic_api_key;
+        Ok(config)
     }
 
     fn bare_command() -> clap::Command {
@@ -316,6 +395,21 @@ impl Config {
             "artifacts_max_bytes",
             format!("must be at most {MAX_UPLOAD_BYTES} (1 TiB; 0 returns no artifacts)"),
         )?;
+        check(
+            self.anthropic_base_url.starts_with("http://") || self.anthropic_base_url.starts_with("https://"),
+            "anthropic_base_url",
+            "must be an http:// or https:// URL without /v1, e.g. https://api.anthropic.com".into(),
+        )?;
+        check(self.claude_max_tokens >= 1, "claude_max_tokens", "must be at least 1".into())?;
+        check(self.claude_max_retries <= 10, "claude_max_retries", "must be at most 10".into())?;
+        for (value, key) in [
+            (self.claude_retry_budget_secs, "claude_retry_budget_secs"),
+            (self.claude_connect_timeout_secs, "claude_connect_timeout_secs"),
+            (self.claude_read_timeout_secs, "claude_read_timeout_secs"),
+            (self.claude_timeout_secs, "claude_timeout_secs"),
+        ] {
+            check(secs(value, MAX_SECS), key, format!("must be above 0 and at most {MAX_SECS}"))?;
+        }
         if let Some(origin) = self.ws_allowed_origins.iter().find(|origin| !is_origin(origin)) {
             check(
                 false,

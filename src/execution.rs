@@ -83,6 +83,8 @@ pub enum Source {
     Cli,
     #[serde(rename = "websocket")]
     WebSocket,
+    /// A prompt set run by `tracebox batch` (in-process, or sent to `POST /batch`).
+    Batch,
 }
 
 impl Source {
@@ -92,6 +94,7 @@ impl Source {
             Source::Http => "http",
             Source::Cli => "cli",
             Source::WebSocket => "websocket",
+            Source::Batch => "batch",
         }
     }
 }
@@ -123,6 +126,8 @@ pub struct ExecutionRequest {
     pub source: Source,
     /// Uploaded files the program reads, mounted read-only under `/workspace/`.
     pub files: Vec<InputFile>,
+    /// The trace this run belongs to (the Claude call whose code it is, a batch).
+    pub parent: Option<TraceId>,
 }
 
 /// An uploaded file given to a run: `/workspace/<name>` in the container, read-only.
@@ -176,7 +181,7 @@ impl Submission {
         let language = language.as_deref().map(str::parse).transpose()?.unwrap_or(Language::Python);
         let limits = config.run_limits(timeout_secs, memory_mb)?;
         check_env(&env)?;
-        Ok(ExecutionRequest { language, code, stdin, env, limits, source, files: Vec::new() })
+        Ok(ExecutionRequest { language, code, stdin, env, limits, source, files: Vec::new(), parent: None })
     }
 }
 
@@ -294,6 +299,27 @@ pub enum RunEvent {
 }
 
 impl Execution {
+    /// A run that ended as `status` with nothing to show: refused, killed while queued, failed.
+    pub fn empty(trace_id: TraceId, status: Status) -> Execution {
+        Execution {
+            trace_id,
+            status,
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: 0,
+            timed_out: false,
+            oom_killed: false,
+            truncated: false,
+            invalid_utf8: false,
+            redactions: Vec::new(),
+            policy_hits: Vec::new(),
+            message: None,
+            artifacts: Vec::new(),
+            artifacts_omitted: Vec::new(),
+        }
+    }
+
     /// The rules that refused the code (only blocking rules, not warnings).
     pub fn blocking_rules(&self) -> Vec<&str> {
         let blocking = self.policy_hits.iter().filter(|hit| hit.action == crate::policy::Action::Block);

@@ -214,7 +214,7 @@ impl Runner {
         let hits = inner.policy.check_input(request.language, &request.code);
         inner.store.begin(NewTrace {
             id: trace_id,
-            parent_id: None,
+            parent_id: request.parent,
             kind: "execution",
             source: request.source.as_str(),
             language: Some(request.language.as_str()),
@@ -228,7 +228,7 @@ impl Runner {
             log.record("policy.blocked", json!({ "rules": blocking.iter().map(|h| &h.rule).collect::<Vec<_>>() }));
             let message = blocked_message(&blocking);
             let execution =
-                Execution { message: Some(message), policy_hits: hits, ..empty_execution(trace_id, Status::Blocked) };
+                Execution { message: Some(message), policy_hits: hits, ..Execution::empty(trace_id, Status::Blocked) };
             self.finish(&execution, log).await?;
             return Ok(execution);
         }
@@ -240,7 +240,7 @@ impl Runner {
             admitted = self.admit(&mut log) => admitted,
             () = kill.cancelled() => {
                 log.record("killed", json!({ "by": "client", "while": "queued" }));
-                let execution = Execution { message: Some(KILLED.to_owned()), ..empty_execution(trace_id, Status::Killed) };
+                let execution = Execution { message: Some(KILLED.to_owned()), ..Execution::empty(trace_id, Status::Killed) };
                 self.finish(&execution, log).await?;
                 return Ok(execution);
             }
@@ -382,32 +382,12 @@ impl Runner {
             message: Some(error.to_string()),
             stdout,
             stderr,
-            ..empty_execution(trace_id, Status::InternalError)
+            ..Execution::empty(trace_id, Status::InternalError)
         };
         match self.finish(&execution, log).await {
             Ok(()) => error,
             Err(store) => RunError::Store(store),
         }
-    }
-}
-
-fn empty_execution(trace_id: TraceId, status: Status) -> Execution {
-    Execution {
-        trace_id,
-        status,
-        exit_code: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        duration_ms: 0,
-        timed_out: false,
-        oom_killed: false,
-        truncated: false,
-        invalid_utf8: false,
-        redactions: Vec::new(),
-        policy_hits: Vec::new(),
-        message: None,
-        artifacts: Vec::new(),
-        artifacts_omitted: Vec::new(),
     }
 }
 
@@ -580,6 +560,7 @@ mod tests {
             limits: Config::defaults().run_limits(Some(2.0), Some(64)).unwrap(),
             source: crate::execution::Source::Cli,
             files: Vec::new(),
+            parent: None,
         }
     }
 

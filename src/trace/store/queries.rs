@@ -9,9 +9,10 @@ use super::StoreError;
 use crate::trace::{EventView, TraceDetail, TraceFilter, TraceId, TracePage, TraceSummary, format_us};
 
 /// The columns of a [`TraceSummary`], in the order [`summary`] reads them.
-/// The preview is the code, or for a file transfer the names of its files.
+/// The preview is the code, a Claude call's prompt, a batch's or a transfer's name, or the names
+/// of a transfer's files.
 const SUMMARY_COLUMNS: &str = "id, parent_id, kind, status, source, language, started_at_us, ended_at_us, exit_code,
-     substr(coalesce(json_extract(input, '$.code'), json_extract(input, '$.name'),
+     substr(coalesce(json_extract(input, '$.code'), json_extract(input, '$.prompt'), json_extract(input, '$.name'),
        (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(output, '$.files'))), 1, 400)";
 
 /// The trigram index finds substrings of at least this many characters; shorter searches scan.

@@ -105,12 +105,13 @@ fn finish(tx: &Connection, trace: &FinishedTrace) -> rusqlite::Result<()> {
         let detail = (!event.detail.is_null()).then(|| event.detail.to_string());
         insert.execute(params![id, seq as i64, event.at_us, event.name, detail])?;
     }
-    // What the search box finds: the code, and both streams of output, under the trace's search
-    // number (searches walk the newest traces first by it).
+    // What the search box finds: the code (a Claude call's prompt), and both streams of output
+    // (its reply), under the trace's search number (searches walk the newest traces first by it).
     tx.prepare_cached(
         "INSERT OR REPLACE INTO trace_search (rowid, trace_id, code, output)
-         SELECT search_no, id, coalesce(json_extract(input, '$.code'), ''),
+         SELECT search_no, id, coalesce(json_extract(input, '$.code'), json_extract(input, '$.prompt'), ''),
                 coalesce(json_extract(output, '$.stdout'), '') || char(10) || coalesce(json_extract(output, '$.stderr'), '')
+                  || char(10) || coalesce(json_extract(output, '$.text'), '')
          FROM traces WHERE id = ?1",
     )?
     .execute(params![id])?;
