@@ -25,8 +25,11 @@ status=$?
 kill -KILL -1 2>/dev/null
 printf '\0TRACEBOX-END %s %d\n' "$marker" "$status"
 if [ -d /workspace/out ] && [ ! -L /workspace/out ]; then
-  # Symlinks are archived as links (never followed); tracebox keeps regular files only.
-  /usr/bin/timeout --signal=KILL 10 /usr/bin/tar --create --file=- --sort=name --numeric-owner \
-    --directory=/workspace out 2>/dev/null
+  # Files the program made unreadable to itself would be skipped by tar without a word.
+  chmod -R u+rX /workspace/out 2>/dev/null
+  # Plain ustar (paths up to 256 bytes, no extension headers): tracebox refuses any other kind
+  # of entry. Symlinks are archived as links, never followed; tracebox keeps regular files only.
+  /usr/bin/timeout --signal=KILL 10 /usr/bin/tar --create --file=- --format=ustar --sort=name \
+    --numeric-owner --directory=/workspace out 2>/dev/null
 fi
 exit "$status"

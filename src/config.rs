@@ -147,6 +147,15 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_ARTIFACTS_MAX_BYTES", default_value_t = 64 * MIB)]
     pub artifacts_max_bytes: u64,
 
+    /// Most bytes the artifacts of all runs may hold on this data directory; past it, runs'
+    /// files are left out until older ones expire
+    #[arg(long, env = "TRACEBOX_ARTIFACTS_MAX_TOTAL_BYTES", default_value_t = 4096 * MIB)]
+    pub artifacts_max_total_bytes: u64,
+
+    /// How long artifacts are kept, in hours (0: for ever); the server removes older ones
+    #[arg(long, env = "TRACEBOX_ARTIFACTS_RETENTION_HOURS", default_value_t = 168.0)]
+    pub artifacts_retention_hours: f64,
+
     /// Anthropic API key for Claude calls and prompt sets; never logged, stored or shown
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     #[serde(skip)]
@@ -394,6 +403,16 @@ impl Config {
             self.artifacts_max_bytes <= MAX_UPLOAD_BYTES,
             "artifacts_max_bytes",
             format!("must be at most {MAX_UPLOAD_BYTES} (1 TiB; 0 returns no artifacts)"),
+        )?;
+        check(
+            self.artifacts_max_total_bytes <= 1024 * MAX_UPLOAD_BYTES,
+            "artifacts_max_total_bytes",
+            "must be at most 1 PiB".into(),
+        )?;
+        check(
+            self.artifacts_retention_hours.is_finite() && (0.0..=1e6).contains(&self.artifacts_retention_hours),
+            "artifacts_retention_hours",
+            "must be between 0 (keep for ever) and 1000000".into(),
         )?;
         check(
             self.anthropic_base_url.starts_with("http://") || self.anthropic_base_url.starts_with("https://"),

@@ -132,8 +132,9 @@ impl Services {
         }
     }
 
-    /// Every minute: clean up after boots that died since, and remove this boot's containers
-    /// that outlived any possible run (leaks). Runs until the handle is aborted.
+    /// Every minute: clean up after boots that died since, remove this boot's containers that
+    /// outlived any possible run (leaks), and expire old artifacts. Runs until the handle is
+    /// aborted.
     pub fn spawn_sweeper(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
         let services = self.clone();
         let older_than = Duration::from_secs_f64(self.config.max_timeout_secs) + SWEEP_PERIOD;
@@ -148,6 +149,10 @@ impl Services {
                 let stale = Sweep::Stale { boot: services.boot_id(), older_than };
                 if let Err(error) = services.sandbox.sweep(stale).await {
                     tracing::warn!(%error, "sweeping leaked containers failed");
+                }
+                let expired = services.files.expire_artifacts().await;
+                if expired > 0 {
+                    tracing::info!(runs = expired, "removed expired artifacts (TRACEBOX_ARTIFACTS_RETENTION_HOURS)");
                 }
             }
         })

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorCode};
-use crate::files::{FileName, Files, StoredFile};
+use crate::files::{FileName, Files, StoredFile, is_image};
 use crate::services::Services;
 use crate::trace::TraceId;
 
@@ -159,7 +159,7 @@ pub async fn download(
     traced_download(&services, &request, input, async {
         let name = parse_name(&name)?;
         let located = services.files.locate(&name).await?;
-        let response = attachment(&request, &located.path, name.as_str()).await?;
+        let response = attachment(&request, &located.path, name.as_str(), false).await?;
         Ok((response, json!({"name": name.as_str(), "size": located.size, "sha256": located.sha256})))
     })
     .await
@@ -175,30 +175,53 @@ pub async fn download_artifact(
     let (run, name) = path.into_inner();
     let input = json!({"name": name, "run": run});
     traced_download(&services, &request, input, async {
-        let located = locate_artifact(&services.files, &run, &name).await?;
-        let response = attachment(&request, &located.path, &name).await?;
+        let located = locate_artifact(&services.files, &run, &name, true).await?;
+        let response = artifact(&request, &located.path, &name).await?;
         Ok((response, json!({"name": name, "run": run, "size": located.size, "sha256": located.sha256})))
     })
     .await
 }
 
-/// `GET /trace/{id}/artifacts/{name}` (and HEAD): the same file as part of reading its trace
-/// (the trace page shows images with it), so reading a trace makes no download traces.
+/// `GET /trace/{id}/artifacts/{name}` (and HEAD): an image a run made, as part of reading its
+/// trace (the trace page shows it), so reading a trace makes no download traces. Only images:
+/// everything else is downloaded, and traced.
 pub async fn trace_artifact(
     services: web::Data<Services>,
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (run, name) = path.into_inner();
-    let located = locate_artifact(&services.files, &run, &name).await?;
-    attachment(&request, &located.path, &name).await
+    if !is_image(&name) {
+        return Err(ApiError::new(
+            ErrorCode::NoSuchFile,
+            format!("only images are shown with a trace; download {name:?} from /download/artifacts/{run}/{name}"),
+        ));
+    }
+    let located = locate_artifact(&services.files, &run, &name, false).await?;
+    artifact(&request, &located.path, &name).await
 }
 
-async fn locate_artifact(files: &Files, run: &str, name: &str) -> Result<crate::files::Located, ApiError> {
+async fn locate_artifact(
+    files: &Files,
+    run: &str,
+    name: &str,
+    with_hash: bool,
+) -> Result<crate::files::Located, ApiError> {
     let trace_id: TraceId = run.parse().map_err(|_| {
         ApiError::new(ErrorCode::NoSuchTrace, format!("{run:?} is not a trace id; trace ids are UUIDs from /traces"))
     })?;
-    Ok(files.locate_artifact(trace_id, name).await?)
+    Ok(files.locate_artifact(trace_id, name, with_hash).await?)
+}
+
+/// An artifact as an attachment. What a sandboxed program wrote is never given a type a browser
+/// would run (an image stays an image; anything else is plain bytes), and its own answer
+/// forbids everything, should a browser ever render it.
+async fn artifact(request: &HttpRequest, path: &std::path::Path, name: &str) -> Result<HttpResponse, ApiError> {
+    let mut response = attachment(request, path, name, !is_image(name)).await?;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("default-src 'none'; sandbox"));
+    Ok(response)
 }
 
 /// Serve a download and record it as a trace (for GET; a HEAD only asks about it).
@@ -230,8 +253,13 @@ async fn traced_download(
 }
 
 /// The file at `path` as an attachment named after the last part of `name`: `Content-Type` by
-/// extension, `Content-Length`, `ETag`, `Last-Modified` and ranges.
-async fn attachment(request: &HttpRequest, path: &std::path::Path, name: &str) -> Result<HttpResponse, ApiError> {
+/// extension (or plain bytes, when `opaque`), `Content-Length`, `ETag`, `Last-Modified` and ranges.
+async fn attachment(
+    request: &HttpRequest,
+    path: &std::path::Path,
+    name: &str,
+    opaque: bool,
+) -> Result<HttpResponse, ApiError> {
     let owned = path.to_owned();
     let failed = |e: &dyn std::fmt::Display| ApiError::new(ErrorCode::Internal, format!("opening {name} failed: {e}"));
     let file =
@@ -251,6 +279,7 @@ async fn attachment(request: &HttpRequest, path: &std::path::Path, name: &str) -
         }));
     }
     let disposition = ContentDisposition { disposition: DispositionType::Attachment, parameters };
+    let file = if opaque { file.set_content_type(actix_web::mime::APPLICATION_OCTET_STREAM) } else { file };
     Ok(file.set_content_disposition(disposition).into_response(request))
 }
 

@@ -6,7 +6,7 @@ use askama::Template;
 use serde_json::Value;
 
 use super::traces::{human_duration, short_time};
-use crate::files::{Artifact, Omitted, artifact_preview_url};
+use crate::files::{Artifact, Omitted, artifact_preview_url, is_image};
 use crate::policy::{PolicyHit, Redaction};
 use crate::trace::{EventView, TraceDetail};
 
@@ -173,10 +173,6 @@ fn limits(input: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Extensions of the images the page shows inline (in an `<img>`, which runs no script even
-/// for SVG; the file itself is always served as an attachment).
-const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "webp", "svg"];
-
 /// An artifact as the page lists it.
 #[derive(Debug, PartialEq)]
 pub struct ArtifactRow {
@@ -191,9 +187,7 @@ pub struct ArtifactRow {
 
 impl ArtifactRow {
     fn of(trace_id: crate::trace::TraceId, artifact: Artifact) -> ArtifactRow {
-        let extension = artifact.name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
-        let preview =
-            IMAGE_EXTENSIONS.contains(&extension.as_str()).then(|| artifact_preview_url(trace_id, &artifact.name));
+        let preview = is_image(&artifact.name).then(|| artifact_preview_url(trace_id, &artifact.name));
         ArtifactRow {
             size: human_bytes(artifact.size),
             name: artifact.name,

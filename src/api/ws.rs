@@ -381,6 +381,7 @@ async fn forward(
 
 /// The `/execute` reply without the output (it came in `stdout` and `stderr` frames).
 fn exit_frame(id: &str, execution: Execution) -> Value {
+    let execution = Execution { stdout: String::new(), stderr: String::new(), ..execution };
     let mut frame = serde_json::to_value(ExecuteReply::from(execution)).unwrap_or_default();
     if let Some(fields) = frame.as_object_mut() {
         fields.remove("stdout");

@@ -2,13 +2,18 @@
 //! `uploads/artifacts/<trace_id>/out/…`.
 //!
 //! The sandbox hands over a tar of `/workspace/out` once the program ended. It comes from inside
-//! the sandbox, so nothing in it is trusted: only regular files are kept, each path component
-//! passes [`FileName`], and the count and total size are bounded; whatever is left out is named
-//! with the reason. Extraction streams from the run to disk (a blocking thread reads the tar as
-//! it arrives), so a large artifact is never held in memory.
+//! the sandbox, so nothing in it is trusted: the archive is read raw (an extension header such
+//! as a GNU long name is never gathered into memory, only refused), only regular files are
+//! kept, each path component passes [`FileName`], and the count and size per run and in all are
+//! bounded; whatever is left out is named with the reason. Extraction streams from the run to
+//! disk (a blocking thread reads the tar as it arrives), so a large artifact is never held in
+//! memory. Artifacts expire after `artifacts_retention_hours`.
 
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -26,12 +31,18 @@ pub const ARTIFACTS_DIR: &str = "artifacts";
 /// The one directory of `/workspace` whose files come back.
 const OUT: &str = "out";
 
-/// Deepest path under `out/` kept, and longest path, in bytes.
+/// Deepest path under `out/` kept, and longest path in bytes (what a ustar header holds).
 const MAX_DEPTH: usize = 16;
-const MAX_PATH_BYTES: usize = 1024;
+const MAX_PATH_BYTES: usize = 256;
 
-/// Most omissions named one by one (the rest are only counted).
+/// Most omissions named one by one (the rest are only counted), and the longest name kept.
 const MAX_NAMED_OMISSIONS: usize = 20;
+const MAX_OMITTED_NAME_BYTES: usize = 256;
+
+/// What a tar may add to the files it carries: a 512-byte header and up to 511 bytes of
+/// padding per entry (directories too), and the closing blocks and record padding.
+const TAR_BYTES_PER_ENTRY: u64 = 1024;
+const TAR_CLOSING_BYTES: u64 = 20 * 512;
 
 /// Tar bytes in flight between the run and the extraction.
 const CHANNEL_CHUNKS: usize = 16;
@@ -70,49 +81,170 @@ pub struct ArtifactReport {
 }
 
 impl ArtifactReport {
-    fn omit(&mut self, name: String, reason: String) {
+    fn omit(&mut self, mut name: String, reason: String) {
         self.omitted_count += 1;
         if self.omitted.len() < MAX_NAMED_OMISSIONS {
+            if name.len() > MAX_OMITTED_NAME_BYTES {
+                let cut = (0..=MAX_OMITTED_NAME_BYTES).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0);
+                name.truncate(cut);
+                name.push('…');
+            }
             self.omitted.push(Omitted { name, reason });
         }
     }
 }
 
-/// Bounds on what one run may hand back.
+/// Bounds on what runs may hand back.
 #[derive(Debug, Clone, Copy)]
 pub struct ArtifactLimits {
+    /// Per run.
     pub max_files: usize,
     pub max_bytes: u64,
+    /// Of every run's artifacts together, on this data directory.
+    pub max_total_bytes: u64,
+    /// How long artifacts are kept; None: for ever.
+    pub retention: Option<Duration>,
 }
 
-/// The artifacts of one run being received: send the tar's bytes to `tar`, then await `report`.
-pub struct Receiving {
+impl ArtifactLimits {
+    /// The most tar bytes a run's artifacts can take within the limits; what is sent past it is
+    /// not read (a program that forged the end line cannot stream for ever).
+    pub fn tar_budget(&self) -> u64 {
+        let entries = (self.max_files as u64).saturating_mul(2).saturating_add(MAX_DEPTH as u64);
+        self.max_bytes.saturating_add(entries.saturating_mul(TAR_BYTES_PER_ENTRY)).saturating_add(TAR_CLOSING_BYTES)
+    }
+
+    /// A limit of 0 returns nothing at all.
+    fn disabled(&self) -> bool {
+        self.max_files == 0 || self.max_bytes == 0
+    }
+}
+
+/// Where a run sends its artifacts' tar: at most `budget` bytes of it to `tar`, which is
+/// dropped at the end.
+pub struct ArtifactSink {
     pub tar: mpsc::Sender<Bytes>,
-    pub report: JoinHandle<ArtifactReport>,
+    pub budget: u64,
+}
+
+/// The artifacts of one run being stored, until [`Receiving::finish`].
+pub struct Receiving {
+    report: JoinHandle<ArtifactReport>,
+}
+
+impl Receiving {
+    /// What was stored, once the sink is gone.
+    pub async fn finish(self) -> ArtifactReport {
+        self.report.await.unwrap_or_else(|error| ArtifactReport {
+            error: Some(format!("storing the artifacts failed: {error}")),
+            ..ArtifactReport::default()
+        })
+    }
 }
 
 impl Files {
     /// Start receiving the artifacts of run `trace_id`. Nothing is written (and no blocking
-    /// thread taken) until the first byte arrives.
-    pub fn receive_artifacts(&self, trace_id: TraceId) -> Receiving {
+    /// thread taken) until the first byte arrives; with a limit of 0, nothing is taken at all.
+    pub fn receive_artifacts(&self, trace_id: TraceId) -> (ArtifactSink, Receiving) {
         let (tar, mut bytes) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
-        let dir = self.artifacts_dir(trace_id);
         let limits = self.inner.artifact_limits;
+        let store = Store {
+            dir: self.artifacts_dir(trace_id),
+            trace_id,
+            limits,
+            usage: Arc::clone(&self.inner.artifact_usage),
+        };
         let report = tokio::spawn(async move {
+            if limits.disabled() {
+                return ArtifactReport::default();
+            }
             let Some(first) = bytes.recv().await else { return ArtifactReport::default() };
             let reader = ChannelReader { bytes, current: first };
-            let extraction = tokio::task::spawn_blocking(move || extract(reader, &dir, trace_id, limits));
+            let extraction = tokio::task::spawn_blocking(move || store.extract(reader));
             extraction.await.unwrap_or_else(|error| ArtifactReport {
                 error: Some(format!("storing the artifacts failed: {error}")),
                 ..ArtifactReport::default()
             })
         });
-        Receiving { tar, report }
+        (ArtifactSink { tar, budget: limits.tar_budget() }, Receiving { report })
     }
 
-    /// Where artifact `name` (`out/…`) of run `trace_id` is, with its sha256 as the run's
-    /// trace recorded it.
-    pub async fn locate_artifact(&self, trace_id: TraceId, name: &str) -> Result<Located, FileError> {
+    /// Remove what run `trace_id` stored (a run whose trace could not list them).
+    pub async fn discard_artifacts(&self, trace_id: TraceId) {
+        let dir = self.artifacts_dir(trace_id);
+        let freed = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || size_of_tree(&dir)
+        })
+        .await
+        .unwrap_or(0);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {
+                self.inner.artifact_usage.fetch_sub(freed.min(self.artifact_usage()), Ordering::Relaxed);
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(dir = %dir.display(), %error, "could not remove a failed run's artifacts"),
+        }
+    }
+
+    /// Bytes of artifacts stored now, as this server counts them.
+    pub fn artifact_usage(&self) -> u64 {
+        self.inner.artifact_usage.load(Ordering::Relaxed)
+    }
+
+    /// Count what `uploads/artifacts/` holds (at start), refusing a file that sits where the
+    /// directory should be.
+    pub(super) fn prepare_artifacts(&self) -> Result<(), FileError> {
+        let dir = self.dir().join(ARTIFACTS_DIR);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if !meta.is_dir() => {
+                return Err(FileError::Io {
+                    what: "use",
+                    path: dir,
+                    source: std::io::Error::other(
+                        "it is not a directory, but runs' artifacts are kept there; rename or remove it",
+                    ),
+                });
+            }
+            _ => {}
+        }
+        self.inner.artifact_usage.store(size_of_tree(&dir), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Remove the artifacts of runs older than the retention; returns how many runs' were removed.
+    pub async fn expire_artifacts(&self) -> usize {
+        let Some(retention) = self.inner.artifact_limits.retention else { return 0 };
+        let files = self.clone();
+        tokio::task::spawn_blocking(move || files.expire_older_than(retention)).await.unwrap_or(0)
+    }
+
+    fn expire_older_than(&self, retention: Duration) -> usize {
+        let root = self.dir().join(ARTIFACTS_DIR);
+        let Ok(runs) = std::fs::read_dir(&root) else { return 0 };
+        let cutoff = SystemTime::now().checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut removed = 0;
+        for run in runs.flatten() {
+            let old = run.metadata().and_then(|m| m.modified()).is_ok_and(|modified| modified < cutoff);
+            if !old {
+                continue;
+            }
+            let size = size_of_tree(&run.path());
+            match std::fs::remove_dir_all(run.path()) {
+                Ok(()) => {
+                    removed += 1;
+                    let usage = &self.inner.artifact_usage;
+                    let _ = usage.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(size)));
+                }
+                Err(error) => tracing::warn!(dir = %run.path().display(), %error, "could not remove expired artifacts"),
+            }
+        }
+        removed
+    }
+
+    /// Where artifact `name` (`out/…`) of run `trace_id` is, with (when `with_hash`) its sha256
+    /// as the run's trace recorded it.
+    pub async fn locate_artifact(&self, trace_id: TraceId, name: &str, with_hash: bool) -> Result<Located, FileError> {
         let missing = || FileError::NoSuchArtifact { trace_id, name: name.to_owned() };
         let path = artifact_path(name).map_err(|_| missing())?;
         let path = self.artifacts_dir(trace_id).join(path);
@@ -122,6 +254,9 @@ impl Files {
             Err(error) if error.kind() == ErrorKind::NotFound => return Err(missing()),
             Err(error) => return Err(FileError::Io { what: "read", path, source: error }),
         };
+        if !with_hash {
+            return Ok(Located { path, size, sha256: None });
+        }
         let trace = self.inner.store.get(trace_id).await?;
         let recorded = trace.as_ref().and_then(|trace| trace.output.get("artifacts")).cloned();
         let recorded: Vec<Artifact> = recorded.and_then(|list| serde_json::from_value(list).ok()).unwrap_or_default();
@@ -140,7 +275,17 @@ pub fn artifact_url(trace_id: TraceId, name: &str) -> String {
     format!("/download/{ARTIFACTS_DIR}/{trace_id}/{}", encoded(name))
 }
 
-/// The URL the trace page shows artifact `name` with (reading a trace is not a download).
+/// Extensions of the images the trace page shows inline (in an `<img>`, which runs no script
+/// even for SVG; the file itself is always an attachment).
+const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "webp", "svg"];
+
+/// Is artifact `name` an image the trace page shows?
+pub fn is_image(name: &str) -> bool {
+    let extension = name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
+    IMAGE_EXTENSIONS.contains(&extension.as_str())
+}
+
+/// The URL the trace page shows image `name` with (reading a trace is not a download).
 pub fn artifact_preview_url(trace_id: TraceId, name: &str) -> String {
     format!("/trace/{trace_id}/{ARTIFACTS_DIR}/{}", encoded(name))
 }
@@ -174,64 +319,109 @@ fn artifact_path(name: &str) -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// Store the regular files of the tar `reader` under `dir`, within `limits`.
-fn extract(reader: impl Read, dir: &Path, trace_id: TraceId, limits: ArtifactLimits) -> ArtifactReport {
-    let mut report = ArtifactReport::default();
-    let mut total: u64 = 0;
-    let mut archive = tar::Archive::new(reader);
-    let entries = match archive.entries() {
-        Ok(entries) => entries,
-        Err(error) => {
-            report.error = Some(format!("the artifacts could not be read: {error}"));
-            return report;
-        }
-    };
-    for entry in entries {
-        let mut entry = match entry {
-            Ok(entry) => entry,
+/// Where and within what one run's artifacts are stored.
+struct Store {
+    dir: PathBuf,
+    trace_id: TraceId,
+    limits: ArtifactLimits,
+    /// Bytes of artifacts of every run, shared by the server.
+    usage: Arc<AtomicU64>,
+}
+
+impl Store {
+    /// Store the regular files of the tar `reader`, within the limits.
+    fn extract(&self, reader: impl Read) -> ArtifactReport {
+        let limits = &self.limits;
+        let mut report = ArtifactReport::default();
+        let mut total: u64 = 0;
+        let mut archive = tar::Archive::new(reader);
+        let entries = match archive.entries() {
+            // Raw: a long-name or extension entry is an entry like any other (refused below),
+            // never read whole into memory to rename the next one.
+            Ok(entries) => entries.raw(true),
             Err(error) => {
-                report.error = Some(format!("the artifacts arrived cut short or malformed: {error}"));
-                break;
+                report.error = Some(format!("the artifacts could not be read: {error}"));
+                return report;
             }
         };
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            continue;
-        }
-        let path = match artifact_path(&name) {
-            Ok(path) => path,
-            Err(reason) => {
+        for entry in entries {
+            let mut entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    report.error = Some(format!("the artifacts arrived cut short or malformed: {error}"));
+                    break;
+                }
+            };
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let kind = entry.header().entry_type();
+            if kind.is_dir() {
+                continue;
+            }
+            let path = match artifact_path(&name) {
+                Ok(path) => path,
+                Err(reason) => {
+                    report.omit(name, reason);
+                    continue;
+                }
+            };
+            if !kind.is_file() {
+                report.omit(name, "not a regular file (a link, FIFO or device); only files come back".to_owned());
+                continue;
+            }
+            if report.stored.len() >= limits.max_files {
+                let reason =
+                    format!("over the {} files a run may return (TRACEBOX_ARTIFACTS_MAX_FILES)", limits.max_files);
                 report.omit(name, reason);
                 continue;
             }
-        };
-        if !kind.is_file() {
-            report.omit(name, "not a regular file (a link, FIFO or device); only files come back".to_owned());
-            continue;
-        }
-        if report.stored.len() >= limits.max_files {
-            let reason = format!("over the {} files a run may return (TRACEBOX_ARTIFACTS_MAX_FILES)", limits.max_files);
-            report.omit(name, reason);
-            continue;
-        }
-        let size = entry.size();
-        if total.saturating_add(size) > limits.max_bytes {
-            let reason =
-                format!("over the {} bytes a run may return in all (TRACEBOX_ARTIFACTS_MAX_BYTES)", limits.max_bytes);
-            report.omit(name, reason);
-            continue;
-        }
-        match store(&mut entry, &dir.join(&path), size) {
-            Ok(sha256) => {
-                total += size;
-                let url = artifact_url(trace_id, &name);
-                report.stored.push(Artifact { name, size, sha256, url });
+            let size = entry.size();
+            if total.saturating_add(size) > limits.max_bytes {
+                let reason = format!(
+                    "over the {} bytes a run may return in all (TRACEBOX_ARTIFACTS_MAX_BYTES)",
+                    limits.max_bytes
+                );
+                report.omit(name, reason);
+                continue;
             }
-            Err(error) => report.omit(name, format!("could not be stored: {error}")),
+            if !self.reserve(size) {
+                let reason = format!(
+                    "the server's space for artifacts is full ({} bytes, TRACEBOX_ARTIFACTS_MAX_TOTAL_BYTES); older ones expire after TRACEBOX_ARTIFACTS_RETENTION_HOURS",
+                    limits.max_total_bytes
+                );
+                report.omit(name, reason);
+                continue;
+            }
+            match store(&mut entry, &self.dir.join(&path), size) {
+                Ok(sha256) => {
+                    total += size;
+                    let url = artifact_url(self.trace_id, &name);
+                    report.stored.push(Artifact { name, size, sha256, url });
+                }
+                Err(error) => {
+                    self.release(size);
+                    if error.kind() != ErrorKind::UnexpectedEof {
+                        tracing::warn!(dir = %self.dir.display(), artifact = %name, %error, "could not store an artifact");
+                    }
+                    report.omit(name, format!("could not be stored: {error}"));
+                }
+            }
         }
+        report
     }
-    report
+
+    /// Count `size` bytes toward the server's total, if they fit.
+    fn reserve(&self, size: u64) -> bool {
+        let max = self.limits.max_total_bytes;
+        self.usage
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(size).filter(|after| *after <= max)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, size: u64) {
+        let _ = self.usage.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| Some(used.saturating_sub(size)));
+    }
 }
 
 /// Write one entry of `size` bytes to `path` (a new file), returning its sha256; nothing is
@@ -241,8 +431,7 @@ fn store(entry: &mut impl Read, path: &Path, size: u64) -> std::io::Result<Strin
         std::fs::create_dir_all(parent)?;
     }
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
-    let copied = copy_hashing(entry, &mut file, size);
-    let result = copied.and_then(|sha256| file.sync_data().map(|()| sha256));
+    let result = copy_hashing(entry, &mut file, size);
     if result.is_err() {
         let _ = std::fs::remove_file(path);
     }
@@ -264,6 +453,19 @@ fn copy_hashing(from: &mut impl Read, to: &mut impl Write, size: u64) -> std::io
         left -= n as u64;
     }
     Ok(hex(&hasher.finalize()))
+}
+
+/// Bytes of the regular files under `dir` (0 when there is none).
+fn size_of_tree(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => size_of_tree(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The tar stream as a blocking reader over the channel the run sends it on.
@@ -307,8 +509,16 @@ mod tests {
         builder.into_inner().unwrap()
     }
 
+    fn limits(max_files: usize, max_bytes: u64) -> ArtifactLimits {
+        ArtifactLimits { max_files, max_bytes, max_total_bytes: u64::MAX, retention: None }
+    }
+
+    fn store_in(dir: &Path, limits: ArtifactLimits, usage: &Arc<AtomicU64>) -> Store {
+        Store { dir: dir.to_owned(), trace_id: TraceId::new(), limits, usage: Arc::clone(usage) }
+    }
+
     fn extract_here(dir: &Path, tar: &[u8], max_files: usize, max_bytes: u64) -> ArtifactReport {
-        extract(tar, dir, TraceId::new(), ArtifactLimits { max_files, max_bytes })
+        store_in(dir, limits(max_files, max_bytes), &Arc::default()).extract(tar)
     }
 
     const FILE: tar::EntryType = tar::EntryType::Regular;
@@ -381,6 +591,97 @@ mod tests {
         for bad in ["out", "out/", "x/a", "out/../a", "out//a", "/out/a", "out/a\nb"] {
             assert!(artifact_path(bad).is_err(), "{bad:?}");
         }
-        assert!(artifact_path(&format!("out/{}", "d/".repeat(MAX_DEPTH + 1))).is_err());
+        let deep = |depth: usize| format!("out/{}f", "d/".repeat(depth - 1));
+        assert!(artifact_path(&deep(MAX_DEPTH)).is_ok(), "exactly {MAX_DEPTH} deep");
+        assert!(artifact_path(&deep(MAX_DEPTH + 1)).is_err());
+        let long = |len: usize| format!("out/{}", "x".repeat(len - 4));
+        assert!(artifact_path(&long(MAX_PATH_BYTES)).is_ok(), "exactly {MAX_PATH_BYTES} bytes");
+        assert!(artifact_path(&long(MAX_PATH_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn a_long_name_entry_is_refused_without_being_gathered() {
+        let dir = tempfile::tempdir().unwrap();
+        // A GNU long-name entry declaring 1 MiB of name: read raw, it is one entry among others.
+        let huge = vec![b'a'; 1 << 20];
+        let tar = tar_of(&[("././@LongLink", tar::EntryType::GNULongName, &huge), ("out/ok", FILE, b"1")]);
+        let report = extract_here(dir.path(), &tar, 10, 100);
+        assert_eq!(report.stored.len(), 1, "{report:?}");
+        assert_eq!(report.omitted_count, 1);
+        assert!(report.omitted[0].name.len() <= MAX_OMITTED_NAME_BYTES + '…'.len_utf8());
+    }
+
+    #[test]
+    fn a_repeated_entry_or_a_file_where_a_directory_goes_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[("out/a", FILE, b"1"), ("out/a", FILE, b"2"), ("out/a/b", FILE, b"3")]);
+        let report = extract_here(dir.path(), &tar, 10, 100);
+        assert_eq!(report.stored.len(), 1);
+        assert_eq!(report.omitted_count, 2, "{report:?}");
+        assert_eq!(std::fs::read(dir.path().join("out/a")).unwrap(), b"1", "the first one stays");
+    }
+
+    #[test]
+    fn the_servers_total_is_shared_by_every_run_and_freed_by_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let usage = Arc::new(AtomicU64::new(0));
+        let limits = ArtifactLimits { max_total_bytes: 8, ..limits(10, 100) };
+        let tar = tar_of(&[("out/a", FILE, b"12345")]);
+        assert_eq!(store_in(&dir.path().join("1"), limits, &usage).extract(tar.as_slice()).stored.len(), 1);
+        let second = store_in(&dir.path().join("2"), limits, &usage).extract(tar.as_slice());
+        assert!(second.omitted[0].reason.contains("TRACEBOX_ARTIFACTS_MAX_TOTAL_BYTES"), "{second:?}");
+        assert_eq!(usage.load(Ordering::Relaxed), 5);
+    }
+
+    #[tokio::test]
+    async fn expired_artifacts_are_removed_and_their_bytes_freed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::trace::TraceStore::open(&dir.path().join("traces")).unwrap();
+        let config = crate::config::Config { data_dir: dir.path().to_owned(), ..crate::config::Config::defaults() };
+        let files = Files::new(&config, store.clone(), "boot");
+        files.prepare().unwrap();
+        let (sink, receiving) = files.receive_artifacts(TraceId::new());
+        sink.tar.send(Bytes::from(tar_of(&[("out/a", FILE, b"12345")]))).await.unwrap();
+        drop(sink);
+        assert_eq!(receiving.finish().await.stored.len(), 1);
+        assert_eq!(files.artifact_usage(), 5);
+        assert_eq!(files.prepare_artifacts().map(|()| files.artifact_usage()).unwrap(), 5, "a restart counts the same");
+        assert_eq!(files.expire_older_than(Duration::from_secs(3600)), 0, "younger than the retention");
+        assert_eq!(files.expire_older_than(Duration::ZERO), 1);
+        assert_eq!(files.artifact_usage(), 0);
+        assert_eq!(std::fs::read_dir(dir.path().join("uploads/artifacts")).unwrap().count(), 0);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_limit_of_zero_takes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::trace::TraceStore::open(&dir.path().join("traces")).unwrap();
+        let config = crate::config::Config {
+            data_dir: dir.path().to_owned(),
+            artifacts_max_bytes: 0,
+            ..crate::config::Config::defaults()
+        };
+        let files = Files::new(&config, store.clone(), "boot");
+        let (sink, receiving) = files.receive_artifacts(TraceId::new());
+        let _ = sink.tar.send(Bytes::from(tar_of(&[("out/empty", FILE, b"")]))).await;
+        drop(sink);
+        assert_eq!(receiving.finish().await, ArtifactReport::default());
+        assert!(!dir.path().join("uploads/artifacts").exists());
+        store.close();
+    }
+
+    #[test]
+    fn the_tar_budget_covers_the_largest_archive_the_limits_allow() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<(String, Vec<u8>)> = (0..3).map(|n| (format!("out/d{n}/f"), vec![7; 333])).collect();
+        let mut entries: Vec<(&str, tar::EntryType, &[u8])> = vec![("out/", tar::EntryType::Directory, b"")];
+        for (name, bytes) in &files {
+            entries.push((name, FILE, bytes));
+        }
+        let tar = tar_of(&entries);
+        let limits = limits(3, 999);
+        assert!(tar.len() as u64 <= limits.tar_budget(), "{} > {}", tar.len(), limits.tar_budget());
+        assert_eq!(extract_here(dir.path(), &tar, 3, 999).stored.len(), 3);
     }
 }

@@ -24,7 +24,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 pub use artifacts::{
-    ARTIFACTS_DIR, Artifact, ArtifactLimits, ArtifactReport, Omitted, Receiving, artifact_preview_url, artifact_url,
+    ARTIFACTS_DIR, Artifact, ArtifactLimits, ArtifactReport, ArtifactSink, Omitted, Receiving, artifact_preview_url,
+    artifact_url, is_image,
 };
 pub use name::{FileName, MAX_NAME_BYTES, NameError};
 
@@ -52,7 +53,9 @@ pub enum FileError {
     Name(#[from] NameError),
     #[error("no file named {0:?} in uploads/; GET /files lists them")]
     NoSuchFile(String),
-    #[error("run {trace_id} left no artifact {name:?}; GET /trace/{trace_id} lists its artifacts")]
+    #[error(
+        "run {trace_id} has no artifact {name:?} (artifacts expire after TRACEBOX_ARTIFACTS_RETENTION_HOURS); GET /trace/{trace_id} lists what it made"
+    )]
     NoSuchArtifact { trace_id: TraceId, name: String },
     #[error("the name {0:?} is where uploads/ keeps the artifacts of runs; upload the file under another name")]
     ReservedName(String),
@@ -93,6 +96,8 @@ struct Inner {
     max_file_bytes: u64,
     max_request_bytes: u64,
     artifact_limits: ArtifactLimits,
+    /// Bytes of every run's artifacts, counted at start and as runs store and expire them.
+    artifact_usage: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A file as stored by an upload.
@@ -137,7 +142,11 @@ impl Files {
                 artifact_limits: ArtifactLimits {
                     max_files: config.artifacts_max_files,
                     max_bytes: config.artifacts_max_bytes,
+                    max_total_bytes: config.artifacts_max_total_bytes,
+                    retention: (config.artifacts_retention_hours > 0.0)
+                        .then(|| std::time::Duration::from_secs_f64(config.artifacts_retention_hours * 3600.0)),
                 },
+                artifact_usage: Default::default(),
             }),
         }
     }
@@ -152,11 +161,13 @@ impl Files {
         self.inner.max_request_bytes
     }
 
-    /// Make the directory, and remove the partial files an earlier start left when it died.
-    /// Only for the one server that holds the data directory. Returns how many were removed.
+    /// Make the directory, remove the partial files an earlier start left when it died, and
+    /// count the artifacts. Only for the one server that holds the data directory. Returns how
+    /// many partial files were removed.
     pub fn prepare(&self) -> Result<usize, FileError> {
         let dir = self.dir();
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+        self.prepare_artifacts()?;
         let mut removed = 0;
         for entry in std::fs::read_dir(dir).map_err(io("list", dir))? {
             let entry = entry.map_err(io("list", dir))?;

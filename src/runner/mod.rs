@@ -15,9 +15,9 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::execution::{Execution, ExecutionRequest, OutputStream, RunEvent, Status};
-use crate::files::{ArtifactReport, Files, Omitted, Receiving};
+use crate::files::{ArtifactReport, Files, Omitted};
 use crate::policy::{Action, Policy, PolicyHit};
-use crate::sandbox::{Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError};
+use crate::sandbox::{ArtifactsCut, Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError};
 use crate::trace::{EventLog, FinishedTrace, NewTrace, StoreError, TraceId, TraceStore};
 use screen::StreamScreen;
 
@@ -260,18 +260,24 @@ impl Runner {
         };
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let (started_tx, started) = oneshot::channel();
-        let Receiving { tar, report } = inner.files.receive_artifacts(trace_id);
-        let io = RunIo { output: chunks_tx, stdin, kill, started: Some(started_tx), artifacts: tar };
+        let (sink, receiving) = inner.files.receive_artifacts(trace_id);
+        let io = RunIo {
+            output: chunks_tx,
+            stdin,
+            kill,
+            started: Some(started_tx),
+            artifacts: sink.tar,
+            artifacts_budget: sink.budget,
+        };
         let mut screens = Screens::new(&inner.policy, events);
         let (outcome, ()) = tokio::join!(inner.sandbox.run(spec, io, &mut log), screens.follow(chunks, started));
         drop(slot);
-        let artifacts = report.await.unwrap_or_else(|error| ArtifactReport {
-            error: Some(format!("storing the artifacts failed: {error}")),
-            ..ArtifactReport::default()
-        });
+        let artifacts = receiving.finish().await;
         let raw = match outcome {
             Ok(raw) => raw,
             Err(source) => {
+                // The failed trace lists no artifacts, so none are kept.
+                inner.files.discard_artifacts(trace_id).await;
                 // What a live client already saw stays on the record, with what was held.
                 screens.finish(&RawOutcome::default());
                 let output = (screens.stdout.into_screened().0.text, screens.stderr.into_screened().0.text);
@@ -409,19 +415,25 @@ fn record_artifacts(artifacts: &ArtifactReport, log: &mut EventLog) {
 
 /// Every file of `/workspace/out/` that did not come back, as the reply names them: those left
 /// out one by one, how many more, and the part of the archive that never arrived.
-fn omissions(artifacts: &ArtifactReport, cut: bool) -> Vec<Omitted> {
+fn omissions(artifacts: &ArtifactReport, cut: Option<ArtifactsCut>) -> Vec<Omitted> {
     let mut omitted = artifacts.omitted.clone();
     let unnamed = artifacts.omitted_count - artifacts.omitted.len();
     if unnamed > 0 {
         omitted.push(Omitted { name: "out/".to_owned(), reason: format!("{unnamed} more files were left out") });
     }
-    let missing = match (&artifacts.error, cut) {
-        (_, true) => Some(format!(
+    let missing = match cut {
+        Some(ArtifactsCut::Late) => Some(format!(
             "the rest of out/ did not arrive within {} s of the program's end",
             crate::sandbox::ARTIFACTS_GRACE.as_secs()
         )),
-        (Some(error), false) => Some(error.clone()),
-        (None, false) => None,
+        Some(ArtifactsCut::Killed) => Some("the rest of out/ was not taken: the run was stopped by its client".into()),
+        Some(ArtifactsCut::OutputLimit) => {
+            Some("the rest of out/ was not taken: output after the program's end passed the output limit".into())
+        }
+        Some(ArtifactsCut::TooLarge) => {
+            Some("the rest of out/ was not taken: more came than the artifact limits allow".into())
+        }
+        None => artifacts.error.clone(),
     };
     if let Some(reason) = missing {
         omitted.push(Omitted { name: "out/".to_owned(), reason });

@@ -59,7 +59,7 @@ pub struct ContainerJob<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub limits: &'a RunLimits,
     pub files: &'a [InputFile],
-    /// Random per container: the supervisor's end line carries it (see `run::EndScanner`).
+    /// Random per container: the supervisor's end line carries it (see `end::EndScanner`).
     pub marker: &'a str,
 }
 

@@ -17,7 +17,7 @@ use crate::trace::{EventLog, TraceId};
 
 pub use image::ImageStatus;
 pub use janitor::Sweep;
-pub use run::{ARTIFACTS_GRACE, Chunk, RawOutcome, RunIo};
+pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, RawOutcome, RunIo};
 
 use docker::Engine;
 use limits::{ContainerJob, ContainerSettings};

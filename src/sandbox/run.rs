@@ -45,6 +45,9 @@ pub struct RunIo {
     /// The tar of `/workspace/out`, as the container sends it once the program ended; dropped
     /// when the run ends. A receiver that goes away makes the rest be discarded.
     pub artifacts: mpsc::Sender<bytes::Bytes>,
+    /// The most tar bytes taken; past it the artifacts are cut (a program that forged the end
+    /// line cannot stream into them for ever).
+    pub artifacts_budget: u64,
 }
 
 /// The raw result of a run, before decoding and redaction. The output itself went out
@@ -63,9 +66,8 @@ pub struct RawOutcome {
     pub output_limited: bool,
     /// The client stopped the run.
     pub killed: bool,
-    /// The program ended but its artifacts were not all sent in time (or the output limit
-    /// stopped the container while they came): they are incomplete.
-    pub artifacts_cut: bool,
+    /// The program ended, but its artifacts were cut short, and why.
+    pub artifacts_cut: Option<ArtifactsCut>,
     /// From container start to the program's end.
     pub duration: Duration,
 }
@@ -100,6 +102,19 @@ pub async fn run_in_fresh_container(
     outcome
 }
 
+/// Why the artifacts of a program that ended were cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactsCut {
+    /// They did not all arrive within [`ARTIFACTS_GRACE`].
+    Late,
+    /// The client stopped the run while they came.
+    Killed,
+    /// Output after the program's end passed the output limit.
+    OutputLimit,
+    /// More came than the limits allow (only a program that forged the end line can send it).
+    TooLarge,
+}
+
 /// Why tracebox stopped a run before it ended by itself.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stop {
@@ -128,6 +143,8 @@ enum Read {
     Late,
     /// The client wants the run stopped.
     Killed,
+    /// More artifacts came than the budget.
+    TooLarge,
 }
 
 async fn drive(
@@ -138,7 +155,7 @@ async fn drive(
     io: RunIo,
     log: &mut EventLog,
 ) -> Result<RawOutcome, SandboxError> {
-    let RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts } = io;
+    let RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts, artifacts_budget } = io;
     let (output, stdin) = engine.attach(id).await?;
     engine.start(id).await?;
     let started = Instant::now();
@@ -151,10 +168,11 @@ async fn drive(
     // Feed stdin beside reading output: a program that prints before it reads would otherwise
     // deadlock against a full pipe. Closing stdin gives the program its end of file.
     let feeder = tokio::spawn(feed_stdin(stdin, input, more_stdin));
-    let mut collector = Collector::new(job.limits.output_bytes, sink, job.marker, artifacts);
+    let mut collector = Collector::new(job.limits.output_bytes, sink, job.marker, artifacts, artifacts_budget);
     let mut output = Box::pin(output);
-    let mut read = collector.read(&mut output, Until::ProgramEnd, deadline, &kill).await?;
+    let read = collector.read(&mut output, Until::ProgramEnd, deadline, &kill).await;
     feeder.abort();
+    let mut read = read?;
     if read == Read::Done && collector.program_ended() {
         log.record("program.ended", json!({ "exit_code": collector.program_status() }));
         read = collector.read(&mut output, Until::OutputEnd, Instant::now() + ARTIFACTS_GRACE, &kill).await?;
@@ -166,17 +184,22 @@ async fn drive(
     // dropped: stop reading before killing, or the kill would wait on us.
     drop(output);
     let ended = collector.program_ended();
+    if ended && read != Read::Done {
+        let cut = match read {
+            Read::Late => ArtifactsCut::Late,
+            Read::Killed => ArtifactsCut::Killed,
+            Read::Limited => ArtifactsCut::OutputLimit,
+            Read::TooLarge | Read::Done => ArtifactsCut::TooLarge,
+        };
+        log.record("artifacts.cut", json!({ "why": format!("{cut:?}") }));
+        collector.artifacts_cut = Some(cut);
+    }
     let stop = match read {
-        Read::Limited => {
-            collector.artifacts_cut = ended;
-            Some(Stop::OutputLimit)
-        }
-        // Once the program ended by itself, a stop only cuts its artifacts short.
-        Read::Late | Read::Killed if ended => {
-            collector.artifacts_cut = true;
-            log.record("artifacts.cut", json!({ "after_ms": ARTIFACTS_GRACE.as_millis() as u64 }));
-            None
-        }
+        Read::Limited => Some(Stop::OutputLimit),
+        // Once the program ended by itself (as it has when artifacts came), a stop only cuts
+        // its artifacts short.
+        Read::Late | Read::Killed if ended => None,
+        Read::TooLarge => None,
         Read::Late => Some(Stop::Timeout),
         Read::Killed => Some(Stop::Killed),
         // After the end line the supervisor exits by itself. Without one, the output ended when
@@ -246,6 +269,9 @@ struct Collector {
     sink: Option<mpsc::UnboundedSender<Chunk>>,
     /// Dropped when its receiver goes away; the rest of the tar is then discarded.
     artifacts: Option<mpsc::Sender<bytes::Bytes>>,
+    /// Tar bytes that may still be taken.
+    artifacts_room: u64,
+    artifacts_over: bool,
     scanner: EndScanner,
     /// When the program ended, and its status as the end line gave it.
     ended: Option<(Instant, Option<i64>)>,
@@ -253,7 +279,7 @@ struct Collector {
     stderr_beyond: Vec<u8>,
     room: u64,
     limited: bool,
-    artifacts_cut: bool,
+    artifacts_cut: Option<ArtifactsCut>,
 }
 
 impl Collector {
@@ -262,17 +288,20 @@ impl Collector {
         sink: mpsc::UnboundedSender<Chunk>,
         marker: &str,
         artifacts: mpsc::Sender<bytes::Bytes>,
+        artifacts_budget: u64,
     ) -> Collector {
         Collector {
             sink: Some(sink),
             artifacts: Some(artifacts),
+            artifacts_room: artifacts_budget,
+            artifacts_over: false,
             scanner: EndScanner::new(marker),
             ended: None,
             stdout_beyond: Vec::new(),
             stderr_beyond: Vec::new(),
             room: limit,
             limited: false,
-            artifacts_cut: false,
+            artifacts_cut: None,
         }
     }
 
@@ -299,6 +328,9 @@ impl Collector {
                 if self.limited {
                     return Ok(Read::Limited);
                 }
+                if self.artifacts_over {
+                    return Ok(Read::TooLarge);
+                }
                 if until == Until::ProgramEnd && self.program_ended() {
                     return Ok(Read::Done);
                 }
@@ -321,8 +353,15 @@ impl Collector {
         if let Some(status) = split.ended {
             self.ended = Some((Instant::now(), status));
         }
-        if let Some(tar) = split.artifacts
-            && let Some(artifacts) = &self.artifacts
+        let Some(tar) = split.artifacts else { return };
+        if tar.len() as u64 > self.artifacts_room {
+            // The receiver sees the archive end here: what came whole is kept.
+            self.artifacts = None;
+            self.artifacts_over = true;
+            return;
+        }
+        self.artifacts_room -= tar.len() as u64;
+        if let Some(artifacts) = &self.artifacts
             && artifacts.send(tar).await.is_err()
         {
             self.artifacts = None;
@@ -446,7 +485,7 @@ mod tests {
     fn collector(limit: u64) -> (Collector, mpsc::UnboundedReceiver<Chunk>) {
         let (sink, chunks) = mpsc::unbounded_channel();
         let (artifacts, _) = mpsc::channel(1);
-        (Collector::new(limit, sink, "marker", artifacts), chunks)
+        (Collector::new(limit, sink, "marker", artifacts, 1024), chunks)
     }
 
     fn passed_on(chunks: &mut mpsc::UnboundedReceiver<Chunk>) -> (Vec<u8>, Vec<u8>) {
@@ -493,7 +532,7 @@ mod tests {
     async fn after_the_end_line_stdout_is_the_artifacts_and_stderr_still_the_programs() {
         let (sink, mut chunks) = mpsc::unbounded_channel();
         let (artifacts, mut tar) = mpsc::channel(4);
-        let mut collector = Collector::new(100, sink, "m", artifacts);
+        let mut collector = Collector::new(100, sink, "m", artifacts, 7);
         collector.take(Chunk::Stdout(Bytes::from_static(b"out\0TRACEBOX-END m 7\nTAR"))).await;
         assert_eq!(collector.program_status(), Some(7));
         collector.take(Chunk::Stderr(Bytes::from_static(b"late"))).await;
@@ -501,6 +540,8 @@ mod tests {
         assert_eq!(passed_on(&mut chunks), (b"out".to_vec(), b"late".to_vec()));
         assert_eq!((tar.recv().await.unwrap(), tar.recv().await.unwrap()), (Bytes::from("TAR"), Bytes::from("MORE")));
         assert_eq!(collector.room, 100 - 7, "the artifacts do not count as output");
+        collector.take(Chunk::Stdout(Bytes::from_static(b"!"))).await;
+        assert!(collector.artifacts_over && collector.artifacts.is_none(), "past the budget the archive ends");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, sha256, unscreened_server};
+use crate::common::{TestServer, empty_policy, sha256, unscreened_server};
 use crate::files::upload;
 
 /// A Python program that writes a real 64×32 PNG (pure standard library) and a text result.
@@ -32,6 +32,13 @@ fn reason_of<'a>(reply: &'a Value, name: &str) -> &'a str {
 
 async fn get(server: &TestServer, url: &str) -> reqwest::Response {
     server.client.get(server.url(url)).send().await.unwrap()
+}
+
+async fn unscreened_server_with(settings: &[(&str, &str)]) -> TestServer {
+    let policy = empty_policy();
+    let mut all = vec![("TRACEBOX_POLICY", policy.as_str())];
+    all.extend_from_slice(settings);
+    TestServer::spawn_with(&all).await
 }
 
 #[tokio::test]
@@ -221,4 +228,54 @@ async fn artifact_downloads_never_leave_their_run_and_uploads_cannot_take_their_
     // The run's artifact is still there, untouched.
     let body = get(&server, reply["artifacts"][0]["url"].as_str().unwrap()).await.text().await.unwrap();
     assert_eq!(body, "a");
+}
+
+#[tokio::test]
+async fn what_a_run_wrote_is_never_served_as_something_a_browser_runs() {
+    let server = TestServer::spawn().await;
+    let code = "import os\nos.makedirs('out')\nopen('out/page.html', 'w').write('<script>alert(1)</script>')\nopen('out/tool.js', 'w').write('alert(1)')";
+    let reply = server.run("python", code).await;
+    for artifact in reply["artifacts"].as_array().unwrap() {
+        let response = get(&server, artifact["url"].as_str().unwrap()).await;
+        assert_eq!(response.headers()["content-type"], "application/octet-stream", "{artifact}");
+        assert_eq!(response.headers()["content-security-policy"], "default-src 'none'; sandbox");
+        assert!(response.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    }
+    // The trace page's own route shows images only; anything else is a (traced) download.
+    let trace_id = reply["trace_id"].as_str().unwrap();
+    let response = get(&server, &format!("/trace/{trace_id}/artifacts/out/page.html")).await;
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("/download/artifacts/"), "{body}");
+}
+
+#[tokio::test]
+async fn a_forged_end_line_cannot_stream_past_the_artifact_budget() {
+    let server =
+        unscreened_server_with(&[("TRACEBOX_ARTIFACTS_MAX_FILES", "2"), ("TRACEBOX_ARTIFACTS_MAX_BYTES", "1000")])
+            .await;
+    // The marker is on the supervisor's command line; a program can find it and forge the line,
+    // then pour bytes after it. They are taken only up to what the limits could ever need.
+    let code = r#"
+import os, sys
+for pid in filter(str.isdigit, os.listdir('/proc')):
+    try:
+        args = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\0')
+    except OSError:
+        continue
+    if len(args) > 2 and args[1].endswith(b'supervise.sh'):
+        marker = args[2]
+sys.stdout.buffer.write(b'before\n\0TRACEBOX-END ' + marker + b' 0\n')
+sys.stdout.buffer.flush()
+chunk = b'x' * 65536
+for _ in range(3000):
+    sys.stdout.buffer.write(chunk)
+"#;
+    let started = std::time::Instant::now();
+    let (status, reply) = server.execute(json!({"code": code, "timeout": 30})).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["stdout"], "before\n", "output ends at the forged line: {reply}");
+    assert_eq!(reply["artifacts"], json!([]));
+    assert!(reason_of(&reply, "out/").contains("more came than the artifact limits allow"), "{reply}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "stopped at the budget, not at a timeout");
 }

@@ -136,7 +136,7 @@ impl Drop for DriverGuard {
 }
 
 async fn wait_for_driver(url: &str) {
-    let client = reqwest::Client::new();
+    let client = crate::common::http_client(patience());
     let deadline = tokio::time::Instant::now() + patience();
     loop {
         if let Ok(response) = client.get(format!("{url}/status")).send().await

@@ -54,7 +54,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
 async fn a_client_that_goes_away_leaves_a_finished_trace_and_no_container() {
     let server = TestServer::spawn().await;
     let instance = server.instance_id().await;
-    let client = reqwest::Client::builder().timeout(Duration::from_millis(700)).build().unwrap();
+    let client = crate::common::http_client(Duration::from_millis(700));
     let gone = client
         .post(server.url("/execute"))
         .json(&json!({"code": "import time\nprint('started', flush=True)\ntime.sleep(2)\nprint('finished')"}))

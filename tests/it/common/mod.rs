@@ -16,6 +16,13 @@ pub fn patience() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// An HTTP client for the tests. reqwest is built with rustls and no crypto provider of its own
+/// (tracebox installs ring's), so a test installs it too before its first client.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().timeout(timeout).build().expect("an HTTP client")
+}
+
 /// Fail, never skip, when the engine is missing: a green run must mean the sandbox was tested.
 pub fn require_docker() {
     let ok = Command::new("docker")
@@ -110,7 +117,7 @@ impl TestServer {
             process: Some(process),
             data_dir: temp.path().to_owned(),
             env,
-            client: reqwest::Client::builder().timeout(patience()).build().unwrap(),
+            client: http_client(patience()),
             instance_id: None,
             _temp: temp,
         };
