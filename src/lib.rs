@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod boot;
+pub mod claude;
 pub mod config;
 pub mod execution;
 pub mod files;

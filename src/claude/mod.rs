@@ -1,0 +1,3 @@
+//! Claude, the model behind the Anthropic Messages API: here, the fake that tests talk to.
+
+pub mod fake;
