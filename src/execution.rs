@@ -232,6 +232,17 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Success,
+        Status::Error,
+        Status::Timeout,
+        Status::Oom,
+        Status::Blocked,
+        Status::OutputLimit,
+        Status::Killed,
+        Status::InternalError,
+    ];
+
     /// The name clients and traces see.
     pub fn as_str(self) -> &'static str {
         match self {

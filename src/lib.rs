@@ -3,6 +3,7 @@
 //! trace); HTTP and the CLI are doors onto it. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod batch;
 pub mod boot;
 pub mod claude;
 pub mod config;
@@ -13,4 +14,5 @@ pub mod runner;
 pub mod sandbox;
 pub mod server;
 pub mod services;
+pub mod stats;
 pub mod trace;

@@ -13,6 +13,8 @@ use tracebox::runner::LiveRun;
 use tracebox::sandbox::ImageStatus;
 use tracebox::services::Services;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "tracebox", version, about = "A code-execution sandbox for AI agents, with a trace of every run")]
 struct Cli {
@@ -38,6 +40,12 @@ enum Command {
     /// Exit codes: the program's own; 124 timeout; 137 out of memory; 141 output limit;
     /// 126 refused by the policy; 125 tracebox itself failed; 130 interrupted.
     Run(RunArgs),
+    /// Run a prompt set as one batch: items with `prompt` go through Claude and their code runs,
+    /// items with `code` run as is, each judged against its `expect`
+    ///
+    /// Exit codes: 0 every expectation held; 1 some item failed, was blocked or could not run;
+    /// 2 the prompt set is invalid (the message names the line).
+    Batch(BatchArgs),
     /// Manage the sandbox image
     Image {
         #[command(subcommand)]
@@ -61,6 +69,30 @@ struct RunArgs {
     /// Memory limit in MiB (default: default_memory_mb)
     #[arg(long)]
     memory_mb: Option<u64>,
+    #[command(flatten)]
+    settings: Config,
+}
+
+#[derive(clap::Args)]
+struct BatchArgs {
+    /// The prompt set: JSON Lines (or one JSON array) of items with `prompt` or `code`
+    promptset: PathBuf,
+    /// Items run at once (1–64)
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// A running tracebox (e.g. http://127.0.0.1:5000) to send the prompt set to; without it,
+    /// the batch runs in this process
+    #[arg(long)]
+    server: Option<String>,
+    /// Write the results here, one JSON line per item as it ends
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Model of the prompt items that name none (default: claude_model)
+    #[arg(long)]
+    model: Option<String>,
+    /// Timeout in seconds of the items that set none (default: default_timeout_secs)
+    #[arg(long)]
+    timeout: Option<f64>,
     #[command(flatten)]
     settings: Config,
 }
@@ -105,6 +137,11 @@ fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             let config = Config::load(sub(matches, &["run"]), file)?;
             init_logging(config.log_format, "warn")?;
             run_program(config, args)
+        }
+        Command::Batch(args) => {
+            let config = Config::load(sub(matches, &["batch"]), file)?;
+            init_logging(config.log_format, "warn")?;
+            cli::batch::run(config, args)
         }
         Command::Image { command: ImageCommand::Build { force, .. } } => {
             let config = Config::load(sub(matches, &["image", "build"]), file)?;

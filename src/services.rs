@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::boot::{self, Boot};
+use crate::claude::{Claude, ClaudeError, MessagesClient, PriceError, PriceTable};
 use crate::config::Config;
 use crate::files::{FileError, Files};
 use crate::policy::{Policy, PolicyError};
@@ -29,6 +30,10 @@ pub enum StartError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Files(#[from] FileError),
+    #[error(transparent)]
+    Prices(#[from] PriceError),
+    #[error(transparent)]
+    Claude(#[from] ClaudeError),
     /// Another server holds the data directory.
     #[error(
         "another tracebox server already uses the data directory {dir} (it holds {lock}); stop it, or give this one its own TRACEBOX_DATA_DIR"
@@ -57,6 +62,8 @@ pub struct Services {
     pub sandbox: Sandbox,
     pub runner: Runner,
     pub files: Files,
+    /// Claude calls, their code run by `runner`.
+    pub claude: Claude,
     boot: Arc<Boot>,
 }
 
@@ -79,7 +86,16 @@ impl Services {
             files.clone(),
             runtime,
         );
-        Ok(Services { config, policy, store, sandbox, runner, files, boot })
+        let prices = PriceTable::load(config.claude_prices.as_deref())?;
+        let claude = Claude::new(
+            MessagesClient::new(&config)?,
+            prices,
+            runner.clone(),
+            Arc::clone(&policy),
+            store.clone(),
+            boot.id(),
+        );
+        Ok(Services { config, policy, store, sandbox, runner, files, claude, boot })
     }
 
     /// The id of this start, on every container and trace it makes.

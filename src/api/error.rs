@@ -6,6 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
+use crate::claude::{AskError, ClaudeError, QuestionError};
 use crate::execution::{Execution, RequestError};
 use crate::files::FileError;
 use crate::runner::RunError;
@@ -57,6 +58,24 @@ pub enum ErrorCode {
     UploadTooLarge,
     /// `POST /upload` that is not multipart, has no file, or a field other than `file`.
     InvalidUpload,
+    /// A Claude call with neither `prompt` nor `messages`.
+    MissingPrompt,
+    /// A Claude call's field that does not fit (both prompt and messages, a bad turn, max_tokens…).
+    InvalidPrompt,
+    /// No ANTHROPIC_API_KEY on this server.
+    ClaudeNotConfigured,
+    /// Anthropic refused the request as the caller made it (an unknown model, too long…).
+    ClaudeRejected,
+    /// Anthropic refused this server's key.
+    ClaudeAuthFailed,
+    /// Anthropic rate-limited the call, past the retries.
+    ClaudeRateLimited,
+    /// Anthropic was overloaded, failing or unreachable, past the retries.
+    ClaudeUnavailable,
+    /// Claude's reply broke off or could not be read.
+    ClaudeBadReply,
+    /// `POST /batch` with a prompt set that is not one.
+    InvalidPromptSet,
 }
 
 impl ErrorCode {
@@ -65,7 +84,11 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
-            | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload => StatusCode::BAD_REQUEST,
+            | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload | MissingPrompt | InvalidPrompt
+            | ClaudeRejected | InvalidPromptSet => StatusCode::BAD_REQUEST,
+            ClaudeAuthFailed | ClaudeBadReply => StatusCode::BAD_GATEWAY,
+            ClaudeRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ClaudeNotConfigured | ClaudeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             BlockedByPolicy | ForbiddenOrigin => StatusCode::FORBIDDEN,
             NoSuchRun => StatusCode::NOT_FOUND,
             MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -117,6 +140,15 @@ impl ErrorCode {
             FileTooLarge => "file_too_large",
             UploadTooLarge => "upload_too_large",
             InvalidUpload => "invalid_upload",
+            MissingPrompt => "missing_prompt",
+            InvalidPrompt => "invalid_prompt",
+            ClaudeNotConfigured => "claude_not_configured",
+            ClaudeRejected => "claude_rejected",
+            ClaudeAuthFailed => "claude_auth_failed",
+            ClaudeRateLimited => "claude_rate_limited",
+            ClaudeUnavailable => "claude_unavailable",
+            ClaudeBadReply => "claude_bad_reply",
+            InvalidPromptSet => "invalid_prompt_set",
         }
     }
 }
@@ -215,7 +247,11 @@ impl ResponseError for ApiError {
         let (code, message, trace_id) = (self.code.as_str(), &self.message, self.trace_id.map(|id| id.to_string()));
         match self.code {
             ErrorCode::Internal => tracing::error!(code, %message, ?trace_id, "request failed"),
-            ErrorCode::SandboxUnavailable => tracing::warn!(code, %message, ?trace_id, "request failed"),
+            ErrorCode::SandboxUnavailable
+            | ErrorCode::ClaudeAuthFailed
+            | ErrorCode::ClaudeUnavailable
+            | ErrorCode::ClaudeBadReply
+            | ErrorCode::ClaudeNotConfigured => tracing::warn!(code, %message, ?trace_id, "request failed"),
             _ => tracing::debug!(code, %message, "request refused"),
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -275,6 +311,49 @@ impl From<FileError> for ApiError {
             FileError::NoFreeName(_) | FileError::Io { .. } | FileError::Store(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())
+    }
+}
+
+impl From<QuestionError> for ApiError {
+    fn from(error: QuestionError) -> ApiError {
+        let code = match &error {
+            QuestionError::Missing => ErrorCode::MissingPrompt,
+            QuestionError::Invalid(_) => ErrorCode::InvalidPrompt,
+            QuestionError::Language(_) => ErrorCode::UnknownLanguage,
+            QuestionError::Limit(_) => ErrorCode::InvalidLimit,
+        };
+        ApiError::new(code, error.to_string())
+    }
+}
+
+impl From<AskError> for ApiError {
+    fn from(error: AskError) -> ApiError {
+        let trace_id = error.trace_id();
+        let AskError::Claude { error, .. } = error else {
+            return ApiError::new(ErrorCode::Internal, error.to_string());
+        };
+        let mut retry_after = None;
+        let code = match &error {
+            ClaudeError::NoApiKey => ErrorCode::ClaudeNotConfigured,
+            ClaudeError::Api { status: 401 | 403, .. } => ErrorCode::ClaudeAuthFailed,
+            ClaudeError::Api { status: 429, retry_after: wait, .. } => {
+                retry_after = Some(wait.map_or(RETRY_AFTER_SECS, |w| w.as_secs().max(1)));
+                ErrorCode::ClaudeRateLimited
+            }
+            ClaudeError::Api { status, retry_after: wait, .. } if *status >= 500 || matches!(status, 408 | 409) => {
+                retry_after = Some(wait.map_or(RETRY_AFTER_SECS, |w| w.as_secs().max(1)));
+                ErrorCode::ClaudeUnavailable
+            }
+            ClaudeError::Api { .. } => ErrorCode::ClaudeRejected,
+            ClaudeError::Unreachable { .. } => ErrorCode::ClaudeUnavailable,
+            ClaudeError::Stream { .. } | ClaudeError::Malformed { .. } => ErrorCode::ClaudeBadReply,
+        };
+        let mut api = ApiError::new(code, error.to_string());
+        api.trace_id = trace_id;
+        if let Some(secs) = retry_after {
+            api = api.with_header(header::RETRY_AFTER, secs);
+        }
+        api
     }
 }
 

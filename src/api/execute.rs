@@ -132,7 +132,8 @@ pub async fn execute(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let config = services.runner.config();
-    let body: ExecuteBody = read_json(&request, payload, request_limit(config)).await?;
+    let why = "more than the largest code and stdin allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)";
+    let body: ExecuteBody = read_json(&request, payload, request_limit(config), why).await?;
     let request = body.into_request(&services, Source::Http).await?;
     let execution = services.runner.execute(request).await?;
     if execution.status == Status::Blocked {

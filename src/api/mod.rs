@@ -1,6 +1,8 @@
 //! The HTTP doors: one file per resource, each a thin translation between HTTP and the
 //! pipeline. The whole route table is [`routes`].
 
+mod batch;
+mod claude;
 mod error;
 mod execute;
 mod export;
@@ -24,6 +26,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .service(resource("/execute", "POST").route(web::post().to(execute::execute)))
         .service(resource("/ws", "GET").route(web::get().to(ws::upgrade)))
+        .service(resource("/claude", "POST").route(web::post().to(claude::claude)))
+        .service(resource("/batch", "POST").route(web::post().to(batch::batch)))
         .service(
             resource("/", "GET, HEAD").route(web::get().to(playground::show)).route(web::head().to(playground::show)),
         )
@@ -83,7 +87,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NoSuchRoute,
         format!(
-            "no route for {} {}; see the API in the README (POST /execute, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, GET /health)",
+            "no route for {} {}; see the API in the README (POST /execute, POST /claude, POST /batch, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, GET /health)",
             request.method(),
             request.path()
         ),
@@ -91,11 +95,13 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// Read a JSON object body of at most `limit` bytes, whatever its `Content-Type` (so that a
-/// bare `curl -d '{…}'` works), and decode it, naming the field that does not fit.
+/// bare `curl -d '{…}'` works), and decode it, naming the field that does not fit. `why` says
+/// what the limit is made of, for the refusal.
 async fn read_json<T: DeserializeOwned>(
     request: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    why: &str,
 ) -> Result<T, ApiError> {
     if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING)
         && encoding.as_bytes() != b"identity"
@@ -106,14 +112,7 @@ async fn read_json<T: DeserializeOwned>(
             format!("Content-Encoding {encoding:?} is not supported; send the body uncompressed"),
         ));
     }
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!(
-                "the request body is over {limit} bytes, more than the largest code and stdin allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)"
-            ),
-        )
-    };
+    let too_large = || ApiError::new(ErrorCode::BodyTooLarge, format!("the request body is over {limit} bytes, {why}"));
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =

@@ -25,7 +25,7 @@ const STATUSES: &[&str] =
 const LANGUAGES: &[&str] = &["python", "node"];
 
 /// Every kind of trace recorded so far.
-const KINDS: &[&str] = &["execution", "upload", "download"];
+const KINDS: &[&str] = &["execution", "claude", "batch", "upload", "download"];
 
 /// The list's query string, as clients send it. Empty values mean "any" (what a form sends).
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
@@ -44,6 +44,9 @@ pub struct ListQuery {
     since: Option<String>,
     #[serde(skip_serializing_if = "blank")]
     until: Option<String>,
+    /// Only the items of this batch (its trace id).
+    #[serde(skip_serializing_if = "blank")]
+    batch: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<usize>,
     #[serde(skip_serializing_if = "blank")]
@@ -94,6 +97,10 @@ impl ListQuery {
             text: given(&self.q).map(str::to_owned),
             since_us: time("since", given(&self.since))?,
             until_us: time("until", given(&self.until))?,
+            parent: given(&self.batch)
+                .map(str::parse::<TraceId>)
+                .transpose()
+                .map_err(|e| invalid(format!("`batch`: {e}; pass the trace id of a batch")))?,
             before: given(&self.cursor)
                 .map(str::parse::<TraceId>)
                 .transpose()
@@ -193,7 +200,9 @@ impl ListQuery {
     }
 
     fn is_filtered(&self) -> bool {
-        [&self.kind, &self.status, &self.language, &self.q, &self.since, &self.until].iter().any(|v| !blank(v))
+        [&self.kind, &self.status, &self.language, &self.q, &self.since, &self.until, &self.batch]
+            .iter()
+            .any(|v| !blank(v))
     }
 
     /// This query as a query string (blank fields left out).

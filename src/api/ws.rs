@@ -15,8 +15,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::claude::ClaudeReply;
 use super::error::{ApiError, ErrorCode};
 use super::execute::{ExecuteBody, ExecuteReply};
+use crate::claude::{Answer, AskError, AskEvent, Question};
 use crate::config::Config;
 use crate::execution::{Execution, RunEvent, Source, Status};
 use crate::runner::{LiveRun, RunControl, StdinError};
@@ -109,12 +111,20 @@ struct Outgoing {
     ends: Option<String>,
 }
 
+/// What goes on under one of the client's ids.
+enum Going {
+    /// A program: it takes stdin and can be killed.
+    Run(RunControl),
+    /// A Claude call: it ends by itself (its code's runs at their timeouts).
+    Claude,
+}
+
 /// One socket's state.
 struct Socket {
     services: web::Data<Services>,
     session: Session,
-    /// The runs going on this socket, by the client's id.
-    runs: HashMap<String, RunControl>,
+    /// The runs and Claude calls going on this socket, by the client's id.
+    runs: HashMap<String, Going>,
     frames_tx: mpsc::Sender<Outgoing>,
     frames: mpsc::Receiver<Outgoing>,
 }
@@ -191,8 +201,10 @@ impl Socket {
     /// Kill what still runs and say goodbye.
     async fn close(self, closing: Closing) {
         let running = self.runs.len();
-        for control in self.runs.values() {
-            control.kill();
+        for going in self.runs.values() {
+            if let Going::Run(control) = going {
+                control.kill();
+            }
         }
         let reason = match closing {
             Closing::Client => None,
@@ -253,25 +265,26 @@ impl Socket {
         let refuse = |error: ApiError| Refusal { id: id.clone(), error };
         match object.get("type").and_then(Value::as_str) {
             Some("execute") => self.execute(execute_message(object.clone()).map_err(refuse)?).await.map_err(refuse),
+            Some("claude") => self.claude(claude_message(object.clone()).map_err(refuse)?).await.map_err(refuse),
             Some("stdin") => self.stdin(parse(message.clone()).map_err(refuse)?).map_err(refuse),
             Some("kill") => self.kill(parse(message.clone()).map_err(refuse)?).map_err(refuse),
             Some(other) => Err(refuse(invalid_message(&format!(
-                "unknown message type {other:?}; send one of: execute, stdin, kill"
+                "unknown message type {other:?}; send one of: execute, claude, stdin, kill"
             )))),
-            None => Err(refuse(invalid_message("a message needs a `type`: execute, stdin or kill"))),
+            None => Err(refuse(invalid_message("a message needs a `type`: execute, claude, stdin or kill"))),
         }
     }
 
-    async fn execute(&mut self, message: ExecuteMessage) -> Result<(), ApiError> {
-        let config = self.services.runner.config();
-        check_id(&message.id)?;
-        if self.runs.contains_key(&message.id) {
+    /// May a new run (or call) take `id`?
+    fn check_new(&self, id: &str) -> Result<(), ApiError> {
+        check_id(id)?;
+        if self.runs.contains_key(id) {
             return Err(ApiError::new(
                 ErrorCode::DuplicateRunId,
-                format!("run {:?} is still going on this socket; pick another id", message.id),
+                format!("run {id:?} is still going on this socket; pick another id"),
             ));
         }
-        if self.runs.len() >= config.ws_max_runs {
+        if self.runs.len() >= self.services.runner.config().ws_max_runs {
             return Err(ApiError::new(
                 ErrorCode::TooManyRuns,
                 format!(
@@ -280,18 +293,39 @@ impl Socket {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    async fn execute(&mut self, message: ExecuteMessage) -> Result<(), ApiError> {
+        self.check_new(&message.id)?;
         let ExecuteMessage { id, stdin_open, body } = message;
         let request = body.into_request(&self.services, Source::WebSocket).await?;
         let LiveRun { trace_id, events, control, outcome } =
             self.services.runner.start(request, stdin_open.unwrap_or(true));
         tracing::debug!(run = %id, %trace_id, "websocket run started");
-        self.runs.insert(id.clone(), control);
+        self.runs.insert(id.clone(), Going::Run(control));
         actix_web::rt::spawn(forward(id, trace_id, events, outcome, self.frames_tx.clone()));
         Ok(())
     }
 
+    async fn claude(&mut self, message: ClaudeMessage) -> Result<(), ApiError> {
+        self.check_new(&message.id)?;
+        let ClaudeMessage { id, mut question } = message;
+        // A live door streams unless told not to.
+        question.stream.get_or_insert(true);
+        let files = question.files.take().unwrap_or_default();
+        let mut ask = question.check(self.services.runner.config(), Source::WebSocket, None)?;
+        ask.files = self.services.files.inputs(&files).await?;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (trace_id, call) = self.services.claude.start(ask, Some(events_tx));
+        tracing::debug!(run = %id, %trace_id, "websocket claude call started");
+        self.runs.insert(id.clone(), Going::Claude);
+        actix_web::rt::spawn(forward_claude(id, trace_id, events, call, self.frames_tx.clone()));
+        Ok(())
+    }
+
     fn stdin(&mut self, message: StdinMessage) -> Result<(), ApiError> {
-        let control = self.runs.get_mut(&message.id).ok_or_else(|| no_such_run(&message.id))?;
+        let control = self.control(&message.id, "takes no stdin")?;
         if let Some(data) = &message.data {
             control.send_stdin(data).map_err(|error| match error {
                 StdinError::Closed => ApiError::new(ErrorCode::StdinClosed, error.to_string()),
@@ -305,9 +339,17 @@ impl Socket {
     }
 
     fn kill(&mut self, message: KillMessage) -> Result<(), ApiError> {
-        let control = self.runs.get(&message.id).ok_or_else(|| no_such_run(&message.id))?;
-        control.kill();
+        self.control(&message.id, "cannot be killed (its code's runs end at their timeouts)")?.kill();
         Ok(())
+    }
+
+    /// The program going under `id`; a Claude call there `cannot` do what was asked.
+    fn control(&mut self, id: &str, cannot: &str) -> Result<&mut RunControl, ApiError> {
+        match self.runs.get_mut(id) {
+            Some(Going::Run(control)) => Ok(control),
+            Some(Going::Claude) => Err(invalid_message(&format!("{id:?} is a Claude call, which {cannot}"))),
+            None => Err(no_such_run(id)),
+        }
     }
 
     /// A refused message's answer: `rejected` when it names a run that goes on (the run's own
@@ -392,6 +434,48 @@ fn exit_frame(id: &str, execution: Execution) -> Value {
     frame
 }
 
+/// Turn a Claude call's events into frames: `started`, `text` as the reply streams, one
+/// `execution` per block run, then `exit` (the `/claude` reply's fields) or `error`.
+async fn forward_claude(
+    id: String,
+    trace_id: TraceId,
+    mut events: mpsc::UnboundedReceiver<AskEvent>,
+    call: tokio::task::JoinHandle<Result<Answer, AskError>>,
+    frames: mpsc::Sender<Outgoing>,
+) {
+    let started = json!({ "type": "started", "id": id, "trace_id": trace_id });
+    if frames.send(Outgoing { frame: started, ends: None }).await.is_err() {
+        return;
+    }
+    while let Some(event) = events.recv().await {
+        let frame = match event {
+            AskEvent::Text(text) => json!({ "type": "text", "id": id, "data": text }),
+            AskEvent::Execution(execution) => {
+                json!({ "type": "execution", "id": id, "execution": ExecuteReply::from(*execution) })
+            }
+        };
+        if frames.send(Outgoing { frame, ends: None }).await.is_err() {
+            return;
+        }
+    }
+    let last = match call.await.map_err(AskError::from).and_then(|answer| answer) {
+        Ok(answer) => {
+            let mut frame = serde_json::to_value(ClaudeReply::from(answer)).unwrap_or_default();
+            if let Some(fields) = frame.as_object_mut() {
+                fields.insert("type".to_owned(), json!("exit"));
+                fields.insert("id".to_owned(), json!(id));
+                fields.insert("status".to_owned(), json!("success"));
+            }
+            frame
+        }
+        Err(error) => {
+            let error = ApiError::from(error);
+            json!({ "type": "error", "id": id, "code": error.code().as_str(), "message": error.message(), "trace_id": error.trace_id().or(Some(trace_id)) })
+        }
+    };
+    let _ = frames.send(Outgoing { frame: last, ends: Some(id) }).await;
+}
+
 /// A refused message, and the run it named when it named one.
 struct Refusal {
     id: Option<String>,
@@ -450,6 +534,19 @@ fn execute_message(mut object: serde_json::Map<String, Value>) -> Result<Execute
 fn field<T: DeserializeOwned>(object: &mut serde_json::Map<String, Value>, key: &str) -> Result<Option<T>, ApiError> {
     let decode = |value| serde_json::from_value(value).map_err(|e| invalid_message(&format!("`{key}`: {e}")));
     object.remove(key).map(decode).transpose()
+}
+
+/// `{"type": "claude", "id", "prompt", …}`: the `/claude` body plus the call's id.
+struct ClaudeMessage {
+    id: String,
+    question: Question,
+}
+
+fn claude_message(mut object: serde_json::Map<String, Value>) -> Result<ClaudeMessage, ApiError> {
+    object.remove("type");
+    let id =
+        field(&mut object, "id")?.ok_or_else(|| invalid_message("`id` is required: the client's name for the call"))?;
+    Ok(ClaudeMessage { id, question: parse(Value::Object(object))? })
 }
 
 /// `{"type": "stdin", "id", "data", "eof"}`: more input; `eof: true` closes stdin after it.

@@ -476,6 +476,8 @@ mod tests {
     }
 
     fn client() -> reqwest::Client {
+        // reqwest is built without a crypto provider of its own; the client installs ring's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         reqwest::Client::new()
     }
 

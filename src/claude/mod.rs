@@ -1,3 +1,22 @@
-//! Claude, the model behind the Anthropic Messages API: here, the fake that tests talk to.
+//! Claude in the loop: the Anthropic Messages API client (reqwest, streaming, retries), the
+//! code blocks of a reply, the cost estimate, and the traced call that runs a reply's code
+//! through the execution pipeline ([`Claude::ask`]). `fake` is a faithful fake of the API on
+//! loopback, for tests and for trying tracebox without a key (the `fake-anthropic` binary).
 
+mod blocks;
+mod call;
+mod client;
 pub mod fake;
+mod messages;
+mod price;
+mod question;
+mod retry;
+mod sse;
+
+pub use blocks::{CodeBlock, code_blocks};
+pub use call::{Answer, Ask, AskError, AskEvent, Claude};
+pub use client::{ANTHROPIC_VERSION, Attempt, ClaudeError, Exchange, MessagesClient};
+pub use messages::{Block, MessagesRequest, Reply, Usage};
+pub use price::{Price, PriceError, PriceTable};
+pub use question::{MAX_TOKENS_LIMIT, Question, QuestionError};
+pub use sse::StreamError;

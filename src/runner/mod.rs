@@ -149,6 +149,11 @@ impl Runner {
         Runner { inner: Arc::new(Inner { config, policy, sandbox, store, files, slots, waiting, runtime }) }
     }
 
+    /// Where runs (and Claude calls) execute, detached from their doors.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.runtime
+    }
+
     /// The configuration the runner checks requests against.
     pub fn config(&self) -> &Config {
         &self.inner.config

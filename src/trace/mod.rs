@@ -176,6 +176,8 @@ pub struct TraceFilter {
     pub language: Option<String>,
     pub since_us: Option<i64>,
     pub until_us: Option<i64>,
+    /// Only the children of this trace (the items of a batch).
+    pub parent: Option<TraceId>,
     /// Only traces whose code or output contains this text.
     pub text: Option<String>,
     /// Only traces older than this one (the previous page's `next_cursor`).

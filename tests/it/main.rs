@@ -6,6 +6,7 @@
 
 mod artifacts;
 mod browser;
+mod claude;
 mod cli;
 mod common;
 mod execute;

@@ -91,6 +91,9 @@ fn conditions(filter: &TraceFilter, window: Option<&Window>) -> (String, Vec<Sql
     if let Some(until) = filter.until_us {
         add("started_at_us < ??", vec![SqlValue::Integer(until)]);
     }
+    if let Some(parent) = filter.parent {
+        add("parent_id = ??", vec![SqlValue::Text(parent.to_string())]);
+    }
     if let Some(before) = filter.before {
         add("id < ??", vec![SqlValue::Text(before.to_string())]);
     }

@@ -279,3 +279,65 @@ pub fn empty_policy() -> String {
 pub async fn unscreened_server() -> TestServer {
     TestServer::spawn_with(&[("TRACEBOX_POLICY", &empty_policy())]).await
 }
+
+/// The API key the tests' fake Anthropic API expects. A test greps for it where it must never be.
+pub const FAKE_KEY: &str = "sk-ant-api03-tracebox-test-key-0123456789";
+
+/// The fake Anthropic API (`fake-anthropic`), a process of its own on loopback.
+pub struct FakeAnthropic {
+    child: Child,
+    pub url: String,
+}
+
+impl FakeAnthropic {
+    /// Start it, expecting `FAKE_KEY`; `script` is a reply-script file, when given.
+    pub fn start(script: Option<&Path>) -> FakeAnthropic {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_fake-anthropic"));
+        command.args(["--addr", "127.0.0.1:0", "--api-key", FAKE_KEY]);
+        if let Some(script) = script {
+            command.arg("--script").arg(script);
+        }
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("the fake starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("the fake says where it listens");
+        let url = line.trim().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+        FakeAnthropic { child, url }
+    }
+
+    /// Every request it received, as `GET /_fake/requests` lists them.
+    pub async fn requests(&self) -> Vec<Value> {
+        let response = http_client(patience()).get(format!("{}/_fake/requests", self.url)).send().await.unwrap();
+        response.json().await.expect("the fake lists its requests")
+    }
+
+    /// Settings pointing a tracebox at this fake with the right key.
+    pub fn settings(&self) -> [(&'static str, String); 2] {
+        [("ANTHROPIC_BASE_URL", self.url.clone()), ("ANTHROPIC_API_KEY", FAKE_KEY.to_owned())]
+    }
+}
+
+impl Drop for FakeAnthropic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestServer {
+    /// A server that asks `fake` for Claude's replies, with `extra` settings.
+    pub async fn with_fake(fake: &FakeAnthropic, extra: &[(&str, &str)]) -> TestServer {
+        let settings = fake.settings();
+        let mut env: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        env.extend_from_slice(extra);
+        TestServer::spawn_with(&env).await
+    }
+
+    /// POST /claude with a JSON body; returns the status and the JSON reply.
+    pub async fn claude(&self, body: Value) -> (u16, Value) {
+        let response = self.client.post(self.url("/claude")).json(&body).send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("a JSON reply"))
+    }
+}

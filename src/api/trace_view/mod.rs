@@ -2,8 +2,14 @@
 //! ended, in a sentence; the limits in units; output with its size, folded when long; the
 //! timeline as offsets, steps and proportional bars. The JSON form stays the raw record.
 
+mod batch;
+mod claude;
+
 use askama::Template;
 use serde_json::Value;
+
+use batch::BatchView;
+use claude::ClaudeView;
 
 use super::traces::{human_duration, short_time};
 use crate::files::{Artifact, Omitted, artifact_preview_url, is_image};
@@ -218,6 +224,10 @@ pub struct DetailPage<'a> {
     duration: Option<String>,
     /// For an upload or download: who moved which files (no code, output or limits then).
     transfer: Option<Transfer>,
+    /// For a Claude call: the question, the reply, tokens and attempts.
+    claude: Option<ClaudeView>,
+    /// For a batch: its summary and items.
+    batch: Option<BatchView>,
     artifacts: Vec<ArtifactRow>,
     artifacts_omitted: Vec<Omitted>,
 }
@@ -287,9 +297,13 @@ impl<'a> DetailPage<'a> {
             .collect();
         let summary = &trace.summary;
         let transfer = Transfer::of(&summary.kind, input, output);
-        let explanation = match &transfer {
-            Some(transfer) => transfer.explain(&summary.kind, &summary.status, output),
-            None => explain(&summary.status, summary.exit_code, str_at(output, "message")),
+        let claude = ClaudeView::of(&summary.kind, input, output);
+        let batch = BatchView::of(&summary.kind, input, output);
+        let explanation = match (&transfer, &claude, &batch) {
+            (Some(transfer), _, _) => transfer.explain(&summary.kind, &summary.status, output),
+            (_, Some(claude), _) => claude.explain(&summary.status, output, trace.children.len()),
+            (_, _, Some(batch)) => batch.explain(&summary.status),
+            _ => explain(&summary.status, summary.exit_code, str_at(output, "message")),
         };
         DetailPage {
             trace,
@@ -318,6 +332,8 @@ impl<'a> DetailPage<'a> {
             timeline: timeline(&trace.events, summary.duration_ms),
             duration: summary.duration_ms.map(human_duration),
             transfer,
+            claude,
+            batch,
             artifacts: decode::<Vec<Artifact>>(output.get("artifacts"))
                 .unwrap_or_default()
                 .into_iter()

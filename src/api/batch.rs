@@ -1,0 +1,89 @@
+//! `POST /batch`: a prompt set in, its run streamed out as JSON Lines — `started` (the batch's
+//! trace id), one `item` per finished item, then `done` with the summary — through the same
+//! batch runner `tracebox batch` uses in-process.
+
+use std::convert::Infallible;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::error::{ApiError, ErrorCode};
+use super::read_json;
+use crate::batch::{self, BatchOptions, Defaults, MAX_CONCURRENCY};
+use crate::execution::Source;
+use crate::services::Services;
+
+/// The largest prompt set read.
+const BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    /// The items, as a prompt set's lines would hold them.
+    items: Vec<Value>,
+    /// What to call the batch (the prompt set's file name).
+    name: Option<String>,
+    concurrency: Option<usize>,
+    /// The model of prompt items that name none.
+    model: Option<String>,
+    /// The timeout of items that set none.
+    timeout: Option<f64>,
+}
+
+/// `POST /batch`
+pub async fn batch(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let why = "more than a prompt set sent at once may hold (32 MiB); split it";
+    let body: BatchBody = read_json(&request, payload, BODY_BYTES, why).await?;
+    let concurrency = body.concurrency.unwrap_or(1);
+    if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPromptSet,
+            format!("`concurrency` must be between 1 and {MAX_CONCURRENCY}"),
+        ));
+    }
+    let refused = |error: batch::SetError| ApiError::new(ErrorCode::InvalidPromptSet, error.to_string());
+    let text = Value::Array(body.items).to_string();
+    let defaults = Defaults { model: body.model, timeout: body.timeout };
+    let items = batch::check(batch::parse(&text).map_err(refused)?, services.runner.config(), &defaults, Source::Batch)
+        .map_err(refused)?;
+    let options = BatchOptions {
+        name: body.name.unwrap_or_else(|| "POST /batch".to_owned()),
+        concurrency,
+        source: Source::Batch,
+    };
+    let (lines_tx, lines) = mpsc::unbounded_channel::<Bytes>();
+    let line = move |value: Value| {
+        // A client gone away stops nothing: the batch goes on and is recorded.
+        let _ = lines_tx.send(Bytes::from(format!("{value}\n")));
+    };
+    let runner = services.clone();
+    services.runner.runtime().spawn(async move {
+        let started = line.clone();
+        let each = line.clone();
+        let report = batch::run_batch(
+            &runner,
+            items,
+            &options,
+            |batch_id| started(json!({"type": "started", "batch_id": batch_id})),
+            |item| each(json!({"type": "item", "item": item})),
+        )
+        .await;
+        match report {
+            Ok(report) => line(json!({"type": "done", "batch_id": report.batch_id, "summary": report.summary})),
+            Err(error) => {
+                line(json!({"type": "error", "error": {"code": "internal_error", "message": error.to_string()}}))
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(lines, |mut lines| async move {
+        lines.recv().await.map(|line| (Ok::<_, Infallible>(line), lines))
+    });
+    Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(body))
+}

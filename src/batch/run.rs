@@ -1,0 +1,240 @@
+//! Running a checked prompt set: its items at a bounded concurrency through the same pipelines
+//! as any request (code → the runner; prompt → Claude, its code run), each item's trace a child
+//! of the batch's own, each result judged against its `expect` as it ends.
+
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::set::{CheckedItem, Job};
+use super::summary::Summary;
+use crate::claude::Usage;
+use crate::execution::{Execution, Source, Status};
+use crate::services::Services;
+use crate::trace::{EventLog, FinishedTrace, NewTrace, StoreError, TraceId};
+
+/// Most items run at once.
+pub const MAX_CONCURRENCY: usize = 64;
+/// stdout kept per item in the results (the trace keeps it whole).
+const STDOUT_KEPT_BYTES: usize = 4096;
+
+/// How a batch runs.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// What the batch trace is called (the prompt set's file name).
+    pub name: String,
+    pub concurrency: usize,
+    pub source: Source,
+}
+
+/// How an item ended, for the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Its expectations held.
+    Passed,
+    /// It ran, and an expectation did not hold.
+    Failed,
+    /// The policy refused its code (and that was not what it expected).
+    Blocked,
+    /// It could not run: Claude failed, its reply held no code, the sandbox failed.
+    Error,
+}
+
+/// One line of the results file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub id: String,
+    /// Where it was in the prompt set (`line 3`).
+    pub at: String,
+    /// `code` or `prompt`.
+    pub kind: String,
+    pub outcome: Outcome,
+    pub passed: bool,
+    /// The run's status (the last block's, for a prompt), or `no_code` / `claude_error`.
+    pub status: String,
+    pub exit_code: Option<i64>,
+    /// What did not hold, or why it could not run.
+    pub failures: Vec<String>,
+    /// The item's trace: its run, or its Claude call.
+    pub trace_id: Option<TraceId>,
+    /// The runs of a prompt's code blocks.
+    pub executions: Vec<TraceId>,
+    pub duration_ms: f64,
+    /// The start of its stdout (all blocks', for a prompt).
+    pub stdout: String,
+    pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
+}
+
+/// A finished batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchReport {
+    pub batch_id: TraceId,
+    pub summary: Summary,
+    pub items: Vec<ItemResult>,
+}
+
+impl BatchReport {
+    /// 0 when every expectation held, 1 otherwise (2 is for a prompt set that cannot run).
+    pub fn exit_code(&self) -> u8 {
+        if self.items.iter().all(|item| item.passed) { 0 } else { 1 }
+    }
+}
+
+/// Run `items` as one batch; `on_item` hears each result as it comes (for progress). The batch
+/// trace is started first (`on_start` hears its id) and finished last, with the summary.
+pub async fn run_batch(
+    services: &Services,
+    items: Vec<CheckedItem>,
+    options: &BatchOptions,
+    on_start: impl FnOnce(TraceId),
+    mut on_item: impl FnMut(&ItemResult),
+) -> Result<BatchReport, StoreError> {
+    let batch_id = TraceId::new();
+    let mut log = EventLog::start();
+    let concurrency = options.concurrency.clamp(1, MAX_CONCURRENCY);
+    services.store.begin(NewTrace {
+        id: batch_id,
+        parent_id: None,
+        kind: "batch",
+        source: options.source.as_str(),
+        language: None,
+        boot_id: services.boot_id().to_owned(),
+        started_at_us: log.started_at_us(),
+        input: json!({ "name": options.name, "items": items.len(), "concurrency": concurrency }),
+    });
+    on_start(batch_id);
+    let started = Instant::now();
+    let mut running =
+        futures_util::stream::iter(items).map(|item| run_item(services, batch_id, item)).buffer_unordered(concurrency);
+    let mut results = Vec::new();
+    while let Some(result) = running.next().await {
+        on_item(&result);
+        results.push(result);
+    }
+    let summary = Summary::of(&results, started.elapsed().as_secs_f64() * 1000.0);
+    log.record("batch.finished", json!({ "passed": summary.passed, "items": summary.items }));
+    let status = if summary.passed == summary.items { "success" } else { "error" };
+    let trace = FinishedTrace {
+        id: batch_id,
+        status,
+        ended_at_us: log.now_us(),
+        exit_code: None,
+        output: json!({
+            "summary": summary,
+            "items": results.iter().map(|r| json!({
+                "id": r.id, "at": r.at, "outcome": r.outcome, "status": r.status, "trace_id": r.trace_id,
+                "duration_ms": r.duration_ms, "failures": r.failures,
+            })).collect::<Vec<_>>(),
+        }),
+        events: log.into_events(),
+    };
+    services.store.finish(trace).await?;
+    Ok(BatchReport { batch_id, summary, items: results })
+}
+
+/// Run one item and judge it.
+async fn run_item(services: &Services, batch_id: TraceId, item: CheckedItem) -> ItemResult {
+    let started = Instant::now();
+    let CheckedItem { id, at, mut job, expect, files } = item;
+    job.under(batch_id);
+    let kind = job.kind().to_owned();
+    let mut result = ItemResult {
+        id,
+        at,
+        kind,
+        outcome: Outcome::Error,
+        passed: false,
+        status: String::new(),
+        exit_code: None,
+        failures: Vec::new(),
+        trace_id: None,
+        executions: Vec::new(),
+        duration_ms: 0.0,
+        stdout: String::new(),
+        usage: None,
+        cost_usd: None,
+    };
+    let inputs = match services.files.inputs(&files).await {
+        Ok(inputs) => inputs,
+        Err(error) => {
+            result.status = "error".into();
+            result.failures.push(error.to_string());
+            result.duration_ms = ms(started);
+            return result;
+        }
+    };
+    let ran: Result<Vec<Execution>, String> = match job {
+        Job::Code(mut request) => {
+            request.files = inputs;
+            match services.runner.execute(*request).await {
+                Ok(execution) => {
+                    result.trace_id = Some(execution.trace_id);
+                    Ok(vec![execution])
+                }
+                Err(error) => {
+                    result.trace_id = error.trace_id();
+                    Err(error.to_string())
+                }
+            }
+        }
+        Job::Prompt(mut ask) => {
+            ask.files = inputs;
+            let (trace_id, call) = services.claude.start(*ask, None);
+            result.trace_id = Some(trace_id);
+            match call.await.map_err(crate::claude::AskError::from).and_then(|answer| answer) {
+                Ok(answer) => {
+                    result.usage = Some(answer.reply.usage);
+                    result.cost_usd = answer.cost_usd;
+                    result.executions = answer.executions.iter().map(|e| e.trace_id).collect();
+                    if answer.executions.is_empty() {
+                        result.status = "no_code".into();
+                        Err("Claude's reply held no code block to run".to_owned())
+                    } else {
+                        Ok(answer.executions)
+                    }
+                }
+                Err(error) => {
+                    result.status = "claude_error".into();
+                    Err(error.to_string())
+                }
+            }
+        }
+    };
+    result.duration_ms = ms(started);
+    match ran {
+        Ok(executions) => judge(&mut result, &executions, &expect),
+        Err(why) => {
+            if result.status.is_empty() {
+                result.status = Status::InternalError.as_str().into();
+            }
+            result.failures.push(why);
+        }
+    }
+    result
+}
+
+/// Judge the runs of an item: the last one's status and exit code, every one's stdout.
+fn judge(result: &mut ItemResult, executions: &[Execution], expect: &super::set::Expectation) {
+    let Some(last) = executions.last() else { return };
+    let stdout: String = executions.iter().map(|e| e.stdout.as_str()).collect();
+    result.status = last.status.as_str().to_owned();
+    result.exit_code = last.exit_code;
+    result.failures = expect.failures(&result.status, last.exit_code, &stdout);
+    result.passed = result.failures.is_empty();
+    result.outcome = match (result.passed, last.status) {
+        (true, _) => Outcome::Passed,
+        (false, Status::Blocked) => Outcome::Blocked,
+        (false, Status::InternalError) => Outcome::Error,
+        (false, _) => Outcome::Failed,
+    };
+    let cut = (0..=STDOUT_KEPT_BYTES.min(stdout.len())).rev().find(|&i| stdout.is_char_boundary(i)).unwrap_or(0);
+    result.stdout = stdout[..cut].to_owned();
+}
+
+fn ms(started: Instant) -> f64 {
+    started.elapsed().as_secs_f64() * 1000.0
+}

@@ -1,0 +1,203 @@
+//! `tracebox batch PROMPTSET`: check the prompt set (exit 2 naming the line when it cannot run),
+//! run it — in this process, or as a client of a running server (`--server`) — with a progress
+//! bar, write the results file, and end with the summary table.
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use tracebox::batch::{self, BatchOptions, BatchReport, Defaults, ItemResult, Summary};
+use tracebox::config::Config;
+use tracebox::execution::Source;
+use tracebox::services::Services;
+use tracebox::trace::TraceId;
+
+use super::super::BatchArgs;
+
+/// Exit code of a prompt set that cannot run.
+const INVALID: u8 = 2;
+
+pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
+    let name = args.promptset.display().to_string();
+    let text =
+        std::fs::read_to_string(&args.promptset).with_context(|| format!("cannot read the prompt set {name}"))?;
+    let defaults = Defaults { model: args.model.clone(), timeout: args.timeout };
+    let parsed = batch::parse(&text);
+    let checked = parsed.clone().and_then(|items| batch::check(items, &config, &defaults, Source::Batch));
+    let (items, checked) = match (parsed, checked) {
+        (Ok(items), Ok(checked)) => (items, checked),
+        (Err(error), _) | (_, Err(error)) => {
+            eprintln!("tracebox: the prompt set {name} cannot run: {error}");
+            return Ok(ExitCode::from(INVALID));
+        }
+    };
+    if !(1..=batch::MAX_CONCURRENCY).contains(&args.concurrency) {
+        anyhow::bail!("--concurrency must be between 1 and {}", batch::MAX_CONCURRENCY);
+    }
+    let mut progress = Progress::new(checked.len(), args.out.as_deref())?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let report = match &args.server {
+        Some(server) => {
+            let raw: Vec<Value> = items.into_iter().map(|(_, item)| json!(item)).collect();
+            runtime.block_on(remote(server, &name, raw, &args, &mut progress))?
+        }
+        None => {
+            let options = BatchOptions { name, concurrency: args.concurrency, source: Source::Batch };
+            let services = Services::open(config, runtime.handle().clone())?;
+            let report = runtime.block_on(async {
+                services.recover().await?;
+                services
+                    .sandbox
+                    .ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}"))
+                    .await?;
+                let announce = progress.announce();
+                let report =
+                    batch::run_batch(&services, checked, &options, announce, |item| progress.item(item)).await?;
+                Ok::<_, anyhow::Error>(report)
+            });
+            services.store.close();
+            report?
+        }
+    };
+    progress.finish(&report)?;
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// Send the prompt set to a server's `POST /batch` and follow its stream of results.
+async fn remote(
+    server: &str,
+    name: &str,
+    items: Vec<Value>,
+    args: &BatchArgs,
+    progress: &mut Progress,
+) -> anyhow::Result<BatchReport> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = format!("{}/batch", server.trim_end_matches('/'));
+    let body = json!({"items": items, "name": name, "concurrency": args.concurrency, "model": args.model, "timeout": args.timeout});
+    let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
+    let response = client.post(&url).json(&body).send().await.with_context(|| format!("cannot reach {url}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let error: Value = response.json().await.unwrap_or_default();
+        let message = error["error"]["message"].as_str().unwrap_or("no message");
+        anyhow::bail!("{url} answered {status}: {message}");
+    }
+    let mut stream = response.bytes_stream();
+    let mut pending = Vec::new();
+    let mut results = Vec::new();
+    let mut batch_id = None;
+    while let Some(chunk) = stream.next().await {
+        pending.extend_from_slice(&chunk.with_context(|| format!("the stream from {url} broke off"))?);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let message: Value = serde_json::from_slice(&line).context("the server sent a line that is not JSON")?;
+            match message["type"].as_str() {
+                Some("started") => {
+                    let id: TraceId = serde_json::from_value(message["batch_id"].clone())?;
+                    batch_id = Some(id);
+                    progress.started(id);
+                }
+                Some("item") => {
+                    let item: ItemResult = serde_json::from_value(message["item"].clone())?;
+                    progress.item(&item);
+                    results.push(item);
+                }
+                Some("done") => {
+                    let summary: Summary = serde_json::from_value(message["summary"].clone())?;
+                    let batch_id = batch_id.context("the server never said which batch this is")?;
+                    return Ok(BatchReport { batch_id, summary, items: results });
+                }
+                _ => anyhow::bail!("the batch failed on the server: {}", message["error"]["message"]),
+            }
+        }
+    }
+    anyhow::bail!("the stream from {url} ended before the batch did")
+}
+
+/// The progress bar (or, off a terminal, a line per item) and the results file.
+struct Progress {
+    bar: ProgressBar,
+    terminal: bool,
+    out: Option<BufWriter<std::fs::File>>,
+    done: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn new(total: usize, out: Option<&Path>) -> anyhow::Result<Progress> {
+        let terminal = std::io::stderr().is_terminal();
+        let bar = ProgressBar::new(total as u64);
+        let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")?;
+        bar.set_style(style);
+        if terminal {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        } else {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let out = out
+            .map(|path| {
+                std::fs::File::create(path).with_context(|| format!("cannot write the results to {}", path.display()))
+            })
+            .transpose()?
+            .map(BufWriter::new);
+        Ok(Progress { bar, terminal, out, done: 0, total })
+    }
+
+    fn started(&self, batch_id: TraceId) {
+        (self.announce())(batch_id)
+    }
+
+    /// What says the batch started, apart from `self` (the run borrows both at once).
+    fn announce(&self) -> impl FnOnce(TraceId) + use<> {
+        let (bar, total, terminal) = (self.bar.clone(), self.total, self.terminal);
+        move |batch_id| {
+            let line = format!("batch {batch_id}: {total} items");
+            if terminal { bar.println(line) } else { eprintln!("{line}") }
+        }
+    }
+
+    fn item(&mut self, item: &ItemResult) {
+        self.done += 1;
+        let line = format!(
+            "{} {:?} {} ({:.0} ms){}",
+            item.id,
+            item.outcome,
+            item.status,
+            item.duration_ms,
+            item.failures.first().map(|f| format!(": {f}")).unwrap_or_default()
+        );
+        if self.terminal {
+            self.bar.set_message(line);
+        } else {
+            eprintln!("[{}/{}] {line}", self.done, self.total);
+        }
+        self.bar.inc(1);
+        if let Some(out) = &mut self.out
+            && let Err(error) =
+                serde_json::to_writer(&mut *out, item).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n"))
+        {
+            self.bar.println(format!("tracebox: writing the results failed: {error}"));
+        }
+    }
+
+    fn finish(mut self, report: &BatchReport) -> anyhow::Result<()> {
+        self.bar.finish_and_clear();
+        if let Some(mut out) = self.out.take() {
+            out.flush().context("cannot write the results")?;
+        }
+        let mut failing: Vec<&ItemResult> = report.items.iter().filter(|i| !i.passed).collect();
+        failing.sort_by(|a, b| a.at.cmp(&b.at));
+        for item in &failing {
+            let why = if item.failures.is_empty() { item.status.clone() } else { item.failures.join("; ") };
+            eprintln!("{:?}: {} ({}): {why}", item.outcome, item.id, item.at);
+        }
+        eprintln!("\n{}\n\nbatch trace: /trace/{}", report.summary, report.batch_id);
+        Ok(())
+    }
+}

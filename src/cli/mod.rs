@@ -1,0 +1,3 @@
+//! Commands of the `tracebox` binary too long for main.rs; only the binary uses them.
+
+pub mod batch;
