@@ -22,8 +22,10 @@ const BODY_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchBody {
-    /// The items, as a prompt set's lines would hold them.
-    items: Vec<Value>,
+    /// The items, as a prompt set's lines would hold them…
+    items: Option<Vec<Value>>,
+    /// …or the prompt set's text itself (JSON Lines), so that refusals and results name its lines.
+    promptset: Option<String>,
     /// What to call the batch (the prompt set's file name).
     name: Option<String>,
     concurrency: Option<usize>,
@@ -49,7 +51,16 @@ pub async fn batch(
         ));
     }
     let refused = |error: batch::SetError| ApiError::new(ErrorCode::InvalidPromptSet, error.to_string());
-    let text = Value::Array(body.items).to_string();
+    let text = match (body.items, body.promptset) {
+        (Some(items), None) => Value::Array(items).to_string(),
+        (None, Some(text)) => text,
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPromptSet,
+                "send `items` (a list of prompt-set items) or `promptset` (the JSON Lines text), one of them",
+            ));
+        }
+    };
     let defaults = Defaults { model: body.model, timeout: body.timeout };
     let items = batch::check(batch::parse(&text).map_err(refused)?, services.runner.config(), &defaults, Source::Batch)
         .map_err(refused)?;

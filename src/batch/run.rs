@@ -43,6 +43,17 @@ pub enum Outcome {
     Error,
 }
 
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Failed => "failed",
+            Outcome::Blocked => "blocked",
+            Outcome::Error => "error",
+        }
+    }
+}
+
 /// One line of the results file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ItemResult {

@@ -108,9 +108,16 @@ impl Expectation {
     /// What a run with this `status`, `exit_code` and `stdout` fails of it; empty when it passes.
     pub fn failures(&self, status: &str, exit_code: Option<i64>, stdout: &str) -> Vec<String> {
         let mut failures = Vec::new();
-        let wanted_status = self.status.as_deref().unwrap_or(if self.is_empty() { "success" } else { "" });
-        if !wanted_status.is_empty() && status != wanted_status {
-            failures.push(format!("status is {status}, expected {wanted_status}"));
+        match (&self.status, self.is_empty()) {
+            (Some(wanted), _) if status != wanted => failures.push(format!("status is {status}, expected {wanted}")),
+            (Some(_), _) => {}
+            (None, true) if status != "success" => failures.push(format!("status is {status}, expected success")),
+            (None, true) => {}
+            // Other expectations are about a program that ended by itself; say so when it did not.
+            (None, false) if !matches!(status, "success" | "error") => {
+                failures.push(format!("status is {status}: the program did not end by itself"))
+            }
+            (None, false) => {}
         }
         if let Some(code) = self.exit_code
             && exit_code != Some(code)
@@ -339,5 +346,8 @@ mod tests {
         assert_eq!(all.failures("error", Some(2), "x").len(), 3, "a set expectation replaces the implicit status");
         let blocked = expect(Expect { status: Some("blocked".into()), ..Expect::default() });
         assert!(blocked.failures("blocked", None, "").is_empty());
+        let contains = expect(Expect { stdout_contains: Some("x".into()), ..Expect::default() });
+        assert_eq!(contains.failures("timeout", None, "x"), ["status is timeout: the program did not end by itself"]);
+        assert!(contains.failures("error", Some(1), "x").is_empty(), "a failing exit is the program's own ending");
     }
 }

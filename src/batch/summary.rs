@@ -44,7 +44,8 @@ impl Summary {
             wall_ms,
             input_tokens: usages.clone().map(|u| u.total_input()).sum(),
             output_tokens: usages.map(|u| u.output_tokens).sum(),
-            cost_usd: results.iter().filter_map(|r| r.cost_usd).sum(),
+            // A fold from +0.0: an empty f64 sum is -0.0, which prints as "$-0.0000".
+            cost_usd: results.iter().filter_map(|r| r.cost_usd).fold(0.0, |sum, cost| sum + cost),
         }
     }
 }

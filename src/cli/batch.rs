@@ -27,11 +27,10 @@ pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(&args.promptset).with_context(|| format!("cannot read the prompt set {name}"))?;
     let defaults = Defaults { model: args.model.clone(), timeout: args.timeout };
-    let parsed = batch::parse(&text);
-    let checked = parsed.clone().and_then(|items| batch::check(items, &config, &defaults, Source::Batch));
-    let (items, checked) = match (parsed, checked) {
-        (Ok(items), Ok(checked)) => (items, checked),
-        (Err(error), _) | (_, Err(error)) => {
+    let checked = batch::parse(&text).and_then(|items| batch::check(items, &config, &defaults, Source::Batch));
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(error) => {
             eprintln!("tracebox: the prompt set {name} cannot run: {error}");
             return Ok(ExitCode::from(INVALID));
         }
@@ -43,10 +42,7 @@ pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     let report = match &args.server {
-        Some(server) => {
-            let raw: Vec<Value> = items.into_iter().map(|(_, item)| json!(item)).collect();
-            runtime.block_on(remote(server, &name, raw, &args, &mut progress))?
-        }
+        Some(server) => runtime.block_on(remote(server, &name, &text, &args, &mut progress))?,
         None => {
             let options = BatchOptions { name, concurrency: args.concurrency, source: Source::Batch };
             let services = Services::open(config, runtime.handle().clone())?;
@@ -73,13 +69,13 @@ pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
 async fn remote(
     server: &str,
     name: &str,
-    items: Vec<Value>,
+    promptset: &str,
     args: &BatchArgs,
     progress: &mut Progress,
 ) -> anyhow::Result<BatchReport> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!("{}/batch", server.trim_end_matches('/'));
-    let body = json!({"items": items, "name": name, "concurrency": args.concurrency, "model": args.model, "timeout": args.timeout});
+    let body = json!({"promptset": promptset, "name": name, "concurrency": args.concurrency, "model": args.model, "timeout": args.timeout});
     let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
     let response = client.post(&url).json(&body).send().await.with_context(|| format!("cannot reach {url}"))?;
     if !response.status().is_success() {
@@ -165,9 +161,9 @@ impl Progress {
     fn item(&mut self, item: &ItemResult) {
         self.done += 1;
         let line = format!(
-            "{} {:?} {} ({:.0} ms){}",
+            "{} {} {} ({:.0} ms){}",
             item.id,
-            item.outcome,
+            item.outcome.as_str(),
             item.status,
             item.duration_ms,
             item.failures.first().map(|f| format!(": {f}")).unwrap_or_default()
@@ -195,7 +191,7 @@ impl Progress {
         failing.sort_by(|a, b| a.at.cmp(&b.at));
         for item in &failing {
             let why = if item.failures.is_empty() { item.status.clone() } else { item.failures.join("; ") };
-            eprintln!("{:?}: {} ({}): {why}", item.outcome, item.id, item.at);
+            eprintln!("{}: {} ({}): {why}", item.outcome.as_str(), item.id, item.at);
         }
         eprintln!("\n{}\n\nbatch trace: /trace/{}", report.summary, report.batch_id);
         Ok(())

@@ -467,3 +467,39 @@ async fn the_trace_page_lists_the_artifacts_and_shows_an_image_inline() {
     let bytes = server.client.get(server.url(&href)).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(crate::common::sha256(&bytes), reply["artifacts"][0]["sha256"]);
 }
+
+#[tokio::test]
+async fn a_batch_page_lists_its_items_and_a_claude_page_shows_the_prompt_and_reply() {
+    let fake = crate::common::FakeAnthropic::start(None);
+    let server = TestServer::with_fake(&fake, &[]).await;
+    let promptset = "{\"id\": \"asked\", \"prompt\": \"Reply with:\\n```python\\nprint('from claude')\\n```\", \"expect\": {\"stdout_contains\": \"from claude\"}}\n{\"id\": \"wrong\", \"code\": \"print(1)\", \"expect\": {\"stdout_contains\": \"2\"}}\n";
+    let response = server
+        .client
+        .post(server.url("/batch"))
+        .json(&json!({"promptset": promptset, "name": "demo.jsonl"}))
+        .send()
+        .await
+        .unwrap();
+    let lines = response.text().await.unwrap();
+    let done: Value = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    assert_eq!(done["type"], "done", "{lines}");
+    let batch_id = done["batch_id"].as_str().unwrap().to_owned();
+
+    let browser = Browser::open().await;
+    browser.goto(&server.url(&format!("/trace/{batch_id}"))).await;
+    browser.find("table.batch-items").await;
+    assert_eq!(browser.texts("table.batch-items td:first-child").await, ["asked", "wrong"]);
+    assert_eq!(browser.texts("table.batch-items .outcome").await, ["passed", "failed"]);
+    assert!(browser.texts(".explain .headline").await[0].contains("1 of 2 items passed"));
+    browser.screenshot("trace-batch", 1000).await;
+
+    browser.find("table.batch-items a[href^='/trace/']").await.click().await.unwrap();
+    browser.find("#reply").await;
+    assert!(browser.texts("#prompt").await[0].starts_with("Reply with:"));
+    assert!(browser.texts("#reply").await[0].contains("print('from claude')"));
+    assert!(browser.texts(".explain .headline").await[0].starts_with("Claude answered"));
+    let children = browser.texts("section[aria-labelledby=children-title] td:nth-child(2)").await;
+    assert_eq!(children, ["success"], "the reply's code ran as a child");
+    browser.screenshot("trace-claude", 1000).await;
+    browser.close().await;
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod artifacts;
+mod batch;
 mod browser;
 mod claude;
 mod cli;

@@ -97,8 +97,8 @@ pub struct TestServer {
     pub client: reqwest::Client,
     /// The label of this server's containers, checked for leftovers when it stops.
     instance_id: Option<String>,
-    /// Holds the temporary data directory until the test ends.
-    _temp: tempfile::TempDir,
+    /// Holds the temporary data directory until the test ends (None: the test's own).
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -108,14 +108,24 @@ impl TestServer {
 
     /// A server with extra `TRACEBOX_*` settings.
     pub async fn spawn_with(env: &[(&str, &str)]) -> TestServer {
-        require_docker();
         let temp = tempfile::tempdir().expect("a temporary data directory");
+        let data_dir = temp.path().to_owned();
+        TestServer::start(&data_dir, env, Some(temp)).await
+    }
+
+    /// A server on a data directory the test made (to read what a `tracebox` command left).
+    pub async fn spawn_on(data_dir: &Path) -> TestServer {
+        TestServer::start(data_dir, &[], None).await
+    }
+
+    async fn start(data_dir: &Path, env: &[(&str, &str)], temp: Option<tempfile::TempDir>) -> TestServer {
+        require_docker();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let process = Process::start(temp.path(), &env);
+        let process = Process::start(data_dir, &env);
         let mut server = TestServer {
             url: process.url.clone(),
             process: Some(process),
-            data_dir: temp.path().to_owned(),
+            data_dir: data_dir.to_owned(),
             env,
             client: http_client(patience()),
             instance_id: None,
