@@ -186,13 +186,17 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_CLAUDE_CONNECT_TIMEOUT_SECS", default_value_t = 5.0)]
     pub claude_connect_timeout_secs: f64,
 
-    /// Longest silence while a reply is read (between streamed events), in seconds
+    /// Longest silence between the events of a streamed reply, in seconds
     #[arg(long, env = "TRACEBOX_CLAUDE_READ_TIMEOUT_SECS", default_value_t = 60.0)]
     pub claude_read_timeout_secs: f64,
 
-    /// Longest one attempt of a Claude call may take, in seconds
+    /// Longest one attempt of an unstreamed Claude call may take, in seconds
     #[arg(long, env = "TRACEBOX_CLAUDE_TIMEOUT_SECS", default_value_t = 600.0)]
     pub claude_timeout_secs: f64,
+
+    /// Most code blocks of one reply that run (in order); the rest are named, not run
+    #[arg(long, env = "TRACEBOX_CLAUDE_MAX_BLOCKS", default_value_t = 10)]
+    pub claude_max_blocks: usize,
 
     /// Price table (TOML) for the cost estimates of Claude calls, replacing the built-in
     /// prices.toml
@@ -421,6 +425,7 @@ impl Config {
         )?;
         check(self.claude_max_tokens >= 1, "claude_max_tokens", "must be at least 1".into())?;
         check(self.claude_max_retries <= 10, "claude_max_retries", "must be at most 10".into())?;
+        check(self.claude_max_blocks <= 100, "claude_max_blocks", "must be at most 100 (0 runs none)".into())?;
         for (value, key) in [
             (self.claude_retry_budget_secs, "claude_retry_budget_secs"),
             (self.claude_connect_timeout_secs, "claude_connect_timeout_secs"),

@@ -44,7 +44,8 @@ enum Command {
     /// items with `code` run as is, each judged against its `expect`
     ///
     /// Exit codes: 0 every expectation held; 1 some item failed, was blocked or could not run;
-    /// 2 the prompt set is invalid (the message names the line).
+    /// 2 the prompt set is invalid or unreadable (the message names the line); 125 tracebox
+    /// itself failed.
     Batch(BatchArgs),
     /// Manage the sandbox image
     Image {
@@ -78,8 +79,8 @@ struct BatchArgs {
     /// The prompt set: JSON Lines (or one JSON array) of items with `prompt` or `code`
     promptset: PathBuf,
     /// Items run at once (1–64)
-    #[arg(long, default_value_t = 1)]
-    concurrency: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
     /// A running tracebox (e.g. http://127.0.0.1:5000) to send the prompt set to; without it,
     /// the batch runs in this process
     #[arg(long)]

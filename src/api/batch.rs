@@ -1,8 +1,7 @@
 //! `POST /batch`: a prompt set in, its run streamed out as JSON Lines — `started` (the batch's
-//! trace id), one `item` per finished item, then `done` with the summary — through the same
-//! batch runner `tracebox batch` uses in-process.
-
-use std::convert::Infallible;
+//! trace id), one `item` per finished item, then `done` with the summary, and a `ping` line
+//! whenever it was quiet for a while — through the same batch runner `tracebox batch` uses
+//! in-process.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::error::{ApiError, ErrorCode};
-use super::read_json;
+use super::{keep_alive, read_json};
 use crate::batch::{self, BatchOptions, Defaults, MAX_CONCURRENCY};
 use crate::execution::Source;
 use crate::services::Services;
@@ -64,6 +63,12 @@ pub async fn batch(
     let defaults = Defaults { model: body.model, timeout: body.timeout };
     let items = batch::check(batch::parse(&text).map_err(refused)?, services.runner.config(), &defaults, Source::Batch)
         .map_err(refused)?;
+    if batch::asks_claude(&items) && !services.claude.configured() {
+        return Err(ApiError::new(
+            ErrorCode::ClaudeNotConfigured,
+            "the prompt set has prompt items and this server has no ANTHROPIC_API_KEY; set it, or send code items only",
+        ));
+    }
     let options = BatchOptions {
         name: body.name.unwrap_or_else(|| "POST /batch".to_owned()),
         concurrency,
@@ -93,8 +98,6 @@ pub async fn batch(
             }
         }
     });
-    let body = futures_util::stream::unfold(lines, |mut lines| async move {
-        lines.recv().await.map(|line| (Ok::<_, Infallible>(line), lines))
-    });
-    Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(body))
+    let ping = Bytes::from_static(b"{\"type\":\"ping\"}\n");
+    Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(keep_alive(lines, ping)))
 }

@@ -2,8 +2,6 @@
 //! the one Claude pipeline. With `"stream": true` the answer is server-sent events: the text as
 //! it arrives, each run as it ends, then the whole reply.
 
-use std::convert::Infallible;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use serde::Serialize;
@@ -12,8 +10,8 @@ use tokio::sync::mpsc;
 
 use super::error::ApiError;
 use super::execute::ExecuteReply;
-use super::read_json;
-use crate::claude::{Answer, AskError, AskEvent, Block, Question, Usage};
+use super::{keep_alive, read_json};
+use crate::claude::{Answer, AskError, AskEvent, Block, Call, Question, Usage};
 use crate::execution::Source;
 use crate::services::Services;
 use crate::trace::TraceId;
@@ -75,47 +73,46 @@ pub async fn claude(
     let mut ask = question.check(services.runner.config(), Source::Http, None)?;
     ask.files = services.files.inputs(&files).await?;
     if !ask.request.stream {
-        let (_, call) = services.claude.start(ask, None);
-        let answer = call.await.map_err(AskError::from)??;
-        return Ok(HttpResponse::Ok().json(ClaudeReply::from(answer)));
+        let reply = reply_of(services.claude.start(ask, None).outcome().await)?;
+        return Ok(HttpResponse::Ok().json(reply));
     }
     let (events_tx, events) = mpsc::unbounded_channel();
-    let (trace_id, call) = services.claude.start(ask, Some(events_tx));
+    let call = services.claude.start(ask, Some(events_tx));
     let (frames_tx, frames) = mpsc::unbounded_channel::<Bytes>();
-    actix_web::rt::spawn(stream_answer(trace_id, events, call, frames_tx));
-    let body = futures_util::stream::unfold(frames, |mut frames| async move {
-        frames.recv().await.map(|frame| (Ok::<_, Infallible>(frame), frames))
-    });
+    actix_web::rt::spawn(stream_answer(events, call, frames_tx));
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+        .streaming(keep_alive(frames, Bytes::from_static(b": ping\n\n"))))
+}
+
+/// How a call ended, as every door answers it: the reply, or the error.
+pub(super) fn reply_of(outcome: Result<Answer, AskError>) -> Result<ClaudeReply, ApiError> {
+    outcome.map(ClaudeReply::from).map_err(ApiError::from)
 }
 
 /// Turn a call's events into server-sent events: `started`, `text`…, `execution`…, then `done`
 /// with the whole reply, or `error` in the API's error shape.
 async fn stream_answer(
-    trace_id: TraceId,
     mut events: mpsc::UnboundedReceiver<AskEvent>,
-    call: tokio::task::JoinHandle<Result<Answer, AskError>>,
+    call: Call,
     frames: mpsc::UnboundedSender<Bytes>,
 ) {
     // A client gone away stops nothing: the call goes on and is recorded.
     let send = |name: &str, data: &Value| {
         let _ = frames.send(Bytes::from(format!("event: {name}\ndata: {data}\n\n")));
     };
+    let trace_id = call.trace_id;
     send("started", &json!({ "trace_id": trace_id }));
     while let Some(event) = events.recv().await {
         match event {
             AskEvent::Text(text) => send("text", &json!({ "text": text })),
-            AskEvent::Execution(execution) => {
-                send("execution", &serde_json::to_value(ExecuteReply::from(*execution)).unwrap_or_default())
-            }
+            AskEvent::Execution(execution) => send("execution", &json!(ExecuteReply::from(*execution))),
         }
     }
-    match call.await.map_err(AskError::from).and_then(|answer| answer).map_err(ApiError::from) {
-        Ok(answer) => send("done", &serde_json::to_value(ClaudeReply::from(answer)).unwrap_or_default()),
+    match reply_of(call.outcome().await) {
+        Ok(reply) => send("done", &json!(reply)),
         Err(error) => send(
             "error",
             &json!({

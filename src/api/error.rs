@@ -6,7 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
-use crate::claude::{AskError, ClaudeError, QuestionError};
+use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::execution::{Execution, RequestError};
 use crate::files::FileError;
 use crate::runner::RunError;
@@ -330,30 +330,53 @@ impl From<AskError> for ApiError {
     fn from(error: AskError) -> ApiError {
         let trace_id = error.trace_id();
         let AskError::Claude { error, .. } = error else {
-            return ApiError::new(ErrorCode::Internal, error.to_string());
+            let mut api = ApiError::new(ErrorCode::Internal, error.to_string());
+            api.trace_id = trace_id;
+            return api;
         };
-        let mut retry_after = None;
-        let code = match &error {
-            ClaudeError::NoApiKey => ErrorCode::ClaudeNotConfigured,
-            ClaudeError::Api { status: 401 | 403, .. } => ErrorCode::ClaudeAuthFailed,
-            ClaudeError::Api { status: 429, retry_after: wait, .. } => {
-                retry_after = Some(wait.map_or(RETRY_AFTER_SECS, |w| w.as_secs().max(1)));
-                ErrorCode::ClaudeRateLimited
-            }
-            ClaudeError::Api { status, retry_after: wait, .. } if *status >= 500 || matches!(status, 408 | 409) => {
-                retry_after = Some(wait.map_or(RETRY_AFTER_SECS, |w| w.as_secs().max(1)));
-                ErrorCode::ClaudeUnavailable
-            }
-            ClaudeError::Api { .. } => ErrorCode::ClaudeRejected,
-            ClaudeError::Unreachable { .. } => ErrorCode::ClaudeUnavailable,
-            ClaudeError::Stream { .. } | ClaudeError::Malformed { .. } => ErrorCode::ClaudeBadReply,
-        };
-        let mut api = ApiError::new(code, error.to_string());
+        let (code, retry_after, fix) = claude_code(&error);
+        let mut api = ApiError::new(code, format!("{error}{fix}"));
         api.trace_id = trace_id;
         if let Some(secs) = retry_after {
             api = api.with_header(header::RETRY_AFTER, secs);
         }
         api
+    }
+}
+
+/// When tracebox has spent its own retries and Anthropic named no wait: long enough that a
+/// client's retry does not land in the same trouble.
+const CLAUDE_RETRY_AFTER_SECS: u64 = 10;
+
+/// The code of a failed Claude call, the `Retry-After` for a client, and what to do.
+fn claude_code(error: &ClaudeError) -> (ErrorCode, Option<u64>, &'static str) {
+    let wait = |asked: &Option<std::time::Duration>| {
+        Some(asked.map_or(CLAUDE_RETRY_AFTER_SECS, |w| w.as_secs_f64().ceil().max(1.0) as u64))
+    };
+    match error {
+        ClaudeError::NoApiKey | ClaudeError::Setup(_) => (ErrorCode::ClaudeNotConfigured, None, ""),
+        ClaudeError::Api { status: 401 | 403, .. } => {
+            (ErrorCode::ClaudeAuthFailed, None, "; check ANTHROPIC_API_KEY on the tracebox server")
+        }
+        // A spending cap answers 429 with no wait to honour: retrying will not help.
+        ClaudeError::Api { status: 429, retry_after: None, message, .. }
+            if message.to_lowercase().contains("spend") =>
+        {
+            (ErrorCode::ClaudeRateLimited, None, "; this is a spending limit of the account, not a rate: raise it")
+        }
+        ClaudeError::Api { status: 429, retry_after, .. } => (ErrorCode::ClaudeRateLimited, wait(retry_after), ""),
+        ClaudeError::Api { status, retry_after, .. } if *status >= 500 || matches!(status, 408 | 409) => {
+            (ErrorCode::ClaudeUnavailable, wait(retry_after), "")
+        }
+        ClaudeError::Api { status: 402, .. } => {
+            (ErrorCode::ClaudeAuthFailed, None, "; the account behind ANTHROPIC_API_KEY needs billing attention")
+        }
+        ClaudeError::Api { .. } => (ErrorCode::ClaudeRejected, None, ""),
+        ClaudeError::Unreachable { .. } => (ErrorCode::ClaudeUnavailable, wait(&None), ""),
+        ClaudeError::Stream { source: StreamError::Api { kind, .. }, .. } if kind == "overloaded_error" => {
+            (ErrorCode::ClaudeUnavailable, wait(&None), "")
+        }
+        ClaudeError::Stream { .. } | ClaudeError::Malformed { .. } => (ErrorCode::ClaudeBadReply, None, ""),
     }
 }
 
@@ -372,6 +395,47 @@ mod tests {
         let (response, body) = response.into_parts();
         let bytes = to_bytes(body).await.unwrap();
         (response.set_body(()).map_into_boxed_body(), serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[test]
+    fn each_claude_failure_has_its_status_retry_after_and_fix() {
+        use std::time::Duration;
+        let api = |status: u16, message: &str, retry_after: Option<Duration>| ClaudeError::Api {
+            status,
+            kind: "x".into(),
+            message: message.into(),
+            request_id: None,
+            retry_after,
+        };
+        let stream = |kind: &str| ClaudeError::Stream {
+            source: StreamError::Api { kind: kind.into(), message: "m".into() },
+            request_id: None,
+        };
+        let cases = [
+            (ClaudeError::NoApiKey, 503, None),
+            (ClaudeError::Setup("bad key".into()), 503, None),
+            (api(401, "invalid x-api-key", None), 502, None),
+            (api(429, "slow down", Some(Duration::from_millis(1500))), 429, Some(2)),
+            (api(429, "slow down", None), 429, Some(CLAUDE_RETRY_AFTER_SECS)),
+            (api(429, "You have reached your spend limit", None), 429, None),
+            (api(529, "Overloaded", Some(Duration::from_secs(3))), 503, Some(3)),
+            (api(400, "max_tokens: too large", None), 400, None),
+            (api(404, "model: not found", None), 400, None),
+            (
+                ClaudeError::Unreachable { url: "u".into(), detail: "refused".into() },
+                503,
+                Some(CLAUDE_RETRY_AFTER_SECS),
+            ),
+            (stream("overloaded_error"), 503, Some(CLAUDE_RETRY_AFTER_SECS)),
+            (stream("invalid_request_error"), 502, None),
+        ];
+        for (error, status, retry_after) in cases {
+            let shown = error.to_string();
+            let (code, wait, _) = claude_code(&error);
+            assert_eq!((code.status().as_u16(), wait), (status, retry_after), "{shown}");
+        }
+        let (_, _, fix) = claude_code(&api(401, "invalid x-api-key", None));
+        assert!(fix.contains("ANTHROPIC_API_KEY"));
     }
 
     #[actix_web::test]

@@ -151,6 +151,28 @@ fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// How often a long answer (server-sent events, JSON Lines) says it is alive while nothing
+/// else comes: proxies cut connections that stay silent for a minute.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A response body of what `frames` receives, with `ping` sent whenever it was quiet for
+/// [`KEEP_ALIVE`]; it ends when `frames` does.
+fn keep_alive(
+    frames: tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>,
+    ping: bytes::Bytes,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
+    futures_util::stream::unfold(frames, move |mut frames| {
+        let ping = ping.clone();
+        async move {
+            let next = match tokio::time::timeout(KEEP_ALIVE, frames.recv()).await {
+                Ok(frame) => frame?,
+                Err(_quiet) => ping,
+            };
+            Some((Ok(next), frames))
+        }
+    })
+}
+
 /// Does the client want JSON rather than a page? `?format=json` or an `Accept` that prefers it.
 fn wants_json(request: &HttpRequest, format: Option<&str>) -> bool {
     if let Some(format) = format {

@@ -15,10 +15,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::claude::ClaudeReply;
+use super::claude::reply_of;
 use super::error::{ApiError, ErrorCode};
 use super::execute::{ExecuteBody, ExecuteReply};
-use crate::claude::{Answer, AskError, AskEvent, Question};
+use crate::claude::{AskEvent, Call, Question};
 use crate::config::Config;
 use crate::execution::{Execution, RunEvent, Source, Status};
 use crate::runner::{LiveRun, RunControl, StdinError};
@@ -317,10 +317,10 @@ impl Socket {
         let mut ask = question.check(self.services.runner.config(), Source::WebSocket, None)?;
         ask.files = self.services.files.inputs(&files).await?;
         let (events_tx, events) = mpsc::unbounded_channel();
-        let (trace_id, call) = self.services.claude.start(ask, Some(events_tx));
-        tracing::debug!(run = %id, %trace_id, "websocket claude call started");
+        let call = self.services.claude.start(ask, Some(events_tx));
+        tracing::debug!(run = %id, trace_id = %call.trace_id, "websocket claude call started");
         self.runs.insert(id.clone(), Going::Claude);
-        actix_web::rt::spawn(forward_claude(id, trace_id, events, call, self.frames_tx.clone()));
+        actix_web::rt::spawn(forward_claude(id, events, call, self.frames_tx.clone()));
         Ok(())
     }
 
@@ -438,11 +438,11 @@ fn exit_frame(id: &str, execution: Execution) -> Value {
 /// `execution` per block run, then `exit` (the `/claude` reply's fields) or `error`.
 async fn forward_claude(
     id: String,
-    trace_id: TraceId,
     mut events: mpsc::UnboundedReceiver<AskEvent>,
-    call: tokio::task::JoinHandle<Result<Answer, AskError>>,
+    call: Call,
     frames: mpsc::Sender<Outgoing>,
 ) {
+    let trace_id = call.trace_id;
     let started = json!({ "type": "started", "id": id, "trace_id": trace_id });
     if frames.send(Outgoing { frame: started, ends: None }).await.is_err() {
         return;
@@ -458,9 +458,9 @@ async fn forward_claude(
             return;
         }
     }
-    let last = match call.await.map_err(AskError::from).and_then(|answer| answer) {
-        Ok(answer) => {
-            let mut frame = serde_json::to_value(ClaudeReply::from(answer)).unwrap_or_default();
+    let last = match reply_of(call.outcome().await) {
+        Ok(reply) => {
+            let mut frame = json!(reply);
             if let Some(fields) = frame.as_object_mut() {
                 fields.insert("type".to_owned(), json!("exit"));
                 fields.insert("id".to_owned(), json!(id));
@@ -468,10 +468,10 @@ async fn forward_claude(
             }
             frame
         }
-        Err(error) => {
-            let error = ApiError::from(error);
-            json!({ "type": "error", "id": id, "code": error.code().as_str(), "message": error.message(), "trace_id": error.trace_id().or(Some(trace_id)) })
-        }
+        Err(error) => json!({
+            "type": "error", "id": id, "code": error.code().as_str(), "message": error.message(),
+            "trace_id": error.trace_id().or(Some(trace_id)),
+        }),
     };
     let _ = frames.send(Outgoing { frame: last, ends: Some(id) }).await;
 }

@@ -7,5 +7,5 @@ mod set;
 mod summary;
 
 pub use run::{BatchOptions, BatchReport, ItemResult, MAX_CONCURRENCY, Outcome, run_batch};
-pub use set::{CheckedItem, Defaults, Expect, Item, Job, MAX_ITEMS, SetError, check, parse};
+pub use set::{CheckedItem, Defaults, Expect, Item, Job, MAX_ITEMS, SetError, asks_claude, check, parse, position};
 pub use summary::Summary;

@@ -194,9 +194,9 @@ async fn run_item(services: &Services, batch_id: TraceId, item: CheckedItem) -> 
         }
         Job::Prompt(mut ask) => {
             ask.files = inputs;
-            let (trace_id, call) = services.claude.start(*ask, None);
-            result.trace_id = Some(trace_id);
-            match call.await.map_err(crate::claude::AskError::from).and_then(|answer| answer) {
+            let call = services.claude.start(*ask, None);
+            result.trace_id = Some(call.trace_id);
+            match call.outcome().await {
                 Ok(answer) => {
                     result.usage = Some(answer.reply.usage);
                     result.cost_usd = answer.cost_usd;

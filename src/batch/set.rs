@@ -153,6 +153,16 @@ pub struct Defaults {
     pub timeout: Option<f64>,
 }
 
+/// Where `at` (`line 12`, `item 3`) is, as a number to sort by.
+pub fn position(at: &str) -> u64 {
+    at.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX)
+}
+
+/// Does the set hold prompt items (which need Claude)?
+pub fn asks_claude(items: &[CheckedItem]) -> bool {
+    items.iter().any(|item| matches!(item.job, Job::Prompt(_)))
+}
+
 /// The items of a prompt set's text, each with where it was.
 pub fn parse(text: &str) -> Result<Vec<(String, Item)>, SetError> {
     let items = if text.trim_start().starts_with('[') {
@@ -328,6 +338,15 @@ mod tests {
         assert_eq!(refused(twice), "line 2: `id` \"a\" is already the id of line 1");
         assert!(refused("[{\"code\": \"1\"}, {\"code\": 2}]").starts_with("item 2: `code`"));
         assert!(refused("\n\n").contains("no items"));
+    }
+
+    #[test]
+    fn a_set_holds_at_most_max_items() {
+        let line = "{\"code\": \"print(1)\"}\n";
+        assert_eq!(parse(&line.repeat(MAX_ITEMS)).unwrap().len(), MAX_ITEMS);
+        let over = parse(&line.repeat(MAX_ITEMS + 1)).unwrap_err();
+        assert_eq!(over.at, format!("line {}", MAX_ITEMS + 1));
+        assert_eq!((position("line 12"), position("item 3")), (12, 3));
     }
 
     #[test]

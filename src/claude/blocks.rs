@@ -9,6 +9,8 @@ use crate::execution::Language;
 pub struct CodeBlock {
     pub language: Language,
     pub code: String,
+    /// Its closing fence came (a reply cut by `max_tokens` may end inside a block).
+    pub closed: bool,
 }
 
 /// The fenced blocks of `text`: those to run, and the tags of those left alone.
@@ -19,8 +21,10 @@ pub fn code_blocks(text: &str, untagged: Language) -> (Vec<CodeBlock>, Vec<Strin
     while let Some(line) = lines.next() {
         let Some((fence, indent, info)) = opening(line) else { continue };
         let mut code = String::new();
+        let mut closed = false;
         for inner in lines.by_ref() {
             if closes(inner, &fence) {
+                closed = true;
                 break;
             }
             code.push_str(strip_indent(inner, indent));
@@ -28,7 +32,7 @@ pub fn code_blocks(text: &str, untagged: Language) -> (Vec<CodeBlock>, Vec<Strin
         let tag = info.split_whitespace().next().unwrap_or_default().to_owned();
         let language = if tag.is_empty() { Some(untagged) } else { tag.parse::<Language>().ok() };
         match language {
-            Some(language) => runnable.push(CodeBlock { language, code }),
+            Some(language) => runnable.push(CodeBlock { language, code, closed }),
             None => skipped.push(tag),
         }
     }
@@ -82,9 +86,9 @@ mod tests {
         assert_eq!(
             blocks,
             [
-                CodeBlock { language: Language::Python, code: "print(1)\n".into() },
-                CodeBlock { language: Language::Node, code: "console.log(2)\n".into() },
-                CodeBlock { language: Language::Python, code: "x = 3\n".into() },
+                CodeBlock { language: Language::Python, code: "print(1)\n".into(), closed: true },
+                CodeBlock { language: Language::Node, code: "console.log(2)\n".into(), closed: true },
+                CodeBlock { language: Language::Python, code: "x = 3\n".into(), closed: true },
             ]
         );
         assert!(skipped.is_empty());
@@ -123,7 +127,8 @@ mod tests {
 
     #[test]
     fn an_unclosed_block_runs_to_the_end_and_text_without_fences_has_none() {
-        assert_eq!(code_blocks("```python\nprint(1)\n", Language::Python).0[0].code, "print(1)\n");
+        let (blocks, _) = code_blocks("```python\nprint(1)\n", Language::Python);
+        assert_eq!((blocks[0].code.as_str(), blocks[0].closed), ("print(1)\n", false));
         assert!(code_blocks("no code here, only `inline` ticks", Language::Python).0.is_empty());
     }
 }

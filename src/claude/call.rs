@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -63,16 +64,31 @@ pub enum AskError {
     Claude { trace_id: TraceId, error: ClaudeError },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the Claude call's task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    /// The call's task panicked or was cancelled; its trace says so.
+    #[error("the Claude call failed inside tracebox: {message}")]
+    Task { trace_id: TraceId, message: String },
 }
 
 impl AskError {
     pub fn trace_id(&self) -> Option<TraceId> {
         match self {
-            AskError::Claude { trace_id, .. } => Some(*trace_id),
-            AskError::Store(_) | AskError::Task(_) => None,
+            AskError::Claude { trace_id, .. } | AskError::Task { trace_id, .. } => Some(*trace_id),
+            AskError::Store(_) => None,
         }
+    }
+}
+
+/// A call under way, detached from its door.
+pub struct Call {
+    pub trace_id: TraceId,
+    handle: tokio::task::JoinHandle<Result<Answer, AskError>>,
+}
+
+impl Call {
+    /// How the call ended.
+    pub async fn outcome(self) -> Result<Answer, AskError> {
+        let trace_id = self.trace_id;
+        self.handle.await.unwrap_or_else(|error| Err(AskError::Task { trace_id, message: error.to_string() }))
     }
 }
 
@@ -114,17 +130,32 @@ impl Claude {
     }
 
     /// [`Claude::ask`] on the runner's runtime, detached from the door: a client that goes away
-    /// cancels neither the call nor its trace.
-    pub fn start(
-        &self,
-        ask: Ask,
-        events: Option<mpsc::UnboundedSender<AskEvent>>,
-    ) -> (TraceId, tokio::task::JoinHandle<Result<Answer, AskError>>) {
+    /// cancels neither the call nor its trace, and a panic still ends the trace.
+    pub fn start(&self, ask: Ask, events: Option<mpsc::UnboundedSender<AskEvent>>) -> Call {
         let trace_id = TraceId::new();
         let claude = self.clone();
         let span = tracing::info_span!("claude", %trace_id, model = %ask.request.model, source = ask.source.as_str());
-        let call = async move { claude.ask(trace_id, ask, events).await };
-        (trace_id, self.inner.runner.runtime().spawn(tracing::Instrument::instrument(call, span)))
+        let call = async move {
+            match std::panic::AssertUnwindSafe(claude.ask(trace_id, ask, events)).catch_unwind().await {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "a panic".to_owned());
+                    tracing::error!(%trace_id, %message, "a Claude call panicked");
+                    let output = json!({ "error": { "message": format!("tracebox failed: {message}") } });
+                    let log = EventLog::start();
+                    if let Err(error) = claude.finish(trace_id, "error", output, log).await {
+                        tracing::error!(%trace_id, %error, "could not record the failed Claude call");
+                    }
+                    Err(AskError::Task { trace_id, message })
+                }
+            }
+        };
+        let handle = self.inner.runner.runtime().spawn(tracing::Instrument::instrument(call, span));
+        Call { trace_id, handle }
     }
 
     /// Ask, record, and run the reply's code when asked; `events` hears the text as it streams
@@ -154,7 +185,12 @@ impl Claude {
             }
         };
         log.record("claude.request", json!({ "model": ask.request.model, "stream": ask.request.stream }));
-        let mut on_text = |text: &str| emit(AskEvent::Text(text.to_owned()));
+        // What a live door was sent, kept for the record should the reply break off.
+        let mut streamed = String::new();
+        let mut on_text = |text: &str| {
+            streamed.push_str(text);
+            emit(AskEvent::Text(text.to_owned()));
+        };
         let (result, exchange) = inner.client.create(&ask.request, &mut on_text).await;
         record_attempts(&exchange, &mut log);
         let reply = match result {
@@ -163,6 +199,7 @@ impl Claude {
                 log.record("claude.failed", json!({ "error": error.to_string() }));
                 let output = json!({
                     "error": { "message": error.to_string() },
+                    "partial_text": (!streamed.is_empty()).then(|| inner.policy.redact(&streamed)),
                     "request_id": error.request_id(),
                     "attempts": exchange.attempts,
                     "latency_ms": exchange.ms,
@@ -195,11 +232,26 @@ impl Claude {
         emit: &impl Fn(AskEvent),
         log: &mut EventLog,
     ) -> (Vec<Execution>, Vec<String>) {
-        let (blocks, skipped) = code_blocks(&reply.text(), ask.language);
-        log.record("code.blocks", json!({ "runnable": blocks.len(), "skipped": skipped }));
         let runner = &self.inner.runner;
-        let mut executions = Vec::new();
+        let config = runner.config();
+        let (blocks, mut skipped) = code_blocks(&reply.text(), ask.language);
+        let cut_off = reply.stop_reason.as_deref() == Some("max_tokens");
+        let mut runnable = Vec::new();
         for block in blocks {
+            let language = block.language.as_str();
+            if !block.closed && cut_off {
+                skipped.push(format!("{language} (cut off by max_tokens: it never ended)"));
+            } else if block.code.len() > config.max_code_bytes {
+                skipped.push(format!("{language} (over TRACEBOX_MAX_CODE_BYTES)"));
+            } else if runnable.len() >= config.claude_max_blocks {
+                skipped.push(format!("{language} (over TRACEBOX_CLAUDE_MAX_BLOCKS)"));
+            } else {
+                runnable.push(block);
+            }
+        }
+        log.record("code.blocks", json!({ "runnable": runnable.len(), "skipped": skipped }));
+        let mut executions = Vec::new();
+        for block in runnable {
             let request = ExecutionRequest {
                 language: block.language,
                 code: block.code,
@@ -210,10 +262,7 @@ impl Claude {
                 files: ask.files.clone(),
                 parent: Some(trace_id),
             };
-            let execution = match check_size(&request, runner) {
-                Some(refused) => refused,
-                None => runner.execute(request).await.unwrap_or_else(|error| unrun(&error)),
-            };
+            let execution = runner.execute(request).await.unwrap_or_else(|error| unrun(&error));
             log.record("code.ran", json!({ "trace_id": execution.trace_id, "status": execution.status }));
             emit(AskEvent::Execution(Box::new(execution.clone())));
             executions.push(execution);
@@ -294,19 +343,8 @@ fn record_attempts(exchange: &Exchange, log: &mut EventLog) {
     }
 }
 
-/// A block too large for the pipeline is refused the way `/execute` would refuse it.
-fn check_size(request: &ExecutionRequest, runner: &Runner) -> Option<Execution> {
-    let limit = runner.config().max_code_bytes;
-    (request.code.len() > limit).then(|| Execution {
-        message: Some(format!(
-            "this block is {} bytes; the limit is {limit} bytes (TRACEBOX_MAX_CODE_BYTES), so it was not run",
-            request.code.len()
-        )),
-        ..Execution::empty(TraceId::new(), Status::InternalError)
-    })
-}
-
-/// A block that could not run (the engine is gone, every slot stayed busy): its trace says why.
+/// A block that could not run (the engine is gone, every slot stayed busy): its trace says why
+/// (none, when even the trace failed).
 fn unrun(error: &RunError) -> Execution {
     Execution {
         message: Some(error.to_string()),

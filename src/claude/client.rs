@@ -19,6 +19,14 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Most bytes of an error body kept for its message (a proxy's HTML page can be long).
 const ERROR_BODY_BYTES: usize = 2048;
 
+/// Above this `max_tokens` a reply may take longer than any sane wait for a silent response,
+/// so the call streams on the wire even when its caller did not ask to (the SDKs' rule:
+/// 60 min × max_tokens / 128,000 > 10 min).
+const STREAM_ABOVE_TOKENS: u32 = 21_333;
+
+/// Mid-stream error types worth another attempt (when no text was passed on yet).
+const RETRYABLE_STREAM_ERRORS: &[&str] = &["overloaded_error", "api_error"];
+
 /// A Claude call that failed. None of these carries the API key.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClaudeError {
@@ -38,6 +46,20 @@ pub enum ClaudeError {
     /// The reply is not the JSON the API documents.
     #[error("Claude's reply could not be read: {detail}{}", request_note(request_id))]
     Malformed { detail: String, request_id: Option<String> },
+    /// The client cannot be set up as configured.
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The key as a header value marked sensitive (kept out of reqwest's own Debug output).
+fn header_of(key: &Secret) -> Result<HeaderValue, ClaudeError> {
+    let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+        ClaudeError::Setup(
+            "ANTHROPIC_API_KEY holds characters no HTTP header may carry; set it to the key alone".into(),
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn request_note(request_id: &Option<String>) -> String {
@@ -51,7 +73,7 @@ impl ClaudeError {
             ClaudeError::Api { request_id, .. }
             | ClaudeError::Stream { request_id, .. }
             | ClaudeError::Malformed { request_id, .. } => request_id.as_deref(),
-            ClaudeError::NoApiKey | ClaudeError::Unreachable { .. } => None,
+            ClaudeError::NoApiKey | ClaudeError::Unreachable { .. } | ClaudeError::Setup(_) => None,
         }
     }
 }
@@ -101,30 +123,38 @@ struct Failure {
 pub struct MessagesClient {
     http: reqwest::Client,
     url: String,
-    key: Option<Secret>,
+    key: Option<HeaderValue>,
     max_retries: u32,
     retry_budget: Duration,
     attempt_timeout: Duration,
+    /// Longest silence between the pieces of a streamed reply.
+    read_timeout: Duration,
 }
 
 impl MessagesClient {
-    /// The client `config` describes. Fails only when no TLS stack can be set up.
+    /// The client `config` describes. Fails when the key cannot be sent as a header, or no HTTP
+    /// client can be built.
     pub fn new(config: &Config) -> Result<MessagesClient, ClaudeError> {
         // One process-wide crypto provider for rustls; a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Redirects are not followed: reqwest would carry `x-api-key` to whatever host the
+        // answer names, as the SDKs never do.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs_f64(config.claude_connect_timeout_secs))
-            .read_timeout(Duration::from_secs_f64(config.claude_read_timeout_secs))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tracebox/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| ClaudeError::Unreachable { url: config.anthropic_base_url.clone(), detail: e.to_string() })?;
+            .map_err(|e| ClaudeError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        let key =
+            config.anthropic_api_key.as_ref().filter(|key| !key.expose().is_empty()).map(header_of).transpose()?;
         Ok(MessagesClient {
             http,
             url: format!("{}/v1/messages", config.anthropic_base_url.trim_end_matches('/')),
-            key: config.anthropic_api_key.clone().filter(|key| !key.expose().is_empty()),
+            key,
             max_retries: config.claude_max_retries,
             retry_budget: Duration::from_secs_f64(config.claude_retry_budget_secs),
             attempt_timeout: Duration::from_secs_f64(config.claude_timeout_secs),
+            read_timeout: Duration::from_secs_f64(config.claude_read_timeout_secs),
         })
     }
 
@@ -181,43 +211,50 @@ impl MessagesClient {
 
     async fn attempt(
         &self,
-        key: &Secret,
+        key: &HeaderValue,
         request: &MessagesRequest,
         on_text: &mut (dyn FnMut(&str) + Send),
         exchange: &mut Exchange,
         started: Instant,
     ) -> Result<(Reply, Option<String>), Failure> {
-        let mut key_header = HeaderValue::from_str(key.expose()).map_err(|_| Failure {
-            error: ClaudeError::Api {
-                status: 0,
-                kind: "invalid_api_key".into(),
-                message: "ANTHROPIC_API_KEY holds characters no HTTP header may carry".into(),
-                request_id: None,
-                retry_after: None,
-            },
-            status: None,
-            retry: false,
-            headers: None,
-        })?;
-        key_header.set_sensitive(true);
+        // A long reply streams on the wire whatever the caller asked; its text is then not
+        // passed on, as the caller did not ask for it.
+        let quiet_stream = !request.stream && request.max_tokens > STREAM_ABOVE_TOKENS;
+        let streamed = request.stream || quiet_stream;
+        let wire;
+        let body = if quiet_stream {
+            wire = MessagesRequest { stream: true, ..request.clone() };
+            &wire
+        } else {
+            request
+        };
         let mut call = self
             .http
             .post(&self.url)
-            .header("x-api-key", key_header)
+            .header("x-api-key", key.clone())
             .header("anthropic-version", ANTHROPIC_VERSION)
-            .header("accept", if request.stream { "text/event-stream" } else { "application/json" })
-            .json(request);
-        if !request.stream {
+            .header("accept", if streamed { "text/event-stream" } else { "application/json" })
+            .json(body);
+        if !streamed {
             call = call.timeout(self.attempt_timeout);
         }
         let response = call.send().await.map_err(|e| self.lost(e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let request_id = headers.get("request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if response.status().is_redirection() {
+            let to = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("elsewhere").to_owned();
+            let error = ClaudeError::Setup(format!(
+                "ANTHROPIC_BASE_URL answered {status}, a redirect to {to}; set ANTHROPIC_BASE_URL to the API's own address (the key is never sent on to another)"
+            ));
+            return Err(Failure { error, status: Some(status), retry: false, headers: None });
+        }
         if !response.status().is_success() {
             return Err(self.refused(status, headers, request_id, response).await);
         }
-        if request.stream {
+        if streamed {
+            let mut quiet = |_: &str| {};
+            let on_text: &mut (dyn FnMut(&str) + Send) = if quiet_stream { &mut quiet } else { on_text };
             let reply = self.stream(response, request_id.clone(), on_text, exchange, started).await?;
             return Ok((reply, request_id));
         }
@@ -231,7 +268,8 @@ impl MessagesClient {
         Ok((reply, request_id))
     }
 
-    /// Read a streamed reply, passing text on as it comes.
+    /// Read a streamed reply, passing text on as it comes; a silence longer than the read
+    /// timeout between its pieces is a lost connection.
     async fn stream(
         &self,
         response: reqwest::Response,
@@ -243,19 +281,35 @@ impl MessagesClient {
         let mut decoder = Decoder::default();
         let mut assembler = Assembler::default();
         let mut body = response.bytes_stream();
-        let broke = |source: StreamError, assembler: &Assembler| Failure {
+        let broke = |source: StreamError, deltas: usize| {
             // Nothing passed on yet: trying again cannot show anything twice.
-            retry: assembler.deltas == 0 && !matches!(source, StreamError::Malformed { .. }),
-            error: ClaudeError::Stream { source, request_id: request_id.clone() },
-            status: Some(200),
-            headers: None,
+            let heals = match &source {
+                StreamError::Api { kind, .. } => RETRYABLE_STREAM_ERRORS.contains(&kind.as_str()),
+                StreamError::Malformed { .. } => false,
+                StreamError::Incomplete { .. } | StreamError::Lost { .. } => true,
+            };
+            Failure {
+                retry: deltas == 0 && heals,
+                error: ClaudeError::Stream { source, request_id: request_id.clone() },
+                status: Some(200),
+                headers: None,
+            }
         };
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                Err(error) => {
+        while !assembler.stopped() {
+            let chunk = match tokio::time::timeout(self.read_timeout, body.next()).await {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(None) => break,
+                Ok(Some(Err(error))) => {
                     tracing::warn!(%error, "a streamed Claude reply broke off");
-                    return Err(broke(StreamError::Incomplete { deltas: assembler.deltas }, &assembler));
+                    let detail = format!("the connection broke: {error}");
+                    return Err(broke(StreamError::Lost { detail, deltas: assembler.deltas }, assembler.deltas));
+                }
+                Err(_silent) => {
+                    let detail = format!(
+                        "nothing came for {} s (TRACEBOX_CLAUDE_READ_TIMEOUT_SECS)",
+                        self.read_timeout.as_secs_f64()
+                    );
+                    return Err(broke(StreamError::Lost { detail, deltas: assembler.deltas }, assembler.deltas));
                 }
             };
             for event in decoder.push(&chunk) {
@@ -266,12 +320,14 @@ impl MessagesClient {
                         }
                         on_text(&text);
                     }
+                    Ok(None) if assembler.stopped() => break,
                     Ok(None) => {}
-                    Err(error) => return Err(broke(error, &assembler)),
+                    Err(error) => return Err(broke(error, assembler.deltas)),
                 }
             }
         }
-        assembler.finish().map_err(|error| broke(error, &Assembler::default()))
+        let deltas = assembler.deltas;
+        assembler.finish().map_err(|error| broke(error, deltas))
     }
 
     /// An error status: Anthropic's error type and message, and whether it may heal.
@@ -463,7 +519,8 @@ mod tests {
         let prompt = "Reply with:\n```python\nprint('some text that streams in pieces')\n``` [fake:drop:6]";
         let (reply, exchange, pieces) = call(&client, &ask(prompt, true)).await;
         let error = reply.unwrap_err();
-        assert!(matches!(&error, ClaudeError::Stream { source: StreamError::Incomplete { .. }, .. }), "{error}");
+        assert!(matches!(&error, ClaudeError::Stream { source: StreamError::Lost { .. }, .. }), "{error}");
+        assert!(error.to_string().contains("the connection broke"), "{error}");
         assert!(!pieces.is_empty(), "text came before the cut");
         assert_eq!(exchange.attempts.len(), 1, "text was passed on, so a retry could show it twice");
 
@@ -472,6 +529,117 @@ mod tests {
             matches!(reply, Err(ClaudeError::Stream { source: StreamError::Api { ref kind, .. }, .. }) if kind == "overloaded_error")
         );
         assert_eq!(exchange.attempts.len(), 1);
+    }
+
+    /// A server that answers every connection with `response`, raw, then closes it; it counts
+    /// the connections.
+    async fn raw_server(response: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = std::sync::Arc::clone(&count);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buffer = vec![0; 64 * 1024];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        (url, count)
+    }
+
+    fn config_for(url: &str) -> Config {
+        Config {
+            anthropic_base_url: url.to_owned(),
+            anthropic_api_key: Some(KEY.parse().unwrap()),
+            claude_max_retries: 2,
+            claude_retry_budget_secs: 5.0,
+            ..Config::defaults()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_cleanly_without_message_stop_is_an_error_and_shows_nothing_twice() {
+        let (url, connections) = raw_server(concat!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"x\",\"stop_reason\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"HELLO\"}}\n\n",
+        ))
+        .await;
+        let client = MessagesClient::new(&config_for(&url)).unwrap();
+        let (reply, _, pieces) = call(&client, &ask("hi", true)).await;
+        assert!(
+            matches!(reply, Err(ClaudeError::Stream { source: StreamError::Incomplete { deltas: 1 }, .. })),
+            "{reply:?}"
+        );
+        assert_eq!(pieces, "HELLO", "passed on once, never again by a retry");
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_never_followed_so_the_key_goes_nowhere_else() {
+        let (elsewhere, hits) = raw_server("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+        let redirect: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: {elsewhere}/v1/messages\r\ncontent-length: 0\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let (url, _) = raw_server(redirect).await;
+        let client = MessagesClient::new(&config_for(&url)).unwrap();
+        let (reply, exchange, _) = call(&client, &ask("hi", false)).await;
+        let error = reply.unwrap_err().to_string();
+        assert!(error.contains("redirect") && error.contains("ANTHROPIC_BASE_URL"), "{error}");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the other host");
+        assert_eq!(exchange.attempts.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_slow_unstreamed_reply_is_waited_for_beyond_the_read_timeout() {
+        let fake = fake();
+        let config = Config { claude_read_timeout_secs: 0.3, ..config_for(fake.url()) };
+        let client = MessagesClient::new(&config).unwrap();
+        let (reply, exchange, _) = call(&client, &ask("hi [fake:slow_first_byte:900]", false)).await;
+        assert!(reply.is_ok(), "the read timeout is for silences inside a stream: {reply:?}");
+        assert_eq!(exchange.attempts.len(), 1);
+        let (reply, _, _) = call(&client, &ask("hi [fake:slow_tokens:900]", true)).await;
+        let error = reply.unwrap_err().to_string();
+        assert!(error.contains("TRACEBOX_CLAUDE_READ_TIMEOUT_SECS"), "a silent stream is lost: {error}");
+    }
+
+    #[tokio::test]
+    async fn the_server_can_forbid_a_retry_and_the_budget_stops_them() {
+        let fake = fake();
+        let client = MessagesClient::new(&config_for(fake.url())).unwrap();
+        let (_, exchange, _) = call(&client, &ask("[fake:status:500] [fake:should_retry:false]", false)).await;
+        assert_eq!(exchange.attempts.len(), 1, "x-should-retry: false is obeyed");
+        let config = Config { claude_retry_budget_secs: 1.0, claude_max_retries: 5, ..config_for(fake.url()) };
+        let client = MessagesClient::new(&config).unwrap();
+        let started = Instant::now();
+        let (reply, exchange, _) = call(&client, &ask("[fake:status:529] [fake:retry_after:0.4]", false)).await;
+        assert!(reply.is_err());
+        assert_eq!(exchange.attempts.len(), 3, "waits of 0.4 s fit twice in a 1 s budget: {:?}", exchange.attempts);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn an_error_event_before_any_text_is_retried() {
+        let fake = fake();
+        let client = MessagesClient::new(&config_for(fake.url())).unwrap();
+        let (reply, exchange, _) = call(&client, &ask("hi [fake:midstream_error:0]", true)).await;
+        assert!(reply.is_err(), "the fake fails every attempt the same way");
+        assert_eq!(exchange.attempts.len(), 3, "nothing was passed on, so each failure could be retried");
+    }
+
+    #[tokio::test]
+    async fn a_key_no_header_can_carry_is_refused_when_the_client_is_made() {
+        let config = Config { anthropic_api_key: Some("bad\nkey".parse().unwrap()), ..Config::defaults() };
+        let error = MessagesClient::new(&config).err().unwrap().to_string();
+        assert!(error.contains("ANTHROPIC_API_KEY") && !error.contains("bad"), "{error}");
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ mod retry;
 mod sse;
 
 pub use blocks::{CodeBlock, code_blocks};
-pub use call::{Answer, Ask, AskError, AskEvent, Claude};
+pub use call::{Answer, Ask, AskError, AskEvent, Call, Claude};
 pub use client::{ANTHROPIC_VERSION, Attempt, ClaudeError, Exchange, MessagesClient};
 pub use messages::{Block, MessagesRequest, Reply, Usage};
 pub use price::{Price, PriceError, PriceTable};

@@ -84,6 +84,9 @@ pub enum StreamError {
     /// The stream ended before `message_stop`.
     #[error("the stream ended before message_stop, after {deltas} deltas")]
     Incomplete { deltas: usize },
+    /// The stream broke off: the connection failed, or went silent too long.
+    #[error("{detail}, after {deltas} deltas")]
+    Lost { detail: String, deltas: usize },
 }
 
 /// A block being assembled.
@@ -177,6 +180,11 @@ impl Assembler {
             _ => {}
         }
         Ok(None)
+    }
+
+    /// Did `message_stop` come? Nothing after it is read.
+    pub fn stopped(&self) -> bool {
+        self.stopped
     }
 
     /// The whole reply, once `message_stop` came.

@@ -24,45 +24,61 @@ const INVALID: u8 = 2;
 
 pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let name = args.promptset.display().to_string();
-    let text =
-        std::fs::read_to_string(&args.promptset).with_context(|| format!("cannot read the prompt set {name}"))?;
-    let defaults = Defaults { model: args.model.clone(), timeout: args.timeout };
-    let checked = batch::parse(&text).and_then(|items| batch::check(items, &config, &defaults, Source::Batch));
-    let checked = match checked {
-        Ok(checked) => checked,
-        Err(error) => {
-            eprintln!("tracebox: the prompt set {name} cannot run: {error}");
-            return Ok(ExitCode::from(INVALID));
-        }
+    let invalid = |error: &dyn std::fmt::Display| {
+        eprintln!("tracebox: the prompt set {name} cannot run: {error}");
+        Ok(ExitCode::from(INVALID))
     };
-    if !(1..=batch::MAX_CONCURRENCY).contains(&args.concurrency) {
-        anyhow::bail!("--concurrency must be between 1 and {}", batch::MAX_CONCURRENCY);
-    }
-    let mut progress = Progress::new(checked.len(), args.out.as_deref())?;
+    let text = match std::fs::read_to_string(&args.promptset) {
+        Ok(text) => text,
+        Err(error) => return invalid(&format!("cannot read it: {error}")),
+    };
+    let parsed = match batch::parse(&text) {
+        Ok(parsed) => parsed,
+        Err(error) => return invalid(&error),
+    };
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-    let report = match &args.server {
-        Some(server) => runtime.block_on(remote(server, &name, &text, &args, &mut progress))?,
-        None => {
-            let options = BatchOptions { name, concurrency: args.concurrency, source: Source::Batch };
-            let services = Services::open(config, runtime.handle().clone())?;
-            let report = runtime.block_on(async {
-                services.recover().await?;
-                services
-                    .sandbox
-                    .ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}"))
-                    .await?;
-                let announce = progress.announce();
-                let report =
-                    batch::run_batch(&services, checked, &options, announce, |item| progress.item(item)).await?;
-                Ok::<_, anyhow::Error>(report)
-            });
-            services.store.close();
-            report?
-        }
+    // A server checks the items against its own limits; here they are checked against ours.
+    if let Some(server) = &args.server {
+        let mut progress = Progress::new(parsed.len(), args.out.as_deref())?;
+        let report = match runtime.block_on(remote(server, &name, &text, &args, &mut progress))? {
+            Remote::Report(report) => report,
+            Remote::Invalid(message) => return invalid(&message),
+        };
+        progress.finish(&report)?;
+        return Ok(ExitCode::from(report.exit_code()));
+    }
+    let defaults = Defaults { model: args.model.clone(), timeout: args.timeout };
+    let checked = match batch::check(parsed, &config, &defaults, Source::Batch) {
+        Ok(checked) => checked,
+        Err(error) => return invalid(&error),
     };
+    if batch::asks_claude(&checked) && config.anthropic_api_key.is_none() {
+        anyhow::bail!(
+            "the prompt set {name} has prompt items, which need Claude: set ANTHROPIC_API_KEY (or run the fake: see the README)"
+        );
+    }
+    let mut progress = Progress::new(checked.len(), args.out.as_deref())?;
+    let options = BatchOptions { name, concurrency: usize::from(args.concurrency), source: Source::Batch };
+    let services = Services::open(config, runtime.handle().clone())?;
+    let report = runtime.block_on(async {
+        services.recover().await?;
+        services.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
+        let announce = progress.announce();
+        let report = batch::run_batch(&services, checked, &options, announce, |item| progress.item(item)).await?;
+        Ok::<_, anyhow::Error>(report)
+    });
+    services.store.close();
+    let report = report?;
     progress.finish(&report)?;
     Ok(ExitCode::from(report.exit_code()))
+}
+
+/// What a server made of the prompt set.
+enum Remote {
+    Report(BatchReport),
+    /// It refused the set (400 invalid_prompt_set), saying why.
+    Invalid(String),
 }
 
 /// Send the prompt set to a server's `POST /batch` and follow its stream of results.
@@ -72,7 +88,7 @@ async fn remote(
     promptset: &str,
     args: &BatchArgs,
     progress: &mut Progress,
-) -> anyhow::Result<BatchReport> {
+) -> anyhow::Result<Remote> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!("{}/batch", server.trim_end_matches('/'));
     let body = json!({"promptset": promptset, "name": name, "concurrency": args.concurrency, "model": args.model, "timeout": args.timeout});
@@ -81,7 +97,10 @@ async fn remote(
     if !response.status().is_success() {
         let status = response.status();
         let error: Value = response.json().await.unwrap_or_default();
-        let message = error["error"]["message"].as_str().unwrap_or("no message");
+        let message = error["error"]["message"].as_str().unwrap_or("no message").to_owned();
+        if error["error"]["code"] == "invalid_prompt_set" {
+            return Ok(Remote::Invalid(message));
+        }
         anyhow::bail!("{url} answered {status}: {message}");
     }
     let mut stream = response.bytes_stream();
@@ -107,9 +126,11 @@ async fn remote(
                 Some("done") => {
                     let summary: Summary = serde_json::from_value(message["summary"].clone())?;
                     let batch_id = batch_id.context("the server never said which batch this is")?;
-                    return Ok(BatchReport { batch_id, summary, items: results });
+                    return Ok(Remote::Report(BatchReport { batch_id, summary, items: results }));
                 }
-                _ => anyhow::bail!("the batch failed on the server: {}", message["error"]["message"]),
+                Some("error") => anyhow::bail!("the batch failed on the server: {}", message["error"]["message"]),
+                // `ping` (the server is alive) and kinds added later.
+                _ => {}
             }
         }
     }
@@ -188,7 +209,7 @@ impl Progress {
             out.flush().context("cannot write the results")?;
         }
         let mut failing: Vec<&ItemResult> = report.items.iter().filter(|i| !i.passed).collect();
-        failing.sort_by(|a, b| a.at.cmp(&b.at));
+        failing.sort_by_key(|item| batch::position(&item.at));
         for item in &failing {
             let why = if item.failures.is_empty() { item.status.clone() } else { item.failures.join("; ") };
             eprintln!("{}: {} ({}): {why}", item.outcome.as_str(), item.id, item.at);

@@ -100,7 +100,14 @@ async fn an_invalid_line_exits_2_naming_it_and_nothing_runs() {
     assert!(stderr.contains("line 2: `expect.stdout_regex`"), "{stderr}");
     assert!(!dir.path().join("traces").exists(), "nothing ran, nothing was recorded");
     let missing = batch(&[dir.path().join("nope.jsonl").to_str().unwrap()], dir.path(), &fake);
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read the prompt set"));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read it"), "{missing:?}");
+    for concurrency in ["0", "65"] {
+        let refused = batch(&[set.to_str().unwrap(), "--concurrency", concurrency], dir.path(), &fake);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("--concurrency"), "{stderr}");
+    }
 }
 
 #[tokio::test]
@@ -159,6 +166,21 @@ async fn post_batch_refuses_an_invalid_set_naming_the_item() {
     let body = json!({"items": [{"code": "print(1)"}], "concurrency": 65});
     let response = server.client.post(server.url("/batch")).json(&body).send().await.unwrap();
     assert_eq!(response.status(), 400);
+    // Prompt items on a server without a key are refused before anything runs.
+    let body = json!({"promptset": "{\"prompt\": \"hi\"}\n"});
+    let response = server.client.post(server.url("/batch")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["error"]["code"], "claude_not_configured");
+    // At the most allowed, a set runs (and a line of the set is named by its line).
+    let body = json!({"promptset": "\n{\"id\": \"x\", \"code\": \"print(1)\"}\n", "concurrency": 64});
+    let lines = server.client.post(server.url("/batch")).json(&body).send().await.unwrap().text().await.unwrap();
+    let item: Value = serde_json::from_str(lines.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(
+        (item["item"]["at"].as_str(), item["item"]["passed"].as_bool()),
+        (Some("line 2"), Some(true)),
+        "{lines}"
+    );
 }
 
 #[tokio::test]

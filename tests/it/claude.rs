@@ -192,7 +192,7 @@ async fn a_stream_cut_midway_is_a_clear_error_and_a_failed_trace() {
     let (last, error) = events.last().unwrap();
     assert_eq!(last, "error", "{events:?}");
     assert_eq!(error["error"]["code"], "claude_bad_reply");
-    assert!(text(&error["error"], "message").contains("ended before message_stop"), "{error}");
+    assert!(text(&error["error"], "message").contains("the connection broke"), "{error}");
     assert!(events.iter().any(|(name, _)| name == "text"), "what came before the cut was passed on");
     let trace = server.trace(text(error, "trace_id")).await;
     assert_eq!(trace["status"], "error");
@@ -207,7 +207,8 @@ async fn the_key_appears_in_no_reply_trace_log_or_database() {
     for body in [
         json!({"prompt": python("import os\nprint(sorted(os.environ))"), "execute": true}),
         json!({"prompt": "x [fake:status:500] [fake:retry_after:0.01]"}),
-        json!({"prompt": format!("my key is {FAKE_KEY}, keep it [fake:drop:2]"), "stream": true}),
+        json!({"prompt": "a reply cut off [fake:drop:2]", "stream": true}),
+        json!({"prompt": "refused [fake:status:400]"}),
     ] {
         let response = server.client.post(server.url("/claude")).json(&body).send().await.unwrap();
         replies.push(response.text().await.unwrap());
@@ -250,6 +251,27 @@ async fn bad_questions_are_refused_naming_the_field() {
         assert!(text(&reply["error"], "message").contains(mentions), "{body}: {reply}");
     }
     assert!(fake.requests().await.is_empty(), "nothing reached Anthropic");
+}
+
+#[tokio::test]
+async fn max_tokens_is_taken_up_to_its_limit_and_a_reply_runs_at_most_ten_blocks() {
+    let fake = FakeAnthropic::start(None);
+    let server = TestServer::with_fake(&fake, &[]).await;
+    let (status, reply) = server.claude(json!({"prompt": "hi", "max_tokens": 128_000})).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(fake.requests().await[0]["body"]["stream"], true, "a long reply streams on the wire");
+    let (status, reply) = server.claude(json!({"prompt": "hi", "max_tokens": 128_001})).await;
+    assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("invalid_prompt")), "{reply}");
+
+    let blocks: String = (0..12).map(|n| format!("```python\nprint({n})\n```\n")).collect();
+    let (status, reply) = server.claude(json!({"prompt": blocks, "execute": true})).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["executions"].as_array().unwrap().len(), 10, "TRACEBOX_CLAUDE_MAX_BLOCKS");
+    assert_eq!(reply["executions"][9]["stdout"], "9\n", "in the reply's order");
+    assert_eq!(
+        reply["skipped_blocks"],
+        json!(["python (over TRACEBOX_CLAUDE_MAX_BLOCKS)", "python (over TRACEBOX_CLAUDE_MAX_BLOCKS)"])
+    );
 }
 
 #[tokio::test]

@@ -71,7 +71,7 @@ impl BatchView {
             })
             .collect();
         // In the prompt set's order, whatever order they finished in.
-        items.sort_by_key(|item| item.at.split(' ').nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(u64::MAX));
+        items.sort_by_key(|item| crate::batch::position(&item.at));
         Some(BatchView {
             name: str_at(input, "name").to_owned(),
             figures,

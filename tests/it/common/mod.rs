@@ -290,8 +290,9 @@ pub async fn unscreened_server() -> TestServer {
     TestServer::spawn_with(&[("TRACEBOX_POLICY", &empty_policy())]).await
 }
 
-/// The API key the tests' fake Anthropic API expects. A test greps for it where it must never be.
-pub const FAKE_KEY: &str = "sk-ant-api03-tracebox-test-key-0123456789";
+/// The API key the tests' fake Anthropic API expects. A test greps for it where it must never
+/// be; it matches no redaction rule, so a leak cannot hide behind one.
+pub const FAKE_KEY: &str = "tracebox-test-key-7f3a9c21e4b8d605";
 
 /// The fake Anthropic API (`fake-anthropic`), a process of its own on loopback.
 pub struct FakeAnthropic {
