@@ -1,7 +1,9 @@
-// tracebox's Node runner, started by the supervisor (supervise.sh) in the container.
+// tracebox's Node runner: the process a program runs in, started by the supervisor
+// (supervise.py) ahead of time; once loaded it says so on fd 3 and blocks on its stdin pipe.
 //
-// Reads one program from stdin, framed as `TRACEBOX1 <length>\n<code bytes>`, then runs it as
-// the main CommonJS module `/workspace/main.js`. Everything after the code on stdin is the
+// Reads one program from stdin, framed as `TRACEBOX1 <code length> <env length>\n<env JSON>
+// <code>`, sets the environment, then runs the code as the main CommonJS module
+// `/workspace/main.js`. Everything after the code on stdin is the
 // program's own stdin, and stdout/stderr are the program's own. It reads with fs.readSync so
 // not one byte of the program's stdin is consumed here. It adds nothing user code could not do
 // itself: it runs as the same unprivileged user, inside the same limits.
@@ -34,12 +36,21 @@ function readFrame() {
     if (fs.readSync(0, byte, 0, 1, null) === 0) fail('malformed program frame');
     header += byte.toString('latin1');
   }
-  const match = /^TRACEBOX1 (\d+)\n$/.exec(header);
+  const match = /^TRACEBOX1 (\d+) (\d+)\n$/.exec(header);
   if (!match) fail('malformed program frame');
-  return readExact(Number(match[1]));
+  const env = JSON.parse(readExact(Number(match[2])).toString('utf8') || '{}');
+  return { env, source: readExact(Number(match[1])) };
 }
 
-const source = readFrame();
+// Loaded: tell the supervisor (fd 3, then closed so the program never holds it).
+try {
+  fs.writeSync(3, 'r');
+  fs.closeSync(3);
+} catch {
+  // Started by hand, without a supervisor.
+}
+const { env, source } = readFrame();
+Object.assign(process.env, env);
 // Run it as `node main.js` would in /workspace: a real file, loaded as the main module. Code
 // that only compiles as an ES module (top-level import, export or await) gets the .mjs
 // extension Node needs; everything else stays CommonJS, as `node main.js` would treat it.

@@ -1,26 +1,18 @@
-"""tracebox's Python runner, started by the supervisor (supervise.sh) in the container.
+"""tracebox's Python runner: the process a program runs in, forked by the supervisor
+(supervise.py) ahead of time and blocked on its stdin pipe until the program comes.
 
-Reads one program from stdin, framed as `TRACEBOX1 <length>\n<code bytes>`, then runs it as
-`__main__`. Everything after the code on stdin is the program's own stdin, and stdout/stderr
-are the program's own (unbuffered). It reads with os.read so not one byte of the program's
-stdin is consumed here. It adds nothing user code could not do itself: it runs as the same
-unprivileged user, inside the same limits.
+Reads one program from stdin, framed as `TRACEBOX1 <code length> <env length>\n<env JSON>
+<code>`, sets the environment, then runs the code as `__main__`. Everything after the code on
+stdin is the program's own stdin, and stdout/stderr are the program's own (unbuffered). It
+reads with os.read so not one byte of the program's stdin is consumed here. It adds nothing
+user code could not do itself: it runs as the same unprivileged user, inside the same limits.
 """
 import os
 import sys
 
 
-def read_frame():
-    header = b""
-    while not header.endswith(b"\n"):
-        byte = os.read(0, 1)
-        if not byte or len(header) > 64:
-            sys.exit("tracebox runner: malformed program frame")
-        header += byte
-    magic, _, length = header.strip().partition(b" ")
-    if magic != b"TRACEBOX1" or not length.isdigit():
-        sys.exit("tracebox runner: malformed program frame")
-    remaining, chunks = int(length), []
+def read_exact(length):
+    remaining, chunks = length, []
     while remaining:
         chunk = os.read(0, min(remaining, 1 << 16))
         if not chunk:
@@ -30,8 +22,26 @@ def read_frame():
     return b"".join(chunks)
 
 
+def read_frame():
+    """The program's environment and code."""
+    header = b""
+    while not header.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte or len(header) > 64:
+            sys.exit("tracebox runner: malformed program frame")
+        header += byte
+    parts = header.split()
+    if len(parts) != 3 or parts[0] != b"TRACEBOX1" or not (parts[1].isdigit() and parts[2].isdigit()):
+        sys.exit("tracebox runner: malformed program frame")
+    import json
+
+    env = json.loads(read_exact(int(parts[2])) or b"{}")
+    return env, read_exact(int(parts[1]))
+
+
 def main():
-    source = read_frame()
+    env, source = read_frame()
+    os.environ.update(env)
     # Run it as `python3 main.py` would in /workspace: a real file (tracebacks show source
     # lines, __file__ and inspect work), its directory first on sys.path, a fresh __main__.
     filename = "/workspace/main.py"
@@ -57,4 +67,5 @@ def main():
         sys.exit(1)
 
 
-main()
+if __name__ == "__main__":
+    main()

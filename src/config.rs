@@ -12,7 +12,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
-use crate::execution::RunLimits;
+use crate::execution::{Isolation, RunLimits};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -137,6 +137,33 @@ pub struct Config {
     /// may add up to 1 MiB); a larger request gets 413 and nothing is kept
     #[arg(long, env = "TRACEBOX_UPLOAD_MAX_REQUEST_BYTES", default_value_t = 256 * MIB)]
     pub upload_max_request_bytes: u64,
+
+    /// Warm containers kept started per language, their interpreter loaded, so a run skips
+    /// creating and starting one (0: each run starts its own)
+    #[arg(long, env = "TRACEBOX_POOL_SIZE", default_value_t = 2)]
+    pub pool_size: usize,
+
+    /// Warm containers started at once while the pool refills
+    #[arg(long, env = "TRACEBOX_POOL_REFILL_CONCURRENCY", default_value_t = 2)]
+    pub pool_refill_concurrency: usize,
+
+    /// Seconds a warm container may wait in the pool before it is replaced
+    #[arg(long, env = "TRACEBOX_POOL_MAX_AGE_SECS", default_value_t = 300.0)]
+    pub pool_max_age_secs: f64,
+
+    /// What runs may share: fresh (a container per run, nothing shared) or recycle (a container
+    /// serves several runs of one tenant, wiped between them); a request may ask for fresh always,
+    /// and for recycle when this is recycle or recycle_allowed is true
+    #[arg(long, env = "TRACEBOX_ISOLATION", value_enum, default_value = "fresh")]
+    pub isolation: Isolation,
+
+    /// May a request ask for recycle isolation when the server's default is fresh?
+    #[arg(long, env = "TRACEBOX_RECYCLE_ALLOWED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub recycle_allowed: bool,
+
+    /// Runs one recycled container serves before it is replaced
+    #[arg(long, env = "TRACEBOX_RECYCLE_MAX_RUNS", default_value_t = 100)]
+    pub recycle_max_runs: u32,
 
     /// Most files a run's `/workspace/out/` returns as artifacts; further files are left out
     /// (the reply names them)
@@ -376,6 +403,22 @@ impl Config {
         check(self.output_limit_bytes >= 1, "output_limit_bytes", "must be at least 1".into())?;
         check(self.max_code_bytes >= 1, "max_code_bytes", "must be at least 1".into())?;
         check(self.max_concurrent_runs >= 1, "max_concurrent_runs", "must be at least 1".into())?;
+        check(self.pool_size <= 256, "pool_size", "must be at most 256 (0 starts a container per run)".into())?;
+        check(
+            (1..=64).contains(&self.pool_refill_concurrency),
+            "pool_refill_concurrency",
+            "must be between 1 and 64".into(),
+        )?;
+        check(
+            self.pool_max_age_secs.is_finite() && (1.0..=MAX_SECS).contains(&self.pool_max_age_secs),
+            "pool_max_age_secs",
+            format!("must be between 1 and {MAX_SECS}"),
+        )?;
+        check(
+            (1..=100_000).contains(&self.recycle_max_runs),
+            "recycle_max_runs",
+            "must be between 1 and 100000".into(),
+        )?;
         check((1..=64).contains(&self.ws_max_runs), "ws_max_runs", "must be between 1 and 64".into())?;
         check(
             (1024..=64 * MIB as usize).contains(&self.ws_max_message_bytes),

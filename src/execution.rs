@@ -99,6 +99,25 @@ impl Source {
     }
 }
 
+/// What a run may share with other runs (see the README's security model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A container of its own, used once: nothing shared.
+    Fresh,
+    /// A container that serves several runs of one tenant, wiped between them.
+    Recycle,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Fresh => "fresh",
+            Isolation::Recycle => "recycle",
+        }
+    }
+}
+
 /// The per-run limits after the request's values were checked against the server's bounds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunLimits {
@@ -128,6 +147,10 @@ pub struct ExecutionRequest {
     pub files: Vec<InputFile>,
     /// The trace this run belongs to (the Claude call whose code it is, a batch).
     pub parent: Option<TraceId>,
+    /// Whether its container may serve other runs of its tenant.
+    pub isolation: Isolation,
+    /// Whose recycled containers it may use (recycle only).
+    pub tenant: Option<String>,
 }
 
 /// An uploaded file given to a run: `/workspace/<name>` in the container, read-only.
@@ -149,7 +172,14 @@ pub struct Submission {
     pub env: BTreeMap<String, String>,
     pub timeout_secs: Option<f64>,
     pub memory_mb: Option<u64>,
+    /// `None`: the server's default.
+    pub isolation: Option<Isolation>,
+    /// Whose recycled containers the run may use.
+    pub tenant: Option<String>,
 }
+
+/// Longest tenant name.
+pub const MAX_TENANT_CHARS: usize = 64;
 
 /// A submission that cannot run as it is; each names its field and the limit or fix.
 #[derive(Debug, thiserror::Error)]
@@ -166,12 +196,14 @@ pub enum RequestError {
     Env(String),
     #[error("`env` holds {size} bytes; the limit is {MAX_ENV_BYTES} bytes of names and values")]
     EnvTooLarge { size: usize },
+    #[error("{0}")]
+    Isolation(String),
 }
 
 impl Submission {
     /// Check every field against `config`, naming the first that does not fit.
     pub fn check(self, config: &Config, source: Source) -> Result<ExecutionRequest, RequestError> {
-        let Submission { code, language, stdin, env, timeout_secs, memory_mb } = self;
+        let Submission { code, language, stdin, env, timeout_secs, memory_mb, isolation, tenant } = self;
         if code.len() > config.max_code_bytes {
             return Err(RequestError::CodeTooLarge { size: code.len(), limit: config.max_code_bytes });
         }
@@ -181,8 +213,48 @@ impl Submission {
         let language = language.as_deref().map(str::parse).transpose()?.unwrap_or(Language::Python);
         let limits = config.run_limits(timeout_secs, memory_mb)?;
         check_env(&env)?;
-        Ok(ExecutionRequest { language, code, stdin, env, limits, source, files: Vec::new(), parent: None })
+        let isolation = check_isolation(isolation, tenant.as_deref(), config)?;
+        Ok(ExecutionRequest {
+            language,
+            code,
+            stdin,
+            env,
+            limits,
+            source,
+            files: Vec::new(),
+            parent: None,
+            isolation,
+            tenant,
+        })
     }
+}
+
+/// The isolation a run may have: fresh always; recycle when the server's default is recycle
+/// or it allows asking for it. A tenant names only whose recycled containers a run may use.
+fn check_isolation(asked: Option<Isolation>, tenant: Option<&str>, config: &Config) -> Result<Isolation, RequestError> {
+    let isolation = asked.unwrap_or(config.isolation);
+    if isolation == Isolation::Recycle && config.isolation != Isolation::Recycle && !config.recycle_allowed {
+        return Err(RequestError::Isolation(
+            "`isolation`: this server runs every program in a fresh container; recycle is allowed with TRACEBOX_RECYCLE_ALLOWED=true"
+                .into(),
+        ));
+    }
+    if let Some(tenant) = tenant {
+        let well_formed = !tenant.is_empty()
+            && tenant.chars().count() <= MAX_TENANT_CHARS
+            && tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !well_formed {
+            return Err(RequestError::Isolation(format!(
+                "`tenant` must be 1 to {MAX_TENANT_CHARS} letters, digits, '-' or '_'"
+            )));
+        }
+        if isolation != Isolation::Recycle {
+            return Err(RequestError::Isolation(
+                "`tenant` is for recycled containers; ask for \"isolation\": \"recycle\" too".into(),
+            ));
+        }
+    }
+    Ok(isolation)
 }
 
 fn check_env(env: &BTreeMap<String, String>) -> Result<(), RequestError> {
@@ -409,6 +481,27 @@ mod tests {
             check(Submission { env: env(MAX_ENV_BYTES), ..submission("") }),
             Err(RequestError::EnvTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn recycle_is_asked_for_only_where_allowed_and_tenants_are_names() {
+        let config = Config::defaults();
+        let ask = |isolation: Option<Isolation>, tenant: Option<&str>, config: &Config| {
+            Submission { isolation, tenant: tenant.map(str::to_owned), ..submission("x") }.check(config, Source::Http)
+        };
+        assert_eq!(ask(None, None, &config).unwrap().isolation, Isolation::Fresh);
+        assert!(
+            ask(Some(Isolation::Recycle), None, &config).unwrap_err().to_string().contains("TRACEBOX_RECYCLE_ALLOWED")
+        );
+        let allowing = Config { recycle_allowed: true, ..Config::defaults() };
+        assert_eq!(ask(Some(Isolation::Recycle), Some("acme-1"), &allowing).unwrap().isolation, Isolation::Recycle);
+        assert!(ask(Some(Isolation::Recycle), Some("a b"), &allowing).is_err());
+        assert!(ask(Some(Isolation::Recycle), Some(&"t".repeat(MAX_TENANT_CHARS + 1)), &allowing).is_err());
+        assert!(ask(Some(Isolation::Recycle), Some(&"t".repeat(MAX_TENANT_CHARS)), &allowing).is_ok());
+        assert!(ask(None, Some("acme"), &allowing).unwrap_err().to_string().contains("recycle"));
+        let recycling = Config { isolation: Isolation::Recycle, ..Config::defaults() };
+        assert_eq!(ask(None, None, &recycling).unwrap().isolation, Isolation::Recycle);
+        assert_eq!(ask(Some(Isolation::Fresh), None, &recycling).unwrap().isolation, Isolation::Fresh);
     }
 
     #[test]

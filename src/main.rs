@@ -217,11 +217,15 @@ fn read_submission(args: &RunArgs) -> anyhow::Result<Submission> {
         env: Default::default(),
         timeout_secs: args.timeout,
         memory_mb: args.memory_mb,
+        isolation: None,
+        tenant: None,
     })
 }
 
-fn run_program(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run_program(mut config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let request = read_submission(&args)?.check(&config, Source::Cli)?;
+    // One run: a warm pool would only start containers nobody takes.
+    config.pool_size = 0;
     let runtime = runtime()?;
     let services = Services::open(config, runtime.handle().clone())?;
     let outcome = runtime.block_on(async {
@@ -243,9 +247,11 @@ fn run_program(config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             () = follow => {}
             () = interrupted() => control.kill(),
         }
-        Ok::<_, anyhow::Error>(outcome.await??)
+        let outcome = outcome.await;
+        // Whatever this process made goes with it (a run's container is removed after its end).
+        services.shutdown().await;
+        Ok::<_, anyhow::Error>(outcome??)
     });
-    services.store.close();
     let execution = outcome?;
     let kept = services.files.artifacts_dir(execution.trace_id);
     for artifact in &execution.artifacts {

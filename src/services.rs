@@ -133,6 +133,7 @@ impl Services {
         let status =
             self.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
         tracing::info!(image = %self.config.image, ?status, boot_id = self.boot_id(), "sandbox image ready");
+        self.sandbox.warm_up(&|line| tracing::info!(target: "tracebox::pool", "{line}")).await;
         Ok(lock)
     }
 
@@ -153,7 +154,10 @@ impl Services {
     /// aborted.
     pub fn spawn_sweeper(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
         let services = self.clone();
-        let older_than = Duration::from_secs_f64(self.config.max_timeout_secs) + SWEEP_PERIOD;
+        // A warm container waits up to its max age before it serves a run of at most the
+        // longest timeout (a recycled one serves several: its age counts from its last run).
+        let longest = self.config.max_timeout_secs + self.config.pool_max_age_secs;
+        let older_than = Duration::from_secs_f64(longest) + SWEEP_PERIOD;
         runtime.spawn(async move {
             let mut ticks = tokio::time::interval(SWEEP_PERIOD);
             ticks.tick().await;
@@ -176,6 +180,7 @@ impl Services {
 
     /// Remove every container of this boot and commit the last traces.
     pub async fn shutdown(&self) {
+        self.sandbox.close().await;
         match self.sandbox.sweep(Sweep::Boot { boot: self.boot_id() }).await {
             Ok(removed) => tracing::info!(removed, "removed this boot's remaining containers"),
             Err(error) => tracing::warn!(%error, "could not sweep containers at shutdown; the next start will"),

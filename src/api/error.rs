@@ -76,6 +76,8 @@ pub enum ErrorCode {
     ClaudeBadReply,
     /// `POST /batch` with a prompt set that is not one.
     InvalidPromptSet,
+    /// `isolation` or `tenant` the server does not allow.
+    InvalidIsolation,
 }
 
 impl ErrorCode {
@@ -85,7 +87,7 @@ impl ErrorCode {
         match self {
             InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
             | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload | MissingPrompt | InvalidPrompt
-            | ClaudeRejected | InvalidPromptSet => StatusCode::BAD_REQUEST,
+            | ClaudeRejected | InvalidPromptSet | InvalidIsolation => StatusCode::BAD_REQUEST,
             ClaudeAuthFailed | ClaudeBadReply => StatusCode::BAD_GATEWAY,
             ClaudeRateLimited => StatusCode::TOO_MANY_REQUESTS,
             ClaudeNotConfigured | ClaudeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -149,6 +151,7 @@ impl ErrorCode {
             ClaudeUnavailable => "claude_unavailable",
             ClaudeBadReply => "claude_bad_reply",
             InvalidPromptSet => "invalid_prompt_set",
+            InvalidIsolation => "invalid_isolation",
         }
     }
 }
@@ -266,6 +269,7 @@ impl From<RunError> for ApiError {
     fn from(error: RunError) -> ApiError {
         let code = match &error {
             RunError::Sandbox { source, .. } if source.is_unavailable() => ErrorCode::SandboxUnavailable,
+            RunError::Sandbox { source, .. } if source.is_busy() => ErrorCode::Busy,
             RunError::Busy { .. } => ErrorCode::Busy,
             _ => ErrorCode::Internal,
         };
@@ -290,6 +294,7 @@ impl From<RequestError> for ApiError {
             RequestError::Language(_) => ErrorCode::UnknownLanguage,
             RequestError::Limit(_) => ErrorCode::InvalidLimit,
             RequestError::Env(_) => ErrorCode::InvalidEnv,
+            RequestError::Isolation(_) => ErrorCode::InvalidIsolation,
         };
         ApiError::new(code, error.to_string())
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ApiError, ErrorCode};
 use super::read_json;
 use crate::config::Config;
-use crate::execution::{Execution, ExecutionRequest, Source, Status, Submission};
+use crate::execution::{Execution, ExecutionRequest, Isolation, Source, Status, Submission};
 use crate::files::{Artifact, Omitted};
 use crate::policy::{PolicyHit, Redaction};
 use crate::services::Services;
@@ -27,6 +27,10 @@ pub(super) struct ExecuteBody {
     env: Option<BTreeMap<String, String>>,
     /// Uploaded files to mount read-only under `/workspace/`.
     files: Option<Vec<String>>,
+    /// `fresh` or `recycle` (where the server allows it).
+    isolation: Option<Isolation>,
+    /// Whose recycled containers the run may use.
+    tenant: Option<String>,
 }
 
 /// The reply, as API.md defines it (plus `invalid_utf8`, `policy_hits`, `message` and
@@ -93,7 +97,7 @@ impl TryFrom<ExecuteBody> for Submission {
     type Error = ApiError;
 
     fn try_from(body: ExecuteBody) -> Result<Submission, ApiError> {
-        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files: _ } = body;
+        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files: _, isolation, tenant } = body;
         let code = code.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::MissingCode,
@@ -107,6 +111,8 @@ impl TryFrom<ExecuteBody> for Submission {
             env: env.unwrap_or_default(),
             timeout_secs: timeout,
             memory_mb,
+            isolation,
+            tenant,
         })
     }
 }

@@ -38,3 +38,60 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
     let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok(HttpResponse::build(status).json(body))
 }
+
+/// `GET /metrics`: the state of the runs and of the warm pool, in Prometheus' text format.
+pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
+    use std::fmt::Write;
+    let pool = services.sandbox.pool_state();
+    let mut text = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(text, "{name}{labels} {value}");
+        }
+    };
+    let plain = |value: f64| vec![(String::new(), value)];
+    let per_profile = |pick: fn(&crate::sandbox::ProfileState) -> usize| -> Vec<(String, f64)> {
+        pool.profiles.iter().map(|p| (format!("{{profile=\"{}\"}}", p.profile), pick(p) as f64)).collect()
+    };
+    metric("tracebox_runs_active", "gauge", "Runs executing now.", &plain(services.runner.active_runs() as f64));
+    metric("tracebox_runs_queued", "gauge", "Runs waiting for a slot.", &plain(services.runner.queued_runs() as f64));
+    metric("tracebox_pool_size", "gauge", "Warm containers kept per stocked profile.", &plain(pool.size as f64));
+    metric("tracebox_pool_idle", "gauge", "Warm containers waiting for a run.", &per_profile(|p| p.idle));
+    metric("tracebox_pool_starting", "gauge", "Containers starting for the pool.", &per_profile(|p| p.starting));
+    metric("tracebox_pool_in_use", "gauge", "Containers of the pool serving a run.", &per_profile(|p| p.in_use));
+    metric("tracebox_pool_waiting", "gauge", "Runs waiting for a warm container.", &per_profile(|p| p.waiting));
+    metric("tracebox_pool_started_total", "counter", "Containers started for the pool.", &plain(pool.started as f64));
+    metric("tracebox_pool_taken_total", "counter", "Runs served by a warm container.", &plain(pool.taken as f64));
+    metric(
+        "tracebox_pool_recycled_total",
+        "counter",
+        "Recycled containers readied again.",
+        &plain(pool.recycled as f64),
+    );
+    metric(
+        "tracebox_pool_discarded_total",
+        "counter",
+        "Warm containers removed unused.",
+        &plain(pool.discarded as f64),
+    );
+    metric(
+        "tracebox_pool_failed_starts_total",
+        "counter",
+        "Pool containers that failed to start.",
+        &plain(pool.failed_starts as f64),
+    );
+    metric(
+        "tracebox_pool_waits_total",
+        "counter",
+        "Runs that found no warm container waiting.",
+        &plain(pool.waits as f64),
+    );
+    metric(
+        "tracebox_pool_wait_seconds_total",
+        "counter",
+        "Time runs waited for a warm container.",
+        &plain(pool.waited_ms / 1000.0),
+    );
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text)
+}

@@ -34,6 +34,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(
             resource("/health", "GET, HEAD").route(web::get().to(health::health)).route(web::head().to(health::health)),
         )
+        .service(resource("/metrics", "GET").route(web::get().to(health::metrics)))
         .service(
             resource("/traces", "GET, HEAD").route(web::get().to(traces::list)).route(web::head().to(traces::list)),
         )
@@ -87,7 +88,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NoSuchRoute,
         format!(
-            "no route for {} {}; see the API in the README (POST /execute, POST /claude, POST /batch, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, GET /health)",
+            "no route for {} {}; see the API in the README (POST /execute, POST /claude, POST /batch, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, GET /health, GET /metrics)",
             request.method(),
             request.path()
         ),

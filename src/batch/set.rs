@@ -253,6 +253,8 @@ fn job(item: Item, config: &Config, defaults: &Defaults, source: Source) -> Resu
                 env: Default::default(),
                 timeout_secs: timeout,
                 memory_mb: item.memory_mb,
+                isolation: None,
+                tenant: None,
             };
             Ok(Job::Code(Box::new(submission.check(config, source).map_err(|e| e.to_string())?)))
         }

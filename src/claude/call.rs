@@ -261,6 +261,8 @@ impl Claude {
                 source: ask.source,
                 files: ask.files.clone(),
                 parent: Some(trace_id),
+                isolation: config.isolation,
+                tenant: None,
             };
             let execution = runner.execute(request).await.unwrap_or_else(|error| unrun(&error));
             log.record("code.ran", json!({ "trace_id": execution.trace_id, "status": execution.status }));

@@ -65,10 +65,11 @@ pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
         services.recover().await?;
         services.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
         let announce = progress.announce();
-        let report = batch::run_batch(&services, checked, &options, announce, |item| progress.item(item)).await?;
-        Ok::<_, anyhow::Error>(report)
+        let report = batch::run_batch(&services, checked, &options, announce, |item| progress.item(item)).await;
+        // The pool's containers, and anything else of this process, go with it.
+        services.shutdown().await;
+        Ok::<_, anyhow::Error>(report?)
     });
-    services.store.close();
     let report = report?;
     progress.finish(&report)?;
     Ok(ExitCode::from(report.exit_code()))

@@ -262,6 +262,8 @@ impl Runner {
             env: &request.env,
             limits: &request.limits,
             files: &request.files,
+            isolation: request.isolation,
+            tenant: request.tenant.as_deref(),
         };
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let (started_tx, started) = oneshot::channel();
@@ -578,6 +580,8 @@ mod tests {
             source: crate::execution::Source::Cli,
             files: Vec::new(),
             parent: None,
+            isolation: crate::execution::Isolation::Fresh,
+            tenant: None,
         }
     }
 

@@ -28,6 +28,8 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 pub struct Engine {
     host: Arc<str>,
     docker: Docker,
+    /// Removals under way in the background, so a stopping tracebox can wait for them.
+    removals: tokio_util::task::TaskTracker,
 }
 
 /// A container's state after it stopped.
@@ -73,7 +75,7 @@ impl Engine {
         };
         let docker =
             docker.map_err(|source| SandboxError::Unreachable { host: host.clone(), source: source.into() })?;
-        Ok(Engine { host: host.into(), docker })
+        Ok(Engine { host: host.into(), docker, removals: tokio_util::task::TaskTracker::new() })
     }
 
     /// The address this engine was reached at, for messages.
@@ -225,6 +227,29 @@ impl Engine {
             Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
             Err(e) => Err(self.failed("remove container", e)),
         }
+    }
+
+    /// Remove a container in the background (nobody waits for a removal but a stopping tracebox).
+    pub fn remove_later(&self, id: String) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            tracing::warn!(container = %id, "no runtime to remove a container; the sweeper will");
+            return;
+        }
+        let engine = self.clone();
+        self.removals.spawn(async move {
+            if let Err(error) = engine.remove(&id).await {
+                tracing::warn!(container = %id, %error, "could not remove a container; the sweeper will retry");
+            }
+        });
+    }
+
+    /// Wait, at most `within`, for the background removals to finish.
+    pub async fn removals_done(&self, within: std::time::Duration) {
+        self.removals.close();
+        if tokio::time::timeout(within, self.removals.wait()).await.is_err() {
+            tracing::warn!("some containers were still being removed at exit; the next start sweeps them");
+        }
+        self.removals.reopen();
     }
 
     /// Every container, running or not, that carries all of `labels` (`key=value` or `key`).

@@ -13,7 +13,7 @@ const CONTEXT: &[(&str, &[u8])] = &[
     ("Dockerfile.sandbox", include_bytes!("../../Dockerfile.sandbox")),
     ("sandbox/runner.py", include_bytes!("../../sandbox/runner.py")),
     ("sandbox/runner.js", include_bytes!("../../sandbox/runner.js")),
-    ("sandbox/supervise.sh", include_bytes!("../../sandbox/supervise.sh")),
+    ("sandbox/supervise.py", include_bytes!("../../sandbox/supervise.py")),
 ];
 
 /// The image label holding the hash of the context and base it was built from.
@@ -100,6 +100,6 @@ mod tests {
         let mut archive = tar::Archive::new(tar.as_slice());
         let paths: Vec<String> =
             archive.entries().unwrap().map(|entry| entry.unwrap().path().unwrap().display().to_string()).collect();
-        assert_eq!(paths, ["Dockerfile.sandbox", "sandbox/runner.py", "sandbox/runner.js", "sandbox/supervise.sh"]);
+        assert_eq!(paths, ["Dockerfile.sandbox", "sandbox/runner.py", "sandbox/runner.js", "sandbox/supervise.py"]);
     }
 }

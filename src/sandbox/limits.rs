@@ -3,7 +3,7 @@
 //! Each line here is a guarantee written in the README's security table and proved by a test
 //! against the real engine; change them together.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
@@ -11,7 +11,9 @@ use bollard::models::{
 };
 
 use crate::config::Config;
-use crate::execution::{InputFile, Language, RunLimits};
+use std::time::Duration;
+
+use crate::execution::{InputFile, Isolation, Language, RunLimits};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -23,6 +25,8 @@ pub const LABEL: &str = "tracebox";
 pub const LABEL_INSTANCE: &str = "tracebox.instance";
 pub const LABEL_BOOT: &str = "tracebox.boot";
 pub const LABEL_TRACE: &str = "tracebox.trace";
+/// On a container of a warm pool: the pool's profile.
+pub const LABEL_POOL: &str = "tracebox.pool";
 
 /// Container settings that come from the server's configuration, the same for every run.
 #[derive(Debug, Clone)]
@@ -52,47 +56,111 @@ impl ContainerSettings {
     }
 }
 
-/// What one container is for.
-pub struct ContainerJob<'a> {
-    pub trace_id: &'a str,
+/// What a container is made for: all that is fixed when it is created. Runs with the same
+/// profile can take a warm container of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Profile {
     pub language: Language,
-    pub env: &'a BTreeMap<String, String>,
-    pub limits: &'a RunLimits,
-    pub files: &'a [InputFile],
-    /// Random per container: the supervisor's end line carries it (see `end::EndScanner`).
-    pub marker: &'a str,
+    pub memory_bytes: u64,
+    /// CPU quota in thousandths of a CPU (a float is no key).
+    pub millicpus: u64,
+    pub pids: i64,
+    pub isolation: Isolation,
+    /// Whose runs a recycled container serves; None for fresh ones.
+    pub tenant: Option<String>,
 }
 
-/// How long after its timeout a container kills itself, should tracebox not be there to do it
-/// (a crash, a killed `tracebox run`).
+impl Profile {
+    /// The profile a run with `limits` needs.
+    pub fn of(language: Language, limits: &RunLimits, isolation: Isolation, tenant: Option<&str>) -> Profile {
+        Profile {
+            language,
+            memory_bytes: limits.memory_bytes,
+            millicpus: (limits.cpus * 1000.0).round() as u64,
+            pids: limits.pids,
+            isolation,
+            tenant: (isolation == Isolation::Recycle).then(|| tenant.unwrap_or(DEFAULT_TENANT).to_owned()),
+        }
+    }
+
+    /// A short name for labels and logs: `python`, `node-recycle-acme`.
+    pub fn name(&self) -> String {
+        match &self.tenant {
+            Some(tenant) => format!("{}-recycle-{tenant}", self.language),
+            None => self.language.as_str().to_owned(),
+        }
+    }
+}
+
+/// The tenant of recycled runs that name none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// One container to create.
+pub struct ContainerSpec<'a> {
+    pub profile: &'a Profile,
+    /// Uploaded files, mounted read-only under `/workspace/` (a container with files serves
+    /// only the run that named them).
+    pub files: &'a [InputFile],
+    /// Random per container: the supervisor's lines carry it (see `protocol`).
+    pub marker: &'a str,
+    /// Runs it may serve (1 for fresh ones).
+    pub max_runs: u32,
+    /// How long it may wait for a program before it gives up by itself (should tracebox die).
+    pub max_idle: Duration,
+    /// What it is for, on its labels: a pool (`tracebox.pool`) or one run (`tracebox.trace`).
+    pub purpose: Purpose<'a>,
+}
+
+/// What a container is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Purpose<'a> {
+    Pool(&'a str),
+    Run(&'a str),
+}
+
+/// How long past its own timeout a program is killed by its supervisor, should tracebox not be
+/// there to kill its container (a crash, a killed `tracebox run`).
 const BACKSTOP_GRACE_SECS: u64 = 5;
 
-/// The command of a container: the supervisor (`sandbox/supervise.sh`), which runs the runner
-/// under a `timeout` of its own, then reports the end behind `marker` with the artifacts.
-/// Interpreters by absolute path, so a request's `PATH` cannot break it.
-fn command(language: Language, limits: &RunLimits, marker: &str) -> Vec<String> {
-    let backstop = format!("{}s", limits.timeout.as_secs() + 1 + BACKSTOP_GRACE_SECS);
-    let runner: &[&str] = match language {
-        Language::Python => &["/usr/bin/python3", "-u", "/opt/tracebox/runner.py"],
-        Language::Node => &["/usr/bin/node", "/opt/tracebox/runner.js"],
-    };
-    ["/bin/sh", "/opt/tracebox/supervise.sh", marker, backstop.as_str()]
+/// The command of a container: the supervisor (`sandbox/supervise.py`), which keeps a program
+/// process ready and reports each program's end. Interpreters by absolute path, so a request's
+/// `PATH` cannot break it.
+fn command(language: Language) -> Vec<String> {
+    ["/usr/bin/python3", "-u", "/opt/tracebox/supervise.py", language.as_str()]
         .iter()
-        .chain(runner)
         .map(|s| (*s).to_owned())
         .collect()
 }
 
-/// The hardened container for one job.
-pub fn container_body(settings: &ContainerSettings, job: &ContainerJob) -> ContainerCreateBody {
+/// The supervisor's settings. A program's own environment comes with it, in its frame.
+fn supervisor_env(spec: &ContainerSpec) -> Vec<String> {
+    let mode = match spec.profile.isolation {
+        Isolation::Fresh => "fresh",
+        Isolation::Recycle => "recycle",
+    };
+    vec![
+        format!("TRACEBOX_MARKER={}", spec.marker),
+        format!("TRACEBOX_MODE={mode}"),
+        format!("TRACEBOX_MAX_RUNS={}", spec.max_runs),
+        format!("TRACEBOX_MAX_IDLE_SECS={}", spec.max_idle.as_secs_f64()),
+        format!("TRACEBOX_BACKSTOP_GRACE_SECS={BACKSTOP_GRACE_SECS}"),
+    ]
+}
+
+/// The hardened container of `spec`.
+pub fn container_body(settings: &ContainerSettings, spec: &ContainerSpec) -> ContainerCreateBody {
+    let (purpose_label, purpose) = match spec.purpose {
+        Purpose::Pool(name) => (LABEL_POOL, name),
+        Purpose::Run(trace_id) => (LABEL_TRACE, trace_id),
+    };
     ContainerCreateBody {
         image: Some(settings.image.clone()),
-        cmd: Some(command(job.language, job.limits, job.marker)),
+        cmd: Some(command(spec.profile.language)),
         user: Some(SANDBOX_USER.to_owned()),
         working_dir: Some("/workspace".to_owned()),
         hostname: Some("sandbox".to_owned()),
-        env: Some(job.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        // The program arrives on stdin, which closes when the whole program was sent.
+        env: Some(supervisor_env(spec)),
+        // Programs arrive on stdin, framed; stdin stays open while the container serves.
         attach_stdin: Some(true),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
@@ -106,15 +174,15 @@ pub fn container_body(settings: &ContainerSettings, job: &ContainerJob) -> Conta
             (LABEL.to_owned(), "1".to_owned()),
             (LABEL_INSTANCE.to_owned(), settings.instance_id.clone()),
             (LABEL_BOOT.to_owned(), settings.boot_id.clone()),
-            (LABEL_TRACE.to_owned(), job.trace_id.to_owned()),
+            (purpose_label.to_owned(), purpose.to_owned()),
         ])),
-        host_config: Some(host_config(settings, job.limits, job.files)),
+        host_config: Some(host_config(settings, spec.profile, spec.files)),
         ..ContainerCreateBody::default()
     }
 }
 
-fn host_config(settings: &ContainerSettings, limits: &RunLimits, files: &[InputFile]) -> HostConfig {
-    let memory = i64::try_from(limits.memory_bytes).unwrap_or(i64::MAX);
+fn host_config(settings: &ContainerSettings, profile: &Profile, files: &[InputFile]) -> HostConfig {
+    let memory = i64::try_from(profile.memory_bytes).unwrap_or(i64::MAX);
     let ulimit = |name: &str, value: u64| {
         let value = i64::try_from(value).unwrap_or(i64::MAX);
         ResourcesUlimits { name: Some(name.to_owned()), soft: Some(value), hard: Some(value) }
@@ -139,8 +207,8 @@ fn host_config(settings: &ContainerSettings, limits: &RunLimits, files: &[InputF
         // Resources: memory with no swap on top, CPU quota, process count, files.
         memory: Some(memory),
         memory_swap: Some(memory),
-        nano_cpus: Some((limits.cpus * 1e9) as i64),
-        pids_limit: Some(limits.pids),
+        nano_cpus: Some(i64::try_from(profile.millicpus).unwrap_or(i64::MAX).saturating_mul(1_000_000)),
+        pids_limit: Some(profile.pids),
         ulimits: Some(vec![
             ulimit("nofile", settings.nofile),
             ulimit("fsize", settings.file_size_bytes),
@@ -175,10 +243,20 @@ fn input_mount(file: &InputFile) -> Mount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn body() -> ContainerCreateBody {
         body_with(&[])
+    }
+
+    fn profile() -> Profile {
+        let limits = RunLimits {
+            timeout: Duration::from_secs(10),
+            memory_bytes: 256 * MIB,
+            cpus: 0.5,
+            pids: 64,
+            output_bytes: MIB,
+        };
+        Profile::of(Language::Python, &limits, Isolation::Fresh, None)
     }
 
     fn body_with(files: &[InputFile]) -> ContainerCreateBody {
@@ -191,23 +269,16 @@ mod tests {
             instance_id: "inst".into(),
             boot_id: "boot".into(),
         };
-        let limits = RunLimits {
-            timeout: Duration::from_secs(10),
-            memory_bytes: 256 * MIB,
-            cpus: 0.5,
-            pids: 64,
-            output_bytes: MIB,
-        };
-        let env = BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]);
-        let job = ContainerJob {
-            trace_id: "trace-1",
-            language: Language::Python,
-            env: &env,
-            limits: &limits,
+        let profile = profile();
+        let spec = ContainerSpec {
+            profile: &profile,
             files,
             marker: "m4rk3r",
+            max_runs: 1,
+            max_idle: Duration::from_secs(300),
+            purpose: Purpose::Run("trace-1"),
         };
-        container_body(&settings, &job)
+        container_body(&settings, &spec)
     }
 
     fn host() -> HostConfig {
@@ -281,17 +352,20 @@ mod tests {
     }
 
     #[test]
-    fn the_program_arrives_on_stdin_and_output_is_not_logged_to_disk() {
+    fn programs_arrive_on_stdin_and_output_is_not_logged_to_disk() {
         let body = body();
         assert_eq!((body.open_stdin, body.stdin_once, body.tty), (Some(true), Some(true), Some(false)));
-        assert_eq!(body.cmd.unwrap()[6], "/opt/tracebox/runner.py");
+        assert_eq!(body.cmd.unwrap(), ["/usr/bin/python3", "-u", "/opt/tracebox/supervise.py", "python"]);
         assert_eq!(host().log_config.unwrap().typ.as_deref(), Some("none"));
     }
 
     #[test]
-    fn the_supervisor_kills_the_program_soon_after_its_timeout_and_finds_its_interpreter_by_path() {
-        let cmd = body().cmd.unwrap();
-        assert_eq!(cmd[..5], ["/bin/sh", "/opt/tracebox/supervise.sh", "m4rk3r", "16s", "/usr/bin/python3"]);
+    fn the_supervisor_gets_its_settings_and_no_program_environment() {
+        let env = body().env.unwrap();
+        assert!(env.contains(&"TRACEBOX_MARKER=m4rk3r".to_owned()));
+        assert!(env.contains(&"TRACEBOX_MODE=fresh".to_owned()));
+        assert!(env.contains(&"TRACEBOX_MAX_RUNS=1".to_owned()));
+        assert!(env.iter().all(|v| v.starts_with("TRACEBOX_")), "{env:?}");
     }
 
     #[test]
@@ -300,6 +374,19 @@ mod tests {
         assert_eq!(labels[LABEL_INSTANCE], "inst");
         assert_eq!(labels[LABEL_BOOT], "boot");
         assert_eq!(labels[LABEL_TRACE], "trace-1");
-        assert!(body().env.unwrap().contains(&"GREETING=hi".to_owned()));
+    }
+
+    #[test]
+    fn a_profile_is_what_a_container_is_made_for() {
+        let recycled = Profile { isolation: Isolation::Recycle, tenant: Some("acme".into()), ..profile() };
+        assert_eq!(recycled.name(), "python-recycle-acme");
+        assert_eq!(profile().name(), "python");
+        assert_eq!(profile().millicpus, 500);
+        let limits =
+            RunLimits { timeout: Duration::from_secs(1), memory_bytes: 1, cpus: 1.0, pids: 8, output_bytes: 1 };
+        assert_eq!(
+            Profile::of(Language::Node, &limits, Isolation::Recycle, None).tenant.as_deref(),
+            Some(DEFAULT_TENANT)
+        );
     }
 }

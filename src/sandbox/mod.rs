@@ -1,26 +1,34 @@
 //! The sandbox: runs one program in a hardened, fresh Docker container and reports how it
 //! ended. Only this module talks to Docker.
 
+mod container;
 mod docker;
-mod end;
 mod image;
 mod janitor;
 mod limits;
+mod pool;
+mod protocol;
 mod run;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::config::Config;
-use crate::execution::{InputFile, Language, RunLimits};
+use crate::execution::{InputFile, Isolation, Language, RunLimits};
 use crate::trace::{EventLog, TraceId};
 
 pub use image::ImageStatus;
 pub use janitor::Sweep;
+pub use pool::{PoolState, ProfileState};
 pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, RawOutcome, RunIo};
 
+use container::Container;
 use docker::Engine;
-use limits::{ContainerJob, ContainerSettings};
+use limits::{ContainerSettings, ContainerSpec, Profile, Purpose};
+use pool::Pool;
+use run::Program;
 
 /// How long `/health` waits for the engine before calling it unreachable.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -53,9 +61,23 @@ pub enum SandboxError {
     /// A container did not stop after SIGKILL.
     #[error("a killed container did not stop within 10 s")]
     StopTimeout,
+    /// A new container's supervisor never became ready.
+    #[error("a sandbox container did not become ready: {why}")]
+    NotReady { why: String },
+    /// No warm container came in time.
+    #[error(
+        "no sandbox container was ready within {waited_ms} ms (TRACEBOX_QUEUE_TIMEOUT_SECS){}",
+        last_error.as_deref().map(|e| format!("; the last start failed: {e}")).unwrap_or_default()
+    )]
+    PoolEmpty { waited_ms: u64, last_error: Option<String> },
 }
 
 impl SandboxError {
+    /// True when the run could not have a container in time: a full server (HTTP 503 busy).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, SandboxError::PoolEmpty { .. })
+    }
+
     /// True when the engine or image is missing: a fixable setup problem (HTTP 503), not a bug.
     pub fn is_unavailable(&self) -> bool {
         matches!(
@@ -77,6 +99,8 @@ pub struct RunSpec<'a> {
     pub limits: &'a RunLimits,
     /// Mounted read-only under `/workspace/`.
     pub files: &'a [InputFile],
+    pub isolation: Isolation,
+    pub tenant: Option<&'a str>,
 }
 
 /// What `/health` reports of the engine and image.
@@ -91,6 +115,7 @@ pub struct SandboxHealth {
     pub image: String,
     pub image_present: bool,
     pub error: Option<String>,
+    pub pool: PoolState,
 }
 
 /// Build the sandbox image `config` names unless it is up to date (always, with `force`).
@@ -110,16 +135,40 @@ pub struct Sandbox {
     engine: Engine,
     settings: Arc<ContainerSettings>,
     base_image: Arc<str>,
+    pool: Pool,
+    /// How long a run may wait for a container of the pool.
+    wait: Duration,
 }
 
 impl Sandbox {
     /// A sandbox for `config`, whose containers are labelled with this data directory's
-    /// `instance_id` and this start's `boot_id`.
+    /// `instance_id` and this start's `boot_id`. Its pool starts empty ([`Sandbox::warm_up`]).
     pub fn connect(config: &Config, instance_id: &str, boot_id: &str) -> Result<Sandbox, SandboxError> {
+        let engine = Engine::connect(config.docker_host.as_deref())?;
+        let settings = Arc::new(ContainerSettings::from_config(config, instance_id, boot_id));
+        let limits = config.run_limits(None, None).unwrap_or_else(|_| RunLimits {
+            timeout: config.queue_timeout(),
+            memory_bytes: config.default_memory_mb * 1024 * 1024,
+            cpus: config.cpus,
+            pids: config.pids_limit,
+            output_bytes: config.output_limit_bytes,
+        });
+        let stocked = Language::ALL.iter().map(|l| Profile::of(*l, &limits, config.isolation, None)).collect();
+        let pool = Pool::new(
+            engine.clone(),
+            Arc::clone(&settings),
+            config.pool_size,
+            config.pool_refill_concurrency,
+            Duration::from_secs_f64(config.pool_max_age_secs),
+            config.recycle_max_runs,
+            stocked,
+        );
         Ok(Sandbox {
-            engine: Engine::connect(config.docker_host.as_deref())?,
-            settings: Arc::new(ContainerSettings::from_config(config, instance_id, boot_id)),
+            engine,
+            settings,
             base_image: config.base_image.as_str().into(),
+            pool,
+            wait: config.queue_timeout(),
         })
     }
 
@@ -133,22 +182,88 @@ impl Sandbox {
         image::ensure(&self.engine, &self.settings.image, &self.base_image, force, progress).await
     }
 
-    /// Run one program in a fresh container, talking to its client through `io` and recording
-    /// its steps in `log`. What the program leaves in `/workspace/out` is sent, as a tar, to
-    /// `io.artifacts` once it ended by itself.
+    /// Fill the warm pool, `progress` hearing how far it got.
+    pub async fn warm_up(&self, progress: &(dyn Fn(&str) + Sync)) {
+        self.pool.warm_up(progress).await;
+    }
+
+    /// Keep the pool fresh: replace old and dead containers, every few seconds, until aborted.
+    pub fn spawn_pool_tender(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        let every = Duration::from_secs(5);
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                pool.tend();
+            }
+        })
+    }
+
+    /// Remove the pool's waiting containers, make no more, and wait (a little) until the
+    /// containers being removed are gone (shutdown).
+    pub async fn close(&self) {
+        self.pool.close();
+        self.engine.removals_done(Duration::from_secs(10)).await;
+    }
+
+    /// The pool now.
+    pub fn pool_state(&self) -> PoolState {
+        self.pool.state()
+    }
+
+    /// Run one program: in a warm container of the pool when its profile has one, else in one
+    /// made for it; talking to its client through `io` and recording its steps in `log`. What
+    /// the program leaves in `/workspace/out` is sent, as a tar, to `io.artifacts`.
     pub async fn run(&self, spec: RunSpec<'_>, io: RunIo, log: &mut EventLog) -> Result<RawOutcome, SandboxError> {
-        let trace_id = spec.trace_id.to_string();
-        let marker = end::new_marker();
-        let job = ContainerJob {
-            trace_id: &trace_id,
-            language: spec.language,
-            env: spec.env,
-            limits: spec.limits,
-            files: spec.files,
-            marker: &marker,
+        let profile = Profile::of(spec.language, spec.limits, spec.isolation, spec.tenant);
+        let pooled = spec.files.is_empty() && self.pool.serves(&profile);
+        let mut container = if pooled {
+            let (container, waited) = self.pool.take(&profile, self.wait).await.map_err(|empty| {
+                SandboxError::PoolEmpty { waited_ms: empty.waited.as_millis() as u64, last_error: empty.last_error }
+            })?;
+            log.record(
+                "pool.took",
+                json!({
+                    "container": container.name,
+                    "waited_ms": waited.map(|w| w.as_secs_f64() * 1000.0),
+                    "warm_for_ms": container.ready_at.elapsed().as_millis() as u64,
+                    "run": container.runs,
+                }),
+            );
+            container
+        } else {
+            let trace_id = spec.trace_id.to_string();
+            let name = format!("tracebox-{trace_id}");
+            let marker = protocol::new_marker();
+            let made = ContainerSpec {
+                profile: &profile,
+                files: spec.files,
+                marker: &marker,
+                max_runs: 1,
+                max_idle: spec.limits.timeout + Duration::from_secs(60),
+                purpose: Purpose::Run(&trace_id),
+            };
+            let mut container = Container::start(&self.engine, &self.settings, &made, &name).await?;
+            log.record("container.started", json!({ "container": name, "ms": container.start_ms }));
+            container.taken();
+            container
         };
-        let input = run::frame(spec.code, spec.stdin);
-        run::run_in_fresh_container(&self.engine, &self.settings, &job, input, io, log).await
+        let program = Program {
+            code: spec.code,
+            env: spec.env,
+            stdin: spec.stdin,
+            timeout: spec.limits.timeout,
+            output_bytes: spec.limits.output_bytes,
+        };
+        let outcome = run::run(&mut container, program, io, log).await;
+        let clean = outcome.as_ref().is_ok_and(|raw| raw.clean);
+        if pooled {
+            self.pool.release(container, clean);
+        } else {
+            container.discard();
+        }
+        outcome
     }
 
     /// Remove this data directory's containers that `which` selects; returns how many.
@@ -167,6 +282,7 @@ impl Sandbox {
             image: self.settings.image.clone(),
             image_present: false,
             error: None,
+            pool: self.pool.state(),
         };
         let too_slow = || format!("the Docker engine did not answer within {HEALTH_TIMEOUT:?}");
         match tokio::time::timeout(HEALTH_TIMEOUT, self.engine.version()).await {

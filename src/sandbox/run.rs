@@ -1,29 +1,27 @@
-//! One program in one fresh container: create, attach, start, send the program, pass its
-//! output on as it comes within the limits, learn how it ended, pass on the tar of what it
-//! left in `/workspace/out`, and remove the container on every path.
+//! One program in one container (warm from the pool, or made for it): hand it over, feed its
+//! stdin, pass its output on as it comes within the limits, learn how it ended from the
+//! supervisor's END line, pass on the tar of what it left in `/workspace/out`, and stop the
+//! container when it must be stopped. Whether the container serves again is the caller's call.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, Stream, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::SandboxError;
-use super::docker::{Engine, ExitState};
-use super::end::EndScanner;
-use super::limits::{ContainerJob, ContainerSettings, container_body};
+use super::container::{Container, Input, STOP_GRACE};
+use super::docker::ExitState;
+use super::protocol::{self, End, Out};
 use crate::trace::EventLog;
 
 pub use super::docker::Chunk;
 
-/// How long a killed container may take to report that it stopped.
-const STOP_GRACE: Duration = Duration::from_secs(10);
-
-/// How long the artifacts may take to arrive after the program ended: longer than the 10 s the
-/// supervisor gives its `tar`, so a container normally ends by itself.
+/// How long the artifacts may take to arrive after the program ended.
 pub const ARTIFACTS_GRACE: Duration = Duration::from_secs(15);
 
 /// Output kept past the limit, per stream, only so that a secret the limit cuts in two is
@@ -35,8 +33,8 @@ pub struct RunIo {
     /// Output within the limit, chunk by chunk as the program writes it. Dropped when the run
     /// ends, which ends the receiver's stream.
     pub output: mpsc::UnboundedSender<Chunk>,
-    /// More stdin after the framed program, until the sender is dropped; `None` closes stdin
-    /// right after the program's initial stdin.
+    /// More stdin after the request's own, until the sender is dropped; `None` closes stdin
+    /// right after the request's stdin.
     pub stdin: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
     /// Cancelled when the client wants the run stopped.
     pub kill: CancellationToken,
@@ -45,9 +43,17 @@ pub struct RunIo {
     /// The tar of `/workspace/out`, as the container sends it once the program ended; dropped
     /// when the run ends. A receiver that goes away makes the rest be discarded.
     pub artifacts: mpsc::Sender<bytes::Bytes>,
-    /// The most tar bytes taken; past it the artifacts are cut (a program that forged the end
-    /// line cannot stream into them for ever).
+    /// The most tar bytes taken; past it the artifacts are cut.
     pub artifacts_budget: u64,
+}
+
+/// The program, as the run hands it over.
+pub struct Program<'a> {
+    pub code: &'a str,
+    pub env: &'a BTreeMap<String, String>,
+    pub stdin: &'a str,
+    pub timeout: Duration,
+    pub output_bytes: u64,
 }
 
 /// The raw result of a run, before decoding and redaction. The output itself went out
@@ -68,38 +74,11 @@ pub struct RawOutcome {
     pub killed: bool,
     /// The program ended, but its artifacts were cut short, and why.
     pub artifacts_cut: Option<ArtifactsCut>,
-    /// From container start to the program's end.
+    /// From handing the program over to its end.
     pub duration: Duration,
-}
-
-/// The program framed for the runner: `TRACEBOX1 <length>\n`, the code, then its stdin.
-pub fn frame(code: &str, stdin: &str) -> Vec<u8> {
-    let mut framed = format!("TRACEBOX1 {}\n", code.len()).into_bytes();
-    framed.extend_from_slice(code.as_bytes());
-    framed.extend_from_slice(stdin.as_bytes());
-    framed
-}
-
-/// Run `job` with `input` (a [`frame`]) in a new container, which is gone when this returns.
-pub async fn run_in_fresh_container(
-    engine: &Engine,
-    settings: &ContainerSettings,
-    job: &ContainerJob<'_>,
-    input: Vec<u8>,
-    io: RunIo,
-    log: &mut EventLog,
-) -> Result<RawOutcome, SandboxError> {
-    if io.kill.is_cancelled() {
-        return Ok(RawOutcome { killed: true, ..RawOutcome::default() });
-    }
-    let name = format!("tracebox-{}", job.trace_id);
-    let id = engine.create(&name, container_body(settings, job)).await?;
-    log.record("container.created", json!({ "name": name }));
-    let removal = RemoveOnDrop { engine: engine.clone(), id: Some(id.clone()) };
-    let outcome = drive(engine, &id, job, input, io, log).await;
-    removal.remove_now().await;
-    log.record("container.removed", Value::Null);
-    outcome
+    /// The program ended by itself and all of its output and artifacts came: its container
+    /// may serve again (when its isolation allows).
+    pub clean: bool,
 }
 
 /// Why the artifacts of a program that ended were cut short.
@@ -126,17 +105,19 @@ enum Stop {
 /// How far to read a container's output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Until {
-    /// The supervisor's end line: the program has ended.
+    /// The program's end: the END lines of stdout and stderr.
     ProgramEnd,
-    /// The end of the output: the container is ending.
-    OutputEnd,
+    /// The end of the artifacts' tar.
+    TarEnd,
 }
 
 /// How a read of the output ended.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Read {
-    /// It got as far as asked, or the output ended before.
+    /// It got as far as asked.
     Done,
+    /// The output ended first: the container stopped.
+    Gone,
     /// The output limit was reached.
     Limited,
     /// The time allowed passed.
@@ -147,46 +128,54 @@ enum Read {
     TooLarge,
 }
 
-async fn drive(
-    engine: &Engine,
-    id: &str,
-    job: &ContainerJob<'_>,
-    input: Vec<u8>,
+/// Run `program` in `container` (ready for one), talking to its client through `io` and
+/// recording its steps in `log`.
+pub async fn run(
+    container: &mut Container,
+    program: Program<'_>,
     io: RunIo,
     log: &mut EventLog,
 ) -> Result<RawOutcome, SandboxError> {
     let RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts, artifacts_budget } = io;
-    let (output, stdin) = engine.attach(id).await?;
-    engine.start(id).await?;
+    if kill.is_cancelled() {
+        return Ok(RawOutcome { killed: true, ..RawOutcome::default() });
+    }
+    container.stderr.reset();
+    let mut frame = protocol::program_frame(program.code, program.env, program.timeout);
+    frame.extend(protocol::stdin_frame(program.stdin.as_bytes()));
+    if more_stdin.is_none() {
+        frame.extend_from_slice(protocol::END_OF_STDIN);
+    }
+    container.send(&frame).await?;
     let started = Instant::now();
-    let deadline = started + job.limits.timeout;
-    log.record("container.started", Value::Null);
+    let deadline = started + program.timeout;
+    log.record("program.sent", json!({ "container": container.name }));
     if let Some(on_start) = on_start {
         let _ = on_start.send(());
     }
-
-    // Feed stdin beside reading output: a program that prints before it reads would otherwise
-    // deadlock against a full pipe. Closing stdin gives the program its end of file.
-    let feeder = tokio::spawn(feed_stdin(stdin, input, more_stdin));
-    let mut collector = Collector::new(job.limits.output_bytes, sink, job.marker, artifacts, artifacts_budget);
-    let mut output = Box::pin(output);
-    let read = collector.read(&mut output, Until::ProgramEnd, deadline, &kill).await;
-    feeder.abort();
+    // More stdin goes in beside reading output, frame by frame: stopped between frames, so the
+    // supervisor's stdin stays whole for a next run.
+    let stop_feeding = CancellationToken::new();
+    let feeder = more_stdin.map(|more| tokio::spawn(feed(Arc::clone(&container.stdin), more, stop_feeding.clone())));
+    let mut collector = Collector::new(program.output_bytes, sink, artifacts, artifacts_budget);
+    let read = collector.read(container, Until::ProgramEnd, deadline, &kill).await;
+    stop_feeding.cancel();
+    if let Some(feeder) = feeder {
+        let _ = feeder.await;
+    }
     let mut read = read?;
-    if read == Read::Done && collector.program_ended() {
-        log.record("program.ended", json!({ "exit_code": collector.program_status() }));
-        read = collector.read(&mut output, Until::OutputEnd, Instant::now() + ARTIFACTS_GRACE, &kill).await?;
+    let ended = collector.program_ended(container);
+    if read == Read::Done {
+        collector.ended_at = Some(Instant::now());
+        log.record("program.ended", json!({ "exit_code": collector.end.and_then(|e| e.status) }));
+        read = collector.read(container, Until::TarEnd, Instant::now() + ARTIFACTS_GRACE, &kill).await?;
     }
     if read == Read::Limited {
-        collector.take_ready(&mut output)?;
+        collector.take_ready(container)?;
     }
-    // Docker does not call a container stopped until its attached output is drained or
-    // dropped: stop reading before killing, or the kill would wait on us.
-    drop(output);
-    let ended = collector.program_ended();
-    if ended && read != Read::Done {
+    if read != Read::Done && (ended || read == Read::TooLarge) {
         let cut = match read {
-            Read::Late => ArtifactsCut::Late,
+            Read::Late | Read::Gone => ArtifactsCut::Late,
             Read::Killed => ArtifactsCut::Killed,
             Read::Limited => ArtifactsCut::OutputLimit,
             Read::TooLarge | Read::Done => ArtifactsCut::TooLarge,
@@ -195,74 +184,56 @@ async fn drive(
         collector.artifacts_cut = Some(cut);
     }
     let stop = match read {
+        Read::Done => return Ok(collector.finish(container, None, None, started, log).await),
         Read::Limited => Some(Stop::OutputLimit),
-        // Once the program ended by itself (as it has when artifacts came), a stop only cuts
-        // its artifacts short.
-        Read::Late | Read::Killed if ended => None,
+        // Once the program ended by itself, a stop only cuts its artifacts short; so does a tar
+        // past the budget (its END line said the program ended, whoever wrote it).
+        Read::Late | Read::Killed | Read::Gone if ended => None,
         Read::TooLarge => None,
         Read::Late => Some(Stop::Timeout),
         Read::Killed => Some(Stop::Killed),
-        // After the end line the supervisor exits by itself. Without one, the output ended when
-        // the program closed it, which is not always when it exits: the deadline and the
-        // client's kill still hold while waiting.
-        Read::Done => {
-            let until = if ended { Instant::now() + STOP_GRACE } else { deadline };
-            tokio::select! {
-                exit = tokio::time::timeout_at(until, engine.wait(id)) => match exit {
-                    Ok(exit) => return Ok(collector.finish(exit?, None, started, log)),
-                    Err(_elapsed) => (!ended).then_some(Stop::Timeout),
-                },
-                () = kill.cancelled() => (!ended).then_some(Stop::Killed),
-            }
+        // The container stopped under the program (the supervisor was killed): Docker tells how.
+        Read::Gone => {
+            let exit = container.exit(STOP_GRACE).await?;
+            return Ok(collector.finish(container, exit, None, started, log).await);
         }
     };
-    let (exit, stop) = stop_container(engine, id, stop, job, log).await?;
-    Ok(collector.finish(exit, stop, started, log))
-}
-
-/// Write the framed program, then whatever more stdin the client sends, then close stdin.
-async fn feed_stdin(
-    mut stdin: impl tokio::io::AsyncWrite + Unpin,
-    input: Vec<u8>,
-    more: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
-) {
-    if stdin.write_all(&input).await.is_err() {
-        return;
-    }
-    if let Some(mut more) = more {
-        let _ = stdin.flush().await;
-        while let Some(data) = more.recv().await {
-            if stdin.write_all(&data).await.is_err() || stdin.flush().await.is_err() {
-                return;
-            }
-        }
-    }
-    let _ = stdin.shutdown().await;
-}
-
-/// Kill the container, for `stop` when tracebox stopped the run, and wait until it is gone;
-/// the reason is `None` when it had already ended by itself (it beat the deadline by a hair).
-async fn stop_container(
-    engine: &Engine,
-    id: &str,
-    stop: Option<Stop>,
-    job: &ContainerJob<'_>,
-    log: &mut EventLog,
-) -> Result<(ExitState, Option<Stop>), SandboxError> {
-    let killed = engine.kill(id).await?;
+    let (killed, exit) = container.kill().await?;
     let stop = stop.filter(|_| killed);
     match stop {
-        Some(Stop::Timeout) => log.record("timeout", json!({ "after_ms": job.limits.timeout.as_millis() as u64 })),
-        Some(Stop::OutputLimit) => log.record("output_limit", json!({ "bytes": job.limits.output_bytes })),
+        Some(Stop::Timeout) => log.record("timeout", json!({ "after_ms": program.timeout.as_millis() as u64 })),
+        Some(Stop::OutputLimit) => log.record("output_limit", json!({ "bytes": program.output_bytes })),
         Some(Stop::Killed) => log.record("killed", json!({ "by": "client" })),
         None => {}
     }
-    let exit = tokio::time::timeout(STOP_GRACE, engine.wait(id)).await.map_err(|_| SandboxError::StopTimeout)??;
-    Ok((exit, stop))
+    Ok(collector.finish(container, Some(exit), stop, started, log).await)
 }
 
-/// A container's output: the program's stdout and stderr passed on up to a combined limit
-/// (the head is kept), and after the supervisor's end line the artifacts' tar.
+/// Write whatever more stdin the client sends, a frame at a time, then end it; stopped between
+/// frames when the run ends.
+async fn feed(stdin: Arc<Mutex<Input>>, mut more: mpsc::UnboundedReceiver<Vec<u8>>, stop: CancellationToken) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            () = stop.cancelled() => return,
+            data = more.recv() => match data {
+                Some(data) => protocol::stdin_frame(&data),
+                None => protocol::END_OF_STDIN.to_vec(),
+            },
+        };
+        let mut writer = stdin.lock().await;
+        let written = async {
+            writer.write_all(&frame).await?;
+            writer.flush().await
+        };
+        if written.await.is_err() || frame == protocol::END_OF_STDIN {
+            return;
+        }
+    }
+}
+
+/// A container's output during a run: the program's stdout and stderr passed on up to a
+/// combined limit (the head is kept), its END lines, and after them the artifacts' tar.
 struct Collector {
     /// Closed once the limit is reached, so the screen knows at once that the output ended
     /// there (and never releases a held piece by itself while the container is being stopped).
@@ -272,9 +243,10 @@ struct Collector {
     /// Tar bytes that may still be taken.
     artifacts_room: u64,
     artifacts_over: bool,
-    scanner: EndScanner,
-    /// When the program ended, and its status as the end line gave it.
-    ended: Option<(Instant, Option<i64>)>,
+    /// How the program ended, as the END line said.
+    end: Option<End>,
+    ended_at: Option<Instant>,
+    tar_done: bool,
     stdout_beyond: Vec<u8>,
     stderr_beyond: Vec<u8>,
     room: u64,
@@ -286,7 +258,6 @@ impl Collector {
     fn new(
         limit: u64,
         sink: mpsc::UnboundedSender<Chunk>,
-        marker: &str,
         artifacts: mpsc::Sender<bytes::Bytes>,
         artifacts_budget: u64,
     ) -> Collector {
@@ -295,8 +266,9 @@ impl Collector {
             artifacts: Some(artifacts),
             artifacts_room: artifacts_budget,
             artifacts_over: false,
-            scanner: EndScanner::new(marker),
-            ended: None,
+            end: None,
+            ended_at: None,
+            tar_done: false,
             stdout_beyond: Vec::new(),
             stderr_beyond: Vec::new(),
             room: limit,
@@ -305,37 +277,41 @@ impl Collector {
         }
     }
 
-    fn program_ended(&self) -> bool {
-        self.ended.is_some()
+    /// Did the program end, with all its output in?
+    fn program_ended(&self, container: &Container) -> bool {
+        self.end.is_some() && container.stderr.ended()
     }
 
-    fn program_status(&self) -> Option<i64> {
-        self.ended.and_then(|(_, status)| status)
-    }
-
-    /// Read `until` the program or the output ends, the limit is reached, `deadline` passes
-    /// or the client kills the run.
+    /// Read `until` the program or its tar ends, the limit is reached, `deadline` passes or the
+    /// client kills the run.
     async fn read(
         &mut self,
-        output: &mut (impl Stream<Item = Result<Chunk, SandboxError>> + Unpin),
+        container: &mut Container,
         until: Until,
         deadline: Instant,
         kill: &CancellationToken,
     ) -> Result<Read, SandboxError> {
+        let reached = |collector: &Collector, container: &Container| match until {
+            Until::ProgramEnd => collector.program_ended(container),
+            Until::TarEnd => collector.tar_done,
+        };
+        if reached(self, container) {
+            return Ok(Read::Done);
+        }
         let reading = async {
-            while let Some(chunk) = output.next().await {
-                self.take(chunk?).await;
+            while let Some(chunk) = container.next().await {
+                self.take(container, chunk?).await;
                 if self.limited {
                     return Ok(Read::Limited);
                 }
                 if self.artifacts_over {
                     return Ok(Read::TooLarge);
                 }
-                if until == Until::ProgramEnd && self.program_ended() {
+                if reached(self, container) {
                     return Ok(Read::Done);
                 }
             }
-            Ok(Read::Done)
+            Ok(Read::Gone)
         };
         tokio::select! {
             read = tokio::time::timeout_at(deadline, reading) => read.unwrap_or(Ok(Read::Late)),
@@ -344,16 +320,29 @@ impl Collector {
     }
 
     /// Sort one chunk: the program's output, its end, or the artifacts.
-    async fn take(&mut self, chunk: Chunk) {
-        let Chunk::Stdout(bytes) = chunk else { return self.push(chunk) };
-        let split = self.scanner.scan(bytes);
-        if let Some(program) = split.program {
-            self.push(Chunk::Stdout(program));
+    async fn take(&mut self, container: &mut Container, chunk: Chunk) {
+        let bytes = match chunk {
+            Chunk::Stderr(bytes) => {
+                if let Some(program) = container.stderr.scan(bytes) {
+                    self.push(Chunk::Stderr(program));
+                }
+                return;
+            }
+            Chunk::Stdout(bytes) => bytes,
+        };
+        for out in container.stdout.scan(bytes) {
+            match out {
+                Out::Program(program) => self.push(Chunk::Stdout(program)),
+                Out::Ended(end) => self.end = Some(end),
+                Out::Tar(tar) => self.take_tar(tar).await,
+                Out::TarDone => self.tar_done = true,
+                // The next program may come (recycle): the pool hears it from the scanner.
+                Out::Ready => container.ready_again(),
+            }
         }
-        if let Some(status) = split.ended {
-            self.ended = Some((Instant::now(), status));
-        }
-        let Some(tar) = split.artifacts else { return };
+    }
+
+    async fn take_tar(&mut self, tar: bytes::Bytes) {
         if tar.len() as u64 > self.artifacts_room {
             // The receiver sees the archive end here: what came whole is kept.
             self.artifacts = None;
@@ -369,13 +358,10 @@ impl Collector {
     }
 
     /// Take what the program already wrote past the limit, without waiting for more.
-    fn take_ready(
-        &mut self,
-        output: &mut (impl Stream<Item = Result<Chunk, SandboxError>> + Unpin),
-    ) -> Result<(), SandboxError> {
+    fn take_ready(&mut self, container: &mut Container) -> Result<(), SandboxError> {
         while self.stdout_beyond.len() + self.stderr_beyond.len() < LOOKAHEAD_BYTES {
-            match output.next().now_or_never() {
-                // Past the limit only the lookahead matters, never the end line.
+            match container.next_ready() {
+                // Past the limit only the lookahead matters, never the END lines.
                 Some(Some(chunk)) => self.push(chunk?),
                 Some(None) | None => break,
             }
@@ -413,61 +399,48 @@ impl Collector {
         }
     }
 
-    fn finish(mut self, exit: ExitState, stop: Option<Stop>, started: Instant, log: &mut EventLog) -> RawOutcome {
-        // What was held back as a possible start of the end line was the program's after all.
-        if let Some(held) = self.scanner.finish() {
-            self.push(Chunk::Stdout(held));
+    /// How the run ended: by the END line when the program ended by itself, else by how the
+    /// container ended (`exit`, after `stop`).
+    async fn finish(
+        mut self,
+        container: &mut Container,
+        exit: Option<ExitState>,
+        stop: Option<Stop>,
+        started: Instant,
+        log: &mut EventLog,
+    ) -> RawOutcome {
+        // What was held back as a possible start of an END line was the program's after all.
+        let held = [container.stdout.finish().map(Chunk::Stdout), container.stderr.finish().map(Chunk::Stderr)];
+        for held in held.into_iter().flatten() {
+            self.push(held);
         }
-        log.record("container.exited", json!({ "exit_code": exit.exit_code, "oom_killed": exit.oom_killed }));
-        let ended_at = self.ended.map_or_else(Instant::now, |(at, _)| at);
+        let end = self.end;
+        let mut oom_killed = end.and_then(|e| e.oom_kills).is_some_and(|kills| kills > 0);
+        let mut exit_code = end.and_then(|e| e.status);
+        if let Some(exit) = exit {
+            log.record("container.exited", json!({ "exit_code": exit.exit_code, "oom_killed": exit.oom_killed }));
+            oom_killed |= exit.oom_killed;
+            exit_code = exit_code.or(exit.exit_code);
+        } else if end.is_some_and(|e| e.oom_kills.is_none()) {
+            // The supervisor could not read the memory cgroup: Docker knows, once it stopped.
+            if let Ok(Some(exit)) = container.exit(STOP_GRACE).await {
+                oom_killed |= exit.oom_killed;
+            }
+        }
+        let clean = end.is_some() && self.tar_done && stop.is_none() && !self.limited && self.artifacts_cut.is_none();
+        let ended_at = self.ended_at.unwrap_or_else(Instant::now);
         RawOutcome {
-            // The end line tells the program's own status even when the container had to be
-            // killed afterwards; it is the container's exit code otherwise.
-            exit_code: self.program_status().or(exit.exit_code),
+            exit_code,
             stdout_beyond: self.stdout_beyond,
             stderr_beyond: self.stderr_beyond,
             timed_out: stop == Some(Stop::Timeout),
-            oom_killed: exit.oom_killed,
+            oom_killed,
             output_limited: self.limited,
             killed: stop == Some(Stop::Killed),
             artifacts_cut: self.artifacts_cut,
             duration: ended_at.saturating_duration_since(started),
+            clean,
         }
-    }
-}
-
-/// Removes the container when dropped without `remove_now` (the run was cancelled).
-struct RemoveOnDrop {
-    engine: Engine,
-    id: Option<String>,
-}
-
-impl RemoveOnDrop {
-    async fn remove_now(mut self) {
-        if let Some(id) = self.id.take() {
-            attempt_remove(&self.engine, &id).await;
-        }
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let Some(id) = self.id.take() else { return };
-        let engine = self.engine.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move { attempt_remove(&engine, &id).await });
-            }
-            Err(_) => {
-                tracing::warn!(container = %id, "run cancelled outside a runtime; the sweeper will remove its container")
-            }
-        }
-    }
-}
-
-async fn attempt_remove(engine: &Engine, id: &str) {
-    if let Err(error) = engine.remove(id).await {
-        tracing::warn!(container = %id, %error, "could not remove a container; the sweeper will retry");
     }
 }
 
@@ -476,16 +449,10 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    #[test]
-    fn the_frame_carries_the_code_length_then_code_then_stdin() {
-        assert_eq!(frame("print('é')", "1\n"), b"TRACEBOX1 11\nprint('\xc3\xa9')1\n".to_vec());
-        assert_eq!(frame("", ""), b"TRACEBOX1 0\n".to_vec());
-    }
-
     fn collector(limit: u64) -> (Collector, mpsc::UnboundedReceiver<Chunk>) {
         let (sink, chunks) = mpsc::unbounded_channel();
         let (artifacts, _) = mpsc::channel(1);
-        (Collector::new(limit, sink, "marker", artifacts, 1024), chunks)
+        (Collector::new(limit, sink, artifacts, 1024), chunks)
     }
 
     fn passed_on(chunks: &mut mpsc::UnboundedReceiver<Chunk>) -> (Vec<u8>, Vec<u8>) {
@@ -529,18 +496,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn after_the_end_line_stdout_is_the_artifacts_and_stderr_still_the_programs() {
-        let (sink, mut chunks) = mpsc::unbounded_channel();
+    async fn the_tar_is_taken_up_to_its_budget_and_ends_there() {
+        let (sink, _chunks) = mpsc::unbounded_channel();
         let (artifacts, mut tar) = mpsc::channel(4);
-        let mut collector = Collector::new(100, sink, "m", artifacts, 7);
-        collector.take(Chunk::Stdout(Bytes::from_static(b"out\0TRACEBOX-END m 7\nTAR"))).await;
-        assert_eq!(collector.program_status(), Some(7));
-        collector.take(Chunk::Stderr(Bytes::from_static(b"late"))).await;
-        collector.take(Chunk::Stdout(Bytes::from_static(b"MORE"))).await;
-        assert_eq!(passed_on(&mut chunks), (b"out".to_vec(), b"late".to_vec()));
+        let mut collector = Collector::new(100, sink, artifacts, 7);
+        collector.take_tar(Bytes::from_static(b"TAR")).await;
+        collector.take_tar(Bytes::from_static(b"MORE")).await;
         assert_eq!((tar.recv().await.unwrap(), tar.recv().await.unwrap()), (Bytes::from("TAR"), Bytes::from("MORE")));
-        assert_eq!(collector.room, 100 - 7, "the artifacts do not count as output");
-        collector.take(Chunk::Stdout(Bytes::from_static(b"!"))).await;
+        assert_eq!(collector.room, 100, "the artifacts do not count as output");
+        collector.take_tar(Bytes::from_static(b"!")).await;
         assert!(collector.artifacts_over && collector.artifacts.is_none(), "past the budget the archive ends");
     }
 

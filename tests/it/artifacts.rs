@@ -254,18 +254,14 @@ async fn a_forged_end_line_cannot_stream_past_the_artifact_budget() {
     let server =
         unscreened_server_with(&[("TRACEBOX_ARTIFACTS_MAX_FILES", "2"), ("TRACEBOX_ARTIFACTS_MAX_BYTES", "1000")])
             .await;
-    // The marker is on the supervisor's command line; a program can find it and forge the line,
-    // then pour bytes after it. They are taken only up to what the limits could ever need.
+    // A Python program is forked from its supervisor, so it can dig the marker out of what it
+    // inherited (here, the environment block the supervisor started with) and forge the END
+    // line, then pour bytes after it. They are taken only up to what the limits could ever need.
     let code = r#"
-import os, sys
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    try:
-        args = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\0')
-    except OSError:
-        continue
-    if len(args) > 2 and args[1].endswith(b'supervise.sh'):
-        marker = args[2]
-sys.stdout.buffer.write(b'before\n\0TRACEBOX-END ' + marker + b' 0\n')
+import sys
+env = open('/proc/self/environ', 'rb').read().split(b'\0')
+marker = next(v.split(b'=', 1)[1] for v in env if v.startswith(b'TRACEBOX_MARKER='))
+sys.stdout.buffer.write(b'before\n\0TRACEBOX-END ' + marker + b' 0 0 999999999\n')
 sys.stdout.buffer.flush()
 chunk = b'x' * 65536
 for _ in range(3000):

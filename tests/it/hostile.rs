@@ -335,7 +335,7 @@ async fn interleaved_floods_on_both_streams_keep_exactly_the_limit_and_nothing_m
         server.execute(json!({"language": "node", "code": "process.stdout.write('x'.repeat(50e6))"})).await;
     assert_eq!(reply["status"], "output_limit", "{}", reply["message"]);
     assert_eq!(text(&reply, "stdout").len(), 100_000);
-    assert!(containers_of(&server.instance_id().await).is_empty());
+    crate::common::all_removed(&server).await;
 }
 
 #[tokio::test]
@@ -444,7 +444,7 @@ async fn stdin_the_program_never_reads_cannot_stall_the_run() {
         }))
         .await;
     assert_eq!(reply["status"], "success", "{reply}");
-    assert!(containers_of(&server.instance_id().await).is_empty());
+    crate::common::all_removed(&server).await;
 }
 
 #[tokio::test]
@@ -458,7 +458,7 @@ async fn a_background_child_cannot_keep_a_finished_run_alive() {
     assert_eq!(reply["status"], "success", "the run is over when its program exits: {}", brief(&reply));
     assert_eq!(reply["exit_code"], 0);
     assert!(text(&reply, "stdout").starts_with("parent done\n"));
-    assert!(containers_of(&server.instance_id().await).is_empty());
+    crate::common::all_removed(&server).await;
 }
 
 #[tokio::test]
@@ -471,7 +471,7 @@ async fn a_program_holding_many_threads_is_killed_at_its_timeout() {
     assert_eq!(reply["status"], "timeout", "{reply}");
     assert_eq!(reply["stdout"], "started\n");
     assert!(started.elapsed() < Duration::from_secs(15), "killed at the timeout, not waited out");
-    assert!(containers_of(&server.instance_id().await).is_empty());
+    crate::common::all_removed(&server).await;
     let trace = server.trace(text(&reply, "trace_id")).await;
     assert_eq!(trace["status"], "timeout");
 }
@@ -552,7 +552,7 @@ async fn a_program_filling_its_disk_hits_its_own_caps_and_leaves_nothing_behind(
 
     let after = server.run("python", "import os\nprint(sorted(os.listdir('/workspace')), os.listdir('/tmp'))").await;
     assert_eq!(after["stdout"], "['main.py'] []\n", "a fresh disk per run");
-    assert!(containers_of(&server.instance_id().await).is_empty());
+    crate::common::all_removed(&server).await;
 }
 
 // ------------------------------------------------------------------ traces and load

@@ -26,7 +26,7 @@ async fn twenty_concurrent_runs_all_return_their_own_output() {
     }
     let ids: std::collections::HashSet<&str> = replies.iter().map(|(_, r)| r["trace_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 20, "each run has its own trace");
-    assert!(containers_of(&server.instance_id().await).is_empty());
+    crate::common::all_removed(&server).await;
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod policy;
+mod pool;
 mod requests;
 mod traces;
 mod ws;

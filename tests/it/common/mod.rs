@@ -37,9 +37,13 @@ pub fn require_docker() {
     );
 }
 
-/// Settings every test server gets, on top of what the environment holds.
+/// Settings every test server gets, on top of what the environment holds. No warm pool unless
+/// a test asks for one (tests/it/pool.rs): most tests count a server's containers, and a pool
+/// keeps some waiting by design. A run takes the same path either way (its container is made
+/// for it instead of taken warm).
 fn base_env(data_dir: &Path) -> Vec<(String, String)> {
     vec![
+        ("TRACEBOX_POOL_SIZE".into(), "0".into()),
         ("TRACEBOX_DATA_DIR".into(), data_dir.display().to_string()),
         ("TRACEBOX_ADDR".into(), "127.0.0.1:0".into()),
         ("TRACEBOX_LOG_FORMAT".into(), "json".into()),
@@ -247,6 +251,13 @@ impl Drop for TestServer {
             assert!(left.is_empty(), "the server left containers behind: {left:?}");
         }
     }
+}
+
+/// Wait until every container of `server` is gone (removal follows a run's reply), failing
+/// after the test's patience.
+pub async fn all_removed(server: &TestServer) {
+    let instance = server.instance_id().await;
+    eventually("every container of the server is removed", || containers_of(&instance).is_empty()).await;
 }
 
 /// Containers labelled with `instance_id`, running or not.

@@ -1,0 +1,395 @@
+"""tracebox's supervisor: the container's command, under docker-init.
+
+    python3 supervise.py python|node        (settings in TRACEBOX_* environment variables)
+
+It keeps a program process ready (Python: forked from this warm interpreter; Node: `node
+runner.js`, already loaded), blocked on a pipe, and says so on stdout. tracebox then sends, on
+the container's stdin:
+
+    P <n>\\n<n bytes of JSON {"code": <length>, "env": {...}, "timeout": <seconds>}><code>
+    D <n>\\n<n bytes of the program's stdin>       (any number)
+    E\\n                                           (end of the program's stdin)
+
+The program gets its code, environment and stdin through its pipe (see runner.py, runner.js)
+and writes to the container's stdout and stderr itself: its output is its own, unbuffered. When
+it ends, everything else of this user is killed, and the supervisor writes
+
+    stderr: \\0TRACEBOX-END <marker>\\n
+    stdout: \\0TRACEBOX-END <marker> <status> <OOM kills, or -1> <n>\\n<n bytes: a tar of /workspace/out>
+
+so tracebox knows the program ended, how, and that it has all of its output. In `fresh` mode
+the supervisor then exits with the program's status. In `recycle` mode it wipes /workspace and
+/tmp, readies a new program process, and says `\\0TRACEBOX-READY <marker>` again, up to
+TRACEBOX_MAX_RUNS runs. With no program for TRACEBOX_MAX_IDLE_SECS it exits, so no container
+outlives a tracebox that died; a program running TRACEBOX_BACKSTOP_GRACE_SECS past its timeout
+is killed, for the same reason.
+
+It adds nothing user code could not do itself: it runs as the same unprivileged user inside the
+same limits. It is not dumpable, so a program can neither trace it nor read its memory or its
+stdin; the marker is in no program's environment.
+"""
+import json
+import os
+import selectors
+import signal
+import sys
+import time
+
+LANGUAGE = sys.argv[1] if len(sys.argv) > 1 else "python"
+MARKER = os.environ.pop("TRACEBOX_MARKER", "").encode()
+MODE = os.environ.pop("TRACEBOX_MODE", "fresh")
+MAX_RUNS = int(os.environ.pop("TRACEBOX_MAX_RUNS", "1"))
+MAX_IDLE = float(os.environ.pop("TRACEBOX_MAX_IDLE_SECS", "600"))
+GRACE = float(os.environ.pop("TRACEBOX_BACKSTOP_GRACE_SECS", "5"))
+WORKSPACE, TMP, OUT = "/workspace", "/tmp", "/workspace/out"
+RUNNER_JS = "/opt/tracebox/runner.js"
+# How long a new Node program process may take to load before the container is given up.
+NODE_READY_SECS = 30
+BLOCK, RECORD = 512, 20 * 512  # what tarfile writes: 512-byte blocks, 10 KiB records
+
+
+def prctl_dumpable(flag):
+    """PR_SET_DUMPABLE: 0 keeps the program (same user) from tracing this process or reading
+    its /proc files; a program's own process is set back to 1, as any process is."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, flag, 0, 0, 0)
+    except Exception:  # noqa: BLE001 - hardening only; the container is the wall
+        pass
+
+
+def oom_kills():
+    """The container's OOM kills so far (cgroup v2, then v1), or -1 when unknown."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
+        try:
+            with open(path) as file:
+                for line in file:
+                    name, _, value = line.partition(" ")
+                    if name == "oom_kill":
+                        return int(value)
+        except (OSError, ValueError):
+            continue
+    return -1
+
+
+def write_all(fd, data):
+    """Write all of `data` to a blocking descriptor."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Program:
+    """The process the next program runs in: started in advance, fed through a pipe."""
+
+    def __init__(self):
+        read_end, self.pipe = os.pipe()
+        if LANGUAGE == "node":
+            ready_read, ready_write = os.pipe()
+            self.pid = os.posix_spawn(
+                "/usr/bin/node",
+                ["/usr/bin/node", RUNNER_JS],
+                dict(os.environ),
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, read_end, 0),
+                    (os.POSIX_SPAWN_DUP2, ready_write, 3),
+                    (os.POSIX_SPAWN_CLOSE, self.pipe),
+                    (os.POSIX_SPAWN_CLOSE, ready_read),
+                ],
+            )
+            os.close(ready_write)
+            # runner.js writes a byte on fd 3 once it is loaded (and closes it).
+            selector = selectors.DefaultSelector()
+            selector.register(ready_read, selectors.EVENT_READ)
+            selector.select(NODE_READY_SECS)
+            os.close(ready_read)
+        else:
+            self.pid = os.fork()
+            if self.pid == 0:
+                os.dup2(read_end, 0)
+                os.closerange(3, 1024)
+                prctl_dumpable(1)
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                sys.path.insert(0, "/opt/tracebox")
+                import runner  # reads the program from fd 0 and runs it as __main__
+
+                runner.main()
+                sys.exit(0)
+        os.close(read_end)
+        os.set_blocking(self.pipe, False)
+        self.pending = bytearray()
+        self.closing = False
+
+    def send(self, data):
+        self.pending += data
+
+    def close_stdin(self):
+        self.closing = True
+
+    def flush(self):
+        """Write what the pipe takes now; True while more is waiting."""
+        while self.pending and self.pipe is not None:
+            try:
+                self.pending = self.pending[os.write(self.pipe, self.pending):]
+            except BlockingIOError:
+                return True
+            except BrokenPipeError:
+                self.pending.clear()
+                self.closing = True
+        if self.closing and self.pipe is not None:
+            os.close(self.pipe)
+            self.pipe = None
+        return False
+
+
+def exit_status(status):
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def archive_entries():
+    """What a ustar archive of /workspace/out holds: (tarinfo, path) per entry it can hold.
+    Links are archived as links, never followed; tracebox keeps regular files only."""
+    if not os.path.isdir(OUT) or os.path.islink(OUT):
+        return []
+    import stat
+    import tarfile
+
+    kinds = {
+        stat.S_IFREG: tarfile.REGTYPE,
+        stat.S_IFDIR: tarfile.DIRTYPE,
+        stat.S_IFLNK: tarfile.SYMTYPE,
+        stat.S_IFIFO: tarfile.FIFOTYPE,
+    }
+    entries = []
+    for root, dirs, names in os.walk(OUT):
+        dirs.sort()
+        for path in [os.path.join(root, name) for name in dirs + sorted(names)]:
+            try:
+                st = os.lstat(path)
+                kind = kinds.get(stat.S_IFMT(st.st_mode))
+                if kind in (None, tarfile.DIRTYPE):
+                    continue  # devices are left out; directories need no entry of their own
+                info = tarfile.TarInfo(os.path.relpath(path, WORKSPACE))
+                info.type, info.mode, info.mtime = kind, st.st_mode & 0o7777, int(st.st_mtime)
+                info.uid, info.gid = st.st_uid, st.st_gid
+                if kind == tarfile.REGTYPE:
+                    info.size = st.st_size
+                    if not os.access(path, os.R_OK):
+                        continue
+                elif kind == tarfile.SYMTYPE:
+                    info.linkname = os.readlink(path)
+                info.tobuf(tarfile.USTAR_FORMAT)
+            except (OSError, ValueError):
+                continue  # vanished, unreadable, or a path or size a ustar header cannot hold
+            entries.append((info, path))
+    return sorted(entries, key=lambda entry: entry[0].name)
+
+
+def archive_size(entries):
+    body = sum(BLOCK + (-(-info.size // BLOCK) * BLOCK if info.isfile() else 0) for info, _ in entries)
+    return 0 if not entries else -(-(body + 2 * BLOCK) // RECORD) * RECORD
+
+
+class Exactly:
+    """A writer that sends exactly `size` bytes to stdout, whatever the archive turns out to be,
+    so the frame stays whole."""
+
+    def __init__(self, size):
+        self.left, self.written = size, 0
+
+    def write(self, data):
+        taken = bytes(data[: self.left])
+        write_all(1, taken)
+        self.left -= len(taken)
+        self.written += len(data)
+        return len(data)
+
+    def tell(self):
+        return self.written
+
+    def finish(self):
+        while self.left:
+            self.write(b"\0" * min(self.left, 1 << 16))
+
+
+def send_artifacts(entries, size):
+    if not entries:
+        return
+    import tarfile
+
+    out = Exactly(size)
+    try:
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for info, path in entries:
+                if info.isfile():
+                    with open(path, "rb") as file:
+                        tar.addfile(info, file)
+                else:
+                    tar.addfile(info)
+    except (OSError, ValueError):
+        pass  # the archive is cut here; tracebox keeps the files that came whole
+    out.finish()
+
+
+def wipe(top):
+    """Remove everything under `top` (the program may have made things unwritable)."""
+    for root, dirs, names in os.walk(top, topdown=False):
+        for name in names:
+            try:
+                os.unlink(os.path.join(root, name))
+            except OSError:
+                pass
+        for name in dirs:
+            path = os.path.join(root, name)
+            try:
+                if os.path.islink(path):
+                    os.unlink(path)
+                else:
+                    os.chmod(path, 0o700)
+                    os.rmdir(path)
+            except OSError:
+                pass
+
+
+class Frames:
+    """tracebox's frames on stdin, parsed as they come."""
+
+    def __init__(self):
+        self.buffer = bytearray()
+
+    def feed(self, data):
+        self.buffer += data
+
+    def next(self):
+        """The next whole frame as (kind, payload), or None until more arrives."""
+        newline = self.buffer.find(b"\n")
+        if newline < 0:
+            return None
+        head = bytes(self.buffer[:newline]).split(b" ")
+        if head == [b"E"]:
+            del self.buffer[: newline + 1]
+            return "E", None
+        if head[0] not in (b"P", b"D") or len(head) != 2 or not head[1].isdigit():
+            raise SystemExit("tracebox supervisor: malformed frame from tracebox")
+        end = newline + 1 + int(head[1])
+        if len(self.buffer) < end:
+            return None
+        payload = bytes(self.buffer[newline + 1 : end])
+        if head[0] == b"D":
+            del self.buffer[:end]
+            return "D", payload
+        header = json.loads(payload)
+        code_end = end + int(header["code"])
+        if len(self.buffer) < code_end:
+            return None
+        header["code"] = bytes(self.buffer[end:code_end])
+        del self.buffer[:code_end]
+        return "P", header
+
+
+def program_frame(header):
+    """What the program process reads first: its code and its environment."""
+    env = json.dumps(header.get("env") or {}).encode()
+    code = header["code"]
+    return b"TRACEBOX1 %d %d\n" % (len(code), len(env)) + env + code
+
+
+def main():
+    prctl_dumpable(0)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    os.set_blocking(0, False)
+    selector = selectors.DefaultSelector()
+    selector.register(0, selectors.EVENT_READ)
+    frames = Frames()
+    runs = 0
+    program = Program()
+    write_all(1, b"\0TRACEBOX-READY " + MARKER + b"\n")
+    running, deadline, idle_since, pidfd, ooms_before = False, None, time.monotonic(), None, -1
+    watched = None  # the program's pipe, while stdin waits to go into it
+    while True:
+        now = time.monotonic()
+        if running:
+            timeout = None if deadline is None else max(0.0, deadline - now)
+        else:
+            timeout = max(0.0, idle_since + MAX_IDLE - now)
+        events = selector.select(timeout)
+        now = time.monotonic()
+        if not running and now >= idle_since + MAX_IDLE:
+            os.kill(program.pid, signal.SIGKILL)
+            return 0
+        if running and deadline is not None and now >= deadline:
+            os.kill(program.pid, signal.SIGKILL)  # tracebox did not stop it: the backstop does
+            deadline = None
+        for key, _ in events:
+            if key.fd == 0:
+                try:
+                    data = os.read(0, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    # tracebox went away: end the program, and so this container.
+                    os.kill(program.pid, signal.SIGKILL)
+                    if not running:
+                        return 0
+                    selector.unregister(0)
+                    continue
+                frames.feed(data)
+                while (frame := frames.next()) is not None:
+                    kind, payload = frame
+                    if kind == "P" and not running:
+                        running = True
+                        ooms_before = oom_kills()
+                        deadline = time.monotonic() + float(payload.get("timeout", 60)) + GRACE
+                        program.send(program_frame(payload))
+                        pidfd = os.pidfd_open(program.pid)
+                        selector.register(pidfd, selectors.EVENT_READ)
+                    elif kind == "D" and running:
+                        program.send(payload)
+                    elif kind == "E" and running:
+                        program.close_stdin()
+                    # Stdin for a program that has ended (or before one) is dropped.
+            elif key.fd == pidfd:
+                selector.unregister(pidfd)
+                os.close(pidfd)
+                pidfd = None
+                _, status = os.waitpid(program.pid, 0)
+                if watched is not None:
+                    selector.unregister(watched)
+                    watched = None
+                program.pending.clear()
+                program.close_stdin()
+                program.flush()
+                try:
+                    os.kill(-1, signal.SIGKILL)  # whatever the program left running
+                except ProcessLookupError:
+                    pass  # it left nothing
+                after = oom_kills()
+                ooms = after - ooms_before if ooms_before >= 0 and after >= 0 else -1
+                entries = archive_entries()
+                size = archive_size(entries)
+                write_all(2, b"\0TRACEBOX-END " + MARKER + b"\n")
+                write_all(1, b"\0TRACEBOX-END %s %d %d %d\n" % (MARKER, exit_status(status), ooms, size))
+                send_artifacts(entries, size)
+                runs += 1
+                if MODE != "recycle" or runs >= MAX_RUNS:
+                    return exit_status(status) if MODE != "recycle" else 0
+                wipe(WORKSPACE)
+                wipe(TMP)
+                running, deadline = False, None
+                program = Program()
+                idle_since = time.monotonic()
+                write_all(1, b"\0TRACEBOX-READY " + MARKER + b"\n")
+        if running:
+            # Stdin goes into the program's pipe as fast as it takes it, never blocking this loop.
+            more = program.flush()
+            if more and watched is None:
+                watched = program.pipe
+                selector.register(watched, selectors.EVENT_WRITE)
+            elif not more and watched is not None:
+                selector.unregister(watched)
+                watched = None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

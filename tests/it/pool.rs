@@ -1,0 +1,233 @@
+//! The warm pool: started containers waiting for programs. Fresh ones serve one run each;
+//! recycled ones serve runs of one tenant, wiped between them. The pool refills, replaces dead
+//! containers, answers 503 when it has none in time, and leaves nothing behind.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{TestServer, containers_labelled, containers_of, empty_policy, eventually, patience};
+
+async fn pooled(extra: &[(&str, &str)]) -> TestServer {
+    let mut env = vec![("TRACEBOX_POOL_SIZE", "2")];
+    env.extend_from_slice(extra);
+    TestServer::spawn_with(&env).await
+}
+
+/// The pool as `/health` reports it.
+async fn pool(server: &TestServer) -> Value {
+    let (_, health) = server.get_json("/health").await;
+    health["docker"]["pool"].clone()
+}
+
+fn idle(pool: &Value, profile: &str) -> u64 {
+    let profiles = pool["profiles"].as_array().unwrap();
+    profiles.iter().find(|p| p["profile"] == profile).map_or(0, |p| p["idle"].as_u64().unwrap())
+}
+
+async fn wait_idle(server: &TestServer, profile: &str, wanted: u64) {
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        let state = pool(server).await;
+        if idle(&state, profile) >= wanted {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the pool never had {wanted} idle {profile}: {state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn container_exists(name: &str) -> bool {
+    let output = Command::new("docker").args(["ps", "-aq", "--filter", &format!("name=^{name}$")]).output().unwrap();
+    !output.stdout.is_empty()
+}
+
+/// The container a run took from the pool, from its trace.
+async fn container_of(server: &TestServer, reply: &Value) -> String {
+    let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
+    let took = trace["events"].as_array().unwrap().iter().find(|e| e["name"] == "pool.took");
+    let took = took.unwrap_or_else(|| panic!("the run took no warm container: {trace}"));
+    took["detail"]["container"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_warm_pool_is_ready_at_start_and_refills_after_each_run() {
+    let server = pooled(&[]).await;
+    let state = pool(&server).await;
+    assert_eq!((idle(&state, "python"), idle(&state, "node")), (2, 2), "warmed before the server listens: {state}");
+    for language in ["python", "node"] {
+        let code = if language == "python" { "print(6 * 7)" } else { "console.log(6 * 7)" };
+        let reply = server.run(language, code).await;
+        assert_eq!(reply["stdout"], "42\n", "{reply}");
+        container_of(&server, &reply).await;
+        wait_idle(&server, language, 2).await;
+    }
+    let state = pool(&server).await;
+    assert!(state["taken"].as_u64().unwrap() >= 2 && state["started"].as_u64().unwrap() >= 6, "{state}");
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tracebox_pool_idle{profile=\"python\"} 2"), "{metrics}");
+    assert!(metrics.contains("# TYPE tracebox_pool_taken_total counter"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_fresh_run_never_gets_a_container_another_run_used() {
+    let server = pooled(&[]).await;
+    let code = "import os\nseen = os.path.exists('/tmp/marker')\nopen('/tmp/marker', 'w').write('x')\nprint(seen)";
+    let mut containers = Vec::new();
+    for _ in 0..4 {
+        let reply = server.run("python", code).await;
+        assert_eq!(reply["stdout"], "False\n", "a marker of an earlier run is never there: {reply}");
+        containers.push(container_of(&server, &reply).await);
+    }
+    containers.sort();
+    containers.dedup();
+    assert_eq!(containers.len(), 4, "four runs, four containers");
+    for name in &containers {
+        eventually("a used container is removed", || !container_exists(name)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_recycled_container_keeps_no_process_or_file_of_the_run_before() {
+    let policy = empty_policy();
+    let server =
+        pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
+    let first = "import os, subprocess\nopen('/workspace/left.txt', 'w').write('x')\nopen('/tmp/left', 'w').write('y')\nsubprocess.Popen(['sleep', '600'])\nprint('left things behind')";
+    let reply = server.run("python", first).await;
+    assert_eq!(reply["stdout"], "left things behind\n", "{reply}");
+    let container = container_of(&server, &reply).await;
+    eventually_ready(&server, "python-recycle-default").await;
+    let second = r#"
+import os
+names = sorted(os.listdir('/workspace')) + sorted(os.listdir('/tmp'))
+others = [open(f'/proc/{p}/cmdline').read().replace('\0', ' ').strip() for p in os.listdir('/proc')
+          if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]
+print(names, [c for c in others if 'sleep' in c])
+"#;
+    let reply = server.run("python", second).await;
+    assert_eq!(reply["stdout"], "['main.py'] []\n", "only its own program, and no sleeper: {reply}");
+    assert_eq!(container_of(&server, &reply).await, container, "the same container served both");
+}
+
+#[tokio::test]
+async fn tenants_get_containers_of_their_own_and_recycle_is_asked_for_only_where_allowed() {
+    let strict = pooled(&[]).await;
+    let (status, reply) = strict.execute(json!({"code": "print(1)", "isolation": "recycle"})).await;
+    assert_eq!(status, 400, "{reply}");
+    assert_eq!(reply["error"]["code"], "invalid_isolation");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("TRACEBOX_RECYCLE_ALLOWED"));
+
+    let server = pooled(&[("TRACEBOX_RECYCLE_ALLOWED", "true")]).await;
+    let run = |tenant: &'static str| {
+        let server = &server;
+        async move {
+            let (status, reply) = server
+                .execute(json!({"code": "import os\nprint(os.path.exists('/workspace/x'))\nopen('/workspace/x', 'w')", "isolation": "recycle", "tenant": tenant}))
+                .await;
+            assert_eq!(status, 200, "{reply}");
+            assert_eq!(reply["stdout"], "False\n", "wiped between runs, whoever ran before: {reply}");
+            container_of(server, &reply).await
+        }
+    };
+    let acme = run("acme").await;
+    eventually_ready(&server, "python-recycle-acme").await;
+    assert_eq!(run("acme").await, acme, "acme's container served acme again");
+    assert_ne!(run("globex").await, acme, "another tenant never gets it");
+}
+
+/// Wait until a recycled container is back on its shelf.
+async fn eventually_ready(server: &TestServer, profile: &str) {
+    wait_idle(server, profile, 1).await;
+}
+
+#[tokio::test]
+async fn a_container_killed_from_outside_is_replaced_and_no_run_gets_it() {
+    let server = pooled(&[]).await;
+    let instance = server.instance_id().await;
+    wait_idle(&server, "python", 2).await;
+    let warm = containers_labelled(&format!("tracebox.instance={instance}"));
+    let killed = Command::new("docker").args(["kill"]).args(&warm).output().unwrap();
+    assert!(killed.status.success(), "{killed:?}");
+    let reply = server.run("python", "print('still served')").await;
+    assert_eq!(
+        (reply["status"].as_str(), reply["stdout"].as_str()),
+        (Some("success"), Some("still served\n")),
+        "{reply}"
+    );
+    wait_idle(&server, "python", 2).await;
+    wait_idle(&server, "node", 2).await;
+    assert!(pool(&server).await["discarded"].as_u64().unwrap() >= 1, "the dead ones were noticed");
+}
+
+#[tokio::test]
+async fn an_empty_pool_answers_503_with_retry_after_once_the_queue_timeout_passed() {
+    // An image of this test's own: untagged once the pool is warm, so no refill can start.
+    let image = format!("tracebox-pool-test-{}:latest", uuid::Uuid::new_v4().simple());
+    let tagged = Command::new("docker").args(["tag", "tracebox-sandbox:latest", &image]).status().unwrap();
+    assert!(tagged.success());
+    let server = TestServer::spawn_with(&[
+        ("TRACEBOX_POOL_SIZE", "1"),
+        ("TRACEBOX_IMAGE", &image),
+        ("TRACEBOX_QUEUE_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    wait_idle(&server, "python", 1).await;
+    assert!(Command::new("docker").args(["rmi", &image]).status().unwrap().success());
+    let reply = server.run("python", "print('the warm one')").await;
+    assert_eq!(reply["stdout"], "the warm one\n", "{reply}");
+    let started = std::time::Instant::now();
+    let response = server.client.post(server.url("/execute")).json(&json!({"code": "print(1)"})).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited the queue timeout first");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("TRACEBOX_QUEUE_TIMEOUT_SECS") && message.contains("the last start failed"), "{message}");
+    let trace = server.trace(body["trace_id"].as_str().unwrap()).await;
+    assert_eq!(trace["status"], "internal_error", "the refused run is traced");
+}
+
+#[tokio::test]
+async fn runs_in_warm_containers_behave_as_in_containers_made_for_them() {
+    let server = pooled(&[]).await;
+    let (_, reply) = server
+        .execute(json!({"code": "import os, sys\nprint(os.environ['GREETING'], sys.stdin.read())", "stdin": "ada", "env": {"GREETING": "hi"}}))
+        .await;
+    assert_eq!(reply["stdout"], "hi ada\n", "env and stdin reach a warm container's program: {reply}");
+    let (_, reply) =
+        server.execute(json!({"code": "import time\nprint('early', flush=True)\ntime.sleep(30)", "timeout": 1})).await;
+    assert_eq!((reply["status"].as_str(), reply["stdout"].as_str()), (Some("timeout"), Some("early\n")), "{reply}");
+    let (_, reply) = server.execute(json!({"code": "x = bytearray(512 * 1024 * 1024)", "memory_mb": 256})).await;
+    assert_eq!(reply["status"], "oom", "{reply}");
+    let (_, reply) = server.execute(json!({"code": "print('x' * 2_000_000)"})).await;
+    assert_eq!((reply["status"].as_str(), reply["truncated"].as_bool()), (Some("output_limit"), Some(true)));
+    let (_, reply) = server
+        .execute(json!({"language": "node", "code": "import fs from 'fs';\nfs.mkdirSync('out');\nfs.writeFileSync('out/a.txt', 'node');\nawait Promise.resolve();\nconsole.log('esm')"}))
+        .await;
+    assert_eq!(reply["artifacts"][0]["name"], "out/a.txt", "{reply}");
+    let (_, reply) = server.execute(json!({"code": "import sys\nsys.exit(7)"})).await;
+    assert_eq!((reply["status"].as_str(), reply["exit_code"].as_i64()), (Some("error"), Some(7)));
+    // A run with limits of its own gets a container made for it.
+    let (_, reply) = server.execute(json!({"code": "print('own')", "memory_mb": 128})).await;
+    let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
+    let events: Vec<&str> = trace["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(events.contains(&"container.started") && !events.contains(&"pool.took"), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_shutdown_and_a_crash_leave_no_warm_container() {
+    let mut server = pooled(&[]).await;
+    let instance = server.instance_id().await;
+    wait_idle(&server, "python", 2).await;
+    wait_idle(&server, "node", 2).await;
+    server.crash();
+    assert_eq!(containers_of(&instance).len(), 4, "a crash cannot clean up: its warm containers stay");
+    server.restart().await;
+    wait_idle(&server, "python", 2).await;
+    wait_idle(&server, "node", 2).await;
+    assert_eq!(containers_of(&instance).len(), 4, "the next start swept the dead boot's and warmed its own");
+    server.stop();
+    assert!(containers_of(&instance).is_empty(), "a shutdown removes every warm container");
+}
