@@ -1,185 +1,403 @@
-//! Latency of a hello world, measured three ways in one run so the figures compare:
-//! the interpreter started on the host (the floor), `docker run --rm` per program (the naive
-//! baseline), and tracebox's `POST /execute` over real HTTP.
+//! The warm pool, measured: in one run, the host floor (`python3 -c`, `node -e`), the naive
+//! baseline (`docker run --rm` per program), the rate at which this Docker engine starts and
+//! removes containers, and tracebox's `POST /execute` over real HTTP against release servers in
+//! both isolation modes — latency at concurrency 1, throughput and p50 at 1, 2, 4 and 8 — with
+//! the ratios, the server's memory before and after many runs, and the containers left.
 //!
-//!     scripts/bench.sh            (starts a release server, runs this, stops it)
-//!     cargo run --release --example bench -- --server http://127.0.0.1:5000 --runs 30
+//!     scripts/bench.sh                 (builds release binaries, runs this)
+//!     cargo run --release --example bench -- --tracebox target/release/tracebox --runs 100
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[derive(Parser)]
 struct Args {
-    /// A running tracebox server
-    #[arg(long, default_value = "http://127.0.0.1:5000")]
-    server: String,
-    /// Runs per measurement (after one warm-up run each)
-    #[arg(long, default_value_t = 30)]
+    /// The tracebox binary to serve with (a release build)
+    #[arg(long, default_value = "target/release/tracebox")]
+    tracebox: String,
+    /// Runs per latency measurement (after a few warm-up runs)
+    #[arg(long, default_value_t = 100)]
     runs: usize,
-    /// The sandbox image, for the `docker run` baseline
+    /// Requests per throughput measurement, at each concurrency
+    #[arg(long, default_value_t = 200)]
+    requests: usize,
+    /// Runs of the `docker run --rm` baseline (slow)
+    #[arg(long, default_value_t = 20)]
+    docker_runs: usize,
+    /// Runs between the two memory readings of the recycling server
+    #[arg(long, default_value_t = 10_000)]
+    rss_runs: usize,
+    /// Paced rate for fresh-mode latency, requests per second
+    #[arg(long, default_value_t = 4.0)]
+    paced_rate: f64,
+    /// The sandbox image, for the docker baselines
     #[arg(long, env = "TRACEBOX_IMAGE", default_value = "tracebox-sandbox:latest")]
     image: String,
 }
 
+/// Latencies of one approach.
 struct Figures {
     name: String,
     samples: Vec<Duration>,
 }
 
 impl Figures {
-    fn percentile(&self, p: f64) -> f64 {
-        common::percentile_ms(&self.samples, p)
+    fn p(&self, quantile: f64) -> f64 {
+        common::percentile_ms(&self.samples, quantile)
     }
 }
 
-fn measure(name: &str, runs: usize, mut once: impl FnMut()) -> Figures {
-    once();
+fn run_quietly(command: &mut Command) {
+    let status = command.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("the command runs");
+    assert!(status.success(), "{command:?} failed");
+}
+
+fn time_command(name: &str, runs: usize, mut make: impl FnMut() -> Command) -> Figures {
+    for _ in 0..3 {
+        run_quietly(&mut make());
+    }
     let samples = (0..runs)
         .map(|_| {
-            let start = Instant::now();
-            once();
-            start.elapsed()
+            let started = Instant::now();
+            run_quietly(&mut make());
+            started.elapsed()
         })
         .collect();
     eprintln!("measured {name}");
     Figures { name: name.to_owned(), samples }
 }
 
-fn run_quietly(command: &mut Command) {
-    let status = command.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("command runs");
-    assert!(status.success(), "{command:?} failed");
+/// How many commands per second `concurrency` threads complete, `total` in all.
+fn command_rate(concurrency: usize, total: usize, make: impl Fn() -> Command + Sync) -> f64 {
+    let left = AtomicUsize::new(total);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency {
+            scope.spawn(|| {
+                while left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                    run_quietly(&mut make());
+                }
+            });
+        }
+    });
+    total as f64 / started.elapsed().as_secs_f64()
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let args = Args::parse();
-    let client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(1)).build().expect("a client");
-    let health: serde_json::Value = client
-        .get(format!("{}/health", args.server))
+/// A release tracebox serving on its own data directory.
+struct Server {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+    instance: String,
+}
+
+impl Server {
+    async fn start(tracebox: &str, settings: &[(&str, &str)], client: &reqwest::Client) -> Server {
+        let data = tempfile::tempdir().expect("a data directory");
+        let mut child = Command::new(tracebox)
+            .arg("serve")
+            .env("TRACEBOX_DATA_DIR", data.path())
+            .env("TRACEBOX_ADDR", "127.0.0.1:0")
+            .env("TRACEBOX_LOG_FORMAT", "json")
+            .env("TRACEBOX_LOG", "info")
+            .envs(settings.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tracebox starts");
+        let stderr = child.stderr.take().expect("its log");
+        let (found, url) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let entry: Value = serde_json::from_str(&line).unwrap_or_default();
+                if let Some(url) = entry["fields"]["url"].as_str() {
+                    let _ = found.send(url.to_owned());
+                }
+            }
+        });
+        let url = url.recv_timeout(Duration::from_secs(300)).expect("tracebox listens");
+        let health: Value =
+            client.get(format!("{url}/health")).send().await.expect("health").json().await.expect("JSON");
+        let instance = health["docker"]["instance_id"].as_str().unwrap_or_default().to_owned();
+        Server { child, url, _data: data, instance }
+    }
+
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib: f64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        kib / 1024.0
+    }
+
+    /// One at a time, `runs` of them; paced at `rate` a second when given (so a fresh pool
+    /// can refill), else back to back.
+    async fn latency(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        body: &Value,
+        runs: usize,
+        rate: Option<f64>,
+    ) -> Figures {
+        for _ in 0..3 {
+            execute(client, &self.url, body).await;
+        }
+        let mut samples = Vec::with_capacity(runs);
+        let period = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+        for _ in 0..runs {
+            let started = Instant::now();
+            samples.push(execute(client, &self.url, body).await);
+            if let Some(period) = period {
+                tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+            }
+        }
+        eprintln!("measured {name}");
+        Figures { name: name.to_owned(), samples }
+    }
+
+    /// `total` requests by `concurrency` clients back to back: runs per second, and latencies.
+    async fn throughput(
+        &self,
+        client: &reqwest::Client,
+        body: &Value,
+        concurrency: usize,
+        total: usize,
+    ) -> (f64, Figures) {
+        let left = Arc::new(AtomicUsize::new(total));
+        let started = Instant::now();
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (left, client, body) = (Arc::clone(&left), client.clone(), body.clone());
+                let url = self.url.clone();
+                tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    while left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                        samples.push(execute(&client, &url, &body).await);
+                    }
+                    samples
+                })
+            })
+            .collect();
+        let mut samples = Vec::new();
+        for worker in workers {
+            samples.extend(worker.await.expect("a worker"));
+        }
+        let rate = total as f64 / started.elapsed().as_secs_f64();
+        (rate, Figures { name: format!("c={concurrency}"), samples })
+    }
+
+    fn containers(&self) -> usize {
+        count_containers(&format!("tracebox.instance={}", self.instance))
+    }
+
+    fn stop(mut self) -> usize {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        self.containers()
+    }
+}
+
+/// One `POST /execute` of a hello world, and how long it took.
+async fn execute(client: &reqwest::Client, url: &str, body: &Value) -> Duration {
+    let started = Instant::now();
+    let reply: Value = client
+        .post(format!("{url}/execute"))
+        .json(body)
         .send()
         .await
-        .expect("a tracebox server answers at --server")
+        .expect("the server answers")
         .json()
         .await
-        .expect("health is JSON");
+        .expect("a JSON reply");
+    assert_eq!(reply["stdout"], "hello\n", "{reply}");
+    started.elapsed()
+}
 
-    // The distribution's interpreter, like the sandbox's, and not a version manager's shim.
-    let python = ["/usr/bin/python3", "python3"]
-        .into_iter()
-        .find(|p| Command::new(p).arg("-V").output().is_ok())
-        .expect("python3 on the host");
-    let mut results = vec![
-        measure(&format!("host {python} -c"), args.runs, || {
-            run_quietly(Command::new(python).args(["-c", "print('hello')"]))
-        }),
-        measure("docker run --rm --network none (python)", args.runs, || {
-            run_quietly(Command::new("docker").args([
+fn count_containers(label: &str) -> usize {
+    let output = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label={label}")]).output();
+    output.map(|o| String::from_utf8_lossy(&o.stdout).lines().count()).unwrap_or(0)
+}
+
+fn row(figures: &Figures, floor: f64, baseline: f64) -> String {
+    let median = figures.p(0.5);
+    format!(
+        "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+        figures.name,
+        median,
+        figures.p(0.9),
+        figures.p(0.99),
+        median / floor,
+        median / baseline
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(16).build().expect("a client");
+    let python = ["/usr/bin/python3", "python3"].into_iter().find(|p| Command::new(p).arg("-V").output().is_ok());
+    let python = python.expect("python3 on the host");
+    let node = ["/usr/bin/node", "node"].into_iter().find(|p| Command::new(p).arg("-v").output().is_ok());
+    let node = node.expect("node on the host");
+    let hello_py = json!({"code": "print('hello')"});
+    let hello_js = json!({"language": "node", "code": "console.log('hello')"});
+
+    // The floors, and what Docker itself costs.
+    let host_py = time_command(&format!("host `{python} -c`"), args.runs, || {
+        let mut command = Command::new(python);
+        command.args(["-c", "print('hello')"]);
+        command
+    });
+    let host_js = time_command(&format!("host `{node} -e`"), args.runs, || {
+        let mut command = Command::new(node);
+        command.args(["-e", "console.log('hello')"]);
+        command
+    });
+    let docker = |entry: &'static str, code: &'static str| {
+        let image = args.image.clone();
+        move || {
+            let mut command = Command::new("docker");
+            command.args(["run", "--rm", "--network", "none", "--entrypoint", entry, &image, "-c", code]);
+            command
+        }
+    };
+    let docker_py = time_command(
+        "`docker run --rm --network none` (python)",
+        args.docker_runs,
+        docker("python3", "print('hello')"),
+    );
+    let docker_js = {
+        let image = args.image.clone();
+        time_command("`docker run --rm --network none` (node)", args.docker_runs, move || {
+            let mut command = Command::new("docker");
+            command.args([
                 "run",
                 "--rm",
                 "--network",
                 "none",
                 "--entrypoint",
-                "python3",
-                &args.image,
-                "-c",
-                "print('hello')",
-            ]))
-        }),
-    ];
-    let mut samples = Vec::with_capacity(args.runs);
-    let mut steps: Vec<Figures> =
-        STEPS.iter().map(|(_, name)| Figures { name: (*name).to_owned(), samples: Vec::new() }).collect();
-    let mut outside = Figures {
-        name: "trace commit, HTTP, JSON and the client (latency - trace duration)".into(),
-        samples: Vec::new(),
+                "node",
+                &image,
+                "-e",
+                "console.log('hello')",
+            ]);
+            command
+        })
     };
-    for round in 0..=args.runs {
-        let start = Instant::now();
-        let reply: serde_json::Value = client
-            .post(format!("{}/execute", args.server))
-            .json(&json!({"code": "print('hello')"}))
-            .send()
-            .await
-            .expect("the server answers")
-            .json()
-            .await
-            .expect("a JSON reply");
-        let elapsed = start.elapsed();
-        assert_eq!(reply["stdout"], "hello\n", "{reply}");
-        if round > 0 {
-            samples.push(elapsed);
-            let trace: serde_json::Value = client
-                .get(format!("{}/trace/{}?format=json", args.server, reply["trace_id"].as_str().unwrap_or_default()))
-                .send()
-                .await
-                .expect("the trace is there")
-                .json()
-                .await
-                .expect("a JSON trace");
-            let offsets: Vec<(String, f64)> = trace["events"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    (e["name"].as_str().unwrap_or_default().to_owned(), e["offset_ms"].as_f64().unwrap_or_default())
-                })
-                .collect();
-            let mut previous = 0.0;
-            for ((event, _), figures) in STEPS.iter().zip(&mut steps) {
-                if let Some((_, at)) = offsets.iter().find(|(name, _)| name == event) {
-                    figures.samples.push(Duration::from_secs_f64((at - previous).max(0.0) / 1000.0));
-                    previous = *at;
-                }
-            }
-            let traced = trace["duration_ms"].as_f64().unwrap_or_default() / 1000.0;
-            outside.samples.push(elapsed.saturating_sub(Duration::from_secs_f64(traced)));
-        }
-    }
-    eprintln!("measured tracebox /execute");
-    results.push(Figures { name: "tracebox POST /execute (python)".into(), samples });
+    let engine_rate = {
+        let image = args.image.clone();
+        command_rate(4, args.docker_runs * 2, move || {
+            let mut command = Command::new("docker");
+            command.args(["run", "--rm", "--network", "none", "--entrypoint", "/bin/true", &image]);
+            command
+        })
+    };
+    eprintln!("measured the engine's start-and-remove rate");
+    let host_rate = command_rate(4, args.requests, || {
+        let mut command = Command::new(python);
+        command.args(["-c", "print('hello')"]);
+        command
+    });
+    eprintln!("measured bare python3 -c processes at c=4");
 
-    let floor = results[0].percentile(0.5);
-    let baseline = results[1].percentile(0.5);
-    println!(
-        "hello world, {} runs each, docker {}, {} cores",
-        args.runs,
-        health["docker"]["docker_version"].as_str().unwrap_or("?"),
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-    );
+    // tracebox, fresh: a container per run, from a pool kept warm.
+    let fresh = Server::start(
+        &args.tracebox,
+        &[("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_POOL_REFILL_CONCURRENCY", "4")],
+        &client,
+    )
+    .await;
+    let paced = Some(args.paced_rate);
+    let fresh_py = fresh.latency(&client, "tracebox fresh (python, paced)", &hello_py, args.runs, paced).await;
+    let fresh_js = fresh.latency(&client, "tracebox fresh (node, paced)", &hello_js, args.runs, paced).await;
+    let mut fresh_load = Vec::new();
+    for concurrency in [1, 2, 4, 8] {
+        tokio::time::sleep(Duration::from_secs(3)).await; // the pool refills
+        fresh_load.push(fresh.throughput(&client, &hello_py, concurrency, args.requests).await);
+        eprintln!("measured fresh at c={concurrency}");
+    }
+    let fresh_left = fresh.stop();
+
+    // tracebox, recycle: a container serves runs of its tenant, wiped between them.
+    let recycle = Server::start(
+        &args.tracebox,
+        &[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_RECYCLE_MAX_RUNS", "1000")],
+        &client,
+    )
+    .await;
+    let recycle_py = recycle.latency(&client, "tracebox recycle (python)", &hello_py, args.runs, None).await;
+    let recycle_js = recycle.latency(&client, "tracebox recycle (node)", &hello_js, args.runs, None).await;
+    let mut recycle_load = Vec::new();
+    for concurrency in [1, 2, 4, 8] {
+        recycle_load.push(recycle.throughput(&client, &hello_py, concurrency, args.requests).await);
+        eprintln!("measured recycle at c={concurrency}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_idle = recycle.rss_mib();
+    let (_, during) = recycle.throughput(&client, &hello_py, 4, args.rss_runs).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = recycle.rss_mib();
+    eprintln!("ran {} more runs for the memory readings", during.samples.len());
+    // A crash leaves warm containers; the next start on the same data directory sweeps them.
+    let recycle_left = recycle.stop();
+
+    let floor_py = host_py.p(0.5);
+    let floor_js = host_js.p(0.5);
+    let base_py = docker_py.p(0.5);
+    let base_js = docker_js.p(0.5);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("hello world; {} runs per latency, {} requests per throughput, {cores} cores", args.runs, args.requests);
+    println!();
     println!("| approach | median ms | p90 ms | p99 ms | × host floor | × docker run |");
     println!("|---|---:|---:|---:|---:|---:|");
-    for figures in &results {
-        let median = figures.percentile(0.5);
-        println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
-            figures.name,
-            median,
-            figures.percentile(0.9),
-            figures.percentile(0.99),
-            median / floor,
-            median / baseline
-        );
+    for (figures, floor, base) in [
+        (&host_py, floor_py, base_py),
+        (&docker_py, floor_py, base_py),
+        (&fresh_py, floor_py, base_py),
+        (&recycle_py, floor_py, base_py),
+        (&host_js, floor_js, base_js),
+        (&docker_js, floor_js, base_js),
+        (&fresh_js, floor_js, base_js),
+        (&recycle_js, floor_js, base_js),
+    ] {
+        println!("{}", row(figures, floor, base));
     }
-
     println!();
-    println!("where a tracebox /execute spends its time (median of {} runs, from each run's trace):", args.runs);
-    println!("| step | median ms |");
-    println!("|---|---:|");
-    for figures in steps.iter().chain([&outside]) {
-        println!("| {} | {:.1} |", figures.name, figures.percentile(0.5));
+    println!("Python, back to back: runs/s (and p50 ms) at each concurrency");
+    println!();
+    println!("| mode | c=1 | c=2 | c=4 | c=8 |");
+    println!("|---|---:|---:|---:|---:|");
+    for (mode, load) in [("fresh", &fresh_load), ("recycle", &recycle_load)] {
+        let cells: Vec<String> = load.iter().map(|(rate, f)| format!("{rate:.1} ({:.0})", f.p(0.5))).collect();
+        println!("| {mode} | {} |", cells.join(" | "));
     }
+    println!();
+    let fresh_c4 = fresh_load[2].0;
+    let recycle_c4 = recycle_load[2].0;
+    println!("the engine starts and removes `docker run --rm` containers at {engine_rate:.1}/s (c=4)");
+    println!("bare `python3 -c` processes on the host: {host_rate:.1}/s (c=4)");
+    println!(
+        "fresh c=4: {fresh_c4:.1} runs/s = {:.2} × the engine's rate; recycle c=4: {recycle_c4:.1} runs/s = {:.2} × bare processes",
+        fresh_c4 / engine_rate,
+        recycle_c4 / host_rate
+    );
+    println!(
+        "server RSS: {rss_idle:.1} MiB idle, {rss_after:.1} MiB after {} more runs ({:+.1} MiB)",
+        during.samples.len(),
+        rss_after - rss_idle
+    );
+    println!("containers left after each server stopped: fresh {fresh_left}, recycle {recycle_left}");
 }
-
-/// The trace events that end each step of a run, and what the step is.
-const STEPS: &[(&str, &str)] = &[
-    ("container.created", "policy, trace start, create the container"),
-    ("container.started", "attach and start it"),
-    ("container.exited", "send the program; it runs; wait and inspect"),
-    ("container.removed", "remove the container"),
-    ("finished", "redact and build the reply"),
-];

@@ -114,8 +114,7 @@ class Program:
                 sys.path.insert(0, "/opt/tracebox")
                 import runner  # reads the program from fd 0 and runs it as __main__
 
-                runner.main()
-                sys.exit(0)
+                os._exit(runner.run_and_exit())
         os.close(read_end)
         os.set_blocking(self.pipe, False)
         self.pending = bytearray()

@@ -1,15 +1,12 @@
 #!/usr/bin/env bash
-# Measure a hello world three ways in one run (host interpreter, `docker run --rm`, tracebox
-# POST /execute) against a release server on its own data directory, and print the table.
-# Arguments go to the benchmark (e.g. --runs 50).
+# The warm pool, measured in one run: the host interpreters (the floor), `docker run --rm` (the
+# baseline), the engine's own container rate, and tracebox POST /execute against release servers
+# it starts in both isolation modes; prints the tables (docs/benchmarks.md has a run). Arguments
+# go to the benchmark (e.g. --runs 50 --rss-runs 2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prepare.sh
 cargo build --release --bin tracebox --example bench
-data=$(mktemp -d)
-port=${BENCH_PORT:-5055}
-TRACEBOX_DATA_DIR=$data TRACEBOX_ADDR=127.0.0.1:$port TRACEBOX_LOG=warn "${CARGO_TARGET_DIR:-target}/release/tracebox" serve &
-server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-"${CARGO_TARGET_DIR:-target}/release/examples/bench" --server "http://127.0.0.1:$port" "$@"
+target=${CARGO_TARGET_DIR:-target}
+"$target/release/tracebox" image build
+"$target/release/examples/bench" --tracebox "$target/release/tracebox" "$@"

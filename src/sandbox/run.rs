@@ -28,6 +28,9 @@ pub const ARTIFACTS_GRACE: Duration = Duration::from_secs(15);
 /// still recognised and redacted; it is never returned.
 const LOOKAHEAD_BYTES: usize = 16 * 1024;
 
+/// How long the stdin feeder may take to finish its frame once the run ended.
+const FEEDER_GRACE: Duration = Duration::from_millis(200);
+
 /// How a run talks to whoever asked for it while it runs.
 pub struct RunIo {
     /// Output within the limit, chunk by chunk as the program writes it. Dropped when the run
@@ -141,9 +144,12 @@ pub async fn run(
         return Ok(RawOutcome { killed: true, ..RawOutcome::default() });
     }
     container.stderr.reset();
+    // The program goes now; its stdin beside reading output (a program that prints before it
+    // reads, or never reads, must not stall its own run), frame by frame.
     let mut frame = protocol::program_frame(program.code, program.env, program.timeout);
-    frame.extend(protocol::stdin_frame(program.stdin.as_bytes()));
-    if more_stdin.is_none() {
+    let stdin_now = program.stdin.as_bytes().to_vec();
+    let nothing_more = more_stdin.is_none() && stdin_now.is_empty();
+    if nothing_more {
         frame.extend_from_slice(protocol::END_OF_STDIN);
     }
     container.send(&frame).await?;
@@ -153,15 +159,19 @@ pub async fn run(
     if let Some(on_start) = on_start {
         let _ = on_start.send(());
     }
-    // More stdin goes in beside reading output, frame by frame: stopped between frames, so the
-    // supervisor's stdin stays whole for a next run.
     let stop_feeding = CancellationToken::new();
-    let feeder = more_stdin.map(|more| tokio::spawn(feed(Arc::clone(&container.stdin), more, stop_feeding.clone())));
+    let feeder = (!nothing_more)
+        .then(|| tokio::spawn(feed(Arc::clone(&container.stdin), stdin_now, more_stdin, stop_feeding.clone())));
     let mut collector = Collector::new(program.output_bytes, sink, artifacts, artifacts_budget);
     let read = collector.read(container, Until::ProgramEnd, deadline, &kill).await;
     stop_feeding.cancel();
-    if let Some(feeder) = feeder {
-        let _ = feeder.await;
+    if let Some(mut feeder) = feeder
+        && tokio::time::timeout(FEEDER_GRACE, &mut feeder).await.is_err()
+    {
+        // Stuck in the middle of a frame (a supervisor that stopped reading): the container's
+        // stdin is no longer whole, so it serves no other run.
+        feeder.abort();
+        collector.stdin_cut = true;
     }
     let mut read = read?;
     let ended = collector.program_ended(container);
@@ -209,18 +219,31 @@ pub async fn run(
     Ok(collector.finish(container, Some(exit), stop, started, log).await)
 }
 
-/// Write whatever more stdin the client sends, a frame at a time, then end it; stopped between
-/// frames when the run ends.
-async fn feed(stdin: Arc<Mutex<Input>>, mut more: mpsc::UnboundedReceiver<Vec<u8>>, stop: CancellationToken) {
+/// Write the request's stdin, then whatever more the client sends, a frame at a time, then end
+/// it; stopped between frames when the run ends.
+async fn feed(
+    stdin: Arc<Mutex<Input>>,
+    now: Vec<u8>,
+    mut more: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
+    stop: CancellationToken,
+) {
+    let mut first = Some(now);
     loop {
-        let frame = tokio::select! {
-            biased;
-            () = stop.cancelled() => return,
-            data = more.recv() => match data {
-                Some(data) => protocol::stdin_frame(&data),
-                None => protocol::END_OF_STDIN.to_vec(),
+        let frame = match (first.take(), &mut more) {
+            (Some(now), _) if !now.is_empty() => protocol::stdin_frame(&now),
+            (_, None) => protocol::END_OF_STDIN.to_vec(),
+            (_, Some(more)) => tokio::select! {
+                biased;
+                () = stop.cancelled() => return,
+                data = more.recv() => match data {
+                    Some(data) => protocol::stdin_frame(&data),
+                    None => protocol::END_OF_STDIN.to_vec(),
+                },
             },
         };
+        if frame.is_empty() {
+            continue;
+        }
         let mut writer = stdin.lock().await;
         let written = async {
             writer.write_all(&frame).await?;
@@ -252,6 +275,8 @@ struct Collector {
     room: u64,
     limited: bool,
     artifacts_cut: Option<ArtifactsCut>,
+    /// The stdin feeder was stopped in the middle of a frame.
+    stdin_cut: bool,
 }
 
 impl Collector {
@@ -274,6 +299,7 @@ impl Collector {
             room: limit,
             limited: false,
             artifacts_cut: None,
+            stdin_cut: false,
         }
     }
 
@@ -427,7 +453,12 @@ impl Collector {
                 oom_killed |= exit.oom_killed;
             }
         }
-        let clean = end.is_some() && self.tar_done && stop.is_none() && !self.limited && self.artifacts_cut.is_none();
+        let clean = end.is_some()
+            && self.tar_done
+            && stop.is_none()
+            && !self.limited
+            && self.artifacts_cut.is_none()
+            && !self.stdin_cut;
         let ended_at = self.ended_at.unwrap_or_else(Instant::now);
         RawOutcome {
             exit_code,
