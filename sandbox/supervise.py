@@ -232,7 +232,16 @@ def send_artifacts(entries, size):
 
 
 def wipe(top):
-    """Remove everything under `top` (the program may have made things unwritable)."""
+    """Remove everything under `top`, and say whether it is empty now. The program may have
+    made directories unreadable or unwritable: every one is opened up before the removal."""
+    for root, dirs, _ in os.walk(top):
+        for name in dirs:
+            path = os.path.join(root, name)
+            try:
+                if not os.path.islink(path):
+                    os.chmod(path, 0o700)  # before os.walk lists it
+            except OSError:
+                pass
     for root, dirs, names in os.walk(top, topdown=False):
         for name in names:
             try:
@@ -245,10 +254,13 @@ def wipe(top):
                 if os.path.islink(path):
                     os.unlink(path)
                 else:
-                    os.chmod(path, 0o700)
                     os.rmdir(path)
             except OSError:
                 pass
+    try:
+        return not os.listdir(top)
+    except OSError:
+        return False
 
 
 class Frames:
@@ -373,8 +385,8 @@ def main():
                 runs += 1
                 if MODE != "recycle" or runs >= MAX_RUNS:
                     return exit_status(status) if MODE != "recycle" else 0
-                wipe(WORKSPACE)
-                wipe(TMP)
+                if not (wipe(WORKSPACE) and wipe(TMP)):
+                    return 0  # something of this run would stay: the container serves no other
                 running, deadline = False, None
                 program = Program()
                 idle_since = time.monotonic()

@@ -252,7 +252,9 @@ impl Pool {
                 }
                 Err(error) => {
                     tracing::warn!(container = %container.name, %error, "a recycled container did not ready its next program");
+                    pool.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
                     container.discard();
+                    pool.refill(&profile);
                 }
             }
         });

@@ -93,7 +93,20 @@ async fn a_recycled_container_keeps_no_process_or_file_of_the_run_before() {
     let policy = empty_policy();
     let server =
         pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
-    let first = "import os, subprocess\nopen('/workspace/left.txt', 'w').write('x')\nopen('/tmp/left', 'w').write('y')\nsubprocess.Popen(['sleep', '600'])\nprint('left things behind')";
+    // Files where the wipe must work for them: in a directory locked shut, in a read-only one.
+    let first = r#"
+import os, subprocess
+open('/workspace/left.txt', 'w').write('x')
+open('/tmp/left', 'w').write('y')
+for top, mode in (('/workspace/locked', 0o000), ('/tmp/readonly', 0o500)):
+    os.makedirs(top + '/deep')
+    open(top + '/deep/file', 'w').write('z')
+    os.chmod(top + '/deep', mode)
+    os.chmod(top, mode)
+os.symlink('/etc/passwd', '/workspace/link')
+subprocess.Popen(['sleep', '600'])
+print('left things behind')
+"#;
     let reply = server.run("python", first).await;
     assert_eq!(reply["stdout"], "left things behind\n", "{reply}");
     let container = container_of(&server, &reply).await;
