@@ -1,8 +1,9 @@
-//! The warm pool, measured: in one run, the host floor (`python3 -c`, `node -e`), the naive
-//! baseline (`docker run --rm` per program), the rate at which this Docker engine starts and
-//! removes containers, and tracebox's `POST /execute` over real HTTP against release servers in
-//! both isolation modes — latency at concurrency 1, throughput and p50 at 1, 2, 4 and 8 — with
-//! the ratios, the server's memory before and after many runs, and the containers left.
+//! The warm pool, measured: in one run, the host floor (`python3 -c`, `node -e`, back to back and
+//! paced), the naive baseline (`docker run --rm` per program), the rate at which this Docker
+//! engine starts and removes containers, and tracebox's `POST /execute` over real HTTP against
+//! release servers in both isolation modes — latency at concurrency 1, throughput and p50 at 1,
+//! 2, 4 and 8 — with the ratios, the server's memory before and after many runs, and the
+//! containers left after a stop, and after a `kill -9` and a restart.
 //!
 //!     scripts/bench.sh                 (builds release binaries, runs this)
 //!     cargo run --release --example bench -- --tracebox target/release/tracebox --runs 100
@@ -60,15 +61,21 @@ fn run_quietly(command: &mut Command) {
     assert!(status.success(), "{command:?} failed");
 }
 
-fn time_command(name: &str, runs: usize, mut make: impl FnMut() -> Command) -> Figures {
+/// `runs` of a command one at a time; paced at `rate` a second when given, else back to back.
+fn time_command(name: &str, runs: usize, rate: Option<f64>, mut make: impl FnMut() -> Command) -> Figures {
     for _ in 0..3 {
         run_quietly(&mut make());
     }
+    let period = rate.map(|r| Duration::from_secs_f64(1.0 / r));
     let samples = (0..runs)
         .map(|_| {
             let started = Instant::now();
             run_quietly(&mut make());
-            started.elapsed()
+            let took = started.elapsed();
+            if let Some(period) = period {
+                std::thread::sleep(period.saturating_sub(took));
+            }
+            took
         })
         .collect();
     eprintln!("measured {name}");
@@ -91,17 +98,27 @@ fn command_rate(concurrency: usize, total: usize, make: impl Fn() -> Command + S
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The servers' settings: a pool deep enough for the throughput runs (the defaults keep 2).
+const FRESH: &[(&str, &str)] = &[("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_POOL_REFILL_CONCURRENCY", "4")];
+const RECYCLE: &[(&str, &str)] =
+    &[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_RECYCLE_MAX_RUNS", "1000")];
+
 /// A release tracebox serving on its own data directory.
 struct Server {
     child: Child,
     url: String,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     instance: String,
 }
 
 impl Server {
-    async fn start(tracebox: &str, settings: &[(&str, &str)], client: &reqwest::Client) -> Server {
-        let data = tempfile::tempdir().expect("a data directory");
+    /// Serve on `data` with `settings`; it listens once its pool is warm.
+    async fn start(
+        tracebox: &str,
+        settings: &[(&str, &str)],
+        data: tempfile::TempDir,
+        client: &reqwest::Client,
+    ) -> Server {
         let mut child = Command::new(tracebox)
             .arg("serve")
             .env("TRACEBOX_DATA_DIR", data.path())
@@ -128,7 +145,7 @@ impl Server {
         let health: Value =
             client.get(format!("{url}/health")).send().await.expect("health").json().await.expect("JSON");
         let instance = health["docker"]["instance_id"].as_str().unwrap_or_default().to_owned();
-        Server { child, url, _data: data, instance }
+        Server { child, url, data, instance }
     }
 
     fn rss_mib(&self) -> f64 {
@@ -202,6 +219,14 @@ impl Server {
         count_containers(&format!("tracebox.instance={}", self.instance))
     }
 
+    /// `kill -9`: the containers it leaves, and its data directory for a restart.
+    fn crash(mut self) -> (tempfile::TempDir, usize) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let left = self.containers();
+        (self.data, left)
+    }
+
     fn stop(mut self) -> usize {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let _ = self.child.wait();
@@ -255,17 +280,22 @@ async fn main() {
     let hello_py = json!({"code": "print('hello')"});
     let hello_js = json!({"language": "node", "code": "console.log('hello')"});
 
-    // The floors, and what Docker itself costs.
-    let host_py = time_command(&format!("host `{python} -c`"), args.runs, || {
-        let mut command = Command::new(python);
-        command.args(["-c", "print('hello')"]);
-        command
-    });
-    let host_js = time_command(&format!("host `{node} -e`"), args.runs, || {
-        let mut command = Command::new(node);
-        command.args(["-e", "console.log('hello')"]);
-        command
-    });
+    // The floors — back to back, and paced like the fresh runs they are compared with (an idle
+    // machine between runs makes everything slower to wake) — and what Docker itself costs.
+    let paced = Some(args.paced_rate);
+    let host = |program: &'static str, flag: &'static str, code: &'static str| {
+        move || {
+            let mut command = Command::new(program);
+            command.args([flag, code]);
+            command
+        }
+    };
+    let host_py = time_command(&format!("host `{python} -c`"), args.runs, None, host(python, "-c", "print('hello')"));
+    let host_py_paced =
+        time_command(&format!("host `{python} -c`, paced"), args.runs, paced, host(python, "-c", "print('hello')"));
+    let host_js = time_command(&format!("host `{node} -e`"), args.runs, None, host(node, "-e", "console.log('hello')"));
+    let host_js_paced =
+        time_command(&format!("host `{node} -e`, paced"), args.runs, paced, host(node, "-e", "console.log('hello')"));
     let docker = |entry: &'static str, code: &'static str| {
         let image = args.image.clone();
         move || {
@@ -277,11 +307,12 @@ async fn main() {
     let docker_py = time_command(
         "`docker run --rm --network none` (python)",
         args.docker_runs,
+        None,
         docker("python3", "print('hello')"),
     );
     let docker_js = {
         let image = args.image.clone();
-        time_command("`docker run --rm --network none` (node)", args.docker_runs, move || {
+        time_command("`docker run --rm --network none` (node)", args.docker_runs, None, move || {
             let mut command = Command::new("docker");
             command.args([
                 "run",
@@ -306,21 +337,11 @@ async fn main() {
         })
     };
     eprintln!("measured the engine's start-and-remove rate");
-    let host_rate = command_rate(4, args.requests, || {
-        let mut command = Command::new(python);
-        command.args(["-c", "print('hello')"]);
-        command
-    });
+    let host_rate = command_rate(4, args.requests, host(python, "-c", "print('hello')"));
     eprintln!("measured bare python3 -c processes at c=4");
 
     // tracebox, fresh: a container per run, from a pool kept warm.
-    let fresh = Server::start(
-        &args.tracebox,
-        &[("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_POOL_REFILL_CONCURRENCY", "4")],
-        &client,
-    )
-    .await;
-    let paced = Some(args.paced_rate);
+    let fresh = Server::start(&args.tracebox, FRESH, tempfile::tempdir().expect("a data directory"), &client).await;
     let fresh_py = fresh.latency(&client, "tracebox fresh (python, paced)", &hello_py, args.runs, paced).await;
     let fresh_js = fresh.latency(&client, "tracebox fresh (node, paced)", &hello_js, args.runs, paced).await;
     let mut fresh_load = Vec::new();
@@ -330,14 +351,16 @@ async fn main() {
         eprintln!("measured fresh at c={concurrency}");
     }
     let fresh_left = fresh.stop();
+    // A crash cannot clean up: its warm containers stay until the next start on its data
+    // directory sweeps them.
+    let crashed = Server::start(&args.tracebox, FRESH, tempfile::tempdir().expect("a data directory"), &client).await;
+    let (data, left_by_crash) = crashed.crash();
+    let restarted = Server::start(&args.tracebox, FRESH, data, &client).await;
+    let restart_left = restarted.stop();
+    eprintln!("measured kill -9 and a restart");
 
     // tracebox, recycle: a container serves runs of its tenant, wiped between them.
-    let recycle = Server::start(
-        &args.tracebox,
-        &[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_RECYCLE_MAX_RUNS", "1000")],
-        &client,
-    )
-    .await;
+    let recycle = Server::start(&args.tracebox, RECYCLE, tempfile::tempdir().expect("a data directory"), &client).await;
     let recycle_py = recycle.latency(&client, "tracebox recycle (python)", &hello_py, args.runs, None).await;
     let recycle_js = recycle.latency(&client, "tracebox recycle (node)", &hello_js, args.runs, None).await;
     let mut recycle_load = Vec::new();
@@ -351,26 +374,31 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after = recycle.rss_mib();
     eprintln!("ran {} more runs for the memory readings", during.samples.len());
-    // A crash leaves warm containers; the next start on the same data directory sweeps them.
     let recycle_left = recycle.stop();
 
-    let floor_py = host_py.p(0.5);
-    let floor_js = host_js.p(0.5);
+    let (floor_py, paced_floor_py) = (host_py.p(0.5), host_py_paced.p(0.5));
+    let (floor_js, paced_floor_js) = (host_js.p(0.5), host_js_paced.p(0.5));
     let base_py = docker_py.p(0.5);
     let base_js = docker_js.p(0.5);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    println!("hello world; {} runs per latency, {} requests per throughput, {cores} cores", args.runs, args.requests);
+    println!(
+        "hello world; {} runs per latency, {} requests per throughput, {cores} cores; paced = {}/s",
+        args.runs, args.requests, args.paced_rate
+    );
+    println!("servers: fresh {FRESH:?}; recycle {RECYCLE:?}");
     println!();
-    println!("| approach | median ms | p90 ms | p99 ms | × host floor | × docker run |");
+    println!("| approach | median ms | p90 ms | p99 ms | × host floor (paced alike) | × docker run |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (figures, floor, base) in [
         (&host_py, floor_py, base_py),
+        (&host_py_paced, paced_floor_py, base_py),
         (&docker_py, floor_py, base_py),
-        (&fresh_py, floor_py, base_py),
+        (&fresh_py, paced_floor_py, base_py),
         (&recycle_py, floor_py, base_py),
         (&host_js, floor_js, base_js),
+        (&host_js_paced, paced_floor_js, base_js),
         (&docker_js, floor_js, base_js),
-        (&fresh_js, floor_js, base_js),
+        (&fresh_js, paced_floor_js, base_js),
         (&recycle_js, floor_js, base_js),
     ] {
         println!("{}", row(figures, floor, base));
@@ -400,4 +428,7 @@ async fn main() {
         rss_after - rss_idle
     );
     println!("containers left after each server stopped: fresh {fresh_left}, recycle {recycle_left}");
+    println!(
+        "kill -9 of a fresh server left {left_by_crash} warm containers; after a restart on its data directory and a stop: {restart_left}"
+    );
 }

@@ -2,9 +2,9 @@
 
     python3 supervise.py python|node        (settings in TRACEBOX_* environment variables)
 
-It keeps a program process ready (Python: forked from this warm interpreter; Node: `node
-runner.js`, already loaded), blocked on a pipe, and says so on stdout. tracebox then sends, on
-the container's stdin:
+It keeps a program process ready (Python: forked from this warm interpreter; Node: `node`
+started from the snapshot of runner.js, already loaded), blocked on a pipe, and says so on
+stdout. tracebox then sends, on the container's stdin:
 
     P <n>\\n<n bytes of JSON {"code": <length>, "env": {...}, "timeout": <seconds>}><code>
     D <n>\\n<n bytes of the program's stdin>       (any number)
@@ -43,6 +43,8 @@ MAX_IDLE = float(os.environ.pop("TRACEBOX_MAX_IDLE_SECS", "600"))
 GRACE = float(os.environ.pop("TRACEBOX_BACKSTOP_GRACE_SECS", "5"))
 WORKSPACE, TMP, OUT = "/workspace", "/tmp", "/workspace/out"
 RUNNER_JS = "/opt/tracebox/runner.js"
+# runner.js as a startup snapshot, when the image could build one (Node 18.20 and later).
+RUNNER_BLOB = "/opt/tracebox/runner.blob"
 # How long a new Node program process may take to load before the container is given up.
 NODE_READY_SECS = 30
 BLOCK, RECORD = 512, 20 * 512  # what tarfile writes: 512-byte blocks, 10 KiB records
@@ -80,6 +82,13 @@ def write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
+NODE_ARGV = (
+    ["/usr/bin/node", "--snapshot-blob", RUNNER_BLOB]
+    if os.path.exists(RUNNER_BLOB)
+    else ["/usr/bin/node", RUNNER_JS]
+)
+
+
 class Program:
     """The process the next program runs in: started in advance, fed through a pipe."""
 
@@ -89,7 +98,7 @@ class Program:
             ready_read, ready_write = os.pipe()
             self.pid = os.posix_spawn(
                 "/usr/bin/node",
-                ["/usr/bin/node", RUNNER_JS],
+                NODE_ARGV,
                 dict(os.environ),
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, read_end, 0),

@@ -155,6 +155,17 @@ async fn node_es_modules_and_top_level_await_work() {
 }
 
 #[tokio::test]
+async fn node_starts_from_the_runner_snapshot_and_shows_only_the_programs_own_warnings() {
+    let server = TestServer::spawn().await;
+    let code = "process.emitWarning('mine');\nconsole.log(process.execArgv.includes('--snapshot-blob'), require.main === module);";
+    let reply = server.run("node", code).await;
+    assert_eq!(reply["stdout"], "true true\n", "started from the snapshot, the code as the main module: {reply}");
+    let stderr = reply["stderr"].as_str().unwrap();
+    assert!(stderr.contains("Warning: mine"), "the program's warning is shown: {stderr}");
+    assert!(!stderr.contains("snapshot"), "the runner's own notice is not: {stderr}");
+}
+
+#[tokio::test]
 async fn each_run_gets_a_fresh_container() {
     let server = TestServer::spawn().await;
     let code = "import os\nexisted = os.path.exists('/tmp/marker')\nopen('/tmp/marker', 'w').write('x')\nprint(existed, open('/etc/hostname').read().strip())";
