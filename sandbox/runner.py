@@ -1,5 +1,6 @@
-"""tracebox's Python runner: the process a program runs in, forked by the supervisor
-(supervise.py) ahead of time and blocked on its stdin pipe until the program comes.
+"""tracebox's Python runner: the process a program runs in, started by the supervisor
+(supervise.py) ahead of time; once loaded it says so on fd 3 and blocks on its stdin pipe until
+the program comes.
 
 Reads one program from stdin, framed as `TRACEBOX1 <code length> <env length>\n<env JSON>
 <code>`, sets the environment, then runs the code as `__main__`. Everything after the code on
@@ -81,8 +82,8 @@ def exit_code(error):
 def run_and_exit():
     """Run the program, then end as the interpreter would, but without tearing it down:
     non-daemon threads and atexit handlers are waited for and output flushed, and the status
-    is returned for os._exit. (A forked interpreter's own teardown costs milliseconds, and
-    frees nothing that the end of the process does not.)"""
+    is returned for os._exit. (The interpreter's own teardown costs milliseconds after the
+    program's end, and frees nothing that the end of the process does not.)"""
     try:
         main()
         status = 0
@@ -102,5 +103,16 @@ def run_and_exit():
     return status
 
 
+def loaded():
+    """Tell the supervisor this process is ready (fd 3, then closed so the program never holds
+    it)."""
+    try:
+        os.write(3, b"r")
+        os.close(3)
+    except OSError:
+        pass  # started by hand, without a supervisor
+
+
 if __name__ == "__main__":
-    main()
+    loaded()
+    os._exit(run_and_exit())

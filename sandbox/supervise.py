@@ -2,9 +2,10 @@
 
     python3 supervise.py python|node        (settings in TRACEBOX_* environment variables)
 
-It keeps a program process ready (Python: forked from this warm interpreter; Node: `node`
-started from the snapshot of runner.js, already loaded), blocked on a pipe, and says so on
-stdout. tracebox then sends, on the container's stdin:
+tracebox first sends the container's marker on its stdin (`M <marker>\\n`; it is in no
+environment, so no program can learn it). The supervisor then keeps a program process ready (a
+new `python3 runner.py`, or `node` started from the snapshot of runner.js), loaded and blocked on
+a pipe, and says so on stdout. tracebox then sends, on the container's stdin:
 
     P <n>\\n<n bytes of JSON {"code": <length>, "env": {...}, "timeout": <seconds>}><code>
     D <n>\\n<n bytes of the program's stdin>       (any number)
@@ -18,15 +19,17 @@ it ends, everything else of this user is killed, and the supervisor writes
     stdout: \\0TRACEBOX-END <marker> <status> <OOM kills, or -1> <n>\\n<n bytes: a tar of /workspace/out>
 
 so tracebox knows the program ended, how, and that it has all of its output. In `fresh` mode
-the supervisor then exits with the program's status. In `recycle` mode it wipes /workspace and
-/tmp, readies a new program process, and says `\\0TRACEBOX-READY <marker>` again, up to
+the supervisor then exits with the program's status. In `recycle` mode it wipes /workspace,
+/tmp, /dev/shm and /dev/mqueue (and ends the container instead when anything of the run would
+stay, SysV IPC objects included), readies a new program process, and says `\\0TRACEBOX-READY <marker>` again, up to
 TRACEBOX_MAX_RUNS runs. With no program for TRACEBOX_MAX_IDLE_SECS it exits, so no container
 outlives a tracebox that died; a program running TRACEBOX_BACKSTOP_GRACE_SECS past its timeout
 is killed, for the same reason.
 
 It adds nothing user code could not do itself: it runs as the same unprivileged user inside the
 same limits. It is not dumpable, so a program can neither trace it nor read its memory or its
-stdin; the marker is in no program's environment.
+stdin, and a program process is a new executable, never a fork of it: no program holds the
+marker, nor anything of the run before.
 """
 import json
 import os
@@ -36,23 +39,25 @@ import sys
 import time
 
 LANGUAGE = sys.argv[1] if len(sys.argv) > 1 else "python"
-MARKER = os.environ.pop("TRACEBOX_MARKER", "").encode()
+MARKER = b""  # read from stdin first thing (see read_marker)
 MODE = os.environ.pop("TRACEBOX_MODE", "fresh")
 MAX_RUNS = int(os.environ.pop("TRACEBOX_MAX_RUNS", "1"))
 MAX_IDLE = float(os.environ.pop("TRACEBOX_MAX_IDLE_SECS", "600"))
 GRACE = float(os.environ.pop("TRACEBOX_BACKSTOP_GRACE_SECS", "5"))
 WORKSPACE, TMP, OUT = "/workspace", "/tmp", "/workspace/out"
-RUNNER_JS = "/opt/tracebox/runner.js"
+RUNNER_PY, RUNNER_JS = "/opt/tracebox/runner.py", "/opt/tracebox/runner.js"
 # runner.js as a startup snapshot, when the image could build one (Node 18.20 and later).
 RUNNER_BLOB = "/opt/tracebox/runner.blob"
-# How long a new Node program process may take to load before the container is given up.
-NODE_READY_SECS = 30
+# How long a new program process may take to load before the container is given up.
+PROGRAM_READY_SECS = 30
+# What a recycled container's runs may leave things in; all of it is emptied between runs.
+WIPED = (WORKSPACE, TMP, "/dev/shm", "/dev/mqueue")
 BLOCK, RECORD = 512, 20 * 512  # what tarfile writes: 512-byte blocks, 10 KiB records
 
 
 def prctl_dumpable(flag):
     """PR_SET_DUMPABLE: 0 keeps the program (same user) from tracing this process or reading
-    its /proc files; a program's own process is set back to 1, as any process is."""
+    its /proc files (a program process, a new executable, is dumpable as any process is)."""
     try:
         import ctypes
 
@@ -82,11 +87,17 @@ def write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
-NODE_ARGV = (
-    ["/usr/bin/node", "--snapshot-blob", RUNNER_BLOB]
-    if os.path.exists(RUNNER_BLOB)
-    else ["/usr/bin/node", RUNNER_JS]
-)
+def program_argv():
+    """The program process's command line."""
+    if LANGUAGE == "node":
+        if os.path.exists(RUNNER_BLOB):
+            return ["/usr/bin/node", "--snapshot-blob", RUNNER_BLOB]
+        return ["/usr/bin/node", RUNNER_JS]
+    return ["/usr/bin/python3", "-u", RUNNER_PY]
+
+
+class NotReady(Exception):
+    """A program process that did not load."""
 
 
 class Program:
@@ -94,36 +105,27 @@ class Program:
 
     def __init__(self):
         read_end, self.pipe = os.pipe()
-        if LANGUAGE == "node":
-            ready_read, ready_write = os.pipe()
-            self.pid = os.posix_spawn(
-                "/usr/bin/node",
-                NODE_ARGV,
-                dict(os.environ),
-                file_actions=[
-                    (os.POSIX_SPAWN_DUP2, read_end, 0),
-                    (os.POSIX_SPAWN_DUP2, ready_write, 3),
-                    (os.POSIX_SPAWN_CLOSE, self.pipe),
-                    (os.POSIX_SPAWN_CLOSE, ready_read),
-                ],
-            )
-            os.close(ready_write)
-            # runner.js writes a byte on fd 3 once it is loaded (and closes it).
-            selector = selectors.DefaultSelector()
-            selector.register(ready_read, selectors.EVENT_READ)
-            selector.select(NODE_READY_SECS)
-            os.close(ready_read)
-        else:
-            self.pid = os.fork()
-            if self.pid == 0:
-                os.dup2(read_end, 0)
-                os.closerange(3, 1024)
-                prctl_dumpable(1)
-                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-                sys.path.insert(0, "/opt/tracebox")
-                import runner  # reads the program from fd 0 and runs it as __main__
-
-                os._exit(runner.run_and_exit())
+        ready_read, ready_write = os.pipe()
+        argv = program_argv()
+        self.pid = os.posix_spawn(
+            argv[0],
+            argv,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, read_end, 0),
+                (os.POSIX_SPAWN_DUP2, ready_write, 3),
+            ],
+            setsigdef=(signal.SIGPIPE,),
+        )
+        os.close(ready_write)
+        # The runner writes a byte on fd 3 once it is loaded (and closes it).
+        selector = selectors.DefaultSelector()
+        selector.register(ready_read, selectors.EVENT_READ)
+        loaded = selector.select(PROGRAM_READY_SECS) and os.read(ready_read, 1) == b"r"
+        os.close(ready_read)
+        if not loaded:
+            os.kill(self.pid, signal.SIGKILL)
+            raise NotReady("%s did not load within %d s" % (argv[0], PROGRAM_READY_SECS))
         os.close(read_end)
         os.set_blocking(self.pipe, False)
         self.pending = bytearray()
@@ -272,6 +274,39 @@ def wipe(top):
         return False
 
 
+def sysv_ipc_left():
+    """Does any SysV shared memory, message queue or semaphore set exist? (They outlive the
+    processes that made them, and only a syscall of their own removes them.)"""
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open("/proc/sysvipc/" + kind) as table:
+                if len(table.readlines()) > 1:  # a header, then a line per object
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def wipe_all():
+    """Empty everything a run may have written; False when something would stay."""
+    emptied = [wipe(top) for top in WIPED if os.path.isdir(top)]
+    return all(emptied) and not sysv_ipc_left()
+
+
+def read_marker():
+    """The first line tracebox sends: `M <marker>`."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(0, 1)
+        if not byte or len(line) > 128:
+            sys.exit("tracebox supervisor: no marker on stdin")
+        line += byte
+    kind, _, marker = line.strip().partition(b" ")
+    if kind != b"M" or not marker:
+        sys.exit("tracebox supervisor: no marker on stdin")
+    return marker
+
+
 class Frames:
     """tracebox's frames on stdin, parsed as they come."""
 
@@ -316,8 +351,10 @@ def program_frame(header):
 
 
 def main():
+    global MARKER
     prctl_dumpable(0)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    MARKER = read_marker()
     os.set_blocking(0, False)
     selector = selectors.DefaultSelector()
     selector.register(0, selectors.EVENT_READ)
@@ -357,7 +394,11 @@ def main():
                 frames.feed(data)
                 while (frame := frames.next()) is not None:
                     kind, payload = frame
-                    if kind == "P" and not running:
+                    if kind == "P" and running:
+                        # tracebox sends a program only after READY: the stream is not whole.
+                        os.kill(program.pid, signal.SIGKILL)
+                        return 3
+                    if kind == "P":
                         running = True
                         ooms_before = oom_kills()
                         deadline = time.monotonic() + float(payload.get("timeout", 60)) + GRACE
@@ -394,7 +435,7 @@ def main():
                 runs += 1
                 if MODE != "recycle" or runs >= MAX_RUNS:
                     return exit_status(status) if MODE != "recycle" else 0
-                if not (wipe(WORKSPACE) and wipe(TMP)):
+                if not wipe_all():
                     return 0  # something of this run would stay: the container serves no other
                 running, deadline = False, None
                 program = Program()
@@ -412,4 +453,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except NotReady as error:
+        sys.exit("tracebox supervisor: %s" % error)

@@ -78,7 +78,7 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_FILE_SIZE_LIMIT_MB", default_value_t = 32)]
     pub file_size_limit_mb: u64,
 
-    /// Size of the writable /tmp of each run, in MiB (counts toward its memory)
+    /// Size of the writable /tmp of each run, and of its /dev/shm, in MiB (counts toward its memory)
     #[arg(long, env = "TRACEBOX_TMP_SIZE_MB", default_value_t = 64)]
     pub tmp_size_mb: u64,
 

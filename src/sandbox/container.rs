@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::SandboxError;
 use super::docker::{Chunk, Engine, ExitState};
 use super::limits::{ContainerSettings, ContainerSpec, Profile, container_body};
-use super::protocol::{Out, StderrScanner, StdoutScanner};
+use super::protocol::{self, Out, StderrScanner, StdoutScanner};
 
 /// How long a new container may take to start and ready its program process.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,6 +80,7 @@ impl Container {
             runs: 0,
             start_ms: 0.0,
         };
+        container.send(&protocol::marker_frame(marker)).await?;
         container.ready(READY_TIMEOUT).await?;
         container.start_ms = began.elapsed().as_secs_f64() * 1000.0;
         removal.keep();
@@ -159,15 +160,13 @@ impl Container {
         self.stdin = Arc::new(Mutex::new(Box::pin(tokio::io::sink())));
     }
 
-    /// SIGKILL it, and how it ended. False in the first place when it had already stopped. Its
-    /// output is no longer read: a killed container serves no more.
-    pub async fn kill(&mut self) -> Result<(bool, ExitState), SandboxError> {
+    /// SIGKILL it (unless it already stopped), and how it ended. Its output is no longer read: a
+    /// killed container serves no more. (Letting go closes its stdin, on which the supervisor
+    /// ends the program itself: the container may be gone before the kill arrives.)
+    pub async fn kill(&mut self) -> Result<ExitState, SandboxError> {
         self.let_go();
-        let killed = self.engine.kill(&self.id).await?;
-        let exit = tokio::time::timeout(STOP_GRACE, self.engine.wait(&self.id))
-            .await
-            .map_err(|_| SandboxError::StopTimeout)??;
-        Ok((killed, exit))
+        self.engine.kill(&self.id).await?;
+        tokio::time::timeout(STOP_GRACE, self.engine.wait(&self.id)).await.map_err(|_| SandboxError::StopTimeout)?
     }
 
     /// How it ended, once it stopped by itself (its output is no longer read).

@@ -139,7 +139,6 @@ fn supervisor_env(spec: &ContainerSpec) -> Vec<String> {
         Isolation::Recycle => "recycle",
     };
     vec![
-        format!("TRACEBOX_MARKER={}", spec.marker),
         format!("TRACEBOX_MODE={mode}"),
         format!("TRACEBOX_MAX_RUNS={}", spec.max_runs),
         format!("TRACEBOX_MAX_IDLE_SECS={}", spec.max_idle.as_secs_f64()),
@@ -193,8 +192,10 @@ fn host_config(settings: &ContainerSettings, profile: &Profile, files: &[InputFi
         cap_drop: Some(vec!["ALL".to_owned()]),
         security_opt: Some(vec!["no-new-privileges".to_owned()]),
         privileged: Some(false),
-        // Nothing of the image can be changed; only the two size-capped tmpfs are writable.
+        // Nothing of the image can be changed; only size-capped tmpfs are writable: these two,
+        // and Docker's /dev/shm (noexec), sized like /tmp.
         readonly_rootfs: Some(true),
+        shm_size: Some(i64::try_from(settings.tmp_size_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX)),
         tmpfs: Some(HashMap::from([
             ("/tmp".to_owned(), format!("rw,nosuid,nodev,noexec,size={}m,mode=1777", settings.tmp_size_mb)),
             (
@@ -309,6 +310,7 @@ mod tests {
         assert!(tmpfs["/tmp"].contains("size=64m") && tmpfs["/tmp"].contains("noexec"));
         assert!(tmpfs["/workspace"].contains("size=16m") && tmpfs["/workspace"].contains("uid=1000"));
         assert_eq!(tmpfs.len(), 2);
+        assert_eq!(host.shm_size, Some(64 << 20), "/dev/shm is sized like /tmp");
     }
 
     #[test]
@@ -362,7 +364,10 @@ mod tests {
     #[test]
     fn the_supervisor_gets_its_settings_and_no_program_environment() {
         let env = body().env.unwrap();
-        assert!(env.contains(&"TRACEBOX_MARKER=m4rk3r".to_owned()));
+        assert!(
+            !env.iter().any(|v| v.contains("m4rk3r")),
+            "the marker goes on stdin, never in the environment: {env:?}"
+        );
         assert!(env.contains(&"TRACEBOX_MODE=fresh".to_owned()));
         assert!(env.contains(&"TRACEBOX_MAX_RUNS=1".to_owned()));
         assert!(env.iter().all(|v| v.starts_with("TRACEBOX_")), "{env:?}");

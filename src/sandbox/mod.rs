@@ -32,6 +32,8 @@ use run::Program;
 
 /// How long `/health` waits for the engine before calling it unreachable.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the pool's starts under way, then again for removals.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// The cause of a Docker failure, kept for the error chain without tying callers to bollard.
 pub type Cause = Box<dyn std::error::Error + Send + Sync>;
@@ -204,7 +206,8 @@ impl Sandbox {
     /// containers being removed are gone (shutdown).
     pub async fn close(&self) {
         self.pool.close();
-        self.engine.removals_done(Duration::from_secs(10)).await;
+        self.pool.settle(SHUTDOWN_WAIT).await;
+        self.engine.removals_done(SHUTDOWN_WAIT).await;
     }
 
     /// The pool now.

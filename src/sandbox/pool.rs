@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use super::SandboxError;
 use super::container::Container;
@@ -42,6 +43,9 @@ struct Inner {
     /// The profiles kept warm from the start (the default limits of each language, fresh).
     stocked: Vec<Profile>,
     starts: Semaphore,
+    /// Starts and recycles under way, so that shutdown can wait for each container they make
+    /// and remove it.
+    under_way: TaskTracker,
     shelves: Mutex<HashMap<Profile, Shelf>>,
     closed: AtomicBool,
     counters: Counters,
@@ -128,6 +132,7 @@ impl Pool {
                 max_runs,
                 stocked,
                 starts: Semaphore::new(refill_concurrency.max(1)),
+                under_way: TaskTracker::new(),
                 shelves: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 counters: Counters::default(),
@@ -249,7 +254,7 @@ impl Pool {
             return;
         }
         let pool = self.clone();
-        tokio::spawn(async move {
+        self.inner.under_way.spawn(async move {
             match container.ready(RECYCLE_READY).await {
                 Ok(()) => {
                     pool.inner.counters.recycled.fetch_add(1, Ordering::Relaxed);
@@ -272,6 +277,16 @@ impl Pool {
             self.with_shelves(|shelves| shelves.values_mut().flat_map(|shelf| shelf.idle.drain(..)).collect());
         for container in idle {
             container.discard();
+        }
+    }
+
+    /// Wait, at most `within`, for the starts and recycles under way when the pool closed: each
+    /// then removes its container rather than shelve it (a container still being created when
+    /// the server exits would otherwise be left to the next start's sweep).
+    pub async fn settle(&self, within: Duration) {
+        self.inner.under_way.close();
+        if tokio::time::timeout(within, self.inner.under_way.wait()).await.is_err() {
+            tracing::warn!(?within, "pool starts still under way at shutdown; the sweep removes what they made");
         }
     }
 
@@ -360,14 +375,21 @@ impl Pool {
         for _ in 0..starts {
             let pool = self.clone();
             let profile = profile.clone();
-            tokio::spawn(async move { pool.start_one(profile).await });
+            self.inner.under_way.spawn(async move { pool.start_one(profile).await });
         }
     }
 
     async fn start_one(&self, profile: Profile) {
         let started = match self.inner.starts.acquire().await {
-            Ok(_permit) => self.start(&profile).await,
-            Err(_closed) => return,
+            Ok(_permit) if !self.inner.closed.load(Ordering::Relaxed) => self.start(&profile).await,
+            // Shut down while this start waited its turn: it never begins.
+            _ => {
+                self.with_shelves(|shelves| {
+                    let shelf = shelves.entry(profile.clone()).or_default();
+                    shelf.starting = shelf.starting.saturating_sub(1);
+                });
+                return;
+            }
         };
         let failed = started.is_err();
         self.with_shelves(|shelves| {

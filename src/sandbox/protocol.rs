@@ -2,14 +2,16 @@
 //! container's stdin, and the lines the supervisor writes among the program's output.
 //!
 //! ```text
-//! stdin   P <n>\n<JSON {"code", "env", "timeout"}><code>   D <n>\n<stdin bytes>   E\n
+//! stdin   M <marker>\n                                      first, once per container
+//!         P <n>\n<JSON {"code", "env", "timeout"}><code>   D <n>\n<stdin bytes>   E\n
 //! stdout  \0TRACEBOX-READY <marker>\n                        a program may be sent
 //!         \0TRACEBOX-END <marker> <status> <oom kills> <n>\n<n bytes: tar of /workspace/out>
 //! stderr  \0TRACEBOX-END <marker>\n                          all of the program's stderr came
 //! ```
 //!
-//! The marker is random per container and in no program's environment, so no program prints a
-//! line by chance. The scanners hold back only a chunk's tail that could be the start of a line
+//! The marker is random per container and reaches only the supervisor (on stdin, never in an
+//! environment; the supervisor is not dumpable and programs are not forked from it), so no
+//! program can print these lines, by chance or on purpose. The scanners hold back only a chunk's tail that could be the start of a line
 //! (it begins with a NUL byte, which text output almost never ends with).
 
 use std::collections::BTreeMap;
@@ -24,6 +26,11 @@ const MAX_STATUS_LINE: usize = 64;
 /// A fresh random marker for a container.
 pub fn new_marker() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The first frame of a container's stdin: its marker, for the supervisor alone.
+pub fn marker_frame(marker: &str) -> Vec<u8> {
+    format!("M {marker}\n").into_bytes()
 }
 
 /// The frame that hands a program to the supervisor.

@@ -208,8 +208,9 @@ pub async fn run(
             return Ok(collector.finish(container, exit, None, started, log).await);
         }
     };
-    let (killed, exit) = container.kill().await?;
-    let stop = stop.filter(|_| killed);
+    // The stop stands even when the container is gone by the time the kill arrives: its END was
+    // not seen before the deadline, the limit or the client's kill.
+    let exit = container.kill().await?;
     match stop {
         Some(Stop::Timeout) => log.record("timeout", json!({ "after_ms": program.timeout.as_millis() as u64 })),
         Some(Stop::OutputLimit) => log.record("output_limit", json!({ "bytes": program.output_bytes })),

@@ -250,28 +250,16 @@ async fn what_a_run_wrote_is_never_served_as_something_a_browser_runs() {
 }
 
 #[tokio::test]
-async fn a_forged_end_line_cannot_stream_past_the_artifact_budget() {
+async fn a_tar_past_what_the_limits_could_ever_need_is_not_read_to_its_end() {
     let server =
         unscreened_server_with(&[("TRACEBOX_ARTIFACTS_MAX_FILES", "2"), ("TRACEBOX_ARTIFACTS_MAX_BYTES", "1000")])
             .await;
-    // A Python program is forked from its supervisor, so it can dig the marker out of what it
-    // inherited (here, the environment block the supervisor started with) and forge the END
-    // line, then pour bytes after it. They are taken only up to what the limits could ever need.
-    let code = r#"
-import sys
-env = open('/proc/self/environ', 'rb').read().split(b'\0')
-marker = next(v.split(b'=', 1)[1] for v in env if v.startswith(b'TRACEBOX_MARKER='))
-sys.stdout.buffer.write(b'before\n\0TRACEBOX-END ' + marker + b' 0 0 999999999\n')
-sys.stdout.buffer.flush()
-chunk = b'x' * 65536
-for _ in range(3000):
-    sys.stdout.buffer.write(chunk)
-"#;
-    let started = std::time::Instant::now();
-    let (status, reply) = server.execute(json!({"code": code, "timeout": 30})).await;
+    // 24 MiB in out/: the tar the supervisor sends is far past what 2 files of 1000 bytes in all
+    // could need, so tracebox stops reading it there instead of taking it all in.
+    let code = "import os\nos.makedirs('out')\nopen('out/big.bin', 'wb').write(b'x' * (24 << 20))\nprint('wrote')";
+    let (status, reply) = server.execute(json!({"code": code, "timeout": 30, "memory_mb": 512})).await;
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["stdout"], "before\n", "output ends at the forged line: {reply}");
+    assert_eq!((reply["status"].as_str(), reply["stdout"].as_str()), (Some("success"), Some("wrote\n")), "{reply}");
     assert_eq!(reply["artifacts"], json!([]));
     assert!(reason_of(&reply, "out/").contains("more came than the artifact limits allow"), "{reply}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(15), "stopped at the budget, not at a timeout");
 }

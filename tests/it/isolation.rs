@@ -50,36 +50,35 @@ for path in ['/', '/etc', '/usr', '/opt/tracebox', '/tmp', '/workspace']:
 }
 
 #[tokio::test]
-async fn tmp_is_size_capped_and_not_executable() {
+async fn tmp_and_dev_shm_are_size_capped_and_not_executable() {
     let server =
         TestServer::spawn_with(&[("TRACEBOX_POLICY", &crate::common::empty_policy()), ("TRACEBOX_TMP_SIZE_MB", "8")])
             .await;
-    let out = stdout_of(
-        &server,
-        r#"
+    for dir in ["/tmp", "/dev/shm"] {
+        let code = r#"
 import os, stat
 written = 0
 try:
-    with open('/tmp/fill', 'wb') as f:
+    with open('DIR/fill', 'wb') as f:
         for _ in range(64):
             f.write(b'\0' * (1 << 20)); f.flush(); written += 1
 except OSError as e:
     print('full after', written, 'MiB, errno', e.errno)
-os.remove('/tmp/fill')
-with open('/tmp/run.sh', 'w') as f:
+os.remove('DIR/fill')
+with open('DIR/run.sh', 'w') as f:
     f.write('#!/bin/sh\necho ran\n')
-os.chmod('/tmp/run.sh', 0o755)
+os.chmod('DIR/run.sh', 0o755)
 try:
-    os.execv('/tmp/run.sh', ['/tmp/run.sh'])
+    os.execv('DIR/run.sh', ['DIR/run.sh'])
 except PermissionError as e:
     print('exec refused, errno', e.errno)
-"#,
-    )
-    .await;
-    assert!(out.starts_with("full after ") && out.contains("errno 28"), "ENOSPC near 8 MiB: {out}");
-    let mib: u32 = out.split_whitespace().nth(2).unwrap().parse().unwrap();
-    assert!(mib <= 8, "{out}");
-    assert!(out.ends_with("exec refused, errno 13\n"), "{out}");
+"#;
+        let out = stdout_of(&server, &code.replace("DIR", dir)).await;
+        assert!(out.starts_with("full after ") && out.contains("errno 28"), "{dir}: ENOSPC near 8 MiB: {out}");
+        let mib: u32 = out.split_whitespace().nth(2).unwrap().parse().unwrap();
+        assert!(mib <= 8, "{dir}: {out}");
+        assert!(out.ends_with("exec refused, errno 13\n"), "{dir}: {out}");
+    }
 }
 
 /// The host's address on Docker's default bridge, where an ordinary container reaches the host.

@@ -98,6 +98,7 @@ async fn a_recycled_container_keeps_no_process_or_file_of_the_run_before() {
 import os, subprocess
 open('/workspace/left.txt', 'w').write('x')
 open('/tmp/left', 'w').write('y')
+open('/dev/shm/left', 'w').write('s')
 for top, mode in (('/workspace/locked', 0o000), ('/tmp/readonly', 0o500)):
     os.makedirs(top + '/deep')
     open(top + '/deep/file', 'w').write('z')
@@ -113,7 +114,7 @@ print('left things behind')
     eventually_ready(&server, "python-recycle-default").await;
     let second = r#"
 import os
-names = sorted(os.listdir('/workspace')) + sorted(os.listdir('/tmp'))
+names = sorted(os.listdir('/workspace')) + sorted(os.listdir('/tmp')) + sorted(os.listdir('/dev/shm'))
 others = [open(f'/proc/{p}/cmdline').read().replace('\0', ' ').strip() for p in os.listdir('/proc')
           if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]
 print(names, [c for c in others if 'sleep' in c])
@@ -121,6 +122,22 @@ print(names, [c for c in others if 'sleep' in c])
     let reply = server.run("python", second).await;
     assert_eq!(reply["stdout"], "['main.py'] []\n", "only its own program, and no sleeper: {reply}");
     assert_eq!(container_of(&server, &reply).await, container, "the same container served both");
+}
+
+#[tokio::test]
+async fn a_recycled_container_where_a_run_left_sysv_ipc_serves_no_other() {
+    let policy = empty_policy();
+    let server =
+        pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
+    // A SysV shared memory segment outlives its process, and only shmctl removes it.
+    let code = "import ctypes\nlibc = ctypes.CDLL(None)\nprint(libc.shmget(0, 4096, 0o1600) >= 0)";
+    let reply = server.run("python", code).await;
+    assert_eq!(reply["stdout"], "True\n", "{reply}");
+    let first = container_of(&server, &reply).await;
+    eventually_ready(&server, "python-recycle-default").await;
+    let reply = server.run("python", "print(open('/proc/sysvipc/shm').read().count('\\n'))").await;
+    assert_eq!(reply["stdout"], "1\n", "only the table's header: {reply}");
+    assert_ne!(container_of(&server, &reply).await, first, "the segment's container was not reused");
 }
 
 #[tokio::test]
@@ -243,4 +260,86 @@ async fn a_shutdown_and_a_crash_leave_no_warm_container() {
     assert_eq!(containers_of(&instance).len(), 4, "the next start swept the dead boot's and warmed its own");
     server.stop();
     assert!(containers_of(&instance).is_empty(), "a shutdown removes every warm container");
+}
+
+/// A program that looks for the marker everywhere it can read — its supervisor's environment,
+/// memory and stdin, every process's environment and command line — and forges the END and
+/// READY lines with each candidate it finds.
+const FORGER: &str = r#"
+import os, re, sys
+supervisor = os.getppid()
+denied = []
+for name in ('environ', 'mem', 'fd/0'):
+    try:
+        open(f'/proc/{supervisor}/{name}', 'rb').read(1)
+    except OSError:
+        denied.append(name)
+seen = set()
+for pid in [p for p in os.listdir('/proc') if p.isdigit()]:
+    for name in ('environ', 'cmdline'):
+        try:
+            seen.update(re.findall(rb'[0-9a-f]{32}', open(f'/proc/{pid}/{name}', 'rb').read()))
+        except OSError:
+            pass
+for candidate in seen:
+    sys.stderr.buffer.write(b'\0TRACEBOX-END ' + candidate + b'\n')
+    sys.stdout.buffer.write(b'\0TRACEBOX-END ' + candidate + b' 0 0 0\n\0TRACEBOX-READY ' + candidate + b'\n')
+sys.stdout.flush()
+print('denied', denied, 'settings', [k for k in os.environ if k.startswith('TRACEBOX')], flush=True)
+sys.exit(7)
+"#;
+
+/// A program that stops its supervisor and leaves a process behind, to be there for the
+/// tenant's next run.
+const LINGERER: &str = r#"
+import os, signal, time
+supervisor = os.getppid()
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(600)
+os.kill(supervisor, signal.SIGSTOP)
+time.sleep(600)
+"#;
+
+const OTHERS: &str = r#"
+import os
+others = [open(f'/proc/{p}/cmdline').read().replace('\0', ' ').strip() for p in os.listdir('/proc')
+          if p.isdigit() and int(p) not in (1, os.getpid(), os.getppid())]
+print(others)
+"#;
+
+#[tokio::test]
+async fn no_program_can_learn_the_marker_end_its_run_early_or_outlive_it() {
+    let policy = empty_policy();
+    let server =
+        pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
+    let reply = server.run("python", FORGER).await;
+    assert_eq!((reply["status"].as_str(), reply["exit_code"].as_i64()), (Some("error"), Some(7)), "{reply}");
+    let stdout = reply["stdout"].as_str().unwrap();
+    assert!(
+        stdout.ends_with("denied ['environ', 'mem', 'fd/0'] settings []\n"),
+        "the supervisor is closed to it and no forged line was taken for the supervisor's: {reply}"
+    );
+    eventually_ready(&server, "python-recycle-default").await;
+    let (_, reply) = server.execute(json!({"code": LINGERER, "timeout": 1})).await;
+    assert_eq!(reply["status"], "timeout", "a stopped supervisor does not stop the clock: {reply}");
+    let lingered = container_of(&server, &reply).await;
+    eventually_ready(&server, "python-recycle-default").await;
+    let reply = server.run("python", OTHERS).await;
+    assert_eq!(reply["stdout"], "[]\n", "nothing of the earlier runs is there: {reply}");
+    assert_ne!(container_of(&server, &reply).await, lingered, "a run that timed out ends its container");
+}
+
+#[tokio::test]
+async fn a_shutdown_while_replacements_start_leaves_no_container() {
+    let mut server = pooled(&[]).await;
+    let instance = server.instance_id().await;
+    // Two runs empty the python shelf: their replacements are starting when the server stops.
+    let (a, b) = tokio::join!(server.run("python", "print(1)"), server.run("python", "print(2)"));
+    assert_eq!((a["stdout"].as_str(), b["stdout"].as_str()), (Some("1\n"), Some("2\n")));
+    let state = pool(&server).await;
+    let starting = state["profiles"].as_array().unwrap().iter().map(|p| p["starting"].as_u64().unwrap()).sum::<u64>();
+    assert!(starting > 0, "replacements are under way: {state}");
+    server.stop();
+    assert!(containers_of(&instance).is_empty(), "every container the pool was starting was removed");
 }
