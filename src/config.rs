@@ -165,6 +165,12 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_RECYCLE_MAX_RUNS", default_value_t = 100)]
     pub recycle_max_runs: u32,
 
+    /// Recycled containers kept waiting for tenants other than the default, across all of
+    /// them; past it the one that waited longest goes (tenants are what clients say, so they
+    /// must not make containers pile up)
+    #[arg(long, env = "TRACEBOX_RECYCLE_MAX_IDLE", default_value_t = 16)]
+    pub recycle_max_idle: usize,
+
     /// Most files a run's `/workspace/out/` returns as artifacts; further files are left out
     /// (the reply names them)
     #[arg(long, env = "TRACEBOX_ARTIFACTS_MAX_FILES", default_value_t = 100)]
@@ -419,6 +425,7 @@ impl Config {
             "recycle_max_runs",
             "must be between 1 and 100000".into(),
         )?;
+        check((1..=1024).contains(&self.recycle_max_idle), "recycle_max_idle", "must be between 1 and 1024".into())?;
         check((1..=64).contains(&self.ws_max_runs), "ws_max_runs", "must be between 1 and 64".into())?;
         check(
             (1024..=64 * MIB as usize).contains(&self.ws_max_message_bytes),
@@ -678,6 +685,16 @@ mod tests {
         let example = include_str!("../config.example.toml");
         let config = load(&[], Some(example)).unwrap();
         assert_eq!(config, Config { policy: config.policy.clone(), ..Config::defaults() });
+    }
+
+    #[test]
+    fn the_example_config_file_names_every_setting() {
+        let example = include_str!("../config.example.toml");
+        for arg in Config::bare_command().get_arguments() {
+            let key = arg.get_id().as_str();
+            let named = example.lines().any(|line| line.trim_start_matches("# ").starts_with(&format!("{key} = ")));
+            assert!(named, "config.example.toml lacks {key}");
+        }
     }
 
     #[test]

@@ -154,8 +154,8 @@ impl Services {
     /// aborted.
     pub fn spawn_sweeper(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
         let services = self.clone();
-        // A warm container waits up to its max age before it serves a run of at most the
-        // longest timeout (a recycled one serves several: its age counts from its last run).
+        // A warm container is taken only while younger than the pool's max age (a recycled one
+        // too, for each of its runs), and a run lasts at most the longest timeout.
         let longest = self.config.max_timeout_secs + self.config.pool_max_age_secs;
         let older_than = Duration::from_secs_f64(longest) + SWEEP_PERIOD;
         runtime.spawn(async move {

@@ -241,6 +241,7 @@ impl Runner {
             log.record("policy.warned", json!({ "rules": hits.iter().map(|h| &h.rule).collect::<Vec<_>>() }));
         }
 
+        let wait_until = tokio::time::Instant::now() + inner.config.queue_timeout();
         let admitted = tokio::select! {
             admitted = self.admit(&mut log) => admitted,
             () = kill.cancelled() => {
@@ -264,6 +265,7 @@ impl Runner {
             files: &request.files,
             isolation: request.isolation,
             tenant: request.tenant.as_deref(),
+            wait_until,
         };
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let (started_tx, started) = oneshot::channel();

@@ -137,7 +137,8 @@ impl Container {
         self.output.next().now_or_never()
     }
 
-    /// Is it still up? A container killed from outside has ended its output.
+    /// Is it still up? A container killed from outside has ended its output. (Only for one
+    /// waiting for a program: it says nothing then, so a chunk it did say is dropped.)
     pub fn alive(&mut self) -> bool {
         !matches!(self.next_ready(), Some(None | Some(Err(_))))
     }

@@ -27,11 +27,16 @@ pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, RawOutcome, RunIo};
 use container::Container;
 use docker::Engine;
 use limits::{ContainerSettings, ContainerSpec, Profile, Purpose};
-use pool::Pool;
+use pool::{Pool, PoolSettings};
 use run::Program;
 
 /// How long `/health` waits for the engine before calling it unreachable.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long past its longest wait a container's supervisor waits for tracebox before it ends
+/// by itself (should tracebox die, no container outlives it for long).
+pub const SUPERVISOR_IDLE_SLACK: Duration = Duration::from_secs(60);
+/// How often the pool replaces old and dead containers.
+const POOL_TEND_EVERY: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the pool's starts under way, then again for removals.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
@@ -103,6 +108,15 @@ pub struct RunSpec<'a> {
     pub files: &'a [InputFile],
     pub isolation: Isolation,
     pub tenant: Option<&'a str>,
+    /// The latest this run may still wait for a warm container: the queue timeout counts from
+    /// its arrival, whether it waited for a run slot, a container, or both.
+    pub wait_until: tokio::time::Instant,
+}
+
+/// The container a run has: leased from the pool, or made for it alone.
+enum Held {
+    Leased(pool::Lease),
+    Own(Container),
 }
 
 /// What `/health` reports of the engine and image.
@@ -138,8 +152,6 @@ pub struct Sandbox {
     settings: Arc<ContainerSettings>,
     base_image: Arc<str>,
     pool: Pool,
-    /// How long a run may wait for a container of the pool.
-    wait: Duration,
 }
 
 impl Sandbox {
@@ -148,30 +160,17 @@ impl Sandbox {
     pub fn connect(config: &Config, instance_id: &str, boot_id: &str) -> Result<Sandbox, SandboxError> {
         let engine = Engine::connect(config.docker_host.as_deref())?;
         let settings = Arc::new(ContainerSettings::from_config(config, instance_id, boot_id));
+        // The defaults a run gets when it asks for nothing (checked when the config was loaded).
         let limits = config.run_limits(None, None).unwrap_or_else(|_| RunLimits {
-            timeout: config.queue_timeout(),
+            timeout: Duration::from_secs_f64(config.default_timeout_secs),
             memory_bytes: config.default_memory_mb * 1024 * 1024,
             cpus: config.cpus,
             pids: config.pids_limit,
             output_bytes: config.output_limit_bytes,
         });
         let stocked = Language::ALL.iter().map(|l| Profile::of(*l, &limits, config.isolation, None)).collect();
-        let pool = Pool::new(
-            engine.clone(),
-            Arc::clone(&settings),
-            config.pool_size,
-            config.pool_refill_concurrency,
-            Duration::from_secs_f64(config.pool_max_age_secs),
-            config.recycle_max_runs,
-            stocked,
-        );
-        Ok(Sandbox {
-            engine,
-            settings,
-            base_image: config.base_image.as_str().into(),
-            pool,
-            wait: config.queue_timeout(),
-        })
+        let pool = Pool::new(engine.clone(), Arc::clone(&settings), PoolSettings::from_config(config), stocked);
+        Ok(Sandbox { engine, settings, base_image: config.base_image.as_str().into(), pool })
     }
 
     /// The id of this start of tracebox, on every container it makes.
@@ -192,7 +191,7 @@ impl Sandbox {
     /// Keep the pool fresh: replace old and dead containers, every few seconds, until aborted.
     pub fn spawn_pool_tender(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
-        let every = Duration::from_secs(5);
+        let every = POOL_TEND_EVERY;
         runtime.spawn(async move {
             let mut ticks = tokio::time::interval(every);
             loop {
@@ -221,10 +220,12 @@ impl Sandbox {
     pub async fn run(&self, spec: RunSpec<'_>, io: RunIo, log: &mut EventLog) -> Result<RawOutcome, SandboxError> {
         let profile = Profile::of(spec.language, spec.limits, spec.isolation, spec.tenant);
         let pooled = spec.files.is_empty() && self.pool.serves(&profile);
-        let mut container = if pooled {
-            let (container, waited) = self.pool.take(&profile, self.wait).await.map_err(|empty| {
+        let mut held = if pooled {
+            let wait = spec.wait_until.saturating_duration_since(tokio::time::Instant::now());
+            let (mut lease, waited) = self.pool.take(&profile, wait).await.map_err(|empty| {
                 SandboxError::PoolEmpty { waited_ms: empty.waited.as_millis() as u64, last_error: empty.last_error }
             })?;
+            let container = lease.container();
             log.record(
                 "pool.took",
                 json!({
@@ -234,7 +235,7 @@ impl Sandbox {
                     "run": container.runs,
                 }),
             );
-            container
+            Held::Leased(lease)
         } else {
             let trace_id = spec.trace_id.to_string();
             let name = format!("tracebox-{trace_id}");
@@ -244,13 +245,13 @@ impl Sandbox {
                 files: spec.files,
                 marker: &marker,
                 max_runs: 1,
-                max_idle: spec.limits.timeout + Duration::from_secs(60),
+                max_idle: spec.limits.timeout + SUPERVISOR_IDLE_SLACK,
                 purpose: Purpose::Run(&trace_id),
             };
             let mut container = Container::start(&self.engine, &self.settings, &made, &name).await?;
             log.record("container.started", json!({ "container": name, "ms": container.start_ms }));
             container.taken();
-            container
+            Held::Own(container)
         };
         let program = Program {
             code: spec.code,
@@ -259,12 +260,15 @@ impl Sandbox {
             timeout: spec.limits.timeout,
             output_bytes: spec.limits.output_bytes,
         };
-        let outcome = run::run(&mut container, program, io, log).await;
+        let container = match &mut held {
+            Held::Leased(lease) => lease.container(),
+            Held::Own(container) => container,
+        };
+        let outcome = run::run(container, program, io, log).await;
         let clean = outcome.as_ref().is_ok_and(|raw| raw.clean);
-        if pooled {
-            self.pool.release(container, clean);
-        } else {
-            container.discard();
+        match held {
+            Held::Leased(lease) => lease.release(clean),
+            Held::Own(container) => container.discard(),
         }
         outcome
     }

@@ -27,6 +27,31 @@ const RETRY_AFTER_FAILED_START: Duration = Duration::from_secs(1);
 /// How long a recycled container may take to ready its next program process.
 const RECYCLE_READY: Duration = Duration::from_secs(30);
 
+/// How big the pool is, and how long its containers serve (from `Config`).
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Idle containers kept per stocked profile.
+    pub size: usize,
+    pub refill_concurrency: usize,
+    pub max_age: Duration,
+    /// Runs of one recycled container.
+    pub max_runs: u32,
+    /// Idle containers of tenants' profiles, all together.
+    pub max_idle_recycled: usize,
+}
+
+impl PoolSettings {
+    pub fn from_config(config: &crate::config::Config) -> PoolSettings {
+        PoolSettings {
+            size: config.pool_size,
+            refill_concurrency: config.pool_refill_concurrency,
+            max_age: Duration::from_secs_f64(config.pool_max_age_secs),
+            max_runs: config.recycle_max_runs,
+            max_idle_recycled: config.recycle_max_idle,
+        }
+    }
+}
+
 /// The pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
@@ -40,6 +65,8 @@ struct Inner {
     size: usize,
     max_age: Duration,
     max_runs: u32,
+    /// Idle containers kept for tenants' profiles (not stocked), all together.
+    max_idle_recycled: usize,
     /// The profiles kept warm from the start (the default limits of each language, fresh).
     stocked: Vec<Profile>,
     starts: Semaphore,
@@ -60,9 +87,68 @@ struct Shelf {
     /// Runs waiting for a container.
     waiting: usize,
     in_use: usize,
+    /// Recycled containers readying their next program process.
+    readying: usize,
     /// Told when a container is put on the shelf.
     arrived: Arc<Notify>,
     last_error: Option<String>,
+}
+
+impl Shelf {
+    /// Nothing on it, coming to it or taken from it.
+    fn unused(&self) -> bool {
+        self.idle.is_empty() && self.starting == 0 && self.waiting == 0 && self.in_use == 0 && self.readying == 0
+    }
+}
+
+/// A container taken for one run. Its shelf counts it in use until the lease is released, or
+/// dropped (a run that panicked), which removes the container.
+pub struct Lease {
+    pool: Pool,
+    container: Option<Container>,
+    clean: bool,
+}
+
+impl Lease {
+    pub fn container(&mut self) -> &mut Container {
+        self.container.as_mut().expect("a lease holds its container until released")
+    }
+
+    /// The run is over: `clean` when its container may serve again (if its isolation allows).
+    pub fn release(mut self, clean: bool) {
+        self.clean = clean;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(container) = self.container.take() {
+            self.pool.release(container, self.clean);
+        }
+    }
+}
+
+/// A run waiting for a container of a profile, counted on its shelf while it waits.
+struct Waiting {
+    pool: Pool,
+    profile: Profile,
+}
+
+impl Waiting {
+    fn new(pool: &Pool, profile: &Profile) -> Waiting {
+        pool.with_shelves(|shelves| shelves.entry(profile.clone()).or_default().waiting += 1);
+        Waiting { pool: pool.clone(), profile: profile.clone() }
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.pool.with_shelves(|shelves| {
+            if let Some(shelf) = shelves.get_mut(&self.profile) {
+                shelf.waiting = shelf.waiting.saturating_sub(1);
+            }
+        });
+    }
 }
 
 #[derive(Default)]
@@ -114,24 +200,17 @@ pub struct Empty {
 }
 
 impl Pool {
-    pub fn new(
-        engine: Engine,
-        settings: Arc<ContainerSettings>,
-        size: usize,
-        refill_concurrency: usize,
-        max_age: Duration,
-        max_runs: u32,
-        stocked: Vec<Profile>,
-    ) -> Pool {
+    pub fn new(engine: Engine, settings: Arc<ContainerSettings>, sizes: PoolSettings, stocked: Vec<Profile>) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 engine,
                 settings,
-                size,
-                max_age,
-                max_runs,
+                size: sizes.size,
+                max_age: sizes.max_age,
+                max_runs: sizes.max_runs,
+                max_idle_recycled: sizes.max_idle_recycled.max(1),
                 stocked,
-                starts: Semaphore::new(refill_concurrency.max(1)),
+                starts: Semaphore::new(sizes.refill_concurrency.max(1)),
                 under_way: TaskTracker::new(),
                 shelves: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
@@ -182,11 +261,12 @@ impl Pool {
         }
     }
 
-    /// A ready container of `profile`: one waiting, or the next to start within `wait`.
-    pub async fn take(&self, profile: &Profile, wait: Duration) -> Result<(Container, Option<Duration>), Empty> {
+    /// A ready container of `profile`: one waiting, or the next to start within `wait`; and how
+    /// long the run waited for it, when it had to.
+    pub async fn take(&self, profile: &Profile, wait: Duration) -> Result<(Lease, Option<Duration>), Empty> {
         let began = Instant::now();
         let deadline = began + wait;
-        let mut waited = false;
+        let mut waiting: Option<Waiting> = None;
         loop {
             let (found, left, arrived) = self.with_shelves(|shelves| {
                 let shelf = shelves.entry(profile.clone()).or_default();
@@ -199,17 +279,13 @@ impl Pool {
                     self.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
                     container.discard();
                 }
-                match &found {
-                    Some(_) => shelf.in_use += 1,
-                    None if !waited => shelf.waiting += 1,
-                    None => {}
+                if found.is_some() {
+                    shelf.in_use += 1;
                 }
                 (found, shelf.idle.len(), Arc::clone(&shelf.arrived))
             });
             if let Some(mut container) = found {
-                if waited {
-                    self.with_shelves(|shelves| shelves.entry(profile.clone()).or_default().waiting -= 1);
-                }
+                let waited = waiting.take().map(|_waiting| began.elapsed());
                 container.taken();
                 self.inner.counters.taken.fetch_add(1, Ordering::Relaxed);
                 // With a container still waiting, the replacement starts once this run is over
@@ -218,21 +294,19 @@ impl Pool {
                 if left == 0 {
                     self.refill(profile);
                 }
-                let wait = waited.then(|| began.elapsed());
-                if let Some(wait) = wait {
+                if let Some(waited) = waited {
                     self.inner.counters.waits.fetch_add(1, Ordering::Relaxed);
-                    self.inner.counters.waited_us.fetch_add(wait.as_micros() as u64, Ordering::Relaxed);
+                    self.inner.counters.waited_us.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
                 }
-                return Ok((container, wait));
+                return Ok((Lease { pool: self.clone(), container: Some(container), clean: false }, waited));
             }
-            waited = true;
+            if waiting.is_none() {
+                waiting = Some(Waiting::new(self, profile));
+            }
             self.refill(profile);
             if tokio::time::timeout_at(deadline, arrived.notified()).await.is_err() {
-                let last_error = self.with_shelves(|shelves| {
-                    let shelf = shelves.entry(profile.clone()).or_default();
-                    shelf.waiting -= 1;
-                    shelf.last_error.clone()
-                });
+                drop(waiting);
+                let last_error = self.with_shelves(|shelves| shelves.get(profile).and_then(|s| s.last_error.clone()));
                 self.inner.counters.waits.fetch_add(1, Ordering::Relaxed);
                 return Err(Empty { waited: began.elapsed(), last_error });
             }
@@ -241,7 +315,7 @@ impl Pool {
 
     /// The run on `container` is over: a clean recycled one goes back on its shelf once its
     /// supervisor is ready again; every other is removed.
-    pub fn release(&self, mut container: Container, clean: bool) {
+    fn release(&self, mut container: Container, clean: bool) {
         let profile = container.profile.clone();
         self.with_shelves(|shelves| {
             let shelf = shelves.entry(profile.clone()).or_default();
@@ -251,11 +325,21 @@ impl Pool {
         if !again || self.inner.closed.load(Ordering::Relaxed) {
             container.discard();
             self.refill(&profile);
+            self.forget_if_unused(&profile);
             return;
         }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return; // shutting down: the container goes with `container`
+        }
+        self.with_shelves(|shelves| shelves.entry(profile.clone()).or_default().readying += 1);
         let pool = self.clone();
         self.inner.under_way.spawn(async move {
-            match container.ready(RECYCLE_READY).await {
+            let ready = container.ready(RECYCLE_READY).await;
+            pool.with_shelves(|shelves| {
+                let shelf = shelves.entry(profile.clone()).or_default();
+                shelf.readying = shelf.readying.saturating_sub(1);
+            });
+            match ready {
                 Ok(()) => {
                     pool.inner.counters.recycled.fetch_add(1, Ordering::Relaxed);
                     pool.shelve(container);
@@ -265,7 +349,21 @@ impl Pool {
                     pool.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
                     container.discard();
                     pool.refill(&profile);
+                    pool.forget_if_unused(&profile);
                 }
+            }
+        });
+    }
+
+    /// Drop the shelf of a profile that is not stocked once nothing of it is left, so that
+    /// tenants come and go without their shelves piling up.
+    fn forget_if_unused(&self, profile: &Profile) {
+        if self.inner.stocked.contains(profile) {
+            return;
+        }
+        self.with_shelves(|shelves| {
+            if shelves.get(profile).is_some_and(Shelf::unused) {
+                shelves.remove(profile);
             }
         });
     }
@@ -361,14 +459,19 @@ impl Pool {
         if self.inner.closed.load(Ordering::Relaxed) {
             return;
         }
-        let stocked = self.inner.size > 0 && self.inner.stocked.contains(profile);
-        // A recycled container in use comes back: it counts as one the profile has.
-        let returns = profile.isolation == Isolation::Recycle;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return; // shutting down
+        }
+        let stock = if self.inner.stocked.contains(profile) { self.inner.size } else { 0 };
+        let recycled = profile.isolation == Isolation::Recycle;
         let starts = self.with_shelves(|shelves| {
             let shelf = shelves.entry(profile.clone()).or_default();
-            let target = if stocked { self.inner.size + shelf.waiting } else { shelf.waiting };
-            let have = shelf.idle.len() + shelf.starting + if returns { shelf.in_use } else { 0 };
-            let starts = target.saturating_sub(have);
+            let coming = shelf.idle.len() + shelf.starting + shelf.readying;
+            // Runs waiting need containers now; one in use does not serve them. The stock also
+            // counts recycled containers in use: they come back.
+            let for_waiting = shelf.waiting.saturating_sub(coming);
+            let for_stock = stock.saturating_sub(coming + if recycled { shelf.in_use } else { 0 });
+            let starts = for_waiting.max(for_stock);
             shelf.starting += starts;
             starts
         });
@@ -427,7 +530,7 @@ impl Pool {
             marker: &marker,
             max_runs,
             // A container tracebox forgot gives up by itself soon after it would be replaced.
-            max_idle: self.inner.max_age + Duration::from_secs(60),
+            max_idle: self.inner.max_age + super::SUPERVISOR_IDLE_SLACK,
             purpose: Purpose::Pool(&pool_name),
         };
         Container::start(&self.inner.engine, &self.inner.settings, &spec, &name).await
@@ -442,24 +545,48 @@ impl Pool {
         }
         let profile = container.profile.clone();
         let keep = self.inner.size.max(1);
+        let tenant = !self.inner.stocked.contains(&profile);
         let mut extra = None;
         let arrived = self.with_shelves(|shelves| {
+            // Containers of named tenants wait within one budget: the longest-waiting goes.
+            let evicted = tenant.then(|| self.evict_for_tenant(shelves)).flatten();
             let shelf = shelves.entry(profile).or_default();
             shelf.last_error = None;
             if shelf.idle.len() >= keep + shelf.waiting {
                 extra = Some(container);
-                return None;
+                return (None, evicted);
             }
             shelf.idle.push_back(container);
-            Some(Arc::clone(&shelf.arrived))
+            (Some(Arc::clone(&shelf.arrived)), evicted)
         });
-        match (arrived, extra) {
-            (Some(arrived), _) => arrived.notify_one(),
-            (None, extra) => {
-                self.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
-                drop(extra);
-            }
+        let (arrived, evicted) = arrived;
+        if let Some(arrived) = arrived {
+            arrived.notify_one();
         }
+        for gone in extra.into_iter().chain(evicted) {
+            self.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
+            gone.discard();
+        }
+    }
+
+    /// With the named tenants' idle containers at their budget, take out the one that has
+    /// waited longest (and forget its shelf if that leaves it unused).
+    fn evict_for_tenant(&self, shelves: &mut HashMap<Profile, Shelf>) -> Option<Container> {
+        let tenants = || shelves.iter().filter(|(profile, _)| !self.inner.stocked.contains(profile));
+        let idle: usize = tenants().map(|(_, shelf)| shelf.idle.len()).sum();
+        if idle < self.inner.max_idle_recycled {
+            return None;
+        }
+        let oldest = tenants()
+            .filter_map(|(profile, shelf)| shelf.idle.front().map(|c| (c.ready_at, profile.clone())))
+            .min_by_key(|(ready_at, _)| *ready_at)?
+            .1;
+        let shelf = shelves.get_mut(&oldest)?;
+        let container = shelf.idle.pop_front();
+        if shelf.unused() {
+            shelves.remove(&oldest);
+        }
+        container
     }
 
     fn with_shelves<T>(&self, f: impl FnOnce(&mut HashMap<Profile, Shelf>) -> T) -> T {

@@ -152,7 +152,14 @@ pub async fn run(
     if nothing_more {
         frame.extend_from_slice(protocol::END_OF_STDIN);
     }
-    container.send(&frame).await?;
+    // A container that stopped taking input (frozen from outside) must not hold the run.
+    let handed_over = tokio::select! {
+        sent = tokio::time::timeout(program.timeout, container.send(&frame)) => sent,
+        () = kill.cancelled() => return Ok(RawOutcome { killed: true, ..RawOutcome::default() }),
+    };
+    handed_over.map_err(|_late| SandboxError::NotReady {
+        why: format!("it took no program within the run's {:?} timeout", program.timeout),
+    })??;
     let started = Instant::now();
     let deadline = started + program.timeout;
     log.record("program.sent", json!({ "container": container.name }));

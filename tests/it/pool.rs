@@ -343,3 +343,46 @@ async fn a_shutdown_while_replacements_start_leaves_no_container() {
     server.stop();
     assert!(containers_of(&instance).is_empty(), "every container the pool was starting was removed");
 }
+
+#[tokio::test]
+async fn a_tenants_second_run_gets_a_container_of_its_own_while_the_first_runs() {
+    let server = pooled(&[("TRACEBOX_RECYCLE_ALLOWED", "true")]).await;
+    let run = |code: &'static str| {
+        let server = &server;
+        async move {
+            let (_, reply) =
+                server.execute(json!({"code": code, "isolation": "recycle", "tenant": "acme", "timeout": 30})).await;
+            (reply, std::time::Instant::now())
+        }
+    };
+    let slow = run("import time\ntime.sleep(8)\nprint('slow')");
+    let quick = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        run("print('quick')").await
+    };
+    let ((slow, slow_done), (quick, quick_done)) = tokio::join!(slow, quick);
+    assert_eq!((slow["stdout"].as_str(), quick["stdout"].as_str()), (Some("slow\n"), Some("quick\n")));
+    assert!(quick_done < slow_done, "the second run did not wait for the first one's container");
+}
+
+#[tokio::test]
+async fn containers_kept_for_named_tenants_stay_within_one_budget() {
+    let server = pooled(&[("TRACEBOX_RECYCLE_ALLOWED", "true"), ("TRACEBOX_RECYCLE_MAX_IDLE", "2")]).await;
+    for tenant in ["t1", "t2", "t3", "t4"] {
+        let (status, reply) =
+            server.execute(json!({"code": "print(1)", "isolation": "recycle", "tenant": tenant})).await;
+        assert_eq!(status, 200, "{reply}");
+        eventually_ready(&server, &format!("python-recycle-{tenant}")).await;
+    }
+    let state = pool(&server).await;
+    let tenants: Vec<(&str, u64)> = state["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["profile"].as_str().unwrap().starts_with("python-recycle-t"))
+        .map(|p| (p["profile"].as_str().unwrap(), p["idle"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(tenants, [("python-recycle-t3", 1), ("python-recycle-t4", 1)], "the longest-waiting went: {state}");
+    let instance = server.instance_id().await;
+    eventually("the evicted containers are removed", || containers_of(&instance).len() == 4 + 2).await;
+}
