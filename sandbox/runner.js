@@ -1,12 +1,12 @@
 // tracebox's Node runner: the process a program runs in, started by the supervisor
 // (supervise.py) ahead of time; once loaded it says so on fd 3 and blocks on its stdin pipe.
 //
-// Reads one program from stdin, framed as `TRACEBOX1 <code length> <env length>\n<env JSON>
-// <code>`, sets the environment, then runs the code as the main CommonJS module
-// `/workspace/main.js`. Everything after the code on stdin is the
-// program's own stdin, and stdout/stderr are the program's own. It reads with fs.readSync so
-// not one byte of the program's stdin is consumed here. It adds nothing user code could not do
-// itself: it runs as the same unprivileged user, inside the same limits.
+// Reads one program from stdin, framed as `TRACEBOX1 <code length> <env length>\n<env><code>`
+// (the environment as `NAME=value` pairs, each ended by a NUL byte), sets the environment, then
+// runs the code as the main CommonJS module `/workspace/main.js`. Everything after the code on
+// stdin is the program's own stdin, and stdout/stderr are the program's own. It reads with
+// fs.readSync so not one byte of the program's stdin is consumed here. It adds nothing user code
+// could not do itself: it runs as the same unprivileged user, inside the same limits.
 //
 // The image builds a startup snapshot of this file (`node --build-snapshot`, see
 // Dockerfile.sandbox): Debian's Node is built without its own, and starting from one takes
@@ -54,7 +54,9 @@ function readFrame() {
   }
   const match = /^TRACEBOX1 (\d+) (\d+)\n$/.exec(header);
   if (!match) fail('malformed program frame');
-  const env = JSON.parse(readExact(Number(match[2])).toString('utf8') || '{}');
+  // `NAME=value` pairs, each ended by a NUL byte.
+  const pairs = readExact(Number(match[2])).toString('utf8').split('\0').slice(0, -1);
+  const env = Object.fromEntries(pairs.map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]));
   return { env, source: readExact(Number(match[1])) };
 }
 

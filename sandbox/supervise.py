@@ -344,8 +344,9 @@ class Frames:
 
 
 def program_frame(header):
-    """What the program process reads first: its code and its environment."""
-    env = json.dumps(header.get("env") or {}).encode()
+    """What the program process reads first: its code, and its environment as `NAME=value`
+    pairs each ended by a NUL byte (names and values hold none; a runner needs no parser)."""
+    env = b"".join(b"%s=%s\0" % (k.encode(), v.encode()) for k, v in (header.get("env") or {}).items())
     code = header["code"]
     return b"TRACEBOX1 %d %d\n" % (len(code), len(env)) + env + code
 

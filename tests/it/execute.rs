@@ -137,13 +137,26 @@ async fn invalid_utf8_from_node_is_replaced_and_flagged_too() {
 }
 
 #[tokio::test]
-async fn env_variables_reach_the_program() {
+async fn env_variables_reach_the_program_byte_for_byte_in_both_languages() {
     let server = TestServer::spawn().await;
-    let (status, reply) = server
-        .execute(json!({"code": "import os\nprint(os.environ['GREETING'], os.environ['HOME'])", "env": {"GREETING": "bonjour"}}))
-        .await;
-    assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["stdout"], "bonjour /workspace\n");
+    // Values that a naive `NAME=value` framing would cut: '=' inside, newlines, non-ASCII, empty.
+    let env = json!({"GREETING": "bonjour", "EQUATION": "a=b=c", "LINES": "one\ntwo", "WORD": "café ✓", "EMPTY": ""});
+    let programs = [
+        (
+            "python",
+            "import os\nfor k in ['GREETING','EQUATION','LINES','WORD','EMPTY','HOME']: print(repr(os.environ[k]))",
+        ),
+        (
+            "node",
+            "for (const k of ['GREETING','EQUATION','LINES','WORD','EMPTY','HOME']) console.log(JSON.stringify(process.env[k]).replaceAll('\"', \"'\"))",
+        ),
+    ];
+    for (language, code) in programs {
+        let (status, reply) = server.execute(json!({"code": code, "language": language, "env": env})).await;
+        assert_eq!(status, 200, "{reply}");
+        let expected = "'bonjour'\n'a=b=c'\n'one\\ntwo'\n'café ✓'\n''\n'/workspace'\n";
+        assert_eq!(reply["stdout"], expected, "{language}: {reply}");
+    }
 }
 
 #[tokio::test]
