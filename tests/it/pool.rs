@@ -262,6 +262,29 @@ async fn a_shutdown_and_a_crash_leave_no_warm_container() {
     assert!(containers_of(&instance).is_empty(), "a shutdown removes every warm container");
 }
 
+#[tokio::test]
+async fn a_shutdown_during_a_run_on_a_warm_container_lets_it_finish_in_either_mode() {
+    for (isolation, profile) in [("fresh", "python"), ("recycle", "python-recycle-default")] {
+        let mut server = pooled(&[("TRACEBOX_ISOLATION", isolation)]).await;
+        let instance = server.instance_id().await;
+        wait_idle(&server, profile, 2).await;
+        let (client, url) = (server.client.clone(), server.url("/execute"));
+        let running = tokio::spawn(async move {
+            client.post(url).json(&json!({"code": "import time\ntime.sleep(1)\nprint('done')"})).send().await
+        });
+        let deadline = tokio::time::Instant::now() + patience();
+        while pool(&server).await["profiles"].as_array().unwrap().iter().all(|p| p["in_use"] == 0) {
+            assert!(tokio::time::Instant::now() < deadline, "{isolation}: the run never took a warm container");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.stop();
+        let reply = running.await.unwrap().expect("the in-flight run was answered");
+        let reply: Value = reply.json().await.unwrap();
+        assert_eq!(reply["stdout"], "done\n", "{isolation}: {reply}");
+        assert!(containers_of(&instance).is_empty(), "{isolation}: the shutdown removed the run's and the warm ones");
+    }
+}
+
 /// A program that looks for the marker everywhere it can read — its supervisor's environment,
 /// memory and stdin, every process's environment and command line — and forges the END and
 /// READY lines with each candidate it finds.
