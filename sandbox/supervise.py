@@ -1,4 +1,4 @@
-"""tracebox's supervisor: the container's command, under docker-init.
+"""tracebox's supervisor: the container's command, and its PID 1.
 
     python3 supervise.py python|node        (settings in TRACEBOX_* environment variables)
 
@@ -11,9 +11,11 @@ a pipe, and says so on stdout. tracebox then sends, on the container's stdin:
     D <n>\\n<n bytes of the program's stdin>       (any number)
     E\\n                                           (end of the program's stdin)
 
-The program gets its code, environment and stdin through its pipe (see runner.py, runner.js)
-and writes to the container's stdout and stderr itself: its output is its own, unbuffered. When
-it ends, everything else of this user is killed, and the supervisor writes
+On a program it says `\\0TRACEBOX-GO <marker>` on stdout (what follows is the program's; a
+container gone before GO never ran it), and the program gets its code, environment and stdin
+through its pipe (see runner.py, runner.js) and writes to the container's stdout and stderr
+itself: its output is its own, unbuffered. When it ends, every other process is killed and
+reaped, and the supervisor writes
 
     stderr: \\0TRACEBOX-END <marker>\\n
     stdout: \\0TRACEBOX-END <marker> <status> <OOM kills, or -1> <n>\\n<n bytes: a tar of /workspace/out>
@@ -21,15 +23,18 @@ it ends, everything else of this user is killed, and the supervisor writes
 so tracebox knows the program ended, how, and that it has all of its output. In `fresh` mode
 the supervisor then exits with the program's status. In `recycle` mode it wipes /workspace,
 /tmp, /dev/shm and /dev/mqueue (and ends the container instead when anything of the run would
-stay, SysV IPC objects included), readies a new program process, and says `\\0TRACEBOX-READY <marker>` again, up to
-TRACEBOX_MAX_RUNS runs. With no program for TRACEBOX_MAX_IDLE_SECS it exits, so no container
+stay, SysV IPC objects included), readies a new program process, and says
+`\\0TRACEBOX-READY <marker>` again, up to TRACEBOX_MAX_RUNS runs. With no program for TRACEBOX_MAX_IDLE_SECS it exits, so no container
 outlives a tracebox that died; a program running TRACEBOX_BACKSTOP_GRACE_SECS past its timeout
 is killed, for the same reason.
 
 It adds nothing user code could not do itself: it runs as the same unprivileged user inside the
-same limits. It is not dumpable, so a program can neither trace it nor read its memory or its
-stdin, and a program process is a new executable, never a fork of it: no program holds the
-marker, nor anything of the run before.
+same limits. It is PID 1, so no program can stop or kill it, and every orphan becomes its child
+(it reaps them). It is not dumpable, so a program can neither trace it nor read its memory or
+its stdin, and a program process is a new executable, never a fork of it: no program holds the
+marker. Before a recycled container serves again, every process of the run has been reaped, and
+what a program of the same user can change in this process and a new one would inherit (limits,
+priority, CPUs, scheduler) is checked: changed, the container ends instead.
 """
 import json
 import os
@@ -52,18 +57,61 @@ RUNNER_BLOB = "/opt/tracebox/runner.blob"
 PROGRAM_READY_SECS = 30
 # What a recycled container's runs may leave things in; all of it is emptied between runs.
 WIPED = (WORKSPACE, TMP, "/dev/shm", "/dev/mqueue")
+# How long the processes a run left may take to die once killed, before the container is given up.
+REAP_SECS = 2
 BLOCK, RECORD = 512, 20 * 512  # what tarfile writes: 512-byte blocks, 10 KiB records
 
 
-def prctl_dumpable(flag):
-    """PR_SET_DUMPABLE: 0 keeps the program (same user) from tracing this process or reading
-    its /proc files (a program process, a new executable, is dumpable as any process is)."""
-    try:
-        import ctypes
+def not_dumpable():
+    """PR_SET_DUMPABLE 0: keeps programs (the same user) from tracing this process or reading
+    its /proc files, its memory and stdin with them: the marker's secrecy rests on it, so a
+    supervisor that cannot make sure of it does not start (a program process, a new
+    executable, is dumpable as any process is)."""
+    import ctypes
 
-        ctypes.CDLL(None).prctl(4, flag, 0, 0, 0)
-    except Exception:  # noqa: BLE001 - hardening only; the container is the wall
-        pass
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    if prctl(4, 0, 0, 0, 0) != 0 or prctl(3, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, PR_GET_DUMPABLE
+        sys.exit("tracebox supervisor: cannot make itself undumpable (errno %d)" % ctypes.get_errno())
+
+
+def process_settings():
+    """What a program of the same user can change in this process (prlimit, setpriority,
+    sched_setaffinity, sched_setscheduler) and the next program process would inherit."""
+    import resource
+
+    limits = [resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource)) if name.startswith("RLIMIT_")]
+    scheduler = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+    return limits, os.getpriority(os.PRIO_PROCESS, 0), os.sched_getaffinity(0), scheduler
+
+
+def reap():
+    """Collect every child that ended (as PID 1, orphans are children too): {pid: status}."""
+    ended = {}
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended[pid] = status
+
+
+def end_the_rest():
+    """Kill every process but this one and wait until all are reaped, so that none writes after
+    the END line; False when some outlived REAP_SECS."""
+    try:
+        os.kill(-1, signal.SIGKILL)  # from PID 1: every process of the container but itself
+    except ProcessLookupError:
+        return True  # the program left nothing
+    deadline = time.monotonic() + REAP_SECS
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.001)
+        except ChildProcessError:
+            return True
+    return False
 
 
 def oom_kills():
@@ -115,7 +163,8 @@ class Program:
                 (os.POSIX_SPAWN_DUP2, read_end, 0),
                 (os.POSIX_SPAWN_DUP2, ready_write, 3),
             ],
-            setsigdef=(signal.SIGPIPE,),
+            # Ignored here (SIGINT, SIGPIPE) or by Python (SIGXFSZ): programs get the defaults.
+            setsigdef=(signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ),
         )
         os.close(ready_write)
         # The runner writes a byte on fd 3 once it is loaded (and closes it).
@@ -130,9 +179,11 @@ class Program:
         os.set_blocking(self.pipe, False)
         self.pending = bytearray()
         self.closing = False
+        self.status = None  # once it ended
 
     def send(self, data):
-        self.pending += data
+        if self.pipe is not None and not self.closing:
+            self.pending += data  # else it closed its stdin, or its stdin ended: dropped
 
     def close_stdin(self):
         self.closing = True
@@ -283,7 +334,7 @@ def sysv_ipc_left():
                 if len(table.readlines()) > 1:  # a header, then a line per object
                     return True
         except OSError:
-            pass
+            return True  # unknown: as good as left
     return False
 
 
@@ -353,17 +404,29 @@ def program_frame(header):
 
 def main():
     global MARKER
-    prctl_dumpable(0)
+    not_dumpable()
+    # PID 1 gets only the signals it handles: programs can send it SIGCHLD (harmless) and
+    # nothing else, not even Python's own SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # A child that ends wakes the loop through this pipe (its handler does nothing itself).
+    woken, wake = os.pipe()
+    os.set_blocking(woken, False)
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    settings = process_settings()
     MARKER = read_marker()
     os.set_blocking(0, False)
     selector = selectors.DefaultSelector()
     selector.register(0, selectors.EVENT_READ)
+    selector.register(woken, selectors.EVENT_READ)
     frames = Frames()
     runs = 0
     program = Program()
     write_all(1, b"\0TRACEBOX-READY " + MARKER + b"\n")
-    running, deadline, idle_since, pidfd, ooms_before = False, None, time.monotonic(), None, -1
+    running, deadline, idle_since, ooms_before = False, None, time.monotonic(), -1
+    stdin_ended = False  # tracebox went away: the run in progress is the last
     watched = None  # the program's pipe, while stdin waits to go into it
     while True:
         now = time.monotonic()
@@ -374,75 +437,80 @@ def main():
         events = selector.select(timeout)
         now = time.monotonic()
         if not running and now >= idle_since + MAX_IDLE:
-            os.kill(program.pid, signal.SIGKILL)
             return 0
         if running and deadline is not None and now >= deadline:
             os.kill(program.pid, signal.SIGKILL)  # tracebox did not stop it: the backstop does
             deadline = None
         for key, _ in events:
-            if key.fd == 0:
+            if key.fd == woken:
+                try:
+                    os.read(woken, 1 << 10)
+                except BlockingIOError:
+                    pass
+                if (status := reap().get(program.pid)) is not None:
+                    program.status = status
+            elif key.fd == 0:
                 try:
                     data = os.read(0, 1 << 16)
                 except BlockingIOError:
                     continue
                 if not data:
                     # tracebox went away: end the program, and so this container.
-                    os.kill(program.pid, signal.SIGKILL)
                     if not running:
                         return 0
+                    os.kill(program.pid, signal.SIGKILL)
                     selector.unregister(0)
+                    stdin_ended = True
                     continue
                 frames.feed(data)
                 while (frame := frames.next()) is not None:
                     kind, payload = frame
                     if kind == "P" and running:
                         # tracebox sends a program only after READY: the stream is not whole.
-                        os.kill(program.pid, signal.SIGKILL)
                         return 3
                     if kind == "P":
                         running = True
                         ooms_before = oom_kills()
                         deadline = time.monotonic() + float(payload.get("timeout", 60)) + GRACE
+                        # Before the program has its code: GO comes before anything it writes.
+                        write_all(1, b"\0TRACEBOX-GO " + MARKER + b"\n")
                         program.send(program_frame(payload))
-                        pidfd = os.pidfd_open(program.pid)
-                        selector.register(pidfd, selectors.EVENT_READ)
                     elif kind == "D" and running:
                         program.send(payload)
                     elif kind == "E" and running:
                         program.close_stdin()
                     # Stdin for a program that has ended (or before one) is dropped.
-            elif key.fd == pidfd:
-                selector.unregister(pidfd)
-                os.close(pidfd)
-                pidfd = None
-                _, status = os.waitpid(program.pid, 0)
-                if watched is not None:
-                    selector.unregister(watched)
-                    watched = None
-                program.pending.clear()
-                program.close_stdin()
-                program.flush()
-                try:
-                    os.kill(-1, signal.SIGKILL)  # whatever the program left running
-                except ProcessLookupError:
-                    pass  # it left nothing
-                after = oom_kills()
-                ooms = after - ooms_before if ooms_before >= 0 and after >= 0 else -1
-                entries = archive_entries()
-                size = archive_size(entries)
-                write_all(2, b"\0TRACEBOX-END " + MARKER + b"\n")
-                write_all(1, b"\0TRACEBOX-END %s %d %d %d\n" % (MARKER, exit_status(status), ooms, size))
-                send_artifacts(entries, size)
-                runs += 1
-                if MODE != "recycle" or runs >= MAX_RUNS:
-                    return exit_status(status) if MODE != "recycle" else 0
-                if not wipe_all():
-                    return 0  # something of this run would stay: the container serves no other
-                running, deadline = False, None
-                program = Program()
-                idle_since = time.monotonic()
-                write_all(1, b"\0TRACEBOX-READY " + MARKER + b"\n")
-        if running:
+        if running and program.status is not None:
+            if watched is not None:
+                selector.unregister(watched)
+                watched = None
+            program.pending.clear()
+            program.close_stdin()
+            program.flush()
+            all_gone = end_the_rest()
+            # A program may have made the shared stdout and stderr non-blocking.
+            os.set_blocking(1, True)
+            os.set_blocking(2, True)
+            after = oom_kills()
+            ooms = after - ooms_before if ooms_before >= 0 and after >= 0 else -1
+            entries = archive_entries()
+            size = archive_size(entries)
+            status = exit_status(program.status)
+            write_all(2, b"\0TRACEBOX-END " + MARKER + b"\n")
+            write_all(1, b"\0TRACEBOX-END %s %d %d %d\n" % (MARKER, status, ooms, size))
+            send_artifacts(entries, size)
+            runs += 1
+            if MODE != "recycle":
+                return status
+            if runs >= MAX_RUNS or stdin_ended or not all_gone:
+                return 0
+            if not wipe_all() or process_settings() != settings:
+                return 0  # something of this run would stay: the container serves no other
+            running, deadline = False, None
+            program = Program()
+            idle_since = time.monotonic()
+            write_all(1, b"\0TRACEBOX-READY " + MARKER + b"\n")
+        elif running:
             # Stdin goes into the program's pipe as fast as it takes it, never blocking this loop.
             more = program.flush()
             if more and watched is None:

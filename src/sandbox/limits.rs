@@ -193,7 +193,8 @@ fn host_config(settings: &ContainerSettings, profile: &Profile, files: &[InputFi
         security_opt: Some(vec!["no-new-privileges".to_owned()]),
         privileged: Some(false),
         // Nothing of the image can be changed; only size-capped tmpfs are writable: these two,
-        // and Docker's /dev/shm (noexec), sized like /tmp.
+        // Docker's /dev/shm (noexec), sized like /tmp, and the kernel's /dev/mqueue (bounded by
+        // its own per-user limits).
         readonly_rootfs: Some(true),
         shm_size: Some(i64::try_from(settings.tmp_size_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX)),
         tmpfs: Some(HashMap::from([
@@ -203,8 +204,10 @@ fn host_config(settings: &ContainerSettings, profile: &Profile, files: &[InputFi
                 format!("rw,nosuid,nodev,size={}m,uid=1000,gid=1000,mode=0755", settings.workspace_size_mb),
             ),
         ])),
-        // An init as PID 1 reaps zombies and forwards signals.
-        init: Some(true),
+        // No docker-init: the supervisor is PID 1 and reaps orphans itself. An init of the
+        // sandbox user would be a process every program could trace (it is dumpable) and that
+        // outlives every run of a recycled container.
+        init: Some(false),
         // Resources: memory with no swap on top, CPU quota, process count, files.
         memory: Some(memory),
         memory_swap: Some(memory),
@@ -349,8 +352,8 @@ mod tests {
     }
 
     #[test]
-    fn an_init_reaps_zombies() {
-        assert_eq!(host().init, Some(true));
+    fn the_supervisor_is_pid_1_with_no_init_beside_it() {
+        assert_eq!(host().init, Some(false));
     }
 
     #[test]

@@ -77,12 +77,19 @@ pub enum SandboxError {
         last_error.as_deref().map(|e| format!("; the last start failed: {e}")).unwrap_or_default()
     )]
     PoolEmpty { waited_ms: u64, last_error: Option<String> },
+    /// The container stopped after the program was sent and before its supervisor took it.
+    #[error(
+        "the sandbox container stopped before it took the program (was it killed from outside?); \
+         nothing of the program ran, so sending it again is safe"
+    )]
+    Lost,
 }
 
 impl SandboxError {
-    /// True when the run could not have a container in time: a full server (HTTP 503 busy).
+    /// True when the run could not have a working container in time, and nothing of it ran:
+    /// a full server, or a container lost on the way (HTTP 503 busy, with Retry-After).
     pub fn is_busy(&self) -> bool {
-        matches!(self, SandboxError::PoolEmpty { .. })
+        matches!(self, SandboxError::PoolEmpty { .. } | SandboxError::Lost)
     }
 
     /// True when the engine or image is missing: a fixable setup problem (HTTP 503), not a bug.

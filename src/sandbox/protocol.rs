@@ -5,14 +5,16 @@
 //! stdin   M <marker>\n                                      first, once per container
 //!         P <n>\n<JSON {"code", "env", "timeout"}><code>   D <n>\n<stdin bytes>   E\n
 //! stdout  \0TRACEBOX-READY <marker>\n                        a program may be sent
+//!         \0TRACEBOX-GO <marker>\n                           the supervisor took it
 //!         \0TRACEBOX-END <marker> <status> <oom kills> <n>\n<n bytes: tar of /workspace/out>
 //! stderr  \0TRACEBOX-END <marker>\n                          all of the program's stderr came
 //! ```
 //!
 //! The marker is random per container and reaches only the supervisor (on stdin, never in an
-//! environment; the supervisor is not dumpable and programs are not forked from it), so no
-//! program can print these lines, by chance or on purpose. The scanners hold back only a chunk's tail that could be the start of a line
-//! (it begins with a NUL byte, which text output almost never ends with).
+//! environment; the supervisor is PID 1, not dumpable, and programs are not forked from it),
+//! so no program can print these lines, by chance or on purpose. The scanners hold back only a
+//! chunk's tail that could be the start of a line (it begins with a NUL byte, which text output
+//! almost never ends with).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -70,6 +72,8 @@ pub struct End {
 pub enum Out {
     /// The supervisor is ready for a program.
     Ready,
+    /// The supervisor took the program: what follows is the program's.
+    Started,
     /// The program's own output.
     Program(Bytes),
     /// The program ended.
@@ -107,6 +111,7 @@ impl Needle {
 #[derive(Debug)]
 pub struct StdoutScanner {
     ready: Needle,
+    go: Needle,
     end: Needle,
     state: Stdout,
     held: BytesMut,
@@ -116,6 +121,8 @@ pub struct StdoutScanner {
 enum Stdout {
     /// Waiting for the READY line (the supervisor starting, or readying the next program).
     Waiting,
+    /// Ready, waiting for the GO line: the supervisor took a program.
+    Handed,
     /// The program's output, up to the END line.
     Program,
     /// The numbers of the END line, up to its newline.
@@ -128,6 +135,7 @@ impl StdoutScanner {
     pub fn new(marker: &str) -> StdoutScanner {
         StdoutScanner {
             ready: Needle(format!("\0TRACEBOX-READY {marker}\n").into_bytes()),
+            go: Needle(format!("\0TRACEBOX-GO {marker}\n").into_bytes()),
             end: Needle(format!("\0TRACEBOX-END {marker} ").into_bytes()),
             state: Stdout::Waiting,
             held: BytesMut::new(),
@@ -145,6 +153,15 @@ impl StdoutScanner {
                     let (_, after) = self.ready.split(&mut self.held, data);
                     if let Some(after) = after {
                         out.push(Out::Ready);
+                        self.state = Stdout::Handed;
+                        rest = Some(after);
+                    }
+                }
+                Stdout::Handed => {
+                    // Nor between READY and GO: the program gets its code only after GO.
+                    let (_, after) = self.go.split(&mut self.held, data);
+                    if let Some(after) = after {
+                        out.push(Out::Started);
                         self.state = Stdout::Program;
                         rest = Some(after);
                     }
@@ -293,16 +310,18 @@ mod tests {
         joined
     }
 
-    const STREAM: &[u8] = b"\0TRACEBOX-READY m\nout\0put\0\0TRACEBOX-END m 3 0 4\nTAR!\0TRACEBOX-READY m\nnext";
+    const STREAM: &[u8] = b"\0TRACEBOX-READY m\n\0TRACEBOX-GO m\nout\0put\0\0TRACEBOX-END m 3 0 4\nTAR!\0TRACEBOX-READY m\n\0TRACEBOX-GO m\nnext";
 
     fn expected() -> Vec<Out> {
         vec![
             Out::Ready,
+            Out::Started,
             Out::Program(Bytes::from_static(b"out\0put\0")),
             Out::Ended(End { status: Some(3), oom_kills: Some(0), tar_bytes: 4 }),
             Out::Tar(Bytes::from_static(b"TAR!")),
             Out::TarDone,
             Out::Ready,
+            Out::Started,
             Out::Program(Bytes::from_static(b"next")),
         ]
     }
@@ -321,12 +340,15 @@ mod tests {
     #[test]
     fn another_marker_is_program_output_and_no_tar_means_done_at_once() {
         let mut scanner = StdoutScanner::new("m");
-        let out =
-            scan_all(&mut scanner, &[b"\0TRACEBOX-READY m\nx\0TRACEBOX-END zz 0 0 0\n", b"\0TRACEBOX-END m 0 -1 0\n"]);
+        let out = scan_all(
+            &mut scanner,
+            &[b"\0TRACEBOX-READY m\n\0TRACEBOX-GO m\nx\0TRACEBOX-END zz 0 0 0\n", b"\0TRACEBOX-END m 0 -1 0\n"],
+        );
         assert_eq!(
             out,
             [
                 Out::Ready,
+                Out::Started,
                 Out::Program(Bytes::from_static(b"x\0TRACEBOX-END zz 0 0 0\n")),
                 Out::Ended(End { status: Some(0), oom_kills: None, tar_bytes: 0 }),
                 Out::TarDone,
@@ -337,8 +359,8 @@ mod tests {
     #[test]
     fn a_tail_held_back_is_released_at_the_end_of_the_stream() {
         let mut scanner = StdoutScanner::new("m");
-        let out = scan_all(&mut scanner, &[b"\0TRACEBOX-READY m\nprompt\0TRACE"]);
-        assert_eq!(out, [Out::Ready, Out::Program(Bytes::from_static(b"prompt"))]);
+        let out = scan_all(&mut scanner, &[b"\0TRACEBOX-READY m\n\0TRACEBOX-GO m\nprompt\0TRACE"]);
+        assert_eq!(out, [Out::Ready, Out::Started, Out::Program(Bytes::from_static(b"prompt"))]);
         assert_eq!(scanner.finish().as_deref(), Some(&b"\0TRACE"[..]));
     }
 

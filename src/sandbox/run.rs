@@ -209,7 +209,11 @@ pub async fn run(
         Read::TooLarge => None,
         Read::Late => Some(Stop::Timeout),
         Read::Killed => Some(Stop::Killed),
-        // The container stopped under the program (the supervisor was killed): Docker tells how.
+        // Gone before the supervisor said GO: the program never started (a container killed
+        // from outside just as the run took it).
+        Read::Gone if !collector.started => return Err(SandboxError::Lost),
+        // The container stopped under the program (killed from outside, or the kernel's OOM
+        // killer took the supervisor): Docker tells how.
         Read::Gone => {
             let exit = container.exit(STOP_GRACE).await?;
             return Ok(collector.finish(container, exit, None, started, log).await);
@@ -285,6 +289,8 @@ struct Collector {
     artifacts_cut: Option<ArtifactsCut>,
     /// The stdin feeder was stopped in the middle of a frame.
     stdin_cut: bool,
+    /// The supervisor took the program (its GO line, or program output, came).
+    started: bool,
 }
 
 impl Collector {
@@ -308,6 +314,7 @@ impl Collector {
             limited: false,
             artifacts_cut: None,
             stdin_cut: false,
+            started: false,
         }
     }
 
@@ -358,6 +365,8 @@ impl Collector {
         let bytes = match chunk {
             Chunk::Stderr(bytes) => {
                 if let Some(program) = container.stderr.scan(bytes) {
+                    // Stderr is its own stream: it may overtake the GO line on stdout.
+                    self.started = true;
                     self.push(Chunk::Stderr(program));
                 }
                 return;
@@ -366,6 +375,7 @@ impl Collector {
         };
         for out in container.stdout.scan(bytes) {
             match out {
+                Out::Started => self.started = true,
                 Out::Program(program) => self.push(Chunk::Stdout(program)),
                 Out::Ended(end) => self.end = Some(end),
                 Out::Tar(tar) => self.take_tar(tar).await,
