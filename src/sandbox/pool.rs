@@ -5,7 +5,7 @@
 //! allows; containers older than TRACEBOX_POOL_MAX_AGE_SECS, or dead (killed from outside), are
 //! replaced. A run finds a container waiting, or waits for one up to the queue timeout.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -24,6 +24,9 @@ use crate::execution::Isolation;
 
 /// How long a failed start waits before the next try, so a missing image is no busy loop.
 const RETRY_AFTER_FAILED_START: Duration = Duration::from_secs(1);
+
+/// How long a run waiting for a container sleeps at most before it looks at its shelf again.
+const LOOK_AGAIN: Duration = Duration::from_millis(50);
 /// How long a recycled container may take to ready its next program process.
 const RECYCLE_READY: Duration = Duration::from_secs(30);
 
@@ -134,13 +137,6 @@ struct Waiting {
     profile: Profile,
 }
 
-impl Waiting {
-    fn new(pool: &Pool, profile: &Profile) -> Waiting {
-        pool.with_shelves(|shelves| shelves.entry(profile.clone()).or_default().waiting += 1);
-        Waiting { pool: pool.clone(), profile: profile.clone() }
-    }
-}
-
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.pool.with_shelves(|shelves| {
@@ -148,6 +144,7 @@ impl Drop for Waiting {
                 shelf.waiting = shelf.waiting.saturating_sub(1);
             }
         });
+        self.pool.forget_if_unused(&self.profile);
     }
 }
 
@@ -281,6 +278,11 @@ impl Pool {
                 }
                 if found.is_some() {
                     shelf.in_use += 1;
+                } else if waiting.is_none() {
+                    // Counted under the same lock as the look: a shelf with a run waiting is
+                    // never forgotten, so the container meant for it comes to this very shelf.
+                    shelf.waiting += 1;
+                    waiting = Some(Waiting { pool: self.clone(), profile: profile.clone() });
                 }
                 (found, shelf.idle.len(), Arc::clone(&shelf.arrived))
             });
@@ -300,16 +302,17 @@ impl Pool {
                 }
                 return Ok((Lease { pool: self.clone(), container: Some(container), clean: false }, waited));
             }
-            if waiting.is_none() {
-                waiting = Some(Waiting::new(self, profile));
-            }
-            self.refill(profile);
-            if tokio::time::timeout_at(deadline, arrived.notified()).await.is_err() {
+            if Instant::now() >= deadline {
                 drop(waiting);
                 let last_error = self.with_shelves(|shelves| shelves.get(profile).and_then(|s| s.last_error.clone()));
                 self.inner.counters.waits.fetch_add(1, Ordering::Relaxed);
                 return Err(Empty { waited: began.elapsed(), last_error });
             }
+            self.refill(profile);
+            // A notification holds one permit: two containers arriving for two runs between
+            // their look and their wait would wake one. Each looks again after a while anyway,
+            // and once more at the deadline.
+            let _ = tokio::time::timeout_at(deadline.min(Instant::now() + LOOK_AGAIN), arrived.notified()).await;
         }
     }
 
@@ -317,21 +320,23 @@ impl Pool {
     /// supervisor is ready again; every other is removed.
     fn release(&self, mut container: Container, clean: bool) {
         let profile = container.profile.clone();
+        let again = clean
+            && profile.isolation == Isolation::Recycle
+            && container.runs < self.inner.max_runs
+            && !self.inner.closed.load(Ordering::Relaxed)
+            && tokio::runtime::Handle::try_current().is_ok(); // else shutting down
+        // One lock for both counts: a refill between them would start one container too many.
         self.with_shelves(|shelves| {
             let shelf = shelves.entry(profile.clone()).or_default();
             shelf.in_use = shelf.in_use.saturating_sub(1);
+            shelf.readying += usize::from(again);
         });
-        let again = clean && profile.isolation == Isolation::Recycle && container.runs < self.inner.max_runs;
-        if !again || self.inner.closed.load(Ordering::Relaxed) {
+        if !again {
             container.discard();
             self.refill(&profile);
             self.forget_if_unused(&profile);
             return;
         }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return; // shutting down: the container goes with `container`
-        }
-        self.with_shelves(|shelves| shelves.entry(profile.clone()).or_default().readying += 1);
         let pool = self.clone();
         self.inner.under_way.spawn(async move {
             let ready = container.ready(RECYCLE_READY).await;
@@ -413,11 +418,16 @@ impl Pool {
         });
         let gone = stale.len() + dead.len();
         self.inner.counters.discarded.fetch_add(gone as u64, Ordering::Relaxed);
+        let mut emptied = HashSet::new();
         for container in stale.into_iter().chain(dead) {
+            emptied.insert(container.profile.clone());
             container.discard();
         }
         for profile in self.inner.stocked.clone() {
             self.refill(&profile);
+        }
+        for profile in emptied {
+            self.forget_if_unused(&profile);
         }
     }
 
@@ -515,6 +525,7 @@ impl Pool {
         if failed {
             tokio::time::sleep(RETRY_AFTER_FAILED_START).await;
             self.refill(&profile);
+            self.forget_if_unused(&profile);
         }
     }
 
@@ -548,14 +559,15 @@ impl Pool {
         let tenant = !self.inner.stocked.contains(&profile);
         let mut extra = None;
         let arrived = self.with_shelves(|shelves| {
-            // Containers of named tenants wait within one budget: the longest-waiting goes.
-            let evicted = tenant.then(|| self.evict_for_tenant(shelves)).flatten();
-            let shelf = shelves.entry(profile).or_default();
+            let shelf = shelves.entry(profile.clone()).or_default();
             shelf.last_error = None;
             if shelf.idle.len() >= keep + shelf.waiting {
                 extra = Some(container);
-                return (None, evicted);
+                return (None, None);
             }
+            // Containers of named tenants wait within one budget: the longest-waiting goes.
+            let evicted = tenant.then(|| self.evict_for_tenant(shelves)).flatten();
+            let shelf = shelves.entry(profile).or_default();
             shelf.idle.push_back(container);
             (Some(Arc::clone(&shelf.arrived)), evicted)
         });

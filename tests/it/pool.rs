@@ -484,3 +484,26 @@ async fn containers_kept_for_named_tenants_stay_within_one_budget() {
     let instance = server.instance_id().await;
     eventually("the evicted containers are removed", || containers_of(&instance).len() == 4 + 2).await;
 }
+
+#[tokio::test]
+async fn a_tenants_shelf_goes_once_its_container_aged_out() {
+    let server = pooled(&[("TRACEBOX_RECYCLE_ALLOWED", "true"), ("TRACEBOX_POOL_MAX_AGE_SECS", "1")]).await;
+    let (status, reply) = server.execute(json!({"code": "print(1)", "isolation": "recycle", "tenant": "brief"})).await;
+    assert_eq!(status, 200, "{reply}");
+    let names = |state: &Value| -> Vec<String> {
+        state["profiles"].as_array().unwrap().iter().map(|p| p["profile"].as_str().unwrap().to_owned()).collect()
+    };
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        let state = pool(&server).await;
+        if !names(&state).contains(&"python-recycle-brief".to_owned()) {
+            assert!(names(&state).contains(&"python".to_owned()), "the stocked shelves stay: {state}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the tenant's shelf stayed after its container aged out: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
