@@ -29,13 +29,15 @@ outlives a tracebox that died; a program running TRACEBOX_BACKSTOP_GRACE_SECS pa
 is killed, for the same reason.
 
 It adds nothing user code could not do itself: it runs as the same unprivileged user inside the
-same limits. It is PID 1, so no program can stop or kill it, and every orphan becomes its child
+same limits. It is PID 1, so no program can stop or kill it with a signal, and every orphan becomes its child
 (it reaps them). It is not dumpable, so a program can neither trace it nor read its memory or
 its stdin, and a program process is a new executable, never a fork of it: no program holds the
 marker. Before a recycled container serves again, every process of the run has been reaped, and
 what a program of the same user can change in this process and a new one would inherit (limits,
-priority, CPUs, scheduler) is checked: changed, the container ends instead.
+priority, CPUs, scheduler) is checked: changed, the container ends instead; the flags and owner
+of the stdout and stderr it shares with programs are put back.
 """
+import fcntl
 import json
 import os
 import selectors
@@ -82,6 +84,23 @@ def process_settings():
     limits = [resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource)) if name.startswith("RLIMIT_")]
     scheduler = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
     return limits, os.getpriority(os.PRIO_PROCESS, 0), os.sched_getaffinity(0), scheduler
+
+
+def kill(pid):
+    """SIGKILL `pid`, which may have ended already."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def restore_stdio(flags):
+    """Undo what a program did to the container's stdout and stderr, open files it shares with
+    this process and every program after it: their flags (O_NONBLOCK would make the next writes
+    fail; O_ASYNC with an owner would send SIGIO, deadly by default, to the next program)."""
+    for fd, saved in flags.items():
+        fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
+        fcntl.fcntl(fd, fcntl.F_SETFL, saved)
 
 
 def reap():
@@ -413,9 +432,10 @@ def main():
     woken, wake = os.pipe()
     os.set_blocking(woken, False)
     os.set_blocking(wake, False)
-    signal.set_wakeup_fd(wake)
+    signal.set_wakeup_fd(wake, warn_on_full_buffer=False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     settings = process_settings()
+    stdio_flags = {fd: fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (1, 2)}
     MARKER = read_marker()
     os.set_blocking(0, False)
     selector = selectors.DefaultSelector()
@@ -439,7 +459,7 @@ def main():
         if not running and now >= idle_since + MAX_IDLE:
             return 0
         if running and deadline is not None and now >= deadline:
-            os.kill(program.pid, signal.SIGKILL)  # tracebox did not stop it: the backstop does
+            kill(program.pid)  # tracebox did not stop it: the backstop does
             deadline = None
         for key, _ in events:
             if key.fd == woken:
@@ -448,6 +468,8 @@ def main():
                 except BlockingIOError:
                     pass
                 if (status := reap().get(program.pid)) is not None:
+                    if not running:
+                        return 0  # the waiting program process died: this container is lost
                     program.status = status
             elif key.fd == 0:
                 try:
@@ -458,7 +480,7 @@ def main():
                     # tracebox went away: end the program, and so this container.
                     if not running:
                         return 0
-                    os.kill(program.pid, signal.SIGKILL)
+                    kill(program.pid)
                     selector.unregister(0)
                     stdin_ended = True
                     continue
@@ -488,9 +510,7 @@ def main():
             program.close_stdin()
             program.flush()
             all_gone = end_the_rest()
-            # A program may have made the shared stdout and stderr non-blocking.
-            os.set_blocking(1, True)
-            os.set_blocking(2, True)
+            restore_stdio(stdio_flags)
             after = oom_kills()
             ooms = after - ooms_before if ooms_before >= 0 and after >= 0 else -1
             entries = archive_entries()

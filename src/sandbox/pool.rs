@@ -131,6 +131,13 @@ impl Drop for Lease {
     }
 }
 
+/// What a container on its way to a shelf was counted as.
+#[derive(Clone, Copy)]
+enum Coming {
+    Started,
+    Readied,
+}
+
 /// A run waiting for a container of a profile, counted on its shelf while it waits.
 struct Waiting {
     pool: Pool,
@@ -303,8 +310,9 @@ impl Pool {
                 return Ok((Lease { pool: self.clone(), container: Some(container), clean: false }, waited));
             }
             if Instant::now() >= deadline {
-                drop(waiting);
+                // Read before the run stops waiting: that may forget the shelf, and its error.
                 let last_error = self.with_shelves(|shelves| shelves.get(profile).and_then(|s| s.last_error.clone()));
+                drop(waiting);
                 self.inner.counters.waits.fetch_add(1, Ordering::Relaxed);
                 return Err(Empty { waited: began.elapsed(), last_error });
             }
@@ -339,17 +347,16 @@ impl Pool {
         }
         let pool = self.clone();
         self.inner.under_way.spawn(async move {
-            let ready = container.ready(RECYCLE_READY).await;
-            pool.with_shelves(|shelves| {
-                let shelf = shelves.entry(profile.clone()).or_default();
-                shelf.readying = shelf.readying.saturating_sub(1);
-            });
-            match ready {
+            match container.ready(RECYCLE_READY).await {
                 Ok(()) => {
                     pool.inner.counters.recycled.fetch_add(1, Ordering::Relaxed);
-                    pool.shelve(container);
+                    pool.shelve(container, Coming::Readied);
                 }
                 Err(error) => {
+                    pool.with_shelves(|shelves| {
+                        let shelf = shelves.entry(profile.clone()).or_default();
+                        shelf.readying = shelf.readying.saturating_sub(1);
+                    });
                     tracing::warn!(container = %container.name, %error, "a recycled container did not ready its next program");
                     pool.inner.counters.discarded.fetch_add(1, Ordering::Relaxed);
                     container.discard();
@@ -504,28 +511,27 @@ impl Pool {
                 return;
             }
         };
-        let failed = started.is_err();
-        self.with_shelves(|shelves| {
-            let shelf = shelves.entry(profile.clone()).or_default();
-            shelf.starting = shelf.starting.saturating_sub(1);
-            if let Err(error) = &started {
-                shelf.last_error = Some(error.to_string());
-            }
-        });
         match started {
             Ok(container) => {
                 self.inner.counters.started.fetch_add(1, Ordering::Relaxed);
-                self.shelve(container);
+                self.shelve(container, Coming::Started);
             }
             Err(error) => {
                 self.inner.counters.failed_starts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(profile = %profile.name(), %error, "a warm container failed to start");
+                self.with_shelves(|shelves| {
+                    shelves.entry(profile.clone()).or_default().last_error = Some(error.to_string());
+                });
+                // Still counted as starting while it waits: runs waiting meanwhile must not
+                // start another at once, which would fail the same way many times a second.
+                tokio::time::sleep(RETRY_AFTER_FAILED_START).await;
+                self.with_shelves(|shelves| {
+                    let shelf = shelves.entry(profile.clone()).or_default();
+                    shelf.starting = shelf.starting.saturating_sub(1);
+                });
+                self.refill(&profile);
+                self.forget_if_unused(&profile);
             }
-        }
-        if failed {
-            tokio::time::sleep(RETRY_AFTER_FAILED_START).await;
-            self.refill(&profile);
-            self.forget_if_unused(&profile);
         }
     }
 
@@ -548,18 +554,25 @@ impl Pool {
     }
 
     /// Put a ready container on its shelf, and tell a waiting run; one more than the shelf
-    /// keeps is removed.
-    fn shelve(&self, container: Container) {
+    /// keeps is removed. It stops counting as `coming` in the same lock, so that no refill
+    /// sees it neither coming nor there.
+    fn shelve(&self, container: Container, coming: Coming) {
+        let profile = container.profile.clone();
+        let uncount = |shelf: &mut Shelf| match coming {
+            Coming::Started => shelf.starting = shelf.starting.saturating_sub(1),
+            Coming::Readied => shelf.readying = shelf.readying.saturating_sub(1),
+        };
         if self.inner.closed.load(Ordering::Relaxed) {
+            self.with_shelves(|shelves| uncount(shelves.entry(profile).or_default()));
             container.discard();
             return;
         }
-        let profile = container.profile.clone();
         let keep = self.inner.size.max(1);
         let tenant = !self.inner.stocked.contains(&profile);
         let mut extra = None;
         let arrived = self.with_shelves(|shelves| {
             let shelf = shelves.entry(profile.clone()).or_default();
+            uncount(shelf);
             shelf.last_error = None;
             if shelf.idle.len() >= keep + shelf.waiting {
                 extra = Some(container);

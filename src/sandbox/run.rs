@@ -157,19 +157,22 @@ pub async fn run(
         sent = tokio::time::timeout(program.timeout, container.send(&frame)) => sent,
         () = kill.cancelled() => return Ok(RawOutcome { killed: true, ..RawOutcome::default() }),
     };
-    handed_over.map_err(|_late| SandboxError::NotReady {
-        why: format!("it took no program within the run's {:?} timeout", program.timeout),
-    })??;
+    match handed_over {
+        Err(_late) => {
+            let why = format!("it took no program within the run's {:?} timeout", program.timeout);
+            return Err(SandboxError::NotReady { why });
+        }
+        // Its stdin is closed: the container is gone, and nothing of the program ran.
+        Ok(Err(_gone)) => return Err(SandboxError::Lost),
+        Ok(Ok(())) => {}
+    }
     let started = Instant::now();
     let deadline = started + program.timeout;
     log.record("program.sent", json!({ "container": container.name }));
-    if let Some(on_start) = on_start {
-        let _ = on_start.send(());
-    }
     let stop_feeding = CancellationToken::new();
     let feeder = (!nothing_more)
         .then(|| tokio::spawn(feed(Arc::clone(&container.stdin), stdin_now, more_stdin, stop_feeding.clone())));
-    let mut collector = Collector::new(program.output_bytes, sink, artifacts, artifacts_budget);
+    let mut collector = Collector::new(program.output_bytes, sink, artifacts, artifacts_budget, on_start);
     let read = collector.read(container, Until::ProgramEnd, deadline, &kill).await;
     stop_feeding.cancel();
     if let Some(mut feeder) = feeder
@@ -291,6 +294,8 @@ struct Collector {
     stdin_cut: bool,
     /// The supervisor took the program (its GO line, or program output, came).
     started: bool,
+    /// Told when it did.
+    on_start: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Collector {
@@ -299,6 +304,7 @@ impl Collector {
         sink: mpsc::UnboundedSender<Chunk>,
         artifacts: mpsc::Sender<bytes::Bytes>,
         artifacts_budget: u64,
+        on_start: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Collector {
         Collector {
             sink: Some(sink),
@@ -315,6 +321,7 @@ impl Collector {
             artifacts_cut: None,
             stdin_cut: false,
             started: false,
+            on_start,
         }
     }
 
@@ -360,13 +367,21 @@ impl Collector {
         }
     }
 
+    /// The supervisor took the program: tell whoever waits for its start.
+    fn start(&mut self) {
+        self.started = true;
+        if let Some(on_start) = self.on_start.take() {
+            let _ = on_start.send(());
+        }
+    }
+
     /// Sort one chunk: the program's output, its end, or the artifacts.
     async fn take(&mut self, container: &mut Container, chunk: Chunk) {
         let bytes = match chunk {
             Chunk::Stderr(bytes) => {
                 if let Some(program) = container.stderr.scan(bytes) {
                     // Stderr is its own stream: it may overtake the GO line on stdout.
-                    self.started = true;
+                    self.start();
                     self.push(Chunk::Stderr(program));
                 }
                 return;
@@ -375,7 +390,7 @@ impl Collector {
         };
         for out in container.stdout.scan(bytes) {
             match out {
-                Out::Started => self.started = true,
+                Out::Started => self.start(),
                 Out::Program(program) => self.push(Chunk::Stdout(program)),
                 Out::Ended(end) => self.end = Some(end),
                 Out::Tar(tar) => self.take_tar(tar).await,
@@ -501,7 +516,7 @@ mod tests {
     fn collector(limit: u64) -> (Collector, mpsc::UnboundedReceiver<Chunk>) {
         let (sink, chunks) = mpsc::unbounded_channel();
         let (artifacts, _) = mpsc::channel(1);
-        (Collector::new(limit, sink, artifacts, 1024), chunks)
+        (Collector::new(limit, sink, artifacts, 1024, None), chunks)
     }
 
     fn passed_on(chunks: &mut mpsc::UnboundedReceiver<Chunk>) -> (Vec<u8>, Vec<u8>) {
@@ -548,7 +563,7 @@ mod tests {
     async fn the_tar_is_taken_up_to_its_budget_and_ends_there() {
         let (sink, _chunks) = mpsc::unbounded_channel();
         let (artifacts, mut tar) = mpsc::channel(4);
-        let mut collector = Collector::new(100, sink, artifacts, 7);
+        let mut collector = Collector::new(100, sink, artifacts, 7, None);
         collector.take_tar(Bytes::from_static(b"TAR")).await;
         collector.take_tar(Bytes::from_static(b"MORE")).await;
         assert_eq!((tar.recv().await.unwrap(), tar.recv().await.unwrap()), (Bytes::from("TAR"), Bytes::from("MORE")));

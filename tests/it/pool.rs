@@ -408,11 +408,23 @@ async fn a_program_that_changes_its_supervisors_limits_priority_or_cpus_leaves_n
 }
 
 #[tokio::test]
-async fn a_program_that_makes_the_shared_stdout_non_blocking_still_ends_whole_and_harms_no_next_run() {
+async fn a_program_that_changes_the_shared_stdout_still_ends_whole_and_harms_no_next_run() {
     let policy = empty_policy();
     let server =
         pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
-    let code = "import os\nos.makedirs('/workspace/out')\nopen('/workspace/out/a.txt', 'w').write('a' * 100000)\nos.set_blocking(1, False)\nos.set_blocking(2, False)\nprint('set')";
+    // Non-blocking (the next writes would fail), and asynchronous with its process group as
+    // owner (every read of the pipe would send SIGIO, deadly by default, to the next program).
+    let code = r#"
+import fcntl, os, signal
+signal.signal(signal.SIGIO, signal.SIG_IGN)  # this program itself is spared
+os.makedirs('/workspace/out')
+open('/workspace/out/a.txt', 'w').write('a' * 100000)
+for fd in (1, 2):
+    os.set_blocking(fd, False)
+    fcntl.fcntl(fd, fcntl.F_SETOWN, -os.getpgid(0))
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+print('set')
+"#;
     let reply = server.run("python", code).await;
     assert_eq!((reply["status"].as_str(), reply["stdout"].as_str()), (Some("success"), Some("set\n")), "{reply}");
     assert_eq!(reply["artifacts"][0]["size"], 100_000, "its END line and artifacts came whole: {reply}");
