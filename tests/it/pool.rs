@@ -15,6 +15,13 @@ async fn pooled(extra: &[(&str, &str)]) -> TestServer {
     TestServer::spawn_with(&env).await
 }
 
+/// A server in recycle mode with one warm container per language, whose policy lets every
+/// program through: what a recycled container must withstand by itself.
+async fn unscreened_recycler() -> TestServer {
+    let policy = empty_policy();
+    pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await
+}
+
 /// The pool as `/health` reports it.
 async fn pool(server: &TestServer) -> Value {
     let (_, health) = server.get_json("/health").await;
@@ -90,9 +97,7 @@ async fn a_fresh_run_never_gets_a_container_another_run_used() {
 
 #[tokio::test]
 async fn a_recycled_container_keeps_no_process_or_file_of_the_run_before() {
-    let policy = empty_policy();
-    let server =
-        pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
+    let server = unscreened_recycler().await;
     // Files where the wipe must work for them: in a directory locked shut, in a read-only one.
     let first = r#"
 import os, subprocess
@@ -126,9 +131,7 @@ print(names, [c for c in others if 'sleep' in c])
 
 #[tokio::test]
 async fn a_recycled_container_where_a_run_left_sysv_ipc_serves_no_other() {
-    let policy = empty_policy();
-    let server =
-        pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
+    let server = unscreened_recycler().await;
     // A SysV shared memory segment outlives its process, and only shmctl removes it.
     let code = "import ctypes\nlibc = ctypes.CDLL(None)\nprint(libc.shmget(0, 4096, 0o1600) >= 0)";
     let reply = server.run("python", code).await;
@@ -347,9 +350,7 @@ print(others)
 
 #[tokio::test]
 async fn no_program_can_learn_the_marker_end_its_run_early_or_outlive_it() {
-    let policy = empty_policy();
-    let server =
-        pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
+    let server = unscreened_recycler().await;
     let reply = server.run("python", FORGER).await;
     assert_eq!((reply["status"].as_str(), reply["exit_code"].as_i64()), (Some("error"), Some(7)), "{reply}");
     let stdout = reply["stdout"].as_str().unwrap();
@@ -386,9 +387,7 @@ print(resource.getrlimit(resource.RLIMIT_NOFILE), os.getpriority(os.PRIO_PROCESS
 
 #[tokio::test]
 async fn a_program_that_changes_its_supervisors_limits_priority_or_cpus_leaves_nothing_to_the_next_run() {
-    let policy = empty_policy();
-    let server =
-        pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
+    let server = unscreened_recycler().await;
     let defaults = server.run("python", SETTINGS).await["stdout"].as_str().unwrap().to_owned();
     let changes = [
         "import resource\nresource.prlimit(1, resource.RLIMIT_NOFILE, (16, 16))",
@@ -409,9 +408,7 @@ async fn a_program_that_changes_its_supervisors_limits_priority_or_cpus_leaves_n
 
 #[tokio::test]
 async fn a_program_that_changes_the_shared_stdout_still_ends_whole_and_harms_no_next_run() {
-    let policy = empty_policy();
-    let server =
-        pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await;
+    let server = unscreened_recycler().await;
     // Non-blocking (the next writes would fail), and asynchronous with its process group as
     // owner (every read of the pipe would send SIGIO, deadly by default, to the next program).
     let code = r#"
