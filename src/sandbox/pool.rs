@@ -309,6 +309,7 @@ impl Pool {
                 }
                 return Ok((Lease { pool: self.clone(), container: Some(container), clean: false }, waited));
             }
+            self.refill(profile);
             if Instant::now() >= deadline {
                 // Read before the run stops waiting: that may forget the shelf, and its error.
                 let last_error = self.with_shelves(|shelves| shelves.get(profile).and_then(|s| s.last_error.clone()));
@@ -316,7 +317,6 @@ impl Pool {
                 self.inner.counters.waits.fetch_add(1, Ordering::Relaxed);
                 return Err(Empty { waited: began.elapsed(), last_error });
             }
-            self.refill(profile);
             // A notification holds one permit: two containers arriving for two runs between
             // their look and their wait would wake one. Each looks again after a while anyway,
             // and once more at the deadline.
