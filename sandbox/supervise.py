@@ -40,6 +40,7 @@ of the stdout and stderr it shares with programs are put back.
 import fcntl
 import json
 import os
+import resource
 import selectors
 import signal
 import sys
@@ -76,12 +77,13 @@ def not_dumpable():
         sys.exit("tracebox supervisor: cannot make itself undumpable (errno %d)" % ctypes.get_errno())
 
 
+RLIMITS = sorted(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
+
+
 def process_settings():
     """What a program of the same user can change in this process (prlimit, setpriority,
     sched_setaffinity, sched_setscheduler) and the next program process would inherit."""
-    import resource
-
-    limits = [resource.getrlimit(getattr(resource, name)) for name in sorted(dir(resource)) if name.startswith("RLIMIT_")]
+    limits = [resource.getrlimit(limit) for limit in RLIMITS]
     scheduler = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
     return limits, os.getpriority(os.PRIO_PROCESS, 0), os.sched_getaffinity(0), scheduler
 

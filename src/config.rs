@@ -547,13 +547,23 @@ impl Config {
                 ),
             });
         }
-        Ok(RunLimits {
+        Ok(self.limits(timeout_secs, memory_mb))
+    }
+
+    /// The limits a run gets when it asks for nothing (the defaults were checked when this
+    /// configuration was loaded): what the warm pool's containers are made for.
+    pub fn default_limits(&self) -> RunLimits {
+        self.limits(self.default_timeout_secs, self.default_memory_mb)
+    }
+
+    fn limits(&self, timeout_secs: f64, memory_mb: u64) -> RunLimits {
+        RunLimits {
             timeout: Duration::from_secs_f64(timeout_secs),
             memory_bytes: memory_mb * MIB,
             cpus: self.cpus,
             pids: self.pids_limit,
             output_bytes: self.output_limit_bytes,
-        })
+        }
     }
 }
 

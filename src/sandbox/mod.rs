@@ -167,14 +167,7 @@ impl Sandbox {
     pub fn connect(config: &Config, instance_id: &str, boot_id: &str) -> Result<Sandbox, SandboxError> {
         let engine = Engine::connect(config.docker_host.as_deref())?;
         let settings = Arc::new(ContainerSettings::from_config(config, instance_id, boot_id));
-        // The defaults a run gets when it asks for nothing (checked when the config was loaded).
-        let limits = config.run_limits(None, None).unwrap_or_else(|_| RunLimits {
-            timeout: Duration::from_secs_f64(config.default_timeout_secs),
-            memory_bytes: config.default_memory_mb * 1024 * 1024,
-            cpus: config.cpus,
-            pids: config.pids_limit,
-            output_bytes: config.output_limit_bytes,
-        });
+        let limits = config.default_limits();
         let stocked = Language::ALL.iter().map(|l| Profile::of(*l, &limits, config.isolation, None)).collect();
         let pool = Pool::new(engine.clone(), Arc::clone(&settings), PoolSettings::from_config(config), stocked);
         Ok(Sandbox { engine, settings, base_image: config.base_image.as_str().into(), pool })
