@@ -2,44 +2,46 @@
 
     python3 supervise.py python|node        (settings in TRACEBOX_* environment variables)
 
-tracebox first sends the container's marker on its stdin (`M <marker>\\n`; it is in no
-environment, so no program can learn it). The supervisor then keeps a program process ready (a
-new `python3 runner.py`, or `node` started from the snapshot of runner.js), loaded and blocked on
-a pipe, and says so on stdout. tracebox then sends, on the container's stdin:
+The supervisor keeps a program process ready (a new `python3 runner.py`, or `node` started from
+the snapshot of runner.js), loaded and blocked on a pipe. tracebox sends, on the container's
+stdin:
 
     P <n>\\n<n bytes of JSON {"code": <length>, "env": {...}, "timeout": <seconds>}><code>
     D <n>\\n<n bytes of the program's stdin>       (any number)
     E\\n                                           (end of the program's stdin)
 
-On a program it says `\\0TRACEBOX-GO <marker>` on stdout (what follows is the program's; a
-container gone before GO never ran it), and the program gets its code, environment and stdin
-through its pipe (see runner.py, runner.js) and writes to the container's stdout and stderr
-itself: its output is its own, unbuffered. When it ends, every other process is killed and
-reaped, and the supervisor writes
+The container's stdout is the channel back to tracebox, and only this process writes to it:
+every message is a frame, a kind byte, a 4-byte big-endian length, then that many bytes.
 
-    stderr: \\0TRACEBOX-END <marker>\\n
-    stdout: \\0TRACEBOX-END <marker> <status> <OOM kills, or -1> <n>\\n<n bytes: a tar of /workspace/out>
+    R   ready for a program                 G   took the program (its output follows)
+    o   the program's stdout bytes          e   the program's stderr bytes
+    X   the program ended: `<status> <OOM kills, or -1>`
+    A   bytes of a tar of /workspace/out    Z   the tar is whole
 
-so tracebox knows the program ended, how, and that it has all of its output. In `fresh` mode
-the supervisor then exits with the program's status. In `recycle` mode it wipes /workspace,
-/tmp, /dev/shm and /dev/mqueue (and ends the container instead when anything of the run would
-stay, SysV IPC objects included), readies a new program process, and says
-`\\0TRACEBOX-READY <marker>` again, up to TRACEBOX_MAX_RUNS runs. With no program for TRACEBOX_MAX_IDLE_SECS it exits, so no container
-outlives a tracebox that died; a program running TRACEBOX_BACKSTOP_GRACE_SECS past its timeout
-is killed, for the same reason.
+A program writes to pipes of its own, which the supervisor relays as `o` and `e` frames: no
+program holds the container's stdout, stderr or stdin, so nothing it writes or reads can be
+taken for a frame or steal one (it can only read back its own output). The container's stderr
+carries the supervisor's own trouble, for tracebox's log.
+
+When the program ends, every other process is killed and reaped, the rest of its output is
+relayed, and the X, A and Z frames follow. In `fresh` mode the supervisor then exits with the
+program's status. In `recycle` mode it wipes /workspace, /tmp, /dev/shm and /dev/mqueue (and
+ends the container instead when anything of the run would stay), readies a new program process,
+and says R again, up to TRACEBOX_MAX_RUNS runs. With no program for TRACEBOX_MAX_IDLE_SECS it
+exits, so no container outlives a tracebox that died; a program running
+TRACEBOX_BACKSTOP_GRACE_SECS past its timeout is killed, for the same reason.
 
 It adds nothing user code could not do itself: it runs as the same unprivileged user inside the
-same limits. It is PID 1, so no program can stop or kill it with a signal, and every orphan becomes its child
-(it reaps them). It is not dumpable, so a program can neither trace it nor read its memory or
-its stdin, and a program process is a new executable, never a fork of it: no program holds the
-marker. Before a recycled container serves again, every process of the run has been reaped, and
-what a program of the same user can change in this process and a new one would inherit (limits,
-priority, CPUs, scheduler) is checked: changed, the container ends instead; the flags and owner
-of the stdout and stderr it shares with programs are put back.
+same limits. It is PID 1, so no program can stop or kill it with a signal, and every orphan
+becomes its child (it reaps them). It is not dumpable, so a program can neither trace it nor
+open its files through /proc. Before a recycled container serves again, every process of the
+run has been reaped, and what a program of the same user can change in this process and a new
+one would inherit (limits, priority, I/O priority, CPUs, scheduler), or in the folders runs
+share (their mode), is checked: changed and not put back, the container ends instead.
 """
-import fcntl
 import json
 import os
+import platform
 import resource
 import selectors
 import signal
@@ -47,7 +49,6 @@ import sys
 import time
 
 LANGUAGE = sys.argv[1] if len(sys.argv) > 1 else "python"
-MARKER = b""  # read from stdin first thing (see read_marker)
 MODE = os.environ.pop("TRACEBOX_MODE", "fresh")
 MAX_RUNS = int(os.environ.pop("TRACEBOX_MAX_RUNS", "1"))
 MAX_IDLE = float(os.environ.pop("TRACEBOX_MAX_IDLE_SECS", "600"))
@@ -62,30 +63,64 @@ PROGRAM_READY_SECS = 30
 WIPED = (WORKSPACE, TMP, "/dev/shm", "/dev/mqueue")
 # How long the processes a run left may take to die once killed, before the container is given up.
 REAP_SECS = 2
-BLOCK, RECORD = 512, 20 * 512  # what tarfile writes: 512-byte blocks, 10 KiB records
+# The most bytes read from a program's pipe, or of the artifacts' tar, per frame.
+CHUNK = 1 << 16
+# ioprio_get(2) by architecture; IOPRIO_WHO_PROCESS.
+IOPRIO_GET = {"x86_64": 252, "aarch64": 31, "arm64": 31}.get(platform.machine())
+IOPRIO_WHO_PROCESS = 1
+
+LIBC = None  # ctypes' libc, loaded once in main()
+
+
+def load_libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def not_dumpable():
-    """PR_SET_DUMPABLE 0: keeps programs (the same user) from tracing this process or reading
-    its /proc files, its memory and stdin with them: the marker's secrecy rests on it, so a
-    supervisor that cannot make sure of it does not start (a program process, a new
+    """PR_SET_DUMPABLE 0: keeps programs (the same user) from tracing this process or opening
+    its /proc files (its memory, and its stdin and stdout: the channel to tracebox) with them;
+    a supervisor that cannot make sure of it does not start (a program process, a new
     executable, is dumpable as any process is)."""
     import ctypes
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    if prctl(4, 0, 0, 0, 0) != 0 or prctl(3, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, PR_GET_DUMPABLE
+    if LIBC.prctl(4, 0, 0, 0, 0) != 0 or LIBC.prctl(3, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, PR_GET_DUMPABLE
         sys.exit("tracebox supervisor: cannot make itself undumpable (errno %d)" % ctypes.get_errno())
 
 
 RLIMITS = sorted(getattr(resource, name) for name in dir(resource) if name.startswith("RLIMIT_"))
 
 
+def io_priority():
+    """This process's I/O priority, or None when this machine's syscall is unknown (a recycled
+    container then serves no second run: a changed priority could not be seen)."""
+    if IOPRIO_GET is None:
+        return None
+    return LIBC.syscall(IOPRIO_GET, IOPRIO_WHO_PROCESS, 0)
+
+
 def process_settings():
     """What a program of the same user can change in this process (prlimit, setpriority,
-    sched_setaffinity, sched_setscheduler) and the next program process would inherit."""
+    ioprio_set, sched_setaffinity, sched_setscheduler) and the next program process would
+    inherit."""
     limits = [resource.getrlimit(limit) for limit in RLIMITS]
     scheduler = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
-    return limits, os.getpriority(os.PRIO_PROCESS, 0), os.sched_getaffinity(0), scheduler
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    return limits, nice, io_priority(), os.sched_getaffinity(0), scheduler
+
+
+def folder_modes():
+    """Mode and owner of each folder runs share: a program of the same user may chmod the ones
+    it owns (/workspace), which the next run would inherit."""
+    modes = {}
+    for top in WIPED:
+        try:
+            st = os.lstat(top)
+            modes[top] = (st.st_mode, st.st_uid, st.st_gid)
+        except OSError:
+            pass
+    return modes
 
 
 def kill(pid):
@@ -94,15 +129,6 @@ def kill(pid):
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-
-
-def restore_stdio(flags):
-    """Undo what a program did to the container's stdout and stderr, open files it shares with
-    this process and every program after it: their flags (O_NONBLOCK would make the next writes
-    fail; O_ASYNC with an owner would send SIGIO, deadly by default, to the next program)."""
-    for fd, saved in flags.items():
-        fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
-        fcntl.fcntl(fd, fcntl.F_SETFL, saved)
 
 
 def reap():
@@ -120,7 +146,7 @@ def reap():
 
 def end_the_rest():
     """Kill every process but this one and wait until all are reaped, so that none writes after
-    the END line; False when some outlived REAP_SECS."""
+    the program's end; False when some outlived REAP_SECS."""
     try:
         os.kill(-1, signal.SIGKILL)  # from PID 1: every process of the container but itself
     except ProcessLookupError:
@@ -156,6 +182,11 @@ def write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
+def send(kind, payload=b""):
+    """One frame to tracebox on the channel (the container's stdout)."""
+    write_all(1, kind + len(payload).to_bytes(4, "big") + payload)
+
+
 def program_argv():
     """The program process's command line."""
     if LANGUAGE == "node":
@@ -170,37 +201,71 @@ class NotReady(Exception):
 
 
 class Program:
-    """The process the next program runs in: started in advance, fed through a pipe."""
+    """The process the next program runs in: started in advance, fed through a pipe, writing
+    to pipes of its own that the supervisor relays."""
 
     def __init__(self):
         read_end, self.pipe = os.pipe()
         ready_read, ready_write = os.pipe()
+        self.stdout, stdout_write = os.pipe()
+        self.stderr, stderr_write = os.pipe()
         argv = program_argv()
+        # Only what the file actions name reaches it: the container's stdin, stdout and
+        # stderr are replaced, and every other descriptor here is close-on-exec.
         self.pid = os.posix_spawn(
             argv[0],
             argv,
             dict(os.environ),
             file_actions=[
                 (os.POSIX_SPAWN_DUP2, read_end, 0),
+                (os.POSIX_SPAWN_DUP2, stdout_write, 1),
+                (os.POSIX_SPAWN_DUP2, stderr_write, 2),
                 (os.POSIX_SPAWN_DUP2, ready_write, 3),
             ],
             # Ignored here (SIGINT, SIGPIPE) or by Python (SIGXFSZ): programs get the defaults.
             setsigdef=(signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ),
         )
-        os.close(ready_write)
+        for fd in (ready_write, stdout_write, stderr_write, read_end):
+            os.close(fd)
         # The runner writes a byte on fd 3 once it is loaded (and closes it).
         selector = selectors.DefaultSelector()
         selector.register(ready_read, selectors.EVENT_READ)
         loaded = selector.select(PROGRAM_READY_SECS) and os.read(ready_read, 1) == b"r"
+        selector.close()
         os.close(ready_read)
         if not loaded:
             os.kill(self.pid, signal.SIGKILL)
             raise NotReady("%s did not load within %d s" % (argv[0], PROGRAM_READY_SECS))
-        os.close(read_end)
-        os.set_blocking(self.pipe, False)
+        for fd in (self.pipe, self.stdout, self.stderr):
+            os.set_blocking(fd, False)
         self.pending = bytearray()
         self.closing = False
         self.status = None  # once it ended
+
+    def outputs(self):
+        """Its output pipes still open, with the frame kind each is relayed as."""
+        return [(fd, kind) for fd, kind in ((self.stdout, b"o"), (self.stderr, b"e")) if fd is not None]
+
+    def relay(self, fd, drain=False):
+        """Relay what one of its output pipes holds: one read (the loop stays fair to stdin
+        and timers however fast it writes), or all of it with `drain`. False once that pipe
+        has ended (every writer gone) and is closed."""
+        kind = b"o" if fd == self.stdout else b"e"
+        while True:
+            try:
+                data = os.read(fd, CHUNK)
+            except BlockingIOError:
+                return True
+            if not data:
+                os.close(fd)
+                if fd == self.stdout:
+                    self.stdout = None
+                else:
+                    self.stderr = None
+                return False
+            send(kind, data)
+            if not drain:
+                return True
 
     def send(self, data):
         if self.pipe is not None and not self.closing:
@@ -223,6 +288,13 @@ class Program:
             os.close(self.pipe)
             self.pipe = None
         return False
+
+    def discard(self):
+        """Close what is left of its pipes (it ended, or the container does)."""
+        for fd in (self.pipe, self.stdout, self.stderr):
+            if fd is not None:
+                os.close(fd)
+        self.pipe = self.stdout = self.stderr = None
 
 
 def exit_status(status):
@@ -268,55 +340,60 @@ def archive_entries():
     return sorted(entries, key=lambda entry: entry[0].name)
 
 
-def archive_size(entries):
-    body = sum(BLOCK + (-(-info.size // BLOCK) * BLOCK if info.isfile() else 0) for info, _ in entries)
-    return 0 if not entries else -(-(body + 2 * BLOCK) // RECORD) * RECORD
+class Frames:
+    """A file-like writer that sends what it is given as A frames, CHUNK bytes at a time."""
 
-
-class Exactly:
-    """A writer that sends exactly `size` bytes to stdout, whatever the archive turns out to be,
-    so the frame stays whole."""
-
-    def __init__(self, size):
-        self.left, self.written = size, 0
+    def __init__(self):
+        self.buffer, self.written = bytearray(), 0
 
     def write(self, data):
-        taken = bytes(data[: self.left])
-        write_all(1, taken)
-        self.left -= len(taken)
+        self.buffer += data
         self.written += len(data)
+        while len(self.buffer) >= CHUNK:
+            send(b"A", bytes(self.buffer[:CHUNK]))
+            del self.buffer[:CHUNK]
         return len(data)
 
     def tell(self):
         return self.written
 
-    def finish(self):
-        while self.left:
-            self.write(b"\0" * min(self.left, 1 << 16))
+    def flush(self):
+        if self.buffer:
+            send(b"A", bytes(self.buffer))
+            self.buffer.clear()
 
 
-def send_artifacts(entries, size):
-    if not entries:
-        return
-    import tarfile
+def send_artifacts():
+    """The tar of /workspace/out as A frames, then Z. A file that fails half-way cuts the
+    archive there: tracebox keeps the files that came whole."""
+    entries = archive_entries()
+    if entries:
+        import tarfile
 
-    out = Exactly(size)
+        out = Frames()
+        try:
+            with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for info, path in entries:
+                    if info.isfile():
+                        with open(path, "rb") as file:
+                            tar.addfile(info, file)
+                    else:
+                        tar.addfile(info)
+        except (OSError, ValueError):
+            pass
+        out.flush()
+    send(b"Z")
+
+
+def wipe(top, mode):
+    """Remove everything under `top`, and say whether it is empty now, with the mode it had at
+    the start. The program may have made directories (`top` itself included) unreadable or
+    unwritable: every one is opened up before the removal."""
     try:
-        with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for info, path in entries:
-                if info.isfile():
-                    with open(path, "rb") as file:
-                        tar.addfile(info, file)
-                else:
-                    tar.addfile(info)
-    except (OSError, ValueError):
-        pass  # the archive is cut here; tracebox keeps the files that came whole
-    out.finish()
-
-
-def wipe(top):
-    """Remove everything under `top`, and say whether it is empty now. The program may have
-    made directories unreadable or unwritable: every one is opened up before the removal."""
+        if os.stat(top).st_uid == os.getuid():
+            os.chmod(top, 0o700)
+    except OSError:
+        pass
     for root, dirs, _ in os.walk(top):
         for name in dirs:
             path = os.path.join(root, name)
@@ -341,6 +418,8 @@ def wipe(top):
             except OSError:
                 pass
     try:
+        if os.stat(top).st_uid == os.getuid():
+            os.chmod(top, mode & 0o7777)
         return not os.listdir(top)
     except OSError:
         return False
@@ -359,27 +438,14 @@ def sysv_ipc_left():
     return False
 
 
-def wipe_all():
-    """Empty everything a run may have written; False when something would stay."""
-    emptied = [wipe(top) for top in WIPED if os.path.isdir(top)]
-    return all(emptied) and not sysv_ipc_left()
+def wipe_all(modes):
+    """Empty everything a run may have written, and put back the mode of each folder; False
+    when something would stay."""
+    emptied = [wipe(top, modes[top][0]) for top in WIPED if top in modes and os.path.isdir(top)]
+    return all(emptied) and folder_modes() == modes and not sysv_ipc_left()
 
 
-def read_marker():
-    """The first line tracebox sends: `M <marker>`."""
-    line = b""
-    while not line.endswith(b"\n"):
-        byte = os.read(0, 1)
-        if not byte or len(line) > 128:
-            sys.exit("tracebox supervisor: no marker on stdin")
-        line += byte
-    kind, _, marker = line.strip().partition(b" ")
-    if kind != b"M" or not marker:
-        sys.exit("tracebox supervisor: no marker on stdin")
-    return marker
-
-
-class Frames:
+class Requests:
     """tracebox's frames on stdin, parsed as they come."""
 
     def __init__(self):
@@ -423,124 +489,166 @@ def program_frame(header):
     return b"TRACEBOX1 %d %d\n" % (len(code), len(env)) + env + code
 
 
+class Supervisor:
+    """The loop: programs in from tracebox, their output out, their end told."""
+
+    def __init__(self):
+        # A child that ends wakes the loop through this pipe (its handler does nothing itself).
+        self.woken, wake = os.pipe()
+        os.set_blocking(self.woken, False)
+        os.set_blocking(wake, False)
+        signal.set_wakeup_fd(wake, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.settings = process_settings()
+        self.modes = folder_modes()
+        os.set_blocking(0, False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(0, selectors.EVENT_READ)
+        self.selector.register(self.woken, selectors.EVENT_READ)
+        self.requests = Requests()
+        self.runs = 0
+        self.program = Program()
+        self.running, self.deadline, self.idle_since, self.ooms_before = False, None, time.monotonic(), -1
+        self.stdin_ended = False  # tracebox went away: the run in progress is the last
+        self.watched = None  # the program's pipe, while stdin waits to go into it
+
+    def serve(self):
+        """Serve programs until the container should end; its exit status."""
+        send(b"R")
+        while True:
+            now = time.monotonic()
+            if self.running:
+                timeout = None if self.deadline is None else max(0.0, self.deadline - now)
+            else:
+                timeout = max(0.0, self.idle_since + MAX_IDLE - now)
+            events = self.selector.select(timeout)
+            now = time.monotonic()
+            if not self.running and now >= self.idle_since + MAX_IDLE:
+                return 0
+            if self.running and self.deadline is not None and now >= self.deadline:
+                kill(self.program.pid)  # tracebox did not stop it: the backstop does
+                self.deadline = None
+            for key, _ in events:
+                ended = self.on_event(key.fd, key.data)
+                if ended is not None:
+                    return ended
+            if self.running and self.program.status is not None:
+                ended = self.end_run()
+                if ended is not None:
+                    return ended
+            elif self.running:
+                self.feed_stdin()
+
+    def on_event(self, fd, kind):
+        """Handle one readable descriptor; an exit status when the container should end."""
+        if kind is not None:  # one of the program's output pipes
+            if not self.program.relay(fd):
+                self.selector.unregister(fd)
+        elif fd == self.woken:
+            try:
+                os.read(self.woken, 1 << 10)
+            except BlockingIOError:
+                pass
+            if (status := reap().get(self.program.pid)) is not None:
+                if not self.running:
+                    return 0  # the waiting program process died: this container is lost
+                self.program.status = status
+        elif fd == 0:
+            return self.on_stdin()
+        return None
+
+    def on_stdin(self):
+        try:
+            data = os.read(0, CHUNK)
+        except BlockingIOError:
+            return None
+        if not data:
+            # tracebox went away: end the program, and so this container.
+            if not self.running:
+                return 0
+            kill(self.program.pid)
+            self.selector.unregister(0)
+            self.stdin_ended = True
+            return None
+        self.requests.feed(data)
+        while (frame := self.requests.next()) is not None:
+            kind, payload = frame
+            if kind == "P" and self.running:
+                # tracebox sends a program only after R: the stream is not whole.
+                return 3
+            if kind == "P":
+                self.start_run(payload)
+            elif kind == "D" and self.running:
+                self.program.send(payload)
+            elif kind == "E" and self.running:
+                self.program.close_stdin()
+            # Stdin for a program that has ended (or before one) is dropped.
+        return None
+
+    def start_run(self, header):
+        self.running = True
+        self.ooms_before = oom_kills()
+        self.deadline = time.monotonic() + float(header.get("timeout", 60)) + GRACE
+        # Before the program has its code: G comes before anything it writes.
+        send(b"G")
+        for fd, kind in self.program.outputs():
+            self.selector.register(fd, selectors.EVENT_READ, kind)
+        self.program.send(program_frame(header))
+
+    def feed_stdin(self):
+        """Stdin goes into the program's pipe as fast as it takes it, never blocking this loop."""
+        more = self.program.flush()
+        if more and self.watched is None:
+            self.watched = self.program.pipe
+            self.selector.register(self.watched, selectors.EVENT_WRITE)
+        elif not more and self.watched is not None:
+            self.selector.unregister(self.watched)
+            self.watched = None
+
+    def end_run(self):
+        """The program ended: end what it left, relay the rest of its output, tell how it ended,
+        send its artifacts; then exit (fresh) or ready the next program (recycle)."""
+        program = self.program
+        if self.watched is not None:
+            self.selector.unregister(self.watched)
+            self.watched = None
+        all_gone = end_the_rest()
+        # Every writer of its pipes is gone now (unless one outlived the kill): what they hold
+        # is the last of its output.
+        for fd, _ in program.outputs():
+            self.selector.unregister(fd)
+            program.relay(fd, drain=True)
+        program.discard()
+        after = oom_kills()
+        ooms = after - self.ooms_before if self.ooms_before >= 0 and after >= 0 else -1
+        status = exit_status(program.status)
+        send(b"X", b"%d %d" % (status, ooms))
+        send_artifacts()
+        self.runs += 1
+        if MODE != "recycle":
+            return status
+        if self.runs >= MAX_RUNS or self.stdin_ended or not all_gone:
+            return 0
+        if not wipe_all(self.modes) or process_settings() != self.settings:
+            return 0  # something of this run would stay: the container serves no other
+        if self.settings[2] is None:
+            return 0  # its I/O priority cannot be checked here
+        self.running, self.deadline = False, None
+        self.program = Program()
+        self.idle_since = time.monotonic()
+        send(b"R")
+        return None
+
+
 def main():
-    global MARKER
+    global LIBC
+    LIBC = load_libc()
     not_dumpable()
     # PID 1 gets only the signals it handles: programs can send it SIGCHLD (harmless) and
     # nothing else, not even Python's own SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    # A child that ends wakes the loop through this pipe (its handler does nothing itself).
-    woken, wake = os.pipe()
-    os.set_blocking(woken, False)
-    os.set_blocking(wake, False)
-    signal.set_wakeup_fd(wake, warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    settings = process_settings()
-    stdio_flags = {fd: fcntl.fcntl(fd, fcntl.F_GETFL) for fd in (1, 2)}
-    MARKER = read_marker()
-    os.set_blocking(0, False)
-    selector = selectors.DefaultSelector()
-    selector.register(0, selectors.EVENT_READ)
-    selector.register(woken, selectors.EVENT_READ)
-    frames = Frames()
-    runs = 0
-    program = Program()
-    write_all(1, b"\0TRACEBOX-READY " + MARKER + b"\n")
-    running, deadline, idle_since, ooms_before = False, None, time.monotonic(), -1
-    stdin_ended = False  # tracebox went away: the run in progress is the last
-    watched = None  # the program's pipe, while stdin waits to go into it
-    while True:
-        now = time.monotonic()
-        if running:
-            timeout = None if deadline is None else max(0.0, deadline - now)
-        else:
-            timeout = max(0.0, idle_since + MAX_IDLE - now)
-        events = selector.select(timeout)
-        now = time.monotonic()
-        if not running and now >= idle_since + MAX_IDLE:
-            return 0
-        if running and deadline is not None and now >= deadline:
-            kill(program.pid)  # tracebox did not stop it: the backstop does
-            deadline = None
-        for key, _ in events:
-            if key.fd == woken:
-                try:
-                    os.read(woken, 1 << 10)
-                except BlockingIOError:
-                    pass
-                if (status := reap().get(program.pid)) is not None:
-                    if not running:
-                        return 0  # the waiting program process died: this container is lost
-                    program.status = status
-            elif key.fd == 0:
-                try:
-                    data = os.read(0, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    # tracebox went away: end the program, and so this container.
-                    if not running:
-                        return 0
-                    kill(program.pid)
-                    selector.unregister(0)
-                    stdin_ended = True
-                    continue
-                frames.feed(data)
-                while (frame := frames.next()) is not None:
-                    kind, payload = frame
-                    if kind == "P" and running:
-                        # tracebox sends a program only after READY: the stream is not whole.
-                        return 3
-                    if kind == "P":
-                        running = True
-                        ooms_before = oom_kills()
-                        deadline = time.monotonic() + float(payload.get("timeout", 60)) + GRACE
-                        # Before the program has its code: GO comes before anything it writes.
-                        write_all(1, b"\0TRACEBOX-GO " + MARKER + b"\n")
-                        program.send(program_frame(payload))
-                    elif kind == "D" and running:
-                        program.send(payload)
-                    elif kind == "E" and running:
-                        program.close_stdin()
-                    # Stdin for a program that has ended (or before one) is dropped.
-        if running and program.status is not None:
-            if watched is not None:
-                selector.unregister(watched)
-                watched = None
-            program.pending.clear()
-            program.close_stdin()
-            program.flush()
-            all_gone = end_the_rest()
-            restore_stdio(stdio_flags)
-            after = oom_kills()
-            ooms = after - ooms_before if ooms_before >= 0 and after >= 0 else -1
-            entries = archive_entries()
-            size = archive_size(entries)
-            status = exit_status(program.status)
-            write_all(2, b"\0TRACEBOX-END " + MARKER + b"\n")
-            write_all(1, b"\0TRACEBOX-END %s %d %d %d\n" % (MARKER, status, ooms, size))
-            send_artifacts(entries, size)
-            runs += 1
-            if MODE != "recycle":
-                return status
-            if runs >= MAX_RUNS or stdin_ended or not all_gone:
-                return 0
-            if not wipe_all() or process_settings() != settings:
-                return 0  # something of this run would stay: the container serves no other
-            running, deadline = False, None
-            program = Program()
-            idle_since = time.monotonic()
-            write_all(1, b"\0TRACEBOX-READY " + MARKER + b"\n")
-        elif running:
-            # Stdin goes into the program's pipe as fast as it takes it, never blocking this loop.
-            more = program.flush()
-            if more and watched is None:
-                watched = program.pipe
-                selector.register(watched, selectors.EVENT_WRITE)
-            elif not more and watched is not None:
-                selector.unregister(watched)
-                watched = None
+    return Supervisor().serve()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 //! One started sandbox container, attached: its supervisor's stdin (where programs go) and its
-//! output (sorted by the protocol's scanners, which live as long as the container, across the
-//! runs of a recycled one). A container is made, waits until its supervisor is ready, serves a
+//! output (cut into the protocol's frames by a reader that lives as long as the container,
+//! across the runs of a recycled one). A container is made, waits until its supervisor is ready, serves a
 //! run (see `run.rs`), and is removed — or, recycled, readied again.
 
 use std::pin::Pin;
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::SandboxError;
 use super::docker::{Chunk, Engine, ExitState};
 use super::limits::{ContainerSettings, ContainerSpec, Profile, container_body};
-use super::protocol::{self, Out, StderrScanner, StdoutScanner};
+use super::protocol::{FrameReader, Out};
 
 /// How long a new container may take to start and ready its program process.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,8 +34,8 @@ pub struct Container {
     output: Output,
     /// Shared with a run's stdin feeder while it runs.
     pub stdin: Arc<Mutex<Input>>,
-    pub stdout: StdoutScanner,
-    pub stderr: StderrScanner,
+    /// The supervisor's frames on stdout.
+    pub frames: FrameReader,
     /// When it was made: its age, which the pool bounds (so no container outlives the sweeper's
     /// idea of how long one may live).
     pub created_at: Instant,
@@ -59,7 +59,6 @@ impl Container {
         name: &str,
     ) -> Result<Container, SandboxError> {
         let began = Instant::now();
-        let marker = spec.marker;
         let profile = spec.profile.clone();
         let id = engine.create(name, container_body(settings, spec)).await?;
         let removal = RemoveOnDrop { engine: engine.clone(), id: Some(id.clone()) };
@@ -72,15 +71,13 @@ impl Container {
             profile,
             output: Box::pin(output),
             stdin: Arc::new(Mutex::new(Box::pin(stdin))),
-            stdout: StdoutScanner::new(marker),
-            stderr: StderrScanner::new(marker),
+            frames: FrameReader::default(),
             created_at: began,
             ready_at: Instant::now(),
             is_ready: false,
             runs: 0,
             start_ms: 0.0,
         };
-        container.send(&protocol::marker_frame(marker)).await?;
         container.ready(READY_TIMEOUT).await?;
         container.start_ms = began.elapsed().as_secs_f64() * 1000.0;
         removal.keep();
@@ -114,17 +111,21 @@ impl Container {
             };
             match chunk {
                 Chunk::Stdout(bytes) => {
-                    if self.stdout.scan(bytes).contains(&Out::Ready) {
+                    let frames = self.frames.feed(bytes).map_err(|garbled| not_ready(garbled.to_string()))?;
+                    if frames.contains(&Out::Ready) {
                         self.ready_again();
                         return Ok(());
                     }
                 }
-                // The supervisor's own trouble (a Python traceback): worth a log line.
-                Chunk::Stderr(bytes) => {
-                    tracing::warn!(container = %self.name, stderr = %String::from_utf8_lossy(&bytes), "sandbox supervisor")
-                }
+                Chunk::Stderr(bytes) => self.supervisor_said(&bytes),
             }
         }
+    }
+
+    /// The supervisor's own trouble (a Python traceback, on the container's stderr): worth a
+    /// log line, never a program's output.
+    pub fn supervisor_said(&self, bytes: &[u8]) {
+        tracing::warn!(container = %self.name, stderr = %String::from_utf8_lossy(bytes), "sandbox supervisor");
     }
 
     /// The next piece of output.

@@ -101,8 +101,6 @@ pub struct ContainerSpec<'a> {
     /// Uploaded files, mounted read-only under `/workspace/` (a container with files serves
     /// only the run that named them).
     pub files: &'a [InputFile],
-    /// Random per container: the supervisor's lines carry it (see `protocol`).
-    pub marker: &'a str,
     /// Runs it may serve (1 for fresh ones).
     pub max_runs: u32,
     /// How long it may wait for a program before it gives up by itself (should tracebox die).
@@ -277,7 +275,6 @@ mod tests {
         let spec = ContainerSpec {
             profile: &profile,
             files,
-            marker: "m4rk3r",
             max_runs: 1,
             max_idle: Duration::from_secs(300),
             purpose: Purpose::Run("trace-1"),
@@ -367,10 +364,6 @@ mod tests {
     #[test]
     fn the_supervisor_gets_its_settings_and_no_program_environment() {
         let env = body().env.unwrap();
-        assert!(
-            !env.iter().any(|v| v.contains("m4rk3r")),
-            "the marker goes on stdin, never in the environment: {env:?}"
-        );
         assert!(env.contains(&"TRACEBOX_MODE=fresh".to_owned()));
         assert!(env.contains(&"TRACEBOX_MAX_RUNS=1".to_owned()));
         assert!(env.iter().all(|v| v.starts_with("TRACEBOX_")), "{env:?}");

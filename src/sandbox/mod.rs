@@ -83,6 +83,12 @@ pub enum SandboxError {
          nothing of the program ran, so sending it again is safe"
     )]
     Lost,
+    /// The container's channel carried what its supervisor never writes; the container was
+    /// ended. (A program cannot cause it: it would be a fault of the supervisor's.)
+    #[error(
+        "the sandbox container was ended after its channel carried something unexpected ({0}); the run's output may be incomplete"
+    )]
+    Garbled(#[from] protocol::Garbled),
 }
 
 impl SandboxError {
@@ -239,11 +245,9 @@ impl Sandbox {
         } else {
             let trace_id = spec.trace_id.to_string();
             let name = format!("tracebox-{trace_id}");
-            let marker = protocol::new_marker();
             let made = ContainerSpec {
                 profile: &profile,
                 files: spec.files,
-                marker: &marker,
                 max_runs: 1,
                 max_idle: spec.limits.timeout + SUPERVISOR_IDLE_SLACK,
                 purpose: Purpose::Run(&trace_id),

@@ -19,7 +19,6 @@ use super::SandboxError;
 use super::container::Container;
 use super::docker::Engine;
 use super::limits::{ContainerSettings, ContainerSpec, Profile, Purpose};
-use super::protocol::new_marker;
 use crate::execution::Isolation;
 
 /// How long a failed start waits before the next try, so a missing image is no busy loop.
@@ -540,11 +539,9 @@ impl Pool {
         let name = format!("tracebox-pool-{}-{}", profile.name(), uuid::Uuid::new_v4().simple());
         let max_runs = if profile.isolation == Isolation::Recycle { self.inner.max_runs } else { 1 };
         let pool_name = profile.name();
-        let marker = new_marker();
         let spec = ContainerSpec {
             profile,
             files: &[],
-            marker: &marker,
             max_runs,
             // A container tracebox forgot gives up by itself soon after it would be replaced.
             max_idle: self.inner.max_age + super::SUPERVISOR_IDLE_SLACK,

@@ -1,39 +1,32 @@
 //! The supervisor's protocol (`sandbox/supervise.py`): the frames tracebox writes on a
-//! container's stdin, and the lines the supervisor writes among the program's output.
+//! container's stdin, and the frames the supervisor writes on its stdout.
 //!
 //! ```text
-//! stdin   M <marker>\n                                      first, once per container
-//!         P <n>\n<JSON {"code", "env", "timeout"}><code>   D <n>\n<stdin bytes>   E\n
-//! stdout  \0TRACEBOX-READY <marker>\n                        a program may be sent
-//!         \0TRACEBOX-GO <marker>\n                           the supervisor took it
-//!         \0TRACEBOX-END <marker> <status> <oom kills> <n>\n<n bytes: tar of /workspace/out>
-//! stderr  \0TRACEBOX-END <marker>\n                          all of the program's stderr came
+//! stdin   P <n>\n<JSON {"code", "env", "timeout"}><code>   D <n>\n<stdin bytes>   E\n
+//! stdout  <kind: 1 byte><length: u32, big-endian><payload>
+//!         R ready for a program     G took the program    o / e the program's stdout / stderr
+//!         X ended: `<status> <oom kills or -1>`           A bytes of the tar of /workspace/out
+//!         Z the tar is whole
 //! ```
 //!
-//! The marker is random per container and reaches only the supervisor (on stdin, never in an
-//! environment; the supervisor is PID 1, not dumpable, and programs are not forked from it),
-//! so no program can print these lines, by chance or on purpose. The scanners hold back only a
-//! chunk's tail that could be the start of a line (it begins with a NUL byte, which text output
-//! almost never ends with).
+//! Only the supervisor writes to the container's stdout: a program writes to pipes of its own,
+//! which the supervisor relays as `o` and `e` frames, and holds no descriptor of the channel
+//! (the supervisor is PID 1 and not dumpable, so none can open its descriptors through /proc
+//! either). Whatever a program prints is payload; nothing it writes or reads can forge, swallow
+//! or steal a frame, so no secret marker is needed. The container's stderr carries only the
+//! supervisor's own trouble.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use serde_json::json;
 
-/// Longest status line accepted after the END needle (three numbers).
-const MAX_STATUS_LINE: usize = 64;
-
-/// A fresh random marker for a container.
-pub fn new_marker() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// The first frame of a container's stdin: its marker, for the supervisor alone.
-pub fn marker_frame(marker: &str) -> Vec<u8> {
-    format!("M {marker}\n").into_bytes()
-}
+/// Kind byte and length before every frame's payload.
+const HEADER: usize = 5;
+/// The longest payload the supervisor writes (it reads and sends 64 KiB at most); a longer
+/// one means the channel is not what it should be.
+const MAX_PAYLOAD: usize = 1 << 20;
 
 /// The frame that hands a program to the supervisor.
 pub fn program_frame(code: &str, env: &BTreeMap<String, String>, timeout: Duration) -> Vec<u8> {
@@ -59,23 +52,23 @@ pub const END_OF_STDIN: &[u8] = b"E\n";
 /// How a program ended, as its supervisor says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct End {
-    /// The exit code (128 + the signal of a program killed by one); None when garbled.
-    pub status: Option<i64>,
+    /// The exit code (128 + the signal of a program killed by one).
+    pub status: i64,
     /// OOM kills in the container while it ran; None when the supervisor could not tell.
     pub oom_kills: Option<u64>,
-    /// Bytes of the artifacts' tar that follow.
-    pub tar_bytes: u64,
 }
 
-/// What a piece of a container's stdout holds, in order.
+/// One frame of a container's stdout.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {
     /// The supervisor is ready for a program.
     Ready,
-    /// The supervisor took the program: what follows is the program's.
+    /// The supervisor took the program: its output may follow.
     Started,
-    /// The program's own output.
-    Program(Bytes),
+    /// The program's stdout.
+    Stdout(Bytes),
+    /// The program's stderr.
+    Stderr(Bytes),
     /// The program ended.
     Ended(End),
     /// Bytes of the artifacts' tar.
@@ -84,299 +77,160 @@ pub enum Out {
     TarDone,
 }
 
-/// A needle searched for across chunks.
-#[derive(Debug)]
-struct Needle(Vec<u8>);
+/// The channel carried something the supervisor never writes: the container cannot be trusted
+/// with a run any more.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the sandbox's channel carried {0}")]
+pub struct Garbled(String);
 
-impl Needle {
-    /// Split `data` at the needle: what comes before it, and what after, once found. When it is
-    /// not found, a tail that may be the needle's start is left in `held`.
-    fn split(&self, held: &mut BytesMut, data: Bytes) -> (Option<Bytes>, Option<Bytes>) {
-        let data = if held.is_empty() {
-            data
+/// A container's stdout cut into frames, across chunks and across the runs of a recycled
+/// container.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    /// The start of a frame whose rest has not come yet.
+    held: BytesMut,
+}
+
+impl FrameReader {
+    /// The whole frames that `chunk` completes, in order.
+    pub fn feed(&mut self, chunk: Bytes) -> Result<Vec<Out>, Garbled> {
+        let mut data = if self.held.is_empty() {
+            chunk
         } else {
-            held.extend_from_slice(&data);
-            held.split().freeze()
+            self.held.extend_from_slice(&chunk);
+            self.held.split().freeze()
         };
-        if let Some(at) = find(&data, &self.0) {
-            return (non_empty(data.slice(..at)), Some(data.slice(at + self.0.len()..)));
-        }
-        let keep = partial_suffix(&data, &self.0);
-        held.extend_from_slice(&data[data.len() - keep..]);
-        (non_empty(data.slice(..data.len() - keep)), None)
-    }
-}
-
-/// A container's stdout, across its runs.
-#[derive(Debug)]
-pub struct StdoutScanner {
-    ready: Needle,
-    go: Needle,
-    end: Needle,
-    state: Stdout,
-    held: BytesMut,
-}
-
-#[derive(Debug, PartialEq)]
-enum Stdout {
-    /// Waiting for the READY line (the supervisor starting, or readying the next program).
-    Waiting,
-    /// Ready, waiting for the GO line: the supervisor took a program.
-    Handed,
-    /// The program's output, up to the END line.
-    Program,
-    /// The numbers of the END line, up to its newline.
-    Status(Vec<u8>),
-    /// This many bytes of tar to come.
-    Tar(u64),
-}
-
-impl StdoutScanner {
-    pub fn new(marker: &str) -> StdoutScanner {
-        StdoutScanner {
-            ready: Needle(format!("\0TRACEBOX-READY {marker}\n").into_bytes()),
-            go: Needle(format!("\0TRACEBOX-GO {marker}\n").into_bytes()),
-            end: Needle(format!("\0TRACEBOX-END {marker} ").into_bytes()),
-            state: Stdout::Waiting,
-            held: BytesMut::new(),
-        }
-    }
-
-    /// Sort the next chunk of stdout.
-    pub fn scan(&mut self, chunk: Bytes) -> Vec<Out> {
-        let mut out = Vec::new();
-        let mut rest = Some(chunk);
-        while let Some(data) = rest.take().filter(|d| !d.is_empty() || !self.held.is_empty()) {
-            match &mut self.state {
-                Stdout::Waiting => {
-                    // Nothing but the supervisor writes before READY: what else comes is dropped.
-                    let (_, after) = self.ready.split(&mut self.held, data);
-                    if let Some(after) = after {
-                        out.push(Out::Ready);
-                        self.state = Stdout::Handed;
-                        rest = Some(after);
-                    }
-                }
-                Stdout::Handed => {
-                    // Nor between READY and GO: the program gets its code only after GO.
-                    let (_, after) = self.go.split(&mut self.held, data);
-                    if let Some(after) = after {
-                        out.push(Out::Started);
-                        self.state = Stdout::Program;
-                        rest = Some(after);
-                    }
-                }
-                Stdout::Program => {
-                    let (before, after) = self.end.split(&mut self.held, data);
-                    out.extend(before.map(Out::Program));
-                    if let Some(after) = after {
-                        self.state = Stdout::Status(Vec::new());
-                        rest = Some(after);
-                    }
-                }
-                Stdout::Status(line) => match data.iter().position(|&b| b == b'\n') {
-                    None if line.len() + data.len() > MAX_STATUS_LINE => {
-                        out.push(Out::Ended(End { status: None, oom_kills: None, tar_bytes: 0 }));
-                        out.push(Out::TarDone);
-                        self.state = Stdout::Waiting;
-                    }
-                    None => line.extend_from_slice(&data),
-                    Some(newline) => {
-                        line.extend_from_slice(&data[..newline]);
-                        let end = parse_end(line);
-                        out.push(Out::Ended(end));
-                        rest = Some(data.slice(newline + 1..));
-                        self.state = Stdout::Tar(end.tar_bytes);
-                        if end.tar_bytes == 0 {
-                            out.push(Out::TarDone);
-                            self.state = Stdout::Waiting;
-                        }
-                    }
-                },
-                Stdout::Tar(left) => {
-                    let take = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    if take > 0 {
-                        out.push(Out::Tar(data.slice(..take)));
-                    }
-                    *left -= take as u64;
-                    if *left == 0 {
-                        out.push(Out::TarDone);
-                        self.state = Stdout::Waiting;
-                    }
-                    rest = Some(data.slice(take..));
-                }
+        let mut frames = Vec::new();
+        while data.len() >= HEADER {
+            let kind = data[0];
+            let length = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+            if length > MAX_PAYLOAD {
+                return Err(Garbled(format!("a frame of {length} bytes")));
             }
+            if data.len() < HEADER + length {
+                break;
+            }
+            data.advance(HEADER);
+            frames.push(decode(kind, data.split_to(length))?);
         }
-        out
-    }
-
-    /// The stream ended: what was held back as a possible start of the END line was the
-    /// program's after all.
-    pub fn finish(&mut self) -> Option<Bytes> {
-        match self.state {
-            Stdout::Program => non_empty(self.held.split().freeze()),
-            _ => None,
-        }
+        self.held.extend_from_slice(&data);
+        Ok(frames)
     }
 }
 
-/// `<status> <oom kills> <tar bytes>`, any of them garbled as None (no tar then).
-fn parse_end(line: &[u8]) -> End {
-    let text = String::from_utf8_lossy(line);
-    let mut numbers = text.split_whitespace();
-    let status = numbers.next().and_then(|n| n.parse::<i64>().ok());
-    let oom_kills = numbers.next().and_then(|n| n.parse::<i64>().ok()).and_then(|n| u64::try_from(n).ok());
-    let tar_bytes = numbers.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
-    End { status, oom_kills, tar_bytes }
-}
-
-/// A container's stderr during one run: the program's, up to the supervisor's END line.
-#[derive(Debug)]
-pub struct StderrScanner {
-    end: Needle,
-    ended: bool,
-    held: BytesMut,
-}
-
-impl StderrScanner {
-    pub fn new(marker: &str) -> StderrScanner {
-        StderrScanner {
-            end: Needle(format!("\0TRACEBOX-END {marker}\n").into_bytes()),
-            ended: false,
-            held: BytesMut::new(),
-        }
-    }
-
-    /// A new run begins.
-    pub fn reset(&mut self) {
-        self.ended = false;
-        self.held.clear();
-    }
-
-    pub fn ended(&self) -> bool {
-        self.ended
-    }
-
-    /// The program's part of a chunk of stderr.
-    pub fn scan(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.ended {
-            return None;
-        }
-        let (before, after) = self.end.split(&mut self.held, chunk);
-        self.ended = after.is_some();
-        before
-    }
-
-    /// The stream ended: what was held back was the program's.
-    pub fn finish(&mut self) -> Option<Bytes> {
-        if self.ended { None } else { non_empty(self.held.split().freeze()) }
+fn decode(kind: u8, payload: Bytes) -> Result<Out, Garbled> {
+    let empty = |out: Out| match payload.is_empty() {
+        true => Ok(out),
+        false => Err(Garbled(format!("a {} frame with a payload", char::from(kind)))),
+    };
+    match kind {
+        b'R' => empty(Out::Ready),
+        b'G' => empty(Out::Started),
+        b'Z' => empty(Out::TarDone),
+        b'o' => Ok(Out::Stdout(payload)),
+        b'e' => Ok(Out::Stderr(payload)),
+        b'A' => Ok(Out::Tar(payload)),
+        b'X' => parse_end(&payload).map(Out::Ended),
+        other => Err(Garbled(format!("a frame of unknown kind {other:#04x}"))),
     }
 }
 
-fn non_empty(bytes: Bytes) -> Option<Bytes> {
-    (!bytes.is_empty()).then_some(bytes)
-}
-
-/// Where `needle` starts in `data`.
-fn find(data: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = needle[0];
-    (0..data.len()).filter(|&i| data[i] == first).find(|&i| data[i..].starts_with(needle))
-}
-
-/// The length of the longest tail of `data` that is a proper start of `needle`.
-fn partial_suffix(data: &[u8], needle: &[u8]) -> usize {
-    let from = data.len().saturating_sub(needle.len() - 1);
-    (from..data.len()).find(|&i| needle.starts_with(&data[i..])).map_or(0, |i| data.len() - i)
+/// `<status> <oom kills, or -1>`.
+fn parse_end(payload: &[u8]) -> Result<End, Garbled> {
+    let garbled = || Garbled(format!("an end frame {:?}", String::from_utf8_lossy(payload)));
+    let text = std::str::from_utf8(payload).map_err(|_| garbled())?;
+    let (status, oom_kills) = text.split_once(' ').ok_or_else(garbled)?;
+    let status = status.parse::<i64>().map_err(|_| garbled())?;
+    let oom_kills = oom_kills.parse::<i64>().map_err(|_| garbled())?;
+    Ok(End { status, oom_kills: u64::try_from(oom_kills).ok() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn scan_all(scanner: &mut StdoutScanner, pieces: &[&[u8]]) -> Vec<Out> {
-        let mut out = Vec::new();
-        for piece in pieces {
-            out.extend(scanner.scan(Bytes::copy_from_slice(piece)));
-        }
-        // Adjacent program pieces, joined, so the result does not depend on the chunking.
-        let mut joined: Vec<Out> = Vec::new();
-        for item in out {
-            match (joined.last_mut(), item) {
-                (Some(Out::Program(a)), Out::Program(b)) => *a = [a.as_ref(), b.as_ref()].concat().into(),
-                (Some(Out::Tar(a)), Out::Tar(b)) => *a = [a.as_ref(), b.as_ref()].concat().into(),
-                (_, item) => joined.push(item),
-            }
-        }
-        joined
+    fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut frame = vec![kind];
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
     }
 
-    const STREAM: &[u8] = b"\0TRACEBOX-READY m\n\0TRACEBOX-GO m\nout\0put\0\0TRACEBOX-END m 3 0 4\nTAR!\0TRACEBOX-READY m\n\0TRACEBOX-GO m\nnext";
+    fn stream() -> Vec<u8> {
+        [
+            frame(b'R', b""),
+            frame(b'G', b""),
+            frame(b'o', b"out\0put"),
+            frame(b'e', b"oops"),
+            frame(b'X', b"3 0"),
+            frame(b'A', b"TAR!"),
+            frame(b'Z', b""),
+            frame(b'R', b""),
+        ]
+        .concat()
+    }
 
     fn expected() -> Vec<Out> {
         vec![
             Out::Ready,
             Out::Started,
-            Out::Program(Bytes::from_static(b"out\0put\0")),
-            Out::Ended(End { status: Some(3), oom_kills: Some(0), tar_bytes: 4 }),
+            Out::Stdout(Bytes::from_static(b"out\0put")),
+            Out::Stderr(Bytes::from_static(b"oops")),
+            Out::Ended(End { status: 3, oom_kills: Some(0) }),
             Out::Tar(Bytes::from_static(b"TAR!")),
             Out::TarDone,
             Out::Ready,
-            Out::Started,
-            Out::Program(Bytes::from_static(b"next")),
         ]
     }
 
     #[test]
-    fn a_stream_of_runs_is_sorted_whatever_the_chunks_cut_it_into() {
-        for cut in 0..STREAM.len() {
-            for second in cut..STREAM.len() {
-                let mut scanner = StdoutScanner::new("m");
-                let pieces = [&STREAM[..cut], &STREAM[cut..second], &STREAM[second..]];
-                assert_eq!(scan_all(&mut scanner, &pieces), expected(), "cut at {cut} and {second}");
+    fn a_stream_of_runs_is_cut_into_frames_whatever_the_chunks_cut_it_into() {
+        let stream = stream();
+        for cut in 0..stream.len() {
+            for second in cut..stream.len() {
+                let mut reader = FrameReader::default();
+                let mut out = Vec::new();
+                for piece in [&stream[..cut], &stream[cut..second], &stream[second..]] {
+                    out.extend(reader.feed(Bytes::copy_from_slice(piece)).unwrap());
+                }
+                assert_eq!(out, expected(), "cut at {cut} and {second}");
             }
         }
     }
 
     #[test]
-    fn another_marker_is_program_output_and_no_tar_means_done_at_once() {
-        let mut scanner = StdoutScanner::new("m");
-        let out = scan_all(
-            &mut scanner,
-            &[b"\0TRACEBOX-READY m\n\0TRACEBOX-GO m\nx\0TRACEBOX-END zz 0 0 0\n", b"\0TRACEBOX-END m 0 -1 0\n"],
-        );
-        assert_eq!(
-            out,
-            [
-                Out::Ready,
-                Out::Started,
-                Out::Program(Bytes::from_static(b"x\0TRACEBOX-END zz 0 0 0\n")),
-                Out::Ended(End { status: Some(0), oom_kills: None, tar_bytes: 0 }),
-                Out::TarDone,
-            ]
-        );
+    fn what_a_program_prints_is_payload_however_it_looks() {
+        let forged = [frame(b'X', b"0 0"), frame(b'Z', b""), b"\0TRACEBOX-END m 0 0 0\n".to_vec()].concat();
+        let mut reader = FrameReader::default();
+        let out = reader.feed(Bytes::from(frame(b'o', &forged))).unwrap();
+        assert_eq!(out, [Out::Stdout(Bytes::from(forged))]);
     }
 
     #[test]
-    fn a_tail_held_back_is_released_at_the_end_of_the_stream() {
-        let mut scanner = StdoutScanner::new("m");
-        let out = scan_all(&mut scanner, &[b"\0TRACEBOX-READY m\n\0TRACEBOX-GO m\nprompt\0TRACE"]);
-        assert_eq!(out, [Out::Ready, Out::Started, Out::Program(Bytes::from_static(b"prompt"))]);
-        assert_eq!(scanner.finish().as_deref(), Some(&b"\0TRACE"[..]));
+    fn an_unknown_unlikely_or_malformed_frame_is_garbled() {
+        for bad in
+            [frame(b'?', b""), frame(b'R', b"x"), frame(b'X', b"zero 0"), frame(b'X', b"0"), vec![b'o', 0xff, 0, 0, 0]]
+        {
+            assert!(FrameReader::default().feed(Bytes::from(bad.clone())).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
-    fn stderr_ends_at_its_own_line() {
-        let mut stderr = StderrScanner::new("m");
-        assert_eq!(stderr.scan(Bytes::from_static(b"oops\n\0TRACEBOX-E")).as_deref(), Some(&b"oops\n"[..]));
-        assert!(!stderr.ended());
-        assert_eq!(stderr.scan(Bytes::from_static(b"ND m\n")), None);
-        assert!(stderr.ended());
-        stderr.reset();
-        assert_eq!(stderr.scan(Bytes::from_static(b"again")).as_deref(), Some(&b"again"[..]));
+    fn an_unknown_oom_count_is_none() {
+        let out = FrameReader::default().feed(Bytes::from(frame(b'X', b"137 -1"))).unwrap();
+        assert_eq!(out, [Out::Ended(End { status: 137, oom_kills: None })]);
     }
 
     #[test]
-    fn frames_carry_their_lengths() {
+    fn a_frame_is_held_until_its_rest_comes() {
+        let mut reader = FrameReader::default();
+        let whole = frame(b'o', b"abc");
+        assert!(reader.feed(Bytes::copy_from_slice(&whole[..6])).unwrap().is_empty());
+        assert_eq!(reader.feed(Bytes::copy_from_slice(&whole[6..])).unwrap(), [Out::Stdout(Bytes::from("abc"))]);
+    }
+
+    #[test]
+    fn requests_carry_their_lengths() {
         let env = BTreeMap::from([("A".to_owned(), "1".to_owned())]);
         let frame = program_frame("print('é')", &env, Duration::from_secs(2));
         let text = String::from_utf8(frame).unwrap();
@@ -387,6 +241,5 @@ mod tests {
         assert_eq!(&rest[length..], "print('é')");
         assert_eq!(stdin_frame(b"abc"), b"D 3\nabc");
         assert!(stdin_frame(b"").is_empty());
-        assert_ne!(new_marker(), new_marker());
     }
 }

@@ -1,6 +1,6 @@
 //! One program in one container (warm from the pool, or made for it): hand it over, feed its
 //! stdin, pass its output on as it comes within the limits, learn how it ended from the
-//! supervisor's END line, pass on the tar of what it left in `/workspace/out`, and stop the
+//! supervisor's end frame, pass on the tar of what it left in `/workspace/out`, and stop the
 //! container when it must be stopped. Whether the container serves again is the caller's call.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::SandboxError;
 use super::container::{Container, Input, STOP_GRACE};
 use super::docker::ExitState;
-use super::protocol::{self, End, Out};
+use super::protocol::{self, End, Garbled, Out};
 use crate::trace::EventLog;
 
 pub use super::docker::Chunk;
@@ -93,7 +93,7 @@ pub enum ArtifactsCut {
     Killed,
     /// Output after the program's end passed the output limit.
     OutputLimit,
-    /// More came than the limits allow (only a program that forged the end line can send it).
+    /// More came than the limits allow.
     TooLarge,
 }
 
@@ -108,7 +108,7 @@ enum Stop {
 /// How far to read a container's output.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Until {
-    /// The program's end: the END lines of stdout and stderr.
+    /// The program's end: its end frame.
     ProgramEnd,
     /// The end of the artifacts' tar.
     TarEnd,
@@ -129,6 +129,8 @@ enum Read {
     Killed,
     /// More artifacts came than the budget.
     TooLarge,
+    /// The channel carried something its supervisor never writes.
+    Garbled,
 }
 
 /// Run `program` in `container` (ready for one), talking to its client through `io` and
@@ -143,7 +145,6 @@ pub async fn run(
     if kill.is_cancelled() {
         return Ok(RawOutcome { killed: true, ..RawOutcome::default() });
     }
-    container.stderr.reset();
     // The program goes now; its stdin beside reading output (a program that prints before it
     // reads, or never reads, must not stall its own run), frame by frame.
     let mut frame = protocol::program_frame(program.code, program.env, program.timeout);
@@ -184,21 +185,27 @@ pub async fn run(
         collector.stdin_cut = true;
     }
     let mut read = read?;
-    let ended = collector.program_ended(container);
+    let ended = collector.program_ended();
     if read == Read::Done {
         collector.ended_at = Some(Instant::now());
-        log.record("program.ended", json!({ "exit_code": collector.end.and_then(|e| e.status) }));
+        log.record("program.ended", json!({ "exit_code": collector.end.map(|e| e.status) }));
         read = collector.read(container, Until::TarEnd, Instant::now() + ARTIFACTS_GRACE, &kill).await?;
     }
     if read == Read::Limited {
         collector.take_ready(container)?;
+    }
+    if let Some(garbled) = collector.garbled.take() {
+        // Nothing it says can be believed any more: it serves no one, and the run says so.
+        log.record("channel.garbled", json!({ "why": garbled.to_string() }));
+        container.kill().await?;
+        return Err(SandboxError::Garbled(garbled));
     }
     if read != Read::Done && (ended || read == Read::TooLarge) {
         let cut = match read {
             Read::Late | Read::Gone => ArtifactsCut::Late,
             Read::Killed => ArtifactsCut::Killed,
             Read::Limited => ArtifactsCut::OutputLimit,
-            Read::TooLarge | Read::Done => ArtifactsCut::TooLarge,
+            Read::TooLarge | Read::Done | Read::Garbled => ArtifactsCut::TooLarge,
         };
         log.record("artifacts.cut", json!({ "why": format!("{cut:?}") }));
         collector.artifacts_cut = Some(cut);
@@ -209,10 +216,10 @@ pub async fn run(
         // Once the program ended by itself, a stop only cuts its artifacts short; so does a tar
         // past the budget (its END line said the program ended, whoever wrote it).
         Read::Late | Read::Killed | Read::Gone if ended => None,
-        Read::TooLarge => None,
+        Read::TooLarge | Read::Garbled => None,
         Read::Late => Some(Stop::Timeout),
         Read::Killed => Some(Stop::Killed),
-        // Gone before the supervisor said GO: the program never started (a container killed
+        // Gone before the supervisor said it took the program: it never started (a container killed
         // from outside just as the run took it).
         Read::Gone if !collector.started => return Err(SandboxError::Lost),
         // The container stopped under the program (killed from outside, or the kernel's OOM
@@ -271,7 +278,7 @@ async fn feed(
 }
 
 /// A container's output during a run: the program's stdout and stderr passed on up to a
-/// combined limit (the head is kept), its END lines, and after them the artifacts' tar.
+/// combined limit (the head is kept), its end, and after it the artifacts' tar.
 struct Collector {
     /// Closed once the limit is reached, so the screen knows at once that the output ended
     /// there (and never releases a held piece by itself while the container is being stopped).
@@ -281,7 +288,7 @@ struct Collector {
     /// Tar bytes that may still be taken.
     artifacts_room: u64,
     artifacts_over: bool,
-    /// How the program ended, as the END line said.
+    /// How the program ended, as the supervisor said.
     end: Option<End>,
     ended_at: Option<Instant>,
     tar_done: bool,
@@ -292,8 +299,10 @@ struct Collector {
     artifacts_cut: Option<ArtifactsCut>,
     /// The stdin feeder was stopped in the middle of a frame.
     stdin_cut: bool,
-    /// The supervisor took the program (its GO line, or program output, came).
+    /// The supervisor took the program.
     started: bool,
+    /// What the channel carried that its supervisor never writes.
+    garbled: Option<Garbled>,
     /// Told when it did.
     on_start: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -321,13 +330,14 @@ impl Collector {
             artifacts_cut: None,
             stdin_cut: false,
             started: false,
+            garbled: None,
             on_start,
         }
     }
 
-    /// Did the program end, with all its output in?
-    fn program_ended(&self, container: &Container) -> bool {
-        self.end.is_some() && container.stderr.ended()
+    /// Did the program end, with all its output in? (The supervisor relays all of it first.)
+    fn program_ended(&self) -> bool {
+        self.end.is_some()
     }
 
     /// Read `until` the program or its tar ends, the limit is reached, `deadline` passes or the
@@ -339,11 +349,11 @@ impl Collector {
         deadline: Instant,
         kill: &CancellationToken,
     ) -> Result<Read, SandboxError> {
-        let reached = |collector: &Collector, container: &Container| match until {
-            Until::ProgramEnd => collector.program_ended(container),
+        let reached = |collector: &Collector| match until {
+            Until::ProgramEnd => collector.program_ended(),
             Until::TarEnd => collector.tar_done,
         };
-        if reached(self, container) {
+        if reached(self) {
             return Ok(Read::Done);
         }
         let reading = async {
@@ -355,7 +365,10 @@ impl Collector {
                 if self.artifacts_over {
                     return Ok(Read::TooLarge);
                 }
-                if reached(self, container) {
+                if self.garbled.is_some() {
+                    return Ok(Read::Garbled);
+                }
+                if reached(self) {
                     return Ok(Read::Done);
                 }
             }
@@ -378,24 +391,22 @@ impl Collector {
     /// Sort one chunk: the program's output, its end, or the artifacts.
     async fn take(&mut self, container: &mut Container, chunk: Chunk) {
         let bytes = match chunk {
-            Chunk::Stderr(bytes) => {
-                if let Some(program) = container.stderr.scan(bytes) {
-                    // Stderr is its own stream: it may overtake the GO line on stdout.
-                    self.start();
-                    self.push(Chunk::Stderr(program));
-                }
-                return;
-            }
+            Chunk::Stderr(bytes) => return container.supervisor_said(&bytes),
             Chunk::Stdout(bytes) => bytes,
         };
-        for out in container.stdout.scan(bytes) {
-            match out {
+        let frames = match container.frames.feed(bytes) {
+            Ok(frames) => frames,
+            Err(garbled) => return self.garbled = Some(garbled),
+        };
+        for frame in frames {
+            match frame {
                 Out::Started => self.start(),
-                Out::Program(program) => self.push(Chunk::Stdout(program)),
+                Out::Stdout(bytes) => self.push(Chunk::Stdout(bytes)),
+                Out::Stderr(bytes) => self.push(Chunk::Stderr(bytes)),
                 Out::Ended(end) => self.end = Some(end),
                 Out::Tar(tar) => self.take_tar(tar).await,
                 Out::TarDone => self.tar_done = true,
-                // The next program may come (recycle): the pool hears it from the scanner.
+                // The next program may come (recycle): the pool hears it from the container.
                 Out::Ready => container.ready_again(),
             }
         }
@@ -419,10 +430,16 @@ impl Collector {
     /// Take what the program already wrote past the limit, without waiting for more.
     fn take_ready(&mut self, container: &mut Container) -> Result<(), SandboxError> {
         while self.stdout_beyond.len() + self.stderr_beyond.len() < LOOKAHEAD_BYTES {
-            match container.next_ready() {
-                // Past the limit only the lookahead matters, never the END lines.
-                Some(Some(chunk)) => self.push(chunk?),
-                Some(None) | None => break,
+            let Some(Some(chunk)) = container.next_ready() else { break };
+            let Chunk::Stdout(bytes) = chunk? else { continue };
+            let Ok(frames) = container.frames.feed(bytes) else { break };
+            // Past the limit only the lookahead matters, never the end or the artifacts.
+            for frame in frames {
+                match frame {
+                    Out::Stdout(bytes) => self.push(Chunk::Stdout(bytes)),
+                    Out::Stderr(bytes) => self.push(Chunk::Stderr(bytes)),
+                    _ => {}
+                }
             }
         }
         Ok(())
@@ -458,24 +475,19 @@ impl Collector {
         }
     }
 
-    /// How the run ended: by the END line when the program ended by itself, else by how the
+    /// How the run ended: by the end frame when the program ended by itself, else by how the
     /// container ended (`exit`, after `stop`).
     async fn finish(
-        mut self,
+        self,
         container: &mut Container,
         exit: Option<ExitState>,
         stop: Option<Stop>,
         started: Instant,
         log: &mut EventLog,
     ) -> RawOutcome {
-        // What was held back as a possible start of an END line was the program's after all.
-        let held = [container.stdout.finish().map(Chunk::Stdout), container.stderr.finish().map(Chunk::Stderr)];
-        for held in held.into_iter().flatten() {
-            self.push(held);
-        }
         let end = self.end;
         let mut oom_killed = end.and_then(|e| e.oom_kills).is_some_and(|kills| kills > 0);
-        let mut exit_code = end.and_then(|e| e.status);
+        let mut exit_code = end.map(|e| e.status);
         if let Some(exit) = exit {
             log.record("container.exited", json!({ "exit_code": exit.exit_code, "oom_killed": exit.oom_killed }));
             oom_killed |= exit.oom_killed;

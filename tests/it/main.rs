@@ -7,6 +7,7 @@
 mod artifacts;
 mod batch;
 mod browser;
+mod channel;
 mod claude;
 mod cli;
 mod common;
