@@ -271,8 +271,7 @@ fn row(figures: &Figures, floor: f64, baseline: f64) -> String {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder().pool_max_idle_per_host(16).build().expect("a client");
+    let client = tracebox::http_client::builder().pool_max_idle_per_host(16).build().expect("a client");
     let python = ["/usr/bin/python3", "python3"].into_iter().find(|p| Command::new(p).arg("-V").output().is_ok());
     let python = python.expect("python3 on the host");
     let node = ["/usr/bin/node", "node"].into_iter().find(|p| Command::new(p).arg("-v").output().is_ok());

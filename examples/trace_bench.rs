@@ -515,7 +515,7 @@ async fn measure_all(client: &reqwest::Client, base: &str, parent: TraceId, runs
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
-    let client = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build().expect("a client");
+    let client = tracebox::http_client::builder().pool_idle_timeout(Duration::from_secs(30)).build().expect("a client");
 
     eprintln!("seeding {} traces (baseline)", args.baseline);
     let small = seed(args.baseline).await;

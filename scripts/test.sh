@@ -8,10 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prepare.sh
 scripts/ensure-chromium.sh
-cargo build --tests
+cargo build --workspace --tests
 # Build the image once here, so the test servers, started in parallel, find it ready.
 "${CARGO_TARGET_DIR:-target}/debug/tracebox" image build
-cargo test "$@"
+cargo test --workspace "$@"
 
 left=$(docker ps -aq --filter label=tracebox)
 if [ -n "$left" ]; then

@@ -135,11 +135,9 @@ impl MessagesClient {
     /// The client `config` describes. Fails when the key cannot be sent as a header, or no HTTP
     /// client can be built.
     pub fn new(config: &Config) -> Result<MessagesClient, ClaudeError> {
-        // One process-wide crypto provider for rustls; a second install is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         // Redirects are not followed: reqwest would carry `x-api-key` to whatever host the
         // answer names, as the SDKs never do.
-        let http = reqwest::Client::builder()
+        let http = crate::http_client::builder()
             .connect_timeout(Duration::from_secs_f64(config.claude_connect_timeout_secs))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tracebox/", env!("CARGO_PKG_VERSION")))
@@ -385,7 +383,7 @@ impl MessagesClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claude::fake::{FakeConfig, FakeServer};
+    use fake_anthropic::{FakeConfig, FakeServer};
     use serde_json::json;
 
     const KEY: &str = "sk-ant-api03-test-key-never-shown";

@@ -1,12 +1,11 @@
 //! Claude in the loop: the Anthropic Messages API client (reqwest, streaming, retries), the
 //! code blocks of a reply, the cost estimate, and the traced call that runs a reply's code
-//! through the execution pipeline ([`Claude::ask`]). `fake` is a faithful fake of the API on
-//! loopback, for tests and for trying tracebox without a key (the `fake-anthropic` binary).
+//! through the execution pipeline ([`Claude::ask`]). A faithful fake of the API, for tests and
+//! for trying tracebox without a key, is the `fake-anthropic` crate (crates/fake-anthropic).
 
 mod blocks;
 mod call;
 mod client;
-pub mod fake;
 mod messages;
 mod price;
 mod question;

@@ -90,10 +90,9 @@ async fn remote(
     args: &BatchArgs,
     progress: &mut Progress,
 ) -> anyhow::Result<Remote> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let url = format!("{}/batch", server.trim_end_matches('/'));
     let body = json!({"promptset": promptset, "name": name, "concurrency": args.concurrency, "model": args.model, "timeout": args.timeout});
-    let client = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
+    let client = tracebox::http_client::builder().connect_timeout(Duration::from_secs(10)).build()?;
     let response = client.post(&url).json(&body).send().await.with_context(|| format!("cannot reach {url}"))?;
     if !response.status().is_success() {
         let status = response.status();

@@ -13,6 +13,7 @@ mod cli;
 mod common;
 mod execute;
 mod export;
+mod fake_anthropic;
 mod files;
 mod hostile;
 mod isolation;

@@ -18,11 +18,9 @@ pub fn patience() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// An HTTP client for the tests. reqwest is built with rustls and no crypto provider of its own
-/// (tracebox installs ring's), so a test installs it too before its first client.
+/// An HTTP client for the tests, with every request bounded by `timeout`.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().timeout(timeout).build().expect("an HTTP client")
+    tracebox::http_client::builder().timeout(timeout).build().expect("an HTTP client")
 }
 
 /// Fail, never skip, when the engine is missing: a green run must mean the sandbox was tested.
@@ -307,27 +305,25 @@ pub async fn unscreened_server() -> TestServer {
 /// be; it matches no redaction rule, so a leak cannot hide behind one.
 pub const FAKE_KEY: &str = "tracebox-test-key-7f3a9c21e4b8d605";
 
-/// The fake Anthropic API (`fake-anthropic`), a process of its own on loopback.
+/// The fake Anthropic API (crates/fake-anthropic) on loopback, in this test process.
 pub struct FakeAnthropic {
-    child: Child,
+    /// Held for its drop, which stops it.
+    _server: fake_anthropic::FakeServer,
     pub url: String,
 }
 
 impl FakeAnthropic {
     /// Start it, expecting `FAKE_KEY`; `script` is a reply-script file, when given.
     pub fn start(script: Option<&Path>) -> FakeAnthropic {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fake-anthropic"));
-        command.args(["--addr", "127.0.0.1:0", "--api-key", FAKE_KEY]);
-        if let Some(script) = script {
-            command.arg("--script").arg(script);
-        }
-        let mut child =
-            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("the fake starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("the fake says where it listens");
-        let url = line.trim().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
-        FakeAnthropic { child, url }
+        let script = script.map(|path| fake_anthropic::FakeConfig::load_script(path).expect("a reply script"));
+        let config = fake_anthropic::FakeConfig {
+            api_key: Some(FAKE_KEY.to_owned()),
+            script: script.unwrap_or_default(),
+            ..fake_anthropic::FakeConfig::default()
+        };
+        let server = fake_anthropic::FakeServer::start(([127, 0, 0, 1], 0).into(), config).expect("the fake starts");
+        let url = server.url().to_owned();
+        FakeAnthropic { _server: server, url }
     }
 
     /// Every request it received, as `GET /_fake/requests` lists them.
@@ -339,13 +335,6 @@ impl FakeAnthropic {
     /// Settings pointing a tracebox at this fake with the right key.
     pub fn settings(&self) -> [(&'static str, String); 2] {
         [("ANTHROPIC_BASE_URL", self.url.clone()), ("ANTHROPIC_API_KEY", FAKE_KEY.to_owned())]
-    }
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,4 +1,4 @@
-//! `fake-anthropic`: the fake Anthropic Messages API (`tracebox::claude::fake`) as a process,
+//! `fake-anthropic`: the fake Anthropic Messages API (the `fake_anthropic` library) as a process,
 //! for tests and manual runs that point a client at `ANTHROPIC_BASE_URL`. Its one line on
 //! stdout says where it listens; logs go to stderr.
 
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracebox::claude::fake::{FakeConfig, FakeServer};
+use fake_anthropic::{FakeConfig, FakeServer};
 
 #[derive(Parser)]
 #[command(
