@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{Value, json};
-use tracebox::trace::{FinishedTrace, NewTrace, TraceEvent, TraceId, TraceStore};
+
+use tracebox_model::record::ExecutionInput;
+use tracebox_model::{Execution, Language, RunLimits, Source, Status, TraceEvent, TraceId, TraceInput, TraceOutput};
+
+use tracebox::trace::{FinishedTrace, NewTrace, TraceStore};
 use uuid::{NoContext, Timestamp, Uuid};
 
 #[derive(Parser)]
@@ -289,31 +293,49 @@ fn trace(
         "timeout" => Some(137),
         _ => None,
     };
+    let language: Language = language.parse().expect("a language");
+    let limits = RunLimits {
+        timeout: Duration::from_secs(10),
+        memory_bytes: 256 << 20,
+        cpus: 1.0,
+        pids: 128,
+        output_bytes: 1 << 20,
+    };
     let new = NewTrace {
         id,
         parent_id: parent,
-        kind: "execution",
-        source: if n.is_multiple_of(5) { "cli" } else { "http" },
+        source: if n.is_multiple_of(5) { Source::Cli } else { Source::Http },
         language: Some(language),
         boot_id: "bench-boot".into(),
         started_at_us,
-        input: json!({
-            "language": language, "code": code, "stdin": "", "env_names": [],
-            "limits": {"timeout": 10.0, "memory_mb": 256}, "policy_hits": [],
+        input: TraceInput::Execution(ExecutionInput {
+            language,
+            code,
+            stdin: String::new(),
+            env_names: Vec::new(),
+            files: Vec::new(),
+            limits,
+            policy_hits: Vec::new(),
+            omitted_bytes: 0,
         }),
     };
-    let message = if status == "blocked" { json!("the security policy refused this code") } else { Value::Null };
+    let status: Status = serde_json::from_value(json!(status)).expect("a status");
+    let message = (status == Status::Blocked).then(|| "the security policy refused this code".to_owned());
+    let output = Execution {
+        exit_code,
+        stdout,
+        stderr,
+        duration_ms: (duration_us / 1000) as u64,
+        timed_out: status == Status::Timeout,
+        message,
+        ..Execution::empty(id, status)
+    };
     let finished = FinishedTrace {
         id,
         status,
         ended_at_us: started_at_us + duration_us,
         exit_code,
-        output: json!({
-            "trace_id": id, "status": status, "exit_code": exit_code, "stdout": stdout, "stderr": stderr,
-            "duration_ms": duration_us / 1000, "timed_out": status == "timeout", "oom_killed": false,
-            "truncated": false, "invalid_utf8": false, "redactions": [], "policy_hits": [],
-            "message": message,
-        }),
+        output: TraceOutput::Execution(Box::new(output)),
         events,
     };
     (new, finished)
@@ -341,7 +363,7 @@ async fn seed(count: usize) -> Seeded {
     let store = TraceStore::open(&dir.path().join("traces")).expect("the store opens");
     let mut rng = Rng(0x5EED);
     let span_us: i64 = 30 * 24 * 3600 * 1_000_000;
-    let first_us = tracebox::trace::now_us() - span_us;
+    let first_us = tracebox_model::now_us() - span_us;
     let step_us = span_us / count.max(1) as i64;
     let mut parent = None;
     let mut recent: Vec<TraceId> = Vec::new();

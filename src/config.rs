@@ -12,7 +12,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
-use crate::execution::{Isolation, RunLimits};
+use tracebox_model::{Isolation, RunLimits};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -154,7 +154,7 @@ pub struct Config {
     /// What runs may share: fresh (a container per run, nothing shared) or recycle (a container
     /// serves several runs of one tenant, wiped between them); a request may ask for fresh always,
     /// and for recycle when this is recycle or recycle_allowed is true
-    #[arg(long, env = "TRACEBOX_ISOLATION", value_enum, default_value = "fresh")]
+    #[arg(long, env = "TRACEBOX_ISOLATION", default_value = "fresh")]
     pub isolation: Isolation,
 
     /// May a request ask for recycle isolation when the server's default is fresh?

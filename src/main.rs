@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use tracebox_model::{Execution, Language, OutputStream, RunEvent, Source, Status};
+
 use tracebox::config::{Config, LogFormat};
-use tracebox::execution::{Execution, Language, OutputStream, RunEvent, Source, Status, Submission};
 use tracebox::runner::LiveRun;
 use tracebox::sandbox::ImageStatus;
 use tracebox::services::Services;
+use tracebox::submission::Submission;
 
 mod cli;
 

@@ -9,10 +9,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use tracebox_model::Source;
+
 use super::error::{ApiError, ErrorCode};
 use super::{keep_alive, read_json};
 use crate::batch::{self, BatchOptions, Defaults, MAX_CONCURRENCY};
-use crate::execution::Source;
 use crate::services::Services;
 
 /// The largest prompt set read.

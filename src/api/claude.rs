@@ -8,13 +8,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use tracebox_model::{Source, TraceId, Usage};
+
 use super::error::ApiError;
 use super::execute::ExecuteReply;
 use super::{keep_alive, read_json};
-use crate::claude::{Answer, AskError, AskEvent, Block, Call, Question, Usage};
-use crate::execution::Source;
+use crate::claude::{Answer, AskError, AskEvent, Block, Call, Question};
 use crate::services::Services;
-use crate::trace::TraceId;
 
 /// The largest body read: a long conversation, well under the API's own 32 MB.
 const BODY_BYTES: usize = 8 * 1024 * 1024;

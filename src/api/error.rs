@@ -6,11 +6,13 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
+use tracebox_model::{Execution, TraceId};
+
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
-use crate::execution::{Execution, RequestError};
 use crate::files::FileError;
 use crate::runner::RunError;
-use crate::trace::{StoreError, TraceId};
+use crate::submission::RequestError;
+use crate::trace::StoreError;
 
 /// Every error code tracebox answers with. The code is the contract; the message may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use tracebox_model::{
+    Artifact, Execution, ExecutionRequest, Isolation, Omitted, PolicyHit, Redaction, Source, Status, TraceId,
+};
+
 use super::error::{ApiError, ErrorCode};
 use super::read_json;
 use crate::config::Config;
-use crate::execution::{Execution, ExecutionRequest, Isolation, Source, Status, Submission};
-use crate::files::{Artifact, Omitted};
-use crate::policy::{PolicyHit, Redaction};
 use crate::services::Services;
-use crate::trace::TraceId;
+use crate::submission::Submission;
 
 /// The request body, as clients send it; a WebSocket `execute` carries the same fields. Unknown
 /// fields are refused, so a misspelt limit is an error rather than silently ignored.
@@ -151,5 +152,5 @@ pub async fn execute(
 /// The largest body worth reading: the largest code and stdin in the most verbose legal JSON
 /// (`\u0000` is six bytes for one), plus the environment and room for the rest.
 fn request_limit(config: &Config) -> usize {
-    (config.max_code_bytes + config.max_stdin_bytes + crate::execution::MAX_ENV_BYTES).saturating_mul(6) + 64 * 1024
+    (config.max_code_bytes + config.max_stdin_bytes + crate::submission::MAX_ENV_BYTES).saturating_mul(6) + 64 * 1024
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::Stream;
 
+use tracebox_model::TraceId;
+
 use super::error::{ApiError, ErrorCode};
 use crate::services::Services;
-use crate::trace::{TraceDetail, TraceFilter, TraceId};
+use crate::trace::{TraceDetail, TraceFilter};
 
 /// Where an export stands between two lines.
 struct Cursor {

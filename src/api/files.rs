@@ -11,12 +11,14 @@ use actix_web::http::header::{self, Charset, ContentDisposition, DispositionPara
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+
+use tracebox_model::record::{DownloadInput, DownloadOutput, ErrorReport, StoredFile, UploadInput, UploadOutput};
+use tracebox_model::{Status, TraceId};
 
 use super::error::{ApiError, ErrorCode};
-use crate::files::{FileName, Files, StoredFile, is_image};
+use crate::files::{FileName, Files, is_image};
 use crate::services::Services;
-use crate::trace::TraceId;
 
 /// What multipart framing (boundaries, part headers) may add to the files of a request.
 const FRAMING_BYTES: u64 = 1024 * 1024;
@@ -39,12 +41,12 @@ pub struct UploadQuery {
     overwrite: bool,
 }
 
-fn client(request: &HttpRequest) -> Value {
-    request.peer_addr().map(|addr| json!(addr.to_string())).unwrap_or(Value::Null)
+fn client(request: &HttpRequest) -> Option<String> {
+    request.peer_addr().map(|addr| addr.to_string())
 }
 
-fn failure(error: &ApiError) -> Value {
-    json!({"error": {"code": error.code().as_str(), "message": error.message()}})
+fn failure(error: &ApiError) -> ErrorReport {
+    ErrorReport { code: Some(error.code().as_str().to_owned()), message: error.message().to_owned() }
 }
 
 /// `POST /upload`
@@ -55,16 +57,17 @@ pub async fn upload(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let overwrite = query.overwrite;
-    let trace = services.files.begin_trace("upload", json!({"client": client(&request), "overwrite": overwrite}));
+    let trace = services.files.begin_trace(UploadInput { client: client(&request), overwrite });
     let id = trace.id();
     match receive(&services.files, &request, payload, overwrite, id).await {
         Ok(stored) => {
-            trace.finish("success", json!({"files": stored})).await;
-            Ok(HttpResponse::Ok().json(json!({"files": stored, "trace_id": id})))
+            let reply = json!({"files": stored, "trace_id": id});
+            trace.finish(Status::Success, UploadOutput::Stored { files: stored }).await;
+            Ok(HttpResponse::Ok().json(reply))
         }
         Err(error) => {
             let error = error.with_trace(id);
-            trace.finish("error", failure(&error)).await;
+            trace.finish(Status::Error, UploadOutput::Refused { error: failure(&error) }).await;
             Err(error)
         }
     }
@@ -155,12 +158,13 @@ pub async fn download(
     request: HttpRequest,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = json!({"name": name.as_str()});
-    traced_download(&services, &request, input, async {
+    traced_download(&services, &request, (name.to_string(), None), async {
         let name = parse_name(&name)?;
         let located = services.files.locate(&name).await?;
         let response = attachment(&request, &located.path, name.as_str(), false).await?;
-        Ok((response, json!({"name": name.as_str(), "size": located.size, "sha256": located.sha256})))
+        let served =
+            DownloadOutput::Served { name: name.to_string(), run: None, size: located.size, sha256: located.sha256 };
+        Ok((response, served))
     })
     .await
 }
@@ -173,11 +177,16 @@ pub async fn download_artifact(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (run, name) = path.into_inner();
-    let input = json!({"name": name, "run": run});
-    traced_download(&services, &request, input, async {
+    traced_download(&services, &request, (name.clone(), Some(run.clone())), async {
         let located = locate_artifact(&services.files, &run, &name, true).await?;
         let response = artifact(&request, &located.path, &name).await?;
-        Ok((response, json!({"name": name, "run": run, "size": located.size, "sha256": located.sha256})))
+        let served = DownloadOutput::Served {
+            name: name.clone(),
+            run: Some(run.clone()),
+            size: located.size,
+            sha256: located.sha256,
+        };
+        Ok((response, served))
     })
     .await
 }
@@ -224,29 +233,29 @@ async fn artifact(request: &HttpRequest, path: &std::path::Path, name: &str) -> 
     Ok(response)
 }
 
-/// Serve a download and record it as a trace (for GET; a HEAD only asks about it).
+/// Serve a download of `(name, run)` (an artifact's run, or None for an upload) and record it
+/// as a trace (for GET; a HEAD only asks about it).
 async fn traced_download(
     services: &Services,
     request: &HttpRequest,
-    mut input: Value,
-    served: impl Future<Output = Result<(HttpResponse, Value), ApiError>>,
+    (name, run): (String, Option<String>),
+    served: impl Future<Output = Result<(HttpResponse, DownloadOutput), ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
     if request.method() != actix_web::http::Method::GET {
         return served.await.map(|(response, _)| response);
     }
-    input["client"] = client(request);
-    input["range"] = json!(request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()));
-    let mut trace = services.files.begin_trace("download", input);
+    let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut trace = services.files.begin_trace(DownloadInput { name, run, client: client(request), range });
     let id = trace.id();
     match served.await {
         Ok((response, output)) => {
             trace.record("served", json!({"status": response.status().as_u16()}));
-            trace.finish("success", output).await;
+            trace.finish(Status::Success, output).await;
             Ok(response)
         }
         Err(error) => {
             let error = error.with_trace(id);
-            trace.finish("error", failure(&error)).await;
+            trace.finish(Status::Error, DownloadOutput::Refused { error: failure(&error) }).await;
             Err(error)
         }
     }

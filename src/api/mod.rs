@@ -11,6 +11,7 @@ mod health;
 mod playground;
 mod trace_view;
 mod traces;
+mod units;
 mod ws;
 
 use actix_web::http::header;

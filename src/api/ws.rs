@@ -15,15 +15,15 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use tracebox_model::{Execution, RunEvent, Source, Status, TraceId};
+
 use super::claude::reply_of;
 use super::error::{ApiError, ErrorCode};
 use super::execute::{ExecuteBody, ExecuteReply};
 use crate::claude::{AskEvent, Call, Question};
 use crate::config::Config;
-use crate::execution::{Execution, RunEvent, Source, Status};
 use crate::runner::{LiveRun, RunControl, StdinError};
 use crate::services::Services;
-use crate::trace::TraceId;
 
 /// Longest run `id` a client may choose.
 const MAX_ID_CHARS: usize = 128;

@@ -5,15 +5,16 @@
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use tracebox_model::record::{BatchInput, BatchItem, BatchOutput, Outcome};
+use tracebox_model::{EventLog, Execution, Source, Status, TraceId, TraceInput, TraceOutput};
+
+use super::item::{BatchReport, ItemResult};
 use super::set::{CheckedItem, Job};
-use super::summary::Summary;
-use crate::claude::Usage;
-use crate::execution::{Execution, Source, Status};
+use super::summary::summarize;
 use crate::services::Services;
-use crate::trace::{EventLog, FinishedTrace, NewTrace, StoreError, TraceId};
+use crate::trace::{FinishedTrace, NewTrace, StoreError};
 
 /// Most items run at once.
 pub const MAX_CONCURRENCY: usize = 64;
@@ -27,72 +28,6 @@ pub struct BatchOptions {
     pub name: String,
     pub concurrency: usize,
     pub source: Source,
-}
-
-/// How an item ended, for the summary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Its expectations held.
-    Passed,
-    /// It ran, and an expectation did not hold.
-    Failed,
-    /// The policy refused its code (and that was not what it expected).
-    Blocked,
-    /// It could not run: Claude failed, its reply held no code, the sandbox failed.
-    Error,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Passed => "passed",
-            Outcome::Failed => "failed",
-            Outcome::Blocked => "blocked",
-            Outcome::Error => "error",
-        }
-    }
-}
-
-/// One line of the results file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ItemResult {
-    pub id: String,
-    /// Where it was in the prompt set (`line 3`).
-    pub at: String,
-    /// `code` or `prompt`.
-    pub kind: String,
-    pub outcome: Outcome,
-    pub passed: bool,
-    /// The run's status (the last block's, for a prompt), or `no_code` / `claude_error`.
-    pub status: String,
-    pub exit_code: Option<i64>,
-    /// What did not hold, or why it could not run.
-    pub failures: Vec<String>,
-    /// The item's trace: its run, or its Claude call.
-    pub trace_id: Option<TraceId>,
-    /// The runs of a prompt's code blocks.
-    pub executions: Vec<TraceId>,
-    pub duration_ms: f64,
-    /// The start of its stdout (all blocks', for a prompt).
-    pub stdout: String,
-    pub usage: Option<Usage>,
-    pub cost_usd: Option<f64>,
-}
-
-/// A finished batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BatchReport {
-    pub batch_id: TraceId,
-    pub summary: Summary,
-    pub items: Vec<ItemResult>,
-}
-
-impl BatchReport {
-    /// 0 when every expectation held, 1 otherwise (2 is for a prompt set that cannot run).
-    pub fn exit_code(&self) -> u8 {
-        if self.items.iter().all(|item| item.passed) { 0 } else { 1 }
-    }
 }
 
 /// Run `items` as one batch; `on_item` hears each result as it comes (for progress). The batch
@@ -110,12 +45,11 @@ pub async fn run_batch(
     services.store.begin(NewTrace {
         id: batch_id,
         parent_id: None,
-        kind: "batch",
-        source: options.source.as_str(),
+        source: options.source,
         language: None,
         boot_id: services.boot_id().to_owned(),
         started_at_us: log.started_at_us(),
-        input: json!({ "name": options.name, "items": items.len(), "concurrency": concurrency }),
+        input: TraceInput::Batch(BatchInput { name: options.name.clone(), items: items.len(), concurrency }),
     });
     on_start(batch_id);
     let started = Instant::now();
@@ -126,25 +60,35 @@ pub async fn run_batch(
         on_item(&result);
         results.push(result);
     }
-    let summary = Summary::of(&results, started.elapsed().as_secs_f64() * 1000.0);
+    let summary = summarize(&results, started.elapsed().as_secs_f64() * 1000.0);
     log.record("batch.finished", json!({ "passed": summary.passed, "items": summary.items }));
-    let status = if summary.passed == summary.items { "success" } else { "error" };
+    let status = if summary.passed == summary.items { Status::Success } else { Status::Error };
     let trace = FinishedTrace {
         id: batch_id,
         status,
         ended_at_us: log.now_us(),
         exit_code: None,
-        output: json!({
-            "summary": summary,
-            "items": results.iter().map(|r| json!({
-                "id": r.id, "at": r.at, "outcome": r.outcome, "status": r.status, "trace_id": r.trace_id,
-                "duration_ms": r.duration_ms, "failures": r.failures,
-            })).collect::<Vec<_>>(),
+        output: TraceOutput::Batch(BatchOutput {
+            summary: summary.clone(),
+            items: results.iter().map(batch_item).collect(),
         }),
         events: log.into_events(),
     };
     services.store.finish(trace).await?;
     Ok(BatchReport { batch_id, summary, items: results })
+}
+
+/// An item as the batch's trace lists it.
+fn batch_item(result: &ItemResult) -> BatchItem {
+    BatchItem {
+        id: result.id.clone(),
+        at: result.at.clone(),
+        outcome: result.outcome,
+        status: result.status.clone(),
+        trace_id: result.trace_id,
+        duration_ms: result.duration_ms,
+        failures: result.failures.clone(),
+    }
 }
 
 /// Run one item and judge it.

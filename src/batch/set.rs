@@ -6,10 +6,11 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use tracebox_model::{ExecutionRequest, Source, Status, TraceId};
+
 use crate::claude::{Ask, Question};
 use crate::config::Config;
-use crate::execution::{ExecutionRequest, Source, Status, Submission};
-use crate::trace::TraceId;
+use crate::submission::Submission;
 
 /// Most items one prompt set may hold.
 pub const MAX_ITEMS: usize = 10_000;

@@ -3,50 +3,29 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use tracebox_model::record::{BatchSummary, Outcome};
 
-use super::run::{ItemResult, Outcome};
+use super::item::ItemResult;
 use crate::stats::percentile;
 
-/// A batch's figures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub items: usize,
-    pub passed: usize,
-    pub failed: usize,
-    pub blocked: usize,
-    pub errors: usize,
-    /// Item latency, median and 95th percentile.
-    pub p50_ms: Option<f64>,
-    pub p95_ms: Option<f64>,
-    /// The whole batch.
-    pub wall_ms: f64,
-    /// Claude tokens of the prompt items: every input token (cached or not), and output.
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// US dollars, for the calls the price table knows the model of.
-    pub cost_usd: f64,
-}
-
-impl Summary {
-    pub fn of(results: &[ItemResult], wall_ms: f64) -> Summary {
-        let count = |outcome: Outcome| results.iter().filter(|r| r.outcome == outcome).count();
-        let latencies: Vec<f64> = results.iter().map(|r| r.duration_ms).collect();
-        let usages = results.iter().filter_map(|r| r.usage);
-        Summary {
-            items: results.len(),
-            passed: count(Outcome::Passed),
-            failed: count(Outcome::Failed),
-            blocked: count(Outcome::Blocked),
-            errors: count(Outcome::Error),
-            p50_ms: percentile(&latencies, 0.5),
-            p95_ms: percentile(&latencies, 0.95),
-            wall_ms,
-            input_tokens: usages.clone().map(|u| u.total_input()).sum(),
-            output_tokens: usages.map(|u| u.output_tokens).sum(),
-            // A fold from +0.0: an empty f64 sum is -0.0, which prints as "$-0.0000".
-            cost_usd: results.iter().filter_map(|r| r.cost_usd).fold(0.0, |sum, cost| sum + cost),
-        }
+/// A batch's figures, from its items' results and how long it took in all.
+pub fn summarize(results: &[ItemResult], wall_ms: f64) -> BatchSummary {
+    let count = |outcome: Outcome| results.iter().filter(|r| r.outcome == outcome).count();
+    let latencies: Vec<f64> = results.iter().map(|r| r.duration_ms).collect();
+    let usages = results.iter().filter_map(|r| r.usage);
+    BatchSummary {
+        items: results.len(),
+        passed: count(Outcome::Passed),
+        failed: count(Outcome::Failed),
+        blocked: count(Outcome::Blocked),
+        errors: count(Outcome::Error),
+        p50_ms: percentile(&latencies, 0.5),
+        p95_ms: percentile(&latencies, 0.95),
+        wall_ms,
+        input_tokens: usages.clone().map(|u| u.total_input()).sum(),
+        output_tokens: usages.map(|u| u.output_tokens).sum(),
+        // A fold from +0.0: an empty f64 sum is -0.0, which prints as "$-0.0000".
+        cost_usd: results.iter().filter_map(|r| r.cost_usd).fold(0.0, |sum, cost| sum + cost),
     }
 }
 
@@ -59,21 +38,25 @@ fn human_ms(ms: Option<f64>) -> String {
     }
 }
 
-impl fmt::Display for Summary {
+/// A batch's figures as a table for a terminal: a header line and a line of values.
+pub struct SummaryTable<'a>(pub &'a BatchSummary);
+
+impl fmt::Display for SummaryTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let summary = self.0;
         let headers =
             ["items", "passed", "failed", "blocked", "errors", "p50", "p95", "tokens in/out", "est. cost", "wall"];
         let values = [
-            self.items.to_string(),
-            self.passed.to_string(),
-            self.failed.to_string(),
-            self.blocked.to_string(),
-            self.errors.to_string(),
-            human_ms(self.p50_ms),
-            human_ms(self.p95_ms),
-            format!("{}/{}", self.input_tokens, self.output_tokens),
-            format!("${:.4}", self.cost_usd),
-            human_ms(Some(self.wall_ms)),
+            summary.items.to_string(),
+            summary.passed.to_string(),
+            summary.failed.to_string(),
+            summary.blocked.to_string(),
+            summary.errors.to_string(),
+            human_ms(summary.p50_ms),
+            human_ms(summary.p95_ms),
+            format!("{}/{}", summary.input_tokens, summary.output_tokens),
+            format!("${:.4}", summary.cost_usd),
+            human_ms(Some(summary.wall_ms)),
         ];
         let widths: Vec<usize> = headers.iter().zip(&values).map(|(h, v)| h.len().max(v.chars().count())).collect();
         let row = |cells: &mut dyn Iterator<Item = String>| {
@@ -87,7 +70,7 @@ impl fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claude::Usage;
+    use tracebox_model::Usage;
 
     fn result(outcome: Outcome, ms: f64, usage: Option<Usage>) -> ItemResult {
         ItemResult {
@@ -118,12 +101,12 @@ mod tests {
             result(Outcome::Blocked, 50.0, None),
             result(Outcome::Error, 10.0, None),
         ];
-        let summary = Summary::of(&results, 900.0);
+        let summary = summarize(&results, 900.0);
         assert_eq!((summary.items, summary.passed, summary.failed, summary.blocked, summary.errors), (5, 2, 1, 1, 1));
         assert_eq!((summary.input_tokens, summary.output_tokens), (24, 10));
         assert_eq!(summary.cost_usd, 0.5);
         assert_eq!((summary.p50_ms, summary.p95_ms), (Some(100.0), Some(300.0)));
-        let table = summary.to_string();
+        let table = SummaryTable(&summary).to_string();
         let lines: Vec<&str> = table.lines().collect();
         assert!(lines[0].starts_with("items  passed  failed  blocked  errors"), "{table}");
         assert!(lines[1].starts_with("5      2       1       1        1"), "{table}");

@@ -2,7 +2,7 @@
 //! an untagged block is in the call's language), in order. Blocks in other languages (```bash,
 //! ```json, ```text…) are not run, and are named so the trace can say so.
 
-use crate::execution::Language;
+use tracebox_model::Language;
 
 /// A block of code to run.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,14 +8,19 @@ use futures_util::FutureExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use tracebox_model::record::{ClaudeAnswer, ClaudeFailure, ClaudeInput, ClaudeOutput, ErrorReport, FileRef, RunRef};
+use tracebox_model::{
+    EventLog, Execution, ExecutionRequest, InputFile, Language, RunLimits, Source, Status, TraceId, TraceInput,
+    TraceOutput,
+};
+
 use super::blocks::code_blocks;
 use super::client::{ClaudeError, Exchange, MessagesClient};
 use super::messages::{MessagesRequest, Reply};
 use super::price::PriceTable;
-use crate::execution::{Execution, ExecutionRequest, InputFile, Language, RunLimits, Source, Status};
 use crate::policy::Policy;
 use crate::runner::{RunError, Runner};
-use crate::trace::{EventLog, FinishedTrace, NewTrace, StoreError, TraceId, TraceStore};
+use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 
 /// One question for Claude, as a door hands it over.
 #[derive(Debug, Clone)]
@@ -145,9 +150,15 @@ impl Claude {
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                         .unwrap_or_else(|| "a panic".to_owned());
                     tracing::error!(%trace_id, %message, "a Claude call panicked");
-                    let output = json!({ "error": { "message": format!("tracebox failed: {message}") } });
+                    let output = ClaudeOutput::Failed(ClaudeFailure {
+                        error: ErrorReport { code: None, message: format!("tracebox failed: {message}") },
+                        partial_text: None,
+                        request_id: None,
+                        attempts: Vec::new(),
+                        latency_ms: None,
+                    });
                     let log = EventLog::start();
-                    if let Err(error) = claude.finish(trace_id, "error", output, log).await {
+                    if let Err(error) = claude.finish(trace_id, Status::InternalError, output, log).await {
                         tracing::error!(%trace_id, %error, "could not record the failed Claude call");
                     }
                     Err(AskError::Task { trace_id, message })
@@ -171,9 +182,8 @@ impl Claude {
         inner.store.begin(NewTrace {
             id: trace_id,
             parent_id: ask.parent,
-            kind: "claude",
-            source: ask.source.as_str(),
-            language: ask.execute.then(|| ask.language.as_str()),
+            source: ask.source,
+            language: ask.execute.then_some(ask.language),
             boot_id: inner.boot_id.clone(),
             started_at_us: log.started_at_us(),
             input: self.trace_input(&ask),
@@ -197,14 +207,14 @@ impl Claude {
             Ok(reply) => reply,
             Err(error) => {
                 log.record("claude.failed", json!({ "error": error.to_string() }));
-                let output = json!({
-                    "error": { "message": error.to_string() },
-                    "partial_text": (!streamed.is_empty()).then(|| inner.policy.redact(&streamed)),
-                    "request_id": error.request_id(),
-                    "attempts": exchange.attempts,
-                    "latency_ms": exchange.ms,
+                let output = ClaudeOutput::Failed(ClaudeFailure {
+                    error: ErrorReport { code: None, message: error.to_string() },
+                    partial_text: (!streamed.is_empty()).then(|| inner.policy.redact(&streamed)),
+                    request_id: error.request_id().map(str::to_owned),
+                    attempts: exchange.attempts.clone(),
+                    latency_ms: Some(exchange.ms),
                 });
-                self.finish(trace_id, "error", output, log).await?;
+                self.finish(trace_id, Status::Error, output, log).await?;
                 return Err(AskError::Claude { trace_id, error });
             }
         };
@@ -219,7 +229,7 @@ impl Claude {
             (Vec::new(), Vec::new())
         };
         let answer = Answer { trace_id, reply, exchange, cost_usd, executions, skipped_blocks };
-        self.finish(trace_id, "success", self.trace_output(&answer), log).await?;
+        self.finish(trace_id, Status::Success, self.trace_output(&answer), log).await?;
         Ok(answer)
     }
 
@@ -273,58 +283,61 @@ impl Claude {
     }
 
     /// What the trace keeps of the question: the text redacted like any input.
-    fn trace_input(&self, ask: &Ask) -> Value {
+    fn trace_input(&self, ask: &Ask) -> TraceInput {
         let policy = &self.inner.policy;
         let request = &ask.request;
-        json!({
-            "prompt": last_user_text(&request.messages).map(|text| policy.redact(&text)),
-            "messages": redact_strings(&json!(request.messages), policy),
-            "system": request.system.as_ref().map(|system| redact_strings(system, policy)),
-            "model": request.model,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "stop_sequences": request.stop_sequences,
-            "stream": request.stream,
-            "execute": ask.execute,
-            "language": ask.language,
-            "limits": ask.limits,
-            "files": ask.files.iter().map(|f| json!({ "name": f.name, "size": f.size })).collect::<Vec<_>>(),
+        TraceInput::Claude(ClaudeInput {
+            prompt: last_user_text(&request.messages).map(|text| policy.redact(&text)),
+            messages: redact_strings(&json!(request.messages), policy),
+            system: request.system.as_ref().map(|system| redact_strings(system, policy)),
+            model: request.model.clone(),
+            max_tokens: u64::from(request.max_tokens),
+            temperature: request.temperature,
+            stop_sequences: request.stop_sequences.clone(),
+            stream: request.stream,
+            execute: ask.execute,
+            language: ask.language,
+            limits: ask.limits.clone(),
+            files: ask.files.iter().map(|f| FileRef { name: f.name.clone(), size: f.size }).collect(),
         })
     }
 
-    fn trace_output(&self, answer: &Answer) -> Value {
+    fn trace_output(&self, answer: &Answer) -> ClaudeOutput {
         let policy = &self.inner.policy;
         let reply = &answer.reply;
-        json!({
-            "text": policy.redact(&reply.text()),
-            "content": redact_strings(&json!(reply.content), policy),
-            "model": reply.model,
-            "message_id": reply.id,
-            "stop_reason": reply.stop_reason,
-            "stop_sequence": reply.stop_sequence,
-            "usage": reply.usage,
-            "cost_usd": answer.cost_usd,
-            "request_id": answer.exchange.request_id,
-            "attempts": answer.exchange.attempts,
-            "retries": answer.exchange.retries(),
-            "latency_ms": answer.exchange.ms,
-            "ttft_ms": answer.exchange.ttft_ms,
-            "executions": answer.executions.iter().map(|e| json!({
-                "trace_id": e.trace_id, "status": e.status, "exit_code": e.exit_code,
-            })).collect::<Vec<_>>(),
-            "skipped_blocks": answer.skipped_blocks,
-        })
+        ClaudeOutput::Answered(Box::new(ClaudeAnswer {
+            text: policy.redact(&reply.text()),
+            content: redact_strings(&json!(reply.content), policy),
+            model: reply.model.clone(),
+            message_id: reply.id.clone(),
+            stop_reason: reply.stop_reason.clone(),
+            stop_sequence: reply.stop_sequence.clone(),
+            usage: reply.usage,
+            cost_usd: answer.cost_usd,
+            request_id: answer.exchange.request_id.clone(),
+            attempts: answer.exchange.attempts.clone(),
+            retries: answer.exchange.retries(),
+            latency_ms: answer.exchange.ms,
+            ttft_ms: answer.exchange.ttft_ms,
+            executions: answer
+                .executions
+                .iter()
+                .map(|e| RunRef { trace_id: e.trace_id, status: e.status, exit_code: e.exit_code })
+                .collect(),
+            skipped_blocks: answer.skipped_blocks.clone(),
+        }))
     }
 
     async fn finish(
         &self,
         id: TraceId,
-        status: &'static str,
-        output: Value,
+        status: Status,
+        output: ClaudeOutput,
         mut log: EventLog,
     ) -> Result<(), StoreError> {
         log.record("finished", json!({ "status": status }));
         let ended_at_us = log.now_us();
+        let output = TraceOutput::Claude(output);
         let trace = FinishedTrace { id, status, ended_at_us, exit_code: None, output, events: log.into_events() };
         self.inner.store.finish(trace).await
     }

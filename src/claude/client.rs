@@ -8,6 +8,8 @@ use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Serialize;
 
+use tracebox_model::record::Attempt;
+
 use super::messages::{ErrorBody, MessagesRequest, Reply};
 use super::retry;
 use super::sse::{Assembler, Decoder, StreamError};
@@ -76,19 +78,6 @@ impl ClaudeError {
             ClaudeError::NoApiKey | ClaudeError::Unreachable { .. } | ClaudeError::Setup(_) => None,
         }
     }
-}
-
-/// One attempt of a call, as the trace shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    /// The HTTP status, when an answer came.
-    pub status: Option<u16>,
-    pub request_id: Option<String>,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-    pub ms: f64,
-    /// How long the client waited before the next attempt, when there was one.
-    pub waited_ms: Option<f64>,
 }
 
 /// What happened on the way to a reply, for the trace.

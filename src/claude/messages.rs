@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracebox_model::Usage;
 
 /// The body of `POST /v1/messages`. `messages` and `system` pass through in Anthropic's own
 /// shape, so anything the API accepts can be sent.
@@ -89,44 +90,6 @@ fn blocks<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Block
     Ok(values.into_iter().map(Block::from_value).collect())
 }
 
-/// Tokens of one call. Anthropic's `input_tokens` leaves out the cached ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    #[serde(default, deserialize_with = "count")]
-    pub input_tokens: u64,
-    #[serde(default, deserialize_with = "count")]
-    pub output_tokens: u64,
-    #[serde(default, deserialize_with = "count")]
-    pub cache_creation_input_tokens: u64,
-    #[serde(default, deserialize_with = "count")]
-    pub cache_read_input_tokens: u64,
-}
-
-impl Usage {
-    /// Every input token, cached or not.
-    pub fn total_input(&self) -> u64 {
-        self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
-    }
-
-    /// Take the counts present in a streamed `usage` (they are cumulative: replace, never add).
-    pub fn update(&mut self, partial: &Value) {
-        let set = |key: &str, field: &mut u64| {
-            if let Some(n) = partial.get(key).and_then(Value::as_u64) {
-                *field = n;
-            }
-        };
-        set("input_tokens", &mut self.input_tokens);
-        set("output_tokens", &mut self.output_tokens);
-        set("cache_creation_input_tokens", &mut self.cache_creation_input_tokens);
-        set("cache_read_input_tokens", &mut self.cache_read_input_tokens);
-    }
-}
-
-/// A token count that may be absent or null.
-fn count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    Ok(Option::<u64>::deserialize(deserializer)?.unwrap_or(0))
-}
-
 /// The error body: `{"type": "error", "error": {"type", "message"}, "request_id"}`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ErrorBody {
@@ -183,12 +146,5 @@ mod tests {
             serde_json::to_value(&request).unwrap(),
             json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})
         );
-    }
-
-    #[test]
-    fn streamed_usage_replaces_the_counts_it_carries() {
-        let mut usage = Usage { input_tokens: 10, output_tokens: 1, ..Usage::default() };
-        usage.update(&json!({"output_tokens": 42}));
-        assert_eq!((usage.input_tokens, usage.output_tokens), (10, 42));
     }
 }

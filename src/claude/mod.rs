@@ -14,8 +14,8 @@ mod sse;
 
 pub use blocks::{CodeBlock, code_blocks};
 pub use call::{Answer, Ask, AskError, AskEvent, Call, Claude};
-pub use client::{ANTHROPIC_VERSION, Attempt, ClaudeError, Exchange, MessagesClient};
-pub use messages::{Block, MessagesRequest, Reply, Usage};
+pub use client::{ANTHROPIC_VERSION, ClaudeError, Exchange, MessagesClient};
+pub use messages::{Block, MessagesRequest, Reply};
 pub use price::{Price, PriceError, PriceTable};
 pub use question::{MAX_TOKENS_LIMIT, Question, QuestionError};
 pub use sse::StreamError;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::messages::Usage;
+use tracebox_model::Usage;
 
 const BUILT_IN: &str = include_str!("../../prices.toml");
 

@@ -5,11 +5,11 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use tracebox_model::{Language, Source, TraceId, UnknownLanguage};
+
 use super::call::Ask;
 use super::messages::MessagesRequest;
 use crate::config::{Config, LimitError};
-use crate::execution::{Language, Source, UnknownLanguage};
-use crate::trace::TraceId;
 
 /// The largest `max_tokens` accepted: beyond what any model writes, a typo.
 pub const MAX_TOKENS_LIMIT: u32 = 128_000;

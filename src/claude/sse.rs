@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use tracebox_model::Usage;
+
 use super::messages::{Block, Reply};
 
 /// One server-sent event.
@@ -165,7 +167,7 @@ impl Assembler {
                     message.stop_sequence = Some(sequence.to_owned());
                 }
                 if let Some(usage) = data.get("usage") {
-                    message.usage.update(usage);
+                    update_usage(&mut message.usage, usage);
                 }
             }
             "message_stop" => self.stopped = true,
@@ -211,9 +213,29 @@ impl Assembler {
     }
 }
 
+/// Take the counts present in a streamed `usage` (they are cumulative: replace, never add).
+fn update_usage(usage: &mut Usage, partial: &Value) {
+    let set = |key: &str, field: &mut u64| {
+        if let Some(n) = partial.get(key).and_then(Value::as_u64) {
+            *field = n;
+        }
+    };
+    set("input_tokens", &mut usage.input_tokens);
+    set("output_tokens", &mut usage.output_tokens);
+    set("cache_creation_input_tokens", &mut usage.cache_creation_input_tokens);
+    set("cache_read_input_tokens", &mut usage.cache_read_input_tokens);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_usage_replaces_the_counts_it_carries() {
+        let mut usage = Usage { input_tokens: 10, output_tokens: 1, ..Usage::default() };
+        update_usage(&mut usage, &serde_json::json!({"output_tokens": 42}));
+        assert_eq!((usage.input_tokens, usage.output_tokens), (10, 42));
+    }
 
     /// The SDK's own fixture, `basic_response.txt`, with a ping after the block's start.
     const BASIC: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_4QpJur2dWWDjF6C758FbBw5vm12BaVipnK\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-3-opus-latest\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":11,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\nevent: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":6}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";

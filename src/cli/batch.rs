@@ -11,11 +11,13 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use tracebox::batch::{self, BatchOptions, BatchReport, Defaults, ItemResult, Summary};
+
+use tracebox_model::record::BatchSummary;
+use tracebox_model::{Source, TraceId};
+
+use tracebox::batch::{self, BatchOptions, BatchReport, Defaults, ItemResult, SummaryTable};
 use tracebox::config::Config;
-use tracebox::execution::Source;
 use tracebox::services::Services;
-use tracebox::trace::TraceId;
 
 use super::super::BatchArgs;
 
@@ -124,7 +126,7 @@ async fn remote(
                     results.push(item);
                 }
                 Some("done") => {
-                    let summary: Summary = serde_json::from_value(message["summary"].clone())?;
+                    let summary: BatchSummary = serde_json::from_value(message["summary"].clone())?;
                     let batch_id = batch_id.context("the server never said which batch this is")?;
                     return Ok(Remote::Report(BatchReport { batch_id, summary, items: results }));
                 }
@@ -214,7 +216,7 @@ impl Progress {
             let why = if item.failures.is_empty() { item.status.clone() } else { item.failures.join("; ") };
             eprintln!("{}: {} ({}): {why}", item.outcome.as_str(), item.id, item.at);
         }
-        eprintln!("\n{}\n\nbatch trace: /trace/{}", report.summary, report.batch_id);
+        eprintln!("\n{}\n\nbatch trace: /trace/{}", SummaryTable(&report.summary), report.batch_id);
         Ok(())
     }
 }

@@ -17,13 +17,13 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use tracebox_model::{Artifact, Omitted, TraceId};
+
 use super::{FileError, FileName, Files, Located, hex};
-use crate::trace::TraceId;
 
 /// The directory of `uploads/` that holds the artifacts; no upload may take its name.
 pub const ARTIFACTS_DIR: &str = "artifacts";
@@ -49,24 +49,6 @@ const CHANNEL_CHUNKS: usize = 16;
 
 /// Characters of a path component that stay as they are in a URL.
 const URL_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-
-/// A file a run left in `/workspace/out/`, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Artifact {
-    /// Its path in `/workspace`, e.g. `out/plot.png`.
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-    /// Where to download it (`GET`, traced as a download).
-    pub url: String,
-}
-
-/// A file of `/workspace/out/` that did not come back, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Omitted {
-    pub name: String,
-    pub reason: String,
-}
 
 /// What came back of a run's `/workspace/out/`.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -24,14 +24,16 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 pub use artifacts::{
-    ARTIFACTS_DIR, Artifact, ArtifactLimits, ArtifactReport, ArtifactSink, Omitted, Receiving, artifact_preview_url,
-    artifact_url, is_image,
+    ARTIFACTS_DIR, ArtifactLimits, ArtifactReport, ArtifactSink, Receiving, artifact_preview_url, artifact_url,
+    is_image,
 };
 pub use name::{FileName, MAX_NAME_BYTES, NameError};
 
+use tracebox_model::record::StoredFile;
+use tracebox_model::{EventLog, InputFile, Source, Status, TraceId, TraceInput, TraceOutput, format_us, now_us};
+
 use crate::config::Config;
-use crate::execution::InputFile;
-use crate::trace::{EventLog, FileRecord, FinishedTrace, NewTrace, StoreError, TraceId, TraceStore, format_us, now_us};
+use crate::trace::{FileRecord, FinishedTrace, NewTrace, StoreError, TraceStore};
 
 /// Prefix of the files being received; hidden, so no [`FileName`] can name one.
 const PARTIAL_PREFIX: &str = ".partial-";
@@ -98,17 +100,6 @@ struct Inner {
     artifact_limits: ArtifactLimits,
     /// Bytes of every run's artifacts, counted at start and as runs store and expire them.
     artifact_usage: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// A file as stored by an upload.
-#[derive(Debug, Clone, Serialize)]
-pub struct StoredFile {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
-    /// The name asked for, when the file was stored under another (that one was taken).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requested_name: Option<String>,
 }
 
 /// A file of the list.
@@ -275,18 +266,17 @@ impl Files {
     }
 
     /// Record an upload or download as a trace, running until [`FileTrace::finish`].
-    pub fn begin_trace(&self, kind: &'static str, input: Value) -> FileTrace {
+    pub fn begin_trace(&self, input: impl Into<TraceInput>) -> FileTrace {
         let log = EventLog::start();
         let id = TraceId::new();
         self.inner.store.begin(NewTrace {
             id,
             parent_id: None,
-            kind,
-            source: "http",
+            source: Source::Http,
             language: None,
             boot_id: self.inner.boot_id.clone(),
             started_at_us: log.started_at_us(),
-            input,
+            input: input.into(),
         });
         FileTrace { store: self.inner.store.clone(), id, log }
     }
@@ -311,8 +301,9 @@ impl FileTrace {
 
     /// Write how it ended (`success` or `error`); a failure to write is logged, not returned:
     /// the transfer itself happened or not whatever the trace says.
-    pub async fn finish(self, status: &'static str, output: Value) {
+    pub async fn finish(self, status: Status, output: impl Into<TraceOutput>) {
         let FileTrace { store, id, log } = self;
+        let output = output.into();
         let ended_at_us = log.now_us();
         let events = log.into_events();
         let finished = FinishedTrace { id, status, ended_at_us, exit_code: None, output, events };

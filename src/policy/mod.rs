@@ -9,16 +9,14 @@ mod rules;
 use std::path::{Path, PathBuf};
 
 use regex::{Captures, Regex, RegexSet};
-use serde::{Deserialize, Serialize};
 
-use crate::execution::Language;
-use rules::{InputAction, OutputAction, PolicyFile};
+use rules::{OutputAction, PolicyFile};
+use tracebox_model::Language;
 
 /// The default policy, compiled in so a bare binary is protected.
 const BUILTIN: &str = include_str!("../../policy.toml");
 
-/// What an input rule does when it matches.
-pub use rules::InputAction as Action;
+pub use tracebox_model::{Action, PolicyHit, Redaction};
 
 /// A compiled, validated policy.
 #[derive(Debug)]
@@ -36,7 +34,7 @@ struct InputRule {
     id: String,
     languages: Vec<Language>,
     regex: Regex,
-    action: InputAction,
+    action: Action,
     reason: String,
 }
 
@@ -47,26 +45,6 @@ struct OutputRule {
     action: OutputAction,
     reason: String,
     replacement: String,
-}
-
-/// A rule that matched, where, and what it means.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PolicyHit {
-    pub rule: String,
-    pub action: Action,
-    pub reason: String,
-    /// `code`, `stdout` or `stderr`.
-    pub source: String,
-    /// 1-based line of the first match.
-    pub line: usize,
-}
-
-/// How many matches of one redaction rule were replaced in one stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Redaction {
-    pub rule: String,
-    pub stream: String,
-    pub count: usize,
 }
 
 /// Text after the output rules ran over it.

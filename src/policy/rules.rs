@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 
 use regex::{Regex, RegexSet};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use tracebox_model::{Action, Language};
 
 use super::{InputRule, OutputRule, Policy, PolicyError};
-use crate::execution::Language;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,7 +27,7 @@ struct InputRuleSpec {
     #[serde(default)]
     languages: Vec<String>,
     pattern: String,
-    action: InputAction,
+    action: Action,
     reason: String,
     #[serde(default)]
     examples: Vec<String>,
@@ -45,16 +46,6 @@ struct OutputRuleSpec {
     examples: Vec<String>,
     #[serde(default)]
     counter_examples: Vec<String>,
-}
-
-/// What an input rule does when it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InputAction {
-    /// Refuse the run.
-    Block,
-    /// Run it and record the hit.
-    Warn,
 }
 
 /// What an output rule does when it matches.

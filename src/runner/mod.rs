@@ -7,18 +7,23 @@ mod screen;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use tracebox_model::record::{ExecutionInput, FileRef};
+use tracebox_model::{
+    Action, EventLog, Execution, ExecutionRequest, Omitted, OutputStream, PolicyHit, RunEvent, Status, TraceId,
+    TraceInput, TraceOutput,
+};
+
 use crate::config::Config;
-use crate::execution::{Execution, ExecutionRequest, OutputStream, RunEvent, Status};
-use crate::files::{ArtifactReport, Files, Omitted};
-use crate::policy::{Action, Policy, PolicyHit};
+use crate::files::{ArtifactReport, Files};
+use crate::policy::Policy;
 use crate::sandbox::{ArtifactsCut, Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError};
-use crate::trace::{EventLog, FinishedTrace, NewTrace, StoreError, TraceId, TraceStore};
+use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 use screen::StreamScreen;
 
 /// How long a live run's output may sit unreleased for want of a line end (a prompt printed
@@ -220,9 +225,8 @@ impl Runner {
         inner.store.begin(NewTrace {
             id: trace_id,
             parent_id: request.parent,
-            kind: "execution",
-            source: request.source.as_str(),
-            language: Some(request.language.as_str()),
+            source: request.source,
+            language: Some(request.language),
             boot_id: inner.sandbox.boot_id().to_owned(),
             started_at_us: log.started_at_us(),
             input: self.trace_input(&request, &hits),
@@ -362,16 +366,17 @@ impl Runner {
 
     /// What the trace keeps of the request: secrets redacted like output, and of the
     /// environment only the names (values are how people pass credentials).
-    fn trace_input(&self, request: &ExecutionRequest, hits: &[PolicyHit]) -> Value {
+    fn trace_input(&self, request: &ExecutionRequest, hits: &[PolicyHit]) -> TraceInput {
         let policy = &self.inner.policy;
-        json!({
-            "language": request.language,
-            "code": policy.redact(&request.code),
-            "stdin": policy.redact(&request.stdin),
-            "env_names": request.env.keys().collect::<Vec<_>>(),
-            "files": request.files.iter().map(|f| json!({ "name": f.name, "size": f.size })).collect::<Vec<_>>(),
-            "limits": request.limits,
-            "policy_hits": hits,
+        TraceInput::Execution(ExecutionInput {
+            language: request.language,
+            code: policy.redact(&request.code),
+            stdin: policy.redact(&request.stdin),
+            env_names: request.env.keys().cloned().collect(),
+            files: request.files.iter().map(|f| FileRef { name: f.name.clone(), size: f.size }).collect(),
+            limits: request.limits.clone(),
+            policy_hits: hits.to_vec(),
+            omitted_bytes: 0,
         })
     }
 
@@ -379,10 +384,10 @@ impl Runner {
         log.record("finished", json!({ "status": execution.status }));
         let trace = FinishedTrace {
             id: execution.trace_id,
-            status: execution.status.as_str(),
+            status: execution.status,
             ended_at_us: log.now_us(),
             exit_code: execution.exit_code,
-            output: serde_json::to_value(execution).unwrap_or_default(),
+            output: TraceOutput::Execution(Box::new(execution.clone())),
             events: log.into_events(),
         };
         self.inner.store.finish(trace).await
@@ -574,15 +579,15 @@ mod tests {
 
     fn request() -> ExecutionRequest {
         ExecutionRequest {
-            language: crate::execution::Language::Python,
+            language: tracebox_model::Language::Python,
             code: String::new(),
             stdin: String::new(),
             env: Default::default(),
             limits: Config::defaults().run_limits(Some(2.0), Some(64)).unwrap(),
-            source: crate::execution::Source::Cli,
+            source: tracebox_model::Source::Cli,
             files: Vec::new(),
             parent: None,
-            isolation: crate::execution::Isolation::Fresh,
+            isolation: tracebox_model::Isolation::Fresh,
             tenant: None,
         }
     }

@@ -10,10 +10,10 @@ use bollard::models::{
     MountType, ResourcesUlimits,
 };
 
+use tracebox_model::{InputFile, Isolation, Language, RunLimits};
+
 use crate::config::Config;
 use std::time::Duration;
-
-use crate::execution::{InputFile, Isolation, Language, RunLimits};
 
 const MIB: u64 = 1024 * 1024;
 

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use tracebox_model::{EventLog, InputFile, Isolation, Language, RunLimits, TraceId};
+
 use crate::config::Config;
-use crate::execution::{InputFile, Isolation, Language, RunLimits};
-use crate::trace::{EventLog, TraceId};
 
 pub use image::ImageStatus;
 pub use janitor::Sweep;

@@ -15,11 +15,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use tracebox_model::Isolation;
+
 use super::SandboxError;
 use super::container::Container;
 use super::docker::Engine;
 use super::limits::{ContainerSettings, ContainerSpec, Profile, Purpose};
-use crate::execution::Isolation;
 
 /// How long a failed start waits before the next try, so a missing image is no busy loop.
 const RETRY_AFTER_FAILED_START: Duration = Duration::from_secs(1);

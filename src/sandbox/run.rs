@@ -13,11 +13,12 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use tracebox_model::EventLog;
+
 use super::SandboxError;
 use super::container::{Container, Input, STOP_GRACE};
 use super::docker::ExitState;
 use super::protocol::{self, End, Garbled, Out};
-use crate::trace::EventLog;
 
 pub use super::docker::Chunk;
 

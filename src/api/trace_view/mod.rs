@@ -7,13 +7,17 @@ mod claude;
 
 use askama::Template;
 use serde_json::Value;
+use tracebox_model::{
+    Artifact, Execution, Omitted, PolicyHit, Record, Redaction, RunLimits, Status, TraceId, TraceKind, TraceStatus,
+};
 
 use batch::BatchView;
 use claude::ClaudeView;
 
-use super::traces::{human_duration, short_time};
-use crate::files::{Artifact, Omitted, artifact_preview_url, is_image};
-use crate::policy::{PolicyHit, Redaction};
+use tracebox_model::record::{DownloadInput, DownloadOutput, ExecutionInput, StoredFile, UploadInput, UploadOutput};
+
+use super::units::{human_bytes, human_duration, short_time};
+use crate::files::{artifact_preview_url, is_image};
 use crate::trace::{EventView, TraceDetail};
 
 /// Output longer than this many lines, or characters, shows folded: its first part, and a
@@ -28,32 +32,43 @@ pub struct Explanation {
     pub detail: Option<String>,
 }
 
-/// The sentence for a trace's end. `message` is the trace's `output.message` (the runner's
-/// reason, with the limit and the setting that raises it), shown under the headline.
-pub fn explain(status: &str, exit_code: Option<i64>, message: &str) -> Explanation {
+/// The sentence for a run's end. `message` is the run's own (the runner's reason, with the
+/// limit and the setting that raises it), shown under the headline.
+pub fn explain(status: TraceStatus, exit_code: Option<i64>, message: &str) -> Explanation {
     let headline = match status {
-        "running" => "Still running.".to_owned(),
-        "success" => "Finished normally: the program exited with code 0.".to_owned(),
-        "error" => match exit_code {
+        TraceStatus::Running => "Still running.".to_owned(),
+        TraceStatus::Ended(Status::Success) => "Finished normally: the program exited with code 0.".to_owned(),
+        TraceStatus::Ended(Status::Error) => match exit_code {
             Some(code @ 129..=159) => {
                 format!("Ended by signal {} (exit code {code}): the program was stopped from inside.", code - 128)
             }
             Some(code) => format!("Failed: the program exited with code {code}."),
             None => "Failed without an exit code.".to_owned(),
         },
-        "timeout" => "Timed out: the program ran past its time limit, and its container was killed.".to_owned(),
-        "oom" => "Out of memory: the kernel killed the program for using more than its memory limit.".to_owned(),
-        "output_limit" => {
+        TraceStatus::Ended(Status::Timeout) => {
+            "Timed out: the program ran past its time limit, and its container was killed.".to_owned()
+        }
+        TraceStatus::Ended(Status::Oom) => {
+            "Out of memory: the kernel killed the program for using more than its memory limit.".to_owned()
+        }
+        TraceStatus::Ended(Status::OutputLimit) => {
             "Output limit reached: the program printed more than allowed, so it was stopped and its output cut."
                 .to_owned()
         }
-        "killed" => "Killed: its client stopped the run before it finished.".to_owned(),
-        "blocked" => "Refused: the security policy blocked this code, so it never ran.".to_owned(),
-        "internal_error" => "tracebox failed to run this program (not the program's fault).".to_owned(),
-        other => format!("Ended with status {other}."),
+        TraceStatus::Ended(Status::Killed) => "Killed: its client stopped the run before it finished.".to_owned(),
+        TraceStatus::Ended(Status::Blocked) => {
+            "Refused: the security policy blocked this code, so it never ran.".to_owned()
+        }
+        TraceStatus::Ended(Status::InternalError) => {
+            "tracebox failed to run this program (not the program's fault).".to_owned()
+        }
     };
-    let detail = Some(message.trim()).filter(|m| !m.is_empty()).map(sentence);
-    Explanation { headline, detail }
+    Explanation { headline, detail: detail(message) }
+}
+
+/// A message under a headline, as a sentence; none when it is blank.
+fn detail(message: &str) -> Option<String> {
+    Some(message.trim()).filter(|m| !m.is_empty()).map(sentence)
 }
 
 /// `text` with a capital first letter and a full stop, as the messages are written lowercase.
@@ -68,25 +83,21 @@ fn sentence(text: &str) -> String {
 }
 
 /// One output stream as the page shows it.
-pub struct OutputPane<'a> {
+pub struct OutputPane {
     /// `stdout` or `stderr`: the element id, the download path and the label.
     pub name: &'static str,
-    pub text: &'a str,
+    pub text: String,
     pub lines: usize,
     pub size: String,
     pub folded: bool,
 }
 
-impl<'a> OutputPane<'a> {
-    fn of(name: &'static str, text: &'a str) -> OutputPane<'a> {
+impl OutputPane {
+    fn of(name: &'static str, text: String) -> OutputPane {
         let lines = text.lines().count();
-        OutputPane {
-            name,
-            text,
-            lines,
-            size: human_bytes(text.len() as u64),
-            folded: lines > FOLD_LINES || text.chars().count() > FOLD_CHARS,
-        }
+        let size = human_bytes(text.len() as u64);
+        let folded = lines > FOLD_LINES || text.chars().count() > FOLD_CHARS;
+        OutputPane { name, text, lines, size, folded }
     }
 }
 
@@ -141,42 +152,19 @@ fn describe(detail: &Value) -> String {
     }
 }
 
-/// `1048576` as `1 MiB`: limits and sizes in the units people think in.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["bytes", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 || value.fract() == 0.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// The limits a run had, labelled and in units.
-fn limits(input: &Value) -> Vec<(String, String)> {
-    let Some(limits) = input.get("limits").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    limits
-        .iter()
-        .map(|(key, value)| {
-            let number = value.as_f64();
-            let (label, shown) = match (key.as_str(), number) {
-                ("timeout", Some(secs)) => ("time", format!("{secs} s")),
-                ("memory_bytes", Some(bytes)) => ("memory", human_bytes(bytes as u64)),
-                ("cpus", Some(cpus)) => ("CPUs", format!("{cpus}")),
-                ("pids", Some(pids)) => ("processes and threads", format!("{pids}")),
-                ("output_bytes", Some(bytes)) => ("output (stdout + stderr)", human_bytes(bytes as u64)),
-                (other, _) => (other, value.to_string()),
-            };
-            (label.to_owned(), shown)
-        })
-        .collect()
+fn limits(limits: &RunLimits) -> Vec<(String, String)> {
+    let RunLimits { timeout, memory_bytes, cpus, pids, output_bytes } = limits;
+    [
+        ("time", format!("{} s", timeout.as_secs_f64())),
+        ("memory", human_bytes(*memory_bytes)),
+        ("CPUs", format!("{cpus}")),
+        ("processes and threads", format!("{pids}")),
+        ("output (stdout + stderr)", human_bytes(*output_bytes)),
+    ]
+    .into_iter()
+    .map(|(label, shown)| (label.to_owned(), shown))
+    .collect()
 }
 
 /// An artifact as the page lists it.
@@ -192,7 +180,7 @@ pub struct ArtifactRow {
 }
 
 impl ArtifactRow {
-    fn of(trace_id: crate::trace::TraceId, artifact: Artifact) -> ArtifactRow {
+    fn of(trace_id: TraceId, artifact: Artifact) -> ArtifactRow {
         let preview = is_image(&artifact.name).then(|| artifact_preview_url(trace_id, &artifact.name));
         ArtifactRow {
             size: human_bytes(artifact.size),
@@ -210,15 +198,15 @@ impl ArtifactRow {
 pub struct DetailPage<'a> {
     trace: &'a TraceDetail,
     explanation: Explanation,
-    code: &'a str,
+    code: String,
     /// highlight.js's name for the code's language.
     highlight: &'static str,
-    stdin: &'a str,
-    outputs: [OutputPane<'a>; 2],
+    stdin: String,
+    outputs: [OutputPane; 2],
     hits: Vec<PolicyHit>,
     redactions: Vec<Redaction>,
     limits: Vec<(String, String)>,
-    env_names: Vec<&'a str>,
+    env_names: Vec<String>,
     flags: Vec<&'static str>,
     timeline: Vec<TimelineRow>,
     duration: Option<String>,
@@ -237,6 +225,8 @@ pub struct DetailPage<'a> {
 pub struct Transfer {
     client: String,
     files: Vec<TransferFile>,
+    /// Why it was refused, when it was.
+    refusal: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -248,99 +238,145 @@ struct TransferFile {
     requested: String,
 }
 
+impl TransferFile {
+    fn stored(file: &StoredFile) -> TransferFile {
+        TransferFile {
+            name: file.name.clone(),
+            size: human_bytes(file.size),
+            sha256: file.sha256.clone(),
+            requested: file.requested_name.clone().unwrap_or_default(),
+        }
+    }
+
+    fn named(name: &str) -> TransferFile {
+        TransferFile { name: name.to_owned(), size: String::new(), sha256: String::new(), requested: String::new() }
+    }
+}
+
 impl Transfer {
-    /// The transfer a trace of kind `upload` or `download` records; None for other kinds.
-    fn of(kind: &str, input: &Value, output: &Value) -> Option<Transfer> {
-        let file = |record: &Value| TransferFile {
-            name: str_at(record, "name").to_owned(),
-            size: record.get("size").and_then(Value::as_u64).map(human_bytes).unwrap_or_default(),
-            sha256: str_at(record, "sha256").to_owned(),
-            requested: str_at(record, "requested_name").to_owned(),
+    fn upload(input: &UploadInput, output: Option<&UploadOutput>) -> Transfer {
+        let (files, refusal) = match output {
+            None => (Vec::new(), None),
+            Some(UploadOutput::Stored { files }) => (files.iter().map(TransferFile::stored).collect(), None),
+            Some(UploadOutput::Refused { error }) => (Vec::new(), Some(error.message.clone())),
         };
-        let files = match kind {
-            "upload" => output.get("files").and_then(Value::as_array).into_iter().flatten().map(file).collect(),
-            "download" if output.get("name").is_some() => vec![file(output)],
-            "download" => vec![file(input)],
-            _ => return None,
+        Transfer { client: input.client.clone().unwrap_or_default(), files, refusal }
+    }
+
+    fn download(input: &DownloadInput, output: Option<&DownloadOutput>) -> Transfer {
+        let (file, refusal) = match output {
+            None => (TransferFile::named(&input.name), None),
+            Some(DownloadOutput::Served { name, size, sha256, .. }) => {
+                let file = TransferFile {
+                    name: name.clone(),
+                    size: human_bytes(*size),
+                    sha256: sha256.clone().unwrap_or_default(),
+                    requested: String::new(),
+                };
+                (file, None)
+            }
+            Some(DownloadOutput::Refused { error }) => (TransferFile::named(&input.name), Some(error.message.clone())),
         };
-        Some(Transfer { client: str_at(input, "client").to_owned(), files })
+        Transfer { client: input.client.clone().unwrap_or_default(), files: vec![file], refusal }
     }
 
     /// Why it ended, in words.
-    fn explain(&self, kind: &str, status: &str, output: &Value) -> Explanation {
-        let message = output.get("error").map(|error| str_at(error, "message")).unwrap_or_default();
-        let headline = match (kind, status) {
-            (_, "running") => "Still going.".to_owned(),
-            ("upload", "success") => match self.files.len() {
+    fn explain(&self, kind: TraceKind, status: TraceStatus) -> Explanation {
+        let headline = match (status, &self.refusal) {
+            (TraceStatus::Running, _) => "Still going.".to_owned(),
+            (_, Some(_)) => {
+                format!("Refused: nothing was {}.", if kind == TraceKind::Upload { "stored" } else { "sent" })
+            }
+            (_, None) if kind == TraceKind::Download => "Downloaded.".to_owned(),
+            (_, None) => match self.files.len() {
                 1 => "Uploaded 1 file.".to_owned(),
                 n => format!("Uploaded {n} files."),
             },
-            ("download", "success") => "Downloaded.".to_owned(),
-            (_, "error") => format!("Refused: nothing was {}.", if kind == "upload" { "stored" } else { "sent" }),
-            (_, other) => format!("Ended with status {other}."),
         };
-        let detail = Some(message.trim()).filter(|m| !m.is_empty()).map(sentence);
-        Explanation { headline, detail }
+        Explanation { headline, detail: self.refusal.as_deref().and_then(detail) }
     }
 }
 
 impl<'a> DetailPage<'a> {
     pub fn of(trace: &'a TraceDetail) -> DetailPage<'a> {
-        let (input, output) = (&trace.input, &trace.output);
-        let hits = decode::<Vec<PolicyHit>>(output.get("policy_hits"))
-            .filter(|hits| !hits.is_empty())
-            .or_else(|| decode(input.get("policy_hits")))
-            .unwrap_or_default();
-        let flags = ["timed_out", "oom_killed", "truncated", "invalid_utf8"]
-            .into_iter()
-            .filter(|flag| output.get(*flag).and_then(Value::as_bool) == Some(true))
-            .collect();
         let summary = &trace.summary;
-        let transfer = Transfer::of(&summary.kind, input, output);
-        let claude = ClaudeView::of(&summary.kind, input, output);
-        let batch = BatchView::of(&summary.kind, input, output);
-        let explanation = match (&transfer, &claude, &batch) {
-            (Some(transfer), _, _) => transfer.explain(&summary.kind, &summary.status, output),
-            (_, Some(claude), _) => claude.explain(&summary.status, output, trace.children.len()),
-            (_, _, Some(batch)) => batch.explain(&summary.status),
-            _ => explain(&summary.status, summary.exit_code, str_at(output, "message")),
-        };
-        DetailPage {
+        let mut page = DetailPage {
             trace,
-            explanation,
-            code: str_at(input, "code"),
+            explanation: explain(summary.status, summary.exit_code, ""),
+            code: String::new(),
             highlight: match summary.language.as_deref() {
                 Some("node") => "javascript",
                 _ => "python",
             },
-            stdin: str_at(input, "stdin"),
-            outputs: [
-                OutputPane::of("stdout", str_at(output, "stdout")),
-                OutputPane::of("stderr", str_at(output, "stderr")),
-            ],
-            hits,
-            redactions: decode(output.get("redactions")).unwrap_or_default(),
-            limits: limits(input),
-            env_names: input
-                .get("env_names")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect(),
-            flags,
+            stdin: String::new(),
+            outputs: [OutputPane::of("stdout", String::new()), OutputPane::of("stderr", String::new())],
+            hits: Vec::new(),
+            redactions: Vec::new(),
+            limits: Vec::new(),
+            env_names: Vec::new(),
+            flags: Vec::new(),
             timeline: timeline(&trace.events, summary.duration_ms),
             duration: summary.duration_ms.map(human_duration),
-            transfer,
-            claude,
-            batch,
-            artifacts: decode::<Vec<Artifact>>(output.get("artifacts"))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|artifact| ArtifactRow::of(summary.id, artifact))
-                .collect(),
-            artifacts_omitted: decode(output.get("artifacts_omitted")).unwrap_or_default(),
+            transfer: None,
+            claude: None,
+            batch: None,
+            artifacts: Vec::new(),
+            artifacts_omitted: Vec::new(),
+        };
+        // Every kind is shown its own way: a new kind fails to compile here until it is.
+        match Record::decode(summary.kind, trace.input.clone(), trace.output.clone()) {
+            Ok(Record::Execution { input, output }) => page.show_run(input, output.map(|output| *output)),
+            Ok(Record::Claude { input, output }) => {
+                let view = ClaudeView::of(&input, output.as_ref());
+                page.explanation = view.explain(summary.status, output.as_ref(), trace.children.len());
+                page.claude = Some(view);
+            }
+            Ok(Record::Upload { input, output }) => page.show_transfer(Transfer::upload(&input, output.as_ref())),
+            Ok(Record::Download { input, output }) => page.show_transfer(Transfer::download(&input, output.as_ref())),
+            Ok(Record::Batch { input, output }) => {
+                let view = BatchView::of(&input, output.as_ref());
+                page.explanation = view.explain(summary.status);
+                page.batch = Some(view);
+            }
+            Err(error) => {
+                page.explanation = Explanation {
+                    headline: "This trace's record could not be read; its raw JSON is linked above.".to_owned(),
+                    detail: detail(&error.to_string()),
+                };
+            }
         }
+        page
+    }
+
+    /// A run: its code and stdin, output, what the policy found, limits and artifacts.
+    fn show_run(&mut self, input: ExecutionInput, output: Option<Execution>) {
+        self.code = input.code;
+        self.stdin = input.stdin;
+        self.limits = limits(&input.limits);
+        self.env_names = input.env_names;
+        self.hits = input.policy_hits;
+        let Some(output) = output else { return };
+        let summary = &self.trace.summary;
+        self.explanation = explain(summary.status, summary.exit_code, output.message.as_deref().unwrap_or_default());
+        if !output.policy_hits.is_empty() {
+            self.hits = output.policy_hits;
+        }
+        let flags = [
+            ("timed_out", output.timed_out),
+            ("oom_killed", output.oom_killed),
+            ("truncated", output.truncated),
+            ("invalid_utf8", output.invalid_utf8),
+        ];
+        self.flags = flags.into_iter().filter(|(_, set)| *set).map(|(flag, _)| flag).collect();
+        self.outputs = [OutputPane::of("stdout", output.stdout), OutputPane::of("stderr", output.stderr)];
+        self.redactions = output.redactions;
+        self.artifacts = output.artifacts.into_iter().map(|artifact| ArtifactRow::of(summary.id, artifact)).collect();
+        self.artifacts_omitted = output.artifacts_omitted;
+    }
+
+    fn show_transfer(&mut self, transfer: Transfer) {
+        self.explanation = transfer.explain(self.trace.summary.kind, self.trace.summary.status);
+        self.transfer = Some(transfer);
     }
 
     fn started(&self) -> String {
@@ -358,31 +394,28 @@ impl<'a> DetailPage<'a> {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(value: Option<&Value>) -> Option<T> {
-    value.and_then(|v| serde_json::from_value(v.clone()).ok())
-}
-
-fn str_at<'a>(object: &'a Value, key: &str) -> &'a str {
-    object.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
+    fn ended(status: Status) -> TraceStatus {
+        TraceStatus::Ended(status)
+    }
+
     #[test]
     fn every_ending_is_explained_in_words() {
-        let timeout = explain("timeout", None, "killed after its 2 s timeout (request `timeout` up to 60 s)");
+        let timeout =
+            explain(ended(Status::Timeout), None, "killed after its 2 s timeout (request `timeout` up to 60 s)");
         assert!(timeout.headline.starts_with("Timed out"));
         assert_eq!(timeout.detail.as_deref(), Some("Killed after its 2 s timeout (request `timeout` up to 60 s)."));
-        assert!(explain("oom", None, "").headline.contains("memory limit"));
-        assert!(explain("output_limit", None, "").headline.contains("output cut"));
-        assert!(explain("killed", None, "").headline.contains("client stopped"));
-        assert!(explain("blocked", None, "").headline.contains("never ran"));
-        assert_eq!(explain("error", Some(2), "").headline, "Failed: the program exited with code 2.");
-        assert!(explain("error", Some(137), "").headline.starts_with("Ended by signal 9"));
-        assert_eq!(explain("success", Some(0), " ").detail, None);
+        assert!(explain(ended(Status::Oom), None, "").headline.contains("memory limit"));
+        assert!(explain(ended(Status::OutputLimit), None, "").headline.contains("output cut"));
+        assert!(explain(ended(Status::Killed), None, "").headline.contains("client stopped"));
+        assert!(explain(ended(Status::Blocked), None, "").headline.contains("never ran"));
+        assert_eq!(explain(ended(Status::Error), Some(2), "").headline, "Failed: the program exited with code 2.");
+        assert!(explain(ended(Status::Error), Some(137), "").headline.starts_with("Ended by signal 9"));
+        assert_eq!(explain(ended(Status::Success), Some(0), " ").detail, None);
     }
 
     #[test]
@@ -403,32 +436,38 @@ mod tests {
 
     #[test]
     fn limits_read_in_units() {
-        let input =
-            json!({"limits": {"timeout": 7.0, "memory_bytes": 268_435_456, "output_bytes": 1_048_576, "pids": 128}});
-        let shown = limits(&input);
+        let shown = limits(&RunLimits {
+            timeout: std::time::Duration::from_secs(7),
+            memory_bytes: 268_435_456,
+            cpus: 1.0,
+            pids: 128,
+            output_bytes: 1_048_576,
+        });
         assert!(shown.contains(&("time".to_owned(), "7 s".to_owned())));
         assert!(shown.contains(&("memory".to_owned(), "256 MiB".to_owned())));
         assert!(shown.contains(&("output (stdout + stderr)".to_owned(), "1 MiB".to_owned())));
-        assert_eq!(human_bytes(1_536), "1.5 KiB");
-        assert_eq!(human_bytes(12), "12 bytes");
     }
 
     #[test]
     fn long_output_is_folded_and_short_output_is_not() {
         let long = "line\n".repeat(FOLD_LINES + 1);
-        assert!(OutputPane::of("stdout", &long).folded);
-        assert!(!OutputPane::of("stdout", "hello\n").folded);
-        assert!(OutputPane::of("stdout", &"x".repeat(FOLD_CHARS + 1)).folded);
+        assert!(OutputPane::of("stdout", long).folded);
+        assert!(!OutputPane::of("stdout", "hello\n".into()).folded);
+        assert!(OutputPane::of("stdout", "x".repeat(FOLD_CHARS + 1)).folded);
     }
 
     #[test]
     fn a_transfer_shows_its_client_and_files_instead_of_code() {
-        let input = json!({"client": "127.0.0.1:5555", "overwrite": false});
-        let output = json!({"files": [
-            {"name": "a-1.csv", "size": 2048, "sha256": "ab", "requested_name": "a.csv"},
-            {"name": "b.csv", "size": 3, "sha256": "cd"},
-        ]});
-        let transfer = Transfer::of("upload", &input, &output).unwrap();
+        let input = UploadInput { client: Some("127.0.0.1:5555".into()), overwrite: false };
+        let stored = |name: &str, size, requested: Option<&str>| StoredFile {
+            name: name.into(),
+            size,
+            sha256: "ab".into(),
+            requested_name: requested.map(str::to_owned),
+        };
+        let output =
+            UploadOutput::Stored { files: vec![stored("a-1.csv", 2048, Some("a.csv")), stored("b.csv", 3, None)] };
+        let transfer = Transfer::upload(&input, Some(&output));
         assert_eq!(transfer.client, "127.0.0.1:5555");
         assert_eq!(
             transfer.files[0],
@@ -436,16 +475,19 @@ mod tests {
                 name: "a-1.csv".into(),
                 size: "2 KiB".into(),
                 sha256: "ab".into(),
-                requested: "a.csv".into(),
+                requested: "a.csv".into()
             }
         );
-        assert_eq!(transfer.explain("upload", "success", &output).headline, "Uploaded 2 files.");
-        assert!(Transfer::of("execution", &input, &output).is_none());
+        assert_eq!(transfer.explain(TraceKind::Upload, ended(Status::Success)).headline, "Uploaded 2 files.");
 
-        let refused = json!({"error": {"code": "no_such_file", "message": "no file named \"x\" in uploads/"}});
-        let download = Transfer::of("download", &json!({"name": "x"}), &refused).unwrap();
+        let refused: DownloadOutput = serde_json::from_value(
+            json!({"error": {"code": "no_such_file", "message": "no file named \"x\" in uploads/"}}),
+        )
+        .unwrap();
+        let input = DownloadInput { name: "x".into(), run: None, client: None, range: None };
+        let download = Transfer::download(&input, Some(&refused));
         assert_eq!(download.files[0].name, "x");
-        let explained = download.explain("download", "error", &refused);
+        let explained = download.explain(TraceKind::Download, ended(Status::Error));
         assert_eq!(explained.headline, "Refused: nothing was sent.");
         assert_eq!(explained.detail.as_deref(), Some("No file named \"x\" in uploads/."));
     }

@@ -17,7 +17,9 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TraceId, TracePage, now_us};
+use tracebox_model::{TraceId, now_us};
+
+use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TracePage};
 pub use files::FileRecord;
 use writer::Write;
 

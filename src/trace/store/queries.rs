@@ -5,8 +5,10 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
 
+use tracebox_model::{TraceId, format_us};
+
 use super::StoreError;
-use crate::trace::{EventView, TraceDetail, TraceFilter, TraceId, TracePage, TraceSummary, format_us};
+use crate::trace::{EventView, TraceDetail, TraceFilter, TracePage, TraceSummary};
 
 /// The columns of a [`TraceSummary`], in the order [`summary`] reads them.
 /// The preview is the code, a Claude call's prompt, a batch's or a transfer's name, or the names
@@ -25,8 +27,8 @@ fn summary(row: &Row) -> rusqlite::Result<TraceSummary> {
     Ok(TraceSummary {
         id: parse_id(&row.get::<_, String>(0)?)?,
         parent_id: row.get::<_, Option<String>>(1)?.as_deref().map(parse_id).transpose()?,
-        kind: row.get(2)?,
-        status: row.get(3)?,
+        kind: parse_name(2, &row.get::<_, String>(2)?)?,
+        status: parse_name(3, &row.get::<_, String>(3)?)?,
         source: row.get(4)?,
         language: row.get(5)?,
         started_at: format_us(started),
@@ -38,7 +40,16 @@ fn summary(row: &Row) -> rusqlite::Result<TraceSummary> {
 }
 
 fn parse_id(text: &str) -> rusqlite::Result<TraceId> {
-    text.parse().map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    parse_name(0, text)
+}
+
+/// A column's text as what it names (an id, a kind, a status).
+fn parse_name<T: std::str::FromStr>(column: usize, text: &str) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    text.parse()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 /// The first non-blank line, cut to 100 characters.
@@ -77,10 +88,10 @@ fn conditions(filter: &TraceFilter, window: Option<&Window>) -> (String, Vec<Sql
         clauses.push(sql);
     };
     if let Some(kind) = &filter.kind {
-        add("kind = ??", vec![SqlValue::Text(kind.clone())]);
+        add("kind = ??", vec![SqlValue::Text(kind.as_str().to_owned())]);
     }
     if let Some(status) = &filter.status {
-        add("status = ??", vec![SqlValue::Text(status.clone())]);
+        add("status = ??", vec![SqlValue::Text(status.as_str().to_owned())]);
     }
     if let Some(language) = &filter.language {
         add("language = ??", vec![SqlValue::Text(language.clone())]);

@@ -1,30 +1,47 @@
 //! The store against a real SQLite file in a temporary directory.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
+use tracebox_model::{
+    Execution, Language, RunLimits, Source, Status, TraceEvent, TraceInput, TraceOutput, TraceStatus,
+};
+
+use tracebox_model::record::ExecutionInput;
 
 use super::*;
-use crate::trace::{TraceEvent, TraceFilter};
+use crate::trace::TraceFilter;
 
 fn new_trace(code: &str) -> NewTrace {
+    let limits = RunLimits { timeout: Duration::from_secs(1), memory_bytes: 1, cpus: 1.0, pids: 1, output_bytes: 1 };
     NewTrace {
         id: TraceId::new(),
         parent_id: None,
-        kind: "execution",
-        source: "cli",
-        language: Some("python"),
+        source: Source::Cli,
+        language: Some(Language::Python),
         boot_id: "boot-1".into(),
         started_at_us: now_us(),
-        input: json!({"code": code}),
+        input: TraceInput::Execution(ExecutionInput {
+            language: Language::Python,
+            code: code.to_owned(),
+            stdin: String::new(),
+            env_names: Vec::new(),
+            files: Vec::new(),
+            limits,
+            policy_hits: Vec::new(),
+            omitted_bytes: 0,
+        }),
     }
 }
 
-fn finished(id: TraceId, status: &'static str, stdout: &str) -> FinishedTrace {
+fn finished(id: TraceId, status: Status, stdout: &str) -> FinishedTrace {
+    let output = Execution { stdout: stdout.to_owned(), ..Execution::empty(id, status) };
     FinishedTrace {
         id,
         status,
         ended_at_us: now_us() + 1_500,
         exit_code: Some(0),
-        output: json!({"stdout": stdout, "stderr": ""}),
+        output: TraceOutput::Execution(Box::new(output)),
         events: vec![
             TraceEvent { at_us: now_us(), name: "started".into(), detail: Value::Null },
             TraceEvent { at_us: now_us(), name: "exited".into(), detail: json!({"exit_code": 0}) },
@@ -32,7 +49,7 @@ fn finished(id: TraceId, status: &'static str, stdout: &str) -> FinishedTrace {
     }
 }
 
-async fn record(store: &TraceStore, code: &str, status: &'static str, stdout: &str) -> TraceId {
+async fn record(store: &TraceStore, code: &str, status: Status, stdout: &str) -> TraceId {
     let trace = new_trace(code);
     let id = trace.id;
     store.begin(trace);
@@ -48,10 +65,10 @@ fn page(limit: usize) -> TraceFilter {
 async fn a_finished_trace_reads_back_with_its_events_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(dir.path()).unwrap();
-    let id = record(&store, "\n  print('hi')\nprint(2)", "success", "hi\n").await;
+    let id = record(&store, "\n  print('hi')\nprint(2)", Status::Success, "hi\n").await;
 
     let detail = store.get(id).await.unwrap().expect("the trace exists");
-    assert_eq!(detail.summary.status, "success");
+    assert_eq!(detail.summary.status, TraceStatus::Ended(Status::Success));
     assert_eq!(detail.summary.preview, "print('hi')");
     assert_eq!(detail.output["stdout"], "hi\n");
     let names: Vec<_> = detail.events.iter().map(|e| e.name.as_str()).collect();
@@ -66,12 +83,12 @@ async fn traces_survive_reopening_and_the_instance_id_is_stable() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(dir.path()).unwrap();
     let instance = store.instance_id().to_owned();
-    let id = record(&store, "print(1)", "error", "").await;
+    let id = record(&store, "print(1)", Status::Error, "").await;
     store.close();
 
     let reopened = TraceStore::open(dir.path()).unwrap();
     assert_eq!(reopened.instance_id(), instance);
-    assert_eq!(reopened.get(id).await.unwrap().unwrap().summary.status, "error");
+    assert_eq!(reopened.get(id).await.unwrap().unwrap().summary.status, TraceStatus::Ended(Status::Error));
 }
 
 #[tokio::test]
@@ -85,14 +102,14 @@ async fn a_new_boot_fails_the_running_traces_of_dead_boots_only() {
     let alive_id = alive.id;
     store.begin(alive);
     // A finished trace makes sure the begins above are committed.
-    record(&store, "print(1)", "success", "1\n").await;
+    record(&store, "print(1)", Status::Success, "1\n").await;
 
     store.record_boot("boot-3").await.unwrap();
     assert_eq!(store.fail_orphaned(&["boot-2".into(), "boot-3".into()]).await.unwrap(), 1);
     let orphan = store.get(orphan_id).await.unwrap().unwrap();
-    assert_eq!(orphan.summary.status, "internal_error");
+    assert_eq!(orphan.summary.status, TraceStatus::Ended(Status::InternalError));
     assert!(orphan.output["message"].as_str().unwrap().contains("stopped before this run finished"));
-    assert_eq!(store.get(alive_id).await.unwrap().unwrap().summary.status, "running");
+    assert_eq!(store.get(alive_id).await.unwrap().unwrap().summary.status, TraceStatus::Running);
 }
 
 #[tokio::test]
@@ -101,7 +118,7 @@ async fn pages_follow_the_cursor_newest_first_and_filter() {
     let store = TraceStore::open(dir.path()).unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
-        let status = if i % 2 == 0 { "success" } else { "error" };
+        let status = if i % 2 == 0 { Status::Success } else { Status::Error };
         ids.push(record(&store, &format!("print({i})"), status, "").await);
     }
     let first = store.list(page(2)).await.unwrap();
@@ -112,7 +129,7 @@ async fn pages_follow_the_cursor_newest_first_and_filter() {
     assert_eq!(last.traces.len(), 1);
     assert_eq!(last.next_cursor, None);
 
-    let errors = store.list(TraceFilter { status: Some("error".into()), ..page(10) }).await.unwrap();
+    let errors = store.list(TraceFilter { status: Some(TraceStatus::Ended(Status::Error)), ..page(10) }).await.unwrap();
     assert_eq!(errors.traces.iter().map(|t| t.id).collect::<Vec<_>>(), [ids[3], ids[1]]);
     assert_eq!(store.count().await.unwrap(), 5);
 }
@@ -121,9 +138,9 @@ async fn pages_follow_the_cursor_newest_first_and_filter() {
 async fn search_finds_text_in_code_or_output_in_any_script() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(dir.path()).unwrap();
-    let in_code = record(&store, "print('zebra crossing')", "success", "").await;
-    let in_output = record(&store, "print(x)", "success", "日本語のテキスト\n").await;
-    let neither = record(&store, "print(1)", "success", "1\n").await;
+    let in_code = record(&store, "print('zebra crossing')", Status::Success, "").await;
+    let in_output = record(&store, "print(x)", Status::Success, "日本語のテキスト\n").await;
+    let neither = record(&store, "print(1)", Status::Success, "1\n").await;
 
     let found = |text: &str| {
         let store = store.clone();
@@ -144,8 +161,8 @@ async fn a_failing_write_does_not_take_its_batch_down() {
     let good = new_trace("print('good')");
     let good_id = good.id;
     store.begin(good);
-    let lost = store.finish(finished(TraceId::new(), "success", ""));
-    let kept = store.finish(finished(good_id, "success", "good\n"));
+    let lost = store.finish(finished(TraceId::new(), Status::Success, ""));
+    let kept = store.finish(finished(good_id, Status::Success, "good\n"));
     let (lost, kept) = tokio::join!(lost, kept);
     assert!(lost.is_err());
     kept.unwrap();
@@ -193,7 +210,7 @@ async fn a_search_pages_newest_first_by_id_whatever_range_it_starts_in_and_in_wh
         } else {
             "x\n"
         };
-        let status = if i % 8 == 0 { "error" } else { "success" };
+        let status = if i % 8 == 0 { Status::Error } else { Status::Success };
         finishes.push(store.finish(finished(ids[i], status, stdout)));
     }
     for done in futures_util::future::join_all(finishes).await {
@@ -209,7 +226,11 @@ async fn a_search_pages_newest_first_by_id_whatever_range_it_starts_in_and_in_wh
         assert_eq!(pages.concat(), kiwis, "window {window}: newest first, each once");
         assert_eq!(search_pages(&db, filter("lonely"), window), [[ids[1]]], "window {window}");
         assert_eq!(search_pages(&db, filter("ki"), window).concat(), kiwis, "window {window}: short text scans");
-        let errors = search_pages(&db, TraceFilter { status: Some("error".into()), ..filter("kiwi") }, window);
+        let errors = search_pages(
+            &db,
+            TraceFilter { status: Some(TraceStatus::Ended(Status::Error)), ..filter("kiwi") },
+            window,
+        );
         assert_eq!(errors.concat(), [ids[24], ids[16], ids[8], ids[0]], "window {window}: with a filter");
         assert_eq!(search_pages(&db, filter("absent"), window), [Vec::<TraceId>::new()], "window {window}");
     }
@@ -254,7 +275,7 @@ async fn search_survives_a_vacuum_that_renumbers_rowids() {
     let store = TraceStore::open(dir.path()).unwrap();
     let mut ids = Vec::new();
     for n in 0..6 {
-        ids.push(record(&store, &format!("print('word{n}')"), "success", &format!("emu {n}\n")).await);
+        ids.push(record(&store, &format!("print('word{n}')"), Status::Success, &format!("emu {n}\n")).await);
     }
     let db = connect(store.path()).unwrap();
     // Deleting early traces then VACUUM renumbers the rowids of a table with a TEXT primary key.

@@ -6,6 +6,8 @@ use std::sync::mpsc;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
+use tracebox_model::Language;
+
 use crate::trace::{FinishedTrace, NewTrace};
 
 /// Most writes committed in one transaction.
@@ -81,12 +83,12 @@ fn begin(tx: &Connection, trace: &NewTrace) -> rusqlite::Result<()> {
     .execute(params![
         trace.id.to_string(),
         trace.parent_id.map(|id| id.to_string()),
-        trace.kind,
-        trace.source,
-        trace.language,
+        trace.input.kind().as_str(),
+        trace.source.as_str(),
+        trace.language.map(Language::as_str),
         trace.boot_id,
         trace.started_at_us,
-        trace.input.to_string(),
+        trace.input.to_json().to_string(),
     ])?;
     Ok(())
 }
@@ -95,7 +97,13 @@ fn finish(tx: &Connection, trace: &FinishedTrace) -> rusqlite::Result<()> {
     let id = trace.id.to_string();
     let updated = tx
         .prepare_cached("UPDATE traces SET status = ?2, ended_at_us = ?3, exit_code = ?4, output = ?5 WHERE id = ?1")?
-        .execute(params![id, trace.status, trace.ended_at_us, trace.exit_code, trace.output.to_string()])?;
+        .execute(params![
+            id,
+            trace.status.as_str(),
+            trace.ended_at_us,
+            trace.exit_code,
+            trace.output.to_json().to_string()
+        ])?;
     if updated != 1 {
         return Err(rusqlite::Error::QueryReturnedNoRows);
     }

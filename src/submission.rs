@@ -1,0 +1,202 @@
+//! A program as a door received it ([`Submission`]), checked against the server's limits into
+//! the [`ExecutionRequest`] every door hands to the pipeline; each refusal names its field.
+
+use std::collections::BTreeMap;
+
+use tracebox_model::{ExecutionRequest, Isolation, Language, Source, UnknownLanguage};
+
+use crate::config::{Config, LimitError};
+
+/// Most environment variables a run may be given.
+pub const MAX_ENV_VARS: usize = 100;
+/// Most bytes of environment (names and values) a run may be given: well inside what the
+/// kernel lets a process start with (128 KiB per variable).
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+
+/// A program as a door received it, before it is checked against the server's limits.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub code: String,
+    /// `None`: Python.
+    pub language: Option<String>,
+    pub stdin: String,
+    pub env: BTreeMap<String, String>,
+    pub timeout_secs: Option<f64>,
+    pub memory_mb: Option<u64>,
+    /// `None`: the server's default.
+    pub isolation: Option<Isolation>,
+    /// Whose recycled containers the run may use.
+    pub tenant: Option<String>,
+}
+
+/// Longest tenant name.
+pub const MAX_TENANT_CHARS: usize = 64;
+
+/// A submission that cannot run as it is; each names its field and the limit or fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("`code` is {size} bytes; the limit is {limit} bytes (TRACEBOX_MAX_CODE_BYTES)")]
+    CodeTooLarge { size: usize, limit: usize },
+    #[error("`stdin` is {size} bytes; the limit is {limit} bytes (TRACEBOX_MAX_STDIN_BYTES)")]
+    StdinTooLarge { size: usize, limit: usize },
+    #[error("`language`: {0}")]
+    Language(#[from] UnknownLanguage),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("`env`: {0}")]
+    Env(String),
+    #[error("`env` holds {size} bytes; the limit is {MAX_ENV_BYTES} bytes of names and values")]
+    EnvTooLarge { size: usize },
+    #[error("{0}")]
+    Isolation(String),
+}
+
+impl Submission {
+    /// Check every field against `config`, naming the first that does not fit.
+    pub fn check(self, config: &Config, source: Source) -> Result<ExecutionRequest, RequestError> {
+        let Submission { code, language, stdin, env, timeout_secs, memory_mb, isolation, tenant } = self;
+        if code.len() > config.max_code_bytes {
+            return Err(RequestError::CodeTooLarge { size: code.len(), limit: config.max_code_bytes });
+        }
+        if stdin.len() > config.max_stdin_bytes {
+            return Err(RequestError::StdinTooLarge { size: stdin.len(), limit: config.max_stdin_bytes });
+        }
+        let language = language.as_deref().map(str::parse).transpose()?.unwrap_or(Language::Python);
+        let limits = config.run_limits(timeout_secs, memory_mb)?;
+        check_env(&env)?;
+        let isolation = check_isolation(isolation, tenant.as_deref(), config)?;
+        Ok(ExecutionRequest {
+            language,
+            code,
+            stdin,
+            env,
+            limits,
+            source,
+            files: Vec::new(),
+            parent: None,
+            isolation,
+            tenant,
+        })
+    }
+}
+
+/// The isolation a run may have: fresh always; recycle when the server's default is recycle
+/// or it allows asking for it. A tenant names only whose recycled containers a run may use.
+fn check_isolation(asked: Option<Isolation>, tenant: Option<&str>, config: &Config) -> Result<Isolation, RequestError> {
+    let isolation = asked.unwrap_or(config.isolation);
+    if isolation == Isolation::Recycle && config.isolation != Isolation::Recycle && !config.recycle_allowed {
+        return Err(RequestError::Isolation(
+            "`isolation`: this server runs every program in a fresh container; recycle is allowed with TRACEBOX_RECYCLE_ALLOWED=true"
+                .into(),
+        ));
+    }
+    if let Some(tenant) = tenant {
+        let well_formed = !tenant.is_empty()
+            && tenant.chars().count() <= MAX_TENANT_CHARS
+            && tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !well_formed {
+            return Err(RequestError::Isolation(format!(
+                "`tenant` must be 1 to {MAX_TENANT_CHARS} letters, digits, '-' or '_'"
+            )));
+        }
+        if isolation != Isolation::Recycle {
+            return Err(RequestError::Isolation(
+                "`tenant` is for recycled containers; ask for \"isolation\": \"recycle\" too".into(),
+            ));
+        }
+    }
+    Ok(isolation)
+}
+
+fn check_env(env: &BTreeMap<String, String>) -> Result<(), RequestError> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(RequestError::Env(format!("{} variables; at most {MAX_ENV_VARS} are allowed", env.len())));
+    }
+    let size: usize = env.iter().map(|(name, value)| name.len() + value.len()).sum();
+    if size > MAX_ENV_BYTES {
+        return Err(RequestError::EnvTooLarge { size });
+    }
+    for (name, value) in env {
+        let mut chars = name.chars();
+        let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !well_formed {
+            return Err(RequestError::Env(format!(
+                "{name:?} is not a variable name; use letters, digits and '_', not starting with a digit"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(RequestError::Env(format!("the value of {name} contains a NUL byte")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn submission(code: &str) -> Submission {
+        Submission { code: code.into(), ..Submission::default() }
+    }
+
+    fn refusal(submission: Submission) -> String {
+        submission.check(&Config::defaults(), Source::Http).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn only_code_is_needed_and_python_is_the_default() {
+        let request = submission("print(1)").check(&Config::defaults(), Source::Http).unwrap();
+        assert_eq!(request.language, Language::Python);
+        assert_eq!(request.limits.timeout.as_secs_f64(), Config::defaults().default_timeout_secs);
+    }
+
+    #[test]
+    fn each_refusal_names_its_field() {
+        assert!(refusal(Submission { language: Some("ruby".into()), ..submission("") }).contains("`language`"));
+        assert!(refusal(Submission { timeout_secs: Some(0.0), ..submission("") }).contains("`timeout`"));
+        assert!(refusal(Submission { memory_mb: Some(999_999), ..submission("") }).contains("`memory_mb`"));
+        let env = |name: &str, value: &str| BTreeMap::from([(name.to_owned(), value.to_owned())]);
+        assert!(refusal(Submission { env: env("1X", "a"), ..submission("") }).contains("`env`"));
+        assert!(refusal(Submission { env: env("A", "a\0"), ..submission("") }).contains("NUL"));
+    }
+
+    #[test]
+    fn code_stdin_and_env_at_their_limits_pass_and_one_byte_more_does_not() {
+        let config = Config::defaults();
+        let check = |submission: Submission| submission.check(&config, Source::Http);
+        assert!(check(submission(&"x".repeat(config.max_code_bytes))).is_ok());
+        let over = check(submission(&"x".repeat(config.max_code_bytes + 1))).unwrap_err();
+        assert!(over.to_string().contains("TRACEBOX_MAX_CODE_BYTES"));
+        assert!(check(Submission { stdin: "x".repeat(config.max_stdin_bytes), ..submission("") }).is_ok());
+        let over = check(Submission { stdin: "x".repeat(config.max_stdin_bytes + 1), ..submission("") }).unwrap_err();
+        assert!(over.to_string().contains("TRACEBOX_MAX_STDIN_BYTES"));
+        let env = |len: usize| BTreeMap::from([("K".to_owned(), "v".repeat(len))]);
+        assert!(check(Submission { env: env(MAX_ENV_BYTES - 1), ..submission("") }).is_ok());
+        assert!(matches!(
+            check(Submission { env: env(MAX_ENV_BYTES), ..submission("") }),
+            Err(RequestError::EnvTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn recycle_is_asked_for_only_where_allowed_and_tenants_are_names() {
+        let config = Config::defaults();
+        let ask = |isolation: Option<Isolation>, tenant: Option<&str>, config: &Config| {
+            Submission { isolation, tenant: tenant.map(str::to_owned), ..submission("x") }.check(config, Source::Http)
+        };
+        assert_eq!(ask(None, None, &config).unwrap().isolation, Isolation::Fresh);
+        assert!(
+            ask(Some(Isolation::Recycle), None, &config).unwrap_err().to_string().contains("TRACEBOX_RECYCLE_ALLOWED")
+        );
+        let allowing = Config { recycle_allowed: true, ..Config::defaults() };
+        assert_eq!(ask(Some(Isolation::Recycle), Some("acme-1"), &allowing).unwrap().isolation, Isolation::Recycle);
+        assert!(ask(Some(Isolation::Recycle), Some("a b"), &allowing).is_err());
+        assert!(ask(Some(Isolation::Recycle), Some(&"t".repeat(MAX_TENANT_CHARS + 1)), &allowing).is_err());
+        assert!(ask(Some(Isolation::Recycle), Some(&"t".repeat(MAX_TENANT_CHARS)), &allowing).is_ok());
+        assert!(ask(None, Some("acme"), &allowing).unwrap_err().to_string().contains("recycle"));
+        let recycling = Config { isolation: Isolation::Recycle, ..Config::defaults() };
+        assert_eq!(ask(None, None, &recycling).unwrap().isolation, Isolation::Recycle);
+        assert_eq!(ask(Some(Isolation::Fresh), None, &recycling).unwrap().isolation, Isolation::Fresh);
+    }
+}
