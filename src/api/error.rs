@@ -208,7 +208,8 @@ impl ApiError {
             .with_header(header::ALLOW, allowed)
     }
 
-    /// 403 for code the policy refused; the body carries the trace and the matched rules.
+    /// 403 for code the policy's screen refused; the body carries the trace and the matched rules,
+    /// and the message (the run's own) says that the screen is not the wall, the container is.
     pub fn blocked(execution: &Execution) -> ApiError {
         let rules = execution.blocking_rules();
         let mut error = ApiError::new(ErrorCode::BlockedByPolicy, execution.message.clone().unwrap_or_default());
