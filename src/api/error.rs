@@ -6,6 +6,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
+use super::Stall;
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::execution::{Execution, RequestError};
 use crate::files::FileError;
@@ -78,6 +79,9 @@ pub enum ErrorCode {
     InvalidPromptSet,
     /// `isolation` or `tenant` the server does not allow.
     InvalidIsolation,
+    /// A request body that paused past TRACEBOX_BODY_READ_TIMEOUT_SECS, or came slower than
+    /// TRACEBOX_BODY_MIN_BYTES_PER_SEC.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -98,6 +102,7 @@ impl ErrorCode {
             UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             NoSuchTrace | NoSuchRoute | NoSuchFile => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge | FileTooLarge | UploadTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -152,6 +157,7 @@ impl ErrorCode {
             ClaudeBadReply => "claude_bad_reply",
             InvalidPromptSet => "invalid_prompt_set",
             InvalidIsolation => "invalid_isolation",
+            RequestTimeout => "request_timeout",
         }
     }
 }
@@ -259,6 +265,11 @@ impl ResponseError for ApiError {
             _ => tracing::debug!(code, %message, "request refused"),
         }
         let mut response = HttpResponse::build(self.status_code());
+        if self.code == ErrorCode::RequestTimeout {
+            // The rest of a stalled body is never read: the connection goes with the answer
+            // (`Connection: close`, as RFC 9110 asks of a 408), and so does what held it open.
+            response.force_close();
+        }
         for (name, value) in &self.headers {
             response.insert_header((name.clone(), value.clone()));
         }
@@ -317,6 +328,12 @@ impl From<FileError> for ApiError {
             FileError::NoFreeName(_) | FileError::Io { .. } | FileError::Store(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())
+    }
+}
+
+impl From<Stall> for ApiError {
+    fn from(stall: Stall) -> ApiError {
+        ApiError::new(ErrorCode::RequestTimeout, stall.to_string())
     }
 }
 

@@ -9,11 +9,13 @@ use actix_multipart::{Multipart, MultipartError};
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, ErrorCode};
+use super::{BodyPace, paced, stall_of};
 use crate::files::{FileName, Files, StoredFile, is_image};
 use crate::services::Services;
 use crate::trace::TraceId;
@@ -57,7 +59,8 @@ pub async fn upload(
     let overwrite = query.overwrite;
     let trace = services.files.begin_trace("upload", json!({"client": client(&request), "overwrite": overwrite}));
     let id = trace.id();
-    match receive(&services.files, &request, payload, overwrite, id).await {
+    let body = paced(payload, BodyPace::of(&services.config));
+    match receive(&services.files, &request, body, overwrite, id).await {
         Ok(stored) => {
             trace.finish("success", json!({"files": stored})).await;
             Ok(HttpResponse::Ok().json(json!({"files": stored, "trace_id": id})))
@@ -73,7 +76,7 @@ pub async fn upload(
 async fn receive(
     files: &Files,
     request: &HttpRequest,
-    payload: web::Payload,
+    payload: impl Stream<Item = Result<Bytes, PayloadError>> + 'static,
     overwrite: bool,
     trace_id: TraceId,
 ) -> Result<Vec<StoredFile>, ApiError> {
@@ -96,6 +99,11 @@ async fn receive(
     let refused = |error: MultipartError| {
         if read.get() > cap {
             return too_large();
+        }
+        if let MultipartError::Payload(payload) = &error
+            && let Some(stall) = stall_of(payload)
+        {
+            return ApiError::from(stall);
         }
         let detail = match error {
             MultipartError::ContentTypeMissing

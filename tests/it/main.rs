@@ -20,5 +20,6 @@ mod limits;
 mod policy;
 mod pool;
 mod requests;
+mod timeouts;
 mod traces;
 mod ws;
