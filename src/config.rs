@@ -110,6 +110,11 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_BODY_MIN_BYTES_PER_SEC", default_value_t = 1024)]
     pub body_min_bytes_per_sec: u64,
 
+    /// HTTP connections served at once, in all; further ones wait to be accepted. Keep it under
+    /// the process's open-file limit (ulimit -n): a connection holds one, an upload two
+    #[arg(long, env = "TRACEBOX_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
     /// Runs executing at once; further runs wait in a queue
     #[arg(long, env = "TRACEBOX_MAX_CONCURRENT_RUNS", default_value_t = 8)]
     pub max_concurrent_runs: usize,
@@ -431,6 +436,11 @@ impl Config {
             "body_min_bytes_per_sec",
             format!("must be at most {MAX_BYTES_PER_SEC} (1 GiB/s; 0 sets no floor)"),
         )?;
+        check(
+            (1..=MAX_CONNECTIONS).contains(&self.max_connections),
+            "max_connections",
+            format!("must be between 1 and {MAX_CONNECTIONS}"),
+        )?;
         check(self.pool_size <= 256, "pool_size", "must be at most 256 (0 starts a container per run)".into())?;
         check(
             (1..=64).contains(&self.pool_refill_concurrency),
@@ -606,6 +616,8 @@ const MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * MIB;
 const MAX_ARTIFACT_FILES: usize = 100_000;
 /// The highest floor on a body's pace (1 GiB/s): beyond it, a typo.
 const MAX_BYTES_PER_SEC: u64 = 1024 * MIB;
+/// The most connections accepted (a million): beyond it, a typo.
+const MAX_CONNECTIONS: usize = 1_000_000;
 /// The longest timeout accepted (a day): beyond it, a typo.
 const MAX_SECS: f64 = 86_400.0;
 
@@ -645,6 +657,7 @@ mod tests {
         assert_eq!(config.upload_max_request_bytes, 256 * MIB);
         assert_eq!(config.body_read_timeout(), Duration::from_secs(10));
         assert_eq!(config.body_min_bytes_per_sec, 1024);
+        assert_eq!(config.max_connections, 512);
         assert!(config.policy.is_none());
     }
 
@@ -692,6 +705,7 @@ mod tests {
             ("--body-read-timeout-secs", "0", "body_read_timeout_secs"),
             ("--body-read-timeout-secs", "NaN", "body_read_timeout_secs"),
             ("--body-min-bytes-per-sec", "1073741825", "body_min_bytes_per_sec"),
+            ("--max-connections", "0", "max_connections"),
         ] {
             let error = load(&[flag, value], None).unwrap_err().to_string();
             let env = format!("TRACEBOX_{}", key.to_uppercase());

@@ -1,6 +1,7 @@
-//! Slow clients, from a raw TCP socket as a hostile client would send them: a body that pauses
-//! or trickles gets a 408 in the one error shape and its connection closed; a slow but steady
-//! upload is never cut.
+//! Slow and idle clients, from a raw TCP socket as a hostile client would send them: a body that
+//! pauses or trickles gets a 408 in the one error shape and its connection closed; a slow but
+//! steady upload is never cut; a request head that never ends gets a 408; connections past
+//! TRACEBOX_MAX_CONNECTIONS wait to be accepted.
 
 use std::time::Duration;
 
@@ -167,4 +168,44 @@ async fn a_slow_steady_upload_is_never_cut_and_a_long_run_is_not_a_slow_body() {
     // The limit is on reading the body, not on the answer: a run longer than it is fine.
     let reply = server.run("python", "import time\ntime.sleep(1.5)\nprint('done')").await;
     assert_eq!(reply["stdout"], "done\n");
+}
+
+#[tokio::test]
+async fn a_request_head_that_never_ends_gets_408() {
+    let server = TestServer::spawn().await;
+    let answer = send_slowly(&server, b"POST /execute HTTP/1.1\r\nHost: x\r\n".to_vec(), bytes(100), patience()).await;
+    assert_eq!(answer.status, 408, "{}", answer.head);
+    assert!(answer.after < Duration::from_secs(8), "the head timeout is 5 s; answered after {:?}", answer.after);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let server = TestServer::spawn_with(&[("TRACEBOX_MAX_CONNECTIONS", "4")]).await;
+    // The cap is shared out over one worker per CPU, rounded up.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cap = 4usize.div_ceil(workers) * workers;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let request = b"GET /static/style.css HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut held = Vec::new();
+    let mut waiting = None;
+    for _ in 0..=cap {
+        let mut socket = TcpStream::connect(&address).await.unwrap();
+        socket.write_all(request).await.unwrap();
+        let mut status = [0u8; 12];
+        match tokio::time::timeout(Duration::from_secs(2), socket.read_exact(&mut status)).await {
+            Ok(Ok(_)) => held.push(socket),
+            _ => {
+                waiting = Some(socket);
+                break;
+            }
+        }
+    }
+    let mut waiting =
+        waiting.unwrap_or_else(|| panic!("{} connections were served at once, the cap being {cap}", cap + 1));
+    // The test server's own client may keep one connection of its own open.
+    assert!(held.len() + 1 >= cap, "only {} connections were served before the cap of {cap}", held.len());
+    drop(held);
+    let mut status = [0u8; 12];
+    tokio::time::timeout(patience(), waiting.read_exact(&mut status)).await.unwrap().unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200", "the waiting connection is served once others close");
 }
