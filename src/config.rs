@@ -98,6 +98,23 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_MAX_STDIN_BYTES", default_value_t = MIB as usize)]
     pub max_stdin_bytes: usize,
 
+    /// Longest pause between two chunks of a request body, in seconds; a body that pauses longer
+    /// gets 408 (a timeout on pauses, not on the whole body: a large upload on a slow link that
+    /// keeps sending is never cut)
+    #[arg(long, env = "TRACEBOX_BODY_READ_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub body_read_timeout_secs: f64,
+
+    /// Least average pace of a request body past its first body_read_timeout_secs, in bytes per
+    /// second; a slower body gets 408, so one trickled a byte at a time, each within the pause
+    /// allowed, cannot hold its connection for ever (0: no floor)
+    #[arg(long, env = "TRACEBOX_BODY_MIN_BYTES_PER_SEC", default_value_t = 1024)]
+    pub body_min_bytes_per_sec: u64,
+
+    /// HTTP connections served at once, in all; further ones wait to be accepted. Keep it under
+    /// the process's open-file limit (ulimit -n): a connection holds one, an upload two
+    #[arg(long, env = "TRACEBOX_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
     /// Runs executing at once; further runs wait in a queue
     #[arg(long, env = "TRACEBOX_MAX_CONCURRENT_RUNS", default_value_t = 8)]
     pub max_concurrent_runs: usize,
@@ -409,6 +426,21 @@ impl Config {
         check(self.output_limit_bytes >= 1, "output_limit_bytes", "must be at least 1".into())?;
         check(self.max_code_bytes >= 1, "max_code_bytes", "must be at least 1".into())?;
         check(self.max_concurrent_runs >= 1, "max_concurrent_runs", "must be at least 1".into())?;
+        check(
+            secs(self.body_read_timeout_secs, MAX_SECS),
+            "body_read_timeout_secs",
+            format!("must be above 0 and at most {MAX_SECS}"),
+        )?;
+        check(
+            self.body_min_bytes_per_sec <= MAX_BYTES_PER_SEC,
+            "body_min_bytes_per_sec",
+            format!("must be at most {MAX_BYTES_PER_SEC} (1 GiB/s; 0 sets no floor)"),
+        )?;
+        check(
+            (1..=MAX_CONNECTIONS).contains(&self.max_connections),
+            "max_connections",
+            format!("must be between 1 and {MAX_CONNECTIONS}"),
+        )?;
         check(self.pool_size <= 256, "pool_size", "must be at most 256 (0 starts a container per run)".into())?;
         check(
             (1..=64).contains(&self.pool_refill_concurrency),
@@ -513,6 +545,11 @@ impl Config {
         self.data_dir.join("traces")
     }
 
+    /// The longest pause between two chunks of a request body.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.body_read_timeout_secs)
+    }
+
     /// How long a run may wait for a slot.
     pub fn queue_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.queue_timeout_secs)
@@ -577,6 +614,10 @@ const MAX_MEMORY_MB: u64 = 1024 * 1024;
 const MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * MIB;
 /// The most artifacts a run may be allowed to return: beyond it, a typo.
 const MAX_ARTIFACT_FILES: usize = 100_000;
+/// The highest floor on a body's pace (1 GiB/s): beyond it, a typo.
+const MAX_BYTES_PER_SEC: u64 = 1024 * MIB;
+/// The most connections accepted (a million): beyond it, a typo.
+const MAX_CONNECTIONS: usize = 1_000_000;
 /// The longest timeout accepted (a day): beyond it, a typo.
 const MAX_SECS: f64 = 86_400.0;
 
@@ -614,6 +655,9 @@ mod tests {
         assert_eq!(config.default_timeout_secs, 10.0);
         assert_eq!(config.upload_max_file_bytes, 100 * MIB);
         assert_eq!(config.upload_max_request_bytes, 256 * MIB);
+        assert_eq!(config.body_read_timeout(), Duration::from_secs(10));
+        assert_eq!(config.body_min_bytes_per_sec, 1024);
+        assert_eq!(config.max_connections, 512);
         assert!(config.policy.is_none());
     }
 
@@ -658,6 +702,10 @@ mod tests {
             ("--upload-max-request-bytes", "1099511627777", "upload_max_request_bytes"),
             ("--artifacts-max-files", "100001", "artifacts_max_files"),
             ("--artifacts-max-bytes", "1099511627777", "artifacts_max_bytes"),
+            ("--body-read-timeout-secs", "0", "body_read_timeout_secs"),
+            ("--body-read-timeout-secs", "NaN", "body_read_timeout_secs"),
+            ("--body-min-bytes-per-sec", "1073741825", "body_min_bytes_per_sec"),
+            ("--max-connections", "0", "max_connections"),
         ] {
             let error = load(&[flag, value], None).unwrap_err().to_string();
             let env = format!("TRACEBOX_{}", key.to_uppercase());

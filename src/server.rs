@@ -1,5 +1,8 @@
 //! The HTTP server: builds the actix app over the services and runs it until a signal stops it.
+//! Slow and idle clients are bounded here (request heads, keep-alive, connections at once); slow
+//! request bodies where they are read (`api::read_json`, `POST /upload`).
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
@@ -11,6 +14,18 @@ use crate::services::{Services, StartError};
 
 /// How long an idle HTTP connection stays open (nginx's default).
 const KEEP_ALIVE: Duration = Duration::from_secs(75);
+
+/// How long a new connection has to send its first request's head (actix's own default, set
+/// here to be seen): one that sends nothing, or its headers a byte at a time, gets 408 and is
+/// closed. actix times only the first head of a connection: later ones have the keep-alive
+/// time to start, and then no limit, so `TRACEBOX_MAX_CONNECTIONS` is what bounds them.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Worker threads: one per CPU, as actix would choose, counted here so that the connection cap
+/// (which actix takes per worker) can be shared out.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, NonZeroUsize::get).clamp(1, 512)
+}
 
 /// Run the server until SIGINT or SIGTERM, then let runs finish, remove every container and
 /// commit the last traces.
@@ -38,6 +53,8 @@ async fn listen(services: Services) -> Result<(), StartError> {
     let addr = services.config.addr;
     // In-flight runs may take their whole timeout to finish before the server stops.
     let grace = Duration::from_secs_f64(services.config.max_timeout_secs) + Duration::from_secs(5);
+    let workers = workers();
+    let connections_per_worker = services.config.max_connections.div_ceil(workers);
     let state = web::Data::new(services);
     let server = HttpServer::new(move || {
         App::new()
@@ -50,6 +67,11 @@ async fn listen(services: Services) -> Result<(), StartError> {
     // Longer than common client pools keep idle connections, so a client rarely sends a
     // request on a connection the server is closing.
     .keep_alive(KEEP_ALIVE)
+    .client_request_timeout(HEAD_TIMEOUT)
+    .workers(workers)
+    // Past it a worker stops accepting; connections wait in the listen backlog rather than take
+    // the file descriptors that Docker, SQLite and uploads need.
+    .max_connections(connections_per_worker)
     .bind(addr)
     .map_err(|source| StartError::Bind { addr, source })?;
     for bound in server.addrs() {

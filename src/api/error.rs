@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use tracebox_model::{Execution, TraceId};
 
+use super::Stall;
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::files::FileError;
 use crate::runner::RunError;
@@ -80,6 +81,9 @@ pub enum ErrorCode {
     InvalidPromptSet,
     /// `isolation` or `tenant` the server does not allow.
     InvalidIsolation,
+    /// A request body that paused past TRACEBOX_BODY_READ_TIMEOUT_SECS, or came slower than
+    /// TRACEBOX_BODY_MIN_BYTES_PER_SEC.
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -100,6 +104,7 @@ impl ErrorCode {
             UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             NoSuchTrace | NoSuchRoute | NoSuchFile => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge | FileTooLarge | UploadTooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -154,6 +159,7 @@ impl ErrorCode {
             ClaudeBadReply => "claude_bad_reply",
             InvalidPromptSet => "invalid_prompt_set",
             InvalidIsolation => "invalid_isolation",
+            RequestTimeout => "request_timeout",
         }
     }
 }
@@ -210,7 +216,8 @@ impl ApiError {
             .with_header(header::ALLOW, allowed)
     }
 
-    /// 403 for code the policy refused; the body carries the trace and the matched rules.
+    /// 403 for code the policy's screen refused; the body carries the trace and the matched rules,
+    /// and the message (the run's own) says that the screen is not the wall, the container is.
     pub fn blocked(execution: &Execution) -> ApiError {
         let rules = execution.blocking_rules();
         let mut error = ApiError::new(ErrorCode::BlockedByPolicy, execution.message.clone().unwrap_or_default());
@@ -260,6 +267,11 @@ impl ResponseError for ApiError {
             _ => tracing::debug!(code, %message, "request refused"),
         }
         let mut response = HttpResponse::build(self.status_code());
+        if self.code == ErrorCode::RequestTimeout {
+            // The rest of a stalled body is never read: the connection goes with the answer
+            // (`Connection: close`, as RFC 9110 asks of a 408), and so does what held it open.
+            response.force_close();
+        }
         for (name, value) in &self.headers {
             response.insert_header((name.clone(), value.clone()));
         }
@@ -318,6 +330,12 @@ impl From<FileError> for ApiError {
             FileError::NoFreeName(_) | FileError::Io { .. } | FileError::Store(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())
+    }
+}
+
+impl From<Stall> for ApiError {
+    fn from(stall: Stall) -> ApiError {
+        ApiError::new(ErrorCode::RequestTimeout, stall.to_string())
     }
 }
 

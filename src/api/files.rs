@@ -9,7 +9,8 @@ use actix_multipart::{Multipart, MultipartError};
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, Charset, ContentDisposition, DispositionParam, DispositionType, ExtendedValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -17,6 +18,7 @@ use tracebox_model::record::{DownloadInput, DownloadOutput, ErrorReport, StoredF
 use tracebox_model::{Status, TraceId};
 
 use super::error::{ApiError, ErrorCode};
+use super::{BodyPace, paced, stall_of};
 use crate::files::{FileName, Files, is_image};
 use crate::services::Services;
 
@@ -59,7 +61,8 @@ pub async fn upload(
     let overwrite = query.overwrite;
     let trace = services.files.begin_trace(UploadInput { client: client(&request), overwrite });
     let id = trace.id();
-    match receive(&services.files, &request, payload, overwrite, id).await {
+    let body = paced(payload, BodyPace::of(&services.config));
+    match receive(&services.files, &request, body, overwrite, id).await {
         Ok(stored) => {
             let reply = json!({"files": stored, "trace_id": id});
             trace.finish(Status::Success, UploadOutput::Stored { files: stored }).await;
@@ -76,7 +79,7 @@ pub async fn upload(
 async fn receive(
     files: &Files,
     request: &HttpRequest,
-    payload: web::Payload,
+    payload: impl Stream<Item = Result<Bytes, PayloadError>> + 'static,
     overwrite: bool,
     trace_id: TraceId,
 ) -> Result<Vec<StoredFile>, ApiError> {
@@ -99,6 +102,11 @@ async fn receive(
     let refused = |error: MultipartError| {
         if read.get() > cap {
             return too_large();
+        }
+        if let MultipartError::Payload(payload) = &error
+            && let Some(stall) = stall_of(payload)
+        {
+            return ApiError::from(stall);
         }
         let detail = match error {
             MultipartError::ContentTypeMissing
@@ -152,7 +160,8 @@ fn parse_name(name: &str) -> Result<FileName, ApiError> {
     FileName::parse(name).map_err(|e| crate::files::FileError::from(e).into())
 }
 
-/// `GET /download/{name}` (and HEAD): the bytes, with ranges, as an attachment.
+/// `GET /download/{name}` (and HEAD): the bytes, with ranges, as an inert attachment: an upload
+/// is whatever a client sent, so it is served like a run's artifact, never as a type a browser runs.
 pub async fn download(
     services: web::Data<Services>,
     request: HttpRequest,
@@ -161,7 +170,7 @@ pub async fn download(
     traced_download(&services, &request, (name.to_string(), None), async {
         let name = parse_name(&name)?;
         let located = services.files.locate(&name).await?;
-        let response = attachment(&request, &located.path, name.as_str(), false).await?;
+        let response = inert(&request, &located.path, name.as_str(), Shown::Download).await?;
         let served =
             DownloadOutput::Served { name: name.to_string(), run: None, size: located.size, sha256: located.sha256 };
         Ok((response, served))
@@ -179,7 +188,7 @@ pub async fn download_artifact(
     let (run, name) = path.into_inner();
     traced_download(&services, &request, (name.clone(), Some(run.clone())), async {
         let located = locate_artifact(&services.files, &run, &name, true).await?;
-        let response = artifact(&request, &located.path, &name).await?;
+        let response = inert(&request, &located.path, &name, Shown::Download).await?;
         let served = DownloadOutput::Served {
             name: name.clone(),
             run: Some(run.clone()),
@@ -207,7 +216,7 @@ pub async fn trace_artifact(
         ));
     }
     let located = locate_artifact(&services.files, &run, &name, false).await?;
-    artifact(&request, &located.path, &name).await
+    inert(&request, &located.path, &name, Shown::Preview).await
 }
 
 async fn locate_artifact(
@@ -222,14 +231,59 @@ async fn locate_artifact(
     Ok(files.locate_artifact(trace_id, name, with_hash).await?)
 }
 
-/// An artifact as an attachment. What a sandboxed program wrote is never given a type a browser
-/// would run (an image stays an image; anything else is plain bytes), and its own answer
-/// forbids everything, should a browser ever render it.
-async fn artifact(request: &HttpRequest, path: &std::path::Path, name: &str) -> Result<HttpResponse, ApiError> {
-    let mut response = attachment(request, path, name, !is_image(name)).await?;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("default-src 'none'; sandbox"));
+/// Where a served file is shown, which decides the types it may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// A download (an upload or an artifact): only types a browser displays and never runs.
+    Download,
+    /// The trace page's preview of an artifact image, in an `<img>`: SVG too, since an image
+    /// element runs no script.
+    Preview,
+}
+
+/// The types a download keeps, by extension: ones a browser only ever displays. Everything
+/// else (HTML, scripts of any extension, SVG, XML, PDF…) is plain bytes.
+const INERT_TYPES: &[(&str, &str)] = &[
+    ("png", "image/png"),
+    ("jpg", "image/jpeg"),
+    ("jpeg", "image/jpeg"),
+    ("gif", "image/gif"),
+    ("webp", "image/webp"),
+    ("txt", "text/plain"),
+    ("csv", "text/csv"),
+];
+
+/// The policy of every served file: nothing may load, nothing may run, and the document (should a
+/// browser ever render one) is in a sandbox of its own origin, not this server's. A file under it
+/// can never become a `script-src 'self'` source for a page of this server either: with
+/// `nosniff`, browsers refuse a script whose type is not JavaScript.
+const INERT_POLICY: &str = "default-src 'none'; sandbox";
+
+/// The `Content-Type` of `name` served where `shown`: its own type when a browser only displays
+/// it there, `application/octet-stream` otherwise.
+fn served_type(name: &str, shown: Shown) -> &'static str {
+    let extension = name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase()).unwrap_or_default();
+    if shown == Shown::Preview && extension == "svg" {
+        return "image/svg+xml";
+    }
+    INERT_TYPES.iter().find(|(known, _)| *known == extension).map_or("application/octet-stream", |(_, kind)| kind)
+}
+
+/// Serve a file that came from outside (an upload, or what a sandboxed program wrote) so that no
+/// browser runs it: an attachment, of a type it only displays (see [`served_type`]), with
+/// `nosniff` and [`INERT_POLICY`]. The one way uploads and artifacts are served, so the two
+/// cannot drift apart.
+async fn inert(
+    request: &HttpRequest,
+    path: &std::path::Path,
+    name: &str,
+    shown: Shown,
+) -> Result<HttpResponse, ApiError> {
+    let mut response = attachment(request, path, name).await?;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(served_type(name, shown)));
+    headers.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(INERT_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     Ok(response)
 }
 
@@ -261,14 +315,9 @@ async fn traced_download(
     }
 }
 
-/// The file at `path` as an attachment named after the last part of `name`: `Content-Type` by
-/// extension (or plain bytes, when `opaque`), `Content-Length`, `ETag`, `Last-Modified` and ranges.
-async fn attachment(
-    request: &HttpRequest,
-    path: &std::path::Path,
-    name: &str,
-    opaque: bool,
-) -> Result<HttpResponse, ApiError> {
+/// The file at `path` as an attachment named after the last part of `name`: `Content-Length`,
+/// `ETag`, `Last-Modified` and ranges (its type is [`inert`]'s to set).
+async fn attachment(request: &HttpRequest, path: &std::path::Path, name: &str) -> Result<HttpResponse, ApiError> {
     let owned = path.to_owned();
     let failed = |e: &dyn std::fmt::Display| ApiError::new(ErrorCode::Internal, format!("opening {name} failed: {e}"));
     let file =
@@ -288,7 +337,6 @@ async fn attachment(
         }));
     }
     let disposition = ContentDisposition { disposition: DispositionType::Attachment, parameters };
-    let file = if opaque { file.set_content_type(actix_web::mime::APPLICATION_OCTET_STREAM) } else { file };
     Ok(file.set_content_disposition(disposition).into_response(request))
 }
 
@@ -302,4 +350,26 @@ pub async fn list(services: web::Data<Services>) -> Result<HttpResponse, ApiErro
 pub async fn delete(services: web::Data<Services>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     services.files.delete(&parse_name(&name)?).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_keeps_only_a_type_browsers_never_run() {
+        for name in ["x.js", "x.mjs", "x.html", "x.htm", "x.svg", "x.xml", "x.xhtml", "x.pdf", "x.wasm", "x", "x.JS"] {
+            assert_eq!(served_type(name, Shown::Download), "application/octet-stream", "{name}");
+        }
+        assert_eq!(served_type("plot.PNG", Shown::Download), "image/png");
+        assert_eq!(served_type("out/a.b.jpeg", Shown::Download), "image/jpeg");
+        assert_eq!(served_type("table.csv", Shown::Download), "text/csv");
+    }
+
+    #[test]
+    fn only_a_preview_shows_svg_as_an_image() {
+        assert_eq!(served_type("plot.svg", Shown::Preview), "image/svg+xml");
+        assert_eq!(served_type("plot.svg", Shown::Download), "application/octet-stream");
+        assert_eq!(served_type("page.html", Shown::Preview), "application/octet-stream");
+    }
 }

@@ -14,10 +14,18 @@ mod traces;
 mod units;
 mod ws;
 
+use std::time::Duration;
+
+use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::services::Services;
 
 pub use error::{ApiError, ErrorCode};
 
@@ -97,11 +105,11 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 /// Read a JSON object body of at most `limit` bytes, whatever its `Content-Type` (so that a
-/// bare `curl -d '{…}'` works), and decode it, naming the field that does not fit. `why` says
-/// what the limit is made of, for the refusal.
+/// bare `curl -d '{…}'` works), at the pace the settings ask (see [`BodyPace`]), and decode it,
+/// naming the field that does not fit. `why` says what the limit is made of, for the refusal.
 async fn read_json<T: DeserializeOwned>(
     request: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
     why: &str,
 ) -> Result<T, ApiError> {
@@ -115,16 +123,128 @@ async fn read_json<T: DeserializeOwned>(
         ));
     }
     let too_large = || ApiError::new(ErrorCode::BodyTooLarge, format!("the request body is over {limit} bytes, {why}"));
+    let unreadable = |error: PayloadError| match stall_of(&error) {
+        Some(stall) => ApiError::from(stall),
+        None => ApiError::new(ErrorCode::InvalidJson, format!("cannot read the request body: {error}")),
+    };
+    let mut payload = std::pin::pin!(paced(payload, pace_of(request)?));
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("cannot read the request body: {e}")))?;
+        let chunk = chunk.map_err(unreadable)?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
     decode_json(&body)
+}
+
+/// How slowly a request body may come before the server stops waiting for it: at most `gap`
+/// between two chunks, and once it has taken `gap`, at least `min_rate` bytes a second on average
+/// (Apache's mod_reqtimeout works the same way). Each rule alone falls short: a pause limit lets a
+/// body trickled a byte every `gap` hold its connection for as long as its size allows, and a
+/// limit on the whole time would cut a large upload on a slow but steady link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BodyPace {
+    gap: Duration,
+    /// Bytes a second; 0 sets no floor.
+    min_rate: u64,
+}
+
+impl BodyPace {
+    fn of(config: &Config) -> BodyPace {
+        BodyPace { gap: config.body_read_timeout(), min_rate: config.body_min_bytes_per_sec }
+    }
+
+    /// When the next chunk must have come, and what it will have broken if it has not, for a
+    /// body read since `start` that sent its last chunk at `last` and `received` bytes in all.
+    fn deadline(self, start: Instant, last: Instant, received: u64) -> (Instant, Rule) {
+        let paused = last + self.gap;
+        if self.min_rate == 0 {
+            return (paused, Rule::Pause);
+        }
+        // Each byte earns 1/min_rate s more; so many that the sum overflows is no deadline at all.
+        let earned = Duration::try_from_secs_f64(received as f64 / self.min_rate as f64).ok();
+        match earned.and_then(|earned| start.checked_add(self.gap + earned)) {
+            Some(slow) if slow < paused => (slow, Rule::Pace),
+            _ => (paused, Rule::Pause),
+        }
+    }
+
+    /// The refusal for a body that broke `rule` after `received` bytes in `elapsed`.
+    fn stall(self, rule: Rule, received: u64, elapsed: Duration) -> Stall {
+        match rule {
+            Rule::Pause => Stall::Paused { gap: self.gap },
+            Rule::Pace => Stall::TooSlow { min_rate: self.min_rate, received, elapsed, gap: self.gap },
+        }
+    }
+}
+
+/// Which rule of [`BodyPace`] a deadline keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    Pause,
+    Pace,
+}
+
+/// A request body that came too slowly, and what it should have done: a 408 (see `error.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+enum Stall {
+    #[error(
+        "the request body paused for more than {} s between two chunks, the limit \
+         (TRACEBOX_BODY_READ_TIMEOUT_SECS); send it without pauses that long",
+        gap.as_secs_f64()
+    )]
+    Paused { gap: Duration },
+    #[error(
+        "the request body came at under {min_rate} bytes/s on average ({received} bytes in {:.1} s), the \
+         least allowed once a body has taken {} s (TRACEBOX_BODY_MIN_BYTES_PER_SEC); send it faster",
+        elapsed.as_secs_f64(),
+        gap.as_secs_f64()
+    )]
+    TooSlow { min_rate: u64, received: u64, elapsed: Duration, gap: Duration },
+}
+
+/// The pace of this server's settings (every request of the app carries its services).
+fn pace_of(request: &HttpRequest) -> Result<BodyPace, ApiError> {
+    let services = request
+        .app_data::<web::Data<Services>>()
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the app has no services to read the body pace from"))?;
+    Ok(BodyPace::of(&services.config))
+}
+
+/// `body`, failing with a [`Stall`] when it comes slower than `pace` allows. The stall travels
+/// as an I/O error of kind `TimedOut`, the one way a multipart parser passes it on unchanged;
+/// [`stall_of`] finds it again. Nothing is read after a stall, and the stream may be polled
+/// after its end (the multipart parser does).
+fn paced<S>(body: S, pace: BodyPace) -> impl Stream<Item = Result<Bytes, PayloadError>> + 'static
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    let start = Instant::now();
+    futures_util::stream::unfold(Some((body, start, 0u64)), move |state| async move {
+        let (mut body, last, received) = state?;
+        let (deadline, rule) = pace.deadline(start, last, received);
+        match tokio::time::timeout_at(deadline, body.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                let received = received + chunk.len() as u64;
+                Some((Ok(chunk), Some((body, Instant::now(), received))))
+            }
+            Ok(Some(Err(error))) => Some((Err(error), Some((body, last, received)))),
+            Ok(None) => None,
+            Err(_late) => {
+                let stall = pace.stall(rule, received, start.elapsed());
+                Some((Err(PayloadError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, stall))), None))
+            }
+        }
+    })
+    .fuse()
+}
+
+/// The [`Stall`] a read of a [`paced`] body failed with, if that is why it failed.
+fn stall_of(error: &PayloadError) -> Option<Stall> {
+    let PayloadError::Io(error) = error else { return None };
+    error.get_ref()?.downcast_ref::<Stall>().copied()
 }
 
 /// Decode a JSON object, refusing anything else (arrays, trailing data) with a message that
@@ -256,6 +376,77 @@ mod tests {
         assert!(refusal(r#""print(1)""#).contains("must be a JSON object"));
         assert!(refusal(r#"{"code": "1"}{"code": "2"}"#).contains("nothing after it"));
         assert!(refusal(r#"{"code": "1"} trailing"#).contains("nothing after it"));
+    }
+
+    fn secs(n: f64) -> Duration {
+        Duration::from_secs_f64(n)
+    }
+
+    #[test]
+    fn a_pause_up_to_the_limit_is_allowed_and_one_past_it_is_not() {
+        let pace = BodyPace { gap: secs(1.0), min_rate: 0 };
+        let start = Instant::now();
+        let last = start + secs(30.0);
+        // The next chunk may come as late as the limit itself; the read fails only past it.
+        assert_eq!(pace.deadline(start, last, 5), (last + secs(1.0), Rule::Pause));
+    }
+
+    #[test]
+    fn a_steady_body_earns_time_and_a_trickle_does_not() {
+        let pace = BodyPace { gap: secs(10.0), min_rate: 1024 };
+        let start = Instant::now();
+        // Before any byte, the first chunk has the pause allowed.
+        assert_eq!(pace.deadline(start, start, 0), (start + secs(10.0), Rule::Pause));
+        // A slow link that keeps sending (1 MiB in 60 s, 17 KiB/s) is held only to its pauses,
+        // however long the whole body takes.
+        let last = start + secs(60.0);
+        assert_eq!(pace.deadline(start, last, 1024 * 1024), (last + secs(10.0), Rule::Pause));
+        // A byte every two seconds pauses less than allowed, but its pace runs out at 10 s.
+        let (deadline, rule) = pace.deadline(start, start + secs(8.0), 4);
+        assert_eq!(rule, Rule::Pace);
+        assert_eq!(deadline, start + secs(10.0) + secs(4.0 / 1024.0));
+        // At exactly the floor, the body earns its time as it goes.
+        let (deadline, _) = pace.deadline(start, start + secs(19.0), 10 * 1024);
+        assert_eq!(deadline, start + secs(20.0));
+    }
+
+    #[test]
+    fn a_refusal_names_its_limit_and_setting() {
+        let pace = BodyPace { gap: secs(2.5), min_rate: 100 };
+        let paused = ApiError::from(pace.stall(Rule::Pause, 7, secs(3.0)));
+        assert_eq!((paused.code(), paused.code().status().as_u16()), (ErrorCode::RequestTimeout, 408));
+        assert!(paused.message().contains("2.5 s") && paused.message().contains("TRACEBOX_BODY_READ_TIMEOUT_SECS"));
+        let slow = pace.stall(Rule::Pace, 7, secs(3.0)).to_string();
+        assert!(slow.contains("100 bytes/s") && slow.contains("7 bytes in 3.0 s"), "{slow}");
+        assert!(slow.contains("TRACEBOX_BODY_MIN_BYTES_PER_SEC"), "{slow}");
+    }
+
+    /// A body of `chunks`, each after its pause.
+    fn body(chunks: &[(f64, &'static str)]) -> impl Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static {
+        let chunks = chunks.to_vec();
+        Box::pin(futures_util::stream::iter(chunks).then(|(pause, text)| async move {
+            tokio::time::sleep(secs(pause)).await;
+            Ok(Bytes::from_static(text.as_bytes()))
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_paced_body_passes_whole_and_a_stalled_one_stops_at_its_stall() {
+        let pace = BodyPace { gap: secs(0.3), min_rate: 0 };
+        let read: Vec<_> = paced(body(&[(0.0, "a"), (0.1, "b"), (0.1, "c")]), pace).collect().await;
+        let read: Vec<Bytes> = read.into_iter().map(|chunk| chunk.unwrap()).collect();
+        assert_eq!(read.concat(), b"abc");
+
+        let mut ended = std::pin::pin!(paced(body(&[(0.0, "a")]), pace));
+        while ended.next().await.is_some() {}
+        assert!(ended.next().await.is_none(), "polled after its end, a body stays ended");
+
+        let read: Vec<_> = paced(body(&[(0.0, "a"), (0.6, "b")]), pace).collect().await;
+        assert_eq!(read.len(), 2, "nothing is read after the stall");
+        assert_eq!(read[0].as_ref().unwrap().as_ref(), b"a");
+        let error = read[1].as_ref().unwrap_err();
+        assert_eq!(stall_of(error), Some(Stall::Paused { gap: secs(0.3) }), "{error}");
+        assert_eq!(stall_of(&PayloadError::Overflow), None);
     }
 
     #[test]

@@ -525,10 +525,19 @@ impl<'a> Screens<'a> {
 /// Why a killed run ended, in words.
 const KILLED: &str = "stopped by its client (a `kill` message, or the connection closed)";
 
+/// Why code was refused, framed as what the policy is: a screen of patterns over the source that
+/// refuses the obvious early and cannot see everything (`__import__('sub'+'process')` passes it),
+/// so the refusal must not read as the enforcement. The container is what holds every run.
 fn blocked_message(blocking: &[&PolicyHit]) -> String {
     let reasons: Vec<String> =
         blocking.iter().map(|hit| format!("{} (line {}): {}", hit.rule, hit.line, hit.reason)).collect();
-    format!("the security policy refused this code: {}", reasons.join("; "))
+    format!(
+        "refused by the policy's screen, which looks for known patterns in the code before it runs and cannot see \
+         everything a program can do: {}. The screen is not the wall: every run that passes it is held by its \
+         container (no network, no capabilities, a read-only root, limits on time, memory, CPU, processes and \
+         output; see \"What the container guarantees\" in the README)",
+        reasons.join("; ")
+    )
 }
 
 /// The exit codes a signal can produce (128 + 1..=31); others are the program's own choice.

@@ -114,17 +114,55 @@ async fn downloads_return_the_uploaded_bytes_as_an_attachment() {
     assert_eq!(head.headers()["content-length"], "20000000");
 }
 
+/// Headers that keep a served file from running in a browser: plain bytes (or `kind`), a
+/// policy of its own that forbids everything, no sniffing, and a download, never a page.
+fn assert_inert(headers: &reqwest::header::HeaderMap, kind: &str, what: &str) {
+    assert_eq!(headers["content-type"], kind, "{what}: {headers:?}");
+    assert_eq!(headers["content-security-policy"], "default-src 'none'; sandbox", "{what}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{what}");
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("attachment"), "{what}: {disposition}");
+}
+
+#[tokio::test]
+async fn an_upload_is_never_served_as_something_a_browser_runs() {
+    let server = TestServer::spawn().await;
+    let files: [(&str, &[u8]); 4] = [
+        ("x.js", b"alert(document.cookie)"),
+        ("x.mjs", b"export default alert(1)"),
+        ("x.html", b"<script src=/download/x.js></script>"),
+        ("x.svg", b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>"),
+    ];
+    let (status, reply) = upload(&server, "", &files).await;
+    assert_eq!(status, 200, "{reply}");
+    for (name, bytes) in files {
+        let response = download(&server, name).await;
+        assert_eq!(response.status(), 200, "{name}");
+        assert_inert(response.headers(), "application/octet-stream", name);
+        assert_eq!(response.bytes().await.unwrap().as_ref(), bytes, "{name}: the bytes are served as uploaded");
+        let head = server.client.head(server.url(&format!("/download/{name}"))).send().await.unwrap();
+        assert_inert(head.headers(), "application/octet-stream", &format!("HEAD {name}"));
+    }
+    // A type a browser only displays is kept, under the same guard.
+    upload(&server, "", &[("plot.png", b"\x89PNG\r\n\x1a\n")]).await;
+    assert_inert(download(&server, "plot.png").await.headers(), "image/png", "plot.png");
+}
+
 #[tokio::test]
 async fn a_range_request_returns_that_slice() {
     let server = TestServer::spawn().await;
     let bytes: Vec<u8> = (0..100u8).collect();
-    upload(&server, "", &[("numbers.bin", &bytes)]).await;
+    upload(&server, "", &[("numbers.js", &bytes)]).await;
     let response =
-        server.client.get(server.url("/download/numbers.bin")).header("range", "bytes=10-19").send().await.unwrap();
+        server.client.get(server.url("/download/numbers.js")).header("range", "bytes=10-19").send().await.unwrap();
     assert_eq!(response.status(), 206);
     assert_eq!(response.headers()["content-range"], "bytes 10-19/100");
     assert_eq!(response.headers()["content-length"], "10");
+    assert_inert(response.headers(), "application/octet-stream", "a range");
     assert_eq!(response.bytes().await.unwrap().as_ref(), &bytes[10..20]);
+    let tail = server.client.get(server.url("/download/numbers.js")).header("range", "bytes=-5").send().await.unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.unwrap().as_ref(), &bytes[95..]);
 }
 
 #[tokio::test]

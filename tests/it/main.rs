@@ -22,5 +22,6 @@ mod limits;
 mod policy;
 mod pool;
 mod requests;
+mod timeouts;
 mod traces;
 mod ws;

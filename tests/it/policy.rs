@@ -15,7 +15,11 @@ async fn blocked_code_is_a_403_with_the_rules_and_a_trace() {
     assert_eq!(reply["rules"], json!(["python.subprocess"]));
     assert_eq!(reply["policy_hits"][0]["line"], 2);
     let message = reply["error"]["message"].as_str().unwrap();
-    assert!(message.contains("python.subprocess") && message.contains("subprocess"), "{message}");
+    assert!(message.contains("python.subprocess (line 2)"), "{message}");
+    // The refusal is a screen's, and says so; the container is named as the wall.
+    assert!(message.starts_with("refused by the policy's screen"), "{message}");
+    assert!(message.contains("cannot see everything") && message.contains("not the wall"), "{message}");
+    assert!(message.contains("container (no network, no capabilities"), "{message}");
 
     let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
     assert_eq!(trace["status"], "blocked");

@@ -57,7 +57,7 @@ pub fn explain(status: TraceStatus, exit_code: Option<i64>, message: &str) -> Ex
         }
         TraceStatus::Ended(Status::Killed) => "Killed: its client stopped the run before it finished.".to_owned(),
         TraceStatus::Ended(Status::Blocked) => {
-            "Refused: the security policy blocked this code, so it never ran.".to_owned()
+            "Refused: the policy's screen blocked this code, so it never ran.".to_owned()
         }
         TraceStatus::Ended(Status::InternalError) => {
             "tracebox failed to run this program (not the program's fault).".to_owned()
