@@ -306,7 +306,7 @@ mod tests {
     fn the_release_point_never_splits_a_secret_or_releases_one_that_may_go_on() {
         let policy = builtin();
         let token = "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-        let line = format!("ok\nkey={token}\nmore");
+        let line = format!("ok\nkey={token}\nmore.");
         assert_eq!(policy.release_point(&line, line.len()), line.len(), "a complete secret may be released");
         let inside = line.find(token).unwrap() + 5;
         assert_eq!(policy.release_point(&line, inside), line.find(token).unwrap(), "a cut inside moves back");
@@ -315,6 +315,17 @@ mod tests {
         let at_end = format!("x {token}");
         assert_eq!(policy.release_point(&at_end, at_end.len()), 2, "a secret at the very end may go on");
         assert_eq!(policy.release_point("plain", 99), 5);
+    }
+
+    #[test]
+    fn a_last_letter_that_may_begin_a_key_waits_for_what_follows() {
+        // Keys are matched wherever they start, so `Loadin` + `g` + `hp_…` is a GitHub token
+        // and the `g` must not go out alone.
+        let policy = builtin();
+        assert_eq!(policy.release_point("Loading", 7), 6);
+        assert_eq!(policy.release_point("Loading…", 99), "Loading…".len());
+        let released = streamed(&policy, &["Loading", "hp_abcdefghijklmnopqrstuvwxyz0123456789\n"]);
+        assert_eq!(released.concat(), "Loadin[REDACTED:github_token]\n");
     }
 
     #[test]
@@ -469,5 +480,96 @@ mod tests {
             assert!(filtered.redactions.is_empty());
             assert_eq!(policy.release_point(text, text.len()), text.len(), "{text:?}");
         }
+    }
+
+    /// One key of each rule that has a prefix of its own, and its rule.
+    const KEYS: &[(&str, &str)] = &[
+        ("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE"),
+        ("anthropic_api_key", "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        ("openai_api_key", "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"),
+        ("openai_api_key", "sk-abcdefghijklmnopqrstT3BlbkFJabcdefghijklmnopqrst"),
+        ("github_token", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+        ("github_token", "github_pat_11ABCDEFG0123456789_abcdefghijklmnop"),
+        ("slack_token", "xoxb-123456789012-abcdefghijkl"),
+        ("google_api_key", "AIzaSyA1234567890abcdefghijklmnopqrstuv"),
+        ("stripe_secret_key", "sk_live_abcdefghijklmnopqrstuvwx1234"),
+        ("jwt", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+    ];
+
+    #[test]
+    fn a_key_after_an_escape_or_a_separator_is_redacted() {
+        // (what it is, what is printed before the key, what after)
+        let cases = [
+            ("json.dumps(\"x\\n\" + key)", r#""x\n"#, r#"""#),
+            ("repr(\"\\t\" + key)", r"'\t", "'"),
+            ("escaped carriage return", r"\r", ""),
+            ("escaped backslash (a Windows path in JSON)", r"C:\\keys\\", r"\\"),
+            ("escaped quote (JSON in JSON)", r#"{\"key\": \""#, r#"\"}"#),
+            ("percent-encoded = (upper case)", "token%3D", "&x=1"),
+            ("percent-encoded = (lower case)", "token%3d", ""),
+            ("percent-encoded newline", "%0A", "%0A"),
+            ("underscore", "Bearer_", "_backup"),
+            ("escaped newline after key=", r"key=\n", r"\n"),
+            ("unicode escape", r"\u00e9", r"\u00e9"),
+            ("hex escape", r"\x1b", r"\x07"),
+            ("single quotes", "'", "'"),
+            ("double quotes", "\"", "\""),
+            ("backticks", "`", "`"),
+            ("a digit", "v2", ""),
+            ("HTML entity", "&#10;", "&#10;"),
+        ];
+        let policy = builtin();
+        for (rule, key) in KEYS {
+            for (what, before, after) in cases {
+                let text = format!("{before}{key}{after}\n");
+                let redacted = policy.redact(&text);
+                assert!(!redacted.contains(key), "{what}: {rule} not redacted in {text:?}: {redacted:?}");
+                assert!(redacted.starts_with(before), "{what}: {redacted:?}");
+                assert!(redacted.contains(&format!("[REDACTED:{rule}]")), "{what}: {redacted:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_fixed_length_key_ends_where_its_alphabet_does() {
+        let policy = builtin();
+        assert_eq!(policy.redact(&format!("{AWS}_backup")), format!("{AWS_MARK}_backup"));
+        assert_eq!(policy.redact(&format!("{AWS}abc")), format!("{AWS_MARK}abc"));
+        assert_eq!(policy.redact(&format!(r"{AWS}\n")), format!(r"{AWS_MARK}\n"));
+        let longer = format!("{AWS}X9");
+        assert_eq!(policy.redact(&longer), longer, "a longer run of capitals is not a key");
+        let two = format!("{AWS},{AWS}");
+        assert_eq!(policy.redact(&two), format!("{AWS_MARK},{AWS_MARK}"));
+    }
+
+    #[test]
+    fn an_aws_secret_is_found_whatever_stands_between_its_name_and_its_value() {
+        let policy = builtin();
+        let value = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        for between in ["=", " = ", ": ", r#"": ""#, r#"\": \""#, r"=\n", r"=\t", "%3D", "%3a%20", "=\n  "] {
+            let text = format!("aws_secret_access_key{between}{value}");
+            let redacted = policy.redact(&text);
+            assert!(!redacted.contains(value), "{between:?}: {redacted:?}");
+        }
+    }
+
+    #[test]
+    fn a_generic_sk_key_is_only_taken_at_the_start_of_a_word() {
+        let policy = builtin();
+        let slug = "desk-abcdefghijklmnopqrstuvwxyz0123456789";
+        assert_eq!(policy.redact(slug), slug, "sk- ends ordinary words");
+        assert_eq!(policy.redact(&slug[2..]), "[REDACTED:openai_api_key]");
+    }
+
+    #[test]
+    fn a_name_is_redacted_into_a_name() {
+        let policy = builtin();
+        let filtered = policy.redact_name(&format!("out/{}.txt", aws_with("\u{200b}")), "artifacts");
+        assert_eq!(filtered.text, "out/REDACTED-aws_access_key_id.txt");
+        assert_eq!(
+            filtered.redactions[0],
+            Redaction { rule: "aws_access_key_id".into(), stream: "artifacts".into(), count: 1 }
+        );
+        assert_eq!(policy.redact_name("out/plot.png", "artifacts").text, "out/plot.png");
     }
 }
