@@ -4,12 +4,16 @@
 //! The sandbox hands over a tar of `/workspace/out` once the program ended. It comes from inside
 //! the sandbox, so nothing in it is trusted: the archive is read raw (an extension header such
 //! as a GNU long name is never gathered into memory, only refused), only regular files are
-//! kept, each path component passes [`FileName`], and the count and size per run and in all are
+//! kept, each path has its secrets redacted and then each component passes
+//! [`FileName`](super::FileName) (see [`name`]), and the count and size per run and in all are
 //! bounded; whatever is left out is named with the reason. Extraction streams from the run to
 //! disk (a blocking thread reads the tar as it arrives), so a large artifact is never held in
 //! memory. Artifacts expire after `artifacts_retention_hours`.
 
-use std::io::{ErrorKind, Read, Write};
+mod name;
+
+use std::fs::File;
+use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,18 +26,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{FileError, FileName, Files, Located, hex};
+use super::{FileError, Files, Located, hex};
+use crate::policy::{Policy, Redaction};
 use crate::trace::TraceId;
+use name::{MAX_DEPTH, Screened, artifact_path, numbered};
 
 /// The directory of `uploads/` that holds the artifacts; no upload may take its name.
 pub const ARTIFACTS_DIR: &str = "artifacts";
-
-/// The one directory of `/workspace` whose files come back.
-const OUT: &str = "out";
-
-/// Deepest path under `out/` kept, and longest path in bytes (what a ustar header holds).
-const MAX_DEPTH: usize = 16;
-const MAX_PATH_BYTES: usize = 256;
 
 /// Most omissions named one by one (the rest are only counted), and the longest name kept.
 const MAX_NAMED_OMISSIONS: usize = 20;
@@ -72,6 +71,8 @@ pub struct Omitted {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ArtifactReport {
     pub stored: Vec<Artifact>,
+    /// Secrets replaced in the names of files, stored or left out (stream `artifacts`).
+    pub redactions: Vec<Redaction>,
     /// The first few files left out, with the reason.
     pub omitted: Vec<Omitted>,
     /// How many were left out in all.
@@ -81,6 +82,15 @@ pub struct ArtifactReport {
 }
 
 impl ArtifactReport {
+    fn count(&mut self, redactions: &[Redaction]) {
+        for redaction in redactions {
+            match self.redactions.iter_mut().find(|known| known.rule == redaction.rule) {
+                Some(known) => known.count += redaction.count,
+                None => self.redactions.push(redaction.clone()),
+            }
+        }
+    }
+
     fn omit(&mut self, mut name: String, reason: String) {
         self.omitted_count += 1;
         if self.omitted.len() < MAX_NAMED_OMISSIONS {
@@ -143,9 +153,10 @@ impl Receiving {
 }
 
 impl Files {
-    /// Start receiving the artifacts of run `trace_id`. Nothing is written (and no blocking
-    /// thread taken) until the first byte arrives; with a limit of 0, nothing is taken at all.
-    pub fn receive_artifacts(&self, trace_id: TraceId) -> (ArtifactSink, Receiving) {
+    /// Start receiving the artifacts of run `trace_id`, their names redacted by the run's
+    /// `policy`. Nothing is written (and no blocking thread taken) until the first byte
+    /// arrives; with a limit of 0, nothing is taken at all.
+    pub fn receive_artifacts(&self, trace_id: TraceId, policy: Arc<Policy>) -> (ArtifactSink, Receiving) {
         let (tar, mut bytes) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
         let limits = self.inner.artifact_limits;
         let store = Store {
@@ -153,6 +164,7 @@ impl Files {
             trace_id,
             limits,
             usage: Arc::clone(&self.inner.artifact_usage),
+            policy,
         };
         let report = tokio::spawn(async move {
             if limits.disabled() {
@@ -295,30 +307,6 @@ fn encoded(name: &str) -> String {
     parts.join("/")
 }
 
-/// `name` as a path under the run's artifact directory, when it is one a run may return:
-/// `out/` then one or more valid file names.
-fn artifact_path(name: &str) -> Result<PathBuf, String> {
-    let name = name.strip_suffix('/').unwrap_or(name);
-    if name.len() > MAX_PATH_BYTES {
-        return Err(format!("the path is over {MAX_PATH_BYTES} bytes"));
-    }
-    let mut parts = name.split('/');
-    if parts.next() != Some(OUT) {
-        return Err("not under out/".to_owned());
-    }
-    let mut path = PathBuf::from(OUT);
-    for (depth, part) in parts.enumerate() {
-        if depth >= MAX_DEPTH {
-            return Err(format!("more than {MAX_DEPTH} directories deep"));
-        }
-        path.push(FileName::parse(part).map_err(|e| e.to_string())?.as_str());
-    }
-    if path.as_os_str() == OUT {
-        return Err("not a file under out/".to_owned());
-    }
-    Ok(path)
-}
-
 /// Where and within what one run's artifacts are stored.
 struct Store {
     dir: PathBuf,
@@ -326,12 +314,14 @@ struct Store {
     limits: ArtifactLimits,
     /// Bytes of artifacts of every run, shared by the server.
     usage: Arc<AtomicU64>,
+    /// Redacts what the archive names, and what the tar reader says about it.
+    policy: Arc<Policy>,
 }
 
 impl Store {
-    /// Store the regular files of the tar `reader`, within the limits.
+    /// Store the regular files of the tar `reader`, within the limits, under their names with
+    /// every secret redacted.
     fn extract(&self, reader: impl Read) -> ArtifactReport {
-        let limits = &self.limits;
         let mut report = ArtifactReport::default();
         let mut total: u64 = 0;
         let mut archive = tar::Archive::new(reader);
@@ -340,7 +330,7 @@ impl Store {
             // never read whole into memory to rename the next one.
             Ok(entries) => entries.raw(true),
             Err(error) => {
-                report.error = Some(format!("the artifacts could not be read: {error}"));
+                report.error = Some(self.policy.redact(&format!("the artifacts could not be read: {error}")));
                 return report;
             }
         };
@@ -348,51 +338,30 @@ impl Store {
             let mut entry = match entry {
                 Ok(entry) => entry,
                 Err(error) => {
-                    report.error = Some(format!("the artifacts arrived cut short or malformed: {error}"));
+                    // The tar reader's messages quote the header (its path, its fields).
+                    let message = format!("the artifacts arrived cut short or malformed: {error}");
+                    report.error = Some(self.policy.redact(&message));
                     break;
                 }
             };
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let kind = entry.header().entry_type();
             if kind.is_dir() {
                 continue;
             }
-            let path = match artifact_path(&name) {
+            let screened = Screened::new(&String::from_utf8_lossy(&entry.path_bytes()), &self.policy);
+            report.count(&screened.redactions);
+            let size = entry.size();
+            let admitted = artifact_path(&screened.name)
+                .and_then(|path| self.admit(kind, size, report.stored.len(), total).map(|()| path));
+            let path = match admitted {
                 Ok(path) => path,
                 Err(reason) => {
-                    report.omit(name, reason);
+                    report.omit(screened.name, reason);
                     continue;
                 }
             };
-            if !kind.is_file() {
-                report.omit(name, "not a regular file (a link, FIFO or device); only files come back".to_owned());
-                continue;
-            }
-            if report.stored.len() >= limits.max_files {
-                let reason =
-                    format!("over the {} files a run may return (TRACEBOX_ARTIFACTS_MAX_FILES)", limits.max_files);
-                report.omit(name, reason);
-                continue;
-            }
-            let size = entry.size();
-            if total.saturating_add(size) > limits.max_bytes {
-                let reason = format!(
-                    "over the {} bytes a run may return in all (TRACEBOX_ARTIFACTS_MAX_BYTES)",
-                    limits.max_bytes
-                );
-                report.omit(name, reason);
-                continue;
-            }
-            if !self.reserve(size) {
-                let reason = format!(
-                    "the server's space for artifacts is full ({} bytes, TRACEBOX_ARTIFACTS_MAX_TOTAL_BYTES); older ones expire after TRACEBOX_ARTIFACTS_RETENTION_HOURS",
-                    limits.max_total_bytes
-                );
-                report.omit(name, reason);
-                continue;
-            }
-            match store(&mut entry, &self.dir.join(&path), size) {
-                Ok(sha256) => {
+            match self.store(&mut entry, &screened, &path, size) {
+                Ok((name, sha256)) => {
                     total += size;
                     let url = artifact_url(self.trace_id, &name);
                     report.stored.push(Artifact { name, size, sha256, url });
@@ -400,13 +369,38 @@ impl Store {
                 Err(error) => {
                     self.release(size);
                     if error.kind() != ErrorKind::UnexpectedEof {
-                        tracing::warn!(dir = %self.dir.display(), artifact = %name, %error, "could not store an artifact");
+                        tracing::warn!(dir = %self.dir.display(), artifact = %screened.name, %error, "could not store an artifact");
                     }
-                    report.omit(name, format!("could not be stored: {error}"));
+                    report.omit(screened.name, format!("could not be stored: {error}"));
                 }
             }
         }
         report
+    }
+
+    /// May an entry of `kind` and `size` be stored, after `stored` files of `total` bytes? Its
+    /// bytes are counted toward the server's total when it may.
+    fn admit(&self, kind: tar::EntryType, size: u64, stored: usize, total: u64) -> Result<(), String> {
+        let limits = &self.limits;
+        if !kind.is_file() {
+            return Err("not a regular file (a link, FIFO or device); only files come back".to_owned());
+        }
+        if stored >= limits.max_files {
+            return Err(format!("over the {} files a run may return (TRACEBOX_ARTIFACTS_MAX_FILES)", limits.max_files));
+        }
+        if total.saturating_add(size) > limits.max_bytes {
+            return Err(format!(
+                "over the {} bytes a run may return in all (TRACEBOX_ARTIFACTS_MAX_BYTES)",
+                limits.max_bytes
+            ));
+        }
+        if !self.reserve(size) {
+            return Err(format!(
+                "the server's space for artifacts is full ({} bytes, TRACEBOX_ARTIFACTS_MAX_TOTAL_BYTES); older ones expire after TRACEBOX_ARTIFACTS_RETENTION_HOURS",
+                limits.max_total_bytes
+            ));
+        }
+        Ok(())
     }
 
     /// Count `size` bytes toward the server's total, if they fit.
@@ -422,20 +416,50 @@ impl Store {
     fn release(&self, size: u64) {
         let _ = self.usage.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| Some(used.saturating_sub(size)));
     }
+
+    /// Write one entry of `size` bytes to a new file at `path` (of `screened`), returning the
+    /// name it was stored under and its sha256; nothing is left when it fails.
+    fn store(
+        &self,
+        entry: &mut impl Read,
+        screened: &Screened,
+        path: &Path,
+        size: u64,
+    ) -> io::Result<(String, String)> {
+        let (name, path, mut file) = self.create(screened, path)?;
+        let result = copy_hashing(entry, &mut file, size);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        result.map(|sha256| (name, sha256))
+    }
+
+    /// A new file for `screened` at `path`: never one that is there (a program's repeated entry
+    /// is left out). A name tracebox redacted is its own to keep unique: two keys, or a key and a
+    /// file of the program's, may redact to the same name, so it takes the first free `-1`,
+    /// `-2`… instead.
+    fn create(&self, screened: &Screened, path: &Path) -> io::Result<(String, PathBuf, File)> {
+        let path = self.dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        match create_new(&path) {
+            Err(error) if error.kind() == ErrorKind::AlreadyExists && screened.is_redacted() => {}
+            created => return created.map(|file| (screened.name.clone(), path, file)),
+        }
+        for (name, alternative) in numbered(&screened.name) {
+            let path = self.dir.join(alternative);
+            match create_new(&path) {
+                Err(error) if error.kind() == ErrorKind::AlreadyExists => continue,
+                created => return created.map(|file| (name, path, file)),
+            }
+        }
+        Err(io::Error::new(ErrorKind::AlreadyExists, "its redacted name and every numbered alternative are taken"))
+    }
 }
 
-/// Write one entry of `size` bytes to `path` (a new file), returning its sha256; nothing is
-/// left at `path` when it fails.
-fn store(entry: &mut impl Read, path: &Path, size: u64) -> std::io::Result<String> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
-    let result = copy_hashing(entry, &mut file, size);
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    result
+fn create_new(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 fn copy_hashing(from: &mut impl Read, to: &mut impl Write, size: u64) -> std::io::Result<String> {
@@ -514,7 +538,8 @@ mod tests {
     }
 
     fn store_in(dir: &Path, limits: ArtifactLimits, usage: &Arc<AtomicU64>) -> Store {
-        Store { dir: dir.to_owned(), trace_id: TraceId::new(), limits, usage: Arc::clone(usage) }
+        let policy = Arc::new(Policy::builtin().unwrap());
+        Store { dir: dir.to_owned(), trace_id: TraceId::new(), limits, usage: Arc::clone(usage), policy }
     }
 
     fn extract_here(dir: &Path, tar: &[u8], max_files: usize, max_bytes: u64) -> ArtifactReport {
@@ -586,20 +611,6 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_checked_the_same_way_for_downloads() {
-        assert!(artifact_path("out/a/b.txt").is_ok());
-        for bad in ["out", "out/", "x/a", "out/../a", "out//a", "/out/a", "out/a\nb"] {
-            assert!(artifact_path(bad).is_err(), "{bad:?}");
-        }
-        let deep = |depth: usize| format!("out/{}f", "d/".repeat(depth - 1));
-        assert!(artifact_path(&deep(MAX_DEPTH)).is_ok(), "exactly {MAX_DEPTH} deep");
-        assert!(artifact_path(&deep(MAX_DEPTH + 1)).is_err());
-        let long = |len: usize| format!("out/{}", "x".repeat(len - 4));
-        assert!(artifact_path(&long(MAX_PATH_BYTES)).is_ok(), "exactly {MAX_PATH_BYTES} bytes");
-        assert!(artifact_path(&long(MAX_PATH_BYTES + 1)).is_err());
-    }
-
-    #[test]
     fn a_long_name_entry_is_refused_without_being_gathered() {
         let dir = tempfile::tempdir().unwrap();
         // A GNU long-name entry declaring 1 MiB of name: read raw, it is one entry among others.
@@ -621,6 +632,91 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("out/a")).unwrap(), b"1", "the first one stays");
     }
 
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+    #[test]
+    fn a_secret_in_a_name_is_redacted_everywhere_the_name_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = "out/REDACTED-aws_access_key_id.txt";
+        let tar = tar_of(&[
+            (own, FILE, b"the program's own"),
+            ("out/AKIAIOSFODNN7EXAMPLE.txt", FILE, b"1"),
+            ("out/ASIA\u{200b}IOSFODNN7EXAMPLE.txt", FILE, b"2"),
+            ("out/AKIAIOSFODNN7EXAMPLE/deep.csv", FILE, b"3"),
+        ]);
+        let report = extract_here(dir.path(), &tar, 10, 100);
+        let names: Vec<_> = report.stored.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                own,
+                "out/REDACTED-aws_access_key_id-1.txt",
+                "out/REDACTED-aws_access_key_id-2.txt",
+                "out/REDACTED-aws_access_key_id/deep.csv"
+            ],
+            "two keys redacted to one name, and a file of that name, are told apart"
+        );
+        assert_eq!(std::fs::read(dir.path().join(own)).unwrap(), b"the program's own", "a name of the program's stays");
+        assert_eq!(std::fs::read(dir.path().join("out/REDACTED-aws_access_key_id-2.txt")).unwrap(), b"2");
+        assert!(report.stored[1].url.ends_with("/out/REDACTED-aws_access_key_id-1.txt"), "{}", report.stored[1].url);
+        assert_eq!(
+            report.redactions,
+            [Redaction { rule: "aws_access_key_id".into(), stream: name::ARTIFACT_NAMES.into(), count: 3 }]
+        );
+        assert!(!format!("{report:?}").contains("IOSFODNN7EXAMPLE"), "{report:?}");
+        assert!(!walk(dir.path()).contains("IOSFODNN7EXAMPLE"), "{}", walk(dir.path()));
+    }
+
+    /// Every path under `dir`, one a line.
+    fn walk(dir: &Path) -> String {
+        let mut paths = String::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            paths.push_str(&format!("{}\n", entry.path().display()));
+            if entry.path().is_dir() {
+                paths.push_str(&walk(&entry.path()));
+            }
+        }
+        paths
+    }
+
+    #[test]
+    fn a_name_left_out_is_named_redacted_and_so_is_its_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[
+            (&format!("out/.{KEY}"), FILE, b"x"),
+            (KEY, FILE, b"x"),
+            (&format!("out/{KEY}.lnk"), tar::EntryType::Symlink, b""),
+            (&format!("out/{KEY} "), FILE, b"x"),
+        ]);
+        let report = extract_here(dir.path(), &tar, 10, 100);
+        let omitted: Vec<_> = report.omitted.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(
+            omitted,
+            [
+                "out/.REDACTED-aws_access_key_id",
+                "REDACTED-aws_access_key_id",
+                "out/REDACTED-aws_access_key_id.lnk",
+                "out/REDACTED-aws_access_key_id "
+            ]
+        );
+        assert!(report.omitted[0].reason.contains("starts with a dot"), "{report:?}");
+        assert!(!format!("{report:?}").contains(KEY), "{report:?}");
+    }
+
+    #[test]
+    fn what_the_tar_reader_says_of_a_malformed_header_is_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = tar_of(&[(&format!("out/{KEY}"), FILE, b"x")]);
+        // A size that is no number, with a checksum that fits: the reader quotes the path.
+        tar[124..136].copy_from_slice(b"zzzzzzzzzzz\0");
+        tar[148..156].copy_from_slice(b"        ");
+        let sum: u32 = tar[..512].iter().map(|&b| u32::from(b)).sum();
+        tar[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        let report = extract_here(dir.path(), &tar, 10, 100);
+        let error = report.error.unwrap();
+        assert!(error.contains("when getting size for out/[REDACTED:aws_access_key_id]"), "{error}");
+    }
+
     #[test]
     fn the_servers_total_is_shared_by_every_run_and_freed_by_failures() {
         let dir = tempfile::tempdir().unwrap();
@@ -640,7 +736,7 @@ mod tests {
         let config = crate::config::Config { data_dir: dir.path().to_owned(), ..crate::config::Config::defaults() };
         let files = Files::new(&config, store.clone(), "boot");
         files.prepare().unwrap();
-        let (sink, receiving) = files.receive_artifacts(TraceId::new());
+        let (sink, receiving) = files.receive_artifacts(TraceId::new(), Arc::new(Policy::builtin().unwrap()));
         sink.tar.send(Bytes::from(tar_of(&[("out/a", FILE, b"12345")]))).await.unwrap();
         drop(sink);
         assert_eq!(receiving.finish().await.stored.len(), 1);
@@ -663,7 +759,7 @@ mod tests {
             ..crate::config::Config::defaults()
         };
         let files = Files::new(&config, store.clone(), "boot");
-        let (sink, receiving) = files.receive_artifacts(TraceId::new());
+        let (sink, receiving) = files.receive_artifacts(TraceId::new(), Arc::new(Policy::builtin().unwrap()));
         let _ = sink.tar.send(Bytes::from(tar_of(&[("out/empty", FILE, b"")]))).await;
         drop(sink);
         assert_eq!(receiving.finish().await, ArtifactReport::default());
