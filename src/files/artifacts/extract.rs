@@ -2,6 +2,7 @@
 //! screened (see [`name`](super::name)), each regular file within the limits written to a new
 //! file under the run's directory, hashed on the way.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -27,12 +28,14 @@ pub(super) struct Store {
     pub usage: Arc<AtomicU64>,
     /// Redacts what the archive names, and what the tar reader says about it.
     pub policy: Arc<Policy>,
+    /// The names stored that tracebox made by redacting, not the program.
+    pub made: HashSet<String>,
 }
 
 impl Store {
     /// Store the regular files of the tar `reader`, within the limits, under their names with
     /// every secret redacted.
-    pub fn extract(&self, reader: impl Read) -> ArtifactReport {
+    pub fn extract(&mut self, reader: impl Read) -> ArtifactReport {
         let mut report = ArtifactReport::default();
         let mut total: u64 = 0;
         let mut archive = tar::Archive::new(reader);
@@ -131,7 +134,7 @@ impl Store {
     /// Write one entry of `size` bytes to a new file at `path` (of `screened`), returning the
     /// name it was stored under and its sha256; nothing is left when it fails.
     fn store(
-        &self,
+        &mut self,
         entry: &mut impl Read,
         screened: &Screened,
         path: &Path,
@@ -146,26 +149,31 @@ impl Store {
     }
 
     /// A new file for `screened` at `path`: never one that is there (a program's repeated entry
-    /// is left out). A name tracebox redacted is its own to keep unique: two keys, or a key and a
-    /// file of the program's, may redact to the same name, so it takes the first free `-1`,
-    /// `-2`… instead.
-    fn create(&self, screened: &Screened, path: &Path) -> io::Result<(String, PathBuf, File)> {
+    /// is left out). But two keys, or a key and a file of the program's, may redact to the same
+    /// name: when tracebox made the name or the one it meets, the file takes the first free
+    /// `-1`, `-2`… instead, whichever of the two the archive held first.
+    fn create(&mut self, screened: &Screened, path: &Path) -> io::Result<(String, PathBuf, File)> {
         let path = self.dir.join(path);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        match create_new(&path) {
-            Err(error) if error.kind() == ErrorKind::AlreadyExists && screened.is_redacted() => {}
-            created => return created.map(|file| (screened.name.clone(), path, file)),
+        let renumber = screened.is_redacted() || self.made.contains(&screened.name);
+        let mut candidates = std::iter::once((screened.name.clone(), path)).chain(
+            numbered(&screened.name)
+                .map(|(name, alternative)| (name, self.dir.join(alternative)))
+                .take_while(|_| renumber),
+        );
+        let created = candidates.find_map(|(name, path)| match create_new(&path) {
+            Err(error) if error.kind() == ErrorKind::AlreadyExists && renumber => None,
+            created => Some(created.map(|file| (name, path, file))),
+        });
+        let (name, path, file) = created.unwrap_or_else(|| {
+            Err(io::Error::new(ErrorKind::AlreadyExists, "its name and every numbered alternative are taken"))
+        })?;
+        if screened.is_redacted() {
+            self.made.insert(name.clone());
         }
-        for (name, alternative) in numbered(&screened.name) {
-            let path = self.dir.join(alternative);
-            match create_new(&path) {
-                Err(error) if error.kind() == ErrorKind::AlreadyExists => continue,
-                created => return created.map(|file| (name, path, file)),
-            }
-        }
-        Err(io::Error::new(ErrorKind::AlreadyExists, "its redacted name and every numbered alternative are taken"))
+        Ok((name, path, file))
     }
 }
 
@@ -239,7 +247,14 @@ pub(super) mod tests {
 
     fn store_in(dir: &Path, limits: ArtifactLimits, usage: &Arc<AtomicU64>) -> Store {
         let policy = Arc::new(Policy::builtin().unwrap());
-        Store { dir: dir.to_owned(), trace_id: TraceId::new(), limits, usage: Arc::clone(usage), policy }
+        Store {
+            dir: dir.to_owned(),
+            trace_id: TraceId::new(),
+            limits,
+            usage: Arc::clone(usage),
+            policy,
+            made: HashSet::new(),
+        }
     }
 
     fn extract_here(dir: &Path, tar: &[u8], max_files: usize, max_bytes: u64) -> ArtifactReport {
@@ -359,16 +374,22 @@ pub(super) mod tests {
         assert_eq!(std::fs::read(dir.path().join(own)).unwrap(), b"the program's own", "a name of the program's stays");
         assert_eq!(std::fs::read(dir.path().join("out/REDACTED-aws_access_key_id-2.txt")).unwrap(), b"2");
         assert!(report.stored[1].url.ends_with("/out/REDACTED-aws_access_key_id-1.txt"), "{}", report.stored[1].url);
-        assert_eq!(
-            report.redactions,
-            [Redaction {
-                rule: "aws_access_key_id".into(),
-                stream: super::super::name::ARTIFACT_NAMES.into(),
-                count: 3
-            }]
-        );
+        let stream = super::super::name::ARTIFACT_NAMES.to_owned();
+        assert_eq!(report.redactions, [Redaction { rule: "aws_access_key_id".into(), stream, count: 3 }]);
         assert!(!format!("{report:?}").contains("IOSFODNN7EXAMPLE"), "{report:?}");
         assert!(!walk(dir.path()).contains("IOSFODNN7EXAMPLE"), "{}", walk(dir.path()));
+    }
+
+    #[test]
+    fn a_name_tracebox_made_never_takes_a_later_file_of_the_programs_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = "out/REDACTED-aws_access_key_id.txt";
+        let tar = tar_of(&[("out/AKIAIOSFODNN7EXAMPLE.txt", FILE, b"key"), (own, FILE, b"own")]);
+        let report = extract_here(dir.path(), &tar, 10, 100);
+        let names: Vec<_> = report.stored.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, [own, "out/REDACTED-aws_access_key_id-1.txt"]);
+        assert_eq!(std::fs::read(dir.path().join(own)).unwrap(), b"key");
+        assert_eq!(std::fs::read(dir.path().join("out/REDACTED-aws_access_key_id-1.txt")).unwrap(), b"own");
     }
 
     /// Every path under `dir`, one a line.

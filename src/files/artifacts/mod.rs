@@ -159,12 +159,13 @@ impl Files {
     pub fn receive_artifacts(&self, trace_id: TraceId, policy: Arc<Policy>) -> (ArtifactSink, Receiving) {
         let (tar, mut bytes) = mpsc::channel::<Bytes>(CHANNEL_CHUNKS);
         let limits = self.inner.artifact_limits;
-        let store = Store {
+        let mut store = Store {
             dir: self.artifacts_dir(trace_id),
             trace_id,
             limits,
             usage: Arc::clone(&self.inner.artifact_usage),
             policy,
+            made: Default::default(),
         };
         let report = tokio::spawn(async move {
             if limits.disabled() {
