@@ -453,6 +453,10 @@ mod tests {
         let released = streamed(&policy, &["key: AKIA\u{200b}", "IOSF", "ODNN7EX\u{feff}", "AMPLE", "\nnext\n"]);
         assert_eq!(released[0], "key: ", "only what cannot become a key");
         assert_eq!(released.concat(), format!("key: {AWS_MARK}\nnext\n"));
+        let released = streamed(&policy, &[r#""x\"#, "nAK", "IAIOSF", "ODNN7EXAMPLE\"\n"]);
+        assert_eq!(released.concat(), format!(r#""x\n{AWS_MARK}""#) + "\n", "{released:?}");
+        let alone = released.iter().any(|piece| piece.replace(AWS_MARK, "").contains('A'));
+        assert!(!alone, "no letter of the key goes alone: {released:?}");
         let released = streamed(&policy, &["AKIA\x1b[3", "1mIOSFODNN7", "EXAMPLE\x1b[0", "m\n"]);
         assert_eq!(released.concat(), format!("{AWS_MARK}\x1b[0m\n"));
         for piece in &released {
