@@ -12,8 +12,8 @@ use regex::Regex;
 
 /// Where something hidden starts: a format character (category Cf: zero-width spaces and
 /// joiners, byte order marks, soft hyphens, direction marks…) or a control character a terminal
-/// neither shows nor moves the cursor for (ESC among them, which may start a sequence). Tab, line
-/// ends and backspace are kept: they change what is seen.
+/// neither shows nor moves the cursor for (ESC among them, which may start a sequence). Tab,
+/// line ends (LF, VT, FF, CR) and backspace stay: they change what is seen.
 static HIDDEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\p{Cf}|[\p{Cc}&&[^\t\n\x0B\x0C\r\x08]]").expect("the pattern of hidden characters is valid")
 });
