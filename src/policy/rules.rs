@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use tracebox_model::{Action, Language};
 
+use super::view::View;
 use super::{InputRule, OutputRule, Policy, PolicyError};
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +108,7 @@ fn check_id(id: &str, seen: &mut HashSet<String>) -> Result<(), String> {
 
 impl InputRuleSpec {
     fn compile(self) -> Result<InputRule, String> {
-        let regex = compile_checked(&self.id, &self.pattern, &self.examples, &self.counter_examples)?;
+        let regex = compile_checked(&self.id, &self.pattern, &self.examples, &self.counter_examples, Regex::is_match)?;
         let languages = if self.languages.is_empty() {
             Language::ALL.to_vec()
         } else {
@@ -126,9 +127,15 @@ impl InputRuleSpec {
 
 impl OutputRuleSpec {
     fn compile(self) -> Result<OutputRule, String> {
-        let regex = compile_checked(&self.id, &self.pattern, &self.examples, &self.counter_examples)?;
+        // Output is matched as written and as a reader sees it, and so are the examples.
+        let sees = |regex: &Regex, text: &str| {
+            regex.is_match(text) || View::of(text).is_some_and(|view| regex.is_match(view.text()))
+        };
+        let regex = compile_checked(&self.id, &self.pattern, &self.examples, &self.counter_examples, sees)?;
         Ok(OutputRule {
             replacement: format!("[REDACTED:{}]", self.id),
+            name_replacement: format!("REDACTED-{}", self.id),
+            secret_group: regex.capture_names().any(|name| name == Some("secret")),
             id: self.id,
             regex,
             action: self.action,
@@ -137,16 +144,22 @@ impl OutputRuleSpec {
     }
 }
 
-/// Compile `pattern` and prove it against the rule's own examples.
-fn compile_checked(id: &str, pattern: &str, examples: &[String], counter_examples: &[String]) -> Result<Regex, String> {
+/// Compile `pattern` and prove it against the rule's own examples, as the rule `sees` text.
+fn compile_checked(
+    id: &str,
+    pattern: &str,
+    examples: &[String],
+    counter_examples: &[String],
+    sees: impl Fn(&Regex, &str) -> bool,
+) -> Result<Regex, String> {
     let regex = Regex::new(pattern).map_err(|e| format!("invalid pattern: {e}"))?;
     if regex.is_match("") {
         return Err(format!("pattern of `{id}` matches the empty string, so it would match everything"));
     }
-    if let Some(example) = examples.iter().find(|e| !regex.is_match(e)) {
+    if let Some(example) = examples.iter().find(|e| !sees(&regex, e)) {
         return Err(format!("pattern does not match its example {example:?}"));
     }
-    if let Some(counter) = counter_examples.iter().find(|e| regex.is_match(e)) {
+    if let Some(counter) = counter_examples.iter().find(|e| sees(&regex, e)) {
         return Err(format!("pattern matches its counter-example {counter:?}"));
     }
     Ok(regex)
@@ -215,5 +228,14 @@ mod tests {
             policy.redact("sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
             "sk-ant-api03-AAAAAAAAAAAAAAAAAAAAAAAAAAAA"
         );
+    }
+
+    #[test]
+    fn output_examples_are_matched_as_a_reader_sees_them() {
+        let rule = "[[output]]\nid = \"key\"\naction = \"redact\"\nreason = \"r\"\npattern = 'key-[0-9]+'\n";
+        let hidden = format!("{rule}examples = [\"key-1\\u200b2\", \"key-\\u001b[31m3\"]\n");
+        assert!(Policy::parse(&hidden, "test.toml").is_ok(), "a key split by something hidden is an example");
+        let error = error_of(&format!("{rule}counter_examples = [\"key\\u00ad-4\"]\n"));
+        assert!(error.contains("counter-example"), "{error}");
     }
 }

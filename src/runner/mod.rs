@@ -273,7 +273,7 @@ impl Runner {
         };
         let (chunks_tx, chunks) = mpsc::unbounded_channel();
         let (started_tx, started) = oneshot::channel();
-        let (sink, receiving) = inner.files.receive_artifacts(trace_id);
+        let (sink, receiving) = inner.files.receive_artifacts(trace_id, Arc::clone(&inner.policy));
         let io = RunIo {
             output: chunks_tx,
             stdin,
@@ -345,6 +345,7 @@ impl Runner {
         let (stderr, stderr_lossy) = screens.stderr.into_screened();
         hits.extend(stdout.warnings);
         hits.extend(stderr.warnings);
+        let artifacts_omitted = omissions(&artifacts, raw.artifacts_cut);
         Execution {
             trace_id,
             status,
@@ -356,10 +357,10 @@ impl Runner {
             oom_killed: raw.oom_killed,
             truncated: raw.output_limited,
             invalid_utf8: stdout_lossy || stderr_lossy,
-            redactions: stdout.redactions.into_iter().chain(stderr.redactions).collect(),
+            redactions: stdout.redactions.into_iter().chain(stderr.redactions).chain(artifacts.redactions).collect(),
             policy_hits: hits,
             message,
-            artifacts_omitted: omissions(&artifacts, raw.artifacts_cut),
+            artifacts_omitted,
             artifacts: artifacts.stored,
         }
     }

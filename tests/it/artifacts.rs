@@ -263,3 +263,46 @@ async fn a_tar_past_what_the_limits_could_ever_need_is_not_read_to_its_end() {
     assert_eq!(reply["artifacts"], json!([]));
     assert!(reason_of(&reply, "out/").contains("more came than the artifact limits allow"), "{reply}");
 }
+
+#[tokio::test]
+async fn a_secret_in_an_artifacts_name_is_redacted_into_a_valid_unique_name() {
+    let server = TestServer::spawn().await;
+    // The key is never whole in the code: only the names the program makes hold it.
+    let code = r#"
+import os
+key = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+os.makedirs("out/" + key, exist_ok=True)
+open("out/REDACTED-aws_access_key_id.csv", "w").write("own")
+open("out/" + key + ".csv", "w").write("key")
+open("out/" + key + "/data.csv", "w").write("deep")
+open("out/." + key, "w").write("hidden")
+os.symlink("/etc/passwd", "out/" + key + ".lnk")
+"#;
+    let reply = server.run("python", code).await;
+    assert_eq!(reply["status"], "success", "{reply}");
+    assert!(!reply.to_string().contains("IOSFODNN7EXAMPLE"), "{reply}");
+    let mut stored = names(&reply["artifacts"]);
+    stored.sort();
+    assert_eq!(
+        stored,
+        [
+            "out/REDACTED-aws_access_key_id-1.csv",
+            "out/REDACTED-aws_access_key_id.csv",
+            "out/REDACTED-aws_access_key_id/data.csv"
+        ],
+        "{reply}"
+    );
+    assert!(reason_of(&reply, "out/.REDACTED-aws_access_key_id").contains("starts with a dot"), "{reply}");
+    assert!(reason_of(&reply, "out/REDACTED-aws_access_key_id.lnk").contains("not a regular file"), "{reply}");
+    let mut contents = Vec::new();
+    for artifact in reply["artifacts"].as_array().unwrap() {
+        let response = get(&server, artifact["url"].as_str().unwrap()).await;
+        assert_eq!(response.status(), 200, "{artifact}");
+        contents.push(response.text().await.unwrap());
+    }
+    contents.sort();
+    assert_eq!(contents, ["deep", "key", "own"], "each name leads to its own file");
+    let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
+    assert_eq!(trace["output"]["artifacts"], reply["artifacts"]);
+    assert!(!trace.to_string().contains("IOSFODNN7EXAMPLE"));
+}

@@ -117,3 +117,88 @@ async fn a_custom_policy_file_replaces_the_builtin_one() {
     let (status, _) = server.execute(json!({"code": "import subprocess"})).await;
     assert_eq!(status, 200, "the built-in rules are replaced, not merged");
 }
+
+/// A Python program that prints an AWS key id and an Anthropic key in every form a hostile (or
+/// careless) program might: after an escape or a separator, split by something a reader does
+/// not see, and that names a file of `out/` after the key. The keys never appear whole in the
+/// code, so only what the program makes of them could leak.
+const ESCAPED_KEYS: &str = r#"
+import json, os, sys
+key = "AKIA" + "IOSFODNN7" + "EXAMPLE"
+ant = "sk-ant-api03-" + "Zq9x" * 10
+print(json.dumps("x\n" + key))
+print(repr("\t" + key))
+print(json.dumps({"path": "C:\\keys\\" + key}))
+print(json.dumps(json.dumps({"key": key})))
+print("token%3D" + ant)
+print("token%3d" + key)
+print("Bearer_" + key)
+print("key=\\n" + key)
+print("'" + key + "'", key + "_backup")
+for hidden in ["\u200b", "\u200d", "\ufeff", "\u00ad", "\x1b[31m", "\x1b]0;t\x07"]:
+    print(key[:4] + hidden + key[4:] + "\x1b[0m")
+sys.stderr.write(json.dumps("\n" + ant) + "\n")
+sys.stderr.write(ant[:10] + "\u200b" + ant[10:] + "\n")
+os.makedirs("out", exist_ok=True)
+open("out/" + key + ".txt", "w").write("plain")
+open("out/" + key[:4] + "\u200b" + key[4:] + ".txt", "w").write("hidden")
+"#;
+
+#[tokio::test]
+async fn keys_after_escapes_split_by_hidden_characters_or_in_artifact_names_are_redacted_everywhere() {
+    let server = TestServer::spawn().await;
+    let tails = ["IOSFODNN7EXAMPLE", &"Zq9x".repeat(10)];
+    let leaked = |what: &str, text: &str| {
+        for tail in tails {
+            assert!(!text.contains(tail), "a key reached {what}: {text}");
+        }
+    };
+    let (status, reply) = server.execute(json!({"code": ESCAPED_KEYS})).await;
+    assert_eq!((status, reply["status"].as_str()), (200, Some("success")), "{reply}");
+    leaked("the reply", &reply.to_string());
+    let stdout = reply["stdout"].as_str().unwrap();
+    assert_eq!(stdout.lines().count(), 15, "{stdout}");
+    assert!(stdout.lines().all(|line| line.contains("[REDACTED:")), "{stdout}");
+    assert!(stdout.contains("\"x\\n[REDACTED:aws_access_key_id]\""), "{stdout}");
+    assert!(stdout.contains("[REDACTED:aws_access_key_id]\u{1b}[0m"), "the colours around a key stay: {stdout}");
+    assert_eq!(reply["stderr"].as_str().unwrap().matches("[REDACTED:anthropic_api_key]").count(), 2, "{reply}");
+
+    let mut names: Vec<&str> =
+        reply["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["out/REDACTED-aws_access_key_id-1.txt", "out/REDACTED-aws_access_key_id.txt"], "{reply}");
+    let redactions = reply["redactions"].as_array().unwrap();
+    assert!(redactions.contains(&json!({"rule": "aws_access_key_id", "stream": "artifacts", "count": 2})), "{reply}");
+    let mut contents = Vec::new();
+    for artifact in reply["artifacts"].as_array().unwrap() {
+        let url = artifact["url"].as_str().unwrap();
+        leaked("an artifact URL", url);
+        let response = server.client.get(server.url(url)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        leaked("a download's headers", &format!("{:?}", response.headers()));
+        contents.push(response.text().await.unwrap());
+    }
+    contents.sort();
+    assert_eq!(contents, ["hidden", "plain"]);
+
+    let trace_id = reply["trace_id"].as_str().unwrap();
+    let (status, trace) = server.get_json(&format!("/trace/{trace_id}?format=json")).await;
+    assert_eq!(status, 200, "{trace}");
+    leaked("the trace", &trace.to_string());
+    assert_eq!(trace["output"]["artifacts"], reply["artifacts"]);
+    let page = server.client.get(server.url(&format!("/trace/{trace_id}"))).send().await.unwrap();
+    leaked("the trace page", &page.text().await.unwrap());
+    let (_, downloads) = server.get_json("/traces?kind=download").await;
+    for download in downloads["traces"].as_array().unwrap() {
+        leaked("a download's trace", &server.trace(download["id"].as_str().unwrap()).await.to_string());
+    }
+    let stored = server.data_dir.join("uploads/artifacts").join(trace_id).join("out");
+    let on_disk: Vec<String> =
+        std::fs::read_dir(&stored).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    leaked("a stored file's name", &on_disk.join(" "));
+    leaked("the server log", &server.logged());
+    for file in ["traces/traces.db", "traces/traces.db-wal"] {
+        let bytes = std::fs::read(server.data_dir.join(file)).unwrap_or_default();
+        leaked(file, &String::from_utf8_lossy(&bytes));
+    }
+}
