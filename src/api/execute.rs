@@ -41,8 +41,11 @@ pub(super) struct ExecuteReply {
     trace_id: TraceId,
     status: Status,
     exit_code: Option<i64>,
-    stdout: String,
-    stderr: String,
+    /// Left out of a WebSocket's `exit` frame: the output came in frames of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stdout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stderr: Option<String>,
     duration_ms: u64,
     timed_out: bool,
     oom_killed: bool,
@@ -78,8 +81,8 @@ impl From<Execution> for ExecuteReply {
             trace_id,
             status,
             exit_code,
-            stdout,
-            stderr,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
             duration_ms,
             timed_out,
             oom_killed,
@@ -91,6 +94,13 @@ impl From<Execution> for ExecuteReply {
             artifacts,
             artifacts_omitted,
         }
+    }
+}
+
+impl ExecuteReply {
+    /// The reply without its output, for a client that had the output as it came.
+    pub(super) fn without_output(self) -> ExecuteReply {
+        ExecuteReply { stdout: None, stderr: None, ..self }
     }
 }
 

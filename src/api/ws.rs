@@ -9,13 +9,11 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracebox_model::{Execution, OutputStream, RunEvent, Source, Status, TraceId};
 
-use tracebox_model::{Execution, RunEvent, Source, Status, TraceId};
+mod frames;
 
 use super::claude::reply_of;
 use super::error::{ApiError, ErrorCode};
@@ -24,6 +22,7 @@ use crate::claude::{AskEvent, Call, Question};
 use crate::config::Config;
 use crate::runner::{LiveRun, RunControl, StdinError};
 use crate::services::Services;
+use frames::{ClientMessage, Ending, Kill, Run, ServerFrame, Stdin, invalid_message};
 
 /// Longest run `id` a client may choose.
 const MAX_ID_CHARS: usize = 128;
@@ -107,7 +106,7 @@ fn is_literal_host(host: &str) -> bool {
 
 /// A frame for the client; `ends` names the run it finishes.
 struct Outgoing {
-    frame: Value,
+    frame: ServerFrame,
     ends: Option<String>,
 }
 
@@ -190,8 +189,8 @@ impl Socket {
     }
 
     /// Send one frame; a client that takes no frames for `patience` is silent.
-    async fn send(&mut self, frame: &Value, patience: std::time::Duration) -> Option<Closing> {
-        match tokio::time::timeout(patience, self.session.text(frame.to_string())).await {
+    async fn send(&mut self, frame: &ServerFrame, patience: std::time::Duration) -> Option<Closing> {
+        match tokio::time::timeout(patience, self.session.text(frame.to_text())).await {
             Ok(Ok(())) => None,
             Ok(Err(_closed)) => Some(Closing::Client),
             Err(_stuck) => Some(Closing::Silent),
@@ -232,8 +231,7 @@ impl Socket {
                 }
             }
             AggregatedMessage::Binary(_) => {
-                let error =
-                    ApiError::new(ErrorCode::InvalidMessage, "binary messages are not understood; send JSON text");
+                let error = invalid_message("binary messages are not understood; send JSON text");
                 return self.send(&self.refusal_frame(Refusal::anonymous(error)), patience).await;
             }
             AggregatedMessage::Ping(bytes) => {
@@ -255,23 +253,28 @@ impl Socket {
                 format!("the message is {} bytes; the limit is {limit} (TRACEBOX_WS_MAX_MESSAGE_BYTES)", text.len()),
             )));
         }
-        let message: Value = serde_json::from_slice(text).map_err(|e| {
-            Refusal::anonymous(ApiError::new(ErrorCode::InvalidJson, format!("the message is not valid JSON: {e}")))
-        })?;
-        let Some(object) = message.as_object() else {
-            return Err(Refusal::anonymous(invalid_message("a message must be a JSON object")));
+        let message = ClientMessage::decode(text).map_err(|(id, error)| Refusal { id, error })?;
+        let refuse = |id: &str| {
+            let id = Some(id.to_owned());
+            move |error: ApiError| Refusal { id, error }
         };
-        let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
-        let refuse = |error: ApiError| Refusal { id: id.clone(), error };
-        match object.get("type").and_then(Value::as_str) {
-            Some("execute") => self.execute(execute_message(object.clone()).map_err(refuse)?).await.map_err(refuse),
-            Some("claude") => self.claude(claude_message(object.clone()).map_err(refuse)?).await.map_err(refuse),
-            Some("stdin") => self.stdin(parse(message.clone()).map_err(refuse)?).map_err(refuse),
-            Some("kill") => self.kill(parse(message.clone()).map_err(refuse)?).map_err(refuse),
-            Some(other) => Err(refuse(invalid_message(&format!(
-                "unknown message type {other:?}; send one of: execute, claude, stdin, kill"
-            )))),
-            None => Err(refuse(invalid_message("a message needs a `type`: execute, claude, stdin or kill"))),
+        match message {
+            ClientMessage::Execute(run) => {
+                let refused = refuse(&run.id);
+                self.execute(run).await.map_err(refused)
+            }
+            ClientMessage::Claude(call) => {
+                let refused = refuse(&call.id);
+                self.claude(call).await.map_err(refused)
+            }
+            ClientMessage::Stdin(stdin) => {
+                let refused = refuse(&stdin.id);
+                self.stdin(stdin).map_err(refused)
+            }
+            ClientMessage::Kill(kill) => {
+                let refused = refuse(&kill.id);
+                self.kill(kill).map_err(refused)
+            }
         }
     }
 
@@ -296,9 +299,9 @@ impl Socket {
         Ok(())
     }
 
-    async fn execute(&mut self, message: ExecuteMessage) -> Result<(), ApiError> {
+    async fn execute(&mut self, message: Run<ExecuteBody>) -> Result<(), ApiError> {
         self.check_new(&message.id)?;
-        let ExecuteMessage { id, stdin_open, body } = message;
+        let Run { id, stdin_open, body } = message;
         let request = body.into_request(&self.services, Source::WebSocket).await?;
         let LiveRun { trace_id, events, control, outcome } =
             self.services.runner.start(request, stdin_open.unwrap_or(true));
@@ -308,9 +311,12 @@ impl Socket {
         Ok(())
     }
 
-    async fn claude(&mut self, message: ClaudeMessage) -> Result<(), ApiError> {
+    async fn claude(&mut self, message: Run<Question>) -> Result<(), ApiError> {
         self.check_new(&message.id)?;
-        let ClaudeMessage { id, mut question } = message;
+        let Run { id, stdin_open, body: mut question } = message;
+        if stdin_open.is_some() {
+            return Err(invalid_message("`stdin_open` is for `execute`: a Claude call takes no stdin"));
+        }
         // A live door streams unless told not to.
         question.stream.get_or_insert(true);
         let files = question.files.take().unwrap_or_default();
@@ -324,7 +330,7 @@ impl Socket {
         Ok(())
     }
 
-    fn stdin(&mut self, message: StdinMessage) -> Result<(), ApiError> {
+    fn stdin(&mut self, message: Stdin) -> Result<(), ApiError> {
         let control = self.control(&message.id, "takes no stdin")?;
         if let Some(data) = &message.data {
             control.send_stdin(data).map_err(|error| match error {
@@ -338,7 +344,7 @@ impl Socket {
         Ok(())
     }
 
-    fn kill(&mut self, message: KillMessage) -> Result<(), ApiError> {
+    fn kill(&mut self, message: Kill) -> Result<(), ApiError> {
         self.control(&message.id, "cannot be killed (its code's runs end at their timeouts)")?.kill();
         Ok(())
     }
@@ -355,16 +361,10 @@ impl Socket {
     /// A refused message's answer: `rejected` when it names a run that goes on (the run's own
     /// last frame is still to come), `error` otherwise (no such run, or an `execute` that
     /// never started, whose only frame this is).
-    fn refusal_frame(&self, refusal: Refusal) -> Value {
+    fn refusal_frame(&self, refusal: Refusal) -> ServerFrame {
         let Refusal { id, error } = refusal;
         let going = id.as_ref().is_some_and(|id| self.runs.contains_key(id));
-        json!({
-            "type": if going { "rejected" } else { "error" },
-            "id": id,
-            "code": error.code().as_str(),
-            "message": error.message(),
-            "trace_id": error.trace_id(),
-        })
+        ServerFrame::refusal(id, &error, going)
     }
 }
 
@@ -380,7 +380,7 @@ async fn forward(
     let mut next = events.recv().await;
     while let Some(event) = next.take() {
         let frame = match event {
-            RunEvent::Started => json!({ "type": "started", "id": id, "trace_id": trace_id }),
+            RunEvent::Started => ServerFrame::Started { id: id.clone(), trace_id },
             RunEvent::Output { stream, mut text } => {
                 while text.len() < MERGED_FRAME_BYTES {
                     match events.try_recv() {
@@ -392,7 +392,10 @@ async fn forward(
                         Err(_) => break,
                     }
                 }
-                json!({ "type": stream.as_str(), "id": id, "data": text })
+                match stream {
+                    OutputStream::Stdout => ServerFrame::Stdout { id: id.clone(), data: text },
+                    OutputStream::Stderr => ServerFrame::Stderr { id: id.clone(), data: text },
+                }
             }
         };
         if frames.send(Outgoing { frame, ends: None }).await.is_err() {
@@ -403,35 +406,25 @@ async fn forward(
         }
     }
     let last = match outcome.await {
-        Ok(Ok(execution)) if execution.status == Status::Blocked => {
-            json!({
-                "type": "blocked", "id": id, "trace_id": execution.trace_id,
-                "rules": execution.blocking_rules(), "message": execution.message, "policy_hits": execution.policy_hits,
-            })
+        Ok(Ok(execution)) if execution.status == Status::Blocked => ServerFrame::Blocked {
+            id: id.clone(),
+            trace_id: execution.trace_id,
+            rules: execution.blocking_rules().into_iter().map(str::to_owned).collect(),
+            message: execution.message,
+            policy_hits: execution.policy_hits,
+        },
+        Ok(Ok(execution)) => {
+            let ending = Ending::Run(ExecuteReply::from(execution).without_output());
+            ServerFrame::Exit { id: id.clone(), ending: Box::new(ending) }
         }
-        Ok(Ok(execution)) => exit_frame(&id, execution),
-        Ok(Err(error)) => {
-            let error = ApiError::from(error);
-            json!({ "type": "error", "id": id, "code": error.code().as_str(), "message": error.message(), "trace_id": error.trace_id() })
-        }
-        Err(join) => {
-            json!({ "type": "error", "id": id, "code": "internal_error", "message": format!("the run task failed: {join}") })
-        }
+        Ok(Err(error)) => ServerFrame::refusal(Some(id.clone()), &ApiError::from(error), false),
+        Err(join) => ServerFrame::refusal(
+            Some(id.clone()),
+            &ApiError::new(ErrorCode::Internal, format!("the run task failed: {join}")),
+            false,
+        ),
     };
     let _ = frames.send(Outgoing { frame: last, ends: Some(id) }).await;
-}
-
-/// The `/execute` reply without the output (it came in `stdout` and `stderr` frames).
-fn exit_frame(id: &str, execution: Execution) -> Value {
-    let execution = Execution { stdout: String::new(), stderr: String::new(), ..execution };
-    let mut frame = serde_json::to_value(ExecuteReply::from(execution)).unwrap_or_default();
-    if let Some(fields) = frame.as_object_mut() {
-        fields.remove("stdout");
-        fields.remove("stderr");
-        fields.insert("type".to_owned(), json!("exit"));
-        fields.insert("id".to_owned(), json!(id));
-    }
-    frame
 }
 
 /// Turn a Claude call's events into frames: `started`, `text` as the reply streams, one
@@ -443,15 +436,15 @@ async fn forward_claude(
     frames: mpsc::Sender<Outgoing>,
 ) {
     let trace_id = call.trace_id;
-    let started = json!({ "type": "started", "id": id, "trace_id": trace_id });
+    let started = ServerFrame::Started { id: id.clone(), trace_id };
     if frames.send(Outgoing { frame: started, ends: None }).await.is_err() {
         return;
     }
     while let Some(event) = events.recv().await {
         let frame = match event {
-            AskEvent::Text(text) => json!({ "type": "text", "id": id, "data": text }),
+            AskEvent::Text(data) => ServerFrame::Text { id: id.clone(), data },
             AskEvent::Execution(execution) => {
-                json!({ "type": "execution", "id": id, "execution": ExecuteReply::from(*execution) })
+                ServerFrame::Execution { id: id.clone(), execution: Box::new(ExecuteReply::from(*execution)) }
             }
         };
         if frames.send(Outgoing { frame, ends: None }).await.is_err() {
@@ -460,18 +453,14 @@ async fn forward_claude(
     }
     let last = match reply_of(call.outcome().await) {
         Ok(reply) => {
-            let mut frame = json!(reply);
-            if let Some(fields) = frame.as_object_mut() {
-                fields.insert("type".to_owned(), json!("exit"));
-                fields.insert("id".to_owned(), json!(id));
-                fields.insert("status".to_owned(), json!("success"));
-            }
-            frame
+            let ending = Ending::Claude { status: Status::Success.as_str(), reply };
+            ServerFrame::Exit { id: id.clone(), ending: Box::new(ending) }
         }
-        Err(error) => json!({
-            "type": "error", "id": id, "code": error.code().as_str(), "message": error.message(),
-            "trace_id": error.trace_id().or(Some(trace_id)),
-        }),
+        Err(error) => {
+            let trace_id = error.trace_id().or(Some(trace_id));
+            let (code, message) = (error.code().as_str(), error.message().to_owned());
+            ServerFrame::Error { id: Some(id.clone()), code, message, trace_id }
+        }
     };
     let _ = frames.send(Outgoing { frame: last, ends: Some(id) }).await;
 }
@@ -488,10 +477,6 @@ impl Refusal {
     }
 }
 
-fn invalid_message(message: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidMessage, message)
-}
-
 fn no_such_run(id: &str) -> ApiError {
     ApiError::new(ErrorCode::NoSuchRun, format!("no run {id:?} is going on this socket (it may have ended)"))
 }
@@ -501,71 +486,4 @@ fn check_id(id: &str) -> Result<(), ApiError> {
         return Err(invalid_message(&format!("`id` must be 1 to {MAX_ID_CHARS} characters")));
     }
     Ok(())
-}
-
-/// Decode a message, naming the field at fault.
-fn parse<T: DeserializeOwned>(message: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(message).map_err(|error| {
-        let path = error.path().to_string();
-        let field = if path == "." { String::new() } else { format!("`{path}`: ") };
-        invalid_message(&format!("{field}{}", error.into_inner()))
-    })
-}
-
-/// `{"type": "execute", "id", "code", …}`: the `/execute` body plus the run's id, and
-/// `stdin_open` (default true: more stdin may follow in `stdin` messages until one says `eof`).
-struct ExecuteMessage {
-    id: String,
-    stdin_open: Option<bool>,
-    body: ExecuteBody,
-}
-
-/// Split an `execute` message into its own fields and the `/execute` body, naming the field
-/// at fault.
-fn execute_message(mut object: serde_json::Map<String, Value>) -> Result<ExecuteMessage, ApiError> {
-    object.remove("type");
-    let id =
-        field(&mut object, "id")?.ok_or_else(|| invalid_message("`id` is required: the client's name for the run"))?;
-    let stdin_open = field(&mut object, "stdin_open")?;
-    Ok(ExecuteMessage { id, stdin_open, body: parse(Value::Object(object))? })
-}
-
-/// Take `key` out of `object`, decoded.
-fn field<T: DeserializeOwned>(object: &mut serde_json::Map<String, Value>, key: &str) -> Result<Option<T>, ApiError> {
-    let decode = |value| serde_json::from_value(value).map_err(|e| invalid_message(&format!("`{key}`: {e}")));
-    object.remove(key).map(decode).transpose()
-}
-
-/// `{"type": "claude", "id", "prompt", …}`: the `/claude` body plus the call's id.
-struct ClaudeMessage {
-    id: String,
-    question: Question,
-}
-
-fn claude_message(mut object: serde_json::Map<String, Value>) -> Result<ClaudeMessage, ApiError> {
-    object.remove("type");
-    let id =
-        field(&mut object, "id")?.ok_or_else(|| invalid_message("`id` is required: the client's name for the call"))?;
-    Ok(ClaudeMessage { id, question: parse(Value::Object(object))? })
-}
-
-/// `{"type": "stdin", "id", "data", "eof"}`: more input; `eof: true` closes stdin after it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StdinMessage {
-    #[serde(rename = "type")]
-    _type: String,
-    id: String,
-    data: Option<String>,
-    #[serde(default)]
-    eof: bool,
-}
-
-/// `{"type": "kill", "id"}`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KillMessage {
-    #[serde(rename = "type")]
-    _type: String,
-    id: String,
 }
