@@ -97,7 +97,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NoSuchRoute,
         format!(
-            "no route for {} {}; see the API in the README (POST /execute, POST /claude, POST /batch, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, GET /health, GET /metrics)",
+            "no route for {} {}; see docs/api.md (POST /execute, POST /claude, POST /batch, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, GET /health, GET /metrics)",
             request.method(),
             request.path()
         ),

@@ -33,7 +33,7 @@ const RETRYABLE_STREAM_ERRORS: &[&str] = &["overloaded_error", "api_error"];
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClaudeError {
     #[error(
-        "no Anthropic API key: set ANTHROPIC_API_KEY (to try tracebox without one, run the fake API: see the README's Claude section)"
+        "no Anthropic API key: set ANTHROPIC_API_KEY (to try tracebox without one, run the fake API: see \"Without a key\" in docs/api.md)"
     )]
     NoApiKey,
     /// Anthropic answered with an error status (after the retries it allows).

@@ -57,7 +57,7 @@ pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
     };
     if batch::asks_claude(&checked) && config.anthropic_api_key.is_none() {
         anyhow::bail!(
-            "the prompt set {name} has prompt items, which need Claude: set ANTHROPIC_API_KEY (or run the fake: see the README)"
+            "the prompt set {name} has prompt items, which need Claude: set ANTHROPIC_API_KEY (or run the fake: see \"Without a key\" in docs/api.md)"
         );
     }
     let mut progress = Progress::new(checked.len(), args.out.as_deref())?;

@@ -536,7 +536,7 @@ fn blocked_message(blocking: &[&PolicyHit]) -> String {
         "refused by the policy's screen, which looks for known patterns in the code before it runs and cannot see \
          everything a program can do: {}. The screen is not the wall: every run that passes it is held by its \
          container (no network, no capabilities, a read-only root, limits on time, memory, CPU, processes and \
-         output; see \"What the container guarantees\" in the README)",
+         output; see \"What the container guarantees\" in docs/security.md)",
         reasons.join("; ")
     )
 }

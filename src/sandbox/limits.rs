@@ -1,6 +1,6 @@
 //! The one function that owns every security setting of a sandbox container.
 //!
-//! Each line here is a guarantee written in the README's security table and proved by a test
+//! Each line here is a guarantee written in docs/security.md's table and proved by a test
 //! against the real engine; change them together.
 
 use std::collections::HashMap;

@@ -11,6 +11,7 @@ mod channel;
 mod claude;
 mod cli;
 mod common;
+mod docs;
 mod execute;
 mod export;
 mod fake_anthropic;

@@ -34,7 +34,7 @@ impl Source {
     }
 }
 
-/// What a run may share with other runs (see the README's security model).
+/// What a run may share with other runs (see docs/security.md, "Isolation: fresh or recycle").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
