@@ -373,7 +373,7 @@ impl Socket {
 async fn forward(
     id: String,
     trace_id: TraceId,
-    mut events: mpsc::UnboundedReceiver<RunEvent>,
+    mut events: mpsc::Receiver<RunEvent>,
     outcome: tokio::task::JoinHandle<Result<Execution, crate::runner::RunError>>,
     frames: mpsc::Sender<Outgoing>,
 ) {

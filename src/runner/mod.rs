@@ -30,6 +30,12 @@ use screen::StreamScreen;
 /// before `input()`): after this quiet spell it goes to the client anyway.
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
 
+/// Chunks of output (up to 64 KiB each) waiting between the sandbox and the screen, and events
+/// waiting for a live door: bounded, so a reader that falls behind slows the program down
+/// (through its pipes) instead of the server holding its output in memory.
+const CHUNK_QUEUE: usize = 16;
+const EVENT_QUEUE: usize = 64;
+
 /// The pipeline failed to run the program at all. The trace records why, and its id is here.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -61,7 +67,7 @@ impl RunError {
 pub struct LiveRun {
     pub trace_id: TraceId,
     /// `Started`, then output as the program writes it; ends when the run does.
-    pub events: mpsc::UnboundedReceiver<RunEvent>,
+    pub events: mpsc::Receiver<RunEvent>,
     /// Feeds the run's stdin and stops it.
     pub control: RunControl,
     /// How the run ended, once it has. Dropping it does not stop the run.
@@ -112,7 +118,7 @@ impl RunControl {
 
 /// The channels between a run and its door.
 struct Channels {
-    events: Option<mpsc::UnboundedSender<RunEvent>>,
+    events: Option<mpsc::Sender<RunEvent>>,
     stdin: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
     kill: CancellationToken,
 }
@@ -185,7 +191,7 @@ impl Runner {
     /// a kill switch.
     pub fn start(&self, request: ExecutionRequest, keep_stdin_open: bool) -> LiveRun {
         let trace_id = TraceId::new();
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
         let kill = CancellationToken::new();
         let stdin_limit = self.config().max_stdin_bytes;
@@ -271,7 +277,7 @@ impl Runner {
             tenant: request.tenant.as_deref(),
             wait_until,
         };
-        let (chunks_tx, chunks) = mpsc::unbounded_channel();
+        let (chunks_tx, chunks) = mpsc::channel(CHUNK_QUEUE);
         let (started_tx, started) = oneshot::channel();
         let (sink, receiving) = inner.files.receive_artifacts(trace_id, Arc::clone(&inner.policy));
         let io = RunIo {
@@ -292,12 +298,12 @@ impl Runner {
                 // The failed trace lists no artifacts, so none are kept.
                 inner.files.discard_artifacts(trace_id).await;
                 // What a live client already saw stays on the record, with what was held.
-                screens.finish(&RawOutcome::default());
+                screens.finish(&RawOutcome::default()).await;
                 let output = (screens.stdout.into_screened().0.text, screens.stderr.into_screened().0.text);
                 return Err(self.fail(RunError::Sandbox { trace_id, source }, log, Some(output)).await);
             }
         };
-        screens.finish(&raw);
+        screens.finish(&raw).await;
         record_artifacts(&artifacts, &mut log);
         let execution = self.conclude(trace_id, &request, raw, screens, hits, artifacts);
         self.finish(&execution, log).await?;
@@ -461,19 +467,19 @@ struct Screens<'a> {
     policy: &'a Policy,
     stdout: StreamScreen,
     stderr: StreamScreen,
-    events: Option<mpsc::UnboundedSender<RunEvent>>,
+    events: Option<mpsc::Sender<RunEvent>>,
 }
 
 impl<'a> Screens<'a> {
-    fn new(policy: &'a Policy, events: Option<mpsc::UnboundedSender<RunEvent>>) -> Screens<'a> {
+    fn new(policy: &'a Policy, events: Option<mpsc::Sender<RunEvent>>) -> Screens<'a> {
         Screens { policy, stdout: StreamScreen::new("stdout"), stderr: StreamScreen::new("stderr"), events }
     }
 
     /// Screen output until the run's output ends. A live door hears `Started` first, and text
     /// held for want of a line end once the program has been quiet for [`IDLE_FLUSH`].
-    async fn follow(&mut self, mut chunks: mpsc::UnboundedReceiver<Chunk>, started: oneshot::Receiver<()>) {
+    async fn follow(&mut self, mut chunks: mpsc::Receiver<Chunk>, started: oneshot::Receiver<()>) {
         if started.await.is_ok() {
-            self.emit(RunEvent::Started);
+            self.emit(RunEvent::Started).await;
         }
         loop {
             let holding = self.stdout.wants_flush() || self.stderr.wants_flush();
@@ -484,41 +490,42 @@ impl<'a> Screens<'a> {
             match next {
                 Ok(Some(Chunk::Stdout(bytes))) => {
                     let text = self.stdout.push(self.policy, &bytes);
-                    self.emit_output(OutputStream::Stdout, text);
+                    self.emit_output(OutputStream::Stdout, text).await;
                 }
                 Ok(Some(Chunk::Stderr(bytes))) => {
                     let text = self.stderr.push(self.policy, &bytes);
-                    self.emit_output(OutputStream::Stderr, text);
+                    self.emit_output(OutputStream::Stderr, text).await;
                 }
                 Ok(None) => return,
                 Err(_quiet) => {
                     let text = self.stdout.flush(self.policy);
-                    self.emit_output(OutputStream::Stdout, text);
+                    self.emit_output(OutputStream::Stdout, text).await;
                     let text = self.stderr.flush(self.policy);
-                    self.emit_output(OutputStream::Stderr, text);
+                    self.emit_output(OutputStream::Stderr, text).await;
                 }
             }
         }
     }
 
     /// The output ended: release what is left, cut where the output limit cut it.
-    fn finish(&mut self, raw: &RawOutcome) {
+    async fn finish(&mut self, raw: &RawOutcome) {
         let text = self.stdout.finish(self.policy, raw.output_limited.then_some(raw.stdout_beyond.as_slice()));
-        self.emit_output(OutputStream::Stdout, text);
+        self.emit_output(OutputStream::Stdout, text).await;
         let text = self.stderr.finish(self.policy, raw.output_limited.then_some(raw.stderr_beyond.as_slice()));
-        self.emit_output(OutputStream::Stderr, text);
+        self.emit_output(OutputStream::Stderr, text).await;
     }
 
-    fn emit_output(&self, stream: OutputStream, text: Option<String>) {
+    async fn emit_output(&self, stream: OutputStream, text: Option<String>) {
         if let Some(text) = text {
-            self.emit(RunEvent::Output { stream, text });
+            self.emit(RunEvent::Output { stream, text }).await;
         }
     }
 
-    fn emit(&self, event: RunEvent) {
+    /// Tell a live door; waits while it is behind (a door that goes away stops nothing: its
+    /// client was slow for too long, or left, and the run ends and is recorded all the same).
+    async fn emit(&self, event: RunEvent) {
         if let Some(events) = &self.events {
-            // A door that stopped listening does not stop the run.
-            let _ = events.send(event);
+            let _ = events.send(event).await;
         }
     }
 }
@@ -627,5 +634,34 @@ mod tests {
         assert_eq!(exit(139).1.as_deref(), Some("exit code 139: killed by signal 11"));
         assert_eq!(exit(200), (Status::Error, None));
         assert_eq!(exit(128), (Status::Error, None));
+    }
+
+    #[tokio::test]
+    async fn output_a_live_door_does_not_read_waits_in_bounded_queues() {
+        let policy = Policy::builtin().unwrap();
+        let (events_tx, _unread) = mpsc::channel(EVENT_QUEUE);
+        let (chunks_tx, chunks) = mpsc::channel(CHUNK_QUEUE);
+        let (started_tx, started) = oneshot::channel();
+        let _ = started_tx.send(());
+        let screening = async move {
+            let mut screens = Screens::new(&policy, Some(events_tx));
+            screens.follow(chunks, started).await;
+        };
+        let taken = async {
+            let line = bytes::Bytes::from("a line of output\n");
+            let mut taken = 0;
+            // Once both queues are full, the sandbox's side is told to wait.
+            while taken < 4 * (CHUNK_QUEUE + EVENT_QUEUE) && chunks_tx.try_send(Chunk::Stdout(line.clone())).is_ok() {
+                taken += 1;
+                tokio::task::yield_now().await;
+            }
+            taken
+        };
+        let taken = tokio::select! {
+            () = screening => unreachable!("the screen ends only when the output does"),
+            taken = taken => taken,
+        };
+        // Each line is released as an event: what fits is the two queues, and one in hand.
+        assert!((CHUNK_QUEUE..=CHUNK_QUEUE + EVENT_QUEUE + 1).contains(&taken), "{taken} chunks were taken");
     }
 }

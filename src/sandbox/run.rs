@@ -36,7 +36,7 @@ const FEEDER_GRACE: Duration = Duration::from_millis(200);
 pub struct RunIo {
     /// Output within the limit, chunk by chunk as the program writes it. Dropped when the run
     /// ends, which ends the receiver's stream.
-    pub output: mpsc::UnboundedSender<Chunk>,
+    pub output: mpsc::Sender<Chunk>,
     /// More stdin after the request's own, until the sender is dropped; `None` closes stdin
     /// right after the request's stdin.
     pub stdin: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
@@ -283,7 +283,7 @@ async fn feed(
 struct Collector {
     /// Closed once the limit is reached, so the screen knows at once that the output ended
     /// there (and never releases a held piece by itself while the container is being stopped).
-    sink: Option<mpsc::UnboundedSender<Chunk>>,
+    sink: Option<mpsc::Sender<Chunk>>,
     /// Dropped when its receiver goes away; the rest of the tar is then discarded.
     artifacts: Option<mpsc::Sender<bytes::Bytes>>,
     /// Tar bytes that may still be taken.
@@ -311,7 +311,7 @@ struct Collector {
 impl Collector {
     fn new(
         limit: u64,
-        sink: mpsc::UnboundedSender<Chunk>,
+        sink: mpsc::Sender<Chunk>,
         artifacts: mpsc::Sender<bytes::Bytes>,
         artifacts_budget: u64,
         on_start: Option<tokio::sync::oneshot::Sender<()>>,
@@ -402,8 +402,8 @@ impl Collector {
         for frame in frames {
             match frame {
                 Out::Started => self.start(),
-                Out::Stdout(bytes) => self.push(Chunk::Stdout(bytes)),
-                Out::Stderr(bytes) => self.push(Chunk::Stderr(bytes)),
+                Out::Stdout(bytes) => self.push(Chunk::Stdout(bytes)).await,
+                Out::Stderr(bytes) => self.push(Chunk::Stderr(bytes)).await,
                 Out::Ended(end) => self.end = Some(end),
                 Out::Tar(tar) => self.take_tar(tar).await,
                 Out::TarDone => self.tar_done = true,
@@ -436,19 +436,35 @@ impl Collector {
             let Ok(frames) = container.frames.feed(bytes) else { break };
             // Past the limit only the lookahead matters, never the end or the artifacts.
             for frame in frames {
-                match frame {
-                    Out::Stdout(bytes) => self.push(Chunk::Stdout(bytes)),
-                    Out::Stderr(bytes) => self.push(Chunk::Stderr(bytes)),
-                    _ => {}
-                }
+                // Past the limit nothing is passed on: `fit` only fills the lookahead.
+                let _ = match frame {
+                    Out::Stdout(bytes) => self.fit(Chunk::Stdout(bytes)),
+                    Out::Stderr(bytes) => self.fit(Chunk::Stderr(bytes)),
+                    _ => None,
+                };
             }
         }
         Ok(())
     }
 
-    /// Pass on a chunk of the program's output, as much of it as fits; the rest goes to the
-    /// lookahead.
-    fn push(&mut self, chunk: Chunk) {
+    /// Pass on a chunk of the program's output, as much of it as fits (waiting while the
+    /// screen is behind: the output channel is bounded, so a slow reader slows the program
+    /// rather than filling memory). Once the limit is reached the channel closes, so the screen
+    /// knows at once that the output ended there.
+    async fn push(&mut self, chunk: Chunk) {
+        let kept = self.fit(chunk);
+        if let (Some(kept), Some(sink)) = (kept, &self.sink) {
+            // Nobody listening any more is fine: the run still ends, is recorded and cleaned up.
+            let _ = sink.send(kept).await;
+        }
+        if self.limited {
+            self.sink = None;
+        }
+    }
+
+    /// Count a chunk of the program's output against the limit: the part that fits, to pass
+    /// on; the rest goes to the lookahead.
+    fn fit(&mut self, chunk: Chunk) -> Option<Chunk> {
         let (bytes, beyond) = match &chunk {
             Chunk::Stdout(bytes) => (bytes, &mut self.stdout_beyond),
             Chunk::Stderr(bytes) => (bytes, &mut self.stderr_beyond),
@@ -461,19 +477,10 @@ impl Collector {
             let rest = &bytes[fits..];
             beyond.extend_from_slice(&rest[..rest.len().min(wanted)]);
         }
-        if fits > 0
-            && let Some(sink) = &self.sink
-        {
-            let kept = match chunk {
-                Chunk::Stdout(bytes) => Chunk::Stdout(bytes.slice(..fits)),
-                Chunk::Stderr(bytes) => Chunk::Stderr(bytes.slice(..fits)),
-            };
-            // Nobody listening any more is fine: the run still ends, is recorded and cleaned up.
-            let _ = sink.send(kept);
-        }
-        if self.limited {
-            self.sink = None;
-        }
+        (fits > 0).then(|| match chunk {
+            Chunk::Stdout(bytes) => Chunk::Stdout(bytes.slice(..fits)),
+            Chunk::Stderr(bytes) => Chunk::Stderr(bytes.slice(..fits)),
+        })
     }
 
     /// How the run ended: by the end frame when the program ended by itself, else by how the
@@ -526,13 +533,13 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn collector(limit: u64) -> (Collector, mpsc::UnboundedReceiver<Chunk>) {
-        let (sink, chunks) = mpsc::unbounded_channel();
+    fn collector(limit: u64) -> (Collector, mpsc::Receiver<Chunk>) {
+        let (sink, chunks) = mpsc::channel(16);
         let (artifacts, _) = mpsc::channel(1);
         (Collector::new(limit, sink, artifacts, 1024, None), chunks)
     }
 
-    fn passed_on(chunks: &mut mpsc::UnboundedReceiver<Chunk>) -> (Vec<u8>, Vec<u8>) {
+    fn passed_on(chunks: &mut mpsc::Receiver<Chunk>) -> (Vec<u8>, Vec<u8>) {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         while let Ok(chunk) = chunks.try_recv() {
             match chunk {
@@ -543,38 +550,38 @@ mod tests {
         (stdout, stderr)
     }
 
-    #[test]
-    fn the_collector_passes_on_the_head_up_to_the_limit_across_streams() {
+    #[tokio::test]
+    async fn the_collector_passes_on_the_head_up_to_the_limit_across_streams() {
         let (mut collector, mut chunks) = collector(10);
-        collector.push(Chunk::Stdout(Bytes::from_static(b"hello")));
-        collector.push(Chunk::Stderr(Bytes::from_static(b"oops")));
+        collector.push(Chunk::Stdout(Bytes::from_static(b"hello"))).await;
+        collector.push(Chunk::Stderr(Bytes::from_static(b"oops"))).await;
         assert!(!collector.limited);
-        collector.push(Chunk::Stdout(Bytes::from_static(b"world")));
+        collector.push(Chunk::Stdout(Bytes::from_static(b"world"))).await;
         assert!(collector.limited);
         assert_eq!(passed_on(&mut chunks), (b"hellow".to_vec(), b"oops".to_vec()));
         assert_eq!(collector.stdout_beyond, b"orld", "what was cut is kept aside for redaction");
     }
 
-    #[test]
-    fn the_output_channel_closes_when_the_limit_is_reached() {
+    #[tokio::test]
+    async fn the_output_channel_closes_when_the_limit_is_reached() {
         let (mut collector, mut chunks) = collector(3);
-        collector.push(Chunk::Stdout(Bytes::from_static(b"abcd")));
+        collector.push(Chunk::Stdout(Bytes::from_static(b"abcd"))).await;
         assert_eq!(passed_on(&mut chunks).0, b"abc");
         assert!(chunks.is_closed(), "the screen learns at once that the output ended at the cut");
     }
 
-    #[test]
-    fn output_exactly_at_the_limit_is_not_truncated() {
+    #[tokio::test]
+    async fn output_exactly_at_the_limit_is_not_truncated() {
         let (mut collector, _chunks) = collector(5);
-        collector.push(Chunk::Stdout(Bytes::from_static(b"12345")));
+        collector.push(Chunk::Stdout(Bytes::from_static(b"12345"))).await;
         assert!(!collector.limited);
-        collector.push(Chunk::Stdout(Bytes::from_static(b"6")));
+        collector.push(Chunk::Stdout(Bytes::from_static(b"6"))).await;
         assert!(collector.limited);
     }
 
     #[tokio::test]
     async fn the_tar_is_taken_up_to_its_budget_and_ends_there() {
-        let (sink, _chunks) = mpsc::unbounded_channel();
+        let (sink, _chunks) = mpsc::channel(1);
         let (artifacts, mut tar) = mpsc::channel(4);
         let mut collector = Collector::new(100, sink, artifacts, 7, None);
         collector.take_tar(Bytes::from_static(b"TAR")).await;
@@ -585,10 +592,10 @@ mod tests {
         assert!(collector.artifacts_over && collector.artifacts.is_none(), "past the budget the archive ends");
     }
 
-    #[test]
-    fn the_lookahead_is_bounded() {
+    #[tokio::test]
+    async fn the_lookahead_is_bounded() {
         let (mut collector, mut chunks) = collector(1);
-        collector.push(Chunk::Stderr(Bytes::from(vec![b'x'; LOOKAHEAD_BYTES * 3])));
+        collector.push(Chunk::Stderr(Bytes::from(vec![b'x'; LOOKAHEAD_BYTES * 3]))).await;
         assert_eq!(passed_on(&mut chunks).1.len(), 1);
         assert_eq!(collector.stderr_beyond.len(), LOOKAHEAD_BYTES);
     }
