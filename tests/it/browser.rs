@@ -45,20 +45,8 @@ struct Browser {
 impl Browser {
     async fn open() -> Browser {
         require_chromium();
-        let port = free_port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("chromedriver starts");
-        let url = format!("http://127.0.0.1:{port}");
+        let (guard, url) = start_driver().await;
         let profile = tempfile::tempdir().expect("a browser profile directory");
-        // Owned by the guard from here on, so a failure below still ends chromedriver.
-        let guard = DriverGuard(driver);
-        wait_for_driver(&url).await;
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities(profile.path()))
             .connect(&url)
@@ -135,14 +123,43 @@ impl Drop for DriverGuard {
     }
 }
 
-async fn wait_for_driver(url: &str) {
+/// A chromedriver answering on a port of its own, and its URL. The port was free when it was
+/// picked, but another process (a parallel test) may take it before chromedriver binds it: then
+/// chromedriver exits, and another port is tried.
+async fn start_driver() -> (DriverGuard, String) {
+    for _ in 0..5 {
+        let port = free_port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver starts");
+        // Owned by the guard from here on, so a failure below still ends chromedriver.
+        let mut guard = DriverGuard(driver);
+        let url = format!("http://127.0.0.1:{port}");
+        if wait_for_driver(&url, &mut guard).await {
+            return (guard, url);
+        }
+    }
+    panic!("chromedriver could not listen on any of five free ports")
+}
+
+/// Wait until chromedriver answers on `url`; false when it exited first (its port was taken).
+async fn wait_for_driver(url: &str, driver: &mut DriverGuard) -> bool {
     let client = crate::common::http_client(patience());
     let deadline = tokio::time::Instant::now() + patience();
     loop {
         if let Ok(response) = client.get(format!("{url}/status")).send().await
             && response.status().is_success()
+            && response.text().await.is_ok_and(|body| body.contains("ready"))
         {
-            return;
+            return true;
+        }
+        if driver.0.try_wait().is_ok_and(|exited| exited.is_some()) {
+            return false;
         }
         assert!(tokio::time::Instant::now() < deadline, "chromedriver did not answer on {url}");
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -406,7 +406,17 @@ async fn a_tenants_second_run_gets_a_container_of_its_own_while_the_first_runs()
     };
     let slow = run("import time\ntime.sleep(8)\nprint('slow')");
     let quick = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once the slow run holds the tenant's container, the quick one asks.
+        let deadline = tokio::time::Instant::now() + patience();
+        while !pool(&server).await["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["profile"] == "python-recycle-acme" && p["in_use"] == 1)
+        {
+            assert!(tokio::time::Instant::now() < deadline, "the slow run never took a container");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         run("print('quick')").await
     };
     let ((slow, slow_done), (quick, quick_done)) = tokio::join!(slow, quick);

@@ -291,9 +291,16 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// A policy file with no rules, for tests that prove what the container stops by itself.
 pub fn empty_policy() -> String {
-    let path = std::env::temp_dir().join("tracebox-test-empty-policy.toml");
-    std::fs::write(&path, "# no rules: the container alone must hold\n").expect("policy file written");
-    path.display().to_string()
+    // Written once per test process, before any server reads it: tests run in parallel, and a
+    // file rewritten under a starting server could be read half-written.
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            let path = std::env::temp_dir().join(format!("tracebox-test-empty-policy-{}.toml", std::process::id()));
+            std::fs::write(&path, "# no rules: the container alone must hold\n").expect("policy file written");
+            path.display().to_string()
+        })
+        .clone()
 }
 
 /// A server whose policy lets everything through to the container.
