@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use tracebox_model::{Isolation, RunLimits};
 
+use crate::api::{Authority, WebOrigin};
+
 const MIB: u64 = 1024 * 1024;
 
 /// Every setting of tracebox. Field names are also the TOML keys.
@@ -140,11 +142,22 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_WS_PING_SECS", default_value_t = 15.0)]
     pub ws_ping_secs: f64,
 
-    /// Web origins (e.g. https://ide.example.com) whose pages may open the WebSocket, besides
-    /// the server's own; comma-separated. Clients that send no Origin (not browsers) are let in
-    #[arg(long, env = "TRACEBOX_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    /// Web origins (scheme://host[:port], e.g. https://ide.example.com) whose pages may call
+    /// every route from a browser (the WebSocket too), besides the server's own (a page on a host
+    /// it answers to); comma-separated. Other pages get 403 but for static files and links to
+    /// pages; clients that send no Origin (not browsers) are let in
+    #[arg(long, env = "TRACEBOX_ALLOWED_ORIGINS", value_delimiter = ',')]
     #[serde(default)]
-    pub ws_allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<String>,
+
+    /// Hosts (host[:port], as clients write them in `Host`: no port for the scheme's default)
+    /// the server answers to, besides its own listen address and localhost, 127.0.0.1 and [::1]
+    /// at its port; comma-separated. Any other Host gets 421, so a page on a name its attacker
+    /// points at this server (DNS rebinding) reads nothing. Listening on 0.0.0.0 or [::], list
+    /// the names and addresses clients use; behind a proxy, the Host it passes on
+    #[arg(long, env = "TRACEBOX_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 
     /// Largest file `POST /upload` stores, in bytes; a larger one gets 413 and nothing is kept
     #[arg(long, env = "TRACEBOX_UPLOAD_MAX_FILE_BYTES", default_value_t = 100 * MIB)]
@@ -309,12 +322,6 @@ pub enum ConfigError {
 /// SDKs read them; `TRACEBOX_*` for the rest.
 fn env_var(key: &str) -> String {
     if key.starts_with("anthropic_") { key.to_uppercase() } else { format!("TRACEBOX_{}", key.to_uppercase()) }
-}
-
-/// `scheme://host[:port]` and nothing more, as browsers send it in `Origin`.
-fn is_origin(text: &str) -> bool {
-    let Some((scheme, rest)) = text.split_once("://") else { return false };
-    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(['/', '?', '#', ' '])
 }
 
 /// A request's limit that the server refuses, named by its request field.
@@ -516,11 +523,21 @@ impl Config {
         ] {
             check(secs(value, MAX_SECS), key, format!("must be above 0 and at most {MAX_SECS}"))?;
         }
-        if let Some(origin) = self.ws_allowed_origins.iter().find(|origin| !is_origin(origin)) {
+        // Parsed as the guard parses them, so an entry accepted here is one it can match.
+        if let Some(origin) = self.allowed_origins.iter().find(|origin| WebOrigin::parse(origin).is_none()) {
             check(
                 false,
-                "ws_allowed_origins",
-                format!("{origin:?} is not an origin; write scheme://host[:port], e.g. https://ide.example.com"),
+                "allowed_origins",
+                format!("{origin:?} is not an origin; write http(s)://host[:port], e.g. https://ide.example.com"),
+            )?;
+        }
+        if let Some(host) = self.allowed_hosts.iter().find(|host| Authority::parse(host).is_none()) {
+            check(
+                false,
+                "allowed_hosts",
+                format!(
+                    "{host:?} is not host[:port]; write it without a scheme or path, e.g. tracebox.example.com:5000"
+                ),
             )?;
         }
         check(
@@ -695,8 +712,12 @@ mod tests {
             ("--ws-max-runs", "65", "ws_max_runs"),
             ("--ws-max-message-bytes", "1023", "ws_max_message_bytes"),
             ("--ws-ping-secs", "0", "ws_ping_secs"),
-            ("--ws-allowed-origins", "https://a.example/path", "ws_allowed_origins"),
-            ("--ws-allowed-origins", "a.example", "ws_allowed_origins"),
+            ("--allowed-origins", "https://a.example/path", "allowed_origins"),
+            ("--allowed-origins", "a.example", "allowed_origins"),
+            ("--allowed-origins", "null", "allowed_origins"),
+            ("--allowed-hosts", "http://a.example", "allowed_hosts"),
+            ("--allowed-hosts", "a.example:http", "allowed_hosts"),
+            ("--allowed-hosts", "a.example, b.example", "allowed_hosts"),
             ("--upload-max-file-bytes", "0", "upload_max_file_bytes"),
             ("--upload-max-request-bytes", "0", "upload_max_request_bytes"),
             ("--upload-max-request-bytes", "1099511627777", "upload_max_request_bytes"),
@@ -714,21 +735,24 @@ mod tests {
     }
 
     #[test]
-    fn websocket_settings_at_their_bounds_are_accepted() {
+    fn websocket_and_browser_settings_at_their_bounds_are_accepted() {
         let config = load(
             &[
                 "--ws-max-runs",
                 "64",
                 "--ws-max-message-bytes",
                 "1024",
-                "--ws-allowed-origins",
+                "--allowed-origins",
                 "https://a.example,http://b:8080",
+                "--allowed-hosts",
+                "tracebox.example,[::1]:8080",
             ],
             None,
         )
         .unwrap();
         assert_eq!(config.ws_max_runs, 64);
-        assert_eq!(config.ws_allowed_origins, ["https://a.example", "http://b:8080"]);
+        assert_eq!(config.allowed_origins, ["https://a.example", "http://b:8080"]);
+        assert_eq!(config.allowed_hosts, ["tracebox.example", "[::1]:8080"]);
         assert!(load(&["--ws-max-runs", "1"], None).is_ok());
     }
 
