@@ -316,6 +316,22 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("invalid setting `{key}` ({}): {message}", env_var(key))]
     Invalid { key: &'static str, message: String },
+    #[error("setting `{old}` ({}) was renamed `{new}` ({}): {why}; rename it", env_var(old), env_var(new))]
+    Renamed { old: &'static str, new: &'static str, why: &'static str },
+}
+
+/// Settings that were renamed: the old key, the new one, and why. An old name set in the
+/// environment or the file stops start-up naming the new one: a setting ignored in silence
+/// would leave the operator wondering why it no longer works.
+const RENAMED: &[(&str, &str, &str)] =
+    &[("ws_allowed_origins", "allowed_origins", "it now covers every route, not only /ws")];
+
+/// The first renamed setting that `is_set` says is still given by its old name.
+fn renamed(is_set: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
+    match RENAMED.iter().find(|(old, _, _)| is_set(old)) {
+        Some(&(old, new, why)) => Err(ConfigError::Renamed { old, new, why }),
+        None => Ok(()),
+    }
 }
 
 /// The environment variable of setting `key`: Anthropic's own names for its settings, as its
@@ -344,6 +360,7 @@ impl Config {
     /// Build the config from parsed arguments (which already hold env and defaults), layering
     /// the TOML file named by `config_file` under everything set explicitly.
     pub fn load(matches: &ArgMatches, config_file: Option<&Path>) -> Result<Config, ConfigError> {
+        renamed(|key| std::env::var_os(env_var(key)).is_some())?;
         let mut config = Config::from_arg_matches(matches)?;
         if let Some(path) = config_file {
             config = config.with_file(matches, path)?;
@@ -357,6 +374,7 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let file: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        renamed(|key| file.contains_key(key))?;
         let known: Vec<String> = Self::bare_command().get_arguments().map(|arg| arg.get_id().to_string()).collect();
         let mut merged = toml::Table::try_from(&self).map_err(|e| file_error(e.to_string()))?;
         for (key, value) in file {
@@ -689,6 +707,15 @@ mod tests {
     fn an_unknown_key_in_the_file_is_named() {
         let error = load(&[], Some("max_timeout = 5\n")).unwrap_err().to_string();
         assert!(error.contains("unknown setting `max_timeout`"), "{error}");
+    }
+
+    #[test]
+    fn a_renamed_setting_under_its_old_name_stops_start_up_naming_the_new_one() {
+        let error = load(&[], Some("ws_allowed_origins = [\"https://a.example\"]\n")).unwrap_err().to_string();
+        assert!(error.contains("`ws_allowed_origins`") && error.contains("`allowed_origins`"), "{error}");
+        let error = renamed(|key| key == "ws_allowed_origins").unwrap_err().to_string();
+        assert!(error.contains("TRACEBOX_WS_ALLOWED_ORIGINS") && error.contains("TRACEBOX_ALLOWED_ORIGINS"), "{error}");
+        assert!(renamed(|_| false).is_ok());
     }
 
     #[test]
