@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use tracebox_model::{Isolation, RunLimits};
 
+use crate::api::{Authority, WebOrigin};
+
 const MIB: u64 = 1024 * 1024;
 
 /// Every setting of tracebox. Field names are also the TOML keys.
@@ -140,11 +142,22 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_WS_PING_SECS", default_value_t = 15.0)]
     pub ws_ping_secs: f64,
 
-    /// Web origins (e.g. https://ide.example.com) whose pages may open the WebSocket, besides
-    /// the server's own; comma-separated. Clients that send no Origin (not browsers) are let in
-    #[arg(long, env = "TRACEBOX_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    /// Web origins (scheme://host[:port], e.g. https://ide.example.com) whose pages may call
+    /// every route from a browser (the WebSocket too), besides the server's own (a page on a host
+    /// it answers to); comma-separated. Other pages get 403 but for static files and links to
+    /// pages; clients that send no Origin (not browsers) are let in
+    #[arg(long, env = "TRACEBOX_ALLOWED_ORIGINS", value_delimiter = ',')]
     #[serde(default)]
-    pub ws_allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<String>,
+
+    /// Hosts (host[:port], as clients write them in `Host`: no port for the scheme's default)
+    /// the server answers to, besides its own listen address and localhost, 127.0.0.1 and [::1]
+    /// at its port; comma-separated. Any other Host gets 421, so a page on a name its attacker
+    /// points at this server (DNS rebinding) reads nothing. Listening on 0.0.0.0 or [::], list
+    /// the names and addresses clients use; behind a proxy, the Host it passes on
+    #[arg(long, env = "TRACEBOX_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 
     /// Largest file `POST /upload` stores, in bytes; a larger one gets 413 and nothing is kept
     #[arg(long, env = "TRACEBOX_UPLOAD_MAX_FILE_BYTES", default_value_t = 100 * MIB)]
@@ -303,18 +316,28 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("invalid setting `{key}` ({}): {message}", env_var(key))]
     Invalid { key: &'static str, message: String },
+    #[error("setting `{old}` ({}) was renamed `{new}` ({}): {why}; rename it", env_var(old), env_var(new))]
+    Renamed { old: &'static str, new: &'static str, why: &'static str },
+}
+
+/// Settings that were renamed: the old key, the new one, and why. An old name set in the
+/// environment or the file stops start-up naming the new one: a setting ignored in silence
+/// would leave the operator wondering why it no longer works.
+const RENAMED: &[(&str, &str, &str)] =
+    &[("ws_allowed_origins", "allowed_origins", "it now covers every route, not only /ws")];
+
+/// The first renamed setting that `is_set` says is still given by its old name.
+fn renamed(is_set: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
+    match RENAMED.iter().find(|(old, _, _)| is_set(old)) {
+        Some(&(old, new, why)) => Err(ConfigError::Renamed { old, new, why }),
+        None => Ok(()),
+    }
 }
 
 /// The environment variable of setting `key`: Anthropic's own names for its settings, as its
 /// SDKs read them; `TRACEBOX_*` for the rest.
 fn env_var(key: &str) -> String {
     if key.starts_with("anthropic_") { key.to_uppercase() } else { format!("TRACEBOX_{}", key.to_uppercase()) }
-}
-
-/// `scheme://host[:port]` and nothing more, as browsers send it in `Origin`.
-fn is_origin(text: &str) -> bool {
-    let Some((scheme, rest)) = text.split_once("://") else { return false };
-    matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains(['/', '?', '#', ' '])
 }
 
 /// A request's limit that the server refuses, named by its request field.
@@ -337,6 +360,7 @@ impl Config {
     /// Build the config from parsed arguments (which already hold env and defaults), layering
     /// the TOML file named by `config_file` under everything set explicitly.
     pub fn load(matches: &ArgMatches, config_file: Option<&Path>) -> Result<Config, ConfigError> {
+        renamed(|key| std::env::var_os(env_var(key)).is_some())?;
         let mut config = Config::from_arg_matches(matches)?;
         if let Some(path) = config_file {
             config = config.with_file(matches, path)?;
@@ -350,6 +374,7 @@ impl Config {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let file: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        renamed(|key| file.contains_key(key))?;
         let known: Vec<String> = Self::bare_command().get_arguments().map(|arg| arg.get_id().to_string()).collect();
         let mut merged = toml::Table::try_from(&self).map_err(|e| file_error(e.to_string()))?;
         for (key, value) in file {
@@ -516,11 +541,21 @@ impl Config {
         ] {
             check(secs(value, MAX_SECS), key, format!("must be above 0 and at most {MAX_SECS}"))?;
         }
-        if let Some(origin) = self.ws_allowed_origins.iter().find(|origin| !is_origin(origin)) {
+        // Parsed as the guard parses them, so an entry accepted here is one it can match.
+        if let Some(origin) = self.allowed_origins.iter().find(|origin| WebOrigin::parse(origin).is_none()) {
             check(
                 false,
-                "ws_allowed_origins",
-                format!("{origin:?} is not an origin; write scheme://host[:port], e.g. https://ide.example.com"),
+                "allowed_origins",
+                format!("{origin:?} is not an origin; write http(s)://host[:port], e.g. https://ide.example.com"),
+            )?;
+        }
+        if let Some(host) = self.allowed_hosts.iter().find(|host| Authority::parse(host).is_none()) {
+            check(
+                false,
+                "allowed_hosts",
+                format!(
+                    "{host:?} is not host[:port]; write it without a scheme or path, e.g. tracebox.example.com:5000"
+                ),
             )?;
         }
         check(
@@ -675,6 +710,15 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_setting_under_its_old_name_stops_start_up_naming_the_new_one() {
+        let error = load(&[], Some("ws_allowed_origins = [\"https://a.example\"]\n")).unwrap_err().to_string();
+        assert!(error.contains("`ws_allowed_origins`") && error.contains("`allowed_origins`"), "{error}");
+        let error = renamed(|key| key == "ws_allowed_origins").unwrap_err().to_string();
+        assert!(error.contains("TRACEBOX_WS_ALLOWED_ORIGINS") && error.contains("TRACEBOX_ALLOWED_ORIGINS"), "{error}");
+        assert!(renamed(|_| false).is_ok());
+    }
+
+    #[test]
     fn a_value_of_the_wrong_type_in_the_file_is_named() {
         let error = load(&[], Some("pids_limit = \"many\"\n")).unwrap_err().to_string();
         assert!(error.contains("pids_limit"), "{error}");
@@ -695,8 +739,12 @@ mod tests {
             ("--ws-max-runs", "65", "ws_max_runs"),
             ("--ws-max-message-bytes", "1023", "ws_max_message_bytes"),
             ("--ws-ping-secs", "0", "ws_ping_secs"),
-            ("--ws-allowed-origins", "https://a.example/path", "ws_allowed_origins"),
-            ("--ws-allowed-origins", "a.example", "ws_allowed_origins"),
+            ("--allowed-origins", "https://a.example/path", "allowed_origins"),
+            ("--allowed-origins", "a.example", "allowed_origins"),
+            ("--allowed-origins", "null", "allowed_origins"),
+            ("--allowed-hosts", "http://a.example", "allowed_hosts"),
+            ("--allowed-hosts", "a.example:http", "allowed_hosts"),
+            ("--allowed-hosts", "a.example, b.example", "allowed_hosts"),
             ("--upload-max-file-bytes", "0", "upload_max_file_bytes"),
             ("--upload-max-request-bytes", "0", "upload_max_request_bytes"),
             ("--upload-max-request-bytes", "1099511627777", "upload_max_request_bytes"),
@@ -714,21 +762,24 @@ mod tests {
     }
 
     #[test]
-    fn websocket_settings_at_their_bounds_are_accepted() {
+    fn websocket_and_browser_settings_at_their_bounds_are_accepted() {
         let config = load(
             &[
                 "--ws-max-runs",
                 "64",
                 "--ws-max-message-bytes",
                 "1024",
-                "--ws-allowed-origins",
+                "--allowed-origins",
                 "https://a.example,http://b:8080",
+                "--allowed-hosts",
+                "tracebox.example,[::1]:8080",
             ],
             None,
         )
         .unwrap();
         assert_eq!(config.ws_max_runs, 64);
-        assert_eq!(config.ws_allowed_origins, ["https://a.example", "http://b:8080"]);
+        assert_eq!(config.allowed_origins, ["https://a.example", "http://b:8080"]);
+        assert_eq!(config.allowed_hosts, ["tracebox.example", "[::1]:8080"]);
         assert!(load(&["--ws-max-runs", "1"], None).is_ok());
     }
 

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tracebox_model::{Execution, TraceId};
 
 use super::Stall;
+use super::guard::Refusal;
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::files::FileError;
 use crate::runner::RunError;
@@ -37,8 +38,14 @@ pub enum ErrorCode {
     SandboxUnavailable,
     Busy,
     Internal,
-    /// A web page from another origin tried to open the WebSocket.
-    ForbiddenOrigin,
+    /// A browser request from a page of another origin, to anything but a static asset or a
+    /// link to a page (see `guard.rs`).
+    CrossOrigin,
+    /// A `Host` the server does not answer to (TRACEBOX_ALLOWED_HOSTS): DNS rebinding, or a name
+    /// the operator has not listed.
+    MisdirectedRequest,
+    /// An HTTP/1.1 request without a `Host`, with several, or with one that is not host[:port].
+    InvalidHost,
     /// A WebSocket message of an unknown `type`, or not a JSON object.
     InvalidMessage,
     /// A WebSocket message over TRACEBOX_WS_MAX_MESSAGE_BYTES.
@@ -93,11 +100,12 @@ impl ErrorCode {
         match self {
             InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
             | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload | MissingPrompt | InvalidPrompt
-            | ClaudeRejected | InvalidPromptSet | InvalidIsolation => StatusCode::BAD_REQUEST,
+            | ClaudeRejected | InvalidPromptSet | InvalidIsolation | InvalidHost => StatusCode::BAD_REQUEST,
             ClaudeAuthFailed | ClaudeBadReply => StatusCode::BAD_GATEWAY,
             ClaudeRateLimited => StatusCode::TOO_MANY_REQUESTS,
             ClaudeNotConfigured | ClaudeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            BlockedByPolicy | ForbiddenOrigin => StatusCode::FORBIDDEN,
+            BlockedByPolicy | CrossOrigin => StatusCode::FORBIDDEN,
+            MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
             NoSuchRun => StatusCode::NOT_FOUND,
             MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
@@ -137,7 +145,9 @@ impl ErrorCode {
             SandboxUnavailable => "sandbox_unavailable",
             Busy => "busy",
             Internal => "internal_error",
-            ForbiddenOrigin => "forbidden_origin",
+            CrossOrigin => "cross_origin",
+            MisdirectedRequest => "misdirected_request",
+            InvalidHost => "invalid_host",
             InvalidMessage => "invalid_message",
             MessageTooLarge => "message_too_large",
             NoSuchRun => "no_such_run",
@@ -264,6 +274,8 @@ impl ResponseError for ApiError {
             | ErrorCode::ClaudeUnavailable
             | ErrorCode::ClaudeBadReply
             | ErrorCode::ClaudeNotConfigured => tracing::warn!(code, %message, ?trace_id, "request failed"),
+            // A page trying to drive the server, or a name of it the operator forgot to list.
+            ErrorCode::CrossOrigin | ErrorCode::MisdirectedRequest => tracing::warn!(code, %message, "request refused"),
             _ => tracing::debug!(code, %message, "request refused"),
         }
         let mut response = HttpResponse::build(self.status_code());
@@ -336,6 +348,17 @@ impl From<FileError> for ApiError {
 impl From<Stall> for ApiError {
     fn from(stall: Stall) -> ApiError {
         ApiError::new(ErrorCode::RequestTimeout, stall.to_string())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        let code = match &refusal {
+            Refusal::NoHost | Refusal::SeveralHosts | Refusal::BadHost(_) => ErrorCode::InvalidHost,
+            Refusal::NotOurHost(_) => ErrorCode::MisdirectedRequest,
+            Refusal::CrossOrigin { .. } => ErrorCode::CrossOrigin,
+        };
+        ApiError::new(code, refusal.to_string())
     }
 }
 
@@ -486,6 +509,25 @@ mod tests {
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers().get(header::ALLOW).unwrap(), "POST");
         assert_eq!(body["error"]["code"], "method_not_allowed");
+    }
+
+    #[test]
+    fn the_guards_refusals_map_to_their_statuses() {
+        let cases = [
+            (Refusal::NoHost, 400, "invalid_host"),
+            (Refusal::SeveralHosts, 400, "invalid_host"),
+            (Refusal::BadHost("a b".into()), 400, "invalid_host"),
+            (Refusal::NotOurHost("evil.example:5000".into()), 421, "misdirected_request"),
+            (
+                Refusal::CrossOrigin { from: "x".into(), method: "POST".into(), path: "/execute".into() },
+                403,
+                "cross_origin",
+            ),
+        ];
+        for (refusal, status, code) in cases {
+            let error = ApiError::from(refusal);
+            assert_eq!((error.status_code().as_u16(), error.code.as_str()), (status, code), "{error}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The HTTP doors: one file per resource, each a thin translation between HTTP and the
-//! pipeline. The whole route table is [`routes`].
+//! pipeline. The whole route table is [`routes`], every route of it behind [`guard`].
 
 mod batch;
 mod claude;
@@ -7,6 +7,7 @@ mod error;
 mod execute;
 mod export;
 mod files;
+mod guard;
 mod health;
 mod playground;
 mod trace_view;
@@ -28,11 +29,20 @@ use crate::config::Config;
 use crate::services::Services;
 
 pub use error::{ApiError, ErrorCode};
+pub use guard::{Authority, WebOrigin};
 
-/// Every route of the server. A known path with the wrong method answers 405 naming the right one.
+/// Every route of the server, in one scope behind the guard (`guard.rs`: the `Host` and where a
+/// browser request comes from), so that no route, an unknown path's 404 included, can be added
+/// without it.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .service(web::scope("").wrap(actix_web::middleware::from_fn(guard::guard)).configure(table));
+}
+
+/// The route table. A known path with the wrong method answers 405 naming the right one.
+fn table(config: &mut web::ServiceConfig) {
+    config
         .service(resource("/execute", "POST").route(web::post().to(execute::execute)))
         .service(resource("/ws", "GET").route(web::get().to(ws::upgrade)))
         .service(resource("/claude", "POST").route(web::post().to(claude::claude)))

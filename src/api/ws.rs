@@ -3,10 +3,13 @@
 //! One socket carries several runs, each keyed by the client's `id`. The socket's task reads
 //! client messages, writes server frames, and pings; each run has a small task that turns its
 //! events into frames. When the socket goes (closed, dropped, silent), its runs are killed.
+//!
+//! Browsers let a page of any site open a socket to any other; the guard in front of every
+//! route (`guard.rs`) refuses those from foreign origins, here as everywhere, before the
+//! handshake reaches [`upgrade`].
 
 use std::collections::HashMap;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use tokio::sync::mpsc;
@@ -19,7 +22,6 @@ use super::claude::reply_of;
 use super::error::{ApiError, ErrorCode};
 use super::execute::{ExecuteBody, ExecuteReply};
 use crate::claude::{AskEvent, Call, Question};
-use crate::config::Config;
 use crate::runner::{LiveRun, RunControl, StdinError};
 use crate::services::Services;
 use frames::{ClientMessage, Ending, Kill, Run, ServerFrame, Stdin, invalid_message};
@@ -52,7 +54,6 @@ pub async fn upgrade(
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     let config = services.runner.config();
-    check_origin(&request, config)?;
     let (response, session, stream) = actix_ws::handle(&request, body).map_err(|error| {
         ApiError::new(
             ErrorCode::UpgradeRequired,
@@ -65,43 +66,6 @@ pub async fn upgrade(
     tracing::info!(peer = ?request.peer_addr(), "websocket opened");
     actix_web::rt::spawn(socket.serve(stream));
     Ok(response)
-}
-
-/// Browsers send `Origin` with every WebSocket handshake, and do not stop a page of one site
-/// from opening a socket to another: without this check any web page could run code here
-/// through a visitor's browser. Clients that send no `Origin` are programs, not pages.
-///
-/// A page's own origin is let in only when it names the server by an IP address or
-/// `localhost`: a page on a DNS name its attacker controls can point that name at this server
-/// (DNS rebinding), making itself "same-origin". Serving the playground under a DNS name takes
-/// listing its origin in TRACEBOX_WS_ALLOWED_ORIGINS.
-fn check_origin(request: &HttpRequest, config: &Config) -> Result<(), ApiError> {
-    let Some(origin) = request.headers().get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or_default();
-    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let same_origin =
-        is_literal_host(host) && [format!("http://{host}"), format!("https://{host}")].iter().any(|own| own == origin);
-    if same_origin || config.ws_allowed_origins.iter().any(|allowed| allowed == origin) {
-        return Ok(());
-    }
-    tracing::warn!(origin, "websocket refused for its origin");
-    Err(ApiError::new(
-        ErrorCode::ForbiddenOrigin,
-        format!(
-            "pages from {origin:?} may not open this WebSocket; add the origin to TRACEBOX_WS_ALLOWED_ORIGINS to allow it"
-        ),
-    ))
-}
-
-/// `localhost` or an IP address (with or without a port): names no DNS rebinding can lend.
-fn is_literal_host(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 /// A frame for the client; `ends` names the run it finishes.

@@ -1,6 +1,7 @@
 //! The trace viewer in a real browser: headless Chromium driven over WebDriver (chromedriver),
 //! against a real server that ran real programs in Docker. Each test leaves a screenshot in
-//! `target/screenshots/` for people to look at.
+//! `target/screenshots/` for people to look at. Last, a hostile page on another origin, served
+//! by the test, tries to drive the server through the browser.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -519,4 +520,120 @@ async fn a_batch_page_lists_its_items_and_a_claude_page_shows_the_prompt_and_rep
     assert_eq!(children, ["success"], "the reply's code ran as a child");
     browser.screenshot("trace-claude", 1000).await;
     browser.close().await;
+}
+
+// ---- pages of other origins ---------------------------------------------------------------------
+
+/// A site of another origin, as a hostile page's would be: every path answers `html`. It is
+/// stopped when dropped.
+struct ForeignSite {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ForeignSite {
+    async fn serve(html: String) -> ForeignSite {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port for the foreign site");
+        let port = listener.local_addr().expect("its address").port();
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(answer_with(socket, html.clone()));
+            }
+        });
+        ForeignSite { port, task }
+    }
+}
+
+impl Drop for ForeignSite {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Read a request's head and answer `html`, closing the connection.
+async fn answer_with(mut socket: tokio::net::TcpStream, html: String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+        html.len()
+    );
+    let _ = socket.write_all(answer.as_bytes()).await;
+}
+
+/// A hostile page aimed at the tracebox at `target` (`http://127.0.0.1:PORT`): as it loads, a
+/// `no-cors` fetch that POSTs code to /execute (no preflight, its answer unreadable, the one
+/// way a page could send it before) and a WebSocket that would run code; its results land in
+/// `window.__results`. It also holds a text/plain form that POSTs a JSON body to /execute, and
+/// a link to the trace list.
+fn hostile_page(target: &str) -> String {
+    let ws = target.replacen("http://", "ws://", 1);
+    format!(
+        r#"<!doctype html>
+<html><head><title>hostile</title></head><body>
+<form id="form" method="POST" action="{target}/execute" enctype="text/plain">
+<input name='{{"code": "print(\"pwned by a form\")", "x": "' value='"}}'>
+</form>
+<a id="link" href="{target}/traces">the traces</a>
+<script>
+window.__results = {{}};
+fetch("{target}/execute", {{method: "POST", mode: "no-cors", body: JSON.stringify({{code: "print('pwned')"}})}})
+  .then(() => window.__results.fetch = "answered", e => window.__results.fetch = "failed: " + e);
+const ws = new WebSocket("{ws}/ws");
+ws.onopen = () => {{
+  window.__results.ws = "open";
+  ws.send(JSON.stringify({{type: "execute", id: "x", code: "print('pwned by a socket')"}}));
+}};
+ws.onclose = () => {{ window.__results.ws = window.__results.ws || "refused"; }};
+</script>
+</body></html>"#
+    )
+}
+
+/// How many requests the server refused as cross-origin, by its log.
+fn refused_cross_origin(server: &TestServer) -> usize {
+    server.logged().lines().filter(|line| line.contains("cross_origin")).count()
+}
+
+#[tokio::test]
+async fn a_page_of_another_origin_cannot_run_code_through_the_browser_but_its_links_to_pages_work() {
+    let server = TestServer::spawn().await;
+    let site = ForeignSite::serve(hostile_page(&server.url)).await;
+    let browser = Browser::open().await;
+    let settled = "return window.__results.fetch !== undefined && window.__results.ws !== undefined";
+
+    // Another port of the same host (same-site, another origin), then another site.
+    for host in ["127.0.0.1", "localhost"] {
+        let before = refused_cross_origin(&server);
+        browser.goto(&format!("http://{host}:{}/", site.port)).await;
+        browser.until("the page's fetch and socket have been answered", settled).await;
+        assert_eq!(browser.script("return window.__results.fetch").await, json!("answered"), "from {host}");
+        assert_eq!(browser.script("return window.__results.ws").await, json!("refused"), "from {host}");
+        let refused = || refused_cross_origin(&server) >= before + 2;
+        crate::common::eventually("the server logs both refusals", refused).await;
+    }
+
+    // The form's POST is a navigation, and shows the refusal to the person, not the page.
+    browser.script("document.getElementById('form').submit(); return true").await;
+    let shown = "return location.pathname === '/execute' && document.body.textContent.includes('cross_origin')";
+    browser.until("the form's POST is refused", shown).await;
+    browser.screenshot("cross-origin-form", 1000).await;
+
+    // A link from elsewhere to a page of the server is followed: it is how traces are shared.
+    browser.goto(&format!("http://localhost:{}/", site.port)).await;
+    browser.find("#link").await.click().await.expect("the link is followed");
+    browser.until("the trace list opens", "return location.pathname === '/traces'").await;
+    browser.find("form.filters").await;
+    browser.close().await;
+
+    let (status, traces) = server.get_json("/traces").await;
+    assert_eq!(status, 200, "{traces}");
+    assert_eq!(traces["traces"], json!([]), "no code ran and no trace was stored");
 }

@@ -232,7 +232,9 @@ async fn a_client_that_disconnects_mid_upload_leaves_no_partial_file() {
     let server = TestServer::spawn().await;
     let address = server.url.trim_start_matches("http://").to_owned();
     let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let head = "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 10000000\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n\r\n";
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: 10000000\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.bin\"\r\n\r\n"
+    );
     socket.write_all(head.as_bytes()).await.unwrap();
     socket.write_all(&[7; 200_000]).await.unwrap();
     let dir = server.data_dir.join("uploads");
@@ -250,7 +252,7 @@ async fn a_body_declared_over_the_request_limit_is_refused_before_it_is_sent() {
     // The limit plus the 1 MiB allowed for multipart framing, plus one byte.
     let length = 1000 + 1024 * 1024 + 1;
     let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        "POST /upload HTTP/1.1\r\nHost: {address}\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
     );
     socket.write_all(head.as_bytes()).await.unwrap();
     let mut answer = Vec::new();

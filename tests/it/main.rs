@@ -20,6 +20,7 @@ mod hostile;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod origin;
 mod policy;
 mod pool;
 mod requests;

@@ -57,10 +57,11 @@ fn parse(answer: &[u8], after: Duration) -> Answer {
     Answer { status, head: head.to_lowercase(), body, after }
 }
 
-/// A request head for `path` whose body will be `length` bytes of `content_type`.
-fn head(path: &str, content_type: &str, length: usize) -> Vec<u8> {
+/// A request head for `path` on `server` whose body will be `length` bytes of `content_type`.
+fn head(server: &TestServer, path: &str, content_type: &str, length: usize) -> Vec<u8> {
+    let host = server.host();
     format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
     )
     .into_bytes()
 }
@@ -104,11 +105,11 @@ async fn a_body_that_pauses_past_the_limit_gets_408_naming_it_on_every_route_tha
             .await;
     let pause = Duration::from_secs(3);
     let json = |path: &'static str| {
-        let mut start = head(path, "application/json", 100);
+        let mut start = head(&server, path, "application/json", 100);
         start.push(b'{');
         send_slowly(&server, start, bytes(99), pause)
     };
-    let mut upload = head("/upload", MULTIPART, 10_000);
+    let mut upload = head(&server, "/upload", MULTIPART, 10_000);
     upload.extend(upload_start("stalled.bin", &[7; 1000]));
     let (execute, batch, claude, upload) = tokio::join!(
         json("/execute"),
@@ -137,9 +138,9 @@ async fn a_trickle_that_never_pauses_that_long_is_cut_by_its_pace() {
     // The finding: a byte every two seconds (here every 0.4 s, within the 1 s pause allowed).
     let server = TestServer::spawn_with(&[("TRACEBOX_BODY_READ_TIMEOUT_SECS", GAP)]).await;
     let pause = Duration::from_millis(400);
-    let mut execute = head("/execute", "application/json", 1000);
+    let mut execute = head(&server, "/execute", "application/json", 1000);
     execute.push(b'{');
-    let mut upload = head("/upload", MULTIPART, 10_000);
+    let mut upload = head(&server, "/upload", MULTIPART, 10_000);
     upload.extend(upload_start("trickled.bin", b"x"));
     let (execute, upload) =
         tokio::join!(send_slowly(&server, execute, bytes(999), pause), send_slowly(&server, upload, bytes(100), pause));
@@ -157,7 +158,7 @@ async fn a_slow_steady_upload_is_never_cut_and_a_long_run_is_not_a_slow_body() {
     let file: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
     let mut body = upload_start("steady.bin", &file);
     body.extend_from_slice(b"\r\n--XyZ--\r\n");
-    let mut start = head("/upload", MULTIPART, body.len());
+    let mut start = head(&server, "/upload", MULTIPART, body.len());
     let mut pieces: Vec<Vec<u8>> = body.chunks(8 * 1024).map(<[u8]>::to_vec).collect();
     start.extend(pieces.remove(0));
     let answer = send_slowly(&server, start, pieces, Duration::from_millis(600)).await;
@@ -185,12 +186,12 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let cap = 4usize.div_ceil(workers) * workers;
     let address = server.url.trim_start_matches("http://").to_owned();
-    let request = b"GET /static/style.css HTTP/1.1\r\nHost: x\r\n\r\n";
+    let request = format!("GET /static/style.css HTTP/1.1\r\nHost: {address}\r\n\r\n").into_bytes();
     let mut held = Vec::new();
     let mut waiting = None;
     for _ in 0..=cap {
         let mut socket = TcpStream::connect(&address).await.unwrap();
-        socket.write_all(request).await.unwrap();
+        socket.write_all(&request).await.unwrap();
         let mut status = [0u8; 12];
         match tokio::time::timeout(Duration::from_secs(2), socket.read_exact(&mut status)).await {
             Ok(Ok(_)) => held.push(socket),

@@ -347,7 +347,7 @@ async fn output_frames_are_already_redacted() {
 
 #[tokio::test]
 async fn a_page_from_a_foreign_origin_is_refused_and_the_own_origin_and_listed_ones_are_let_in() {
-    let server = TestServer::spawn_with(&[("TRACEBOX_WS_ALLOWED_ORIGINS", "https://ide.example.com")]).await;
+    let server = TestServer::spawn_with(&[("TRACEBOX_ALLOWED_ORIGINS", "https://ide.example.com")]).await;
     let url = server.url("/ws").replacen("http://", "ws://", 1);
     let with_origin = |origin: &str| {
         let mut request = url.as_str().into_client_request().unwrap();
@@ -358,8 +358,8 @@ async fn a_page_from_a_foreign_origin_is_refused_and_the_own_origin_and_listed_o
         Err(WsError::Http(response)) => {
             assert_eq!(response.status(), 403);
             let body: Value = serde_json::from_slice(response.body().as_deref().unwrap_or_default()).unwrap();
-            assert_eq!(body["error"]["code"], "forbidden_origin", "{body}");
-            assert!(body["error"]["message"].as_str().unwrap().contains("TRACEBOX_WS_ALLOWED_ORIGINS"));
+            assert_eq!(body["error"]["code"], "cross_origin", "{body}");
+            assert!(body["error"]["message"].as_str().unwrap().contains("TRACEBOX_ALLOWED_ORIGINS"));
         }
         other => panic!("a foreign origin was let in: {:?}", other.map(|_| ())),
     }
@@ -369,7 +369,8 @@ async fn a_page_from_a_foreign_origin_is_refused_and_the_own_origin_and_listed_o
         socket.close(None).await.unwrap();
     }
 
-    // DNS rebinding: a page on a name its attacker points at this server looks same-origin.
+    // DNS rebinding: a page on a name its attacker points at this server looks same-origin, but
+    // names that name in its Host, which the server does not answer to.
     let port = own.rsplit(':').next().unwrap();
     let rebound = |host: &str| {
         let mut request = with_origin(&format!("http://{host}:{port}"));
@@ -377,7 +378,7 @@ async fn a_page_from_a_foreign_origin_is_refused_and_the_own_origin_and_listed_o
         request
     };
     let refused = tokio_tungstenite::connect_async(rebound("evil.example")).await;
-    assert!(matches!(refused, Err(WsError::Http(ref r)) if r.status() == 403), "a DNS name's own origin is refused");
+    assert!(matches!(refused, Err(WsError::Http(ref r)) if r.status() == 421), "a DNS name's own origin is refused");
     let (mut socket, _) = tokio_tungstenite::connect_async(rebound("localhost")).await.expect("localhost is let in");
     socket.close(None).await.unwrap();
 }

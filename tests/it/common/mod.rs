@@ -160,6 +160,12 @@ impl TestServer {
         format!("{}{path}", self.url)
     }
 
+    /// `127.0.0.1:PORT`: the address to connect a raw socket to, and a `Host` the server
+    /// answers to.
+    pub fn host(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
     /// POST /execute with a JSON body; returns the status and the JSON reply.
     pub async fn execute(&self, body: Value) -> (u16, Value) {
         let response = self.client.post(self.url("/execute")).json(&body).send().await.expect("request sent");
