@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,12 +102,19 @@ const FRESH: &[(&str, &str)] = &[("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_POOL_RE
 const RECYCLE: &[(&str, &str)] =
     &[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_RECYCLE_MAX_RUNS", "1000")];
 
-/// A release tracebox serving on its own data directory.
+/// A release tracebox serving on its own data directory; stopped (SIGTERM) when dropped.
 struct Server {
     child: Child,
     url: String,
-    data: tempfile::TempDir,
+    /// Taken by [`Server::crash`], for a restart on it.
+    data: Option<tempfile::TempDir>,
     instance: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        common::stop(&mut self.child);
+    }
 }
 
 impl Server {
@@ -131,21 +137,15 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("tracebox starts");
-        let stderr = child.stderr.take().expect("its log");
-        let (found, url) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-                if let Some(url) = entry["fields"]["url"].as_str() {
-                    let _ = found.send(url.to_owned());
-                }
-            }
-        });
-        let url = url.recv_timeout(Duration::from_secs(300)).expect("tracebox listens");
+        let Some(url) = common::listening_url(&mut child) else {
+            common::stop(&mut child);
+            panic!("tracebox did not start listening (its log above says why; is Docker up?)");
+        };
+        let mut server = Server { child, url, data: Some(data), instance: String::new() };
         let health: Value =
-            client.get(format!("{url}/health")).send().await.expect("health").json().await.expect("JSON");
-        let instance = health["docker"]["instance_id"].as_str().unwrap_or_default().to_owned();
-        Server { child, url, data, instance }
+            client.get(format!("{}/health", server.url)).send().await.expect("health").json().await.expect("JSON");
+        server.instance = health["docker"]["instance_id"].as_str().unwrap_or_default().to_owned();
+        server
     }
 
     fn rss_mib(&self) -> f64 {
@@ -224,12 +224,12 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let left = self.containers();
-        (self.data, left)
+        (self.data.take().expect("a server has its data directory until it crashes"), left)
     }
 
+    /// SIGTERM, as an operator would stop it: the containers it leaves.
     fn stop(mut self) -> usize {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        common::stop(&mut self.child);
         self.containers()
     }
 }

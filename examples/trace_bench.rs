@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -407,7 +406,8 @@ fn database_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// A `tracebox serve` on a data directory, on a free port.
+/// A `tracebox serve` on a data directory, on a free port, with no warm pool (nothing runs
+/// code here; warm containers would only be noise). Stopped (SIGTERM) when dropped.
 struct Server {
     child: Child,
     url: String,
@@ -421,38 +421,23 @@ impl Server {
             .env("TRACEBOX_ADDR", "127.0.0.1:0")
             .env("TRACEBOX_LOG_FORMAT", "json")
             .env("TRACEBOX_LOG", "info")
+            .env("TRACEBOX_POOL_SIZE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{} starts: {e}", tracebox.display()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (url_tx, url_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Read the whole log, so the server never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line)
-                    && let Some(url) = entry["fields"]["url"].as_str()
-                {
-                    let _ = url_tx.send(url.to_owned());
-                }
-            }
-        });
-        match url_rx.recv_timeout(Duration::from_secs(300)) {
-            Ok(url) => Server { child, url },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tracebox did not start listening within 300 s (is Docker up? run scripts/ensure-docker.sh)")
-            }
-        }
+        let Some(url) = common::listening_url(&mut child) else {
+            common::stop(&mut child);
+            panic!("tracebox did not start listening (its log above says why; is Docker up?)");
+        };
+        Server { child, url }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::stop(&mut self.child);
     }
 }
 
