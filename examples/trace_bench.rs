@@ -5,6 +5,7 @@
 //!
 //!     scripts/trace-bench.sh                 (builds in release, runs this)
 //!     cargo run --release --example trace_bench -- --traces 100000 --runs 50
+//!     scripts/trace-bench.sh --smoke         (CI: every query in seconds, on debug builds)
 
 mod common;
 
@@ -35,6 +36,21 @@ struct Args {
     /// The release `tracebox` binary to serve the stores
     #[arg(long, default_value = "target/release/tracebox")]
     tracebox: PathBuf,
+    /// Every query on small stores, in seconds, printing the table: so that CI catches a broken
+    /// benchmark. Replaces the counts above; the figures mean nothing
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The counts of a smoke run, when asked for one: enough traces for children (one in a
+    /// hundred) and for several pages of the list.
+    fn smoked(self) -> Args {
+        if !self.smoke {
+            return self;
+        }
+        Args { traces: 400, baseline: 200, runs: 2, ..self }
+    }
 }
 
 /// The one word in exactly one trace's stdout.
@@ -521,7 +537,7 @@ async fn measure_all(client: &reqwest::Client, base: &str, parent: TraceId, runs
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args = Args::parse();
+    let args = Args::parse().smoked();
     let client = tracebox::http_client::builder().pool_idle_timeout(Duration::from_secs(30)).build().expect("a client");
 
     eprintln!("seeding {} traces (baseline)", args.baseline);
@@ -540,6 +556,9 @@ async fn main() {
         tables.push(measure_all(&client, &server.url, store.parent, args.runs).await);
     }
 
+    if args.smoke {
+        println!("SMOKE RUN: every query ran, on stores too small for the figures to mean anything");
+    }
     println!(
         "trace store at scale: {} traces, baseline {} traces; {} timed requests per query after {WARM_UP} warm-ups; {} cores",
         args.traces,

@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prepare.sh
-cargo build --release --bin tracebox --example bench
-target=${CARGO_TARGET_DIR:-target}
-"$target/release/tracebox" image build
-"$target/release/examples/bench" --tracebox "$target/release/tracebox" "$@"
+# --smoke (CI): every step in seconds, figures meaningless, so a debug build does.
+profile=release out=release
+for arg in "$@"; do if [ "$arg" = --smoke ]; then profile=dev out=debug; fi; done
+cargo build --profile "$profile" --bin tracebox --example bench
+bin=${CARGO_TARGET_DIR:-target}/$out
+"$bin/tracebox" image build
+"$bin/examples/bench" --tracebox "$bin/tracebox" "$@"
