@@ -6,6 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prepare.sh
+# The floor is the same hello world run by the host's own interpreters, which a fresh CI
+# machine may lack.
+if ! command -v python3 >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+  echo "[bench] installing python3 and nodejs on the host, for the floor" >&2
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 nodejs >/dev/null
+fi
 # --smoke (CI): every step in seconds, figures meaningless, so a debug build does.
 profile=release out=release
 for arg in "$@"; do if [ "$arg" = --smoke ]; then profile=dev out=debug; fi; done
