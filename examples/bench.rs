@@ -7,10 +7,10 @@
 //!
 //!     scripts/bench.sh                 (builds release binaries, runs this)
 //!     cargo run --release --example bench -- --tracebox target/release/tracebox --runs 100
+//!     scripts/bench.sh --smoke         (CI: every step in seconds, on debug builds)
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +42,26 @@ struct Args {
     /// The sandbox image, for the docker baselines
     #[arg(long, env = "TRACEBOX_IMAGE", default_value = "tracebox-sandbox:latest")]
     image: String,
+    /// Every step with a handful of runs and short pauses, in seconds, printing every table: so
+    /// that CI catches a broken benchmark. Replaces the counts above; the figures mean nothing
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The counts of a smoke run, when asked for one.
+    fn smoked(self) -> Args {
+        if !self.smoke {
+            return self;
+        }
+        Args { runs: 3, requests: 8, docker_runs: 2, rss_runs: 16, paced_rate: 20.0, ..self }
+    }
+
+    /// A pause that lets the machine settle between measurements (a fresh pool refills, memory
+    /// is read); a smoke run, whose figures mean nothing, barely pauses.
+    fn pause(&self, secs: u64) -> Duration {
+        if self.smoke { Duration::from_millis(200) } else { Duration::from_secs(secs) }
+    }
 }
 
 /// Latencies of one approach.
@@ -103,12 +123,19 @@ const FRESH: &[(&str, &str)] = &[("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_POOL_RE
 const RECYCLE: &[(&str, &str)] =
     &[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_RECYCLE_MAX_RUNS", "1000")];
 
-/// A release tracebox serving on its own data directory.
+/// A release tracebox serving on its own data directory; stopped (SIGTERM) when dropped.
 struct Server {
     child: Child,
     url: String,
-    data: tempfile::TempDir,
+    /// Taken by [`Server::crash`], for a restart on it.
+    data: Option<tempfile::TempDir>,
     instance: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        common::stop(&mut self.child);
+    }
 }
 
 impl Server {
@@ -131,21 +158,15 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("tracebox starts");
-        let stderr = child.stderr.take().expect("its log");
-        let (found, url) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let entry: Value = serde_json::from_str(&line).unwrap_or_default();
-                if let Some(url) = entry["fields"]["url"].as_str() {
-                    let _ = found.send(url.to_owned());
-                }
-            }
-        });
-        let url = url.recv_timeout(Duration::from_secs(300)).expect("tracebox listens");
+        let Some(url) = common::listening_url(&mut child) else {
+            common::stop(&mut child);
+            panic!("tracebox did not start listening (its log above says why; is Docker up?)");
+        };
+        let mut server = Server { child, url, data: Some(data), instance: String::new() };
         let health: Value =
-            client.get(format!("{url}/health")).send().await.expect("health").json().await.expect("JSON");
-        let instance = health["docker"]["instance_id"].as_str().unwrap_or_default().to_owned();
-        Server { child, url, data, instance }
+            client.get(format!("{}/health", server.url)).send().await.expect("health").json().await.expect("JSON");
+        server.instance = health["docker"]["instance_id"].as_str().unwrap_or_default().to_owned();
+        server
     }
 
     fn rss_mib(&self) -> f64 {
@@ -224,12 +245,12 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let left = self.containers();
-        (self.data, left)
+        (self.data.take().expect("a server has its data directory until it crashes"), left)
     }
 
+    /// SIGTERM, as an operator would stop it: the containers it leaves.
     fn stop(mut self) -> usize {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        common::stop(&mut self.child);
         self.containers()
     }
 }
@@ -270,7 +291,7 @@ fn row(figures: &Figures, floor: f64, baseline: f64) -> String {
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let args = Args::parse().smoked();
     let client = tracebox::http_client::builder().pool_max_idle_per_host(16).build().expect("a client");
     let python = ["/usr/bin/python3", "python3"].into_iter().find(|p| Command::new(p).arg("-V").output().is_ok());
     let python = python.expect("python3 on the host");
@@ -345,7 +366,7 @@ async fn main() {
     let fresh_js = fresh.latency(&client, "tracebox fresh (node, paced)", &hello_js, args.runs, paced).await;
     let mut fresh_load = Vec::new();
     for concurrency in [1, 2, 4, 8] {
-        tokio::time::sleep(Duration::from_secs(3)).await; // the pool refills
+        tokio::time::sleep(args.pause(3)).await; // the pool refills
         fresh_load.push(fresh.throughput(&client, &hello_py, concurrency, args.requests).await);
         eprintln!("measured fresh at c={concurrency}");
     }
@@ -367,10 +388,10 @@ async fn main() {
         recycle_load.push(recycle.throughput(&client, &hello_py, concurrency, args.requests).await);
         eprintln!("measured recycle at c={concurrency}");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(args.pause(2)).await;
     let rss_idle = recycle.rss_mib();
     let (_, during) = recycle.throughput(&client, &hello_py, 4, args.rss_runs).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(args.pause(2)).await;
     let rss_after = recycle.rss_mib();
     eprintln!("ran {} more runs for the memory readings", during.samples.len());
     let recycle_left = recycle.stop();
@@ -380,6 +401,9 @@ async fn main() {
     let base_py = docker_py.p(0.5);
     let base_js = docker_js.p(0.5);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    if args.smoke {
+        println!("SMOKE RUN: every step ran, with too few runs for the figures to mean anything");
+    }
     println!(
         "hello world; {} runs per latency, {} requests per throughput, {cores} cores; paced = {}/s",
         args.runs, args.requests, args.paced_rate

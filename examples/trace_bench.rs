@@ -5,10 +5,10 @@
 //!
 //!     scripts/trace-bench.sh                 (builds in release, runs this)
 //!     cargo run --release --example trace_bench -- --traces 100000 --runs 50
+//!     scripts/trace-bench.sh --smoke         (CI: every query in seconds, on debug builds)
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,6 +36,21 @@ struct Args {
     /// The release `tracebox` binary to serve the stores
     #[arg(long, default_value = "target/release/tracebox")]
     tracebox: PathBuf,
+    /// Every query on small stores, in seconds, printing the table: so that CI catches a broken
+    /// benchmark. Replaces the counts above; the figures mean nothing
+    #[arg(long)]
+    smoke: bool,
+}
+
+impl Args {
+    /// The counts of a smoke run, when asked for one: enough traces for children (one in a
+    /// hundred) and for several pages of the list.
+    fn smoked(self) -> Args {
+        if !self.smoke {
+            return self;
+        }
+        Args { traces: 400, baseline: 200, runs: 2, ..self }
+    }
 }
 
 /// The one word in exactly one trace's stdout.
@@ -407,7 +422,8 @@ fn database_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// A `tracebox serve` on a data directory, on a free port.
+/// A `tracebox serve` on a data directory, on a free port, with no warm pool (nothing runs
+/// code here; warm containers would only be noise). Stopped (SIGTERM) when dropped.
 struct Server {
     child: Child,
     url: String,
@@ -421,38 +437,23 @@ impl Server {
             .env("TRACEBOX_ADDR", "127.0.0.1:0")
             .env("TRACEBOX_LOG_FORMAT", "json")
             .env("TRACEBOX_LOG", "info")
+            .env("TRACEBOX_POOL_SIZE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("{} starts: {e}", tracebox.display()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (url_tx, url_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Read the whole log, so the server never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(entry) = serde_json::from_str::<Value>(&line)
-                    && let Some(url) = entry["fields"]["url"].as_str()
-                {
-                    let _ = url_tx.send(url.to_owned());
-                }
-            }
-        });
-        match url_rx.recv_timeout(Duration::from_secs(300)) {
-            Ok(url) => Server { child, url },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("tracebox did not start listening within 300 s (is Docker up? run scripts/ensure-docker.sh)")
-            }
-        }
+        let Some(url) = common::listening_url(&mut child) else {
+            common::stop(&mut child);
+            panic!("tracebox did not start listening (its log above says why; is Docker up?)");
+        };
+        Server { child, url }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::stop(&mut self.child);
     }
 }
 
@@ -536,7 +537,7 @@ async fn measure_all(client: &reqwest::Client, base: &str, parent: TraceId, runs
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args = Args::parse();
+    let args = Args::parse().smoked();
     let client = tracebox::http_client::builder().pool_idle_timeout(Duration::from_secs(30)).build().expect("a client");
 
     eprintln!("seeding {} traces (baseline)", args.baseline);
@@ -555,6 +556,9 @@ async fn main() {
         tables.push(measure_all(&client, &server.url, store.parent, args.runs).await);
     }
 
+    if args.smoke {
+        println!("SMOKE RUN: every query ran, on stores too small for the figures to mean anything");
+    }
     println!(
         "trace store at scale: {} traces, baseline {} traces; {} timed requests per query after {WARM_UP} warm-ups; {} cores",
         args.traces,

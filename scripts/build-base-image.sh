@@ -5,8 +5,8 @@
 #
 #   scripts/build-base-image.sh [IMAGE]      (default: tracebox-base:bookworm)
 #
-# Then build the sandbox image on it:
-#   TRACEBOX_BASE_IMAGE=tracebox-base:bookworm tracebox image build
+# Then `tracebox image build` builds the sandbox image on it, as every tracebox command does
+# when TRACEBOX_BASE_IMAGE is unset and Docker lacks debian:bookworm-slim.
 set -euo pipefail
 
 image=${1:-tracebox-base:bookworm}

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prepare.sh
-cargo build --release --bin tracebox --example trace_bench
-target=${CARGO_TARGET_DIR:-target}
-"$target/release/examples/trace_bench" --tracebox "$target/release/tracebox" "$@"
+# --smoke (CI): every step in seconds, figures meaningless, so a debug build does.
+profile=release out=release
+for arg in "$@"; do if [ "$arg" = --smoke ]; then profile=dev out=debug; fi; done
+cargo build --profile "$profile" --bin tracebox --example trace_bench
+bin=${CARGO_TARGET_DIR:-target}/$out
+"$bin/examples/trace_bench" --tracebox "$bin/tracebox" "$@"

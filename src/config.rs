@@ -44,9 +44,12 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_IMAGE", default_value = "tracebox-sandbox:latest")]
     pub image: String,
 
-    /// Base image Dockerfile.sandbox builds on; offline, build one with scripts/build-base-image.sh
-    #[arg(long, env = "TRACEBOX_BASE_IMAGE", default_value = "debian:bookworm-slim")]
-    pub base_image: String,
+    /// Base image Dockerfile.sandbox builds on; unset: the one the sandbox image was built on,
+    /// else debian:bookworm-slim if present, else tracebox-base:bookworm (built offline by
+    /// scripts/build-base-image.sh) if present, else debian:bookworm-slim pulled
+    #[arg(long, env = "TRACEBOX_BASE_IMAGE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_image: Option<String>,
 
     /// Wall-clock limit of a run that asks for none, in seconds
     #[arg(long, env = "TRACEBOX_DEFAULT_TIMEOUT_SECS", default_value_t = 10.0)]
@@ -694,6 +697,15 @@ mod tests {
         assert_eq!(config.body_min_bytes_per_sec, 1024);
         assert_eq!(config.max_connections, 512);
         assert!(config.policy.is_none());
+    }
+
+    #[test]
+    fn the_base_image_is_unset_unless_a_setting_names_it() {
+        assert_eq!(Config::defaults().base_image, None, "unset: the sandbox chooses (sandbox::image::choose_base)");
+        let from_file = load(&[], Some("base_image = \"my/base:1\"\n")).unwrap();
+        assert_eq!(from_file.base_image.as_deref(), Some("my/base:1"));
+        let from_flag = load(&["--base-image", "flag/base:2"], Some("base_image = \"my/base:1\"\n")).unwrap();
+        assert_eq!(from_flag.base_image.as_deref(), Some("flag/base:2"));
     }
 
     #[test]

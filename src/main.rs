@@ -184,16 +184,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn build_image(config: Config, force: bool) -> anyhow::Result<ExitCode> {
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let status = runtime()?.block_on(tracebox::sandbox::ensure_image(&config, force, &mut |line| {
+    let ready = runtime()?.block_on(tracebox::sandbox::ensure_image(&config, force, &mut |line| {
         if line.starts_with("Step ") || line.starts_with("building ") {
             spinner.set_message(line.to_owned());
         }
         spinner.suspend(|| tracing::debug!(target: "tracebox::image", "{line}"));
     }));
     spinner.finish_and_clear();
-    match status? {
-        ImageStatus::UpToDate => eprintln!("{} is up to date", config.image),
-        ImageStatus::Built => eprintln!("built {}", config.image),
+    let ready = ready?;
+    match ready.status {
+        ImageStatus::UpToDate => eprintln!("{} is up to date, on {}", config.image, ready.base),
+        ImageStatus::Built => eprintln!("built {} on {}", config.image, ready.base),
     }
     Ok(ExitCode::SUCCESS)
 }

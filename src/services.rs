@@ -130,9 +130,10 @@ impl Services {
         if partials > 0 {
             tracing::warn!(partials, "removed partial uploads that a stopped tracebox left");
         }
-        let status =
+        let ready =
             self.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
-        tracing::info!(image = %self.config.image, ?status, boot_id = self.boot_id(), "sandbox image ready");
+        let (status, base) = (ready.status, &ready.base);
+        tracing::info!(image = %self.config.image, ?status, %base, boot_id = self.boot_id(), "sandbox image ready");
         self.sandbox.warm_up(&|line| tracing::info!(target: "tracebox::pool", "{line}")).await;
         Ok(lock)
     }

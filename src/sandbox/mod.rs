@@ -19,7 +19,7 @@ use tracebox_model::{EventLog, InputFile, Isolation, Language, RunLimits, TraceI
 
 use crate::config::Config;
 
-pub use image::ImageStatus;
+pub use image::{Base, BaseReason, ImageReady, ImageStatus};
 pub use janitor::Sweep;
 pub use pool::{PoolState, ProfileState};
 pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, RawOutcome, RunIo};
@@ -55,10 +55,8 @@ pub enum SandboxError {
     #[error("the sandbox image {image} is missing; build it with `tracebox image build`")]
     ImageMissing { image: String },
     /// The image cannot be built because its base cannot be had.
-    #[error(
-        "the base image {base} is not available and could not be pulled ({message}); without registry access build one from Debian's packages with scripts/build-base-image.sh and set TRACEBOX_BASE_IMAGE=tracebox-base:bookworm"
-    )]
-    BaseImageUnavailable { base: String, message: String },
+    #[error("the base image {base} is not available and could not be pulled ({message}); {}", image::BASE_RULE)]
+    BaseImageUnavailable { base: Base, message: String },
     /// `docker build` of the sandbox image failed.
     #[error("building the sandbox image failed: {0}")]
     Build(String),
@@ -153,9 +151,9 @@ pub async fn ensure_image(
     config: &Config,
     force: bool,
     progress: &mut dyn FnMut(&str),
-) -> Result<ImageStatus, SandboxError> {
+) -> Result<ImageReady, SandboxError> {
     let engine = Engine::connect(config.docker_host.as_deref())?;
-    image::ensure(&engine, &config.image, &config.base_image, force, progress).await
+    image::ensure(&engine, &config.image, config.base_image.as_deref(), force, progress).await
 }
 
 /// A cloneable handle to the sandbox.
@@ -163,7 +161,8 @@ pub async fn ensure_image(
 pub struct Sandbox {
     engine: Engine,
     settings: Arc<ContainerSettings>,
-    base_image: Arc<str>,
+    /// The base image as configured; unset, `ensure_image` chooses one.
+    base_image: Option<Arc<str>>,
     pool: Pool,
 }
 
@@ -176,7 +175,7 @@ impl Sandbox {
         let limits = config.default_limits();
         let stocked = Language::ALL.iter().map(|l| Profile::of(*l, &limits, config.isolation, None)).collect();
         let pool = Pool::new(engine.clone(), Arc::clone(&settings), PoolSettings::from_config(config), stocked);
-        Ok(Sandbox { engine, settings, base_image: config.base_image.as_str().into(), pool })
+        Ok(Sandbox { engine, settings, base_image: config.base_image.as_deref().map(Arc::from), pool })
     }
 
     /// The id of this start of tracebox, on every container it makes.
@@ -185,8 +184,8 @@ impl Sandbox {
     }
 
     /// Build the sandbox image unless it is up to date (always, with `force`).
-    pub async fn ensure_image(&self, force: bool, progress: &mut dyn FnMut(&str)) -> Result<ImageStatus, SandboxError> {
-        image::ensure(&self.engine, &self.settings.image, &self.base_image, force, progress).await
+    pub async fn ensure_image(&self, force: bool, progress: &mut dyn FnMut(&str)) -> Result<ImageReady, SandboxError> {
+        image::ensure(&self.engine, &self.settings.image, self.base_image.as_deref(), force, progress).await
     }
 
     /// Fill the warm pool, `progress` hearing how far it got.

@@ -108,3 +108,30 @@ fn an_interrupted_run_exits_130_and_leaves_no_container() {
     assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(containers().is_empty(), "Ctrl-C must not leave the container running");
 }
+
+/// Every command finds the sandbox image's base without being told (the label the image carries,
+/// else whichever base Docker has): with `TRACEBOX_BASE_IMAGE` unset, `image build` finds the
+/// image current and `run` goes through, offline as well as with a registry.
+#[test]
+fn no_base_image_setting_is_needed() {
+    crate::common::require_docker();
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("one.py");
+    std::fs::write(&program, "print('found its base')").unwrap();
+    let tracebox = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tracebox"))
+            .args(args)
+            .env("TRACEBOX_DATA_DIR", dir.path())
+            .env_remove("TRACEBOX_BASE_IMAGE")
+            .env_remove("TRACEBOX_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let built = tracebox(&["image", "build"]);
+    let said = String::from_utf8_lossy(&built.stderr);
+    assert!(built.status.success() && said.contains("is up to date"), "{said}");
+    let output = tracebox(&["run", program.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "found its base\n", "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}
