@@ -648,6 +648,10 @@ def main():
     # nothing else, not even Python's own SIGINT.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if MODE == "sandbox":
+        import sandboxd  # a stateful sandbox: operations rather than one program at a time
+
+        return sandboxd.serve()
     return Supervisor().serve()
 
 

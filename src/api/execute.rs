@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use tracebox_model::record::CellOutcome;
 use tracebox_model::{
     Artifact, Execution, ExecutionRequest, Isolation, Omitted, PolicyHit, Redaction, Source, Status, TraceId,
 };
@@ -56,6 +57,9 @@ pub(super) struct ExecuteReply {
     message: Option<String>,
     artifacts: Vec<Artifact>,
     artifacts_omitted: Vec<Omitted>,
+    /// A sandbox's code cell: `result`, `error`, `interrupted`, `restarted` (absent otherwise).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    cell: Option<CellOutcome>,
 }
 
 impl From<Execution> for ExecuteReply {
@@ -76,6 +80,7 @@ impl From<Execution> for ExecuteReply {
             message,
             artifacts,
             artifacts_omitted,
+            cell,
         } = execution;
         ExecuteReply {
             trace_id,
@@ -93,6 +98,7 @@ impl From<Execution> for ExecuteReply {
             message,
             artifacts,
             artifacts_omitted,
+            cell,
         }
     }
 }

@@ -368,6 +368,7 @@ impl Runner {
             message,
             artifacts_omitted,
             artifacts: artifacts.stored,
+            cell: raw.cell.clone(),
         }
     }
 

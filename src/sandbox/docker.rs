@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, ContainerSummary};
+use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -53,6 +53,7 @@ pub struct Labelled {
     pub labels: HashMap<String, String>,
     /// Unix seconds.
     pub created: i64,
+    pub running: bool,
 }
 
 impl Engine {
@@ -267,5 +268,6 @@ fn labelled(summary: ContainerSummary) -> Option<Labelled> {
         id: summary.id?,
         labels: summary.labels.unwrap_or_default(),
         created: summary.created.unwrap_or_default(),
+        running: summary.state.is_some_and(|state| state == ContainerSummaryStateEnum::RUNNING),
     })
 }

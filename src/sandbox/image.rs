@@ -16,6 +16,7 @@ const CONTEXT: &[(&str, &[u8])] = &[
     ("sandbox/runner.py", include_bytes!("../../sandbox/runner.py")),
     ("sandbox/runner.js", include_bytes!("../../sandbox/runner.js")),
     ("sandbox/supervise.py", include_bytes!("../../sandbox/supervise.py")),
+    ("sandbox/sandboxd.py", include_bytes!("../../sandbox/sandboxd.py")),
 ];
 
 /// The image label holding the hash of the context and base it was built from.

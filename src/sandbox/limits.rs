@@ -3,7 +3,7 @@
 //! Each line here is a guarantee written in docs/security.md's table and proved by a test
 //! against the real engine; change them together.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
@@ -27,6 +27,9 @@ pub const LABEL_BOOT: &str = "tracebox.boot";
 pub const LABEL_TRACE: &str = "tracebox.trace";
 /// On a container of a warm pool: the pool's profile.
 pub const LABEL_POOL: &str = "tracebox.pool";
+/// On a stateful sandbox's container: the sandbox's id. It outlives the boot that made it, so
+/// boot sweeps spare it; the store says whether a sandbox still owns it.
+pub const LABEL_SANDBOX: &str = "tracebox.sandbox";
 
 /// Container settings that come from the server's configuration, the same for every run.
 #[derive(Debug, Clone)]
@@ -114,6 +117,9 @@ pub struct ContainerSpec<'a> {
 pub enum Purpose<'a> {
     Pool(&'a str),
     Run(&'a str),
+    /// A stateful sandbox: its id, the size of its `/workspace`, and its environment (every
+    /// command and the kernel get it).
+    Sandbox { id: &'a str, disk_mb: u64, env: &'a BTreeMap<String, String> },
 }
 
 /// How long past its own timeout a program is killed by its supervisor, should tracebox not be
@@ -132,16 +138,23 @@ fn command(language: Language) -> Vec<String> {
 
 /// The supervisor's settings. A program's own environment comes with it, in its frame.
 fn supervisor_env(spec: &ContainerSpec) -> Vec<String> {
-    let mode = match spec.profile.isolation {
-        Isolation::Fresh => "fresh",
-        Isolation::Recycle => "recycle",
+    let mode = match (spec.purpose, spec.profile.isolation) {
+        (Purpose::Sandbox { .. }, _) => "sandbox",
+        (_, Isolation::Fresh) => "fresh",
+        (_, Isolation::Recycle) => "recycle",
     };
-    vec![
+    let mut env = vec![
         format!("TRACEBOX_MODE={mode}"),
         format!("TRACEBOX_MAX_RUNS={}", spec.max_runs),
         format!("TRACEBOX_MAX_IDLE_SECS={}", spec.max_idle.as_secs_f64()),
         format!("TRACEBOX_BACKSTOP_GRACE_SECS={BACKSTOP_GRACE_SECS}"),
-    ]
+    ];
+    // A sandbox's own environment is the container's: its commands and kernel inherit it (the
+    // supervisor removes its own TRACEBOX_ settings from what it hands on).
+    if let Purpose::Sandbox { env: own, .. } = spec.purpose {
+        env.extend(own.iter().map(|(name, value)| format!("{name}={value}")));
+    }
+    env
 }
 
 /// The hardened container of `spec`.
@@ -149,7 +162,9 @@ pub fn container_body(settings: &ContainerSettings, spec: &ContainerSpec) -> Con
     let (purpose_label, purpose) = match spec.purpose {
         Purpose::Pool(name) => (LABEL_POOL, name),
         Purpose::Run(trace_id) => (LABEL_TRACE, trace_id),
+        Purpose::Sandbox { id, .. } => (LABEL_SANDBOX, id),
     };
+    let sandbox = matches!(spec.purpose, Purpose::Sandbox { .. });
     ContainerCreateBody {
         image: Some(settings.image.clone()),
         cmd: Some(command(spec.profile.language)),
@@ -162,7 +177,8 @@ pub fn container_body(settings: &ContainerSettings, spec: &ContainerSpec) -> Con
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         open_stdin: Some(true),
-        stdin_once: Some(true),
+        // A sandbox's supervisor keeps its stdin when tracebox detaches (a restart re-attaches).
+        stdin_once: Some(!sandbox),
         tty: Some(false),
         // No network at all: no interface but loopback, no route out (and a faster start
         // than network mode `none` alone).
@@ -173,12 +189,17 @@ pub fn container_body(settings: &ContainerSettings, spec: &ContainerSpec) -> Con
             (LABEL_BOOT.to_owned(), settings.boot_id.clone()),
             (purpose_label.to_owned(), purpose.to_owned()),
         ])),
-        host_config: Some(host_config(settings, spec.profile, spec.files)),
+        host_config: Some(host_config(settings, spec)),
         ..ContainerCreateBody::default()
     }
 }
 
-fn host_config(settings: &ContainerSettings, profile: &Profile, files: &[InputFile]) -> HostConfig {
+fn host_config(settings: &ContainerSettings, spec: &ContainerSpec) -> HostConfig {
+    let (profile, files) = (spec.profile, spec.files);
+    let workspace_mb = match spec.purpose {
+        Purpose::Sandbox { disk_mb, .. } => disk_mb,
+        Purpose::Pool(_) | Purpose::Run(_) => settings.workspace_size_mb,
+    };
     let memory = i64::try_from(profile.memory_bytes).unwrap_or(i64::MAX);
     let ulimit = |name: &str, value: u64| {
         let value = i64::try_from(value).unwrap_or(i64::MAX);
@@ -199,7 +220,7 @@ fn host_config(settings: &ContainerSettings, profile: &Profile, files: &[InputFi
             ("/tmp".to_owned(), format!("rw,nosuid,nodev,noexec,size={}m,mode=1777", settings.tmp_size_mb)),
             (
                 "/workspace".to_owned(),
-                format!("rw,nosuid,nodev,size={}m,uid=1000,gid=1000,mode=0755", settings.workspace_size_mb),
+                format!("rw,nosuid,nodev,size={workspace_mb}m,uid=1000,gid=1000,mode=0755"),
             ),
         ])),
         // No docker-init: the supervisor is PID 1 and reaps orphans itself. An init of the

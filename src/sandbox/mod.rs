@@ -6,9 +6,12 @@ mod docker;
 mod image;
 mod janitor;
 mod limits;
+mod output;
 mod pool;
 mod protocol;
 mod run;
+mod session;
+mod step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,8 @@ pub use image::{Base, BaseReason, ImageReady, ImageStatus};
 pub use janitor::Sweep;
 pub use pool::{PoolState, ProfileState};
 pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, RawOutcome, RunIo};
+pub use session::{Op, OpError, OpFrame, Session};
+pub use step::Step;
 
 use container::Container;
 use docker::Engine;
@@ -75,6 +80,12 @@ pub enum SandboxError {
         last_error.as_deref().map(|e| format!("; the last start failed: {e}")).unwrap_or_default()
     )]
     PoolEmpty { waited_ms: u64, last_error: Option<String> },
+    /// A stateful sandbox's supervisor refused an operation (`code`: `bad_path`, `not_found`…).
+    #[error("{message}")]
+    Refused { code: String, message: String },
+    /// A stateful sandbox's container went away under an operation.
+    #[error("the sandbox's container stopped (was it killed from outside?); its files in /workspace are lost")]
+    SessionGone,
     /// The container stopped after the program was sent and before its supervisor took it.
     #[error(
         "the sandbox container stopped before it took the program (was it killed from outside?); \
@@ -122,6 +133,25 @@ pub struct RunSpec<'a> {
     /// The latest this run may still wait for a warm container: the queue timeout counts from
     /// its arrival, whether it waited for a run slot, a container, or both.
     pub wait_until: tokio::time::Instant,
+}
+
+/// A stateful sandbox's container to start.
+pub struct NewSession<'a> {
+    /// The sandbox's id: its container's label and name.
+    pub id: &'a str,
+    pub language: Language,
+    pub memory_bytes: u64,
+    pub cpus: f64,
+    pub pids: i64,
+    pub disk_mb: u64,
+    pub env: &'a std::collections::BTreeMap<String, String>,
+}
+
+/// The limits of one step in a sandbox.
+pub struct StepProgram<'a> {
+    pub stdin: &'a str,
+    pub timeout: Duration,
+    pub output_bytes: u64,
 }
 
 /// The container a run has: leased from the pool, or made for it alone.
@@ -274,6 +304,49 @@ impl Sandbox {
             Held::Own(container) => container.discard(),
         }
         outcome
+    }
+
+    /// Start the container of a stateful sandbox: every guarantee of a run's container, a
+    /// `/workspace` of `disk_mb`, the sandbox's `env` for its commands and kernel.
+    pub async fn start_session(&self, new: NewSession<'_>) -> Result<Session, SandboxError> {
+        let limits = RunLimits {
+            timeout: Duration::ZERO,
+            memory_bytes: new.memory_bytes,
+            cpus: new.cpus,
+            pids: new.pids,
+            output_bytes: 0,
+        };
+        let profile = Profile::of(new.language, &limits, Isolation::Fresh, None);
+        let spec = ContainerSpec {
+            profile: &profile,
+            files: &[],
+            max_runs: 1,
+            max_idle: Duration::ZERO,
+            purpose: Purpose::Sandbox { id: new.id, disk_mb: new.disk_mb, env: new.env },
+        };
+        Session::start(&self.engine, &self.settings, &spec, &format!("tracebox-sandbox-{}", new.id)).await
+    }
+
+    /// Attach again to a sandbox's container that kept running while tracebox was down.
+    pub async fn attach_session(&self, container: &str) -> Result<Session, SandboxError> {
+        Session::attach(&self.engine, container).await
+    }
+
+    /// The sandbox containers of this data directory: (sandbox id, container id, running?).
+    pub async fn sandbox_containers(&self) -> Result<Vec<(String, String, bool)>, SandboxError> {
+        janitor::sandbox_containers(&self.engine, &self.settings.instance_id).await
+    }
+
+    /// Run a command or a code cell in a sandbox, as [`Sandbox::run`] runs a program.
+    pub async fn run_step(
+        &self,
+        session: &Session,
+        step: Step<'_>,
+        program: StepProgram<'_>,
+        io: RunIo,
+        log: &mut EventLog,
+    ) -> Result<RawOutcome, SandboxError> {
+        step::run(session, step, program.stdin, program.timeout, program.output_bytes, io, log).await
     }
 
     /// Remove this data directory's containers that `which` selects; returns how many.

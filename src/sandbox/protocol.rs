@@ -92,8 +92,13 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    /// The whole frames that `chunk` completes, in order.
+    /// The whole frames that `chunk` completes, in order, as a one-shot supervisor writes them.
     pub fn feed(&mut self, chunk: Bytes) -> Result<Vec<Out>, Garbled> {
+        self.feed_raw(chunk)?.into_iter().map(|(kind, payload)| decode(kind, payload)).collect()
+    }
+
+    /// The whole frames that `chunk` completes, in order, as (kind, payload).
+    pub fn feed_raw(&mut self, chunk: Bytes) -> Result<Vec<(u8, Bytes)>, Garbled> {
         let mut data = if self.held.is_empty() {
             chunk
         } else {
@@ -111,7 +116,7 @@ impl FrameReader {
                 break;
             }
             data.advance(HEADER);
-            frames.push(decode(kind, data.split_to(length))?);
+            frames.push((kind, data.split_to(length)));
         }
         self.held.extend_from_slice(&data);
         Ok(frames)

@@ -18,16 +18,13 @@ use tracebox_model::EventLog;
 use super::SandboxError;
 use super::container::{Container, Input, STOP_GRACE};
 use super::docker::ExitState;
+use super::output::Output;
 use super::protocol::{self, End, Garbled, Out};
 
 pub use super::docker::Chunk;
 
 /// How long the artifacts may take to arrive after the program ended.
 pub const ARTIFACTS_GRACE: Duration = Duration::from_secs(15);
-
-/// Output kept past the limit, per stream, only so that a secret the limit cuts in two is
-/// still recognised and redacted; it is never returned.
-const LOOKAHEAD_BYTES: usize = 16 * 1024;
 
 /// How long the stdin feeder may take to finish its frame once the run ended.
 const FEEDER_GRACE: Duration = Duration::from_millis(200);
@@ -65,7 +62,7 @@ pub struct Program<'a> {
 #[derive(Debug, Default)]
 pub struct RawOutcome {
     pub exit_code: Option<i64>,
-    /// Up to [`LOOKAHEAD_BYTES`] of stdout written after the limit cut it, only to redact a
+    /// Up to [`output::LOOKAHEAD_BYTES`] of stdout written after the limit cut it, only to redact a
     /// secret the cut split in two; never shown.
     pub stdout_beyond: Vec<u8>,
     /// The same for stderr.
@@ -83,6 +80,8 @@ pub struct RawOutcome {
     /// The program ended by itself and all of its output and artifacts came: its container
     /// may serve again (when its isolation allows).
     pub clean: bool,
+    /// A sandbox's code cell: its result or error.
+    pub cell: Option<tracebox_model::record::CellOutcome>,
 }
 
 /// Why the artifacts of a program that ended were cut short.
@@ -281,9 +280,8 @@ async fn feed(
 /// A container's output during a run: the program's stdout and stderr passed on up to a
 /// combined limit (the head is kept), its end, and after it the artifacts' tar.
 struct Collector {
-    /// Closed once the limit is reached, so the screen knows at once that the output ended
-    /// there (and never releases a held piece by itself while the container is being stopped).
-    sink: Option<mpsc::Sender<Chunk>>,
+    /// The program's output, passed on up to the limit.
+    output: Output,
     /// Dropped when its receiver goes away; the rest of the tar is then discarded.
     artifacts: Option<mpsc::Sender<bytes::Bytes>>,
     /// Tar bytes that may still be taken.
@@ -293,10 +291,6 @@ struct Collector {
     end: Option<End>,
     ended_at: Option<Instant>,
     tar_done: bool,
-    stdout_beyond: Vec<u8>,
-    stderr_beyond: Vec<u8>,
-    room: u64,
-    limited: bool,
     artifacts_cut: Option<ArtifactsCut>,
     /// The stdin feeder was stopped in the middle of a frame.
     stdin_cut: bool,
@@ -317,17 +311,13 @@ impl Collector {
         on_start: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Collector {
         Collector {
-            sink: Some(sink),
+            output: Output::new(limit, sink),
             artifacts: Some(artifacts),
             artifacts_room: artifacts_budget,
             artifacts_over: false,
             end: None,
             ended_at: None,
             tar_done: false,
-            stdout_beyond: Vec::new(),
-            stderr_beyond: Vec::new(),
-            room: limit,
-            limited: false,
             artifacts_cut: None,
             stdin_cut: false,
             started: false,
@@ -360,7 +350,7 @@ impl Collector {
         let reading = async {
             while let Some(chunk) = container.next().await {
                 self.take(container, chunk?).await;
-                if self.limited {
+                if self.output.limited {
                     return Ok(Read::Limited);
                 }
                 if self.artifacts_over {
@@ -430,7 +420,7 @@ impl Collector {
 
     /// Take what the program already wrote past the limit, without waiting for more.
     fn take_ready(&mut self, container: &mut Container) -> Result<(), SandboxError> {
-        while self.stdout_beyond.len() + self.stderr_beyond.len() < LOOKAHEAD_BYTES {
+        while !self.output.lookahead_full() {
             let Some(Some(chunk)) = container.next_ready() else { break };
             let Chunk::Stdout(bytes) = chunk? else { continue };
             let Ok(frames) = container.frames.feed(bytes) else { break };
@@ -447,40 +437,12 @@ impl Collector {
         Ok(())
     }
 
-    /// Pass on a chunk of the program's output, as much of it as fits (waiting while the
-    /// screen is behind: the output channel is bounded, so a slow reader slows the program
-    /// rather than filling memory). Once the limit is reached the channel closes, so the screen
-    /// knows at once that the output ended there.
     async fn push(&mut self, chunk: Chunk) {
-        let kept = self.fit(chunk);
-        if let (Some(kept), Some(sink)) = (kept, &self.sink) {
-            // Nobody listening any more is fine: the run still ends, is recorded and cleaned up.
-            let _ = sink.send(kept).await;
-        }
-        if self.limited {
-            self.sink = None;
-        }
+        self.output.push(chunk).await;
     }
 
-    /// Count a chunk of the program's output against the limit: the part that fits, to pass
-    /// on; the rest goes to the lookahead.
     fn fit(&mut self, chunk: Chunk) -> Option<Chunk> {
-        let (bytes, beyond) = match &chunk {
-            Chunk::Stdout(bytes) => (bytes, &mut self.stdout_beyond),
-            Chunk::Stderr(bytes) => (bytes, &mut self.stderr_beyond),
-        };
-        let fits = bytes.len().min(usize::try_from(self.room).unwrap_or(usize::MAX));
-        self.room -= fits as u64;
-        if fits < bytes.len() {
-            self.limited = true;
-            let wanted = LOOKAHEAD_BYTES.saturating_sub(beyond.len());
-            let rest = &bytes[fits..];
-            beyond.extend_from_slice(&rest[..rest.len().min(wanted)]);
-        }
-        (fits > 0).then(|| match chunk {
-            Chunk::Stdout(bytes) => Chunk::Stdout(bytes.slice(..fits)),
-            Chunk::Stderr(bytes) => Chunk::Stderr(bytes.slice(..fits)),
-        })
+        self.output.fit(chunk)
     }
 
     /// How the run ended: by the end frame when the program ended by itself, else by how the
@@ -509,21 +471,22 @@ impl Collector {
         let clean = end.is_some()
             && self.tar_done
             && stop.is_none()
-            && !self.limited
+            && !self.output.limited
             && self.artifacts_cut.is_none()
             && !self.stdin_cut;
         let ended_at = self.ended_at.unwrap_or_else(Instant::now);
         RawOutcome {
             exit_code,
-            stdout_beyond: self.stdout_beyond,
-            stderr_beyond: self.stderr_beyond,
+            stdout_beyond: self.output.stdout_beyond,
+            stderr_beyond: self.output.stderr_beyond,
             timed_out: stop == Some(Stop::Timeout),
             oom_killed,
-            output_limited: self.limited,
+            output_limited: self.output.limited,
             killed: stop == Some(Stop::Killed),
             artifacts_cut: self.artifacts_cut,
             duration: ended_at.saturating_duration_since(started),
             clean,
+            cell: None,
         }
     }
 }
@@ -555,11 +518,11 @@ mod tests {
         let (mut collector, mut chunks) = collector(10);
         collector.push(Chunk::Stdout(Bytes::from_static(b"hello"))).await;
         collector.push(Chunk::Stderr(Bytes::from_static(b"oops"))).await;
-        assert!(!collector.limited);
+        assert!(!collector.output.limited);
         collector.push(Chunk::Stdout(Bytes::from_static(b"world"))).await;
-        assert!(collector.limited);
+        assert!(collector.output.limited);
         assert_eq!(passed_on(&mut chunks), (b"hellow".to_vec(), b"oops".to_vec()));
-        assert_eq!(collector.stdout_beyond, b"orld", "what was cut is kept aside for redaction");
+        assert_eq!(collector.output.stdout_beyond, b"orld", "what was cut is kept aside for redaction");
     }
 
     #[tokio::test]
@@ -574,9 +537,9 @@ mod tests {
     async fn output_exactly_at_the_limit_is_not_truncated() {
         let (mut collector, _chunks) = collector(5);
         collector.push(Chunk::Stdout(Bytes::from_static(b"12345"))).await;
-        assert!(!collector.limited);
+        assert!(!collector.output.limited);
         collector.push(Chunk::Stdout(Bytes::from_static(b"6"))).await;
-        assert!(collector.limited);
+        assert!(collector.output.limited);
     }
 
     #[tokio::test]
@@ -587,7 +550,7 @@ mod tests {
         collector.take_tar(Bytes::from_static(b"TAR")).await;
         collector.take_tar(Bytes::from_static(b"MORE")).await;
         assert_eq!((tar.recv().await.unwrap(), tar.recv().await.unwrap()), (Bytes::from("TAR"), Bytes::from("MORE")));
-        assert_eq!(collector.room, 100, "the artifacts do not count as output");
+        assert_eq!(collector.output.room, 100, "the artifacts do not count as output");
         collector.take_tar(Bytes::from_static(b"!")).await;
         assert!(collector.artifacts_over && collector.artifacts.is_none(), "past the budget the archive ends");
     }
@@ -595,8 +558,8 @@ mod tests {
     #[tokio::test]
     async fn the_lookahead_is_bounded() {
         let (mut collector, mut chunks) = collector(1);
-        collector.push(Chunk::Stderr(Bytes::from(vec![b'x'; LOOKAHEAD_BYTES * 3]))).await;
+        collector.push(Chunk::Stderr(Bytes::from(vec![b'x'; super::super::output::LOOKAHEAD_BYTES * 3]))).await;
         assert_eq!(passed_on(&mut chunks).1.len(), 1);
-        assert_eq!(collector.stderr_beyond.len(), LOOKAHEAD_BYTES);
+        assert_eq!(collector.output.stderr_beyond.len(), super::super::output::LOOKAHEAD_BYTES);
     }
 }

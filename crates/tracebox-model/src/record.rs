@@ -152,6 +152,28 @@ pub struct ClaudeFailure {
     pub latency_ms: Option<f64>,
 }
 
+/// How a code cell of a sandbox's kernel ended, besides its output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellOutcome {
+    /// The last expression's value as text (Python's `repr`, Node's `util.inspect`), when the
+    /// cell ended with one.
+    pub result: Option<String>,
+    /// What the cell raised; the kernel survives it.
+    pub error: Option<CellError>,
+    /// The cell was interrupted (its timeout, its client).
+    pub interrupted: bool,
+    /// The kernel was restarted: its variables are gone.
+    pub restarted: bool,
+}
+
+/// An exception a cell raised.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellError {
+    pub name: String,
+    pub value: String,
+    pub traceback: String,
+}
+
 /// A run another trace started, as that trace names it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRef {

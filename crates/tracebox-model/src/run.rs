@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::record::CellOutcome;
 use crate::{Action, Artifact, Language, Omitted, PolicyHit, Redaction, TraceId};
 
 /// Which door a run came through; recorded on its trace.
@@ -186,6 +187,9 @@ pub struct Execution {
     pub artifacts: Vec<Artifact>,
     /// Files of `/workspace/out/` that did not come back, and why.
     pub artifacts_omitted: Vec<Omitted>,
+    /// A code cell's result or error (the runs of a sandbox's kernel only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<CellOutcome>,
 }
 
 /// Which output stream a piece of output came from.
@@ -233,6 +237,7 @@ impl Execution {
             message: None,
             artifacts: Vec::new(),
             artifacts_omitted: Vec::new(),
+            cell: None,
         }
     }
 
