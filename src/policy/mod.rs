@@ -34,7 +34,7 @@ pub struct Policy {
 #[derive(Debug)]
 struct InputRule {
     id: String,
-    languages: Vec<Language>,
+    languages: Vec<Screened>,
     regex: Regex,
     action: Action,
     reason: String,
@@ -108,9 +108,18 @@ impl Policy {
 
     /// Every input rule for `language` that matches `code` (each rule once, at its first match).
     pub fn check_input(&self, language: Language, code: &str) -> Vec<PolicyHit> {
+        self.check(Screened::Code(language), code)
+    }
+
+    /// The input rules of `shell` a sandbox's command (`bash -c`) matches.
+    pub fn check_command(&self, command: &str) -> Vec<PolicyHit> {
+        self.check(Screened::Shell, command)
+    }
+
+    fn check(&self, screened: Screened, code: &str) -> Vec<PolicyHit> {
         self.input
             .iter()
-            .filter(|rule| rule.languages.contains(&language))
+            .filter(|rule| rule.languages.contains(&screened))
             .filter_map(|rule| {
                 let found = rule.regex.find(code)?;
                 Some(PolicyHit {
@@ -122,6 +131,23 @@ impl Policy {
                 })
             })
             .collect()
+    }
+}
+
+/// What an input rule screens: a program of a language, or a sandbox's shell command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Screened {
+    Code(Language),
+    Shell,
+}
+
+impl Screened {
+    /// A rule's `languages` entry: a language's name, or `shell`.
+    fn parse(name: &str) -> Result<Screened, String> {
+        if name == "shell" {
+            return Ok(Screened::Shell);
+        }
+        name.parse().map(Screened::Code).map_err(|e: tracebox_model::UnknownLanguage| format!("{e}, or shell"))
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tracebox_model::{Action, Language};
 
 use super::view::View;
-use super::{InputRule, OutputRule, Policy, PolicyError};
+use super::{InputRule, OutputRule, Policy, PolicyError, Screened};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,13 +110,9 @@ impl InputRuleSpec {
     fn compile(self) -> Result<InputRule, String> {
         let regex = compile_checked(&self.id, &self.pattern, &self.examples, &self.counter_examples, Regex::is_match)?;
         let languages = if self.languages.is_empty() {
-            Language::ALL.to_vec()
+            Language::ALL.into_iter().map(Screened::Code).chain([Screened::Shell]).collect()
         } else {
-            self.languages
-                .iter()
-                .map(|name| name.parse::<Language>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| e.to_string())?
+            self.languages.iter().map(|name| Screened::parse(name)).collect::<Result<_, _>>()?
         };
         if self.reason.trim().is_empty() {
             return Err("`reason` is empty; say why the code is refused".into());

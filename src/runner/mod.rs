@@ -14,15 +14,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use tracebox_model::record::{ExecutionInput, FileRef};
+use tracebox_model::sandbox::{CellInput, CommandInput};
 use tracebox_model::{
     Action, EventLog, Execution, ExecutionRequest, Omitted, OutputStream, PolicyHit, RunEvent, Status, TraceId,
-    TraceInput, TraceOutput,
+    TraceInput, TraceKind, TraceOutput,
 };
 
 use crate::config::Config;
 use crate::files::{ArtifactReport, Files};
 use crate::policy::Policy;
-use crate::sandbox::{ArtifactsCut, Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError};
+use crate::sandbox::{
+    ArtifactsCut, Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
+};
 use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 use screen::StreamScreen;
 
@@ -116,11 +119,44 @@ impl RunControl {
     }
 }
 
-/// The channels between a run and its door.
+/// The channels between a run and its door, and where it runs.
 struct Channels {
     events: Option<mpsc::Sender<RunEvent>>,
     stdin: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
     kill: CancellationToken,
+    place: Place,
+}
+
+/// Where a run runs.
+#[derive(Clone, Default)]
+pub enum Place {
+    /// A container of its own, warm or made for it: a program (`/execute`, the WebSocket, the
+    /// CLI, a batch, a reply's code).
+    #[default]
+    Container,
+    /// A step in a stateful sandbox: the request's `code` is the command (`bash -c`) or the
+    /// cell, its `env` the command's own, its `parent` the sandbox's trace.
+    Sandbox { session: Session, sandbox_id: String, step: StepKind },
+}
+
+/// What a step in a sandbox is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepKind {
+    /// A command, run in `cwd` (relative to /workspace; by default /workspace itself).
+    Command { cwd: Option<String> },
+    /// A cell for the sandbox's kernel.
+    Cell,
+}
+
+impl Place {
+    /// What the trace of a run here is.
+    fn kind(&self) -> TraceKind {
+        match self {
+            Place::Container => TraceKind::Execution,
+            Place::Sandbox { step: StepKind::Command { .. }, .. } => TraceKind::Command,
+            Place::Sandbox { step: StepKind::Cell, .. } => TraceKind::Cell,
+        }
+    }
 }
 
 /// The pipeline. Cheap to clone; one per server (or CLI run).
@@ -182,7 +218,12 @@ impl Runner {
 
     /// Screen, run, redact and record one program; answers when it has ended.
     pub async fn execute(&self, request: ExecutionRequest) -> Result<Execution, RunError> {
-        let channels = Channels { events: None, stdin: None, kill: CancellationToken::new() };
+        self.execute_in(request, Place::Container).await
+    }
+
+    /// [`Runner::execute`], at `place`.
+    pub async fn execute_in(&self, request: ExecutionRequest, place: Place) -> Result<Execution, RunError> {
+        let channels = Channels { events: None, stdin: None, kill: CancellationToken::new(), place };
         self.spawn(TraceId::new(), request, channels).await?
     }
 
@@ -190,6 +231,11 @@ impl Runner {
     /// stdin while it runs (kept open after the request's own stdin when `keep_stdin_open`),
     /// a kill switch.
     pub fn start(&self, request: ExecutionRequest, keep_stdin_open: bool) -> LiveRun {
+        self.start_in(request, Place::Container, keep_stdin_open)
+    }
+
+    /// [`Runner::start`], at `place`.
+    pub fn start_in(&self, request: ExecutionRequest, place: Place, keep_stdin_open: bool) -> LiveRun {
         let trace_id = TraceId::new();
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
@@ -198,7 +244,7 @@ impl Runner {
         let stdin_room = stdin_limit.saturating_sub(request.stdin.len());
         let control =
             RunControl { stdin: keep_stdin_open.then_some(stdin_tx), stdin_room, stdin_limit, kill: kill.clone() };
-        let channels = Channels { events: Some(events_tx), stdin: keep_stdin_open.then_some(stdin_rx), kill };
+        let channels = Channels { events: Some(events_tx), stdin: keep_stdin_open.then_some(stdin_rx), kill, place };
         let outcome = self.spawn(trace_id, request, channels);
         LiveRun { trace_id, events, control, outcome }
     }
@@ -225,9 +271,13 @@ impl Runner {
         channels: Channels,
     ) -> Result<Execution, RunError> {
         let inner = &*self.inner;
-        let Channels { events, stdin, kill } = channels;
+        let Channels { events, stdin, kill, place } = channels;
+        let kind = place.kind();
         let mut log = EventLog::start();
-        let hits = inner.policy.check_input(request.language, &request.code);
+        let hits = match &place {
+            Place::Sandbox { step: StepKind::Command { .. }, .. } => inner.policy.check_command(&request.code),
+            Place::Container | Place::Sandbox { .. } => inner.policy.check_input(request.language, &request.code),
+        };
         inner.store.begin(NewTrace {
             id: trace_id,
             parent_id: request.parent,
@@ -235,7 +285,7 @@ impl Runner {
             language: Some(request.language),
             boot_id: inner.sandbox.boot_id().to_owned(),
             started_at_us: log.started_at_us(),
-            input: self.trace_input(&request, &hits),
+            input: self.trace_input(&request, &hits, &place),
         });
 
         let blocking: Vec<&PolicyHit> = hits.iter().filter(|hit| hit.action == Action::Block).collect();
@@ -244,7 +294,7 @@ impl Runner {
             let message = blocked_message(&blocking);
             let execution =
                 Execution { message: Some(message), policy_hits: hits, ..Execution::empty(trace_id, Status::Blocked) };
-            self.finish(&execution, log).await?;
+            self.finish(&execution, kind, log).await?;
             return Ok(execution);
         }
         if !hits.is_empty() {
@@ -257,41 +307,71 @@ impl Runner {
             () = kill.cancelled() => {
                 log.record("killed", json!({ "by": "client", "while": "queued" }));
                 let execution = Execution { message: Some(KILLED.to_owned()), ..Execution::empty(trace_id, Status::Killed) };
-                self.finish(&execution, log).await?;
+                self.finish(&execution, kind, log).await?;
                 return Ok(execution);
             }
         };
         let slot = match admitted {
             Ok(slot) => slot,
-            Err(message) => return Err(self.fail(RunError::Busy { trace_id, message }, log, None).await),
-        };
-        let spec = RunSpec {
-            trace_id,
-            language: request.language,
-            code: &request.code,
-            stdin: &request.stdin,
-            env: &request.env,
-            limits: &request.limits,
-            files: &request.files,
-            isolation: request.isolation,
-            tenant: request.tenant.as_deref(),
-            wait_until,
+            Err(message) => return Err(self.fail(RunError::Busy { trace_id, message }, kind, log, None).await),
         };
         let (chunks_tx, chunks) = mpsc::channel(CHUNK_QUEUE);
         let (started_tx, started) = oneshot::channel();
-        let (sink, receiving) = inner.files.receive_artifacts(trace_id, Arc::clone(&inner.policy));
-        let io = RunIo {
-            output: chunks_tx,
-            stdin,
-            kill,
-            started: Some(started_tx),
-            artifacts: sink.tar,
-            artifacts_budget: sink.budget,
-        };
         let mut screens = Screens::new(&inner.policy, events);
-        let (outcome, ()) = tokio::join!(inner.sandbox.run(spec, io, &mut log), screens.follow(chunks, started));
+        let (outcome, receiving) = match &place {
+            Place::Container => {
+                let spec = RunSpec {
+                    trace_id,
+                    language: request.language,
+                    code: &request.code,
+                    stdin: &request.stdin,
+                    env: &request.env,
+                    limits: &request.limits,
+                    files: &request.files,
+                    isolation: request.isolation,
+                    tenant: request.tenant.as_deref(),
+                    wait_until,
+                };
+                let (sink, receiving) = inner.files.receive_artifacts(trace_id, Arc::clone(&inner.policy));
+                let io = RunIo {
+                    output: chunks_tx,
+                    stdin,
+                    kill,
+                    started: Some(started_tx),
+                    artifacts: sink.tar,
+                    artifacts_budget: sink.budget,
+                };
+                let ran = inner.sandbox.run(spec, io, &mut log);
+                (tokio::join!(ran, screens.follow(chunks, started)).0, Some(receiving))
+            }
+            Place::Sandbox { session, step, .. } => {
+                // What a step leaves stays in the sandbox's /workspace: no artifacts come back.
+                let io = RunIo {
+                    output: chunks_tx,
+                    stdin,
+                    kill,
+                    started: Some(started_tx),
+                    artifacts: mpsc::channel(1).0,
+                    artifacts_budget: 0,
+                };
+                let step = match step {
+                    StepKind::Command { cwd } => {
+                        Step::Command { cmd: &request.code, cwd: cwd.as_deref(), env: &request.env }
+                    }
+                    StepKind::Cell => Step::Cell { code: &request.code },
+                };
+                let limits = &request.limits;
+                let program =
+                    StepProgram { stdin: &request.stdin, timeout: limits.timeout, output_bytes: limits.output_bytes };
+                let ran = inner.sandbox.run_step(session, step, program, io, &mut log);
+                (tokio::join!(ran, screens.follow(chunks, started)).0, None)
+            }
+        };
         drop(slot);
-        let artifacts = receiving.finish().await;
+        let artifacts = match receiving {
+            Some(receiving) => receiving.finish().await,
+            None => ArtifactReport::default(),
+        };
         let raw = match outcome {
             Ok(raw) => raw,
             Err(source) => {
@@ -300,13 +380,13 @@ impl Runner {
                 // What a live client already saw stays on the record, with what was held.
                 screens.finish(&RawOutcome::default()).await;
                 let output = (screens.stdout.into_screened().0.text, screens.stderr.into_screened().0.text);
-                return Err(self.fail(RunError::Sandbox { trace_id, source }, log, Some(output)).await);
+                return Err(self.fail(RunError::Sandbox { trace_id, source }, kind, log, Some(output)).await);
             }
         };
         screens.finish(&raw).await;
         record_artifacts(&artifacts, &mut log);
         let execution = self.conclude(trace_id, &request, raw, screens, hits, artifacts);
-        self.finish(&execution, log).await?;
+        self.finish(&execution, kind, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");
         Ok(execution)
     }
@@ -374,28 +454,55 @@ impl Runner {
 
     /// What the trace keeps of the request: secrets redacted like output, and of the
     /// environment only the names (values are how people pass credentials).
-    fn trace_input(&self, request: &ExecutionRequest, hits: &[PolicyHit]) -> TraceInput {
+    fn trace_input(&self, request: &ExecutionRequest, hits: &[PolicyHit], place: &Place) -> TraceInput {
         let policy = &self.inner.policy;
-        TraceInput::Execution(ExecutionInput {
-            language: request.language,
-            code: policy.redact(&request.code),
-            stdin: policy.redact(&request.stdin),
-            env_names: request.env.keys().cloned().collect(),
-            files: request.files.iter().map(|f| FileRef { name: f.name.clone(), size: f.size }).collect(),
-            limits: request.limits.clone(),
-            policy_hits: hits.to_vec(),
-            omitted_bytes: 0,
-        })
+        let (code, stdin) = (policy.redact(&request.code), policy.redact(&request.stdin));
+        let env_names = request.env.keys().cloned().collect();
+        let (limits, policy_hits) = (request.limits.clone(), hits.to_vec());
+        match place {
+            Place::Container => TraceInput::Execution(ExecutionInput {
+                language: request.language,
+                code,
+                stdin,
+                env_names,
+                files: request.files.iter().map(|f| FileRef { name: f.name.clone(), size: f.size }).collect(),
+                limits,
+                policy_hits,
+                omitted_bytes: 0,
+            }),
+            Place::Sandbox { sandbox_id, step: StepKind::Command { cwd }, .. } => TraceInput::Command(CommandInput {
+                sandbox_id: sandbox_id.clone(),
+                cmd: code,
+                cwd: cwd.clone(),
+                env_names,
+                stdin,
+                limits,
+                policy_hits,
+            }),
+            Place::Sandbox { sandbox_id, step: StepKind::Cell, .. } => TraceInput::Cell(CellInput {
+                sandbox_id: sandbox_id.clone(),
+                language: request.language,
+                code,
+                limits,
+                policy_hits,
+            }),
+        }
     }
 
-    async fn finish(&self, execution: &Execution, mut log: EventLog) -> Result<(), StoreError> {
+    async fn finish(&self, execution: &Execution, kind: TraceKind, mut log: EventLog) -> Result<(), StoreError> {
         log.record("finished", json!({ "status": execution.status }));
+        let output = Box::new(execution.clone());
+        let output = match kind {
+            TraceKind::Command => TraceOutput::Command(output),
+            TraceKind::Cell => TraceOutput::Cell(output),
+            _ => TraceOutput::Execution(output),
+        };
         let trace = FinishedTrace {
             id: execution.trace_id,
             status: execution.status,
             ended_at_us: log.now_us(),
             exit_code: execution.exit_code,
-            output: TraceOutput::Execution(Box::new(execution.clone())),
+            output,
             events: log.into_events(),
         };
         self.inner.store.finish(trace).await
@@ -403,7 +510,13 @@ impl Runner {
 
     /// Record a run that could not happen, and hand back the error for the door.
     /// `output` is the stdout and stderr the program wrote before tracebox failed, if it ran.
-    async fn fail(&self, error: RunError, log: EventLog, output: Option<(String, String)>) -> RunError {
+    async fn fail(
+        &self,
+        error: RunError,
+        kind: TraceKind,
+        log: EventLog,
+        output: Option<(String, String)>,
+    ) -> RunError {
         let trace_id = error.trace_id().unwrap_or_default();
         let (stdout, stderr) = output.unwrap_or_default();
         let execution = Execution {
@@ -412,7 +525,7 @@ impl Runner {
             stderr,
             ..Execution::empty(trace_id, Status::InternalError)
         };
-        match self.finish(&execution, log).await {
+        match self.finish(&execution, kind, log).await {
             Ok(()) => error,
             Err(store) => RunError::Store(store),
         }

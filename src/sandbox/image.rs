@@ -295,11 +295,20 @@ mod tests {
     }
 
     #[test]
-    fn the_context_holds_the_dockerfile_both_runners_and_the_supervisor() {
+    fn the_context_holds_the_dockerfile_both_runners_and_the_supervisors() {
         let tar = context_tar().unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let paths: Vec<String> =
             archive.entries().unwrap().map(|entry| entry.unwrap().path().unwrap().display().to_string()).collect();
-        assert_eq!(paths, ["Dockerfile.sandbox", "sandbox/runner.py", "sandbox/runner.js", "sandbox/supervise.py"]);
+        assert_eq!(
+            paths,
+            [
+                "Dockerfile.sandbox",
+                "sandbox/runner.py",
+                "sandbox/runner.js",
+                "sandbox/supervise.py",
+                "sandbox/sandboxd.py"
+            ]
+        );
     }
 }

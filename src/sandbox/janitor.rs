@@ -65,13 +65,13 @@ pub async fn sweep(engine: &Engine, instance_id: &str, sweep: Sweep<'_>) -> Resu
 }
 
 /// The stateful sandboxes' containers of `instance_id`: (sandbox id, container id, running?).
-pub async fn sandbox_containers(engine: &Engine, instance_id: &str) -> Result<Vec<(String, String, bool)>, SandboxError> {
+pub async fn sandbox_containers(
+    engine: &Engine,
+    instance_id: &str,
+) -> Result<Vec<(String, String, bool)>, SandboxError> {
     let labels = [format!("{LABEL_INSTANCE}={instance_id}"), LABEL_SANDBOX.to_owned()];
     let containers = engine.list_labelled(&labels).await?;
-    Ok(containers
-        .into_iter()
-        .filter_map(|c| Some((c.labels.get(LABEL_SANDBOX)?.clone(), c.id, c.running)))
-        .collect())
+    Ok(containers.into_iter().filter_map(|c| Some((c.labels.get(LABEL_SANDBOX)?.clone(), c.id, c.running))).collect())
 }
 
 #[cfg(test)]

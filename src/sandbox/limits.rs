@@ -119,7 +119,11 @@ pub enum Purpose<'a> {
     Run(&'a str),
     /// A stateful sandbox: its id, the size of its `/workspace`, and its environment (every
     /// command and the kernel get it).
-    Sandbox { id: &'a str, disk_mb: u64, env: &'a BTreeMap<String, String> },
+    Sandbox {
+        id: &'a str,
+        disk_mb: u64,
+        env: &'a BTreeMap<String, String>,
+    },
 }
 
 /// How long past its own timeout a program is killed by its supervisor, should tracebox not be
@@ -218,10 +222,7 @@ fn host_config(settings: &ContainerSettings, spec: &ContainerSpec) -> HostConfig
         shm_size: Some(i64::try_from(settings.tmp_size_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX)),
         tmpfs: Some(HashMap::from([
             ("/tmp".to_owned(), format!("rw,nosuid,nodev,noexec,size={}m,mode=1777", settings.tmp_size_mb)),
-            (
-                "/workspace".to_owned(),
-                format!("rw,nosuid,nodev,size={workspace_mb}m,uid=1000,gid=1000,mode=0755"),
-            ),
+            ("/workspace".to_owned(), format!("rw,nosuid,nodev,size={workspace_mb}m,uid=1000,gid=1000,mode=0755")),
         ])),
         // No docker-init: the supervisor is PID 1 and reaps orphans itself. An init of the
         // sandbox user would be a process every program could trace (it is dumpable) and that

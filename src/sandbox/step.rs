@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tracebox_model::record::{CellError, CellOutcome};
 use tracebox_model::EventLog;
+use tracebox_model::record::{CellError, CellOutcome};
 
 use super::SandboxError;
 use super::docker::Chunk;
@@ -79,7 +79,9 @@ pub async fn run(
     let reply = match reply {
         Ok(Ok(reply)) => reply,
         Ok(Err(error)) => return Err(lost(error)),
-        Err(_late) => return Err(SandboxError::NotReady { why: format!("a stopped step did not end within {STOP_GRACE:?}") }),
+        Err(_late) => {
+            return Err(SandboxError::NotReady { why: format!("a stopped step did not end within {STOP_GRACE:?}") });
+        }
     };
     match ended {
         Ended::Timeout => log.record("timeout", json!({ "after_ms": timeout.as_millis() as u64 })),

@@ -8,6 +8,7 @@ mod language;
 mod policy;
 pub mod record;
 mod run;
+pub mod sandbox;
 mod trace;
 
 pub use artifact::{Artifact, Omitted};

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::sandbox::{CellInput, CommandInput, OpInput, OpOutput, SandboxInput, SandboxOutput};
 use crate::{Execution, Language, PolicyHit, RunLimits, Status, TraceId, TraceKind};
 
 /// A file a record names: an upload given to a run or a call.
@@ -320,6 +321,10 @@ pub enum TraceInput {
     Upload(UploadInput),
     Download(DownloadInput),
     Batch(BatchInput),
+    Sandbox(SandboxInput),
+    Command(CommandInput),
+    Cell(CellInput),
+    SandboxOp(OpInput),
 }
 
 /// What a trace records as it ends, by kind.
@@ -330,6 +335,10 @@ pub enum TraceOutput {
     Upload(UploadOutput),
     Download(DownloadOutput),
     Batch(BatchOutput),
+    Sandbox(SandboxOutput),
+    Command(Box<Execution>),
+    Cell(Box<Execution>),
+    SandboxOp(OpOutput),
 }
 
 /// A trace read back: its kind's input, and its output once it ended.
@@ -340,6 +349,10 @@ pub enum Record {
     Upload { input: UploadInput, output: Option<UploadOutput> },
     Download { input: DownloadInput, output: Option<DownloadOutput> },
     Batch { input: BatchInput, output: Option<BatchOutput> },
+    Sandbox { input: SandboxInput, output: Option<SandboxOutput> },
+    Command { input: CommandInput, output: Option<Box<Execution>> },
+    Cell { input: CellInput, output: Option<Box<Execution>> },
+    SandboxOp { input: OpInput, output: Option<OpOutput> },
 }
 
 macro_rules! kinds {
@@ -373,11 +386,6 @@ macro_rules! kinds {
                 }
             }
 
-            impl From<$output> for TraceOutput {
-                fn from(output: $output) -> Self {
-                    TraceOutput::$kind(output)
-                }
-            }
         )*
 
         impl Record {
@@ -399,12 +407,28 @@ macro_rules! kinds {
     };
 }
 
+impl From<UploadOutput> for TraceOutput {
+    fn from(output: UploadOutput) -> Self {
+        TraceOutput::Upload(output)
+    }
+}
+
+impl From<DownloadOutput> for TraceOutput {
+    fn from(output: DownloadOutput) -> Self {
+        TraceOutput::Download(output)
+    }
+}
+
 kinds! {
     Execution(ExecutionInput, Box<Execution>),
     Claude(ClaudeInput, ClaudeOutput),
     Upload(UploadInput, UploadOutput),
     Download(DownloadInput, DownloadOutput),
     Batch(BatchInput, BatchOutput),
+    Sandbox(SandboxInput, SandboxOutput),
+    Command(CommandInput, Box<Execution>),
+    Cell(CellInput, Box<Execution>),
+    SandboxOp(OpInput, OpOutput),
 }
 
 #[cfg(test)]
@@ -438,7 +462,7 @@ mod tests {
             omitted_bytes: 0,
         };
         let output = Execution::empty(TraceId::new(), Status::Success);
-        let written = (TraceInput::from(input.clone()), TraceOutput::from(Box::new(output.clone())));
+        let written = (TraceInput::from(input.clone()), TraceOutput::Execution(Box::new(output.clone())));
         assert_eq!(written.0.kind(), TraceKind::Execution);
         let read = Record::decode(TraceKind::Execution, written.0.to_json(), written.1.to_json()).unwrap();
         assert_eq!(read, Record::Execution { input, output: Some(Box::new(output)) });

@@ -117,11 +117,28 @@ pub enum TraceKind {
     Download,
     /// One prompt set, with its items as children.
     Batch,
+    /// A stateful sandbox, with its steps as children; running while the sandbox lives.
+    Sandbox,
+    /// A command in a sandbox.
+    Command,
+    /// A code cell in a sandbox's kernel.
+    Cell,
+    /// An operation on a sandbox's files, or on the sandbox (pause, resume, snapshot, reset).
+    SandboxOp,
 }
 
 impl TraceKind {
-    pub const ALL: [TraceKind; 5] =
-        [TraceKind::Execution, TraceKind::Claude, TraceKind::Upload, TraceKind::Download, TraceKind::Batch];
+    pub const ALL: [TraceKind; 9] = [
+        TraceKind::Execution,
+        TraceKind::Claude,
+        TraceKind::Upload,
+        TraceKind::Download,
+        TraceKind::Batch,
+        TraceKind::Sandbox,
+        TraceKind::Command,
+        TraceKind::Cell,
+        TraceKind::SandboxOp,
+    ];
 
     /// The name stored and shown.
     pub fn as_str(self) -> &'static str {
@@ -131,6 +148,10 @@ impl TraceKind {
             TraceKind::Upload => "upload",
             TraceKind::Download => "download",
             TraceKind::Batch => "batch",
+            TraceKind::Sandbox => "sandbox",
+            TraceKind::Command => "command",
+            TraceKind::Cell => "cell",
+            TraceKind::SandboxOp => "sandbox_op",
         }
     }
 }

@@ -14,7 +14,8 @@ use tracebox_model::{
 use batch::BatchView;
 use claude::ClaudeView;
 
-use tracebox_model::record::{DownloadInput, DownloadOutput, ExecutionInput, StoredFile, UploadInput, UploadOutput};
+use tracebox_model::record::{DownloadInput, DownloadOutput, StoredFile, UploadInput, UploadOutput};
+use tracebox_model::sandbox::{OpInput, OpOutput, SandboxInput, SandboxOutput};
 
 use super::units::{human_bytes, human_duration, short_time};
 use crate::files::{artifact_preview_url, is_image};
@@ -192,6 +193,14 @@ impl ArtifactRow {
     }
 }
 
+/// What a run ran, as the page shows it.
+struct Code {
+    text: String,
+    stdin: String,
+    env_names: Vec<String>,
+    hits: Vec<PolicyHit>,
+}
+
 /// The trace page.
 #[derive(Template)]
 #[template(path = "trace.html")]
@@ -216,8 +225,17 @@ pub struct DetailPage<'a> {
     claude: Option<ClaudeView>,
     /// For a batch: its summary and items.
     batch: Option<BatchView>,
+    /// For a sandbox or an operation on one: what it was, in facts.
+    details: Option<Details>,
     artifacts: Vec<ArtifactRow>,
     artifacts_omitted: Vec<Omitted>,
+}
+
+/// A titled list of facts: a sandbox, an operation on one.
+#[derive(Debug, PartialEq)]
+pub struct Details {
+    title: &'static str,
+    facts: Vec<(&'static str, String)>,
 }
 
 /// An upload or download as shown: the client and the files, sizes in units.
@@ -320,12 +338,30 @@ impl<'a> DetailPage<'a> {
             transfer: None,
             claude: None,
             batch: None,
+            details: None,
             artifacts: Vec::new(),
             artifacts_omitted: Vec::new(),
         };
         // Every kind is shown its own way: a new kind fails to compile here until it is.
         match Record::decode(summary.kind, trace.input.clone(), trace.output.clone()) {
-            Ok(Record::Execution { input, output }) => page.show_run(input, output.map(|output| *output)),
+            Ok(Record::Execution { input, output }) => {
+                let code =
+                    Code { text: input.code, stdin: input.stdin, env_names: input.env_names, hits: input.policy_hits };
+                page.show_run(code, &input.limits, output.map(|output| *output));
+            }
+            Ok(Record::Command { input, output }) => {
+                page.highlight = "bash";
+                let code =
+                    Code { text: input.cmd, stdin: input.stdin, env_names: input.env_names, hits: input.policy_hits };
+                page.show_run(code, &input.limits, output.map(|output| *output));
+            }
+            Ok(Record::Cell { input, output }) => {
+                let code =
+                    Code { text: input.code, stdin: String::new(), env_names: Vec::new(), hits: input.policy_hits };
+                page.show_run(code, &input.limits, output.map(|output| *output));
+            }
+            Ok(Record::Sandbox { input, output }) => page.show_sandbox(input, output),
+            Ok(Record::SandboxOp { input, output }) => page.show_op(input, output),
             Ok(Record::Claude { input, output }) => {
                 let view = ClaudeView::of(&input, output.as_ref());
                 page.explanation = view.explain(summary.status, output.as_ref(), trace.children.len());
@@ -348,16 +384,24 @@ impl<'a> DetailPage<'a> {
         page
     }
 
-    /// A run: its code and stdin, output, what the policy found, limits and artifacts.
-    fn show_run(&mut self, input: ExecutionInput, output: Option<Execution>) {
-        self.code = input.code;
-        self.stdin = input.stdin;
-        self.limits = limits(&input.limits);
-        self.env_names = input.env_names;
-        self.hits = input.policy_hits;
+    /// A run (a program, a command, a cell): its code and stdin, output, what the policy found,
+    /// limits and artifacts.
+    fn show_run(&mut self, code: Code, run_limits: &RunLimits, output: Option<Execution>) {
+        self.code = code.text;
+        self.stdin = code.stdin;
+        self.limits = limits(run_limits);
+        self.env_names = code.env_names;
+        self.hits = code.hits;
         let Some(output) = output else { return };
         let summary = &self.trace.summary;
         self.explanation = explain(summary.status, summary.exit_code, output.message.as_deref().unwrap_or_default());
+        if let Some(cell) = &output.cell {
+            self.explanation.detail = match (&cell.error, &cell.result) {
+                (Some(error), _) => Some(format!("{}: {}", error.name, error.value)),
+                (None, Some(result)) => Some(format!("Result: {result}")),
+                (None, None) => self.explanation.detail.take(),
+            };
+        }
         if !output.policy_hits.is_empty() {
             self.hits = output.policy_hits;
         }
@@ -372,6 +416,48 @@ impl<'a> DetailPage<'a> {
         self.redactions = output.redactions;
         self.artifacts = output.artifacts.into_iter().map(|artifact| ArtifactRow::of(summary.id, artifact)).collect();
         self.artifacts_omitted = output.artifacts_omitted;
+    }
+
+    /// A sandbox: what it was made with; its steps are its children.
+    fn show_sandbox(&mut self, input: SandboxInput, output: Option<SandboxOutput>) {
+        let mut facts = vec![
+            ("sandbox", input.sandbox_id),
+            ("language", input.language.to_string()),
+            ("memory", human_bytes(input.memory_mb << 20)),
+            ("CPUs", input.cpus.to_string()),
+            ("disk", human_bytes(input.disk_mb << 20)),
+            ("idle timeout", format!("{} s, then {:?}", input.timeout_secs, input.on_timeout).to_lowercase()),
+        ];
+        if !input.env_names.is_empty() {
+            facts.push(("environment (names only)", input.env_names.join(", ")));
+        }
+        facts.extend(input.metadata.into_iter().map(|(key, value)| ("metadata", format!("{key} = {value}"))));
+        if !input.files.is_empty() {
+            facts.push(("files copied in", input.files.join(", ")));
+        }
+        let steps = self.trace.children.len();
+        self.explanation = Explanation {
+            headline: match &output {
+                None => format!("Running: {steps} steps so far, listed below."),
+                Some(output) => format!("Ended ({}) after {} steps.", output.ended, output.steps),
+            },
+            detail: None,
+        };
+        self.details = Some(Details { title: "Sandbox", facts });
+    }
+
+    /// An operation on a sandbox: which, on what, and how it went.
+    fn show_op(&mut self, input: OpInput, output: Option<OpOutput>) {
+        let mut facts = vec![("sandbox", input.sandbox_id), ("operation", input.op.as_str().to_owned())];
+        facts.extend(input.path.map(|path| ("path", path)));
+        facts.extend(input.snapshot.map(|snapshot| ("snapshot", snapshot)));
+        let output = output.unwrap_or_default();
+        facts.extend(output.bytes.map(|bytes| ("bytes", human_bytes(bytes))));
+        facts.extend(output.snapshot_id.map(|id| ("snapshot made", id)));
+        if let Some(error) = output.error {
+            self.explanation.detail = detail(&error.message);
+        }
+        self.details = Some(Details { title: "Operation", facts });
     }
 
     fn show_transfer(&mut self, transfer: Transfer) {

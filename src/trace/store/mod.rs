@@ -7,6 +7,7 @@
 
 mod files;
 mod queries;
+mod sandboxes;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
+use tracebox_model::sandbox::{SandboxRecord, SandboxStatus, SnapshotRecord};
 use tracebox_model::{TraceId, now_us};
 
 use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TracePage};
@@ -28,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_traces.sql"),
     include_str!("migrations/0002_search_no.sql"),
     include_str!("migrations/0003_files.sql"),
+    include_str!("migrations/0004_sandboxes.sql"),
 ];
 
 /// The trace store could not do what was asked.
@@ -196,6 +199,50 @@ impl TraceStore {
     /// Every uploaded file recorded, by name.
     pub async fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
         self.blocking(files::all).await
+    }
+
+    /// Record (or replace) a sandbox.
+    pub async fn put_sandbox(&self, record: SandboxRecord) -> Result<(), StoreError> {
+        self.blocking(move |db| sandboxes::put(db, &record)).await
+    }
+
+    /// One sandbox, whatever its status.
+    pub async fn sandbox(&self, id: &str) -> Result<Option<SandboxRecord>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| sandboxes::get(db, &id)).await
+    }
+
+    /// The sandboxes not stopped, newest first; only those of `status` when given.
+    pub async fn sandboxes(&self, status: Option<SandboxStatus>) -> Result<Vec<SandboxRecord>, StoreError> {
+        self.blocking(move |db| sandboxes::list(db, status)).await
+    }
+
+    /// Forget a sandbox and its snapshots; the snapshot hashes nothing else holds (their files
+    /// may go).
+    pub async fn remove_sandbox(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let unused = sandboxes::remove_snapshots(db, &id)?;
+            sandboxes::remove(db, &id)?;
+            Ok(unused)
+        })
+        .await
+    }
+
+    /// Record a snapshot.
+    pub async fn put_snapshot(&self, snapshot: SnapshotRecord) -> Result<(), StoreError> {
+        self.blocking(move |db| sandboxes::put_snapshot(db, &snapshot)).await
+    }
+
+    /// A sandbox's snapshots, oldest first.
+    pub async fn snapshots(&self, sandbox_id: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
+        let id = sandbox_id.to_owned();
+        self.blocking(move |db| sandboxes::snapshots(db, &id)).await
+    }
+
+    /// Bytes of every snapshot kept.
+    pub async fn snapshot_bytes(&self) -> Result<u64, StoreError> {
+        self.blocking(sandboxes::snapshot_bytes).await
     }
 
     /// Stop the writer after it committed everything queued.
