@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tracebox_model::{Language, Source, Status, TraceEvent, TraceId, TraceInput, TraceKind, TraceOutput, TraceStatus};
 
-pub use store::{FileRecord, StoreError, TraceStore};
+pub use store::{Doomed, FileRecord, Removed, Retention, StoreError, Swept, TraceStore};
 
 /// A trace as it starts: written at once so it shows as running.
 #[derive(Debug, Clone)]

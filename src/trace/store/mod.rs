@@ -7,6 +7,7 @@
 
 mod files;
 mod queries;
+mod retention;
 mod sandboxes;
 mod writer;
 
@@ -14,16 +15,18 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use tracebox_model::sandbox::{SandboxRecord, SandboxStatus, SnapshotRecord};
-use tracebox_model::{TraceId, now_us};
+use tracebox_model::{TraceId, TraceInput, now_us};
 
 use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TracePage};
 pub use files::FileRecord;
-use writer::Write;
+pub use retention::{Doomed, Removed, Retention, Swept};
+use writer::{Reply, Write};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -117,14 +120,34 @@ impl TraceStore {
         self.send(Write::Begin(trace));
     }
 
-    /// Record how a trace ended, returning once it is committed.
+    /// Replace what a running trace recorded as it began. Returns at once; a [`finish`] of
+    /// the same trace after it commits it at the latest.
+    ///
+    /// [`finish`]: TraceStore::finish
+    pub fn replace_input(&self, id: TraceId, input: TraceInput) {
+        self.send(Write::Input(id, input));
+    }
+
+    /// Record how a trace ended, returning once it is committed. A trace ends once: ending
+    /// one that is not running fails.
     pub async fn finish(&self, trace: FinishedTrace) -> Result<(), StoreError> {
+        self.written(|done| Write::Finish(trace, done)).await
+    }
+
+    /// Remove the traces `ids` (a batch of [`TraceStore::doomed`]) with their events and
+    /// search rows, returning once committed. Their artifacts are left to the caller.
+    pub async fn remove(&self, ids: Vec<TraceId>) -> Result<Removed, StoreError> {
+        self.written(|done| Write::Remove(ids, done)).await
+    }
+
+    /// Queue the write `make` returns and wait until it is committed.
+    async fn written<T>(&self, make: impl FnOnce(Reply<T>) -> Write) -> Result<T, StoreError> {
         let (done, committed) = oneshot::channel();
-        if !self.send(Write::Finish(trace, done)) {
+        if !self.send(make(done)) {
             return Err(StoreError::WriterGone);
         }
         match committed.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(StoreError::Commit(message)),
             Err(_) => Err(StoreError::WriterGone),
         }
@@ -177,6 +200,55 @@ impl TraceStore {
     /// How many traces the store holds.
     pub async fn count(&self) -> Result<u64, StoreError> {
         self.blocking(queries::count).await
+    }
+
+    /// What retention lets go now: traces older than `max_age`, and as many of the oldest as
+    /// the store holds past `max_count` (None: no limit of that kind).
+    pub async fn retention(&self, max_age: Option<Duration>, max_count: Option<u64>) -> Result<Retention, StoreError> {
+        let started_before_us =
+            max_age.map(|age| now_us().saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX)));
+        let excess = match max_count {
+            Some(max) => self.count().await?.saturating_sub(max),
+            None => 0,
+        };
+        Ok(Retention { started_before_us, excess })
+    }
+
+    /// Remove every trace older than `max_age` or past the newest `max_count`, whole trees at
+    /// a time, never one still running, a batch per writer transaction; `removed` hears the ids
+    /// of each batch once it is committed (to remove what the traces left elsewhere).
+    pub async fn retire(
+        &self,
+        max_age: Option<Duration>,
+        max_count: Option<u64>,
+        mut removed: impl AsyncFnMut(&[TraceId]),
+    ) -> Result<Swept, StoreError> {
+        let mut swept = Swept::default();
+        if max_age.is_none() && max_count.is_none() {
+            return Ok(swept);
+        }
+        let mut retention = self.retention(max_age, max_count).await?;
+        loop {
+            let doomed = self.doomed(retention).await?;
+            if doomed.ids.is_empty() {
+                return Ok(swept);
+            }
+            let gone = self.remove(doomed.ids).await?;
+            removed(&gone.ids).await;
+            swept.add(&gone);
+            // A batch that removed nothing (its traces changed under it) would come back as it was.
+            if !doomed.more || gone.ids.is_empty() {
+                return Ok(swept);
+            }
+            retention.excess = doomed.excess;
+        }
+    }
+
+    /// The next batch of traces `retention` lets go: whole trees, oldest first, none with a
+    /// trace still running; empty when none is left. Chosen on the reader connection, so the
+    /// writer is not held while looking.
+    pub async fn doomed(&self, retention: Retention) -> Result<Doomed, StoreError> {
+        self.blocking(move |db| retention::doomed(db, &retention)).await
     }
 
     /// Record (or replace) what is known about an uploaded file.

@@ -39,7 +39,7 @@ fn summary(row: &Row) -> rusqlite::Result<TraceSummary> {
     })
 }
 
-fn parse_id(text: &str) -> rusqlite::Result<TraceId> {
+pub(super) fn parse_id(text: &str) -> rusqlite::Result<TraceId> {
     parse_name(0, text)
 }
 

@@ -169,6 +169,35 @@ async fn a_failing_write_does_not_take_its_batch_down() {
     assert_eq!(store.get(good_id).await.unwrap().unwrap().output["stdout"], "good\n");
 }
 
+#[tokio::test]
+async fn a_trace_ends_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let id = record(&store, "print(1)", Status::Success, "1\n").await;
+    // A second end (a panic after the run recorded its own) changes nothing.
+    assert!(store.finish(finished(id, Status::InternalError, "")).await.is_err());
+    let detail = store.get(id).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, TraceStatus::Ended(Status::Success));
+    assert_eq!(detail.output["stdout"], "1\n");
+}
+
+#[tokio::test]
+async fn a_running_trace_s_input_can_be_replaced_and_the_search_finds_only_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let trace = new_trace("print('aardvark')");
+    let id = trace.id;
+    let TraceInput::Execution(input) = &trace.input else { unreachable!("an execution") };
+    let shorter = ExecutionInput { code: "print('aa".into(), omitted_bytes: 8, ..input.clone() };
+    store.begin(trace);
+    store.replace_input(id, TraceInput::Execution(shorter));
+    store.finish(finished(id, Status::InternalError, "")).await.unwrap();
+    let detail = store.get(id).await.unwrap().unwrap();
+    assert_eq!((detail.input["code"].as_str(), detail.input["omitted_bytes"].as_u64()), (Some("print('aa"), Some(8)));
+    let filter = TraceFilter { text: Some("aardvark".into()), ..page(10) };
+    assert!(store.list(filter).await.unwrap().traces.is_empty());
+}
+
 #[test]
 fn a_database_from_a_newer_tracebox_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,4 +338,142 @@ async fn file_records_are_kept_by_name_replaced_and_forgotten() {
     store.remove_file("a.csv").await.unwrap();
     assert_eq!(store.files().await.unwrap().len(), 1);
     store.close();
+}
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// A finished trace that started `days_ago`, under `parent`, with `word` in its output.
+async fn record_aged(store: &TraceStore, days_ago: i64, parent: Option<TraceId>, word: &str) -> TraceId {
+    let trace = NewTrace { parent_id: parent, started_at_us: now_us() - days_ago * DAY_US, ..new_trace("print(1)") };
+    let id = trace.id;
+    store.begin(trace);
+    store.finish(finished(id, Status::Success, &format!("{word}\n"))).await.unwrap();
+    id
+}
+
+/// A trace begun and not ended, started `days_ago`, under `parent`.
+async fn running_aged(store: &TraceStore, days_ago: i64, parent: Option<TraceId>) -> TraceId {
+    let trace = NewTrace { parent_id: parent, started_at_us: now_us() - days_ago * DAY_US, ..new_trace("input()") };
+    let id = trace.id;
+    store.begin(trace);
+    id
+}
+
+/// Rows of `table` about trace `id` (the search table by its trace_id column).
+fn rows_of(db: &Connection, table: &str, id: TraceId) -> i64 {
+    let column = if table == "traces" { "id" } else { "trace_id" };
+    db.query_row(&format!("SELECT count(*) FROM {table} WHERE {column} = ?1"), params![id.to_string()], |row| {
+        row.get(0)
+    })
+    .unwrap()
+}
+
+async fn found(store: &TraceStore, text: &str) -> Vec<TraceId> {
+    let filter = TraceFilter { text: Some(text.into()), ..page(100) };
+    store.list(filter).await.unwrap().traces.iter().map(|t| t.id).collect()
+}
+
+/// Retire with the given rules, collecting the ids each batch handed over.
+async fn retire(store: &TraceStore, days: Option<u64>, max_count: Option<u64>) -> (Swept, Vec<Vec<TraceId>>) {
+    let mut batches = Vec::new();
+    let max_age = days.map(|days| Duration::from_secs(days * 86_400));
+    let swept = store.retire(max_age, max_count, async |ids: &[TraceId]| batches.push(ids.to_vec())).await.unwrap();
+    (swept, batches)
+}
+
+#[tokio::test]
+async fn traces_past_their_age_go_with_their_events_and_search_rows_and_running_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let old = record_aged(&store, 40, None, "wombat").await;
+    let at_edge = record_aged(&store, 29, None, "numbat").await;
+    let running = running_aged(&store, 40, None).await;
+    let young = record_aged(&store, 0, None, "wombat-free").await;
+    let db = connect(store.path()).unwrap();
+    assert_eq!((rows_of(&db, "trace_events", old), rows_of(&db, "trace_search", old)), (2, 1));
+    assert_eq!(found(&store, "wombat").await, [young, old]);
+
+    let (swept, batches) = retire(&store, Some(30), None).await;
+    assert_eq!(batches, [vec![old]]);
+    assert_eq!(swept, Swept { traces: 1, events: 2, search_rows: 1, batches: 1 });
+    assert!(store.get(old).await.unwrap().is_none());
+    assert_eq!((rows_of(&db, "trace_events", old), rows_of(&db, "trace_search", old)), (0, 0));
+    assert_eq!(found(&store, "wombat").await, [young], "only the removed trace had the word alone");
+    for kept in [at_edge, running, young] {
+        assert!(store.get(kept).await.unwrap().is_some(), "{kept} is younger than 30 days, or running");
+    }
+    assert_eq!(retire(&store, Some(30), None).await.0, Swept::default(), "a second sweep finds nothing");
+    assert_eq!(retire(&store, None, None).await.0, Swept::default(), "no rule: nothing goes");
+}
+
+#[tokio::test]
+async fn past_the_cap_the_oldest_go_down_to_it_exactly_and_a_running_one_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let running = running_aged(&store, 9, None).await;
+    let mut ids = Vec::new();
+    for days_ago in (0..6).rev() {
+        ids.push(record_aged(&store, days_ago, None, "kiwi").await);
+    }
+    assert_eq!(store.count().await.unwrap(), 7);
+
+    assert_eq!(retire(&store, None, Some(7)).await.0.traces, 0, "at the cap nothing goes");
+    let (swept, _) = retire(&store, None, Some(4)).await;
+    assert_eq!(swept.traces, 3);
+    assert_eq!(store.count().await.unwrap(), 4);
+    assert!(store.get(running).await.unwrap().is_some(), "the oldest, but running");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(store.get(*id).await.unwrap().is_some(), i >= 3, "trace {i}");
+    }
+    assert_eq!(found(&store, "kiwi").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_tree_goes_whole_children_first_and_stays_whole_while_any_of_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    // A batch with a Claude call under it, and the call's run under that.
+    let done_batch = record_aged(&store, 50, None, "b").await;
+    let call = record_aged(&store, 50, Some(done_batch), "c").await;
+    let run = record_aged(&store, 50, Some(call), "r").await;
+    let busy_batch = record_aged(&store, 45, None, "b").await;
+    let finished_item = record_aged(&store, 45, Some(busy_batch), "i").await;
+    let running_item = running_aged(&store, 45, Some(busy_batch)).await;
+    // A child started lately under an old root goes with its root.
+    let late_child = record_aged(&store, 1, Some(done_batch), "l").await;
+
+    let (swept, batches) = retire(&store, Some(30), None).await;
+    assert_eq!(swept.traces, 4);
+    let removed = batches.concat();
+    let position = |id| removed.iter().position(|r| *r == id).unwrap();
+    assert!(position(run) < position(call) && position(call) < position(done_batch), "{removed:?}");
+    assert!(position(late_child) < position(done_batch));
+    for kept in [busy_batch, finished_item, running_item] {
+        assert!(store.get(kept).await.unwrap().is_some(), "{kept}: its tree has a run going");
+    }
+}
+
+#[tokio::test]
+async fn a_large_sweep_is_cut_into_batches_and_a_tree_cut_by_one_is_finished_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let batch = record_aged(&store, 3, None, "root").await;
+    let mut finishes = Vec::new();
+    for _ in 0..400 {
+        let trace = NewTrace { parent_id: Some(batch), started_at_us: now_us() - 3 * DAY_US, ..new_trace("1") };
+        let id = trace.id;
+        store.begin(trace);
+        finishes.push(store.finish(finished(id, Status::Success, "item")));
+    }
+    for done in futures_util::future::join_all(finishes).await {
+        done.unwrap();
+    }
+    let young = record_aged(&store, 0, None, "young").await;
+    // One trace over the cap: the oldest tree goes, all 401 of it, over two batches.
+    let (swept, batches) = retire(&store, None, Some(401)).await;
+    assert_eq!(swept.traces, 401);
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [retention::BATCH_TRACES, 401 - 256]);
+    assert_eq!(batches[1].last(), Some(&batch), "the root goes last");
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert!(store.get(young).await.unwrap().is_some());
 }

@@ -6,17 +6,32 @@ use std::sync::mpsc;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use tracebox_model::Language;
+use tracebox_model::{Language, TraceId, TraceInput};
 
+use super::retention::{self, Removed};
 use crate::trace::{FinishedTrace, NewTrace};
 
 /// Most writes committed in one transaction.
 const MAX_BATCH: usize = 256;
 
+/// Where the writer sends the outcome of a write that someone waits for.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, String>>;
+
 /// One write for the writer thread.
 pub(super) enum Write {
     Begin(NewTrace),
-    Finish(FinishedTrace, oneshot::Sender<Result<(), String>>),
+    /// Replace what a running trace recorded as it began (a run refused before it ran keeps
+    /// only the start of its code).
+    Input(TraceId, TraceInput),
+    Finish(FinishedTrace, Reply<()>),
+    /// Remove these traces (whole trees, children first) with what hangs off them.
+    Remove(Vec<TraceId>, Reply<Removed>),
+}
+
+/// What a write did, for whoever waits for it.
+enum Applied {
+    Done,
+    Removed(Removed),
 }
 
 /// Commit queued writes in batches until every sender is gone.
@@ -31,36 +46,48 @@ pub(super) fn write_loop(mut db: Connection, writes: mpsc::Receiver<Write>) {
         }
         let results = commit(&mut db, &batch);
         for (write, result) in batch.into_iter().zip(results) {
-            match write {
-                Write::Finish(_, done) => {
-                    let _ = done.send(result);
-                }
-                Write::Begin(trace) => {
-                    if let Err(error) = result {
-                        tracing::error!(trace_id = %trace.id, %error, "recording a trace's start failed");
-                    }
-                }
+            answer(write, result);
+        }
+    }
+}
+
+/// Tell whoever waits how `write` went; log the failures nobody waits for.
+fn answer(write: Write, result: Result<Applied, String>) {
+    match write {
+        Write::Finish(_, done) => {
+            let _ = done.send(result.map(|_| ()));
+        }
+        Write::Remove(_, done) => {
+            let _ = done.send(result.map(|applied| match applied {
+                Applied::Removed(removed) => removed,
+                Applied::Done => Removed::default(),
+            }));
+        }
+        Write::Begin(trace) => {
+            if let Err(error) = result {
+                tracing::error!(trace_id = %trace.id, %error, "recording a trace's start failed");
+            }
+        }
+        Write::Input(id, _) => {
+            if let Err(error) = result {
+                tracing::error!(trace_id = %id, %error, "replacing a trace's input failed");
             }
         }
     }
 }
 
 /// Apply a batch in one transaction; the result of each write, in order.
-fn commit(db: &mut Connection, batch: &[Write]) -> Vec<Result<(), String>> {
+fn commit(db: &mut Connection, batch: &[Write]) -> Vec<Result<Applied, String>> {
     let mut tx = match db.transaction() {
         Ok(tx) => tx,
-        Err(error) => return vec![Err(error.to_string()); batch.len()],
+        Err(error) => return batch.iter().map(|_| Err(error.to_string())).collect(),
     };
-    let mut results: Vec<Result<(), String>> = batch
+    let mut results: Vec<Result<Applied, String>> = batch
         .iter()
         .map(|write| {
             let mut savepoint = tx.savepoint().map_err(|e| e.to_string())?;
-            let applied = match write {
-                Write::Begin(trace) => begin(&savepoint, trace),
-                Write::Finish(trace, _) => finish(&savepoint, trace),
-            };
-            match applied {
-                Ok(()) => savepoint.commit().map_err(|e| e.to_string()),
+            match apply(&savepoint, write) {
+                Ok(applied) => savepoint.commit().map(|()| applied).map_err(|e| e.to_string()),
                 Err(error) => {
                     let _ = savepoint.rollback();
                     Err(error.to_string())
@@ -72,6 +99,15 @@ fn commit(db: &mut Connection, batch: &[Write]) -> Vec<Result<(), String>> {
         results.iter_mut().for_each(|result| *result = Err(error.to_string()));
     }
     results
+}
+
+fn apply(tx: &Connection, write: &Write) -> rusqlite::Result<Applied> {
+    match write {
+        Write::Begin(trace) => begin(tx, trace).map(|()| Applied::Done),
+        Write::Input(id, input) => replace_input(tx, *id, input).map(|()| Applied::Done),
+        Write::Finish(trace, _) => finish(tx, trace).map(|()| Applied::Done),
+        Write::Remove(ids, _) => retention::remove(tx, ids).map(Applied::Removed),
+    }
 }
 
 fn begin(tx: &Connection, trace: &NewTrace) -> rusqlite::Result<()> {
@@ -93,10 +129,25 @@ fn begin(tx: &Connection, trace: &NewTrace) -> rusqlite::Result<()> {
     Ok(())
 }
 
+fn replace_input(tx: &Connection, id: TraceId, input: &TraceInput) -> rusqlite::Result<()> {
+    let updated = tx
+        .prepare_cached("UPDATE traces SET input = ?2 WHERE id = ?1 AND status = 'running'")?
+        .execute(params![id.to_string(), input.to_json().to_string()])?;
+    if updated != 1 {
+        return Err(rusqlite::Error::QueryReturnedNoRows);
+    }
+    Ok(())
+}
+
+/// End a running trace. A trace ends once: finishing one that never began, or that ended
+/// already (a panic after the run recorded its end), changes nothing and fails.
 fn finish(tx: &Connection, trace: &FinishedTrace) -> rusqlite::Result<()> {
     let id = trace.id.to_string();
     let updated = tx
-        .prepare_cached("UPDATE traces SET status = ?2, ended_at_us = ?3, exit_code = ?4, output = ?5 WHERE id = ?1")?
+        .prepare_cached(
+            "UPDATE traces SET status = ?2, ended_at_us = ?3, exit_code = ?4, output = ?5
+             WHERE id = ?1 AND status = 'running'",
+        )?
         .execute(params![
             id,
             trace.status.as_str(),
