@@ -222,6 +222,17 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_ARTIFACTS_RETENTION_HOURS", default_value_t = 168.0)]
     pub artifacts_retention_hours: f64,
 
+    /// How long traces are kept, in days (0: for ever); every minute the server removes older
+    /// ones, each with its children, events, search rows and artifacts (a trace still running,
+    /// or under a batch or call still running, is kept)
+    #[arg(long, env = "TRACEBOX_TRACE_RETENTION_DAYS", default_value_t = 30.0)]
+    pub trace_retention_days: f64,
+
+    /// Most traces kept (0: no cap); past it, every minute the server removes the oldest, whole
+    /// trees at a time, so the store may end a tree under the cap
+    #[arg(long, env = "TRACEBOX_TRACE_MAX_COUNT", default_value_t = 1_000_000)]
+    pub trace_max_count: u64,
+
     /// Anthropic API key for Claude calls and prompt sets; never logged, stored or shown
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     #[serde(skip)]
@@ -529,6 +540,16 @@ impl Config {
             "must be between 0 (keep for ever) and 1000000".into(),
         )?;
         check(
+            self.trace_retention_days.is_finite() && (0.0..=MAX_RETENTION_DAYS).contains(&self.trace_retention_days),
+            "trace_retention_days",
+            format!("must be between 0 (keep for ever) and {MAX_RETENTION_DAYS}"),
+        )?;
+        check(
+            self.trace_max_count <= MAX_TRACE_COUNT,
+            "trace_max_count",
+            format!("must be at most {MAX_TRACE_COUNT} (0: no cap)"),
+        )?;
+        check(
             self.anthropic_base_url.starts_with("http://") || self.anthropic_base_url.starts_with("https://"),
             "anthropic_base_url",
             "must be an http:// or https:// URL without /v1, e.g. https://api.anthropic.com".into(),
@@ -576,6 +597,16 @@ impl Config {
     /// Where uploaded files live.
     pub fn uploads_dir(&self) -> PathBuf {
         self.data_dir.join("uploads")
+    }
+
+    /// How long traces are kept; None: for ever.
+    pub fn trace_retention(&self) -> Option<Duration> {
+        (self.trace_retention_days > 0.0).then(|| Duration::from_secs_f64(self.trace_retention_days * 86_400.0))
+    }
+
+    /// Most traces kept; None: no cap.
+    pub fn trace_cap(&self) -> Option<u64> {
+        (self.trace_max_count > 0).then_some(self.trace_max_count)
     }
 
     /// Where the trace database and the boot locks live.
@@ -656,6 +687,10 @@ const MAX_ARTIFACT_FILES: usize = 100_000;
 const MAX_BYTES_PER_SEC: u64 = 1024 * MIB;
 /// The most connections accepted (a million): beyond it, a typo.
 const MAX_CONNECTIONS: usize = 1_000_000;
+/// The longest trace retention accepted (a century): beyond it, a typo.
+const MAX_RETENTION_DAYS: f64 = 36_500.0;
+/// The largest cap on traces accepted (a trillion): beyond it, a typo.
+const MAX_TRACE_COUNT: u64 = 1_000_000_000_000;
 /// The longest timeout accepted (a day): beyond it, a typo.
 const MAX_SECS: f64 = 86_400.0;
 
@@ -696,6 +731,8 @@ mod tests {
         assert_eq!(config.body_read_timeout(), Duration::from_secs(10));
         assert_eq!(config.body_min_bytes_per_sec, 1024);
         assert_eq!(config.max_connections, 512);
+        assert_eq!(config.trace_retention(), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(config.trace_cap(), Some(1_000_000));
         assert!(config.policy.is_none());
     }
 
@@ -766,6 +803,9 @@ mod tests {
             ("--body-read-timeout-secs", "NaN", "body_read_timeout_secs"),
             ("--body-min-bytes-per-sec", "1073741825", "body_min_bytes_per_sec"),
             ("--max-connections", "0", "max_connections"),
+            ("--trace-retention-days", "36501", "trace_retention_days"),
+            ("--trace-retention-days", "NaN", "trace_retention_days"),
+            ("--trace-max-count", "1000000000001", "trace_max_count"),
         ] {
             let error = load(&[flag, value], None).unwrap_err().to_string();
             let env = format!("TRACEBOX_{}", key.to_uppercase());
@@ -799,6 +839,17 @@ mod tests {
     fn a_default_above_its_maximum_stops_start_up() {
         let error = load(&["--default-timeout-secs", "90"], None).unwrap_err().to_string();
         assert!(error.contains("default_timeout_secs") && error.contains("TRACEBOX_DEFAULT_TIMEOUT_SECS"), "{error}");
+    }
+
+    #[test]
+    fn trace_retention_of_zero_keeps_everything_and_its_bounds_are_accepted() {
+        let config = load(&["--trace-retention-days", "0", "--trace-max-count", "0"], None).unwrap();
+        assert_eq!((config.trace_retention(), config.trace_cap()), (None, None));
+        let config = load(&["--trace-retention-days", "36500", "--trace-max-count", "1000000000000"], None).unwrap();
+        assert_eq!(config.trace_retention(), Some(Duration::from_secs(36_500 * 86_400)));
+        assert_eq!(config.trace_cap(), Some(1_000_000_000_000));
+        let error = load(&["--trace-retention-days=-1"], None).unwrap_err().to_string();
+        assert!(error.contains("trace_retention_days") && error.contains("TRACEBOX_TRACE_RETENTION_DAYS"), "{error}");
     }
 
     #[test]

@@ -151,8 +151,8 @@ impl Services {
     }
 
     /// Every minute: clean up after boots that died since, remove this boot's containers that
-    /// outlived any possible run (leaks), and expire old artifacts. Runs until the handle is
-    /// aborted.
+    /// outlived any possible run (leaks), expire old artifacts, and remove traces past their
+    /// retention. Runs until the handle is aborted.
     pub fn spawn_sweeper(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
         let services = self.clone();
         // A warm container is taken only while younger than the pool's max age (a recycled one
@@ -175,8 +175,29 @@ impl Services {
                 if expired > 0 {
                     tracing::info!(runs = expired, "removed expired artifacts (TRACEBOX_ARTIFACTS_RETENTION_HOURS)");
                 }
+                services.retire_traces().await;
             }
         })
+    }
+
+    /// Remove the traces past TRACEBOX_TRACE_RETENTION_DAYS or TRACEBOX_TRACE_MAX_COUNT, a
+    /// batch at a time, and the artifacts of each batch once it is gone; log what went.
+    async fn retire_traces(&self) {
+        let started = std::time::Instant::now();
+        let retired = self.files.retire_traces(self.config.trace_retention(), self.config.trace_cap()).await;
+        match retired {
+            Ok(swept) if swept.traces > 0 => tracing::info!(
+                traces = swept.traces,
+                events = swept.events,
+                search_rows = swept.search_rows,
+                artifact_runs = swept.artifact_runs,
+                batches = swept.batches,
+                ms = started.elapsed().as_millis() as u64,
+                "removed traces past their retention (TRACEBOX_TRACE_RETENTION_DAYS, TRACEBOX_TRACE_MAX_COUNT)"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "removing traces past their retention failed"),
+        }
     }
 
     /// Remove every container of this boot and commit the last traces.

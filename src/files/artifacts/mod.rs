@@ -27,6 +27,7 @@ use tracebox_model::{Artifact, Omitted, Redaction, TraceId};
 
 use super::{FileError, Files, Located};
 use crate::policy::Policy;
+use crate::trace::{StoreError, Swept};
 use extract::{ChannelReader, Store};
 use name::{MAX_DEPTH, artifact_path};
 
@@ -165,20 +166,62 @@ impl Files {
 
     /// Remove what run `trace_id` stored (a run whose trace could not list them).
     pub async fn discard_artifacts(&self, trace_id: TraceId) {
-        let dir = self.artifacts_dir(trace_id);
-        let freed = tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || size_of_tree(&dir)
-        })
-        .await
-        .unwrap_or(0);
-        match tokio::fs::remove_dir_all(&dir).await {
-            Ok(()) => {
-                self.inner.artifact_usage.fetch_sub(freed.min(self.artifact_usage()), Ordering::Relaxed);
-            }
-            Err(error) if error.kind() == ErrorKind::NotFound => {}
-            Err(error) => tracing::warn!(dir = %dir.display(), %error, "could not remove a failed run's artifacts"),
+        let files = self.clone();
+        let removed = tokio::task::spawn_blocking(move || files.remove_run(trace_id)).await;
+        if let Ok(Err(error)) = removed {
+            tracing::warn!(%trace_id, %error, "could not remove a failed run's artifacts");
         }
+    }
+
+    /// Remove the traces past `max_age` or `max_count` (see [`TraceStore::retire`]) and, as
+    /// each batch of them goes, the artifacts of those runs.
+    ///
+    /// [`TraceStore::retire`]: crate::trace::TraceStore::retire
+    pub async fn retire_traces(&self, max_age: Option<Duration>, max_count: Option<u64>) -> Result<Swept, StoreError> {
+        let store = self.inner.store.clone();
+        store
+            .retire(max_age, max_count, |ids| {
+                let files = self.clone();
+                async move { files.remove_artifacts(&ids).await }
+            })
+            .await
+    }
+
+    /// Remove the artifacts of runs whose traces were removed (retention); returns how many
+    /// runs had some. One that cannot be removed is logged and left.
+    pub async fn remove_artifacts(&self, trace_ids: &[TraceId]) -> usize {
+        let (files, trace_ids) = (self.clone(), trace_ids.to_vec());
+        let removed = tokio::task::spawn_blocking(move || {
+            let removed = |trace_id: &TraceId| match files.remove_run(*trace_id) {
+                Ok(removed) => removed,
+                Err(error) => {
+                    tracing::warn!(%trace_id, %error, "could not remove the artifacts of a removed trace");
+                    false
+                }
+            };
+            trace_ids.iter().filter(|trace_id| removed(trace_id)).count()
+        });
+        removed.await.unwrap_or(0)
+    }
+
+    /// Remove the artifacts directory of run `trace_id`, freeing its bytes; false when it had
+    /// none.
+    fn remove_run(&self, trace_id: TraceId) -> std::io::Result<bool> {
+        let dir = self.artifacts_dir(trace_id);
+        let size = size_of_tree(&dir);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                self.free_artifacts(size);
+                Ok(true)
+            }
+            Err(error) if error.kind() == ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn free_artifacts(&self, bytes: u64) {
+        let usage = &self.inner.artifact_usage;
+        let _ = usage.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(bytes)));
     }
 
     /// Bytes of artifacts stored now, as this server counts them.
@@ -227,8 +270,7 @@ impl Files {
             match std::fs::remove_dir_all(run.path()) {
                 Ok(()) => {
                     removed += 1;
-                    let usage = &self.inner.artifact_usage;
-                    let _ = usage.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(size)));
+                    self.free_artifacts(size);
                 }
                 Err(error) => tracing::warn!(dir = %run.path().display(), %error, "could not remove expired artifacts"),
             }
@@ -342,6 +384,36 @@ mod tests {
         drop(sink);
         assert_eq!(receiving.finish().await, ArtifactReport::default());
         assert!(!dir.path().join("uploads/artifacts").exists());
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_removed_trace_takes_its_artifacts_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::trace::TraceStore::open(&dir.path().join("traces")).unwrap();
+        let config = crate::config::Config { data_dir: dir.path().to_owned(), ..crate::config::Config::defaults() };
+        let files = Files::new(&config, store.clone(), "boot");
+        files.prepare().unwrap();
+        let mut ids = Vec::new();
+        for bytes in [b"old".as_slice(), b"newer"] {
+            let trace = files.begin_trace(tracebox_model::record::UploadInput { client: None, overwrite: false });
+            let id = trace.id();
+            let output = tracebox_model::record::UploadOutput::Stored { files: Vec::new() };
+            trace.finish(tracebox_model::Status::Success, output).await;
+            let (sink, receiving) = files.receive_artifacts(id, Arc::new(Policy::builtin().unwrap()));
+            sink.tar.send(Bytes::from(tar_of(&[("out/a", FILE, bytes)]))).await.unwrap();
+            drop(sink);
+            assert_eq!(receiving.finish().await.stored.len(), 1);
+            ids.push(id);
+        }
+        assert_eq!(files.artifact_usage(), 8);
+
+        let swept = files.retire_traces(None, Some(1)).await.unwrap();
+        assert_eq!((swept.traces, swept.artifact_runs), (1, 1));
+        assert!(!files.artifacts_dir(ids[0]).exists(), "the oldest trace's artifacts went with it");
+        assert!(files.artifacts_dir(ids[1]).join("out/a").exists());
+        assert_eq!(files.artifact_usage(), 5, "its bytes are freed");
+        assert!(store.get(ids[0]).await.unwrap().is_none());
         store.close();
     }
 }

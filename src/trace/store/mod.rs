@@ -215,14 +215,19 @@ impl TraceStore {
     }
 
     /// Remove every trace older than `max_age` or past the newest `max_count`, whole trees at
-    /// a time, never one still running, a batch per writer transaction; `removed` hears the ids
-    /// of each batch once it is committed (to remove what the traces left elsewhere).
-    pub async fn retire(
+    /// a time, never one still running, a batch per writer transaction. `artifacts` is handed
+    /// the ids of each batch once it is committed, to remove what those runs left in the
+    /// uploads directory (which the store never touches), and says how many runs had some.
+    pub async fn retire<F, Removing>(
         &self,
         max_age: Option<Duration>,
         max_count: Option<u64>,
-        mut removed: impl AsyncFnMut(&[TraceId]),
-    ) -> Result<Swept, StoreError> {
+        mut artifacts: F,
+    ) -> Result<Swept, StoreError>
+    where
+        F: FnMut(Vec<TraceId>) -> Removing,
+        Removing: Future<Output = usize>,
+    {
         let mut swept = Swept::default();
         if max_age.is_none() && max_count.is_none() {
             return Ok(swept);
@@ -234,10 +239,11 @@ impl TraceStore {
                 return Ok(swept);
             }
             let gone = self.remove(doomed.ids).await?;
-            removed(&gone.ids).await;
             swept.add(&gone);
             // A batch that removed nothing (its traces changed under it) would come back as it was.
-            if !doomed.more || gone.ids.is_empty() {
+            let done = !doomed.more || gone.ids.is_empty();
+            swept.artifact_runs += artifacts(gone.ids).await as u64;
+            if done {
                 return Ok(swept);
             }
             retention.excess = doomed.excess;

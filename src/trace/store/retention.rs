@@ -59,6 +59,8 @@ pub struct Swept {
     pub traces: u64,
     pub events: u64,
     pub search_rows: u64,
+    /// Runs whose artifacts were removed with their traces.
+    pub artifact_runs: u64,
     /// Writer transactions it took.
     pub batches: u64,
 }

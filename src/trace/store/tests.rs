@@ -377,7 +377,13 @@ async fn found(store: &TraceStore, text: &str) -> Vec<TraceId> {
 async fn retire(store: &TraceStore, days: Option<u64>, max_count: Option<u64>) -> (Swept, Vec<Vec<TraceId>>) {
     let mut batches = Vec::new();
     let max_age = days.map(|days| Duration::from_secs(days * 86_400));
-    let swept = store.retire(max_age, max_count, async |ids: &[TraceId]| batches.push(ids.to_vec())).await.unwrap();
+    let swept = store
+        .retire(max_age, max_count, |ids| {
+            batches.push(ids);
+            async { 0 }
+        })
+        .await
+        .unwrap();
     (swept, batches)
 }
 
@@ -395,7 +401,7 @@ async fn traces_past_their_age_go_with_their_events_and_search_rows_and_running_
 
     let (swept, batches) = retire(&store, Some(30), None).await;
     assert_eq!(batches, [vec![old]]);
-    assert_eq!(swept, Swept { traces: 1, events: 2, search_rows: 1, batches: 1 });
+    assert_eq!(swept, Swept { traces: 1, events: 2, search_rows: 1, artifact_runs: 0, batches: 1 });
     assert!(store.get(old).await.unwrap().is_none());
     assert_eq!((rows_of(&db, "trace_events", old), rows_of(&db, "trace_search", old)), (0, 0));
     assert_eq!(found(&store, "wombat").await, [young], "only the removed trace had the word alone");
