@@ -29,6 +29,12 @@ use crate::sandbox::{
 use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 use screen::StreamScreen;
 
+/// Bytes of code, and of stdin, that the trace of a request refused before it ran keeps (its
+/// start, cut back to a character boundary). Such a refusal costs the client nothing of the
+/// sandbox, so a loop of them could otherwise write whole requests to the store as fast as
+/// they arrive (79 MB/s measured); the start is what a reader needs to see what was refused.
+pub const REFUSED_KEPT_BYTES: usize = 4096;
+
 /// How long a live run's output may sit unreleased for want of a line end (a prompt printed
 /// before `input()`): after this quiet spell it goes to the client anyway.
 const IDLE_FLUSH: Duration = Duration::from_millis(50);
@@ -278,6 +284,8 @@ impl Runner {
             Place::Sandbox { step: StepKind::Command { .. }, .. } => inner.policy.check_command(&request.code),
             Place::Container | Place::Sandbox { .. } => inner.policy.check_input(request.language, &request.code),
         };
+        let blocking: Vec<&PolicyHit> = hits.iter().filter(|hit| hit.action == Action::Block).collect();
+        let keep = if blocking.is_empty() { Keep::Whole } else { Keep::Start };
         inner.store.begin(NewTrace {
             id: trace_id,
             parent_id: request.parent,
@@ -285,10 +293,9 @@ impl Runner {
             language: Some(request.language),
             boot_id: inner.sandbox.boot_id().to_owned(),
             started_at_us: log.started_at_us(),
-            input: self.trace_input(&request, &hits, &place),
+            input: self.trace_input(&request, &hits, &place, keep),
         });
 
-        let blocking: Vec<&PolicyHit> = hits.iter().filter(|hit| hit.action == Action::Block).collect();
         if !blocking.is_empty() {
             log.record("policy.blocked", json!({ "rules": blocking.iter().map(|h| &h.rule).collect::<Vec<_>>() }));
             let message = blocked_message(&blocking);
@@ -313,7 +320,10 @@ impl Runner {
         };
         let slot = match admitted {
             Ok(slot) => slot,
-            Err(message) => return Err(self.fail(RunError::Busy { trace_id, message }, kind, log, None).await),
+            Err(message) => {
+                self.forget_all_but_the_start(trace_id, &request, &hits, &place);
+                return Err(self.fail(RunError::Busy { trace_id, message }, kind, log, None).await);
+            }
         };
         let (chunks_tx, chunks) = mpsc::channel(CHUNK_QUEUE);
         let (started_tx, started) = oneshot::channel();
@@ -375,6 +385,10 @@ impl Runner {
         let raw = match outcome {
             Ok(raw) => raw,
             Err(source) => {
+                if source.is_busy() || source.is_unavailable() {
+                    // Nothing of it ran: a refusal, as cheap to repeat as a blocked one.
+                    self.forget_all_but_the_start(trace_id, &request, &hits, &place);
+                }
                 // The failed trace lists no artifacts, so none are kept.
                 inner.files.discard_artifacts(trace_id).await;
                 // What a live client already saw stays on the record, with what was held.
@@ -453,10 +467,14 @@ impl Runner {
     }
 
     /// What the trace keeps of the request: secrets redacted like output, and of the
-    /// environment only the names (values are how people pass credentials).
-    fn trace_input(&self, request: &ExecutionRequest, hits: &[PolicyHit], place: &Place) -> TraceInput {
+    /// environment only the names (values are how people pass credentials). A request refused
+    /// before it ran keeps only the start of its code and stdin, cut after redaction so that no
+    /// cut can split a secret out of a rule's reach.
+    fn trace_input(&self, request: &ExecutionRequest, hits: &[PolicyHit], place: &Place, keep: Keep) -> TraceInput {
         let policy = &self.inner.policy;
-        let (code, stdin) = (policy.redact(&request.code), policy.redact(&request.stdin));
+        let (code, code_omitted) = keep.apply(policy.redact(&request.code));
+        let (stdin, stdin_omitted) = keep.apply(policy.redact(&request.stdin));
+        let omitted_bytes = code_omitted + stdin_omitted;
         let env_names = request.env.keys().cloned().collect();
         let (limits, policy_hits) = (request.limits.clone(), hits.to_vec());
         match place {
@@ -468,7 +486,7 @@ impl Runner {
                 files: request.files.iter().map(|f| FileRef { name: f.name.clone(), size: f.size }).collect(),
                 limits,
                 policy_hits,
-                omitted_bytes: 0,
+                omitted_bytes,
             }),
             Place::Sandbox { sandbox_id, step: StepKind::Command { cwd }, .. } => TraceInput::Command(CommandInput {
                 sandbox_id: sandbox_id.clone(),
@@ -478,6 +496,7 @@ impl Runner {
                 stdin,
                 limits,
                 policy_hits,
+                omitted_bytes,
             }),
             Place::Sandbox { sandbox_id, step: StepKind::Cell, .. } => TraceInput::Cell(CellInput {
                 sandbox_id: sandbox_id.clone(),
@@ -485,8 +504,16 @@ impl Runner {
                 code,
                 limits,
                 policy_hits,
+                omitted_bytes,
             }),
         }
+    }
+
+    /// A run refused once its trace began with the whole request (busy, no engine): the trace
+    /// keeps only the start of its code and stdin, as a blocked one does. Queued before the
+    /// trace's end, so committed with it at the latest.
+    fn forget_all_but_the_start(&self, trace_id: TraceId, request: &ExecutionRequest, hits: &[PolicyHit], place: &Place) {
+        self.inner.store.replace_input(trace_id, self.trace_input(request, hits, place, Keep::Start));
     }
 
     async fn finish(&self, execution: &Execution, kind: TraceKind, mut log: EventLog) -> Result<(), StoreError> {
@@ -529,6 +556,28 @@ impl Runner {
             Ok(()) => error,
             Err(store) => RunError::Store(store),
         }
+    }
+}
+
+/// How much of a request's code and stdin its trace keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// A run that ran: all of it (bounded by TRACEBOX_MAX_CODE_BYTES and _STDIN_BYTES).
+    Whole,
+    /// A request refused before it ran: [`REFUSED_KEPT_BYTES`] of each.
+    Start,
+}
+
+impl Keep {
+    /// `text` as kept, and how many of its bytes were left out.
+    fn apply(self, mut text: String) -> (String, u64) {
+        if self == Keep::Whole || text.len() <= REFUSED_KEPT_BYTES {
+            return (text, 0);
+        }
+        let cut = (0..=REFUSED_KEPT_BYTES).rev().find(|&at| text.is_char_boundary(at)).unwrap_or(0);
+        let omitted = (text.len() - cut) as u64;
+        text.truncate(cut);
+        (text, omitted)
     }
 }
 
@@ -721,6 +770,23 @@ mod tests {
             isolation: tracebox_model::Isolation::Fresh,
             tenant: None,
         }
+    }
+
+    #[test]
+    fn a_refused_request_keeps_the_start_cut_at_a_character_and_a_run_keeps_everything() {
+        let long = "é".repeat(REFUSED_KEPT_BYTES);
+        let (kept, omitted) = Keep::Start.apply(long.clone());
+        assert_eq!(kept.len(), REFUSED_KEPT_BYTES, "4096 is a boundary of two-byte characters");
+        assert_eq!(omitted, (long.len() - REFUSED_KEPT_BYTES) as u64);
+        let odd = format!("x{long}");
+        let (kept, omitted) = Keep::Start.apply(odd.clone());
+        assert_eq!(kept.len(), REFUSED_KEPT_BYTES - 1, "cut back to the last whole character");
+        assert_eq!(kept.len() as u64 + omitted, odd.len() as u64);
+        let at_edge = "x".repeat(REFUSED_KEPT_BYTES);
+        assert_eq!(Keep::Start.apply(at_edge.clone()), (at_edge.clone(), 0), "at the edge nothing is cut");
+        let over = format!("{at_edge}y");
+        assert_eq!(Keep::Start.apply(over), (at_edge, 1), "one over: one byte left out");
+        assert_eq!(Keep::Whole.apply(long.clone()), (long, 0));
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod limits;
 mod origin;
 mod policy;
 mod pool;
+mod refused;
 mod requests;
 mod timeouts;
 mod traces;

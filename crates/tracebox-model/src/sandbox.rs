@@ -150,6 +150,9 @@ pub struct CommandInput {
     pub limits: RunLimits,
     #[serde(default)]
     pub policy_hits: Vec<PolicyHit>,
+    /// Bytes left out of this record (a request refused before it ran keeps only the start).
+    #[serde(default)]
+    pub omitted_bytes: u64,
 }
 
 /// A code cell, as kept (secrets redacted).
@@ -161,6 +164,9 @@ pub struct CellInput {
     pub limits: RunLimits,
     #[serde(default)]
     pub policy_hits: Vec<PolicyHit>,
+    /// Bytes left out of this record (a request refused before it ran keeps only the start).
+    #[serde(default)]
+    pub omitted_bytes: u64,
 }
 
 /// An operation on a sandbox's files or on the sandbox itself.

@@ -19,6 +19,7 @@ use tracebox_model::sandbox::{OpInput, OpOutput, SandboxInput, SandboxOutput};
 
 use super::units::{human_bytes, human_duration, short_time};
 use crate::files::{artifact_preview_url, is_image};
+use crate::runner::REFUSED_KEPT_BYTES;
 use crate::trace::{EventView, TraceDetail};
 
 /// Output longer than this many lines, or characters, shows folded: its first part, and a
@@ -168,6 +169,18 @@ fn limits(limits: &RunLimits) -> Vec<(String, String)> {
     .collect()
 }
 
+/// Why the code and stdin shown are only their start, when they are.
+fn input_cut(omitted_bytes: u64) -> Option<String> {
+    (omitted_bytes > 0).then(|| {
+        format!(
+            "Only the start of this request's code and stdin was kept ({} of each): {} more were left out, as for \
+             every request refused before it ran.",
+            human_bytes(REFUSED_KEPT_BYTES as u64),
+            human_bytes(omitted_bytes)
+        )
+    })
+}
+
 /// An artifact as the page lists it.
 #[derive(Debug, PartialEq)]
 pub struct ArtifactRow {
@@ -199,6 +212,8 @@ struct Code {
     stdin: String,
     env_names: Vec<String>,
     hits: Vec<PolicyHit>,
+    /// Bytes of code and stdin the record left out (a request refused before it ran).
+    omitted_bytes: u64,
 }
 
 /// The trace page.
@@ -211,6 +226,8 @@ pub struct DetailPage<'a> {
     /// highlight.js's name for the code's language.
     highlight: &'static str,
     stdin: String,
+    /// For a request refused before it ran: that only the start of its code and stdin was kept.
+    input_cut: Option<String>,
     outputs: [OutputPane; 2],
     hits: Vec<PolicyHit>,
     redactions: Vec<Redaction>,
@@ -327,6 +344,7 @@ impl<'a> DetailPage<'a> {
                 _ => "python",
             },
             stdin: String::new(),
+            input_cut: None,
             outputs: [OutputPane::of("stdout", String::new()), OutputPane::of("stderr", String::new())],
             hits: Vec::new(),
             redactions: Vec::new(),
@@ -387,6 +405,7 @@ impl<'a> DetailPage<'a> {
     /// A run (a program, a command, a cell): its code and stdin, output, what the policy found,
     /// limits and artifacts.
     fn show_run(&mut self, code: Code, run_limits: &RunLimits, output: Option<Execution>) {
+        self.input_cut = input_cut(code.omitted_bytes);
         self.code = code.text;
         self.stdin = code.stdin;
         self.limits = limits(run_limits);
@@ -532,6 +551,13 @@ mod tests {
         assert!(shown.contains(&("time".to_owned(), "7 s".to_owned())));
         assert!(shown.contains(&("memory".to_owned(), "256 MiB".to_owned())));
         assert!(shown.contains(&("output (stdout + stderr)".to_owned(), "1 MiB".to_owned())));
+    }
+
+    #[test]
+    fn a_cut_request_says_how_much_was_left_out_and_a_whole_one_says_nothing() {
+        assert_eq!(input_cut(0), None);
+        let cut = input_cut(1_306_624).unwrap();
+        assert!(cut.contains("4 KiB of each") && cut.contains("1.2 MiB more were left out"), "{cut}");
     }
 
     #[test]
