@@ -26,7 +26,7 @@ use crate::policy::Policy;
 use crate::sandbox::{
     ArtifactsCut, Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
 };
-use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
+use crate::trace::{self, FinishedTrace, NewTrace, StoreError, TraceStore};
 use screen::StreamScreen;
 
 /// Bytes of code, and of stdin, that the trace of a request refused before it ran keeps (its
@@ -57,16 +57,21 @@ pub enum RunError {
     /// The trace could not be recorded.
     #[error("recording the trace failed: {0}")]
     Store(#[from] StoreError),
-    /// The run's task panicked or was cancelled.
+    /// The run's task was cancelled (its runtime shut down).
     #[error("the run task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The run panicked: a bug of tracebox's. Its trace was ended as `internal_error` at once.
+    #[error("the run failed inside tracebox: {message}")]
+    Panicked { trace_id: TraceId, message: String },
 }
 
 impl RunError {
     /// The trace that records the failure, when there is one.
     pub fn trace_id(&self) -> Option<TraceId> {
         match self {
-            RunError::Sandbox { trace_id, .. } | RunError::Busy { trace_id, .. } => Some(*trace_id),
+            RunError::Sandbox { trace_id, .. }
+            | RunError::Busy { trace_id, .. }
+            | RunError::Panicked { trace_id, .. } => Some(*trace_id),
             RunError::Store(_) | RunError::Task(_) => None,
         }
     }
@@ -256,7 +261,8 @@ impl Runner {
     }
 
     /// Runs execute on the runner's own runtime, detached from the door: a client that goes
-    /// away cancels neither the container's removal nor the trace.
+    /// away cancels neither the container's removal nor the trace, and a run that panics ends
+    /// its trace as `internal_error` at once.
     fn spawn(
         &self,
         trace_id: TraceId,
@@ -266,7 +272,14 @@ impl Runner {
         let span =
             tracing::info_span!("run", %trace_id, language = %request.language, source = request.source.as_str());
         let runner = self.clone();
-        let run = async move { runner.run(trace_id, request, channels).await };
+        let run = async move {
+            let store = runner.inner.store.clone();
+            let work = runner.run(trace_id, request, channels);
+            match trace::ending_on_panic(&store, trace_id, work, |message| panicked(trace_id, message)).await {
+                Ok(outcome) => outcome,
+                Err(trace::Panicked { message }) => Err(RunError::Panicked { trace_id, message }),
+            }
+        };
         self.inner.runtime.spawn(run.instrument(span))
     }
 
@@ -691,6 +704,15 @@ impl<'a> Screens<'a> {
             let _ = events.send(event).await;
         }
     }
+}
+
+/// The record of a run that panicked.
+fn panicked(trace_id: TraceId, message: &str) -> TraceOutput {
+    let message = format!("tracebox failed while running this program (a bug of tracebox's): {message}");
+    TraceOutput::Execution(Box::new(Execution {
+        message: Some(message),
+        ..Execution::empty(trace_id, Status::InternalError)
+    }))
 }
 
 /// Why a killed run ended, in words.

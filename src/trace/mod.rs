@@ -6,9 +6,15 @@
 
 mod store;
 
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use serde::Serialize;
-use serde_json::Value;
-use tracebox_model::{Language, Source, Status, TraceEvent, TraceId, TraceInput, TraceKind, TraceOutput, TraceStatus};
+use serde_json::{Value, json};
+use tracebox_model::{
+    Language, Source, Status, TraceEvent, TraceId, TraceInput, TraceKind, TraceOutput, TraceStatus, now_us,
+};
 
 pub use store::{Doomed, FileRecord, Removed, Retention, StoreError, Swept, TraceStore};
 
@@ -97,4 +103,54 @@ pub struct TracePage {
     pub traces: Vec<TraceSummary>,
     /// Pass as `cursor` to get the next page; null on the last one.
     pub next_cursor: Option<TraceId>,
+}
+
+/// The work of a trace panicked; the trace was ended as `internal_error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panicked {
+    /// What the panic said.
+    pub message: String,
+}
+
+/// Await `work`, the work of trace `id`; should it panic, end the trace at once as
+/// `internal_error`, its output `failed(message)` and its one event `panicked`, and return the
+/// panic's message. A task that panics is not the end of the server, so it must not leave its
+/// trace `running` until the next start finds it: a client waiting for it, the trace page and
+/// retention (which keeps running traces) would all wait with it.
+///
+/// A trace that `work` ended itself before panicking keeps its own ending (a trace ends once).
+pub async fn ending_on_panic<T>(
+    store: &TraceStore,
+    id: TraceId,
+    work: impl Future<Output = T>,
+    failed: impl FnOnce(&str) -> TraceOutput,
+) -> Result<T, Panicked> {
+    let panic = match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(value) => return Ok(value),
+        Err(panic) => panic,
+    };
+    let message = panic_message(&*panic);
+    tracing::error!(trace_id = %id, %message, "the work of a trace panicked");
+    let at_us = now_us();
+    let trace = FinishedTrace {
+        id,
+        status: Status::InternalError,
+        ended_at_us: at_us,
+        exit_code: None,
+        output: failed(&message),
+        events: vec![TraceEvent { at_us, name: "panicked".into(), detail: json!({ "message": message }) }],
+    };
+    if let Err(error) = store.finish(trace).await {
+        tracing::warn!(trace_id = %id, %error, "a trace whose work panicked could not be ended (it had ended, or never began)");
+    }
+    Err(Panicked { message })
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|text| (*text).to_owned()))
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

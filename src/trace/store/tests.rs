@@ -483,3 +483,55 @@ async fn a_large_sweep_is_cut_into_batches_and_a_tree_cut_by_one_is_finished_by_
     assert_eq!(store.count().await.unwrap(), 1);
     assert!(store.get(young).await.unwrap().is_some());
 }
+
+fn failed_run(id: TraceId) -> impl FnOnce(&str) -> TraceOutput {
+    move |message| {
+        let execution =
+            Execution { message: Some(format!("failed: {message}")), ..Execution::empty(id, Status::InternalError) };
+        TraceOutput::Execution(Box::new(execution))
+    }
+}
+
+#[tokio::test]
+async fn work_that_panics_ends_its_trace_as_internal_error_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let trace = new_trace("print(1)");
+    let id = trace.id;
+    let work = {
+        let store = store.clone();
+        async move {
+            store.begin(trace);
+            tokio::task::yield_now().await;
+            let limits: Vec<u64> = Vec::new();
+            limits[3]
+        }
+    };
+    // On a task of its own, as runs are: what comes back is the panic, not a JoinError.
+    let task = tokio::spawn({
+        let store = store.clone();
+        async move { crate::trace::ending_on_panic(&store, id, work, failed_run(id)).await }
+    });
+    let panicked = task.await.unwrap().unwrap_err();
+    assert!(panicked.message.contains("index out of bounds"), "{panicked:?}");
+
+    let detail = store.get(id).await.unwrap().expect("the trace");
+    assert_eq!(detail.summary.status, TraceStatus::Ended(Status::InternalError), "not left running");
+    assert!(detail.summary.ended_at.is_some());
+    assert!(detail.output["message"].as_str().unwrap().contains("index out of bounds"), "{}", detail.output);
+    assert_eq!(detail.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["panicked"]);
+}
+
+#[tokio::test]
+async fn work_that_ends_well_or_ended_its_trace_before_panicking_keeps_its_own_ending() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let id = record(&store, "print(1)", Status::Success, "1\n").await;
+    let calm = crate::trace::ending_on_panic(&store, id, async { 7 }, failed_run(id)).await;
+    assert_eq!(calm, Ok(7));
+    let late = crate::trace::ending_on_panic(&store, id, async { panic!("after the end") }, failed_run(id)).await;
+    assert_eq!(late.unwrap_err().message, "after the end");
+    let detail = store.get(id).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, TraceStatus::Ended(Status::Success));
+    assert_eq!(detail.output["stdout"], "1\n");
+}
