@@ -171,6 +171,11 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_UPLOAD_MAX_REQUEST_BYTES", default_value_t = 256 * MIB)]
     pub upload_max_request_bytes: u64,
 
+    /// Most bytes all uploaded files in uploads/ may hold together (artifacts aside: they have
+    /// artifacts_max_total_bytes); an upload that would pass it gets 413 and nothing is kept
+    #[arg(long, env = "TRACEBOX_UPLOAD_MAX_TOTAL_BYTES", default_value_t = 4096 * MIB)]
+    pub upload_max_total_bytes: u64,
+
     /// Warm containers kept started per language, their interpreter loaded, so a run skips
     /// creating and starting one (0: each run starts its own)
     #[arg(long, env = "TRACEBOX_POOL_SIZE", default_value_t = 2)]
@@ -520,6 +525,11 @@ impl Config {
             format!("must be between 1 and {MAX_UPLOAD_BYTES} (1 TiB)"),
         )?;
         check(
+            (1..=1024 * MAX_UPLOAD_BYTES).contains(&self.upload_max_total_bytes),
+            "upload_max_total_bytes",
+            "must be between 1 and 1 PiB".into(),
+        )?;
+        check(
             self.artifacts_max_files <= MAX_ARTIFACT_FILES,
             "artifacts_max_files",
             format!("must be at most {MAX_ARTIFACT_FILES} (0 returns no artifacts)"),
@@ -728,6 +738,7 @@ mod tests {
         assert_eq!(config.default_timeout_secs, 10.0);
         assert_eq!(config.upload_max_file_bytes, 100 * MIB);
         assert_eq!(config.upload_max_request_bytes, 256 * MIB);
+        assert_eq!(config.upload_max_total_bytes, 4096 * MIB);
         assert_eq!(config.body_read_timeout(), Duration::from_secs(10));
         assert_eq!(config.body_min_bytes_per_sec, 1024);
         assert_eq!(config.max_connections, 512);
@@ -797,6 +808,8 @@ mod tests {
             ("--upload-max-file-bytes", "0", "upload_max_file_bytes"),
             ("--upload-max-request-bytes", "0", "upload_max_request_bytes"),
             ("--upload-max-request-bytes", "1099511627777", "upload_max_request_bytes"),
+            ("--upload-max-total-bytes", "0", "upload_max_total_bytes"),
+            ("--upload-max-total-bytes", "1125899906842625", "upload_max_total_bytes"),
             ("--artifacts-max-files", "100001", "artifacts_max_files"),
             ("--artifacts-max-bytes", "1099511627777", "artifacts_max_bytes"),
             ("--body-read-timeout-secs", "0", "body_read_timeout_secs"),

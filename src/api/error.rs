@@ -66,6 +66,8 @@ pub enum ErrorCode {
     FileTooLarge,
     /// The files of one upload over TRACEBOX_UPLOAD_MAX_REQUEST_BYTES.
     UploadTooLarge,
+    /// An upload that would take the files in uploads/ past TRACEBOX_UPLOAD_MAX_TOTAL_BYTES.
+    UploadQuotaExceeded,
     /// `POST /upload` that is not multipart, has no file, or a field other than `file`.
     InvalidUpload,
     /// A Claude call with neither `prompt` nor `messages`.
@@ -113,9 +115,8 @@ impl ErrorCode {
             NoSuchTrace | NoSuchRoute | NoSuchFile => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge | FileTooLarge | UploadTooLarge => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge | FileTooLarge | UploadTooLarge
+            | UploadQuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SandboxUnavailable | Busy => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -158,6 +159,7 @@ impl ErrorCode {
             InvalidFileName => "invalid_file_name",
             FileTooLarge => "file_too_large",
             UploadTooLarge => "upload_too_large",
+            UploadQuotaExceeded => "upload_quota_exceeded",
             InvalidUpload => "invalid_upload",
             MissingPrompt => "missing_prompt",
             InvalidPrompt => "invalid_prompt",
@@ -339,6 +341,7 @@ impl From<FileError> for ApiError {
             FileError::NoSuchFile(_) | FileError::NoSuchArtifact { .. } => ErrorCode::NoSuchFile,
             FileError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
             FileError::UploadTooLarge { .. } => ErrorCode::UploadTooLarge,
+            FileError::QuotaExceeded { .. } => ErrorCode::UploadQuotaExceeded,
             FileError::NoFreeName(_) | FileError::Io { .. } | FileError::Store(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())
@@ -537,6 +540,15 @@ mod tests {
         let file = ApiError::from(FileError::FileTooLarge { name: "a".into(), limit: 1 });
         assert_eq!((file.status_code(), file.code.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "file_too_large"));
         assert!(file.message.contains("TRACEBOX_UPLOAD_MAX_FILE_BYTES"), "{file}");
+        let quota = ApiError::from(FileError::QuotaExceeded { limit: 10, taken: 8 });
+        assert_eq!(
+            (quota.status_code(), quota.code.as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "upload_quota_exceeded")
+        );
+        assert!(
+            quota.message.contains("TRACEBOX_UPLOAD_MAX_TOTAL_BYTES") && quota.message.contains("10 bytes"),
+            "{quota}"
+        );
         let name = ApiError::from(FileError::Name(crate::files::NameError::Empty));
         assert_eq!((name.status_code(), name.code.as_str()), (StatusCode::BAD_REQUEST, "invalid_file_name"));
         let env = ApiError::from(RequestError::EnvTooLarge { size: 1 });

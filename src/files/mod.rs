@@ -5,13 +5,15 @@
 //! the request arrived whole are they moved to their names (a hard link never replaces a file,
 //! so a taken name is numbered instead; `overwrite` renames over it). A staged file that is not
 //! committed, because of a limit, a bad name or a client gone mid-upload, is removed when
-//! dropped. Every name in and out passes [`FileName`], so no path leaves `uploads/`.
+//! dropped. Every name in and out passes [`FileName`], so no path leaves `uploads/`. All the
+//! files together stay within a quota (see [`quota`]).
 //!
 //! What runs leave in `/workspace/out/` is kept apart, in `uploads/artifacts/<trace_id>/`
 //! (see [`artifacts`]).
 
 mod artifacts;
 mod name;
+mod quota;
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -34,6 +36,7 @@ use tracebox_model::{EventLog, InputFile, Source, Status, TraceId, TraceInput, T
 
 use crate::config::Config;
 use crate::trace::{FileRecord, FinishedTrace, NewTrace, StoreError, TraceStore};
+use quota::{OverQuota, Quota};
 
 /// Prefix of the files being received; hidden, so no [`FileName`] can name one.
 const PARTIAL_PREFIX: &str = ".partial-";
@@ -69,6 +72,10 @@ pub enum FileError {
         "the files of this request are over {limit} bytes in total, the most upload_max_request_bytes (TRACEBOX_UPLOAD_MAX_REQUEST_BYTES) allows; nothing was stored, send them in several requests"
     )]
     UploadTooLarge { limit: u64 },
+    #[error(
+        "this upload would take the files in uploads/ past {limit} bytes, the quota upload_max_total_bytes (TRACEBOX_UPLOAD_MAX_TOTAL_BYTES); other files hold {taken} bytes. Nothing was stored: delete files (GET /files lists them, DELETE /files/{{name}} removes one) or raise the quota"
+    )]
+    QuotaExceeded { limit: u64, taken: u64 },
     #[error("no free name like {0:?} in uploads/; delete some files or upload with ?overwrite=true")]
     NoFreeName(String),
     /// A run's `files` that cannot be given to it (too many, repeated, a reserved name).
@@ -100,6 +107,8 @@ struct Inner {
     artifact_limits: ArtifactLimits,
     /// Bytes of every run's artifacts, counted at start and as runs store and expire them.
     artifact_usage: Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes of the uploaded files, and how many they may hold.
+    quota: Arc<Quota>,
 }
 
 /// A file of the list.
@@ -138,6 +147,7 @@ impl Files {
                         .then(|| std::time::Duration::from_secs_f64(config.artifacts_retention_hours * 3600.0)),
                 },
                 artifact_usage: Default::default(),
+                quota: Arc::new(Quota::new(config.upload_max_total_bytes)),
             }),
         }
     }
@@ -153,8 +163,8 @@ impl Files {
     }
 
     /// Make the directory, remove the partial files an earlier start left when it died, and
-    /// count the artifacts. Only for the one server that holds the data directory. Returns how
-    /// many partial files were removed.
+    /// count the uploads and the artifacts. Only for the one server that holds the data
+    /// directory. Returns how many partial files were removed.
     pub fn prepare(&self) -> Result<usize, FileError> {
         let dir = self.dir();
         std::fs::create_dir_all(dir).map_err(io("create", dir))?;
@@ -167,7 +177,13 @@ impl Files {
                 removed += 1;
             }
         }
+        self.inner.quota.count(dir).map_err(io("count the files of", dir))?;
         Ok(removed)
+    }
+
+    /// Bytes of uploaded files now (those being received included), as this server counts them.
+    pub fn upload_usage(&self) -> u64 {
+        self.inner.quota.used()
     }
 
     /// Start receiving the files of one request.
@@ -220,14 +236,14 @@ impl Files {
     /// Remove `name` and its record.
     pub async fn delete(&self, name: &FileName) -> Result<(), FileError> {
         let path = self.dir().join(name.as_str());
-        match tokio::fs::symlink_metadata(&path).await {
-            Ok(meta) if meta.is_file() => {}
+        let size = match tokio::fs::symlink_metadata(&path).await {
+            Ok(meta) if meta.is_file() => meta.len(),
             Ok(_) => return Err(FileError::NoSuchFile(name.to_string())),
             Err(error) if error.kind() == ErrorKind::NotFound => return Err(FileError::NoSuchFile(name.to_string())),
             Err(error) => return Err(io("read", &path)(error)),
-        }
+        };
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => {}
+            Ok(()) => self.inner.quota.release(size),
             Err(error) if error.kind() == ErrorKind::NotFound => return Err(FileError::NoSuchFile(name.to_string())),
             Err(error) => return Err(io("remove", &path)(error)),
         }
@@ -320,7 +336,8 @@ pub struct Upload {
     staged: Vec<Partial>,
 }
 
-/// One file being received into `.partial-<uuid>`; removed when dropped uncommitted.
+/// One file being received into `.partial-<uuid>`; removed, and its bytes given back to the
+/// quota, when dropped uncommitted.
 struct Partial {
     requested: FileName,
     path: PathBuf,
@@ -328,12 +345,16 @@ struct Partial {
     hasher: Sha256,
     size: u64,
     kept: bool,
+    quota: Arc<Quota>,
 }
 
 impl Drop for Partial {
     fn drop(&mut self) {
-        if !self.kept
-            && let Err(error) = std::fs::remove_file(&self.path)
+        if self.kept {
+            return;
+        }
+        self.quota.release(self.size);
+        if let Err(error) = std::fs::remove_file(&self.path)
             && error.kind() != ErrorKind::NotFound
         {
             tracing::warn!(path = %self.path.display(), %error, "could not remove a partial upload");
@@ -361,11 +382,12 @@ impl Upload {
             .open(&path)
             .await
             .map_err(io("create", &path))?;
-        self.staged.push(Partial { requested: name, path, file, hasher: Sha256::new(), size: 0, kept: false });
+        let quota = Arc::clone(&self.files.inner.quota);
+        self.staged.push(Partial { requested: name, path, file, hasher: Sha256::new(), size: 0, kept: false, quota });
         Ok(())
     }
 
-    /// Append `chunk` to the file begun last, within the limits.
+    /// Append `chunk` to the file begun last, within the limits and the quota.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), FileError> {
         let (max_file, max_request) = (self.files.inner.max_file_bytes, self.files.inner.max_request_bytes);
         let Some(partial) = self.staged.last_mut() else { return Ok(()) };
@@ -376,7 +398,14 @@ impl Upload {
         if self.total + len > max_request {
             return Err(FileError::UploadTooLarge { limit: max_request });
         }
-        partial.file.write_all(chunk).await.map_err(io("write", &partial.path))?;
+        partial.quota.reserve(len).map_err(|OverQuota { limit, used }| FileError::QuotaExceeded {
+            limit,
+            taken: used.saturating_sub(self.total),
+        })?;
+        if let Err(error) = partial.file.write_all(chunk).await {
+            partial.quota.release(len);
+            return Err(io("write", &partial.path)(error));
+        }
         partial.hasher.update(chunk);
         partial.size += len;
         self.total += len;
@@ -413,7 +442,10 @@ impl Upload {
         let dir = self.files.dir();
         if overwrite {
             let target = dir.join(partial.requested.as_str());
+            let replaced = tokio::fs::symlink_metadata(&target).await.ok().filter(|meta| meta.is_file());
             tokio::fs::rename(&partial.path, &target).await.map_err(io("store", &target))?;
+            // The file it replaced no longer takes room.
+            self.files.inner.quota.release(replaced.map_or(0, |meta| meta.len()));
             return Ok(partial.requested.clone());
         }
         for n in 0..=MAX_NUMBERED {
@@ -443,11 +475,16 @@ mod tests {
     use super::*;
 
     fn files(dir: &Path, max_file: u64, max_request: u64) -> (Files, TraceStore) {
+        files_within(dir, max_file, max_request, Config::defaults().upload_max_total_bytes)
+    }
+
+    fn files_within(dir: &Path, max_file: u64, max_request: u64, max_total: u64) -> (Files, TraceStore) {
         let store = TraceStore::open(&dir.join("traces")).unwrap();
         let config = Config {
             data_dir: dir.to_owned(),
             upload_max_file_bytes: max_file,
             upload_max_request_bytes: max_request,
+            upload_max_total_bytes: max_total,
             ..Config::defaults()
         };
         (Files::new(&config, store.clone(), "boot-1"), store)
@@ -511,6 +548,51 @@ mod tests {
         assert_eq!((listed[0].name.as_str(), listed[0].size, &listed[0].sha256), ("by-hand.txt", 2, &None));
         assert_eq!(files.prepare().unwrap(), 1);
         assert_eq!(listing(files.dir()), ["by-hand.txt"]);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn uploads_fill_the_quota_exactly_and_not_a_byte_more_and_deleting_makes_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, store) = files_within(dir.path(), 100, 100, 20);
+        std::fs::create_dir_all(files.dir()).unwrap();
+        std::fs::write(files.dir().join("by-hand.txt"), b"12345").unwrap();
+        files.prepare().unwrap();
+        assert_eq!(files.upload_usage(), 5, "what was there at start counts");
+
+        let error = upload(&files, &[("a.txt", b"1234567890"), ("b.txt", b"123456")], false).await.unwrap_err();
+        assert!(matches!(error, FileError::QuotaExceeded { limit: 20, taken: 5 }), "{error}");
+        assert_eq!(listing(files.dir()), ["by-hand.txt"], "neither file nor a partial is kept");
+        assert_eq!(files.upload_usage(), 5, "the refused upload's bytes are given back");
+
+        upload(&files, &[("a.txt", b"1234567890"), ("b.txt", b"12345")], false).await.unwrap();
+        assert_eq!(files.upload_usage(), 20, "exactly at the quota");
+        let error = upload(&files, &[("c.txt", b"1")], false).await.unwrap_err();
+        assert!(matches!(error, FileError::QuotaExceeded { .. }), "one byte over: {error}");
+
+        // Replacing a file frees what it held once the new one is in, so it needs room for both.
+        assert!(upload(&files, &[("a.txt", b"123")], true).await.is_err());
+        files.delete(&FileName::parse("b.txt").unwrap()).await.unwrap();
+        assert_eq!(files.upload_usage(), 15);
+        upload(&files, &[("a.txt", b"123")], true).await.unwrap();
+        assert_eq!(files.upload_usage(), 8, "the replaced file's 10 bytes are free");
+        assert_eq!(files.prepare().map(|_| files.upload_usage()).unwrap(), 8, "a restart counts the same");
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn uploads_received_at_once_cannot_pass_the_quota_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (files, store) = files_within(dir.path(), 100, 100, 10);
+        let (mut first, mut second) = (files.upload(), files.upload());
+        first.begin_file(FileName::parse("a").unwrap()).await.unwrap();
+        second.begin_file(FileName::parse("b").unwrap()).await.unwrap();
+        first.write(b"123456").await.unwrap();
+        let error = second.write(b"123456").await.unwrap_err();
+        assert!(matches!(error, FileError::QuotaExceeded { limit: 10, taken: 6 }), "{error}");
+        drop(first);
+        assert_eq!(files.upload_usage(), 0, "a dropped upload gives its bytes back");
+        second.write(b"123456").await.unwrap();
         store.close();
     }
 }

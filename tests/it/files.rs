@@ -227,6 +227,32 @@ async fn uploads_over_the_limits_are_413_and_leave_nothing() {
 }
 
 #[tokio::test]
+async fn uploads_fill_the_total_quota_exactly_and_one_byte_over_is_413_and_leaves_nothing() {
+    let mut server = TestServer::spawn_with(&[("TRACEBOX_UPLOAD_MAX_TOTAL_BYTES", "3000")]).await;
+    let (status, reply) = upload(&server, "", &[("a.bin", &[1; 1000]), ("b.bin", &[2; 1500])]).await;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = upload(&server, "", &[("c.bin", &[3; 400]), ("d.bin", &[4; 101])]).await;
+    assert_eq!(status, 413, "{reply}");
+    assert_error(&reply, "upload_quota_exceeded", "TRACEBOX_UPLOAD_MAX_TOTAL_BYTES");
+    assert_error(&reply, "upload_quota_exceeded", "past 3000 bytes");
+    assert_eq!(uploads(&server), ["a.bin", "b.bin"], "neither file of the refused upload, nor a partial, is kept");
+    let trace = server.trace(reply["trace_id"].as_str().unwrap()).await;
+    assert_eq!(trace["output"]["error"]["code"], "upload_quota_exceeded", "the refusal is traced");
+
+    let (status, reply) = upload(&server, "", &[("c.bin", &[3; 400]), ("d.bin", &[4; 100])]).await;
+    assert_eq!(status, 200, "exactly at the quota is fine: {reply}");
+    // A restart counts what is there: still full.
+    server.restart().await;
+    let (status, reply) = upload(&server, "", &[("e.bin", &[5; 1])]).await;
+    assert_eq!(status, 413, "{reply}");
+    let deleted = server.client.delete(server.url("/files/b.bin")).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let (status, reply) = upload(&server, "", &[("e.bin", &[5; 1500])]).await;
+    assert_eq!(status, 200, "a deleted file's bytes are free again: {reply}");
+    assert_eq!(uploads(&server), ["a.bin", "c.bin", "d.bin", "e.bin"]);
+}
+
+#[tokio::test]
 async fn a_client_that_disconnects_mid_upload_leaves_no_partial_file() {
     use tokio::io::AsyncWriteExt;
     let server = TestServer::spawn().await;
