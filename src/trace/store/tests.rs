@@ -424,8 +424,10 @@ async fn past_the_cap_the_oldest_go_down_to_it_exactly_and_a_running_one_is_pass
     assert_eq!(store.count().await.unwrap(), 7);
 
     assert_eq!(retire(&store, None, Some(7)).await.0.traces, 0, "at the cap nothing goes");
+    assert_eq!(retire(&store, None, Some(6)).await.0.traces, 1, "one over: the oldest goes");
+    assert!(store.get(ids[0]).await.unwrap().is_none());
     let (swept, _) = retire(&store, None, Some(4)).await;
-    assert_eq!(swept.traces, 3);
+    assert_eq!(swept.traces, 2);
     assert_eq!(store.count().await.unwrap(), 4);
     assert!(store.get(running).await.unwrap().is_some(), "the oldest, but running");
     for (i, id) in ids.iter().enumerate() {
@@ -534,4 +536,37 @@ async fn work_that_ends_well_or_ended_its_trace_before_panicking_keeps_its_own_e
     let detail = store.get(id).await.unwrap().unwrap();
     assert_eq!(detail.summary.status, TraceStatus::Ended(Status::Success));
     assert_eq!(detail.output["stdout"], "1\n");
+}
+
+#[tokio::test]
+async fn a_trace_that_started_at_the_cutoff_stays_and_one_a_microsecond_earlier_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let cutoff = now_us() - DAY_US;
+    let at = |started_at_us| {
+        let trace = NewTrace { started_at_us, ..new_trace("print(1)") };
+        let id = trace.id;
+        store.begin(trace);
+        (id, store.finish(finished(id, Status::Success, "")))
+    };
+    let (before, first) = at(cutoff - 1);
+    let (_on_the_cutoff, second) = at(cutoff);
+    first.await.unwrap();
+    second.await.unwrap();
+    let doomed = store.doomed(Retention { started_before_us: Some(cutoff), excess: 0 }).await.unwrap();
+    assert_eq!(doomed, Doomed { ids: vec![before], more: false, excess: 0 }, "older than the cutoff, not as old");
+}
+
+#[tokio::test]
+async fn a_batch_stops_at_its_bytes_before_its_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    // 1.5 MiB of output each: two fit in a batch's 4 MiB, a third does not.
+    let output = "o".repeat(1536 * 1024);
+    for _ in 0..3 {
+        record_aged(&store, 40, None, &output).await;
+    }
+    let (swept, batches) = retire(&store, Some(30), None).await;
+    assert_eq!(swept.traces, 3);
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
 }
