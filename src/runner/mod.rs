@@ -525,7 +525,13 @@ impl Runner {
     /// A run refused once its trace began with the whole request (busy, no engine): the trace
     /// keeps only the start of its code and stdin, as a blocked one does. Queued before the
     /// trace's end, so committed with it at the latest.
-    fn forget_all_but_the_start(&self, trace_id: TraceId, request: &ExecutionRequest, hits: &[PolicyHit], place: &Place) {
+    fn forget_all_but_the_start(
+        &self,
+        trace_id: TraceId,
+        request: &ExecutionRequest,
+        hits: &[PolicyHit],
+        place: &Place,
+    ) {
         self.inner.store.replace_input(trace_id, self.trace_input(request, hits, place, Keep::Start));
     }
 

@@ -363,19 +363,34 @@ impl<'a> DetailPage<'a> {
         // Every kind is shown its own way: a new kind fails to compile here until it is.
         match Record::decode(summary.kind, trace.input.clone(), trace.output.clone()) {
             Ok(Record::Execution { input, output }) => {
-                let code =
-                    Code { text: input.code, stdin: input.stdin, env_names: input.env_names, hits: input.policy_hits };
+                let code = Code {
+                    text: input.code,
+                    stdin: input.stdin,
+                    env_names: input.env_names,
+                    hits: input.policy_hits,
+                    omitted_bytes: input.omitted_bytes,
+                };
                 page.show_run(code, &input.limits, output.map(|output| *output));
             }
             Ok(Record::Command { input, output }) => {
                 page.highlight = "bash";
-                let code =
-                    Code { text: input.cmd, stdin: input.stdin, env_names: input.env_names, hits: input.policy_hits };
+                let code = Code {
+                    text: input.cmd,
+                    stdin: input.stdin,
+                    env_names: input.env_names,
+                    hits: input.policy_hits,
+                    omitted_bytes: input.omitted_bytes,
+                };
                 page.show_run(code, &input.limits, output.map(|output| *output));
             }
             Ok(Record::Cell { input, output }) => {
-                let code =
-                    Code { text: input.code, stdin: String::new(), env_names: Vec::new(), hits: input.policy_hits };
+                let code = Code {
+                    text: input.code,
+                    stdin: String::new(),
+                    env_names: Vec::new(),
+                    hits: input.policy_hits,
+                    omitted_bytes: input.omitted_bytes,
+                };
                 page.show_run(code, &input.limits, output.map(|output| *output));
             }
             Ok(Record::Sandbox { input, output }) => page.show_sandbox(input, output),

@@ -179,7 +179,8 @@ impl TraceStore {
             let marked = db.execute(
                 "UPDATE traces SET status = 'internal_error', ended_at_us = ?1,
                    output = json_set(output, '$.message', 'tracebox stopped before this run finished')
-                 WHERE status = 'running' AND coalesce(boot_id, '') NOT IN (SELECT value FROM json_each(?2))",
+                 WHERE status = 'running' AND kind != 'sandbox'
+                   AND coalesce(boot_id, '') NOT IN (SELECT value FROM json_each(?2))",
                 params![now_us(), live],
             )?;
             Ok(marked)

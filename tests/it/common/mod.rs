@@ -112,8 +112,11 @@ impl TestServer {
 
     /// A server with extra `TRACEBOX_*` settings.
     pub async fn spawn_with(env: &[(&str, &str)]) -> TestServer {
+        // A directory of its own around the data directory: what lands next to the data
+        // directory (a path that escaped it) is then this server's doing alone.
         let temp = tempfile::tempdir().expect("a temporary data directory");
-        let data_dir = temp.path().to_owned();
+        let data_dir = temp.path().join("data");
+        std::fs::create_dir(&data_dir).expect("the data directory");
         TestServer::start(&data_dir, env, Some(temp)).await
     }
 
