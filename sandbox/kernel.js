@@ -50,7 +50,7 @@ function takeDescriptor(fd, flags) {
     fs.closeSync(fd);
     return copy;
   } catch {
-    return fd; // no /proc: keep using the inherited descriptor
+    return fd; // no /proc, or the pipe is another user's: keep the inherited descriptor
   }
 }
 
