@@ -15,6 +15,8 @@ const CONTEXT: &[(&str, &[u8])] = &[
     ("Dockerfile.sandbox", include_bytes!("../../Dockerfile.sandbox")),
     ("sandbox/runner.py", include_bytes!("../../sandbox/runner.py")),
     ("sandbox/runner.js", include_bytes!("../../sandbox/runner.js")),
+    ("sandbox/kernel.py", include_bytes!("../../sandbox/kernel.py")),
+    ("sandbox/kernel.js", include_bytes!("../../sandbox/kernel.js")),
     ("sandbox/supervise.py", include_bytes!("../../sandbox/supervise.py")),
     ("sandbox/sandboxd.py", include_bytes!("../../sandbox/sandboxd.py")),
 ];
@@ -295,20 +297,20 @@ mod tests {
     }
 
     #[test]
-    fn the_context_holds_the_dockerfile_both_runners_and_the_supervisors() {
+    fn the_context_holds_the_dockerfile_both_runners_both_kernels_and_the_supervisors() {
         let tar = context_tar().unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let paths: Vec<String> =
             archive.entries().unwrap().map(|entry| entry.unwrap().path().unwrap().display().to_string()).collect();
-        assert_eq!(
-            paths,
-            [
-                "Dockerfile.sandbox",
-                "sandbox/runner.py",
-                "sandbox/runner.js",
-                "sandbox/supervise.py",
-                "sandbox/sandboxd.py"
-            ]
-        );
+        let expected = [
+            "Dockerfile.sandbox",
+            "sandbox/runner.py",
+            "sandbox/runner.js",
+            "sandbox/kernel.py",
+            "sandbox/kernel.js",
+            "sandbox/supervise.py",
+            "sandbox/sandboxd.py",
+        ];
+        assert_eq!(paths, expected);
     }
 }

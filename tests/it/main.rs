@@ -18,6 +18,7 @@ mod fake_anthropic;
 mod files;
 mod hostile;
 mod isolation;
+mod kernel;
 mod lifecycle;
 mod limits;
 mod origin;
