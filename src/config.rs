@@ -289,6 +289,51 @@ pub struct Config {
     /// Log format: text (for people) or json (for log collectors)
     #[arg(long, env = "TRACEBOX_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Stateful sandboxes that may exist at once, running or paused (1–10,000)
+    #[arg(long, env = "TRACEBOX_SANDBOX_MAX", default_value_t = 100)]
+    pub sandbox_max: usize,
+
+    /// Idle seconds before a sandbox that names no `timeout` is paused (or killed)
+    #[arg(long, env = "TRACEBOX_SANDBOX_TIMEOUT_SECS", default_value_t = 300.0)]
+    pub sandbox_timeout_secs: f64,
+
+    /// Smallest idle `timeout` a sandbox may ask for, in seconds (a smaller one is refused)
+    #[arg(long, env = "TRACEBOX_SANDBOX_MIN_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub sandbox_min_timeout_secs: f64,
+
+    /// Largest idle `timeout` a sandbox may ask for, in seconds
+    #[arg(long, env = "TRACEBOX_SANDBOX_MAX_TIMEOUT_SECS", default_value_t = 86_400.0)]
+    pub sandbox_max_timeout_secs: f64,
+
+    /// Longest a sandbox lives, active or not, paused included, in seconds; then it is removed
+    #[arg(long, env = "TRACEBOX_SANDBOX_MAX_LIFETIME_SECS", default_value_t = 604_800.0)]
+    pub sandbox_max_lifetime_secs: f64,
+
+    /// Size of a sandbox's /workspace when it names no `disk_mb`, in MiB
+    #[arg(long, env = "TRACEBOX_SANDBOX_DISK_MB", default_value_t = 256)]
+    pub sandbox_disk_mb: u64,
+
+    /// Largest `disk_mb` a sandbox may ask for
+    #[arg(long, env = "TRACEBOX_SANDBOX_MAX_DISK_MB", default_value_t = 4096)]
+    pub sandbox_max_disk_mb: u64,
+
+    /// Longest a sandbox's command or code cell may ask to run, in seconds (the default is
+    /// TRACEBOX_DEFAULT_TIMEOUT_SECS)
+    #[arg(long, env = "TRACEBOX_SANDBOX_MAX_STEP_TIMEOUT_SECS", default_value_t = 600.0)]
+    pub sandbox_max_step_timeout_secs: f64,
+
+    /// Commands and cells that may wait while a sandbox runs one
+    #[arg(long, env = "TRACEBOX_SANDBOX_MAX_QUEUED_STEPS", default_value_t = 8)]
+    pub sandbox_max_queued_steps: usize,
+
+    /// Compressed bytes of one sandbox's snapshots (its pause included)
+    #[arg(long, env = "TRACEBOX_SNAPSHOT_MAX_BYTES", default_value_t = 1024 * MIB)]
+    pub snapshot_max_bytes: u64,
+
+    /// Compressed bytes of every sandbox's snapshots together
+    #[arg(long, env = "TRACEBOX_SNAPSHOT_MAX_TOTAL_BYTES", default_value_t = 16 * 1024 * MIB)]
+    pub snapshot_max_total_bytes: u64,
 }
 
 /// A setting that must never be shown: its `Debug` hides it, and it is never serialised.
@@ -429,6 +474,33 @@ impl Config {
         };
         let secs = |value: f64, max: f64| value.is_finite() && value > 0.0 && value <= max;
         let timeout = |value: f64, max: f64| value.is_finite() && (MIN_TIMEOUT_SECS..=max).contains(&value);
+        check((1..=10_000).contains(&self.sandbox_max), "sandbox_max", "must be between 1 and 10000".into())?;
+        let within = |value: f64, min: f64, max: f64| value.is_finite() && (min..=max).contains(&value);
+        check(
+            within(self.sandbox_min_timeout_secs, 1.0, self.sandbox_max_timeout_secs),
+            "sandbox_min_timeout_secs",
+            "must be at least 1 and at most sandbox_max_timeout_secs".into(),
+        )?;
+        check(
+            within(self.sandbox_timeout_secs, self.sandbox_min_timeout_secs, self.sandbox_max_timeout_secs),
+            "sandbox_timeout_secs",
+            "must lie between sandbox_min_timeout_secs and sandbox_max_timeout_secs".into(),
+        )?;
+        check(
+            within(self.sandbox_max_lifetime_secs, 60.0, 366.0 * 86_400.0),
+            "sandbox_max_lifetime_secs",
+            "must be between 60 s and a year".into(),
+        )?;
+        check(
+            (1..=self.sandbox_max_disk_mb).contains(&self.sandbox_disk_mb),
+            "sandbox_disk_mb",
+            "must be at least 1 and at most sandbox_max_disk_mb".into(),
+        )?;
+        check(
+            within(self.sandbox_max_step_timeout_secs, self.default_timeout_secs, 86_400.0),
+            "sandbox_max_step_timeout_secs",
+            "must be at least default_timeout_secs and at most a day".into(),
+        )?;
         check(
             timeout(self.max_timeout_secs, MAX_SECS),
             "max_timeout_secs",
@@ -664,6 +736,36 @@ impl Config {
             });
         }
         Ok(self.limits(timeout_secs, memory_mb))
+    }
+
+    /// Where sandboxes' snapshots are kept.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.data_dir.join("snapshots")
+    }
+
+    /// The sandboxes' bounds and defaults.
+    pub fn sandboxes_settings(&self) -> crate::sandboxes::SandboxesSettings {
+        crate::sandboxes::SandboxesSettings {
+            max_sandboxes: self.sandbox_max,
+            default_timeout_secs: self.sandbox_timeout_secs,
+            min_timeout_secs: self.sandbox_min_timeout_secs,
+            max_timeout_secs: self.sandbox_max_timeout_secs,
+            max_lifetime_secs: self.sandbox_max_lifetime_secs,
+            default_disk_mb: self.sandbox_disk_mb,
+            max_disk_mb: self.sandbox_max_disk_mb,
+            default_memory_mb: self.default_memory_mb,
+            max_memory_mb: self.max_memory_mb,
+            default_cpus: self.cpus,
+            max_cpus: self.cpus.max(1.0),
+            pids: self.pids_limit,
+            default_step_timeout_secs: self.default_timeout_secs,
+            max_step_timeout_secs: self.sandbox_max_step_timeout_secs,
+            output_bytes: self.output_limit_bytes,
+            max_queued_steps: self.sandbox_max_queued_steps,
+            max_file_bytes: self.upload_max_file_bytes,
+            max_snapshot_bytes: self.snapshot_max_bytes,
+            max_total_snapshot_bytes: self.snapshot_max_total_bytes,
+        }
     }
 
     /// The limits a run gets when it asks for nothing (the defaults were checked when this

@@ -12,6 +12,7 @@ pub mod http_client;
 pub mod policy;
 pub mod runner;
 pub mod sandbox;
+pub mod sandboxes;
 pub mod server;
 pub mod services;
 pub mod stats;

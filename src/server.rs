@@ -39,11 +39,13 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     let _lock = runtime.block_on(services.prepare_server())?;
     let sweeper = services.spawn_sweeper(runtime.handle());
     let tender = services.sandbox.spawn_pool_tender(runtime.handle());
+    let reaper = services.spawn_sandbox_reaper(runtime.handle());
 
     let result = actix_web::rt::System::new().block_on(listen(services.clone()));
 
     sweeper.abort();
     tender.abort();
+    reaper.abort();
     runtime.block_on(services.shutdown());
     tracing::info!("stopped");
     result

@@ -14,10 +14,13 @@ use crate::files::{FileError, Files};
 use crate::policy::{Policy, PolicyError};
 use crate::runner::Runner;
 use crate::sandbox::{Sandbox, SandboxError, Sweep};
+use crate::sandboxes::{Sandboxes, SnapshotFiles};
 use crate::trace::{StoreError, TraceStore};
 
 /// How often the server looks for containers and traces that dead or leaking runs left.
 const SWEEP_PERIOD: Duration = Duration::from_secs(60);
+/// How often idle sandboxes are looked for: a timeout fires at most this late.
+const SANDBOX_REAP_PERIOD: Duration = Duration::from_secs(2);
 
 /// tracebox could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,8 @@ pub struct Services {
     pub files: Files,
     /// Claude calls, their code run by `runner`.
     pub claude: Claude,
+    /// Stateful sandboxes, their steps run by `runner`.
+    pub sandboxes: Sandboxes,
     boot: Arc<Boot>,
 }
 
@@ -95,7 +100,16 @@ impl Services {
             store.clone(),
             boot.id(),
         );
-        Ok(Services { config, policy, store, sandbox, runner, files, claude, boot })
+        let sandboxes = Sandboxes::new(
+            config.sandboxes_settings(),
+            sandbox.clone(),
+            store.clone(),
+            runner.clone(),
+            files.clone(),
+            SnapshotFiles::new(config.snapshots_dir()),
+            boot.id(),
+        );
+        Ok(Services { config, policy, store, sandbox, runner, files, claude, sandboxes, boot })
     }
 
     /// The id of this start, on every container and trace it makes.
@@ -134,6 +148,9 @@ impl Services {
             self.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
         let (status, base) = (ready.status, &ready.base);
         tracing::info!(image = %self.config.image, ?status, %base, boot_id = self.boot_id(), "sandbox image ready");
+        if let Err(error) = self.sandboxes.adopt().await {
+            tracing::warn!(%error, "could not find the sandboxes of earlier starts again; they are retried at the next start");
+        }
         self.sandbox.warm_up(&|line| tracing::info!(target: "tracebox::pool", "{line}")).await;
         Ok(lock)
     }
@@ -176,6 +193,19 @@ impl Services {
                     tracing::info!(runs = expired, "removed expired artifacts (TRACEBOX_ARTIFACTS_RETENTION_HOURS)");
                 }
                 services.retire_traces().await;
+            }
+        })
+    }
+
+    /// Every few seconds: pause or kill the sandboxes idle past their timeout, remove those past
+    /// their lifetime. Runs until the handle is aborted.
+    pub fn spawn_sandbox_reaper(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
+        let sandboxes = self.sandboxes.clone();
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(SANDBOX_REAP_PERIOD);
+            loop {
+                ticks.tick().await;
+                sandboxes.reap().await;
             }
         })
     }

@@ -108,7 +108,9 @@ fn check_isolation(asked: Option<Isolation>, tenant: Option<&str>, config: &Conf
     Ok(isolation)
 }
 
-fn check_env(env: &BTreeMap<String, String>) -> Result<(), RequestError> {
+/// An environment a program may be given: names that are variable names, values without NUL,
+/// within the count and size limits.
+pub fn check_env(env: &BTreeMap<String, String>) -> Result<(), RequestError> {
     if env.len() > MAX_ENV_VARS {
         return Err(RequestError::Env(format!("{} variables; at most {MAX_ENV_VARS} are allowed", env.len())));
     }

@@ -13,6 +13,7 @@ use super::guard::Refusal;
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::files::FileError;
 use crate::runner::RunError;
+use crate::sandboxes::SandboxesError;
 use crate::submission::RequestError;
 use crate::trace::StoreError;
 
@@ -93,6 +94,20 @@ pub enum ErrorCode {
     /// A request body that paused past TRACEBOX_BODY_READ_TIMEOUT_SECS, or came slower than
     /// TRACEBOX_BODY_MIN_BYTES_PER_SEC.
     RequestTimeout,
+    /// No sandbox of that id (or it was deleted).
+    NoSuchSandbox,
+    /// A sandbox's field out of bounds or malformed (the message names it).
+    InvalidSandbox,
+    /// A sandbox not in a state for this (paused: resume it).
+    SandboxConflict,
+    /// TRACEBOX_SANDBOX_MAX sandboxes exist already.
+    TooManySandboxes,
+    /// A step runs in the sandbox and TRACEBOX_SANDBOX_MAX_QUEUED_STEPS wait.
+    SandboxBusy,
+    /// A path outside /workspace, or one that does not fit the operation.
+    BadPath,
+    /// Snapshots past TRACEBOX_SNAPSHOT_MAX_BYTES or TRACEBOX_SNAPSHOT_MAX_TOTAL_BYTES.
+    SnapshotQuota,
 }
 
 impl ErrorCode {
@@ -102,7 +117,12 @@ impl ErrorCode {
         match self {
             InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
             | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload | MissingPrompt | InvalidPrompt
-            | ClaudeRejected | InvalidPromptSet | InvalidIsolation | InvalidHost => StatusCode::BAD_REQUEST,
+            | ClaudeRejected | InvalidPromptSet | InvalidIsolation | InvalidHost | InvalidSandbox | BadPath => {
+                StatusCode::BAD_REQUEST
+            }
+            SandboxConflict | TooManySandboxes | SandboxBusy => StatusCode::CONFLICT,
+            NoSuchSandbox => StatusCode::NOT_FOUND,
+            SnapshotQuota => StatusCode::PAYLOAD_TOO_LARGE,
             ClaudeAuthFailed | ClaudeBadReply => StatusCode::BAD_GATEWAY,
             ClaudeRateLimited => StatusCode::TOO_MANY_REQUESTS,
             ClaudeNotConfigured | ClaudeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -172,6 +192,13 @@ impl ErrorCode {
             InvalidPromptSet => "invalid_prompt_set",
             InvalidIsolation => "invalid_isolation",
             RequestTimeout => "request_timeout",
+            NoSuchSandbox => "no_such_sandbox",
+            InvalidSandbox => "invalid_sandbox",
+            SandboxConflict => "sandbox_conflict",
+            TooManySandboxes => "too_many_sandboxes",
+            SandboxBusy => "sandbox_busy",
+            BadPath => "bad_path",
+            SnapshotQuota => "snapshot_quota",
         }
     }
 }
@@ -323,6 +350,27 @@ impl From<RequestError> for ApiError {
             RequestError::Limit(_) => ErrorCode::InvalidLimit,
             RequestError::Env(_) => ErrorCode::InvalidEnv,
             RequestError::Isolation(_) => ErrorCode::InvalidIsolation,
+        };
+        ApiError::new(code, error.to_string())
+    }
+}
+
+impl From<SandboxesError> for ApiError {
+    fn from(error: SandboxesError) -> ApiError {
+        let code = match error {
+            SandboxesError::Run(error) => return error.into(),
+            SandboxesError::Files(error) => return error.into(),
+            SandboxesError::NotFound(_) => ErrorCode::NoSuchSandbox,
+            SandboxesError::Invalid(_) => ErrorCode::InvalidSandbox,
+            SandboxesError::Conflict(_) => ErrorCode::SandboxConflict,
+            SandboxesError::TooMany { .. } => ErrorCode::TooManySandboxes,
+            SandboxesError::Busy { .. } => ErrorCode::SandboxBusy,
+            SandboxesError::BadPath { .. } => ErrorCode::BadPath,
+            SandboxesError::NoSuchFile { .. } => ErrorCode::NoSuchFile,
+            SandboxesError::SnapshotQuota { .. } => ErrorCode::SnapshotQuota,
+            SandboxesError::TooLarge(_) => ErrorCode::FileTooLarge,
+            SandboxesError::Sandbox(ref source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
+            SandboxesError::Sandbox(_) | SandboxesError::Store(_) | SandboxesError::Snapshot(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())
     }

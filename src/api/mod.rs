@@ -10,6 +10,7 @@ mod files;
 mod guard;
 mod health;
 mod playground;
+mod sandboxes;
 mod trace_view;
 mod traces;
 mod units;
@@ -38,6 +39,41 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .service(web::scope("").wrap(actix_web::middleware::from_fn(guard::guard)).configure(table));
+}
+
+/// `/sandboxes` and what a sandbox does.
+fn sandbox_routes(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            resource("/sandboxes", "GET, POST")
+                .route(web::get().to(sandboxes::list))
+                .route(web::post().to(sandboxes::create)),
+        )
+        .service(resource("/sandboxes/cleanup", "POST").route(web::post().to(sandboxes::cleanup)))
+        .service(
+            resource("/sandboxes/{id}", "GET, DELETE")
+                .route(web::get().to(sandboxes::show))
+                .route(web::delete().to(sandboxes::delete)),
+        )
+        .service(resource("/sandboxes/{id}/timeout", "POST").route(web::post().to(sandboxes::timeout)))
+        .service(resource("/sandboxes/{id}/pause", "POST").route(web::post().to(sandboxes::pause)))
+        .service(resource("/sandboxes/{id}/resume", "POST").route(web::post().to(sandboxes::resume)))
+        .service(resource("/sandboxes/{id}/commands", "POST").route(web::post().to(sandboxes::command)))
+        .service(resource("/sandboxes/{id}/code", "POST").route(web::post().to(sandboxes::code)))
+        .service(resource("/sandboxes/{id}/code/restart", "POST").route(web::post().to(sandboxes::restart)))
+        .service(resource("/sandboxes/{id}/files", "GET").route(web::get().to(sandboxes::list_files)))
+        .service(
+            resource("/sandboxes/{id}/files/content", "GET, PUT, DELETE")
+                .route(web::get().to(sandboxes::read_file))
+                .route(web::put().to(sandboxes::write_file))
+                .route(web::delete().to(sandboxes::remove_file)),
+        )
+        .service(
+            resource("/sandboxes/{id}/snapshots", "GET, POST")
+                .route(web::get().to(sandboxes::snapshots))
+                .route(web::post().to(sandboxes::snapshot)),
+        )
+        .service(resource("/sandboxes/{id}/reset", "POST").route(web::post().to(sandboxes::reset)));
 }
 
 /// The route table. A known path with the wrong method answers 405 naming the right one.
@@ -88,6 +124,7 @@ fn table(config: &mut web::ServiceConfig) {
         )
         .service(resource("/files", "GET, HEAD").route(web::get().to(files::list)).route(web::head().to(files::list)))
         .service(resource("/files/{name}", "DELETE").route(web::delete().to(files::delete)))
+        .configure(sandbox_routes)
         .service(
             resource("/static/{file:.+}", "GET, HEAD")
                 .route(web::get().to(static_file))
@@ -123,6 +160,16 @@ async fn read_json<T: DeserializeOwned>(
     limit: usize,
     why: &str,
 ) -> Result<T, ApiError> {
+    decode_json(&read_body(request, payload, limit, why).await?)
+}
+
+/// Read a body of at most `limit` bytes, uncompressed, at the pace the settings ask.
+async fn read_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    why: &str,
+) -> Result<web::BytesMut, ApiError> {
     if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING)
         && encoding.as_bytes() != b"identity"
     {
@@ -146,7 +193,7 @@ async fn read_json<T: DeserializeOwned>(
         }
         body.extend_from_slice(&chunk);
     }
-    decode_json(&body)
+    Ok(body)
 }
 
 /// How slowly a request body may come before the server stops waiting for it: at most `gap`

@@ -26,7 +26,7 @@ pub use image::{Base, BaseReason, ImageReady, ImageStatus};
 pub use janitor::Sweep;
 pub use pool::{PoolState, ProfileState};
 pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, RawOutcome, RunIo};
-pub use session::{Op, OpError, OpFrame, Session};
+pub use session::{Op, OpError, OpFrame, Session, reply_of};
 pub use step::Step;
 
 use container::Container;
@@ -325,6 +325,11 @@ impl Sandbox {
             purpose: Purpose::Sandbox { id: new.id, disk_mb: new.disk_mb, env: new.env },
         };
         Session::start(&self.engine, &self.settings, &spec, &format!("tracebox-sandbox-{}", new.id)).await
+    }
+
+    /// Remove a container (a sandbox's, not attached).
+    pub async fn remove_container(&self, container: &str) -> Result<(), SandboxError> {
+        self.engine.remove(container).await
     }
 
     /// Attach again to a sandbox's container that kept running while tracebox was down.

@@ -218,7 +218,7 @@ impl Session {
 }
 
 /// A reply's fields, or the error it carries.
-fn reply_of(reply: Value) -> Result<Value, OpError> {
+pub fn reply_of(reply: Value) -> Result<Value, OpError> {
     if reply["ok"] == json!(true) {
         return Ok(reply);
     }

@@ -296,16 +296,16 @@ impl TraceStore {
         self.blocking(move |db| sandboxes::list(db, status)).await
     }
 
-    /// Forget a sandbox and its snapshots; the snapshot hashes nothing else holds (their files
-    /// may go).
-    pub async fn remove_sandbox(&self, id: &str) -> Result<Vec<String>, StoreError> {
+    /// Forget a sandbox (its snapshots go first: [`TraceStore::remove_sandbox_snapshots`]).
+    pub async fn remove_sandbox(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.blocking(move |db| {
-            let unused = sandboxes::remove_snapshots(db, &id)?;
-            sandboxes::remove(db, &id)?;
-            Ok(unused)
-        })
-        .await
+        self.blocking(move |db| sandboxes::remove(db, &id)).await
+    }
+
+    /// Forget a sandbox's snapshots; the hashes nothing else holds (their files may go).
+    pub async fn remove_sandbox_snapshots(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| sandboxes::remove_snapshots(db, &id)).await
     }
 
     /// Record a snapshot.

@@ -1,0 +1,310 @@
+//! `/sandboxes`: stateful sandboxes (docs/api.md, "Sandboxes"). Each handler reads its request,
+//! asks `Sandboxes`, and answers; commands and code cells answer as `/execute` does.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use tracebox_model::sandbox::{SandboxOp, SandboxStatus};
+use tracebox_model::{Execution, Status};
+
+use super::error::{ApiError, ErrorCode};
+use super::execute::ExecuteReply;
+use super::{read_body, read_json};
+use crate::sandboxes::{CodeRequest, CommandRequest, CreateRequest};
+use crate::services::Services;
+
+/// The largest JSON body of a sandbox request (a command or a cell with its stdin).
+fn json_limit(services: &Services) -> usize {
+    let config = &services.config;
+    (config.max_code_bytes + config.max_stdin_bytes + crate::submission::MAX_ENV_BYTES).saturating_mul(6) + 64 * 1024
+}
+
+const WHY: &str = "more than the largest code and stdin allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)";
+
+/// `POST /sandboxes`
+pub async fn create(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: CreateRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
+    let view = services.sandboxes.create(body).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// `GET /sandboxes?status=…&metadata.KEY=VALUE`
+pub async fn list(
+    services: web::Data<Services>,
+    query: web::Query<BTreeMap<String, String>>,
+) -> Result<HttpResponse, ApiError> {
+    let mut status = None;
+    let mut metadata = BTreeMap::new();
+    for (key, value) in query.into_inner() {
+        match key.strip_prefix("metadata.") {
+            Some(name) => {
+                metadata.insert(name.to_owned(), value);
+            }
+            None if key == "status" => {
+                let parsed = value
+                    .parse::<SandboxStatus>()
+                    .map_err(|e| invalid_query(&format!("`status`: {e}; use running or paused")))?;
+                status = Some(parsed);
+            }
+            None => return Err(invalid_query(&format!("unknown filter {key:?}; use status or metadata.KEY"))),
+        }
+    }
+    let sandboxes = services.sandboxes.list(status, &metadata).await?;
+    Ok(HttpResponse::Ok().json(json!({ "sandboxes": sandboxes })))
+}
+
+fn invalid_query(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::InvalidQuery, message)
+}
+
+/// `GET /sandboxes/{id}`
+pub async fn show(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(services.sandboxes.view(&id).await?))
+}
+
+/// `DELETE /sandboxes/{id}`
+pub async fn delete(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    services.sandboxes.delete(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /sandboxes/cleanup`
+pub async fn cleanup(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
+    let removed = services.sandboxes.cleanup().await?;
+    Ok(HttpResponse::Ok().json(json!({ "removed": removed })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutBody {
+    timeout: Option<f64>,
+    on_timeout: Option<String>,
+}
+
+/// `POST /sandboxes/{id}/timeout`
+pub async fn timeout(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: TimeoutBody = read_json(&request, payload, 4096, "a timeout and what to do then").await?;
+    Ok(HttpResponse::Ok().json(services.sandboxes.set_timeout(&id, body.timeout, body.on_timeout.as_deref()).await?))
+}
+
+/// `POST /sandboxes/{id}/pause`
+pub async fn pause(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(services.sandboxes.pause(&id).await?))
+}
+
+/// `POST /sandboxes/{id}/resume`
+pub async fn resume(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(services.sandboxes.resume(&id).await?))
+}
+
+/// `POST /sandboxes/{id}/commands`
+pub async fn command(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: CommandRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
+    reply(services.sandboxes.command(&id, body).await?)
+}
+
+/// `POST /sandboxes/{id}/code`
+pub async fn code(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: CodeRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
+    reply(services.sandboxes.code(&id, body).await?)
+}
+
+/// A step's answer: `/execute`'s, a refusal by the policy included.
+fn reply(execution: Execution) -> Result<HttpResponse, ApiError> {
+    if execution.status == Status::Blocked {
+        return Err(ApiError::blocked(&execution));
+    }
+    Ok(HttpResponse::Ok().json(ExecuteReply::from(execution)))
+}
+
+/// `POST /sandboxes/{id}/code/restart`
+pub async fn restart(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    services.sandboxes.restart_kernel(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PathQuery {
+    pub path: Option<String>,
+}
+
+impl PathQuery {
+    fn required(&self) -> Result<&str, ApiError> {
+        self.path.as_deref().ok_or_else(|| {
+            ApiError::new(ErrorCode::BadPath, "`path` is required: ?path=dir/file.txt (relative to /workspace)")
+        })
+    }
+}
+
+/// `GET /sandboxes/{id}/files?path=DIR`
+pub async fn list_files(
+    services: web::Data<Services>,
+    id: web::Path<String>,
+    query: web::Query<PathQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let entries = services.sandboxes.list_files(&id, query.path.as_deref()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
+}
+
+/// `GET /sandboxes/{id}/files/content?path=P`: the bytes, a `Range: bytes=a-b` honoured, never
+/// as something a browser would run.
+pub async fn read_file(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<PathQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let path = query.required()?;
+    let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(parse_range).transpose()?;
+    let (offset, length) = range.unwrap_or((0, None));
+    let (bytes, size) = services.sandboxes.read_file(&id, path, offset, length).await?;
+    let mut response = match range {
+        Some(_) => {
+            let end = (offset + bytes.len() as u64).saturating_sub(1);
+            let mut partial = HttpResponse::PartialContent();
+            partial.insert_header((header::CONTENT_RANGE, format!("bytes {offset}-{end}/{size}")));
+            partial
+        }
+        None => HttpResponse::Ok(),
+    };
+    let name = path.rsplit('/').next().unwrap_or("file").to_owned();
+    Ok(response
+        .content_type("application/octet-stream")
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", name.replace('"', "_"))))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .body(bytes))
+}
+
+/// `bytes=a-b` or `bytes=a-`: (offset, length).
+fn parse_range(range: &str) -> Result<(u64, Option<u64>), ApiError> {
+    let invalid =
+        || ApiError::new(ErrorCode::InvalidQuery, format!("Range {range:?}: use bytes=START-END or bytes=START-"));
+    let spec = range.strip_prefix("bytes=").ok_or_else(invalid)?;
+    let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
+    let start: u64 = start.trim().parse().map_err(|_| invalid())?;
+    let end = end.trim();
+    if end.is_empty() {
+        return Ok((start, None));
+    }
+    let end: u64 = end.parse().map_err(|_| invalid())?;
+    if end < start {
+        return Err(invalid());
+    }
+    Ok((start, Some(end - start + 1)))
+}
+
+/// `PUT /sandboxes/{id}/files/content?path=P`: the raw body as the file.
+pub async fn write_file(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<PathQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let path = query.required()?;
+    let limit = usize::try_from(services.sandboxes.settings().max_file_bytes).unwrap_or(usize::MAX);
+    let body = read_body(&request, payload, limit, "the largest file written at once (TRACEBOX_UPLOAD_MAX_FILE_BYTES)")
+        .await
+        .map_err(|error| match error.code() {
+            ErrorCode::BodyTooLarge => ApiError::new(ErrorCode::FileTooLarge, error.message().to_owned()),
+            _ => error,
+        })?;
+    let entry = services.sandboxes.write_file(&id, path, &body, SandboxOp::Write).await?;
+    Ok(HttpResponse::Ok().json(json!({ "entry": entry })))
+}
+
+/// `DELETE /sandboxes/{id}/files/content?path=P`
+pub async fn remove_file(
+    services: web::Data<Services>,
+    id: web::Path<String>,
+    query: web::Query<PathQuery>,
+) -> Result<HttpResponse, ApiError> {
+    services.sandboxes.remove_file(&id, query.required()?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotBody {
+    label: Option<String>,
+    snapshot_id: Option<String>,
+}
+
+/// `POST /sandboxes/{id}/snapshots`
+pub async fn snapshot(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: SnapshotBody = read_optional_json(&request, payload).await?;
+    let snapshot = services.sandboxes.snapshot(&id, body.label).await?;
+    Ok(HttpResponse::Created().json(json!({
+        "snapshot_id": snapshot.id, "label": snapshot.label, "bytes": snapshot.bytes,
+        "created_at": tracebox_model::format_us(snapshot.created_at_us),
+    })))
+}
+
+/// `GET /sandboxes/{id}/snapshots`
+pub async fn snapshots(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let snapshots: Vec<_> = services
+        .sandboxes
+        .snapshots(&id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "snapshot_id": s.id, "label": s.label, "bytes": s.bytes,
+                "created_at": tracebox_model::format_us(s.created_at_us),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "snapshots": snapshots })))
+}
+
+/// `POST /sandboxes/{id}/reset`
+pub async fn reset(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body: SnapshotBody = read_optional_json(&request, payload).await?;
+    Ok(HttpResponse::Ok().json(services.sandboxes.reset(&id, body.snapshot_id).await?))
+}
+
+/// A small JSON body that may also be empty (`curl -X POST` without `-d`).
+async fn read_optional_json<T: serde::de::DeserializeOwned + Default>(
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, ApiError> {
+    let body = read_body(request, payload, 4096, "a label or a snapshot id").await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    super::decode_json(&body)
+}

@@ -1,0 +1,610 @@
+//! A sandbox's life: created (its container started, uploads copied in), looked up, given a new
+//! idle timeout, paused (its `/workspace` kept on the server's disk) and resumed, snapshotted
+//! and reset, deleted; found again after a restart; paused or removed when idle or too old.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tracebox_model::sandbox::{
+    OnTimeout, OpInput, OpOutput, SandboxInput, SandboxOp, SandboxRecord, SandboxStatus, SnapshotRecord,
+};
+use tracebox_model::{Source, Status, TraceId, TraceInput, format_us, now_us};
+
+use super::{Live, Sandboxes, SandboxesError, check_env, language, new_id, on_timeout, patiently, seconds};
+use crate::sandbox::{NewSession, OpFrame, Session, Sweep};
+use crate::trace::NewTrace;
+
+/// `POST /sandboxes`, as a door received it: every field optional.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub language: Option<String>,
+    /// Idle seconds before it is paused (or killed, `on_timeout`).
+    pub timeout: Option<f64>,
+    pub on_timeout: Option<String>,
+    pub memory_mb: Option<u64>,
+    pub cpus: Option<f64>,
+    pub disk_mb: Option<u64>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Uploads copied into `/workspace` (writable).
+    #[serde(default)]
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A sandbox as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxView {
+    pub sandbox_id: String,
+    pub status: SandboxStatus,
+    pub language: tracebox_model::Language,
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub disk_mb: u64,
+    /// Bytes its `/workspace` holds (running sandboxes; null when it could not be asked).
+    pub disk_used_bytes: Option<u64>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: String,
+    pub last_activity_at: String,
+    /// When the idle timeout fires if nothing else happens.
+    pub expires_at: String,
+    pub timeout: f64,
+    pub on_timeout: OnTimeout,
+    /// When its maximum lifetime ends.
+    pub lifetime_ends_at: String,
+    pub steps: u64,
+    pub trace_id: TraceId,
+    /// Said on a resume: its kernel's variables did not survive the pause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl SandboxView {
+    pub fn of(record: &SandboxRecord, disk_used_bytes: Option<u64>) -> SandboxView {
+        SandboxView {
+            sandbox_id: record.id.clone(),
+            status: record.status,
+            language: record.language,
+            memory_mb: record.memory_mb,
+            cpus: record.cpus,
+            disk_mb: record.disk_mb,
+            disk_used_bytes,
+            metadata: record.metadata.clone(),
+            created_at: format_us(record.created_at_us),
+            last_activity_at: format_us(record.last_activity_at_us),
+            expires_at: format_us(record.expires_at_us()),
+            timeout: record.timeout_secs,
+            on_timeout: record.on_timeout,
+            lifetime_ends_at: format_us(record.lifetime_ends_at_us),
+            steps: record.steps,
+            trace_id: record.trace_id,
+            note: None,
+        }
+    }
+}
+
+/// Metadata a sandbox may carry: a few short labels.
+const MAX_METADATA: usize = 64;
+const MAX_METADATA_BYTES: usize = 256;
+
+impl Sandboxes {
+    /// Make a sandbox: its record, its trace, its container with the uploads in `/workspace`.
+    /// Nothing is left behind when it fails.
+    pub async fn create(&self, request: CreateRequest) -> Result<SandboxView, SandboxesError> {
+        let settings = &self.inner.settings;
+        let language = language(request.language.as_deref())?;
+        let timeout = seconds(
+            "timeout",
+            request.timeout,
+            settings.default_timeout_secs,
+            settings.min_timeout_secs,
+            settings.max_timeout_secs,
+        )?;
+        let memory_mb =
+            bounded("memory_mb", request.memory_mb, settings.default_memory_mb, 16, settings.max_memory_mb)?;
+        let disk_mb = bounded("disk_mb", request.disk_mb, settings.default_disk_mb, 1, settings.max_disk_mb)?;
+        let cpus = request.cpus.unwrap_or(settings.default_cpus);
+        if !cpus.is_finite() || cpus < 0.01 || cpus > settings.max_cpus {
+            return Err(SandboxesError::Invalid(format!("`cpus`: {cpus} is outside 0.01..={}", settings.max_cpus)));
+        }
+        check_env(&request.env)?;
+        check_metadata(&request.metadata)?;
+        let on_timeout = on_timeout(request.on_timeout.as_deref())?;
+        let inputs = self.inner.files.inputs(&request.files).await?;
+        let count = self.inner.store.sandboxes(None).await?.len();
+        if count >= settings.max_sandboxes {
+            return Err(SandboxesError::TooMany { count });
+        }
+        let now = now_us();
+        let record = SandboxRecord {
+            id: super::new_id("sbx_"),
+            status: SandboxStatus::Running,
+            language,
+            memory_mb,
+            cpus,
+            disk_mb,
+            env: request.env,
+            metadata: request.metadata,
+            container: None,
+            trace_id: TraceId::new(),
+            created_at_us: now,
+            last_activity_at_us: now,
+            timeout_secs: timeout,
+            on_timeout,
+            lifetime_ends_at_us: now + (settings.max_lifetime_secs * 1e6) as i64,
+            creation_snapshot: None,
+            paused_snapshot: None,
+            steps: 0,
+        };
+        self.begin_trace(&record, &request.files);
+        match self.bring_up(record.clone(), &inputs).await {
+            Ok(record) => Ok(SandboxView::of(&record, None)),
+            Err(error) => {
+                self.end_trace(&record, &format!("failed to start: {error}"), Status::InternalError).await;
+                Err(error)
+            }
+        }
+    }
+
+    fn begin_trace(&self, record: &SandboxRecord, files: &[String]) {
+        let input = SandboxInput {
+            sandbox_id: record.id.clone(),
+            language: record.language,
+            memory_mb: record.memory_mb,
+            cpus: record.cpus,
+            disk_mb: record.disk_mb,
+            env_names: record.env.keys().cloned().collect(),
+            metadata: record.metadata.clone(),
+            files: files.to_vec(),
+            timeout_secs: record.timeout_secs,
+            on_timeout: record.on_timeout,
+        };
+        self.inner.store.begin(NewTrace {
+            id: record.trace_id,
+            parent_id: None,
+            source: Source::Http,
+            language: Some(record.language),
+            boot_id: self.inner.boot_id.clone(),
+            started_at_us: record.created_at_us,
+            input: TraceInput::Sandbox(input),
+        });
+    }
+
+    /// Start the container, copy the uploads in, keep the creation state when there is one, and
+    /// record it all.
+    async fn bring_up(
+        &self,
+        mut record: SandboxRecord,
+        inputs: &[tracebox_model::InputFile],
+    ) -> Result<SandboxRecord, SandboxesError> {
+        let session = self.start_container(&record).await?;
+        let copied = async {
+            if !inputs.is_empty() {
+                let tar = tar_of(inputs)?;
+                untar(&session, &tar).await?;
+                record.creation_snapshot = Some(self.keep_snapshot(&record, &tar, Some("creation")).await?.id);
+            }
+            record.container = Some(session.container().to_owned());
+            self.inner.store.put_sandbox(record.clone()).await?;
+            Ok::<_, SandboxesError>(())
+        };
+        if let Err(error) = copied.await {
+            let _ = session.remove().await;
+            self.forget_snapshots(&record.id).await;
+            return Err(error);
+        }
+        self.go_live(&record.id, session);
+        Ok(record)
+    }
+
+    async fn start_container(&self, record: &SandboxRecord) -> Result<Session, SandboxesError> {
+        let new = NewSession {
+            id: &record.id,
+            language: record.language,
+            memory_bytes: (record.memory_mb + record.disk_mb) << 20,
+            cpus: record.cpus,
+            pids: self.inner.settings.pids,
+            disk_mb: record.disk_mb,
+            env: &record.env,
+        };
+        Ok(self.inner.runtime.start_session(new).await?)
+    }
+
+    fn go_live(&self, id: &str, session: Session) {
+        let live = Live { session, steps: Arc::new(Semaphore::new(1)), queued: AtomicUsize::new(0) };
+        self.live().insert(id.to_owned(), Arc::new(live));
+    }
+
+    /// One sandbox as the API shows it, with its disk use when it runs.
+    pub async fn view(&self, id: &str) -> Result<SandboxView, SandboxesError> {
+        let record = self.record(id).await?;
+        let used = match self.session_of(&record) {
+            Ok(live) => {
+                live.session.call(json!({"op": "usage"}), &[]).await.ok().and_then(|reply| reply["used"].as_u64())
+            }
+            Err(_) => None,
+        };
+        Ok(SandboxView::of(&record, used))
+    }
+
+    /// The sandboxes, newest first: of `status` when given, and whose metadata hold every pair
+    /// of `metadata`.
+    pub async fn list(
+        &self,
+        status: Option<SandboxStatus>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Vec<SandboxView>, SandboxesError> {
+        let records = self.inner.store.sandboxes(status).await?;
+        let matches = |record: &SandboxRecord| metadata.iter().all(|(k, v)| record.metadata.get(k) == Some(v));
+        Ok(records.iter().filter(|record| matches(record)).map(|record| SandboxView::of(record, None)).collect())
+    }
+
+    /// Kill and remove a sandbox, its snapshots with it; its trace stays.
+    pub async fn delete(&self, id: &str) -> Result<(), SandboxesError> {
+        let record = self.record(id).await?;
+        self.remove(&record, "deleted").await
+    }
+
+    async fn remove(&self, record: &SandboxRecord, why: &str) -> Result<(), SandboxesError> {
+        let live = self.live().remove(&record.id);
+        if let Some(live) = live {
+            patiently("removing a sandbox's container", async { Ok(live.session.remove().await?) }).await?;
+        } else if let Some(container) = &record.container {
+            // Not attached (its engine was down at start): removed all the same.
+            let _ = self.inner.runtime.remove_container(container).await;
+        }
+        self.forget_snapshots(&record.id).await;
+        self.inner.store.remove_sandbox(&record.id).await?;
+        self.end_trace(record, why, Status::Success).await;
+        tracing::info!(sandbox = %record.id, why, "sandbox removed");
+        Ok(())
+    }
+
+    /// Remove every sandbox; how many went.
+    pub async fn cleanup(&self) -> Result<usize, SandboxesError> {
+        let records = self.inner.store.sandboxes(None).await?;
+        for record in &records {
+            self.remove(record, "cleaned up").await?;
+        }
+        Ok(records.len())
+    }
+
+    /// A new idle timeout, counted from now.
+    pub async fn set_timeout(
+        &self,
+        id: &str,
+        timeout: Option<f64>,
+        on_timeout_asked: Option<&str>,
+    ) -> Result<SandboxView, SandboxesError> {
+        let settings = &self.inner.settings;
+        let current = self.record(id).await?;
+        let timeout =
+            seconds("timeout", timeout, current.timeout_secs, settings.min_timeout_secs, settings.max_timeout_secs)?;
+        let on = match on_timeout_asked {
+            Some(_) => on_timeout(on_timeout_asked)?,
+            None => current.on_timeout,
+        };
+        let record = self
+            .update(id, |record| {
+                record.timeout_secs = timeout;
+                record.on_timeout = on;
+                record.last_activity_at_us = now_us();
+            })
+            .await?;
+        Ok(SandboxView::of(&record, None))
+    }
+
+    /// Keep `/workspace` on the server's disk and free the container.
+    pub async fn pause(&self, id: &str) -> Result<SandboxView, SandboxesError> {
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let _only_step = live.steps.acquire().await;
+        let input = OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Pause, path: None, snapshot: None };
+        let (record, _) = self
+            .traced(&record, input, async {
+                let tar = tar(&live.session).await?;
+                let snapshot = self.keep_snapshot(&record, &tar, Some("pause")).await?;
+                let output =
+                    OpOutput { bytes: Some(snapshot.bytes), snapshot_id: Some(snapshot.id.clone()), error: None };
+                let record = self
+                    .update(id, |record| {
+                        record.status = SandboxStatus::Paused;
+                        record.paused_snapshot = Some(snapshot.id);
+                        record.container = None;
+                    })
+                    .await?;
+                self.live().remove(id);
+                let _ = live.session.remove().await;
+                Ok((record, output))
+            })
+            .await?;
+        Ok(SandboxView::of(&record, None))
+    }
+
+    /// A new container with the files the pause kept.
+    pub async fn resume(&self, id: &str) -> Result<SandboxView, SandboxesError> {
+        let record = self.record(id).await?;
+        if record.status != SandboxStatus::Paused {
+            return Err(SandboxesError::Conflict(format!("sandbox {id} is {}, not paused", record.status)));
+        }
+        let snapshot = record.paused_snapshot.clone();
+        let input =
+            OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Resume, path: None, snapshot: snapshot.clone() };
+        let (record, _) = self
+            .traced(&record, input, async {
+                let session = self.start_container(&record).await?;
+                let restored = async {
+                    if let Some(snapshot) = &snapshot {
+                        untar(&session, &self.open_snapshot(id, snapshot).await?).await?;
+                    }
+                    self.update(id, |record| {
+                        record.status = SandboxStatus::Running;
+                        record.container = Some(session.container().to_owned());
+                        record.last_activity_at_us = now_us();
+                    })
+                    .await
+                };
+                match restored.await {
+                    Ok(record) => {
+                        self.go_live(id, session);
+                        Ok((record, OpOutput::default()))
+                    }
+                    Err(error) => {
+                        let _ = session.remove().await;
+                        Err(error)
+                    }
+                }
+            })
+            .await?;
+        let mut view = SandboxView::of(&record, None);
+        view.note = Some("resumed with the files it had; its interpreter's variables did not survive the pause".into());
+        Ok(view)
+    }
+
+    /// Keep `/workspace` as it is now.
+    pub async fn snapshot(&self, id: &str, label: Option<String>) -> Result<SnapshotRecord, SandboxesError> {
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let input = OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Snapshot, path: None, snapshot: label.clone() };
+        let (snapshot, _) = self
+            .traced(&record, input, async {
+                let tar = tar(&live.session).await?;
+                let snapshot = self.keep_snapshot(&record, &tar, label.as_deref()).await?;
+                let output =
+                    OpOutput { bytes: Some(snapshot.bytes), snapshot_id: Some(snapshot.id.clone()), error: None };
+                Ok((snapshot, output))
+            })
+            .await?;
+        Ok(snapshot)
+    }
+
+    /// A sandbox's snapshots, oldest first.
+    pub async fn snapshots(&self, id: &str) -> Result<Vec<SnapshotRecord>, SandboxesError> {
+        self.record(id).await?;
+        Ok(self.inner.store.snapshots(id).await?)
+    }
+
+    /// `/workspace` as a snapshot kept it (by default, as it was right after creation), and a
+    /// new kernel.
+    pub async fn reset(&self, id: &str, snapshot: Option<String>) -> Result<SandboxView, SandboxesError> {
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let _only_step = live.steps.acquire().await;
+        let target = snapshot.clone().or_else(|| record.creation_snapshot.clone());
+        let input = OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Reset, path: None, snapshot: target.clone() };
+        self.traced(&record, input, async {
+            let tar = match &target {
+                Some(snapshot) => self.open_snapshot(id, snapshot).await?,
+                None => empty_tar()?,
+            };
+            untar(&live.session, &tar).await?;
+            live.session.call(json!({"op": "restart"}), &[]).await?;
+            Ok(((), OpOutput { bytes: Some(tar.len() as u64), ..OpOutput::default() }))
+        })
+        .await?;
+        Ok(SandboxView::of(&self.record(id).await?, None))
+    }
+
+    /// Compress and keep `tar` as a snapshot of `record`, within the quotas.
+    async fn keep_snapshot(
+        &self,
+        record: &SandboxRecord,
+        tar: &[u8],
+        label: Option<&str>,
+    ) -> Result<SnapshotRecord, SandboxesError> {
+        let settings = &self.inner.settings;
+        let files = self.inner.snapshots.clone();
+        let tar = tar.to_vec();
+        let (sha256, bytes) = tokio::task::spawn_blocking(move || files.keep(&tar))
+            .await
+            .map_err(|e| SandboxesError::Invalid(format!("keeping a snapshot failed: {e}")))??;
+        let own: u64 = self.inner.store.snapshots(&record.id).await?.iter().map(|s| s.bytes).sum::<u64>() + bytes;
+        let total = self.inner.store.snapshot_bytes().await? + bytes;
+        for (used, limit) in [(own, settings.max_snapshot_bytes), (total, settings.max_total_snapshot_bytes)] {
+            if used > limit {
+                return Err(SandboxesError::SnapshotQuota { bytes: used, limit });
+            }
+        }
+        let snapshot = SnapshotRecord {
+            id: new_id("snap_"),
+            sandbox_id: record.id.clone(),
+            label: label.map(str::to_owned),
+            sha256,
+            bytes,
+            created_at_us: now_us(),
+        };
+        self.inner.store.put_snapshot(snapshot.clone()).await?;
+        Ok(snapshot)
+    }
+
+    async fn open_snapshot(&self, sandbox_id: &str, snapshot_id: &str) -> Result<Vec<u8>, SandboxesError> {
+        let snapshots = self.inner.store.snapshots(sandbox_id).await?;
+        let Some(snapshot) = snapshots.into_iter().find(|s| s.id == snapshot_id) else {
+            return Err(SandboxesError::NoSuchFile {
+                message: format!("sandbox {sandbox_id} has no snapshot {snapshot_id:?}"),
+            });
+        };
+        let files = self.inner.snapshots.clone();
+        tokio::task::spawn_blocking(move || files.open(&snapshot.sha256))
+            .await
+            .map_err(|e| SandboxesError::Invalid(format!("reading a snapshot failed: {e}")))?
+            .map_err(Into::into)
+    }
+
+    /// Forget a sandbox's snapshots and remove the files nothing else holds.
+    async fn forget_snapshots(&self, sandbox_id: &str) {
+        match self.inner.store.remove_sandbox_snapshots(sandbox_id).await {
+            Ok(unused) => {
+                let files = self.inner.snapshots.clone();
+                let _ = tokio::task::spawn_blocking(move || files.forget(&unused)).await;
+            }
+            Err(error) => tracing::warn!(sandbox = sandbox_id, %error, "could not forget a sandbox's snapshots"),
+        }
+    }
+
+    /// After a start of tracebox: attach to the sandboxes whose containers kept running, settle
+    /// those whose containers are gone (paused when a snapshot kept their files, else removed),
+    /// and remove every sandbox container no sandbox owns.
+    pub async fn adopt(&self) -> Result<(), SandboxesError> {
+        let containers = self.inner.runtime.sandbox_containers().await?;
+        let records = self.inner.store.sandboxes(None).await?;
+        for record in &records {
+            if record.status != SandboxStatus::Running {
+                continue;
+            }
+            let running = containers.iter().find(|(id, _, running)| id == &record.id && *running);
+            let attached = match running {
+                Some((_, container, _)) => self.inner.runtime.attach_session(container).await.ok(),
+                None => None,
+            };
+            match attached {
+                Some(session) => self.go_live(&record.id, session),
+                None => self.lost(record).await,
+            }
+        }
+        let owned: Vec<String> = self.live().keys().cloned().collect();
+        self.inner.runtime.sweep(Sweep::Unowned { owned: &owned }).await?;
+        tracing::info!(sandboxes = records.len(), attached = owned.len(), "sandboxes found again");
+        Ok(())
+    }
+
+    /// A running sandbox whose container is gone (its engine restarted, or it was removed from
+    /// outside): its latest snapshot, if any, is what is left of it.
+    async fn lost(&self, record: &SandboxRecord) {
+        let latest = self.inner.store.snapshots(&record.id).await.ok().and_then(|s| s.last().map(|s| s.id.clone()));
+        let kept = match latest {
+            Some(snapshot) => self
+                .update(&record.id, |record| {
+                    record.status = SandboxStatus::Paused;
+                    record.paused_snapshot = Some(snapshot);
+                    record.container = None;
+                })
+                .await
+                .is_ok(),
+            None => false,
+        };
+        if !kept && let Err(error) = self.remove(record, "its container was lost").await {
+            tracing::warn!(sandbox = %record.id, %error, "could not remove a lost sandbox");
+        }
+        tracing::warn!(sandbox = %record.id, kept, "a sandbox's container was gone");
+    }
+
+    /// Pause or kill the sandboxes idle past their timeout, and remove those past their
+    /// lifetime. Called every few seconds.
+    pub async fn reap(&self) {
+        let Ok(records) = self.inner.store.sandboxes(None).await else { return };
+        let now = now_us();
+        for record in records {
+            let busy = self.live().get(&record.id).is_some_and(|live| live.steps.available_permits() == 0);
+            let outcome = if now >= record.lifetime_ends_at_us {
+                self.remove(&record, "its lifetime ended").await
+            } else if record.status == SandboxStatus::Running && now >= record.expires_at_us() && !busy {
+                match record.on_timeout {
+                    OnTimeout::Pause => self.pause(&record.id).await.map(|_| ()),
+                    OnTimeout::Kill => self.remove(&record, "killed at its idle timeout").await,
+                }
+            } else {
+                continue;
+            };
+            if let Err(error) = outcome {
+                tracing::warn!(sandbox = %record.id, %error, "could not end an idle sandbox");
+            }
+        }
+    }
+
+    /// How many sandboxes are in each state (for `/health` and `/metrics`).
+    pub async fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::from([("running", 0), ("paused", 0)]);
+        for record in self.inner.store.sandboxes(None).await.unwrap_or_default() {
+            *counts.entry(record.status.as_str()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+fn bounded(field: &str, asked: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, SandboxesError> {
+    let value = asked.unwrap_or(default);
+    if !(min..=max).contains(&value) {
+        return Err(SandboxesError::Invalid(format!("`{field}`: {value} is outside {min}..={max}")));
+    }
+    Ok(value)
+}
+
+fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), SandboxesError> {
+    if metadata.len() > MAX_METADATA {
+        return Err(SandboxesError::Invalid(format!("`metadata`: at most {MAX_METADATA} entries")));
+    }
+    for (key, value) in metadata {
+        if key.is_empty() || key.len() > MAX_METADATA_BYTES || value.len() > MAX_METADATA_BYTES {
+            return Err(SandboxesError::Invalid(format!(
+                "`metadata`: keys of 1 to {MAX_METADATA_BYTES} bytes and values of at most {MAX_METADATA_BYTES}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The uploads, as a tar of files at `/workspace/<name>`.
+fn tar_of(inputs: &[tracebox_model::InputFile]) -> Result<Vec<u8>, SandboxesError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for input in inputs {
+        builder
+            .append_path_with_name(&input.host_path, &input.name)
+            .map_err(|e| SandboxesError::Invalid(format!("cannot read the upload {:?}: {e}", input.name)))?;
+    }
+    builder.into_inner().map_err(|e| SandboxesError::Invalid(format!("cannot pack the uploads: {e}")))
+}
+
+fn empty_tar() -> Result<Vec<u8>, SandboxesError> {
+    tar::Builder::new(Vec::new())
+        .into_inner()
+        .map_err(|e| SandboxesError::Invalid(format!("cannot make an empty archive: {e}")))
+}
+
+/// `/workspace` as a tar.
+async fn tar(session: &Session) -> Result<Vec<u8>, SandboxesError> {
+    let mut op = session.request(json!({"op": "tar"}), &[]).await?;
+    let mut tar = Vec::new();
+    loop {
+        match op.next().await? {
+            OpFrame::Tar(bytes) => tar.extend_from_slice(&bytes),
+            OpFrame::Reply(reply) => {
+                crate::sandbox::reply_of(reply)?;
+                return Ok(tar);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Empty `/workspace` and put `tar`'s files there.
+async fn untar(session: &Session, tar: &[u8]) -> Result<(), SandboxesError> {
+    session.call(json!({"op": "untar"}), tar).await?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Where sandboxes' `/workspace`s are kept when they are paused or snapshotted: gzip-compressed
+//! tars under `TRACEBOX_DATA_DIR/snapshots/`, named by the sha256 of their bytes, so the same
+//! workspace saved twice is kept once. The store records which snapshot holds which file.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// The files of kept snapshots.
+#[derive(Debug, Clone)]
+pub struct SnapshotFiles {
+    dir: PathBuf,
+}
+
+/// A snapshot's file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot file {path}: {source}")]
+pub struct SnapshotFileError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+impl SnapshotFiles {
+    pub fn new(dir: PathBuf) -> SnapshotFiles {
+        SnapshotFiles { dir }
+    }
+
+    fn path(&self, sha256: &str) -> PathBuf {
+        self.dir.join(format!("{sha256}.tar.gz"))
+    }
+
+    /// Compress and keep `tar`; its hash and its compressed size. Blocking: call it off the
+    /// async runtime.
+    pub fn keep(&self, tar: &[u8]) -> Result<(String, u64), SnapshotFileError> {
+        let failed = |path: &Path| {
+            let path = path.to_owned();
+            move |source| SnapshotFileError { path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(failed(&self.dir))?;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(tar).map_err(failed(&self.dir))?;
+        let compressed = encoder.finish().map_err(failed(&self.dir))?;
+        let sha256: String = Sha256::digest(&compressed).iter().map(|b| format!("{b:02x}")).collect();
+        let path = self.path(&sha256);
+        if !path.exists() {
+            // Written aside, then renamed: a crash never leaves half a snapshot under its name.
+            let partial = self.dir.join(format!(".partial-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::write(&partial, &compressed).map_err(failed(&partial))?;
+            std::fs::rename(&partial, &path).map_err(failed(&path))?;
+        }
+        Ok((sha256, compressed.len() as u64))
+    }
+
+    /// The tar a kept snapshot holds. Blocking.
+    pub fn open(&self, sha256: &str) -> Result<Vec<u8>, SnapshotFileError> {
+        let path = self.path(sha256);
+        let file = std::fs::File::open(&path).map_err(|source| SnapshotFileError { path: path.clone(), source })?;
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut tar)
+            .map_err(|source| SnapshotFileError { path, source })?;
+        Ok(tar)
+    }
+
+    /// Remove the files of snapshots nothing holds any more. Blocking.
+    pub fn forget(&self, hashes: &[String]) {
+        for sha256 in hashes {
+            let path = self.path(sha256);
+            if let Err(error) = std::fs::remove_file(&path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), %error, "could not remove a snapshot file");
+            }
+        }
+    }
+
+    /// How many snapshot files there are (for tests and health).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(&self.dir).map(|dir| dir.filter_map(Result::ok).count()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_is_kept_once_by_its_hash_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = SnapshotFiles::new(dir.path().join("snapshots"));
+        let tar = vec![7u8; 100_000];
+        let (first, bytes) = files.keep(&tar).unwrap();
+        let (second, _) = files.keep(&tar).unwrap();
+        assert_eq!(first, second);
+        assert!(bytes < 10_000, "compressed: {bytes}");
+        assert_eq!(files.count(), 1);
+        assert_eq!(files.open(&first).unwrap(), tar);
+        files.forget(&[first]);
+        assert_eq!(files.count(), 0);
+    }
+}

@@ -1,0 +1,272 @@
+//! What a running sandbox does on request: commands and code cells (one at a time, through the
+//! one pipeline, as child traces of the sandbox's), and its files (resolved inside its
+//! container, within `/workspace`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tracebox_model::sandbox::{OpInput, OpOutput, SandboxOp, SandboxRecord};
+use tracebox_model::{Execution, ExecutionRequest, Isolation, RunLimits, Source};
+
+use super::{Live, Sandboxes, SandboxesError, check_env, seconds};
+use crate::runner::{LiveRun, Place, StepKind};
+use crate::sandbox::OpFrame;
+
+/// `POST /sandboxes/{id}/commands`
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    pub cmd: String,
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<f64>,
+    #[serde(default)]
+    pub stdin: String,
+}
+
+/// `POST /sandboxes/{id}/code`
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    pub code: String,
+    /// The sandbox's own language; another is refused (a sandbox has one kernel).
+    pub language: Option<String>,
+    pub timeout: Option<f64>,
+}
+
+/// A step started live: follow its output, feed its stdin, kill it. Its slot in the sandbox is
+/// held until it ends.
+pub struct StepRun {
+    pub live: LiveRun,
+    /// Released when the step's outcome is taken.
+    pub slot: StepSlot,
+}
+
+/// A sandbox's one step slot, held while a step runs.
+pub struct StepSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Sandboxes {
+    /// Run a command to its end.
+    pub async fn command(&self, id: &str, request: CommandRequest) -> Result<Execution, SandboxesError> {
+        let StepRun { live, slot } = self.start_command(id, request, false).await?;
+        finish(live, slot).await
+    }
+
+    /// Start a command, followed live (the WebSocket).
+    pub async fn start_command(
+        &self,
+        id: &str,
+        request: CommandRequest,
+        keep_stdin_open: bool,
+    ) -> Result<StepRun, SandboxesError> {
+        check_env(&request.env)?;
+        if request.cmd.trim().is_empty() {
+            return Err(SandboxesError::Invalid("`cmd` is empty: send the command to run with bash -c".into()));
+        }
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let limits = self.step_limits(request.timeout)?;
+        let execution = ExecutionRequest {
+            language: record.language,
+            code: request.cmd,
+            stdin: request.stdin,
+            env: request.env,
+            limits,
+            source: Source::Http,
+            files: Vec::new(),
+            parent: Some(record.trace_id),
+            isolation: Isolation::Fresh,
+            tenant: None,
+        };
+        self.start_step(&record, &live, execution, StepKind::Command { cwd: request.cwd }, keep_stdin_open).await
+    }
+
+    /// Run a code cell to its end.
+    pub async fn code(&self, id: &str, request: CodeRequest) -> Result<Execution, SandboxesError> {
+        let StepRun { live, slot } = self.start_code(id, request).await?;
+        finish(live, slot).await
+    }
+
+    /// Start a code cell, followed live.
+    pub async fn start_code(&self, id: &str, request: CodeRequest) -> Result<StepRun, SandboxesError> {
+        let record = self.record(id).await?;
+        if let Some(asked) = &request.language {
+            let asked = super::language(Some(asked))?;
+            if asked != record.language {
+                return Err(SandboxesError::Invalid(format!(
+                    "`language`: sandbox {id} runs {} code; make a {asked} sandbox for {asked}",
+                    record.language
+                )));
+            }
+        }
+        let live = self.session_of(&record)?;
+        let limits = self.step_limits(request.timeout)?;
+        let execution = ExecutionRequest {
+            language: record.language,
+            code: request.code,
+            stdin: String::new(),
+            env: BTreeMap::new(),
+            limits,
+            source: Source::Http,
+            files: Vec::new(),
+            parent: Some(record.trace_id),
+            isolation: Isolation::Fresh,
+            tenant: None,
+        };
+        self.start_step(&record, &live, execution, StepKind::Cell, false).await
+    }
+
+    /// A new kernel: the variables of earlier cells are gone.
+    pub async fn restart_kernel(&self, id: &str) -> Result<(), SandboxesError> {
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let _only_step = live.steps.acquire().await;
+        live.session.call(json!({"op": "restart"}), &[]).await?;
+        self.touch(id, false).await?;
+        Ok(())
+    }
+
+    fn step_limits(&self, timeout: Option<f64>) -> Result<RunLimits, SandboxesError> {
+        let settings = &self.inner.settings;
+        let timeout =
+            seconds("timeout", timeout, settings.default_step_timeout_secs, 0.1, settings.max_step_timeout_secs)?;
+        Ok(RunLimits {
+            timeout: Duration::from_secs_f64(timeout),
+            memory_bytes: 0,
+            cpus: 0.0,
+            pids: 0,
+            output_bytes: settings.output_bytes,
+        })
+    }
+
+    /// Wait for the sandbox's step slot (within the queue's bound), then start the step through
+    /// the pipeline.
+    async fn start_step(
+        &self,
+        record: &SandboxRecord,
+        live: &Arc<Live>,
+        request: ExecutionRequest,
+        step: StepKind,
+        keep_stdin_open: bool,
+    ) -> Result<StepRun, SandboxesError> {
+        let queued = live.queued.fetch_add(1, Ordering::SeqCst);
+        let waited = async {
+            if queued >= self.inner.settings.max_queued_steps && live.steps.available_permits() == 0 {
+                return Err(SandboxesError::Busy { id: record.id.clone(), queued });
+            }
+            Arc::clone(&live.steps)
+                .acquire_owned()
+                .await
+                .map_err(|_| SandboxesError::Conflict(format!("sandbox {} is going away", record.id)))
+        };
+        let permit = waited.await;
+        live.queued.fetch_sub(1, Ordering::SeqCst);
+        let permit = permit?;
+        let _ = self.touch(&record.id, true).await;
+        let place = Place::Sandbox { session: live.session.clone(), sandbox_id: record.id.clone(), step };
+        let run = self.inner.runner.start_in(request, place, keep_stdin_open);
+        Ok(StepRun { live: run, slot: StepSlot { _permit: permit } })
+    }
+
+    /// The entries of a directory of `/workspace`.
+    pub async fn list_files(&self, id: &str, path: Option<&str>) -> Result<Value, SandboxesError> {
+        let live = self.running(id).await?;
+        let reply = live.session.call(json!({"op": "list", "path": path.unwrap_or(".")}), &[]).await?;
+        self.touch(id, false).await?;
+        Ok(reply["entries"].clone())
+    }
+
+    /// A file's bytes, or `length` of them from `offset`; its whole size.
+    pub async fn read_file(
+        &self,
+        id: &str,
+        path: &str,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<(Vec<u8>, u64), SandboxesError> {
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let most = self.inner.settings.max_file_bytes;
+        let length = Some(length.unwrap_or(most).min(most));
+        let input =
+            OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Read, path: Some(path.to_owned()), snapshot: None };
+        let (read, _) = self
+            .traced(&record, input, async {
+                let header = json!({"op": "read", "path": path, "offset": offset, "length": length});
+                let mut op = live.session.request(header, &[]).await?;
+                let mut bytes = Vec::new();
+                loop {
+                    match op.next().await? {
+                        OpFrame::Data(data) => bytes.extend_from_slice(&data),
+                        OpFrame::Reply(reply) => {
+                            let reply = crate::sandbox::reply_of(reply)?;
+                            let size = reply["size"].as_u64().unwrap_or_default();
+                            let output = OpOutput { bytes: Some(bytes.len() as u64), ..OpOutput::default() };
+                            return Ok(((bytes, size), output));
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .await?;
+        Ok(read)
+    }
+
+    /// Write a file (its parents made), as `op` says it came (a write, an upload).
+    pub async fn write_file(&self, id: &str, path: &str, bytes: &[u8], op: SandboxOp) -> Result<Value, SandboxesError> {
+        let most = self.inner.settings.max_file_bytes;
+        if bytes.len() as u64 > most {
+            return Err(SandboxesError::TooLarge(format!(
+                "the file is {} bytes; the most written at once is {most} (TRACEBOX_UPLOAD_MAX_FILE_BYTES)",
+                bytes.len()
+            )));
+        }
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let input = OpInput { sandbox_id: id.to_owned(), op, path: Some(path.to_owned()), snapshot: None };
+        let (entry, _) = self
+            .traced(&record, input, async {
+                let reply = live.session.call(json!({"op": "write", "path": path}), bytes).await?;
+                let output = OpOutput { bytes: Some(bytes.len() as u64), ..OpOutput::default() };
+                Ok((reply["entry"].clone(), output))
+            })
+            .await?;
+        Ok(entry)
+    }
+
+    /// Remove a file or a directory (with what it holds).
+    pub async fn remove_file(&self, id: &str, path: &str) -> Result<(), SandboxesError> {
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let input =
+            OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Delete, path: Some(path.to_owned()), snapshot: None };
+        self.traced(&record, input, async {
+            live.session.call(json!({"op": "remove", "path": path}), &[]).await?;
+            Ok(((), OpOutput::default()))
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn running(&self, id: &str) -> Result<Arc<Live>, SandboxesError> {
+        let record = self.record(id).await?;
+        self.session_of(&record)
+    }
+}
+
+/// Wait for a step's outcome, then free the sandbox for the next.
+async fn finish(live: LiveRun, slot: StepSlot) -> Result<Execution, SandboxesError> {
+    let LiveRun { mut events, outcome, .. } = live;
+    // Nobody follows it live: its events are let go as they come.
+    let draining = async { while events.recv().await.is_some() {} };
+    let (outcome, ()) = tokio::join!(outcome, draining);
+    drop(slot);
+    let execution = outcome.map_err(|e| SandboxesError::Invalid(format!("the step's task failed: {e}")))??;
+    Ok(execution)
+}
