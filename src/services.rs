@@ -103,6 +103,7 @@ impl Services {
         let sandboxes = Sandboxes::new(
             config.sandboxes_settings(),
             sandbox.clone(),
+            Arc::clone(&policy),
             store.clone(),
             runner.clone(),
             files.clone(),

@@ -13,6 +13,7 @@ use tracebox_model::{
 use super::error::{ApiError, ErrorCode};
 use super::read_json;
 use crate::config::Config;
+use crate::sandboxes::{CodeRequest, CommandRequest};
 use crate::services::Services;
 use crate::submission::Submission;
 
@@ -134,7 +135,54 @@ impl TryFrom<ExecuteBody> for Submission {
     }
 }
 
+/// An `execute` message's body turned into a sandbox's step.
+pub(super) enum Step {
+    Command(CommandRequest),
+    Cell(CodeRequest),
+}
+
 impl ExecuteBody {
+    /// The step this body asks of a sandbox: `cmd` as a command (with this body's `stdin`,
+    /// `env`, `timeout`), else its `code` as a cell. Fields a sandbox's step has no use for are
+    /// refused, naming them.
+    pub(super) fn into_step(self, cmd: Option<String>) -> Result<Step, ApiError> {
+        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files, isolation, tenant } = self;
+        let unused = [
+            ("memory_mb", memory_mb.is_some()),
+            ("files", files.is_some()),
+            ("isolation", isolation.is_some()),
+            ("tenant", tenant.is_some()),
+        ];
+        if let Some((field, _)) = unused.iter().find(|(_, given)| *given) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidMessage,
+                format!("`{field}` is not for a sandbox's step: the sandbox has its own (set when it was made)"),
+            ));
+        }
+        match (cmd, code) {
+            (Some(cmd), None) => Ok(Step::Command(CommandRequest {
+                cmd,
+                cwd: None,
+                env: env.unwrap_or_default(),
+                timeout,
+                stdin: stdin.unwrap_or_default(),
+            })),
+            (None, Some(code)) => {
+                if stdin.is_some() || env.is_some() {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidMessage,
+                        "a cell takes no `stdin` or `env`; send a `cmd` for a command",
+                    ));
+                }
+                Ok(Step::Cell(CodeRequest { code, language, timeout }))
+            }
+            _ => Err(ApiError::new(
+                ErrorCode::InvalidMessage,
+                "a step in a sandbox needs exactly one of `code` (a cell) and `cmd` (a command)",
+            )),
+        }
+    }
+
     /// The checked request, its input files found in `uploads/`: what both doors hand the pipeline.
     pub(super) async fn into_request(
         mut self,

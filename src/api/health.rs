@@ -13,6 +13,7 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
     let traces = services.store.count().await;
     let healthy = sandbox.docker_reachable && sandbox.image_present && traces.is_ok();
     let (input_rules, output_rules) = services.policy.rule_counts();
+    let sandboxes = services.sandboxes.counts().await;
     let config = services.runner.config();
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
@@ -24,6 +25,7 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
             "queued": services.runner.queued_runs(),
             "max_queued": config.max_queued_runs,
         },
+        "sandboxes": sandboxes,
         "traces": {
             "path": services.store.path(),
             "count": traces.as_ref().ok(),
@@ -43,6 +45,7 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
 pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
     use std::fmt::Write;
     let pool = services.sandbox.pool_state();
+    let sandboxes = services.sandboxes.counts().await;
     let mut text = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -56,6 +59,9 @@ pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
     };
     metric("tracebox_runs_active", "gauge", "Runs executing now.", &plain(services.runner.active_runs() as f64));
     metric("tracebox_runs_queued", "gauge", "Runs waiting for a slot.", &plain(services.runner.queued_runs() as f64));
+    let by_state: Vec<(String, f64)> =
+        sandboxes.iter().map(|(state, count)| (format!("{{state=\"{state}\"}}"), *count as f64)).collect();
+    metric("tracebox_sandboxes", "gauge", "Stateful sandboxes, by state.", &by_state);
     metric("tracebox_pool_size", "gauge", "Warm containers kept per stocked profile.", &plain(pool.size as f64));
     metric("tracebox_pool_idle", "gauge", "Warm containers waiting for a run.", &per_profile(|p| p.idle));
     metric("tracebox_pool_starting", "gauge", "Containers starting for the pool.", &per_profile(|p| p.starting));

@@ -20,7 +20,7 @@ mod frames;
 
 use super::claude::reply_of;
 use super::error::{ApiError, ErrorCode};
-use super::execute::{ExecuteBody, ExecuteReply};
+use super::execute::{ExecuteBody, ExecuteReply, Step};
 use crate::claude::{AskEvent, Call, Question};
 use crate::runner::{LiveRun, RunControl, StdinError};
 use crate::services::Services;
@@ -265,21 +265,46 @@ impl Socket {
 
     async fn execute(&mut self, message: Run<ExecuteBody>) -> Result<(), ApiError> {
         self.check_new(&message.id)?;
-        let Run { id, stdin_open, body } = message;
-        let request = body.into_request(&self.services, Source::WebSocket).await?;
-        let LiveRun { trace_id, events, control, outcome } =
-            self.services.runner.start(request, stdin_open.unwrap_or(true));
+        let Run { id, stdin_open, sandbox_id, cmd, body } = message;
+        let keep_stdin_open = stdin_open.unwrap_or(true);
+        let (live, slot) = match sandbox_id {
+            None if cmd.is_some() => {
+                return Err(invalid_message("`cmd` is for a sandbox's command: give its `sandbox_id` too"));
+            }
+            None => {
+                let request = body.into_request(&self.services, Source::WebSocket).await?;
+                (self.services.runner.start(request, keep_stdin_open), None)
+            }
+            Some(sandbox) => {
+                let step = body.into_step(cmd)?;
+                let run = match step {
+                    Step::Command(command) => {
+                        self.services.sandboxes.start_command(&sandbox, command, keep_stdin_open).await
+                    }
+                    Step::Cell(cell) => self.services.sandboxes.start_code(&sandbox, cell).await,
+                }?;
+                (run.live, Some(run.slot))
+            }
+        };
+        let LiveRun { trace_id, events, control, outcome } = live;
         tracing::debug!(run = %id, %trace_id, "websocket run started");
         self.runs.insert(id.clone(), Going::Run(control));
-        actix_web::rt::spawn(forward(id, trace_id, events, outcome, self.frames_tx.clone()));
+        let frames = self.frames_tx.clone();
+        actix_web::rt::spawn(async move {
+            forward(id, trace_id, events, outcome, frames).await;
+            // The sandbox takes its next step once this one's last frame is out.
+            drop(slot);
+        });
         Ok(())
     }
 
     async fn claude(&mut self, message: Run<Question>) -> Result<(), ApiError> {
         self.check_new(&message.id)?;
-        let Run { id, stdin_open, body: mut question } = message;
-        if stdin_open.is_some() {
-            return Err(invalid_message("`stdin_open` is for `execute`: a Claude call takes no stdin"));
+        let Run { id, stdin_open, sandbox_id, cmd, body: mut question } = message;
+        if stdin_open.is_some() || sandbox_id.is_some() || cmd.is_some() {
+            return Err(invalid_message(
+                "`stdin_open`, `sandbox_id` and `cmd` are for `execute`: a Claude call takes none of them",
+            ));
         }
         // A live door streams unless told not to.
         question.stream.get_or_insert(true);

@@ -19,6 +19,7 @@ use tracebox_model::sandbox::{OnTimeout, OpInput, OpOutput, SandboxRecord, Sandb
 use tracebox_model::{EventLog, Language, Source, Status, TraceId, TraceInput, TraceOutput, now_us};
 
 use crate::files::{FileError, Files};
+use crate::policy::Policy;
 use crate::runner::{RunError, Runner};
 use crate::sandbox::{OpError, Sandbox, SandboxError, Session};
 use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
@@ -124,6 +125,8 @@ pub struct Sandboxes {
 struct Inner {
     settings: SandboxesSettings,
     runtime: Sandbox,
+    /// Redacts what file reads return, as it does runs' output.
+    policy: Arc<Policy>,
     store: TraceStore,
     runner: Runner,
     files: Files,
@@ -143,9 +146,11 @@ struct Live {
 }
 
 impl Sandboxes {
+    #[allow(clippy::too_many_arguments)] // the services a sandbox uses, each its own
     pub fn new(
         settings: SandboxesSettings,
         runtime: Sandbox,
+        policy: Arc<Policy>,
         store: TraceStore,
         runner: Runner,
         files: Files,
@@ -156,6 +161,7 @@ impl Sandboxes {
             inner: Arc::new(Inner {
                 settings,
                 runtime,
+                policy,
                 store,
                 runner,
                 files,

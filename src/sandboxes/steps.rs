@@ -182,7 +182,9 @@ impl Sandboxes {
         Ok(reply["entries"].clone())
     }
 
-    /// A file's bytes, or `length` of them from `offset`; its whole size.
+    /// A file's bytes, or `length` of them from `offset`; its whole size. Text is redacted as
+    /// output is (a secret a program wrote to a file comes back as `[REDACTED:…]`); bytes that
+    /// are not UTF-8 come back as they are.
     pub async fn read_file(
         &self,
         id: &str,
@@ -208,6 +210,10 @@ impl Sandboxes {
                             let reply = crate::sandbox::reply_of(reply)?;
                             let size = reply["size"].as_u64().unwrap_or_default();
                             let output = OpOutput { bytes: Some(bytes.len() as u64), ..OpOutput::default() };
+                            let bytes = match String::from_utf8(bytes) {
+                                Ok(text) => self.inner.policy.redact(&text).into_bytes(),
+                                Err(binary) => binary.into_bytes(),
+                            };
                             return Ok(((bytes, size), output));
                         }
                         _ => {}

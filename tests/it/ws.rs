@@ -502,3 +502,63 @@ async fn the_exit_frame_lists_the_artifacts() {
     let url = server.url(exit["artifacts"][0]["url"].as_str().unwrap());
     assert_eq!(server.client.get(url).send().await.unwrap().text().await.unwrap(), "ws");
 }
+
+/// A sandbox made over HTTP, removed when the test ends (whatever happens).
+struct Sandbox<'a> {
+    server: &'a TestServer,
+    id: String,
+}
+
+impl<'a> Sandbox<'a> {
+    async fn create(server: &'a TestServer, body: Value) -> Sandbox<'a> {
+        let response = server.client.post(server.url("/sandboxes")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let reply: Value = response.json().await.unwrap();
+        Sandbox { server, id: reply["sandbox_id"].as_str().unwrap().to_owned() }
+    }
+}
+
+impl Drop for Sandbox<'_> {
+    fn drop(&mut self) {
+        let output =
+            std::process::Command::new("docker").args(["rm", "-f", &format!("tracebox-sandbox-{}", self.id)]).output();
+        let _ = (output, self.server);
+    }
+}
+
+#[tokio::test]
+async fn a_sandboxs_command_and_cell_stream_over_the_socket_with_stdin_and_kill() {
+    let server = TestServer::spawn().await;
+    let sandbox = Sandbox::create(&server, json!({})).await;
+    let mut client = Client::connect(&server).await;
+    let cmd = "read name; echo \"hello $name\"; echo done >&2";
+    client.send(json!({"type": "execute", "id": "c", "sandbox_id": sandbox.id, "cmd": cmd})).await;
+    client.until("c", "started").await;
+    client.send(json!({"type": "stdin", "id": "c", "data": "ada\n", "eof": true})).await;
+    let frames = client.run_frames("c").await;
+    assert_eq!((output(&frames, "stdout"), output(&frames, "stderr")), ("hello ada\n".into(), "done\n".into()));
+    assert_eq!(frames.last().unwrap()["status"], "success", "{frames:?}");
+
+    let cell = "import time\nx = 7\nprint('before', flush=True)\ntime.sleep(60)";
+    client.send(json!({"type": "execute", "id": "k", "sandbox_id": sandbox.id, "code": cell, "timeout": 120})).await;
+    let frames = client.until("k", "stdout").await;
+    assert_eq!(frames.last().unwrap()["data"], "before\n");
+    client.send(json!({"type": "kill", "id": "k"})).await;
+    let frames = client.run_frames("k").await;
+    assert_eq!(frames.last().unwrap()["status"], "killed", "{frames:?}");
+
+    client.send(json!({"type": "execute", "id": "r", "sandbox_id": sandbox.id, "code": "x * 6"})).await;
+    let frames = client.run_frames("r").await;
+    let exit = frames.last().unwrap();
+    assert_eq!(
+        (exit["status"].as_str(), exit["result"].as_str()),
+        (Some("success"), Some("42")),
+        "the kernel kept x: {exit}"
+    );
+
+    client.send(json!({"type": "execute", "id": "x", "sandbox_id": "sbx_nope", "code": "1"})).await;
+    let refused = client.run_frames("x").await;
+    assert_eq!(refused.last().unwrap()["code"], "no_such_sandbox", "{refused:?}");
+    let response = server.client.delete(server.url(&format!("/sandboxes/{}", sandbox.id))).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+}

@@ -32,6 +32,9 @@ pub(super) enum ClientMessage {
 pub(super) struct Run<B> {
     pub id: String,
     pub stdin_open: Option<bool>,
+    /// Run in this stateful sandbox instead: the body's `code` as a cell, or `cmd` as a command.
+    pub sandbox_id: Option<String>,
+    pub cmd: Option<String>,
     pub body: B,
 }
 
@@ -48,8 +51,15 @@ impl<'de, B: DeserializeOwned> Deserialize<'de> for Run<B> {
             Some(Value::Bool(open)) => Some(open),
             Some(_) => return Err(D::Error::custom("`stdin_open` must be true or false")),
         };
+        let text = |fields: &mut Map<String, Value>, key: &str| match fields.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text)),
+            Some(_) => Err(D::Error::custom(format!("`{key}` must be a string"))),
+        };
+        let sandbox_id = text(&mut fields, "sandbox_id")?;
+        let cmd = text(&mut fields, "cmd")?;
         let body = decode_fields(Value::Object(fields)).map_err(D::Error::custom)?;
-        Ok(Run { id, stdin_open, body })
+        Ok(Run { id, stdin_open, sandbox_id, cmd, body })
     }
 }
 
