@@ -334,6 +334,11 @@ pub struct Config {
     /// Compressed bytes of every sandbox's snapshots together
     #[arg(long, env = "TRACEBOX_SNAPSHOT_MAX_TOTAL_BYTES", default_value_t = 16 * 1024 * MIB)]
     pub snapshot_max_total_bytes: u64,
+
+    /// Sandbox containers started ahead per language, for sandboxes of the default memory, CPUs
+    /// and disk with no environment of their own (0–64)
+    #[arg(long, env = "TRACEBOX_SANDBOX_POOL_SIZE", default_value_t = 1)]
+    pub sandbox_pool_size: usize,
 }
 
 /// A setting that must never be shown: its `Debug` hides it, and it is never serialised.
@@ -475,6 +480,7 @@ impl Config {
         let secs = |value: f64, max: f64| value.is_finite() && value > 0.0 && value <= max;
         let timeout = |value: f64, max: f64| value.is_finite() && (MIN_TIMEOUT_SECS..=max).contains(&value);
         check((1..=10_000).contains(&self.sandbox_max), "sandbox_max", "must be between 1 and 10000".into())?;
+        check(self.sandbox_pool_size <= 64, "sandbox_pool_size", "must be at most 64".into())?;
         let within = |value: f64, min: f64, max: f64| value.is_finite() && (min..=max).contains(&value);
         check(
             within(self.sandbox_min_timeout_secs, 1.0, self.sandbox_max_timeout_secs),
@@ -765,6 +771,7 @@ impl Config {
             max_file_bytes: self.upload_max_file_bytes,
             max_snapshot_bytes: self.snapshot_max_bytes,
             max_total_snapshot_bytes: self.snapshot_max_total_bytes,
+            pool_size: self.sandbox_pool_size,
         }
     }
 

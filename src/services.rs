@@ -153,6 +153,7 @@ impl Services {
             tracing::warn!(%error, "could not find the sandboxes of earlier starts again; they are retried at the next start");
         }
         self.sandbox.warm_up(&|line| tracing::info!(target: "tracebox::pool", "{line}")).await;
+        self.sandboxes.warm_up();
         Ok(lock)
     }
 
@@ -233,6 +234,7 @@ impl Services {
 
     /// Remove every container of this boot and commit the last traces.
     pub async fn shutdown(&self) {
+        self.sandboxes.close().await;
         self.sandbox.close().await;
         match self.sandbox.sweep(Sweep::Boot { boot: self.boot_id() }).await {
             Ok(removed) => tracing::info!(removed, "removed this boot's remaining containers"),

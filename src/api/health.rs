@@ -62,6 +62,13 @@ pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
     let by_state: Vec<(String, f64)> =
         sandboxes.iter().map(|(state, count)| (format!("{{state=\"{state}\"}}"), *count as f64)).collect();
     metric("tracebox_sandboxes", "gauge", "Stateful sandboxes, by state.", &by_state);
+    let warm: Vec<(String, f64)> = services
+        .sandboxes
+        .warm_idle()
+        .iter()
+        .map(|(language, count)| (format!("{{language=\"{language}\"}}"), *count as f64))
+        .collect();
+    metric("tracebox_sandbox_pool_idle", "gauge", "Sandbox containers started ahead, waiting.", &warm);
     metric("tracebox_pool_size", "gauge", "Warm containers kept per stocked profile.", &plain(pool.size as f64));
     metric("tracebox_pool_idle", "gauge", "Warm containers waiting for a run.", &per_profile(|p| p.idle));
     metric("tracebox_pool_starting", "gauge", "Containers starting for the pool.", &per_profile(|p| p.starting));

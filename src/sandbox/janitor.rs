@@ -22,16 +22,16 @@ pub enum Sweep<'a> {
     Stale { boot: &'a str, older_than: Duration },
     /// Every container of `boot` (at its shutdown).
     Boot { boot: &'a str },
-    /// Sandbox containers no sandbox of the store owns (`owned`: the ids of those that exist).
+    /// Sandbox containers no sandbox of the store owns (`owned`: their container ids).
     Unowned { owned: &'a [String] },
 }
 
 impl Sweep<'_> {
     fn selects(&self, container: &Labelled, now_secs: i64) -> bool {
         let boot = container.labels.get(LABEL_BOOT).map(String::as_str).unwrap_or_default();
-        if let Some(sandbox) = container.labels.get(LABEL_SANDBOX) {
+        if container.labels.contains_key(LABEL_SANDBOX) {
             return match *self {
-                Sweep::Unowned { owned } => !owned.iter().any(|id| id == sandbox),
+                Sweep::Unowned { owned } => !owned.contains(&container.id),
                 Sweep::DeadBoots { .. } | Sweep::Stale { .. } | Sweep::Boot { .. } => false,
             };
         }
@@ -114,8 +114,8 @@ mod tests {
         assert!(!Sweep::DeadBoots { live: &[] }.selects(&sandbox, 100));
         assert!(!Sweep::Boot { boot: "crashed" }.selects(&sandbox, 100));
         assert!(!Sweep::Stale { boot: "crashed", older_than: Duration::from_secs(1) }.selects(&sandbox, 100));
-        assert!(!Sweep::Unowned { owned: &["sbx-1".to_owned()] }.selects(&sandbox, 100));
-        assert!(Sweep::Unowned { owned: &["sbx-2".to_owned()] }.selects(&sandbox, 100));
+        assert!(!Sweep::Unowned { owned: &["c".to_owned()] }.selects(&sandbox, 100), "owned by its container's id");
+        assert!(Sweep::Unowned { owned: &["other".to_owned()] }.selects(&sandbox, 100));
         assert!(!Sweep::Unowned { owned: &[] }.selects(&container("crashed", 0), 100), "runs are the boots' sweeps'");
     }
 

@@ -204,6 +204,18 @@ impl Sandboxes {
     }
 
     async fn start_container(&self, record: &SandboxRecord) -> Result<Session, SandboxesError> {
+        let profile = super::warm::Profile {
+            memory_mb: record.memory_mb,
+            cpus: record.cpus,
+            pids: self.inner.settings.pids,
+            disk_mb: record.disk_mb,
+        };
+        // A warm container has no environment of its own: a sandbox with one gets its own.
+        if record.env.is_empty()
+            && let Some(session) = self.inner.warm.take(record.language, profile)
+        {
+            return Ok(session);
+        }
         let new = NewSession {
             id: &record.id,
             language: record.language,
@@ -478,7 +490,9 @@ impl Sandboxes {
             if record.status != SandboxStatus::Running {
                 continue;
             }
-            let running = containers.iter().find(|(id, _, running)| id == &record.id && *running);
+            let running = containers
+                .iter()
+                .find(|(_, container, running)| record.container.as_ref() == Some(container) && *running);
             let attached = match running {
                 Some((_, container, _)) => self.inner.runtime.attach_session(container).await.ok(),
                 None => None,
@@ -488,7 +502,7 @@ impl Sandboxes {
                 None => self.lost(record).await,
             }
         }
-        let owned: Vec<String> = self.live().keys().cloned().collect();
+        let owned: Vec<String> = self.live().values().map(|live| live.session.container().to_owned()).collect();
         self.inner.runtime.sweep(Sweep::Unowned { owned: &owned }).await?;
         tracing::info!(sandboxes = records.len(), attached = owned.len(), "sandboxes found again");
         Ok(())
@@ -536,6 +550,23 @@ impl Sandboxes {
                 tracing::warn!(sandbox = %record.id, %error, "could not end an idle sandbox");
             }
         }
+    }
+
+    /// Start the warm containers (at the server's start).
+    pub fn warm_up(&self) {
+        for language in tracebox_model::Language::ALL {
+            self.inner.warm.fill(language);
+        }
+    }
+
+    /// Remove the warm containers no sandbox took (shutdown); running sandboxes stay.
+    pub async fn close(&self) {
+        self.inner.warm.close().await;
+    }
+
+    /// Warm containers waiting, per language (for `/metrics`).
+    pub fn warm_idle(&self) -> std::collections::HashMap<tracebox_model::Language, usize> {
+        self.inner.warm.idle()
     }
 
     /// How many sandboxes are in each state (for `/health` and `/metrics`).

@@ -8,6 +8,7 @@
 mod lifecycle;
 mod snapshots;
 mod steps;
+mod warm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -57,6 +58,8 @@ pub struct SandboxesSettings {
     /// Snapshots' compressed bytes per sandbox, and in all.
     pub max_snapshot_bytes: u64,
     pub max_total_snapshot_bytes: u64,
+    /// Containers started ahead for the default sandbox of each language.
+    pub pool_size: usize,
 }
 
 /// A sandbox operation that cannot be done; each maps to one HTTP status (`api/error.rs`).
@@ -136,6 +139,8 @@ struct Inner {
     live: Mutex<HashMap<String, Arc<Live>>>,
     /// Read-modify-write of records, one at a time.
     records: tokio::sync::Mutex<()>,
+    /// Containers started ahead for the default sandboxes.
+    warm: warm::Warm,
 }
 
 /// A running sandbox: its container's session, and the one step it runs at a time.
@@ -157,8 +162,16 @@ impl Sandboxes {
         snapshots: SnapshotFiles,
         boot_id: &str,
     ) -> Sandboxes {
+        let profile = warm::Profile {
+            memory_mb: settings.default_memory_mb,
+            cpus: settings.default_cpus,
+            pids: settings.pids,
+            disk_mb: settings.default_disk_mb,
+        };
+        let warm = warm::Warm::new(runtime.clone(), settings.pool_size, profile);
         Sandboxes {
             inner: Arc::new(Inner {
+                warm,
                 settings,
                 runtime,
                 policy,

@@ -468,3 +468,45 @@ async fn a_tenants_shelf_goes_once_its_container_aged_out() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Sandbox containers of `server` (warm ones and those of its sandboxes), running or not.
+fn sandbox_containers(instance: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc", "--filter", &format!("label=tracebox.instance={instance}")])
+        .args(["--filter", "label=tracebox.sandbox"])
+        .output()
+        .expect("docker ps runs");
+    let mut ids: Vec<String> = String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::to_owned).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_default_sandbox_adopts_a_container_started_ahead_and_one_with_its_own_env_does_not() {
+    let server = TestServer::spawn_with(&[("TRACEBOX_SANDBOX_POOL_SIZE", "1")]).await;
+    let instance = server.instance_id().await;
+    eventually("one warm sandbox container per language", || sandbox_containers(&instance).len() == 2).await;
+    let warm = sandbox_containers(&instance);
+
+    let (status, default) = server.post_json("/sandboxes", json!({"language": "python"})).await;
+    assert_eq!(status, 201, "{default}");
+    let after = sandbox_containers(&instance);
+    assert!(warm.iter().all(|id| after.contains(id)), "the warm python container became the sandbox: {after:?}");
+    eventually("the python shelf refills", || sandbox_containers(&instance).len() == 3).await;
+    let id = default["sandbox_id"].as_str().unwrap();
+    let (_, reply) = server.post_json(&format!("/sandboxes/{id}/code"), json!({"code": "x = 41\nx + 1"})).await;
+    assert_eq!(reply["result"], "42", "a warm container's kernel serves the sandbox: {reply}");
+
+    let (status, own) = server.post_json("/sandboxes", json!({"language": "python", "env": {"GREETING": "hi"}})).await;
+    assert_eq!(status, 201, "{own}");
+    assert_eq!(sandbox_containers(&instance).len(), 4, "a sandbox with an environment gets a container of its own");
+    let own_id = own["sandbox_id"].as_str().unwrap();
+    let (_, reply) = server.post_json(&format!("/sandboxes/{own_id}/commands"), json!({"cmd": "echo $GREETING"})).await;
+    assert_eq!(reply["stdout"], "hi\n", "{reply}");
+
+    for id in [id, own_id] {
+        let response = server.client.delete(server.url(&format!("/sandboxes/{id}"))).send().await.unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    assert_eq!(sandbox_containers(&instance).len(), 2, "only the warm ones are left; they leave with the server");
+}

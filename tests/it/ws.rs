@@ -503,26 +503,27 @@ async fn the_exit_frame_lists_the_artifacts() {
     assert_eq!(server.client.get(url).send().await.unwrap().text().await.unwrap(), "ws");
 }
 
-/// A sandbox made over HTTP, removed when the test ends (whatever happens).
-struct Sandbox<'a> {
-    server: &'a TestServer,
+/// A sandbox made over HTTP; the server's sandbox containers are removed when the test ends
+/// (whatever happens), as a stopping server leaves running sandboxes be.
+struct Sandbox {
+    instance: String,
     id: String,
 }
 
-impl<'a> Sandbox<'a> {
-    async fn create(server: &'a TestServer, body: Value) -> Sandbox<'a> {
+impl Sandbox {
+    async fn create(server: &TestServer, body: Value) -> Sandbox {
         let response = server.client.post(server.url("/sandboxes")).json(&body).send().await.unwrap();
         assert_eq!(response.status(), 201);
         let reply: Value = response.json().await.unwrap();
-        Sandbox { server, id: reply["sandbox_id"].as_str().unwrap().to_owned() }
+        Sandbox { instance: server.instance_id().await, id: reply["sandbox_id"].as_str().unwrap().to_owned() }
     }
 }
 
-impl Drop for Sandbox<'_> {
+impl Drop for Sandbox {
     fn drop(&mut self) {
-        let output =
-            std::process::Command::new("docker").args(["rm", "-f", &format!("tracebox-sandbox-{}", self.id)]).output();
-        let _ = (output, self.server);
+        for container in containers_of(&self.instance) {
+            let _ = std::process::Command::new("docker").args(["rm", "-f", &container]).output();
+        }
     }
 }
 

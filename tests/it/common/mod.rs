@@ -37,13 +37,14 @@ pub fn require_docker() {
     );
 }
 
-/// Settings every test server gets, on top of what the environment holds. No warm pool unless
+/// Settings every test server gets, on top of what the environment holds. No warm pools unless
 /// a test asks for one (tests/it/pool.rs): most tests count a server's containers, and a pool
 /// keeps some waiting by design. A run takes the same path either way (its container is made
 /// for it instead of taken warm).
 fn base_env(data_dir: &Path) -> Vec<(String, String)> {
     vec![
         ("TRACEBOX_POOL_SIZE".into(), "0".into()),
+        ("TRACEBOX_SANDBOX_POOL_SIZE".into(), "0".into()),
         ("TRACEBOX_DATA_DIR".into(), data_dir.display().to_string()),
         ("TRACEBOX_ADDR".into(), "127.0.0.1:0".into()),
         ("TRACEBOX_LOG_FORMAT".into(), "json".into()),
@@ -188,6 +189,14 @@ impl TestServer {
             self.client.get(self.url(path)).header("accept", "application/json").send().await.expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.expect("a JSON reply"))
+    }
+
+    /// POST `body` as JSON to `path`; returns the status and the JSON reply (null when empty).
+    pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self.client.post(self.url(path)).json(&body).send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("a reply");
+        (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("a JSON reply") })
     }
 
     pub async fn trace(&self, id: &str) -> Value {
