@@ -3,6 +3,9 @@
 //! Precedence: built-in default < TOML file (`--config` / `TRACEBOX_CONFIG`) < `TRACEBOX_*`
 //! environment < command-line flag. Each field is a clap argument, so `tracebox serve --help`
 //! lists them all; the TOML file uses the same names. A malformed value stops start-up naming it.
+//! Each subsystem is handed only its own part of it (`settings.rs`).
+
+mod settings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

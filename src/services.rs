@@ -76,7 +76,7 @@ impl Services {
         let store = TraceStore::open(&config.traces_dir())?;
         let traces_dir = config.traces_dir();
         let boot = Arc::new(Boot::start(&traces_dir).map_err(|source| StartError::Io { path: traces_dir, source })?);
-        let sandbox = Sandbox::connect(&config, store.instance_id(), boot.id())?;
+        let sandbox = Sandbox::connect(&config.sandbox_settings(), store.instance_id(), boot.id())?;
         let files = Files::new(&config, store.clone(), boot.id());
         let runner = Runner::new(
             Arc::clone(&config),

@@ -1,0 +1,33 @@
+//! Each subsystem's settings, cut from the one [`Config`]. This is the only place that knows
+//! both sides: the sandbox, files, Claude and the runner never see the command line or the TOML
+//! file, and each reads exactly the settings it is given.
+
+use std::time::Duration;
+
+use crate::sandbox::{PoolSettings, SandboxSettings};
+
+use super::{Config, MIB};
+
+impl Config {
+    /// What the sandbox reads: the engine, the image, every container's limits, the pool.
+    pub fn sandbox_settings(&self) -> SandboxSettings {
+        SandboxSettings {
+            docker_host: self.docker_host.clone(),
+            image: self.image.clone(),
+            base_image: self.base_image.clone(),
+            nofile_limit: self.nofile_limit,
+            file_size_limit_bytes: self.file_size_limit_mb * MIB,
+            tmp_size_mb: self.tmp_size_mb,
+            workspace_size_mb: self.workspace_size_mb,
+            default_limits: self.default_limits(),
+            isolation: self.isolation,
+            pool: PoolSettings {
+                size: self.pool_size,
+                refill_concurrency: self.pool_refill_concurrency,
+                max_age: Duration::from_secs_f64(self.pool_max_age_secs),
+                max_runs: self.recycle_max_runs,
+                max_idle_recycled: self.recycle_max_idle,
+            },
+        }
+    }
+}
