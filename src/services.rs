@@ -77,7 +77,7 @@ impl Services {
         let traces_dir = config.traces_dir();
         let boot = Arc::new(Boot::start(&traces_dir).map_err(|source| StartError::Io { path: traces_dir, source })?);
         let sandbox = Sandbox::connect(&config.sandbox_settings(), store.instance_id(), boot.id())?;
-        let files = Files::new(&config, store.clone(), boot.id());
+        let files = Files::new(config.files_settings(), store.clone(), boot.id());
         let runner = Runner::new(
             Arc::clone(&config),
             Arc::clone(&policy),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::files::{ArtifactLimits, FilesSettings};
 use crate::sandbox::{PoolSettings, SandboxSettings};
 
 use super::{Config, MIB};
@@ -27,6 +28,23 @@ impl Config {
                 max_age: Duration::from_secs_f64(self.pool_max_age_secs),
                 max_runs: self.recycle_max_runs,
                 max_idle_recycled: self.recycle_max_idle,
+            },
+        }
+    }
+
+    /// What the files module reads: the uploads directory, the limits on uploads and artifacts.
+    pub fn files_settings(&self) -> FilesSettings {
+        FilesSettings {
+            dir: self.uploads_dir(),
+            upload_max_file_bytes: self.upload_max_file_bytes,
+            upload_max_request_bytes: self.upload_max_request_bytes,
+            upload_max_total_bytes: self.upload_max_total_bytes,
+            artifacts: ArtifactLimits {
+                max_files: self.artifacts_max_files,
+                max_bytes: self.artifacts_max_bytes,
+                max_total_bytes: self.artifacts_max_total_bytes,
+                retention: (self.artifacts_retention_hours > 0.0)
+                    .then(|| Duration::from_secs_f64(self.artifacts_retention_hours * 3600.0)),
             },
         }
     }
