@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracebox_model::{Isolation, RunLimits};
 
 use crate::api::{Authority, WebOrigin};
+use crate::claude::ApiKey;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -244,7 +245,7 @@ pub struct Config {
     /// Anthropic API key for Claude calls and prompt sets; never logged, stored or shown
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     #[serde(skip)]
-    pub anthropic_api_key: Option<Secret>,
+    pub anthropic_api_key: Option<ApiKey>,
 
     /// Where the Anthropic API is (`/v1/messages` is added); point it at a fake for tests
     #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
@@ -292,31 +293,6 @@ pub struct Config {
     /// Log format: text (for people) or json (for log collectors)
     #[arg(long, env = "TRACEBOX_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
-}
-
-/// A setting that must never be shown: its `Debug` hides it, and it is never serialised.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(hidden)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(value: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(value.to_owned()))
-    }
 }
 
 /// How logs are written to stderr.

@@ -88,7 +88,7 @@ impl Services {
         );
         let prices = PriceTable::load(config.claude_prices.as_deref())?;
         let claude = Claude::new(
-            MessagesClient::new(&config)?,
+            MessagesClient::new(&config.claude_settings().client)?,
             prices,
             runner.clone(),
             Arc::clone(&policy),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::claude::{ClaudeSettings, ClientSettings};
 use crate::files::{ArtifactLimits, FilesSettings};
 use crate::sandbox::{PoolSettings, SandboxSettings};
 
@@ -45,6 +46,21 @@ impl Config {
                 max_total_bytes: self.artifacts_max_total_bytes,
                 retention: (self.artifacts_retention_hours > 0.0)
                     .then(|| Duration::from_secs_f64(self.artifacts_retention_hours * 3600.0)),
+            },
+        }
+    }
+
+    /// What Claude calls read: the API's address and key, timeouts, retries.
+    pub fn claude_settings(&self) -> ClaudeSettings {
+        ClaudeSettings {
+            client: ClientSettings {
+                base_url: self.anthropic_base_url.clone(),
+                api_key: self.anthropic_api_key.clone(),
+                connect_timeout: Duration::from_secs_f64(self.claude_connect_timeout_secs),
+                read_timeout: Duration::from_secs_f64(self.claude_read_timeout_secs),
+                attempt_timeout: Duration::from_secs_f64(self.claude_timeout_secs),
+                max_retries: self.claude_max_retries,
+                retry_budget: Duration::from_secs_f64(self.claude_retry_budget_secs),
             },
         }
     }
