@@ -227,7 +227,7 @@ fn read_submission(args: &RunArgs) -> anyhow::Result<Submission> {
 }
 
 fn run_program(mut config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let request = read_submission(&args)?.check(&config, Source::Cli)?;
+    let request = read_submission(&args)?.check(&config.request_limits(), Source::Cli)?;
     // One run: a warm pool would only start containers nobody takes.
     config.pool_size = 0;
     let runtime = runtime()?;

@@ -79,7 +79,7 @@ impl Services {
         let sandbox = Sandbox::connect(&config.sandbox_settings(), store.instance_id(), boot.id())?;
         let files = Files::new(config.files_settings(), store.clone(), boot.id());
         let runner = Runner::new(
-            Arc::clone(&config),
+            config.runner_settings(),
             Arc::clone(&policy),
             sandbox.clone(),
             store.clone(),
@@ -87,9 +87,11 @@ impl Services {
             runtime,
         );
         let prices = PriceTable::load(config.claude_prices.as_deref())?;
+        let claude_settings = config.claude_settings();
         let claude = Claude::new(
-            MessagesClient::new(&config.claude_settings().client)?,
+            MessagesClient::new(&claude_settings.client)?,
             prices,
+            claude_settings.calls,
             runner.clone(),
             Arc::clone(&policy),
             store.clone(),

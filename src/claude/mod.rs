@@ -19,5 +19,5 @@ pub use client::{ANTHROPIC_VERSION, ClaudeError, Exchange, MessagesClient};
 pub use messages::{Block, MessagesRequest, Reply};
 pub use price::{Price, PriceError, PriceTable};
 pub use question::{MAX_TOKENS_LIMIT, Question, QuestionError};
-pub use settings::{ApiKey, ClaudeSettings, ClientSettings};
+pub use settings::{ApiKey, CallSettings, ClaudeSettings, ClientSettings};
 pub use sse::StreamError;

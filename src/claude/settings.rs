@@ -48,8 +48,29 @@ pub struct ClientSettings {
     pub retry_budget: Duration,
 }
 
+/// What a Claude call takes where its question does not say, and how much of its reply runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSettings {
+    /// The model of a question that names none.
+    pub model: String,
+    /// The `max_tokens` of a question that asks for none.
+    pub max_tokens: u32,
+    /// Most code blocks of one reply that run (in order); the rest are named, not run.
+    pub max_blocks: usize,
+}
+
+#[cfg(test)]
+impl CallSettings {
+    /// The shipped defaults, spelled out for tests (a test in config.rs checks they are
+    /// `Config::defaults()`'s).
+    pub fn defaults() -> CallSettings {
+        CallSettings { model: "claude-sonnet-4-5".into(), max_tokens: 1024, max_blocks: 10 }
+    }
+}
+
 /// Everything of Claude's that comes from the configuration.
 #[derive(Debug, Clone)]
 pub struct ClaudeSettings {
     pub client: ClientSettings,
+    pub calls: CallSettings,
 }

@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use crate::claude::{ClaudeSettings, ClientSettings};
+use crate::claude::{CallSettings, ClaudeSettings, ClientSettings};
 use crate::files::{ArtifactLimits, FilesSettings};
+use crate::runner::RunnerSettings;
 use crate::sandbox::{PoolSettings, SandboxSettings};
+use crate::submission::RequestLimits;
 
 use super::{Config, MIB};
 
@@ -21,7 +23,7 @@ impl Config {
             file_size_limit_bytes: self.file_size_limit_mb * MIB,
             tmp_size_mb: self.tmp_size_mb,
             workspace_size_mb: self.workspace_size_mb,
-            default_limits: self.default_limits(),
+            default_limits: self.request_limits().default_limits(),
             isolation: self.isolation,
             pool: PoolSettings {
                 size: self.pool_size,
@@ -50,7 +52,8 @@ impl Config {
         }
     }
 
-    /// What Claude calls read: the API's address and key, timeouts, retries.
+    /// What Claude calls read: the API's address and key, timeouts, retries; the defaults of a
+    /// question, and how many blocks of a reply run.
     pub fn claude_settings(&self) -> ClaudeSettings {
         ClaudeSettings {
             client: ClientSettings {
@@ -62,6 +65,39 @@ impl Config {
                 max_retries: self.claude_max_retries,
                 retry_budget: Duration::from_secs_f64(self.claude_retry_budget_secs),
             },
+            calls: CallSettings {
+                model: self.claude_model.clone(),
+                max_tokens: self.claude_max_tokens,
+                max_blocks: self.claude_max_blocks,
+            },
+        }
+    }
+
+    /// What the pipeline reads: how many runs go at once, how long others wait, and the
+    /// limits requests are checked against.
+    pub fn runner_settings(&self) -> RunnerSettings {
+        RunnerSettings {
+            max_concurrent_runs: self.max_concurrent_runs,
+            max_queued_runs: self.max_queued_runs,
+            queue_timeout: Duration::from_secs_f64(self.queue_timeout_secs),
+            requests: self.request_limits(),
+        }
+    }
+
+    /// What every door checks a request against (and what a request that asks nothing gets).
+    pub fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            max_code_bytes: self.max_code_bytes,
+            max_stdin_bytes: self.max_stdin_bytes,
+            default_timeout_secs: self.default_timeout_secs,
+            max_timeout_secs: self.max_timeout_secs,
+            default_memory_mb: self.default_memory_mb,
+            max_memory_mb: self.max_memory_mb,
+            cpus: self.cpus,
+            pids_limit: self.pids_limit,
+            output_limit_bytes: self.output_limit_bytes,
+            isolation: self.isolation,
+            recycle_allowed: self.recycle_allowed,
         }
     }
 }
