@@ -3,6 +3,9 @@
 //! Precedence: built-in default < TOML file (`--config` / `TRACEBOX_CONFIG`) < `TRACEBOX_*`
 //! environment < command-line flag. Each field is a clap argument, so `tracebox serve --help`
 //! lists them all; the TOML file uses the same names. A malformed value stops start-up naming it.
+//! Each subsystem is handed only its own part of it (`settings.rs`).
+
+mod settings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,9 +15,11 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
-use tracebox_model::{Isolation, RunLimits};
+use tracebox_model::Isolation;
 
 use crate::api::{Authority, WebOrigin};
+use crate::claude::ApiKey;
+use crate::submission::{MIN_MEMORY_MB, MIN_TIMEOUT_SECS};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -241,7 +246,7 @@ pub struct Config {
     /// Anthropic API key for Claude calls and prompt sets; never logged, stored or shown
     #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
     #[serde(skip)]
-    pub anthropic_api_key: Option<Secret>,
+    pub anthropic_api_key: Option<ApiKey>,
 
     /// Where the Anthropic API is (`/v1/messages` is added); point it at a fake for tests
     #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = "https://api.anthropic.com")]
@@ -341,31 +346,6 @@ pub struct Config {
     pub sandbox_pool_size: usize,
 }
 
-/// A setting that must never be shown: its `Debug` hides it, and it is never serialised.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(hidden)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(value: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(value.to_owned()))
-    }
-}
-
 /// How logs are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -407,14 +387,6 @@ fn renamed(is_set: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
 /// SDKs read them; `TRACEBOX_*` for the rest.
 fn env_var(key: &str) -> String {
     if key.starts_with("anthropic_") { key.to_uppercase() } else { format!("TRACEBOX_{}", key.to_uppercase()) }
-}
-
-/// A request's limit that the server refuses, named by its request field.
-#[derive(Debug, thiserror::Error)]
-#[error("`{field}`: {message}")]
-pub struct LimitError {
-    pub field: &'static str,
-    pub message: String,
 }
 
 impl Config {
@@ -702,100 +674,17 @@ impl Config {
         self.data_dir.join("traces")
     }
 
-    /// The longest pause between two chunks of a request body.
-    pub fn body_read_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.body_read_timeout_secs)
-    }
-
-    /// How long a run may wait for a slot.
-    pub fn queue_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.queue_timeout_secs)
-    }
-
-    /// The limits of one run: the request's own `timeout` and `memory_mb` within the server's
-    /// bounds, the server's settings for the rest.
-    pub fn run_limits(&self, timeout_secs: Option<f64>, memory_mb: Option<u64>) -> Result<RunLimits, LimitError> {
-        let timeout_secs = timeout_secs.unwrap_or(self.default_timeout_secs);
-        if !(timeout_secs.is_finite() && timeout_secs >= MIN_TIMEOUT_SECS) {
-            return Err(LimitError {
-                field: "timeout",
-                message: format!("must be at least {MIN_TIMEOUT_SECS} seconds, got {timeout_secs}"),
-            });
-        }
-        if timeout_secs > self.max_timeout_secs {
-            return Err(LimitError {
-                field: "timeout",
-                message: format!(
-                    "{timeout_secs} s is above this server's maximum of {} s (TRACEBOX_MAX_TIMEOUT_SECS)",
-                    self.max_timeout_secs
-                ),
-            });
-        }
-        let memory_mb = memory_mb.unwrap_or(self.default_memory_mb);
-        if !(MIN_MEMORY_MB..=self.max_memory_mb).contains(&memory_mb) {
-            return Err(LimitError {
-                field: "memory_mb",
-                message: format!(
-                    "{memory_mb} MiB is outside {MIN_MEMORY_MB}..={} MiB (TRACEBOX_MAX_MEMORY_MB)",
-                    self.max_memory_mb
-                ),
-            });
-        }
-        Ok(self.limits(timeout_secs, memory_mb))
-    }
-
     /// Where sandboxes' snapshots are kept.
     pub fn snapshots_dir(&self) -> PathBuf {
         self.data_dir.join("snapshots")
     }
 
-    /// The sandboxes' bounds and defaults.
-    pub fn sandboxes_settings(&self) -> crate::sandboxes::SandboxesSettings {
-        crate::sandboxes::SandboxesSettings {
-            max_sandboxes: self.sandbox_max,
-            default_timeout_secs: self.sandbox_timeout_secs,
-            min_timeout_secs: self.sandbox_min_timeout_secs,
-            max_timeout_secs: self.sandbox_max_timeout_secs,
-            max_lifetime_secs: self.sandbox_max_lifetime_secs,
-            default_disk_mb: self.sandbox_disk_mb,
-            max_disk_mb: self.sandbox_max_disk_mb,
-            default_memory_mb: self.default_memory_mb,
-            max_memory_mb: self.max_memory_mb,
-            default_cpus: self.cpus,
-            max_cpus: self.cpus.max(1.0),
-            pids: self.pids_limit,
-            default_step_timeout_secs: self.default_timeout_secs,
-            max_step_timeout_secs: self.sandbox_max_step_timeout_secs,
-            output_bytes: self.output_limit_bytes,
-            max_queued_steps: self.sandbox_max_queued_steps,
-            max_file_bytes: self.upload_max_file_bytes,
-            max_snapshot_bytes: self.snapshot_max_bytes,
-            max_total_snapshot_bytes: self.snapshot_max_total_bytes,
-            pool_size: self.sandbox_pool_size,
-        }
-    }
-
-    /// The limits a run gets when it asks for nothing (the defaults were checked when this
-    /// configuration was loaded): what the warm pool's containers are made for.
-    pub fn default_limits(&self) -> RunLimits {
-        self.limits(self.default_timeout_secs, self.default_memory_mb)
-    }
-
-    fn limits(&self, timeout_secs: f64, memory_mb: u64) -> RunLimits {
-        RunLimits {
-            timeout: Duration::from_secs_f64(timeout_secs),
-            memory_bytes: memory_mb * MIB,
-            cpus: self.cpus,
-            pids: self.pids_limit,
-            output_bytes: self.output_limit_bytes,
-        }
+    /// The longest pause between two chunks of a request body.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.body_read_timeout_secs)
     }
 }
 
-/// Below this the interpreters cannot start, so a smaller limit is a mistake, not a choice.
-pub const MIN_MEMORY_MB: u64 = 32;
-/// The shortest timeout accepted: below it, no interpreter even starts.
-pub const MIN_TIMEOUT_SECS: f64 = 0.1;
 /// The largest memory limit accepted (1 TiB): beyond it, a typo.
 const MAX_MEMORY_MB: u64 = 1024 * 1024;
 /// The largest upload limit accepted (1 TiB): beyond it, a typo.
@@ -1005,26 +894,34 @@ mod tests {
     }
 
     #[test]
+    fn the_defaults_other_modules_test_with_are_the_shipped_ones() {
+        let config = Config::defaults();
+        assert_eq!(config.request_limits(), crate::submission::RequestLimits::defaults());
+        assert_eq!(config.claude_settings().calls, crate::claude::CallSettings::defaults());
+    }
+
+    #[test]
     fn run_limits_accept_the_maximum_and_refuse_above_it() {
         let config = Config::defaults();
-        let at_edge = config.run_limits(Some(config.max_timeout_secs), Some(config.max_memory_mb)).unwrap();
+        let limits = config.request_limits();
+        let at_edge = limits.run_limits(Some(config.max_timeout_secs), Some(config.max_memory_mb)).unwrap();
         assert_eq!(at_edge.timeout, Duration::from_secs_f64(config.max_timeout_secs));
         assert_eq!(at_edge.memory_bytes, config.max_memory_mb * MIB);
 
-        let over = config.run_limits(Some(config.max_timeout_secs + 0.5), None).unwrap_err();
+        let over = limits.run_limits(Some(config.max_timeout_secs + 0.5), None).unwrap_err();
         assert_eq!(over.field, "timeout");
         assert!(over.message.contains("TRACEBOX_MAX_TIMEOUT_SECS"));
-        let over = config.run_limits(None, Some(config.max_memory_mb + 1)).unwrap_err();
+        let over = limits.run_limits(None, Some(config.max_memory_mb + 1)).unwrap_err();
         assert_eq!(over.field, "memory_mb");
     }
 
     #[test]
     fn run_limits_refuse_nonsense() {
-        let config = Config::defaults();
+        let limits = Config::defaults().request_limits();
         for timeout in [0.0, 1e-300, MIN_TIMEOUT_SECS / 2.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert_eq!(config.run_limits(Some(timeout), None).unwrap_err().field, "timeout");
+            assert_eq!(limits.run_limits(Some(timeout), None).unwrap_err().field, "timeout");
         }
-        assert_eq!(config.run_limits(None, Some(MIN_MEMORY_MB - 1)).unwrap_err().field, "memory_mb");
-        assert!(config.run_limits(None, Some(MIN_MEMORY_MB)).is_ok());
+        assert_eq!(limits.run_limits(None, Some(MIN_MEMORY_MB - 1)).unwrap_err().field, "memory_mb");
+        assert!(limits.run_limits(None, Some(MIN_MEMORY_MB)).is_ok());
     }
 }

@@ -184,7 +184,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn build_image(config: Config, force: bool) -> anyhow::Result<ExitCode> {
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(120));
-    let ready = runtime()?.block_on(tracebox::sandbox::ensure_image(&config, force, &mut |line| {
+    let ready = runtime()?.block_on(tracebox::sandbox::ensure_image(&config.sandbox_settings(), force, &mut |line| {
         if line.starts_with("Step ") || line.starts_with("building ") {
             spinner.set_message(line.to_owned());
         }
@@ -227,7 +227,7 @@ fn read_submission(args: &RunArgs) -> anyhow::Result<Submission> {
 }
 
 fn run_program(mut config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let request = read_submission(&args)?.check(&config, Source::Cli)?;
+    let request = read_submission(&args)?.check(&config.request_limits(), Source::Cli)?;
     // One run: a warm pool would only start containers nobody takes.
     config.pool_size = 0;
     let runtime = runtime()?;

@@ -81,10 +81,10 @@ impl Services {
         let store = TraceStore::open(&config.traces_dir())?;
         let traces_dir = config.traces_dir();
         let boot = Arc::new(Boot::start(&traces_dir).map_err(|source| StartError::Io { path: traces_dir, source })?);
-        let sandbox = Sandbox::connect(&config, store.instance_id(), boot.id())?;
-        let files = Files::new(&config, store.clone(), boot.id());
+        let sandbox = Sandbox::connect(&config.sandbox_settings(), store.instance_id(), boot.id())?;
+        let files = Files::new(config.files_settings(), store.clone(), boot.id());
         let runner = Runner::new(
-            Arc::clone(&config),
+            config.runner_settings(),
             Arc::clone(&policy),
             sandbox.clone(),
             store.clone(),
@@ -92,9 +92,11 @@ impl Services {
             runtime,
         );
         let prices = PriceTable::load(config.claude_prices.as_deref())?;
+        let claude_settings = config.claude_settings();
         let claude = Claude::new(
-            MessagesClient::new(&config)?,
+            MessagesClient::new(&claude_settings.client)?,
             prices,
+            claude_settings.calls,
             runner.clone(),
             Arc::clone(&policy),
             store.clone(),

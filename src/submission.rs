@@ -1,11 +1,18 @@
-//! A program as a door received it ([`Submission`]), checked against the server's limits into
-//! the [`ExecutionRequest`] every door hands to the pipeline; each refusal names its field.
+//! A program as a door received it ([`Submission`]), checked against the server's
+//! [`RequestLimits`] into the [`ExecutionRequest`] every door hands to the pipeline; each
+//! refusal names its field.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use tracebox_model::{ExecutionRequest, Isolation, Language, Source, UnknownLanguage};
+use tracebox_model::{ExecutionRequest, Isolation, Language, RunLimits, Source, UnknownLanguage};
 
-use crate::config::{Config, LimitError};
+const MIB: u64 = 1024 * 1024;
+
+/// Below this the interpreters cannot start, so a smaller limit is a mistake, not a choice.
+pub const MIN_MEMORY_MB: u64 = 32;
+/// The shortest timeout accepted: below it, no interpreter even starts.
+pub const MIN_TIMEOUT_SECS: f64 = 0.1;
 
 /// Most environment variables a run may be given.
 pub const MAX_ENV_VARS: usize = 100;
@@ -32,6 +39,112 @@ pub struct Submission {
 /// Longest tenant name.
 pub const MAX_TENANT_CHARS: usize = 64;
 
+/// What a request may ask of this server, and what it gets when it asks nothing: the limits
+/// every door checks a program against (from the configuration, whose loading checked that the
+/// defaults lie within the maxima).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestLimits {
+    /// Largest `code`, in bytes.
+    pub max_code_bytes: usize,
+    /// Largest `stdin`, in bytes; a live run's later stdin counts too.
+    pub max_stdin_bytes: usize,
+    /// The `timeout` of a request that names none, and the most one may name, in seconds.
+    pub default_timeout_secs: f64,
+    pub max_timeout_secs: f64,
+    /// The `memory_mb` of a request that names none, and the most one may name, in MiB.
+    pub default_memory_mb: u64,
+    pub max_memory_mb: u64,
+    /// CPU quota of every run, in CPUs.
+    pub cpus: f64,
+    /// Processes and threads every run may have at once.
+    pub pids_limit: i64,
+    /// stdout + stderr bytes after which every run is stopped.
+    pub output_limit_bytes: u64,
+    /// The isolation of a request that asks for none.
+    pub isolation: Isolation,
+    /// May a request ask for recycle when `isolation` is fresh?
+    pub recycle_allowed: bool,
+}
+
+/// A request's limit that the server refuses, named by its request field.
+#[derive(Debug, thiserror::Error)]
+#[error("`{field}`: {message}")]
+pub struct LimitError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl RequestLimits {
+    /// The limits of one run: the request's own `timeout` and `memory_mb` within the server's
+    /// bounds, the server's settings for the rest.
+    pub fn run_limits(&self, timeout_secs: Option<f64>, memory_mb: Option<u64>) -> Result<RunLimits, LimitError> {
+        let timeout_secs = timeout_secs.unwrap_or(self.default_timeout_secs);
+        if !(timeout_secs.is_finite() && timeout_secs >= MIN_TIMEOUT_SECS) {
+            return Err(LimitError {
+                field: "timeout",
+                message: format!("must be at least {MIN_TIMEOUT_SECS} seconds, got {timeout_secs}"),
+            });
+        }
+        if timeout_secs > self.max_timeout_secs {
+            return Err(LimitError {
+                field: "timeout",
+                message: format!(
+                    "{timeout_secs} s is above this server's maximum of {} s (TRACEBOX_MAX_TIMEOUT_SECS)",
+                    self.max_timeout_secs
+                ),
+            });
+        }
+        let memory_mb = memory_mb.unwrap_or(self.default_memory_mb);
+        if !(MIN_MEMORY_MB..=self.max_memory_mb).contains(&memory_mb) {
+            return Err(LimitError {
+                field: "memory_mb",
+                message: format!(
+                    "{memory_mb} MiB is outside {MIN_MEMORY_MB}..={} MiB (TRACEBOX_MAX_MEMORY_MB)",
+                    self.max_memory_mb
+                ),
+            });
+        }
+        Ok(self.limits(timeout_secs, memory_mb))
+    }
+
+    /// The limits a run gets when it asks for nothing (the defaults were checked when the
+    /// configuration was loaded): what the warm pool's containers are made for.
+    pub fn default_limits(&self) -> RunLimits {
+        self.limits(self.default_timeout_secs, self.default_memory_mb)
+    }
+
+    fn limits(&self, timeout_secs: f64, memory_mb: u64) -> RunLimits {
+        RunLimits {
+            timeout: Duration::from_secs_f64(timeout_secs),
+            memory_bytes: memory_mb * MIB,
+            cpus: self.cpus,
+            pids: self.pids_limit,
+            output_bytes: self.output_limit_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+impl RequestLimits {
+    /// The shipped defaults, spelled out for the tests of modules that do not know the
+    /// configuration (a test in config.rs checks they are `Config::defaults()`'s).
+    pub fn defaults() -> RequestLimits {
+        RequestLimits {
+            max_code_bytes: 256 * 1024,
+            max_stdin_bytes: MIB as usize,
+            default_timeout_secs: 10.0,
+            max_timeout_secs: 60.0,
+            default_memory_mb: 256,
+            max_memory_mb: 1024,
+            cpus: 1.0,
+            pids_limit: 128,
+            output_limit_bytes: MIB,
+            isolation: Isolation::Fresh,
+            recycle_allowed: false,
+        }
+    }
+}
+
 /// A submission that cannot run as it is; each names its field and the limit or fix.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -52,19 +165,19 @@ pub enum RequestError {
 }
 
 impl Submission {
-    /// Check every field against `config`, naming the first that does not fit.
-    pub fn check(self, config: &Config, source: Source) -> Result<ExecutionRequest, RequestError> {
+    /// Check every field against `allowed`, naming the first that does not fit.
+    pub fn check(self, allowed: &RequestLimits, source: Source) -> Result<ExecutionRequest, RequestError> {
         let Submission { code, language, stdin, env, timeout_secs, memory_mb, isolation, tenant } = self;
-        if code.len() > config.max_code_bytes {
-            return Err(RequestError::CodeTooLarge { size: code.len(), limit: config.max_code_bytes });
+        if code.len() > allowed.max_code_bytes {
+            return Err(RequestError::CodeTooLarge { size: code.len(), limit: allowed.max_code_bytes });
         }
-        if stdin.len() > config.max_stdin_bytes {
-            return Err(RequestError::StdinTooLarge { size: stdin.len(), limit: config.max_stdin_bytes });
+        if stdin.len() > allowed.max_stdin_bytes {
+            return Err(RequestError::StdinTooLarge { size: stdin.len(), limit: allowed.max_stdin_bytes });
         }
         let language = language.as_deref().map(str::parse).transpose()?.unwrap_or(Language::Python);
-        let limits = config.run_limits(timeout_secs, memory_mb)?;
+        let limits = allowed.run_limits(timeout_secs, memory_mb)?;
         check_env(&env)?;
-        let isolation = check_isolation(isolation, tenant.as_deref(), config)?;
+        let isolation = check_isolation(isolation, tenant.as_deref(), allowed)?;
         Ok(ExecutionRequest {
             language,
             code,
@@ -82,9 +195,13 @@ impl Submission {
 
 /// The isolation a run may have: fresh always; recycle when the server's default is recycle
 /// or it allows asking for it. A tenant names only whose recycled containers a run may use.
-fn check_isolation(asked: Option<Isolation>, tenant: Option<&str>, config: &Config) -> Result<Isolation, RequestError> {
-    let isolation = asked.unwrap_or(config.isolation);
-    if isolation == Isolation::Recycle && config.isolation != Isolation::Recycle && !config.recycle_allowed {
+fn check_isolation(
+    asked: Option<Isolation>,
+    tenant: Option<&str>,
+    allowed: &RequestLimits,
+) -> Result<Isolation, RequestError> {
+    let isolation = asked.unwrap_or(allowed.isolation);
+    if isolation == Isolation::Recycle && allowed.isolation != Isolation::Recycle && !allowed.recycle_allowed {
         return Err(RequestError::Isolation(
             "`isolation`: this server runs every program in a fresh container; recycle is allowed with TRACEBOX_RECYCLE_ALLOWED=true"
                 .into(),
@@ -143,14 +260,14 @@ mod tests {
     }
 
     fn refusal(submission: Submission) -> String {
-        submission.check(&Config::defaults(), Source::Http).unwrap_err().to_string()
+        submission.check(&RequestLimits::defaults(), Source::Http).unwrap_err().to_string()
     }
 
     #[test]
     fn only_code_is_needed_and_python_is_the_default() {
-        let request = submission("print(1)").check(&Config::defaults(), Source::Http).unwrap();
+        let request = submission("print(1)").check(&RequestLimits::defaults(), Source::Http).unwrap();
         assert_eq!(request.language, Language::Python);
-        assert_eq!(request.limits.timeout.as_secs_f64(), Config::defaults().default_timeout_secs);
+        assert_eq!(request.limits.timeout.as_secs_f64(), RequestLimits::defaults().default_timeout_secs);
     }
 
     #[test]
@@ -165,7 +282,7 @@ mod tests {
 
     #[test]
     fn code_stdin_and_env_at_their_limits_pass_and_one_byte_more_does_not() {
-        let config = Config::defaults();
+        let config = RequestLimits::defaults();
         let check = |submission: Submission| submission.check(&config, Source::Http);
         assert!(check(submission(&"x".repeat(config.max_code_bytes))).is_ok());
         let over = check(submission(&"x".repeat(config.max_code_bytes + 1))).unwrap_err();
@@ -183,21 +300,21 @@ mod tests {
 
     #[test]
     fn recycle_is_asked_for_only_where_allowed_and_tenants_are_names() {
-        let config = Config::defaults();
-        let ask = |isolation: Option<Isolation>, tenant: Option<&str>, config: &Config| {
+        let config = RequestLimits::defaults();
+        let ask = |isolation: Option<Isolation>, tenant: Option<&str>, config: &RequestLimits| {
             Submission { isolation, tenant: tenant.map(str::to_owned), ..submission("x") }.check(config, Source::Http)
         };
         assert_eq!(ask(None, None, &config).unwrap().isolation, Isolation::Fresh);
         assert!(
             ask(Some(Isolation::Recycle), None, &config).unwrap_err().to_string().contains("TRACEBOX_RECYCLE_ALLOWED")
         );
-        let allowing = Config { recycle_allowed: true, ..Config::defaults() };
+        let allowing = RequestLimits { recycle_allowed: true, ..RequestLimits::defaults() };
         assert_eq!(ask(Some(Isolation::Recycle), Some("acme-1"), &allowing).unwrap().isolation, Isolation::Recycle);
         assert!(ask(Some(Isolation::Recycle), Some("a b"), &allowing).is_err());
         assert!(ask(Some(Isolation::Recycle), Some(&"t".repeat(MAX_TENANT_CHARS + 1)), &allowing).is_err());
         assert!(ask(Some(Isolation::Recycle), Some(&"t".repeat(MAX_TENANT_CHARS)), &allowing).is_ok());
         assert!(ask(None, Some("acme"), &allowing).unwrap_err().to_string().contains("recycle"));
-        let recycling = Config { isolation: Isolation::Recycle, ..Config::defaults() };
+        let recycling = RequestLimits { isolation: Isolation::Recycle, ..RequestLimits::defaults() };
         assert_eq!(ask(None, None, &recycling).unwrap().isolation, Isolation::Recycle);
         assert_eq!(ask(Some(Isolation::Fresh), None, &recycling).unwrap().isolation, Isolation::Fresh);
     }

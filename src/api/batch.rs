@@ -62,7 +62,8 @@ pub async fn batch(
         }
     };
     let defaults = Defaults { model: body.model, timeout: body.timeout };
-    let items = batch::check(batch::parse(&text).map_err(refused)?, services.runner.config(), &defaults, Source::Batch)
+    let (allowed, calls) = (services.runner.request_limits(), services.claude.settings());
+    let items = batch::check(batch::parse(&text).map_err(refused)?, allowed, calls, &defaults, Source::Batch)
         .map_err(refused)?;
     if batch::asks_claude(&items) && !services.claude.configured() {
         return Err(ApiError::new(

@@ -70,7 +70,7 @@ pub async fn claude(
     let why = "more than a Claude call takes here (8 MiB); send a shorter conversation";
     let mut question: Question = read_json(&request, payload, BODY_BYTES, why).await?;
     let files = question.files.take().unwrap_or_default();
-    let mut ask = question.check(services.runner.config(), Source::Http, None)?;
+    let mut ask = question.check(services.runner.request_limits(), services.claude.settings(), Source::Http, None)?;
     ask.files = services.files.inputs(&files).await?;
     if !ask.request.stream {
         let reply = reply_of(services.claude.start(ask, None).outcome().await)?;

@@ -190,7 +190,7 @@ impl ExecuteBody {
         source: Source,
     ) -> Result<ExecutionRequest, ApiError> {
         let files = self.files.take().unwrap_or_default();
-        let mut request = Submission::try_from(self)?.check(services.runner.config(), source)?;
+        let mut request = Submission::try_from(self)?.check(services.runner.request_limits(), source)?;
         request.files = services.files.inputs(&files).await?;
         Ok(request)
     }
@@ -202,9 +202,8 @@ pub async fn execute(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let config = services.runner.config();
     let why = "more than the largest code and stdin allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)";
-    let body: ExecuteBody = read_json(&request, payload, request_limit(config), why).await?;
+    let body: ExecuteBody = read_json(&request, payload, request_limit(&services.config), why).await?;
     let request = body.into_request(&services, Source::Http).await?;
     let execution = services.runner.execute(request).await?;
     if execution.status == Status::Blocked {

@@ -14,7 +14,7 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
     let healthy = sandbox.docker_reachable && sandbox.image_present && traces.is_ok();
     let (input_rules, output_rules) = services.policy.rule_counts();
     let sandboxes = services.sandboxes.counts().await;
-    let config = services.runner.config();
+    let config = &services.config;
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),

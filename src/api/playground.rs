@@ -16,6 +16,6 @@ struct Playground {
 
 /// `GET /`
 pub async fn show(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
-    let config = services.runner.config();
+    let config = &services.config;
     page(&Playground { default_timeout_secs: config.default_timeout_secs, max_timeout_secs: config.max_timeout_secs })
 }

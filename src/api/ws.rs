@@ -53,7 +53,7 @@ pub async fn upgrade(
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let config = services.runner.config();
+    let config = &services.config;
     let (response, session, stream) = actix_ws::handle(&request, body).map_err(|error| {
         ApiError::new(
             ErrorCode::UpgradeRequired,
@@ -109,7 +109,7 @@ impl Socket {
     }
 
     async fn serve(mut self, mut stream: AggregatedMessageStream) {
-        let interval = self.services.runner.config().ws_ping_interval();
+        let interval = self.services.config.ws_ping_interval();
         let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
         let mut heard = Instant::now();
         let patience = interval * MISSED_PINGS;
@@ -210,7 +210,7 @@ impl Socket {
     }
 
     async fn dispatch(&mut self, text: &[u8]) -> Result<(), Refusal> {
-        let limit = self.services.runner.config().ws_max_message_bytes;
+        let limit = self.services.config.ws_max_message_bytes;
         if text.len() > limit {
             return Err(Refusal::anonymous(ApiError::new(
                 ErrorCode::MessageTooLarge,
@@ -251,7 +251,7 @@ impl Socket {
                 format!("run {id:?} is still going on this socket; pick another id"),
             ));
         }
-        if self.runs.len() >= self.services.runner.config().ws_max_runs {
+        if self.runs.len() >= self.services.config.ws_max_runs {
             return Err(ApiError::new(
                 ErrorCode::TooManyRuns,
                 format!(
@@ -309,7 +309,12 @@ impl Socket {
         // A live door streams unless told not to.
         question.stream.get_or_insert(true);
         let files = question.files.take().unwrap_or_default();
-        let mut ask = question.check(self.services.runner.config(), Source::WebSocket, None)?;
+        let mut ask = question.check(
+            self.services.runner.request_limits(),
+            self.services.claude.settings(),
+            Source::WebSocket,
+            None,
+        )?;
         ask.files = self.services.files.inputs(&files).await?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let call = self.services.claude.start(ask, Some(events_tx));

@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use tracebox_model::{ExecutionRequest, Source, Status, TraceId};
 
+use crate::claude::CallSettings;
 use crate::claude::{Ask, Question};
-use crate::config::Config;
+use crate::submission::RequestLimits;
 use crate::submission::Submission;
 
 /// Most items one prompt set may hold.
@@ -207,10 +208,12 @@ fn item<E: std::fmt::Display>(parsed: Result<Item, serde_path_to_error::Error<E>
     })
 }
 
-/// Check every item against `config`, naming the first that cannot run.
+/// Check every item against the server's limits on runs (`allowed`) and its settings for Claude
+/// calls, naming the first that cannot run.
 pub fn check(
     items: Vec<(String, Item)>,
-    config: &Config,
+    allowed: &RequestLimits,
+    calls: &CallSettings,
     defaults: &Defaults,
     source: Source,
 ) -> Result<Vec<CheckedItem>, SetError> {
@@ -225,13 +228,19 @@ pub fn check(
         }
         let expect = expectation(item.expect.clone().unwrap_or_default()).map_err(|m| SetError::new(&at, m))?;
         let files = item.files.clone().unwrap_or_default();
-        let job = job(item, config, defaults, source).map_err(|m| SetError::new(&at, m))?;
+        let job = job(item, allowed, calls, defaults, source).map_err(|m| SetError::new(&at, m))?;
         checked.push(CheckedItem { id, at, job, expect, files });
     }
     Ok(checked)
 }
 
-fn job(item: Item, config: &Config, defaults: &Defaults, source: Source) -> Result<Job, String> {
+fn job(
+    item: Item,
+    allowed: &RequestLimits,
+    calls: &CallSettings,
+    defaults: &Defaults,
+    source: Source,
+) -> Result<Job, String> {
     let timeout = item.timeout.or(defaults.timeout);
     match (item.prompt, item.code) {
         (Some(_), Some(_)) => Err("an item has `prompt` or `code`, not both".into()),
@@ -257,7 +266,7 @@ fn job(item: Item, config: &Config, defaults: &Defaults, source: Source) -> Resu
                 isolation: None,
                 tenant: None,
             };
-            Ok(Job::Code(Box::new(submission.check(config, source).map_err(|e| e.to_string())?)))
+            Ok(Job::Code(Box::new(submission.check(allowed, source).map_err(|e| e.to_string())?)))
         }
         (Some(prompt), None) => {
             if item.stdin.is_some() {
@@ -275,7 +284,7 @@ fn job(item: Item, config: &Config, defaults: &Defaults, source: Source) -> Resu
                 memory_mb: item.memory_mb,
                 ..Question::default()
             };
-            Ok(Job::Prompt(Box::new(question.check(config, source, None).map_err(|e| e.to_string())?)))
+            Ok(Job::Prompt(Box::new(question.check(allowed, calls, source, None).map_err(|e| e.to_string())?)))
         }
     }
 }
@@ -305,7 +314,7 @@ mod tests {
     use super::*;
 
     fn checked(text: &str) -> Result<Vec<CheckedItem>, SetError> {
-        check(parse(text)?, &Config::defaults(), &Defaults::default(), Source::Batch)
+        check(parse(text)?, &RequestLimits::defaults(), &CallSettings::defaults(), &Defaults::default(), Source::Batch)
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::blocks::code_blocks;
 use super::client::{ClaudeError, Exchange, MessagesClient};
 use super::messages::{MessagesRequest, Reply};
 use super::price::PriceTable;
+use super::settings::CallSettings;
 use crate::policy::Policy;
 use crate::runner::{RunError, Runner};
 use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
@@ -106,6 +107,7 @@ pub struct Claude {
 struct Inner {
     client: MessagesClient,
     prices: PriceTable,
+    settings: CallSettings,
     runner: Runner,
     policy: Arc<Policy>,
     store: TraceStore,
@@ -116,12 +118,19 @@ impl Claude {
     pub fn new(
         client: MessagesClient,
         prices: PriceTable,
+        settings: CallSettings,
         runner: Runner,
         policy: Arc<Policy>,
         store: TraceStore,
         boot_id: &str,
     ) -> Claude {
-        Claude { inner: Arc::new(Inner { client, prices, runner, policy, store, boot_id: boot_id.to_owned() }) }
+        let boot_id = boot_id.to_owned();
+        Claude { inner: Arc::new(Inner { client, prices, settings, runner, policy, store, boot_id }) }
+    }
+
+    /// What a call takes where its question does not say (for the doors that check questions).
+    pub fn settings(&self) -> &CallSettings {
+        &self.inner.settings
     }
 
     /// Can calls be made (is there an API key)?
@@ -243,7 +252,8 @@ impl Claude {
         log: &mut EventLog,
     ) -> (Vec<Execution>, Vec<String>) {
         let runner = &self.inner.runner;
-        let config = runner.config();
+        let allowed = runner.request_limits();
+        let max_blocks = self.inner.settings.max_blocks;
         let (blocks, mut skipped) = code_blocks(&reply.text(), ask.language);
         let cut_off = reply.stop_reason.as_deref() == Some("max_tokens");
         let mut runnable = Vec::new();
@@ -251,9 +261,9 @@ impl Claude {
             let language = block.language.as_str();
             if !block.closed && cut_off {
                 skipped.push(format!("{language} (cut off by max_tokens: it never ended)"));
-            } else if block.code.len() > config.max_code_bytes {
+            } else if block.code.len() > allowed.max_code_bytes {
                 skipped.push(format!("{language} (over TRACEBOX_MAX_CODE_BYTES)"));
-            } else if runnable.len() >= config.claude_max_blocks {
+            } else if runnable.len() >= max_blocks {
                 skipped.push(format!("{language} (over TRACEBOX_CLAUDE_MAX_BLOCKS)"));
             } else {
                 runnable.push(block);
@@ -271,7 +281,7 @@ impl Claude {
                 source: ask.source,
                 files: ask.files.clone(),
                 parent: Some(trace_id),
-                isolation: config.isolation,
+                isolation: allowed.isolation,
                 tenant: None,
             };
             let execution = runner.execute(request).await.unwrap_or_else(|error| unrun(&error));

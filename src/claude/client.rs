@@ -12,8 +12,8 @@ use tracebox_model::record::Attempt;
 
 use super::messages::{ErrorBody, MessagesRequest, Reply};
 use super::retry;
+use super::settings::{ApiKey, ClientSettings};
 use super::sse::{Assembler, Decoder, StreamError};
-use crate::config::{Config, Secret};
 
 /// The API version every request names (both SDKs hard-code it).
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -54,7 +54,7 @@ pub enum ClaudeError {
 }
 
 /// The key as a header value marked sensitive (kept out of reqwest's own Debug output).
-fn header_of(key: &Secret) -> Result<HeaderValue, ClaudeError> {
+fn header_of(key: &ApiKey) -> Result<HeaderValue, ClaudeError> {
     let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
         ClaudeError::Setup(
             "ANTHROPIC_API_KEY holds characters no HTTP header may carry; set it to the key alone".into(),
@@ -121,27 +121,26 @@ pub struct MessagesClient {
 }
 
 impl MessagesClient {
-    /// The client `config` describes. Fails when the key cannot be sent as a header, or no HTTP
-    /// client can be built.
-    pub fn new(config: &Config) -> Result<MessagesClient, ClaudeError> {
+    /// The client `settings` describe. Fails when the key cannot be sent as a header, or no
+    /// HTTP client can be built.
+    pub fn new(settings: &ClientSettings) -> Result<MessagesClient, ClaudeError> {
         // Redirects are not followed: reqwest would carry `x-api-key` to whatever host the
         // answer names, as the SDKs never do.
         let http = crate::http_client::builder()
-            .connect_timeout(Duration::from_secs_f64(config.claude_connect_timeout_secs))
+            .connect_timeout(settings.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tracebox/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ClaudeError::Setup(format!("cannot build the HTTP client: {e}")))?;
-        let key =
-            config.anthropic_api_key.as_ref().filter(|key| !key.expose().is_empty()).map(header_of).transpose()?;
+        let key = settings.api_key.as_ref().filter(|key| !key.expose().is_empty()).map(header_of).transpose()?;
         Ok(MessagesClient {
             http,
-            url: format!("{}/v1/messages", config.anthropic_base_url.trim_end_matches('/')),
+            url: format!("{}/v1/messages", settings.base_url.trim_end_matches('/')),
             key,
-            max_retries: config.claude_max_retries,
-            retry_budget: Duration::from_secs_f64(config.claude_retry_budget_secs),
-            attempt_timeout: Duration::from_secs_f64(config.claude_timeout_secs),
-            read_timeout: Duration::from_secs_f64(config.claude_read_timeout_secs),
+            max_retries: settings.max_retries,
+            retry_budget: settings.retry_budget,
+            attempt_timeout: settings.attempt_timeout,
+            read_timeout: settings.read_timeout,
         })
     }
 
@@ -382,14 +381,21 @@ mod tests {
         FakeServer::start("127.0.0.1:0".parse().unwrap(), config).unwrap()
     }
 
+    /// A client of `url` with the shipped defaults, spelled out.
+    fn settings(url: &str, key: Option<&str>) -> ClientSettings {
+        ClientSettings {
+            base_url: url.to_owned(),
+            api_key: key.map(|k| k.parse().unwrap()),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            attempt_timeout: Duration::from_secs(600),
+            max_retries: 2,
+            retry_budget: Duration::from_secs(120),
+        }
+    }
+
     fn client(fake: &FakeServer, key: Option<&str>) -> MessagesClient {
-        let config = Config {
-            anthropic_base_url: fake.url().to_owned(),
-            anthropic_api_key: key.map(|k| k.parse().unwrap()),
-            claude_max_retries: 2,
-            ..Config::defaults()
-        };
-        MessagesClient::new(&config).unwrap()
+        MessagesClient::new(&settings(fake.url(), key)).unwrap()
     }
 
     fn ask(prompt: &str, stream: bool) -> MessagesRequest {
@@ -538,14 +544,8 @@ mod tests {
         (url, count)
     }
 
-    fn config_for(url: &str) -> Config {
-        Config {
-            anthropic_base_url: url.to_owned(),
-            anthropic_api_key: Some(KEY.parse().unwrap()),
-            claude_max_retries: 2,
-            claude_retry_budget_secs: 5.0,
-            ..Config::defaults()
-        }
+    fn settings_for(url: &str) -> ClientSettings {
+        ClientSettings { retry_budget: Duration::from_secs(5), ..settings(url, Some(KEY)) }
     }
 
     #[tokio::test]
@@ -557,7 +557,7 @@ mod tests {
             "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"HELLO\"}}\n\n",
         ))
         .await;
-        let client = MessagesClient::new(&config_for(&url)).unwrap();
+        let client = MessagesClient::new(&settings_for(&url)).unwrap();
         let (reply, _, pieces) = call(&client, &ask("hi", true)).await;
         assert!(
             matches!(reply, Err(ClaudeError::Stream { source: StreamError::Incomplete { deltas: 1 }, .. })),
@@ -577,7 +577,7 @@ mod tests {
             .into_boxed_str(),
         );
         let (url, _) = raw_server(redirect).await;
-        let client = MessagesClient::new(&config_for(&url)).unwrap();
+        let client = MessagesClient::new(&settings_for(&url)).unwrap();
         let (reply, exchange, _) = call(&client, &ask("hi", false)).await;
         let error = reply.unwrap_err().to_string();
         assert!(error.contains("redirect") && error.contains("ANTHROPIC_BASE_URL"), "{error}");
@@ -588,8 +588,8 @@ mod tests {
     #[tokio::test]
     async fn a_slow_unstreamed_reply_is_waited_for_beyond_the_read_timeout() {
         let fake = fake();
-        let config = Config { claude_read_timeout_secs: 0.3, ..config_for(fake.url()) };
-        let client = MessagesClient::new(&config).unwrap();
+        let settings = ClientSettings { read_timeout: Duration::from_secs_f64(0.3), ..settings_for(fake.url()) };
+        let client = MessagesClient::new(&settings).unwrap();
         let (reply, exchange, _) = call(&client, &ask("hi [fake:slow_first_byte:900]", false)).await;
         assert!(reply.is_ok(), "the read timeout is for silences inside a stream: {reply:?}");
         assert_eq!(exchange.attempts.len(), 1);
@@ -601,11 +601,12 @@ mod tests {
     #[tokio::test]
     async fn the_server_can_forbid_a_retry_and_the_budget_stops_them() {
         let fake = fake();
-        let client = MessagesClient::new(&config_for(fake.url())).unwrap();
+        let client = MessagesClient::new(&settings_for(fake.url())).unwrap();
         let (_, exchange, _) = call(&client, &ask("[fake:status:500] [fake:should_retry:false]", false)).await;
         assert_eq!(exchange.attempts.len(), 1, "x-should-retry: false is obeyed");
-        let config = Config { claude_retry_budget_secs: 1.0, claude_max_retries: 5, ..config_for(fake.url()) };
-        let client = MessagesClient::new(&config).unwrap();
+        let settings =
+            ClientSettings { retry_budget: Duration::from_secs(1), max_retries: 5, ..settings_for(fake.url()) };
+        let client = MessagesClient::new(&settings).unwrap();
         let started = Instant::now();
         let (reply, exchange, _) = call(&client, &ask("[fake:status:529] [fake:retry_after:0.4]", false)).await;
         assert!(reply.is_err());
@@ -616,7 +617,7 @@ mod tests {
     #[tokio::test]
     async fn an_error_event_before_any_text_is_retried() {
         let fake = fake();
-        let client = MessagesClient::new(&config_for(fake.url())).unwrap();
+        let client = MessagesClient::new(&settings_for(fake.url())).unwrap();
         let (reply, exchange, _) = call(&client, &ask("hi [fake:midstream_error:0]", true)).await;
         assert!(reply.is_err(), "the fake fails every attempt the same way");
         assert_eq!(exchange.attempts.len(), 3, "nothing was passed on, so each failure could be retried");
@@ -624,8 +625,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_no_header_can_carry_is_refused_when_the_client_is_made() {
-        let config = Config { anthropic_api_key: Some("bad\nkey".parse().unwrap()), ..Config::defaults() };
-        let error = MessagesClient::new(&config).err().unwrap().to_string();
+        let settings = settings("https://api.anthropic.com", Some("bad\nkey"));
+        let error = MessagesClient::new(&settings).err().unwrap().to_string();
         assert!(error.contains("ANTHROPIC_API_KEY") && !error.contains("bad"), "{error}");
     }
 
@@ -634,13 +635,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
-        let config = Config {
-            anthropic_base_url: url.clone(),
-            anthropic_api_key: Some(KEY.parse().unwrap()),
-            claude_max_retries: 1,
-            ..Config::defaults()
-        };
-        let (reply, exchange) = MessagesClient::new(&config).unwrap().create(&ask("hi", false), &mut |_| {}).await;
+        let settings = ClientSettings { max_retries: 1, ..settings(&url, Some(KEY)) };
+        let (reply, exchange) = MessagesClient::new(&settings).unwrap().create(&ask("hi", false), &mut |_| {}).await;
         let error = reply.unwrap_err().to_string();
         assert!(error.contains(&url) && error.contains("did not answer"), "{error}");
         assert_eq!(exchange.attempts.len(), 2, "a refused connection may heal: retried once");

@@ -10,6 +10,7 @@ mod messages;
 mod price;
 mod question;
 mod retry;
+mod settings;
 mod sse;
 
 pub use blocks::{CodeBlock, code_blocks};
@@ -18,4 +19,5 @@ pub use client::{ANTHROPIC_VERSION, ClaudeError, Exchange, MessagesClient};
 pub use messages::{Block, MessagesRequest, Reply};
 pub use price::{Price, PriceError, PriceTable};
 pub use question::{MAX_TOKENS_LIMIT, Question, QuestionError};
+pub use settings::{ApiKey, CallSettings, ClaudeSettings, ClientSettings};
 pub use sse::StreamError;

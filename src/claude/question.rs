@@ -9,7 +9,8 @@ use tracebox_model::{Language, Source, TraceId, UnknownLanguage};
 
 use super::call::Ask;
 use super::messages::MessagesRequest;
-use crate::config::{Config, LimitError};
+use super::settings::CallSettings;
+use crate::submission::{LimitError, RequestLimits};
 
 /// The largest `max_tokens` accepted: beyond what any model writes, a typo.
 pub const MAX_TOKENS_LIMIT: u32 = 128_000;
@@ -59,9 +60,16 @@ pub enum QuestionError {
 }
 
 impl Question {
-    /// Check every field against `config`, naming the first that does not fit; what is not
-    /// given takes the server's default. `files` are left to the door, which finds them.
-    pub fn check(self, config: &Config, source: Source, parent: Option<TraceId>) -> Result<Ask, QuestionError> {
+    /// Check every field against the server's limits on runs (`allowed`) and its settings for
+    /// calls, naming the first that does not fit; what is not given takes the server's default.
+    /// `files` are left to the door, which finds them.
+    pub fn check(
+        self,
+        allowed: &RequestLimits,
+        calls: &CallSettings,
+        source: Source,
+        parent: Option<TraceId>,
+    ) -> Result<Ask, QuestionError> {
         let invalid = |message: String| Err(QuestionError::Invalid(message));
         let messages = match (self.prompt, self.messages) {
             (Some(_), Some(_)) => return invalid("send `prompt` or `messages`, not both".into()),
@@ -78,11 +86,11 @@ impl Question {
         {
             return invalid("`system` must be a string or a list of text blocks".into());
         }
-        let model = self.model.unwrap_or_else(|| config.claude_model.clone());
+        let model = self.model.unwrap_or_else(|| calls.model.clone());
         if model.trim().is_empty() || model.chars().count() > MAX_MODEL_CHARS {
             return invalid(format!("`model` must be a model name of 1 to {MAX_MODEL_CHARS} characters"));
         }
-        let max_tokens = self.max_tokens.unwrap_or(config.claude_max_tokens);
+        let max_tokens = self.max_tokens.unwrap_or(calls.max_tokens);
         if !(1..=MAX_TOKENS_LIMIT).contains(&max_tokens) {
             return invalid(format!("`max_tokens` must be between 1 and {MAX_TOKENS_LIMIT}"));
         }
@@ -96,7 +104,7 @@ impl Question {
             return invalid("`stop_sequences` may not hold an empty string".into());
         }
         let language = self.language.as_deref().map(str::parse).transpose()?.unwrap_or(Language::Python);
-        let limits = config.run_limits(self.timeout, self.memory_mb)?;
+        let limits = allowed.run_limits(self.timeout, self.memory_mb)?;
         Ok(Ask {
             request: MessagesRequest {
                 model,
@@ -142,7 +150,7 @@ mod tests {
     use serde_json::json;
 
     fn check(question: Question) -> Result<Ask, QuestionError> {
-        question.check(&Config::defaults(), Source::Http, None)
+        question.check(&RequestLimits::defaults(), &CallSettings::defaults(), Source::Http, None)
     }
 
     fn prompt(text: &str) -> Question {
@@ -152,9 +160,9 @@ mod tests {
     #[test]
     fn a_prompt_alone_takes_the_servers_defaults() {
         let ask = check(prompt("hi")).unwrap();
-        let config = Config::defaults();
-        assert_eq!(ask.request.model, config.claude_model);
-        assert_eq!(ask.request.max_tokens, config.claude_max_tokens);
+        let calls = CallSettings::defaults();
+        assert_eq!(ask.request.model, calls.model);
+        assert_eq!(ask.request.max_tokens, calls.max_tokens);
         assert_eq!(ask.request.messages, [json!({"role": "user", "content": "hi"})]);
         assert_eq!((ask.execute, ask.language, ask.request.stream), (false, Language::Python, false));
     }

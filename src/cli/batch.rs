@@ -51,7 +51,8 @@ pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(report.exit_code()));
     }
     let defaults = Defaults { model: args.model.clone(), timeout: args.timeout };
-    let checked = match batch::check(parsed, &config, &defaults, Source::Batch) {
+    let (allowed, calls) = (config.request_limits(), config.claude_settings().calls);
+    let checked = match batch::check(parsed, &allowed, &calls, &defaults, Source::Batch) {
         Ok(checked) => checked,
         Err(error) => return invalid(&error),
     };

@@ -34,7 +34,6 @@ pub use name::{FileName, MAX_NAME_BYTES, NameError};
 use tracebox_model::record::StoredFile;
 use tracebox_model::{EventLog, InputFile, Source, Status, TraceId, TraceInput, TraceOutput, format_us, now_us};
 
-use crate::config::Config;
 use crate::trace::{FileRecord, FinishedTrace, NewTrace, StoreError, TraceStore};
 use quota::{OverQuota, Quota};
 
@@ -92,6 +91,21 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileErr
     move |source| FileError::Io { what, path, source }
 }
 
+/// What the files module is given of the server's configuration: where uploads go, and the
+/// limits on them and on runs' artifacts.
+#[derive(Debug, Clone)]
+pub struct FilesSettings {
+    /// The uploads directory (`<data dir>/uploads`); artifacts go in its `artifacts/`.
+    pub dir: PathBuf,
+    /// Largest file one upload stores, in bytes.
+    pub upload_max_file_bytes: u64,
+    /// Largest total of the files of one upload request, in bytes.
+    pub upload_max_request_bytes: u64,
+    /// Most bytes the uploaded files may hold together (artifacts aside), in bytes.
+    pub upload_max_total_bytes: u64,
+    pub artifacts: ArtifactLimits,
+}
+
 /// The uploads directory and what is recorded about its files. Cheap to clone.
 #[derive(Clone)]
 pub struct Files {
@@ -130,24 +144,21 @@ pub struct Located {
 }
 
 impl Files {
-    /// The uploads directory of `config`, its records in `store`; traces are made as `boot_id`.
-    pub fn new(config: &Config, store: TraceStore, boot_id: &str) -> Files {
+    /// The uploads directory and limits of `settings`, its records in `store`; traces are made
+    /// as `boot_id`.
+    pub fn new(settings: FilesSettings, store: TraceStore, boot_id: &str) -> Files {
+        let FilesSettings { dir, upload_max_file_bytes, upload_max_request_bytes, upload_max_total_bytes, artifacts } =
+            settings;
         Files {
             inner: Arc::new(Inner {
-                dir: config.uploads_dir(),
+                dir,
                 store,
                 boot_id: boot_id.to_owned(),
-                max_file_bytes: config.upload_max_file_bytes,
-                max_request_bytes: config.upload_max_request_bytes,
-                artifact_limits: ArtifactLimits {
-                    max_files: config.artifacts_max_files,
-                    max_bytes: config.artifacts_max_bytes,
-                    max_total_bytes: config.artifacts_max_total_bytes,
-                    retention: (config.artifacts_retention_hours > 0.0)
-                        .then(|| std::time::Duration::from_secs_f64(config.artifacts_retention_hours * 3600.0)),
-                },
+                max_file_bytes: upload_max_file_bytes,
+                max_request_bytes: upload_max_request_bytes,
+                artifact_limits: artifacts,
                 artifact_usage: Default::default(),
-                quota: Arc::new(Quota::new(config.upload_max_total_bytes)),
+                quota: Arc::new(Quota::new(upload_max_total_bytes)),
             }),
         }
     }

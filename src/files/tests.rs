@@ -2,20 +2,38 @@
 
 use super::*;
 
+const MIB: u64 = 1024 * 1024;
+
+/// The files of a data directory `dir` with the shipped defaults, spelled out (the tests that
+/// need a limit of their own set it).
+pub(super) fn settings_in(dir: &Path) -> FilesSettings {
+    FilesSettings {
+        dir: dir.join("uploads"),
+        upload_max_file_bytes: 100 * MIB,
+        upload_max_request_bytes: 256 * MIB,
+        upload_max_total_bytes: 4096 * MIB,
+        artifacts: ArtifactLimits {
+            max_files: 100,
+            max_bytes: 64 * MIB,
+            max_total_bytes: 4096 * MIB,
+            retention: Some(std::time::Duration::from_secs(168 * 3600)),
+        },
+    }
+}
+
 fn files(dir: &Path, max_file: u64, max_request: u64) -> (Files, TraceStore) {
-    files_within(dir, max_file, max_request, Config::defaults().upload_max_total_bytes)
+    files_within(dir, max_file, max_request, settings_in(dir).upload_max_total_bytes)
 }
 
 fn files_within(dir: &Path, max_file: u64, max_request: u64, max_total: u64) -> (Files, TraceStore) {
     let store = TraceStore::open(&dir.join("traces")).unwrap();
-    let config = Config {
-        data_dir: dir.to_owned(),
+    let settings = FilesSettings {
         upload_max_file_bytes: max_file,
         upload_max_request_bytes: max_request,
         upload_max_total_bytes: max_total,
-        ..Config::defaults()
+        ..settings_in(dir)
     };
-    (Files::new(&config, store.clone(), "boot-1"), store)
+    (Files::new(settings, store.clone(), "boot-1"), store)
 }
 
 fn listing(dir: &Path) -> Vec<String> {

@@ -3,6 +3,7 @@
 //! whether its door waits for the end (`/execute`) or follows it live (WebSocket, CLI).
 
 mod screen;
+mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +21,16 @@ use tracebox_model::{
     TraceInput, TraceKind, TraceOutput,
 };
 
-use crate::config::Config;
 use crate::files::{ArtifactReport, Files};
 use crate::policy::Policy;
 use crate::sandbox::{
     ArtifactsCut, Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
 };
+use crate::submission::RequestLimits;
 use crate::trace::{self, FinishedTrace, NewTrace, StoreError, TraceStore};
 use screen::StreamScreen;
+
+pub use settings::RunnerSettings;
 
 /// Bytes of code, and of stdin, that the trace of a request refused before it ran keeps (its
 /// start, cut back to a character boundary). Such a refusal costs the client nothing of the
@@ -177,7 +180,7 @@ pub struct Runner {
 }
 
 struct Inner {
-    config: Arc<Config>,
+    settings: RunnerSettings,
     policy: Arc<Policy>,
     sandbox: Sandbox,
     store: TraceStore,
@@ -195,16 +198,16 @@ struct Inner {
 impl Runner {
     /// The pipeline over these services; runs execute on `runtime`.
     pub fn new(
-        config: Arc<Config>,
+        settings: RunnerSettings,
         policy: Arc<Policy>,
         sandbox: Sandbox,
         store: TraceStore,
         files: Files,
         runtime: tokio::runtime::Handle,
     ) -> Runner {
-        let slots = Semaphore::new(config.max_concurrent_runs);
-        let waiting = Semaphore::new(config.max_queued_runs);
-        Runner { inner: Arc::new(Inner { config, policy, sandbox, store, files, slots, waiting, runtime }) }
+        let slots = Semaphore::new(settings.max_concurrent_runs);
+        let waiting = Semaphore::new(settings.max_queued_runs);
+        Runner { inner: Arc::new(Inner { settings, policy, sandbox, store, files, slots, waiting, runtime }) }
     }
 
     /// Where runs (and Claude calls) execute, detached from their doors.
@@ -212,19 +215,19 @@ impl Runner {
         &self.inner.runtime
     }
 
-    /// The configuration the runner checks requests against.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
+    /// The limits every door checks a request against before handing it over.
+    pub fn request_limits(&self) -> &RequestLimits {
+        &self.inner.settings.requests
     }
 
     /// Runs executing now.
     pub fn active_runs(&self) -> usize {
-        self.inner.config.max_concurrent_runs - self.inner.slots.available_permits()
+        self.inner.settings.max_concurrent_runs - self.inner.slots.available_permits()
     }
 
     /// Runs waiting for a slot now.
     pub fn queued_runs(&self) -> usize {
-        self.inner.config.max_queued_runs - self.inner.waiting.available_permits()
+        self.inner.settings.max_queued_runs - self.inner.waiting.available_permits()
     }
 
     /// Screen, run, redact and record one program; answers when it has ended.
@@ -251,7 +254,7 @@ impl Runner {
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
         let (stdin_tx, stdin_rx) = mpsc::unbounded_channel();
         let kill = CancellationToken::new();
-        let stdin_limit = self.config().max_stdin_bytes;
+        let stdin_limit = self.request_limits().max_stdin_bytes;
         let stdin_room = stdin_limit.saturating_sub(request.stdin.len());
         let control =
             RunControl { stdin: keep_stdin_open.then_some(stdin_tx), stdin_room, stdin_limit, kill: kill.clone() };
@@ -321,7 +324,7 @@ impl Runner {
             log.record("policy.warned", json!({ "rules": hits.iter().map(|h| &h.rule).collect::<Vec<_>>() }));
         }
 
-        let wait_until = tokio::time::Instant::now() + inner.config.queue_timeout();
+        let wait_until = tokio::time::Instant::now() + inner.settings.queue_timeout;
         let admitted = tokio::select! {
             admitted = self.admit(&mut log) => admitted,
             () = kill.cancelled() => {
@@ -424,21 +427,23 @@ impl Runner {
         if let Ok(slot) = inner.slots.try_acquire() {
             return Ok(slot);
         }
+        let settings = &inner.settings;
         let Ok(_waiting) = inner.waiting.try_acquire() else {
             return Err(format!(
                 "{} runs are executing and {} waiting, the most this server takes (TRACEBOX_MAX_CONCURRENT_RUNS, TRACEBOX_MAX_QUEUED_RUNS)",
-                inner.config.max_concurrent_runs, inner.config.max_queued_runs
+                settings.max_concurrent_runs, settings.max_queued_runs
             ));
         };
         let queued = tokio::time::Instant::now();
-        match tokio::time::timeout(inner.config.queue_timeout(), inner.slots.acquire()).await {
+        match tokio::time::timeout(settings.queue_timeout, inner.slots.acquire()).await {
             Ok(Ok(slot)) => {
                 log.record("queue.waited", json!({ "ms": queued.elapsed().as_millis() as u64 }));
                 Ok(slot)
             }
             _ => Err(format!(
                 "all {} run slots stayed busy for {} s (TRACEBOX_MAX_CONCURRENT_RUNS, TRACEBOX_QUEUE_TIMEOUT_SECS)",
-                inner.config.max_concurrent_runs, inner.config.queue_timeout_secs
+                settings.max_concurrent_runs,
+                settings.queue_timeout.as_secs_f64()
             )),
         }
     }
@@ -453,7 +458,7 @@ impl Runner {
         mut hits: Vec<PolicyHit>,
         artifacts: ArtifactReport,
     ) -> Execution {
-        let (status, message) = judge(&raw, request, self.config());
+        let (status, message) = judge(&raw, request, self.request_limits());
         let (stdout, stdout_lossy) = screens.stdout.into_screened();
         let (stderr, stderr_lossy) = screens.stderr.into_screened();
         hits.extend(stdout.warnings);
@@ -743,13 +748,13 @@ fn blocked_message(blocking: &[&PolicyHit]) -> String {
 const SIGNAL_EXIT_CODES: std::ops::RangeInclusive<i64> = 129..=159;
 
 /// How the run ended, and why in words when it is not a plain exit.
-fn judge(raw: &RawOutcome, request: &ExecutionRequest, config: &Config) -> (Status, Option<String>) {
+fn judge(raw: &RawOutcome, request: &ExecutionRequest, allowed: &RequestLimits) -> (Status, Option<String>) {
     let limits = &request.limits;
     if raw.timed_out {
         let message = format!(
             "killed after its {} s timeout (request `timeout` up to {} s); output printed before that is kept",
             limits.timeout.as_secs_f64(),
-            config.max_timeout_secs
+            allowed.max_timeout_secs
         );
         return (Status::Timeout, Some(message));
     }
@@ -767,7 +772,7 @@ fn judge(raw: &RawOutcome, request: &ExecutionRequest, config: &Config) -> (Stat
         let message = format!(
             "killed for using more than its {} MiB memory limit (request `memory_mb` up to {})",
             limits.memory_bytes / (1024 * 1024),
-            config.max_memory_mb
+            allowed.max_memory_mb
         );
         return (Status::Oom, Some(message));
     }
@@ -791,7 +796,7 @@ mod tests {
             code: String::new(),
             stdin: String::new(),
             env: Default::default(),
-            limits: Config::defaults().run_limits(Some(2.0), Some(64)).unwrap(),
+            limits: RequestLimits::defaults().run_limits(Some(2.0), Some(64)).unwrap(),
             source: tracebox_model::Source::Cli,
             files: Vec::new(),
             parent: None,
@@ -820,7 +825,7 @@ mod tests {
     #[test]
     fn a_timeout_outranks_the_exit_code_it_caused() {
         let raw = RawOutcome { timed_out: true, exit_code: Some(137), ..RawOutcome::default() };
-        let (status, message) = judge(&raw, &request(), &Config::defaults());
+        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults());
         assert_eq!(status, Status::Timeout);
         assert!(message.unwrap().contains("2 s timeout"));
     }
@@ -828,15 +833,15 @@ mod tests {
     #[test]
     fn oom_names_the_limit() {
         let raw = RawOutcome { oom_killed: true, exit_code: Some(137), ..RawOutcome::default() };
-        let (status, message) = judge(&raw, &request(), &Config::defaults());
+        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults());
         assert_eq!(status, Status::Oom);
         assert!(message.unwrap().contains("64 MiB"));
     }
 
     #[test]
     fn exit_codes_map_to_success_and_error_and_only_signal_codes_name_a_signal() {
-        let config = Config::defaults();
-        let exit = |code| judge(&RawOutcome { exit_code: Some(code), ..RawOutcome::default() }, &request(), &config);
+        let allowed = RequestLimits::defaults();
+        let exit = |code| judge(&RawOutcome { exit_code: Some(code), ..RawOutcome::default() }, &request(), &allowed);
         assert_eq!(exit(0), (Status::Success, None));
         assert_eq!(exit(3), (Status::Error, None));
         assert_eq!(exit(139).1.as_deref(), Some("exit code 139: killed by signal 11"));

@@ -12,10 +12,8 @@ use bollard::models::{
 
 use tracebox_model::{InputFile, Isolation, Language, RunLimits};
 
-use crate::config::Config;
+use super::SandboxSettings;
 use std::time::Duration;
-
-const MIB: u64 = 1024 * 1024;
 
 /// The uid and gid user code runs as: the image's `sandbox` user, never root.
 pub const SANDBOX_USER: &str = "1000:1000";
@@ -31,7 +29,7 @@ pub const LABEL_POOL: &str = "tracebox.pool";
 /// boot sweeps spare it; the store says whether a sandbox still owns it.
 pub const LABEL_SANDBOX: &str = "tracebox.sandbox";
 
-/// Container settings that come from the server's configuration, the same for every run.
+/// Container settings that come from the sandbox's settings, the same for every run.
 #[derive(Debug, Clone)]
 pub struct ContainerSettings {
     pub image: String,
@@ -46,13 +44,15 @@ pub struct ContainerSettings {
 }
 
 impl ContainerSettings {
-    pub fn from_config(config: &Config, instance_id: &str, boot_id: &str) -> ContainerSettings {
+    /// What `settings` say of every container, and whose it is: this data directory's
+    /// `instance_id`, this start's `boot_id`.
+    pub fn new(settings: &SandboxSettings, instance_id: &str, boot_id: &str) -> ContainerSettings {
         ContainerSettings {
-            image: config.image.clone(),
-            nofile: config.nofile_limit,
-            file_size_bytes: config.file_size_limit_mb * MIB,
-            tmp_size_mb: config.tmp_size_mb,
-            workspace_size_mb: config.workspace_size_mb,
+            image: settings.image.clone(),
+            nofile: settings.nofile_limit,
+            file_size_bytes: settings.file_size_limit_bytes,
+            tmp_size_mb: settings.tmp_size_mb,
+            workspace_size_mb: settings.workspace_size_mb,
             instance_id: instance_id.to_owned(),
             boot_id: boot_id.to_owned(),
         }
@@ -267,6 +267,8 @@ fn input_mount(file: &InputFile) -> Mount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MIB: u64 = 1024 * 1024;
 
     fn body() -> ContainerCreateBody {
         body_with(&[])

@@ -11,6 +11,7 @@ mod pool;
 mod protocol;
 mod run;
 mod session;
+mod settings;
 mod step;
 
 use std::sync::Arc;
@@ -20,19 +21,18 @@ use serde_json::json;
 
 use tracebox_model::{EventLog, InputFile, Isolation, Language, RunLimits, TraceId};
 
-use crate::config::Config;
-
 pub use image::{Base, BaseReason, ImageReady, ImageStatus};
 pub use janitor::Sweep;
-pub use pool::{PoolState, ProfileState};
+pub use pool::{PoolSettings, PoolState, ProfileState};
 pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, RawOutcome, RunIo};
 pub use session::{Op, OpError, OpFrame, Session, reply_of};
+pub use settings::SandboxSettings;
 pub use step::Step;
 
 use container::Container;
 use docker::Engine;
 use limits::{ContainerSettings, ContainerSpec, Profile, Purpose};
-use pool::{Pool, PoolSettings};
+use pool::Pool;
 use run::Program;
 
 /// How long `/health` waits for the engine before calling it unreachable.
@@ -175,15 +175,15 @@ pub struct SandboxHealth {
     pub pool: PoolState,
 }
 
-/// Build the sandbox image `config` names unless it is up to date (always, with `force`).
+/// Build the sandbox image `settings` name unless it is up to date (always, with `force`).
 /// Needs only Docker: no trace store, no server.
 pub async fn ensure_image(
-    config: &Config,
+    settings: &SandboxSettings,
     force: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ImageReady, SandboxError> {
-    let engine = Engine::connect(config.docker_host.as_deref())?;
-    image::ensure(&engine, &config.image, config.base_image.as_deref(), force, progress).await
+    let engine = Engine::connect(settings.docker_host.as_deref())?;
+    image::ensure(&engine, &settings.image, settings.base_image.as_deref(), force, progress).await
 }
 
 /// A cloneable handle to the sandbox.
@@ -197,15 +197,16 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox for `config`, whose containers are labelled with this data directory's
+    /// A sandbox as `settings` say, whose containers are labelled with this data directory's
     /// `instance_id` and this start's `boot_id`. Its pool starts empty ([`Sandbox::warm_up`]).
-    pub fn connect(config: &Config, instance_id: &str, boot_id: &str) -> Result<Sandbox, SandboxError> {
-        let engine = Engine::connect(config.docker_host.as_deref())?;
-        let settings = Arc::new(ContainerSettings::from_config(config, instance_id, boot_id));
-        let limits = config.default_limits();
-        let stocked = Language::ALL.iter().map(|l| Profile::of(*l, &limits, config.isolation, None)).collect();
-        let pool = Pool::new(engine.clone(), Arc::clone(&settings), PoolSettings::from_config(config), stocked);
-        Ok(Sandbox { engine, settings, base_image: config.base_image.as_deref().map(Arc::from), pool })
+    pub fn connect(settings: &SandboxSettings, instance_id: &str, boot_id: &str) -> Result<Sandbox, SandboxError> {
+        let engine = Engine::connect(settings.docker_host.as_deref())?;
+        let container = Arc::new(ContainerSettings::new(settings, instance_id, boot_id));
+        let limits = &settings.default_limits;
+        let stocked = Language::ALL.iter().map(|l| Profile::of(*l, limits, settings.isolation, None)).collect();
+        let pool = Pool::new(engine.clone(), Arc::clone(&container), settings.pool.clone(), stocked);
+        let base_image = settings.base_image.as_deref().map(Arc::from);
+        Ok(Sandbox { engine, settings: container, base_image, pool })
     }
 
     /// The id of this start of tracebox, on every container it makes.

@@ -30,29 +30,19 @@ const LOOK_AGAIN: Duration = Duration::from_millis(50);
 /// How long a recycled container may take to ready its next program process.
 const RECYCLE_READY: Duration = Duration::from_secs(30);
 
-/// How big the pool is, and how long its containers serve (from `Config`).
+/// How big the pool is, and how long its containers serve.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
-    /// Idle containers kept per stocked profile.
+    /// Idle containers kept per stocked profile (0: each run starts its own).
     pub size: usize,
+    /// Containers started at once while the pool refills.
     pub refill_concurrency: usize,
+    /// How long a warm container may wait before it is replaced.
     pub max_age: Duration,
     /// Runs of one recycled container.
     pub max_runs: u32,
     /// Idle containers of tenants' profiles, all together.
     pub max_idle_recycled: usize,
-}
-
-impl PoolSettings {
-    pub fn from_config(config: &crate::config::Config) -> PoolSettings {
-        PoolSettings {
-            size: config.pool_size,
-            refill_concurrency: config.pool_refill_concurrency,
-            max_age: Duration::from_secs_f64(config.pool_max_age_secs),
-            max_runs: config.recycle_max_runs,
-            max_idle_recycled: config.recycle_max_idle,
-        }
-    }
 }
 
 /// The pool. Cheap to clone.

@@ -347,14 +347,14 @@ fn size_of_tree(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::tests::settings_in;
     use extract::tests::{FILE, tar_of};
 
     #[tokio::test]
     async fn expired_artifacts_are_removed_and_their_bytes_freed() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::trace::TraceStore::open(&dir.path().join("traces")).unwrap();
-        let config = crate::config::Config { data_dir: dir.path().to_owned(), ..crate::config::Config::defaults() };
-        let files = Files::new(&config, store.clone(), "boot");
+        let files = Files::new(settings_in(dir.path()), store.clone(), "boot");
         files.prepare().unwrap();
         let (sink, receiving) = files.receive_artifacts(TraceId::new(), Arc::new(Policy::builtin().unwrap()));
         sink.tar.send(Bytes::from(tar_of(&[("out/a", FILE, b"12345")]))).await.unwrap();
@@ -373,12 +373,9 @@ mod tests {
     async fn a_limit_of_zero_takes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::trace::TraceStore::open(&dir.path().join("traces")).unwrap();
-        let config = crate::config::Config {
-            data_dir: dir.path().to_owned(),
-            artifacts_max_bytes: 0,
-            ..crate::config::Config::defaults()
-        };
-        let files = Files::new(&config, store.clone(), "boot");
+        let mut settings = settings_in(dir.path());
+        settings.artifacts.max_bytes = 0;
+        let files = Files::new(settings, store.clone(), "boot");
         let (sink, receiving) = files.receive_artifacts(TraceId::new(), Arc::new(Policy::builtin().unwrap()));
         let _ = sink.tar.send(Bytes::from(tar_of(&[("out/empty", FILE, b"")]))).await;
         drop(sink);
@@ -391,8 +388,7 @@ mod tests {
     async fn a_removed_trace_takes_its_artifacts_with_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::trace::TraceStore::open(&dir.path().join("traces")).unwrap();
-        let config = crate::config::Config { data_dir: dir.path().to_owned(), ..crate::config::Config::defaults() };
-        let files = Files::new(&config, store.clone(), "boot");
+        let files = Files::new(settings_in(dir.path()), store.clone(), "boot");
         files.prepare().unwrap();
         let mut ids = Vec::new();
         for bytes in [b"old".as_slice(), b"newer"] {
