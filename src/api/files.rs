@@ -83,25 +83,91 @@ async fn receive(
     overwrite: bool,
     trace_id: TraceId,
 ) -> Result<Vec<StoredFile>, ApiError> {
-    let how = how(request);
-    let too_large = || ApiError::from(crate::files::FileError::UploadTooLarge { limit: files.max_request_bytes() });
-    let cap = files.max_request_bytes().saturating_add(FRAMING_BYTES);
-    let declared =
-        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > cap) {
-        return Err(too_large());
+    let mut parts = Parts::new(request, payload, files.max_request_bytes(), how(request))?;
+    let mut upload = files.upload();
+    while let Some((name, mut field)) = parts.next_file().await? {
+        upload.begin_file(FileName::parse(&name).map_err(crate::files::FileError::from)?).await?;
+        while let Some(chunk) = field.next().await {
+            upload.write(&chunk.map_err(|error| parts.refused(error))?).await?;
+        }
     }
-    // Count the raw body too, so framing without files cannot stream forever.
-    let read = Rc::new(Cell::new(0u64));
-    let counter = Rc::clone(&read);
-    let body = payload.map(move |chunk| {
-        let chunk = chunk?;
-        counter.set(counter.get() + chunk.len() as u64);
-        if counter.get() > cap { Err(PayloadError::Overflow) } else { Ok(chunk) }
-    });
-    let refused = |error: MultipartError| {
-        if read.get() > cap {
-            return too_large();
+    if upload.is_empty() {
+        return Err(parts.empty());
+    }
+    Ok(upload.commit(overwrite, trace_id).await?)
+}
+
+/// The files of a multipart/form-data body, one field named `file` each: what `POST /upload`
+/// and a sandbox's upload read. The whole body, framing included, is counted against the
+/// request's limit, so that framing without files cannot stream for ever.
+pub(super) struct Parts {
+    multipart: Multipart,
+    read: Rc<Cell<u64>>,
+    cap: u64,
+    /// The request's limit on its files' bytes.
+    limit: u64,
+    /// How to call the route, for every refusal of the body's shape.
+    how: String,
+    files: usize,
+}
+
+impl Parts {
+    /// Refuses at once a body that declares itself over `limit` (plus framing).
+    pub(super) fn new(
+        request: &HttpRequest,
+        payload: impl Stream<Item = Result<Bytes, PayloadError>> + 'static,
+        limit: u64,
+        how: String,
+    ) -> Result<Parts, ApiError> {
+        let cap = limit.saturating_add(FRAMING_BYTES);
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > cap) {
+            return Err(crate::files::FileError::UploadTooLarge { limit }.into());
+        }
+        let read = Rc::new(Cell::new(0u64));
+        let counter = Rc::clone(&read);
+        let body = payload.map(move |chunk| {
+            let chunk = chunk?;
+            counter.set(counter.get() + chunk.len() as u64);
+            if counter.get() > cap { Err(PayloadError::Overflow) } else { Ok(chunk) }
+        });
+        Ok(Parts { multipart: Multipart::new(request.headers(), body), read, cap, limit, how, files: 0 })
+    }
+
+    /// The next file: its name, and its bytes as a stream of chunks (read them before asking
+    /// for the next file; map their errors with [`Parts::refused`]).
+    pub(super) async fn next_file(
+        &mut self,
+    ) -> Result<Option<(String, impl Stream<Item = Result<Bytes, MultipartError>> + Unpin + use<>)>, ApiError> {
+        let field = match self.multipart.next().await {
+            None => return Ok(None),
+            Some(Ok(field)) => field,
+            // An empty multipart body (a closing boundary alone) parses as cut short.
+            Some(Err(MultipartError::Incomplete)) if self.files == 0 && self.read.get() <= self.cap => return Ok(None),
+            Some(Err(error)) => return Err(self.refused(error)),
+        };
+        if field.name() != Some("file") {
+            let name = field.name().unwrap_or_default().to_owned();
+            return Err(ApiError::new(ErrorCode::InvalidUpload, format!("unexpected field {name:?}; {}", self.how)));
+        }
+        let Some(name) = file_name(field.content_disposition()) else {
+            return Err(ApiError::new(
+                ErrorCode::InvalidUpload,
+                format!("the field `file` carries no file name (a plain value, not a file); {}", self.how),
+            ));
+        };
+        self.files += 1;
+        Ok(Some((name, field)))
+    }
+
+    /// The error a broken body stands for: over the limit, too slow, or not multipart.
+    pub(super) fn refused(&self, error: MultipartError) -> ApiError {
+        if self.read.get() > self.cap {
+            return crate::files::FileError::UploadTooLarge { limit: self.limit }.into();
         }
         if let MultipartError::Payload(payload) = &error
             && let Some(stall) = stall_of(payload)
@@ -115,36 +181,13 @@ async fn receive(
             | MultipartError::BoundaryMissing => "the body is not multipart/form-data".to_owned(),
             other => format!("the multipart body is malformed or was cut short: {other}"),
         };
-        ApiError::new(ErrorCode::InvalidUpload, format!("{detail}; {how}"))
-    };
-    let mut multipart = Multipart::new(request.headers(), body);
-    let mut upload = files.upload();
-    while let Some(field) = multipart.next().await {
-        let mut field = match field {
-            Ok(field) => field,
-            // An empty multipart body (a closing boundary alone) parses as cut short.
-            Err(MultipartError::Incomplete) if upload.is_empty() && read.get() <= cap => break,
-            Err(error) => return Err(refused(error)),
-        };
-        if field.name() != Some("file") {
-            let name = field.name().unwrap_or_default().to_owned();
-            return Err(ApiError::new(ErrorCode::InvalidUpload, format!("unexpected field {name:?}; {how}")));
-        }
-        let Some(name) = file_name(field.content_disposition()) else {
-            return Err(ApiError::new(
-                ErrorCode::InvalidUpload,
-                format!("the field `file` carries no file name (a plain value, not a file); {how}"),
-            ));
-        };
-        upload.begin_file(FileName::parse(&name).map_err(crate::files::FileError::from)?).await?;
-        while let Some(chunk) = field.next().await {
-            upload.write(&chunk.map_err(refused)?).await?;
-        }
+        ApiError::new(ErrorCode::InvalidUpload, format!("{detail}; {}", self.how))
     }
-    if upload.is_empty() {
-        return Err(ApiError::new(ErrorCode::InvalidUpload, format!("the request holds no file; {how}")));
+
+    /// The refusal of a body without a file.
+    pub(super) fn empty(&self) -> ApiError {
+        ApiError::new(ErrorCode::InvalidUpload, format!("the request holds no file; {}", self.how))
     }
-    Ok(upload.commit(overwrite, trace_id).await?)
 }
 
 /// The name a part gives its file: `filename*` (RFC 5987, any bytes) before `filename`.

@@ -61,7 +61,11 @@ fn sandbox_routes(config: &mut web::ServiceConfig) {
         .service(resource("/sandboxes/{id}/commands", "POST").route(web::post().to(sandboxes::command)))
         .service(resource("/sandboxes/{id}/code", "POST").route(web::post().to(sandboxes::code)))
         .service(resource("/sandboxes/{id}/code/restart", "POST").route(web::post().to(sandboxes::restart)))
-        .service(resource("/sandboxes/{id}/files", "GET").route(web::get().to(sandboxes::list_files)))
+        .service(
+            resource("/sandboxes/{id}/files", "GET, POST")
+                .route(web::get().to(sandboxes::list_files))
+                .route(web::post().to(sandboxes::upload)),
+        )
         .service(
             resource("/sandboxes/{id}/files/content", "GET, PUT, DELETE")
                 .route(web::get().to(sandboxes::read_file))
@@ -144,7 +148,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NoSuchRoute,
         format!(
-            "no route for {} {}; see docs/api.md (POST /execute, POST /claude, POST /batch, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, GET /health, GET /metrics)",
+            "no route for {} {}; see docs/api.md (POST /execute, POST /claude, POST /batch, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, POST /sandboxes, GET /sandboxes/{{id}} and its routes, GET /health, GET /metrics)",
             request.method(),
             request.path()
         ),

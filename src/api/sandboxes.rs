@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use tracebox_model::sandbox::{SandboxOp, SandboxStatus};
@@ -13,6 +14,7 @@ use tracebox_model::{Execution, Status};
 use super::error::{ApiError, ErrorCode};
 use super::execute::ExecuteReply;
 use super::{read_body, read_json};
+use crate::files::FileError;
 use crate::sandboxes::{CodeRequest, CommandRequest, CreateRequest};
 use crate::services::Services;
 
@@ -235,6 +237,55 @@ pub async fn write_file(
         })?;
     let entry = services.sandboxes.write_file(&id, path, &body, SandboxOp::Write).await?;
     Ok(HttpResponse::Ok().json(json!({ "entry": entry })))
+}
+
+/// `POST /sandboxes/{id}/files?path=DIR`: multipart/form-data files (fields named `file`) into
+/// the directory DIR of `/workspace` (default: `/workspace` itself), made when missing.
+pub async fn upload(
+    services: web::Data<Services>,
+    request: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<PathQuery>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let dir = query.path.as_deref().unwrap_or(".");
+    let settings = services.sandboxes.settings();
+    let info = request.connection_info().clone();
+    let how = format!(
+        "send the files as multipart/form-data fields named `file`, e.g. curl -F file=@data.csv '{}://{}/sandboxes/{id}/files?path=data'",
+        info.scheme(),
+        info.host()
+    );
+    let body = super::paced(payload, super::BodyPace::of(&services.config));
+    let mut parts = super::files::Parts::new(&request, body, settings.max_upload_bytes, how)?;
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    while let Some((name, mut chunks)) = parts.next_file().await? {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|error| parts.refused(error))?;
+            total += chunk.len() as u64;
+            if total > settings.max_upload_bytes {
+                return Err(FileError::UploadTooLarge { limit: settings.max_upload_bytes }.into());
+            }
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > settings.max_file_bytes {
+                return Err(ApiError::new(
+                    ErrorCode::FileTooLarge,
+                    format!(
+                        "the file {name:?} is over {} bytes, the most written at once (TRACEBOX_UPLOAD_MAX_FILE_BYTES); nothing was written",
+                        settings.max_file_bytes
+                    ),
+                ));
+            }
+        }
+        files.push((name, bytes));
+    }
+    if files.is_empty() {
+        return Err(parts.empty());
+    }
+    let entries = services.sandboxes.upload(&id, dir, &files).await?;
+    Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }
 
 /// `DELETE /sandboxes/{id}/files/content?path=P`

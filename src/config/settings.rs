@@ -122,6 +122,7 @@ impl Config {
             output_bytes: self.output_limit_bytes,
             max_queued_steps: self.sandbox_max_queued_steps,
             max_file_bytes: self.upload_max_file_bytes,
+            max_upload_bytes: self.upload_max_request_bytes,
             max_snapshot_bytes: self.snapshot_max_bytes,
             max_total_snapshot_bytes: self.snapshot_max_total_bytes,
             pool_size: self.sandbox_pool_size,

@@ -10,6 +10,7 @@ use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummarySta
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    RenameContainerOptionsBuilder,
 };
 use bollard::{ClientVersion, Docker};
 use futures_util::{Stream, StreamExt};
@@ -228,6 +229,12 @@ impl Engine {
             Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
             Err(e) => Err(self.failed("remove container", e)),
         }
+    }
+
+    /// Give a container another name.
+    pub async fn rename(&self, id: &str, name: &str) -> Result<(), SandboxError> {
+        let options = RenameContainerOptionsBuilder::default().name(name).build();
+        self.docker.rename_container(id, options).await.map_err(|e| self.failed("rename container", e))
     }
 
     /// Remove a container in the background (nobody waits for a removal but a stopping tracebox).

@@ -325,7 +325,13 @@ impl Sandbox {
             max_idle: Duration::ZERO,
             purpose: Purpose::Sandbox { id: new.id, disk_mb: new.disk_mb, env: new.env },
         };
-        Session::start(&self.engine, &self.settings, &spec, &format!("tracebox-sandbox-{}", new.id)).await
+        Session::start(&self.engine, &self.settings, &spec, &sandbox_container_name(new.id)).await
+    }
+
+    /// Name a container started ahead after the sandbox that adopted it, so that `docker ps`
+    /// tells which sandbox each container serves.
+    pub async fn name_session(&self, container: &str, sandbox_id: &str) -> Result<(), SandboxError> {
+        self.engine.rename(container, &sandbox_container_name(sandbox_id)).await
     }
 
     /// Remove a container (a sandbox's, not attached).
@@ -396,4 +402,9 @@ impl Sandbox {
         }
         health
     }
+}
+
+/// The name of a sandbox's container.
+fn sandbox_container_name(sandbox_id: &str) -> String {
+    format!("tracebox-sandbox-{sandbox_id}")
 }

@@ -214,6 +214,14 @@ impl Sandboxes {
         if record.env.is_empty()
             && let Some(session) = self.inner.warm.take(record.language, profile)
         {
+            let (runtime, container, id) =
+                (self.inner.runtime.clone(), session.container().to_owned(), record.id.clone());
+            // Off the creation's path: the name is for people reading `docker ps`.
+            tokio::spawn(async move {
+                if let Err(error) = runtime.name_session(&container, &id).await {
+                    tracing::warn!(%error, sandbox = %id, "could not name the sandbox's container after it");
+                }
+            });
             return Ok(session);
         }
         let new = NewSession {

@@ -55,6 +55,8 @@ pub struct SandboxesSettings {
     pub max_queued_steps: usize,
     /// The largest file read or written at once through the files API.
     pub max_file_bytes: u64,
+    /// Bytes of the files of one multipart upload, in all.
+    pub max_upload_bytes: u64,
     /// Snapshots' compressed bytes per sandbox, and in all.
     pub max_snapshot_bytes: u64,
     pub max_total_snapshot_bytes: u64,
@@ -88,7 +90,7 @@ pub enum SandboxesError {
     #[error("{message}")]
     NoSuchFile { message: String },
     #[error(
-        "snapshots of this sandbox would take {bytes} bytes, over the {limit} allowed (TRACEBOX_SNAPSHOT_MAX_BYTES, TRACEBOX_SNAPSHOT_MAX_TOTAL_BYTES); delete the sandbox's older snapshots' sandbox or raise the setting"
+        "snapshots of this sandbox would take {bytes} bytes, over the {limit} allowed (TRACEBOX_SNAPSHOT_MAX_BYTES, TRACEBOX_SNAPSHOT_MAX_TOTAL_BYTES); delete sandboxes no longer needed (their snapshots go with them), or raise the settings"
     )]
     SnapshotQuota { bytes: u64, limit: u64 },
     #[error("{0}")]

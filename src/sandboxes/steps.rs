@@ -246,6 +246,37 @@ impl Sandboxes {
         Ok(entry)
     }
 
+    /// Write `files` (name, bytes) into the directory `dir` (made when missing), as one step:
+    /// what a multipart upload brings. A name is a file's own, without a directory.
+    pub async fn upload(&self, id: &str, dir: &str, files: &[(String, Vec<u8>)]) -> Result<Vec<Value>, SandboxesError> {
+        for (name, _) in files {
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+                return Err(SandboxesError::BadPath {
+                    message: format!(
+                        "the upload's file name {name:?} is not a plain file name; name the file without a directory (the directory is ?path=)"
+                    ),
+                });
+            }
+        }
+        let record = self.record(id).await?;
+        let live = self.session_of(&record)?;
+        let input =
+            OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Upload, path: Some(dir.to_owned()), snapshot: None };
+        let (entries, _) = self
+            .traced(&record, input, async {
+                let mut entries = Vec::with_capacity(files.len());
+                for (name, bytes) in files {
+                    let path = format!("{}/{name}", dir.trim_end_matches('/'));
+                    let reply = live.session.call(json!({"op": "write", "path": path}), bytes).await?;
+                    entries.push(reply["entry"].clone());
+                }
+                let total = files.iter().map(|(_, bytes)| bytes.len() as u64).sum();
+                Ok((entries, OpOutput { bytes: Some(total), ..OpOutput::default() }))
+            })
+            .await?;
+        Ok(entries)
+    }
+
     /// Remove a file or a directory (with what it holds).
     pub async fn remove_file(&self, id: &str, path: &str) -> Result<(), SandboxesError> {
         let record = self.record(id).await?;

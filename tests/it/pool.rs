@@ -485,8 +485,20 @@ fn sandbox_containers(instance: &str) -> Vec<String> {
 async fn a_default_sandbox_adopts_a_container_started_ahead_and_one_with_its_own_env_does_not() {
     let server = TestServer::spawn_with(&[("TRACEBOX_SANDBOX_POOL_SIZE", "1")]).await;
     let instance = server.instance_id().await;
-    eventually("one warm sandbox container per language", || sandbox_containers(&instance).len() == 2).await;
+    let mut waited = 0;
+    loop {
+        let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let idle =
+            |language: &str| metrics.contains(&format!("tracebox_sandbox_pool_idle{{language=\"{language}\"}} 1"));
+        if idle("python") && idle("node") {
+            break;
+        }
+        waited += 1;
+        assert!(waited < patience().as_secs() * 10, "no warm sandbox container per language in time: {metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let warm = sandbox_containers(&instance);
+    assert_eq!(warm.len(), 2, "one warm sandbox container per language");
 
     let (status, default) = server.post_json("/sandboxes", json!({"language": "python"})).await;
     assert_eq!(status, 201, "{default}");
@@ -494,6 +506,13 @@ async fn a_default_sandbox_adopts_a_container_started_ahead_and_one_with_its_own
     assert!(warm.iter().all(|id| after.contains(id)), "the warm python container became the sandbox: {after:?}");
     eventually("the python shelf refills", || sandbox_containers(&instance).len() == 3).await;
     let id = default["sandbox_id"].as_str().unwrap();
+    let named = || {
+        let filter = format!("name=^tracebox-sandbox-{id}$");
+        let found = Command::new("docker").args(["ps", "-q", "--no-trunc", "--filter", &filter]).output().unwrap();
+        let found = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+        warm.contains(&found)
+    };
+    eventually("the adopted container is named after its sandbox", named).await;
     let (_, reply) = server.post_json(&format!("/sandboxes/{id}/code"), json!({"code": "x = 41\nx + 1"})).await;
     assert_eq!(reply["result"], "42", "a warm container's kernel serves the sandbox: {reply}");
 
