@@ -181,24 +181,26 @@ pub async fn read_file(
 ) -> Result<HttpResponse, ApiError> {
     let path = query.required()?;
     let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(parse_range).transpose()?;
-    let (offset, length) = range.unwrap_or((0, None));
-    let (bytes, size) = services.sandboxes.read_file(&id, path, offset, length).await?;
+    let read = services.sandboxes.read_file(&id, path, range).await?;
     let mut response = match range {
         Some(_) => {
-            let end = (offset + bytes.len() as u64).saturating_sub(1);
+            let end = (read.offset + read.bytes.len() as u64).saturating_sub(1);
             let mut partial = HttpResponse::PartialContent();
-            partial.insert_header((header::CONTENT_RANGE, format!("bytes {offset}-{end}/{size}")));
+            partial.insert_header((header::CONTENT_RANGE, format!("bytes {}-{end}/{}", read.offset, read.size)));
             partial
         }
         None => HttpResponse::Ok(),
     };
+    if read.redacted {
+        response.insert_header(("x-tracebox-redacted", "true"));
+    }
     let name = path.rsplit('/').next().unwrap_or("file").to_owned();
     Ok(response
         .content_type("application/octet-stream")
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", name.replace('"', "_"))))
         .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .body(bytes))
+        .body(read.bytes))
 }
 
 /// `bytes=a-b` or `bytes=a-`: (offset, length).

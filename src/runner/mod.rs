@@ -163,6 +163,14 @@ pub enum StepKind {
 }
 
 impl Place {
+    /// How long a request for a run here may ask to take, in words.
+    fn most_time(&self, allowed: &RequestLimits) -> String {
+        match self {
+            Place::Container => format!("up to {} s", allowed.max_timeout_secs),
+            Place::Sandbox { .. } => "up to TRACEBOX_SANDBOX_MAX_STEP_TIMEOUT_SECS".to_owned(),
+        }
+    }
+
     /// What the trace of a run here is.
     fn kind(&self) -> TraceKind {
         match self {
@@ -415,7 +423,8 @@ impl Runner {
         };
         screens.finish(&raw).await;
         record_artifacts(&artifacts, &mut log);
-        let execution = self.conclude(trace_id, &request, raw, screens, hits, artifacts);
+        let judged = judge(&raw, &request, self.request_limits(), &place.most_time(self.request_limits()));
+        let execution = self.conclude(trace_id, judged, raw, screens, hits, artifacts);
         self.finish(&execution, kind, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");
         Ok(execution)
@@ -448,17 +457,16 @@ impl Runner {
         }
     }
 
-    /// Turn the sandbox's raw outcome and the screened output into the reply.
+    /// Turn the sandbox's raw outcome, how it was judged and the screened output into the reply.
     fn conclude(
         &self,
         trace_id: TraceId,
-        request: &ExecutionRequest,
+        (status, message): (Status, Option<String>),
         raw: RawOutcome,
         screens: Screens<'_>,
         mut hits: Vec<PolicyHit>,
         artifacts: ArtifactReport,
     ) -> Execution {
-        let (status, message) = judge(&raw, request, self.request_limits());
         let (stdout, stdout_lossy) = screens.stdout.into_screened();
         let (stderr, stderr_lossy) = screens.stderr.into_screened();
         hits.extend(stdout.warnings);
@@ -748,13 +756,18 @@ fn blocked_message(blocking: &[&PolicyHit]) -> String {
 const SIGNAL_EXIT_CODES: std::ops::RangeInclusive<i64> = 129..=159;
 
 /// How the run ended, and why in words when it is not a plain exit.
-fn judge(raw: &RawOutcome, request: &ExecutionRequest, allowed: &RequestLimits) -> (Status, Option<String>) {
+/// `most_time` says how long a request could have asked for (`up to 60 s`).
+fn judge(
+    raw: &RawOutcome,
+    request: &ExecutionRequest,
+    allowed: &RequestLimits,
+    most_time: &str,
+) -> (Status, Option<String>) {
     let limits = &request.limits;
     if raw.timed_out {
         let message = format!(
-            "killed after its {} s timeout (request `timeout` up to {} s); output printed before that is kept",
+            "killed after its {} s timeout (request `timeout` {most_time}); output printed before that is kept",
             limits.timeout.as_secs_f64(),
-            allowed.max_timeout_secs
         );
         return (Status::Timeout, Some(message));
     }
@@ -825,7 +838,7 @@ mod tests {
     #[test]
     fn a_timeout_outranks_the_exit_code_it_caused() {
         let raw = RawOutcome { timed_out: true, exit_code: Some(137), ..RawOutcome::default() };
-        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults());
+        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults(), "up to 60 s");
         assert_eq!(status, Status::Timeout);
         assert!(message.unwrap().contains("2 s timeout"));
     }
@@ -833,7 +846,7 @@ mod tests {
     #[test]
     fn oom_names_the_limit() {
         let raw = RawOutcome { oom_killed: true, exit_code: Some(137), ..RawOutcome::default() };
-        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults());
+        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults(), "up to 60 s");
         assert_eq!(status, Status::Oom);
         assert!(message.unwrap().contains("64 MiB"));
     }
@@ -841,7 +854,9 @@ mod tests {
     #[test]
     fn exit_codes_map_to_success_and_error_and_only_signal_codes_name_a_signal() {
         let allowed = RequestLimits::defaults();
-        let exit = |code| judge(&RawOutcome { exit_code: Some(code), ..RawOutcome::default() }, &request(), &allowed);
+        let exit = |code| {
+            judge(&RawOutcome { exit_code: Some(code), ..RawOutcome::default() }, &request(), &allowed, "up to 60 s")
+        };
         assert_eq!(exit(0), (Status::Success, None));
         assert_eq!(exit(3), (Status::Error, None));
         assert_eq!(exit(139).1.as_deref(), Some("exit code 139: killed by signal 11"));

@@ -95,6 +95,8 @@ pub enum SandboxesError {
     SnapshotQuota { bytes: u64, limit: u64 },
     #[error("{0}")]
     TooLarge(String),
+    #[error("the range starts past the end of the file ({size} bytes as served)")]
+    RangeNotSatisfiable { size: u64 },
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]

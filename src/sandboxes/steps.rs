@@ -46,9 +46,24 @@ pub struct StepRun {
     pub slot: StepSlot,
 }
 
-/// A sandbox's one step slot, held while a step runs.
+/// A sandbox's one step slot, held while a step runs. Letting it go marks the sandbox active:
+/// its idle timeout counts from the end of its last step.
 pub struct StepSlot {
     _permit: tokio::sync::OwnedSemaphorePermit,
+    sandboxes: Sandboxes,
+    id: String,
+}
+
+impl Drop for StepSlot {
+    fn drop(&mut self) {
+        let (sandboxes, id) = (self.sandboxes.clone(), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // A sandbox removed meanwhile has nothing to mark.
+                let _ = sandboxes.touch(&id, false).await;
+            });
+        }
+    }
 }
 
 impl Sandboxes {
@@ -171,7 +186,7 @@ impl Sandboxes {
         let _ = self.touch(&record.id, true).await;
         let place = Place::Sandbox { session: live.session.clone(), sandbox_id: record.id.clone(), step };
         let run = self.inner.runner.start_in(request, place, keep_stdin_open);
-        Ok(StepRun { live: run, slot: StepSlot { _permit: permit } })
+        Ok(StepRun { live: run, slot: StepSlot { _permit: permit, sandboxes: self.clone(), id: record.id.clone() } })
     }
 
     /// The entries of a directory of `/workspace`.
@@ -182,46 +197,57 @@ impl Sandboxes {
         Ok(reply["entries"].clone())
     }
 
-    /// A file's bytes, or `length` of them from `offset`; its whole size. Text is redacted as
-    /// output is (a secret a program wrote to a file comes back as `[REDACTED:…]`); bytes that
-    /// are not UTF-8 come back as they are.
+    /// A file, or the range `(offset, length)` of it. A file that is text comes back redacted
+    /// as output is, whole before any range is cut from it, so that a range never shows part
+    /// of a secret: its `size` and ranges are then those of the redacted text. A file over
+    /// `TRACEBOX_UPLOAD_MAX_FILE_BYTES` is read in ranges only, each redacted on its own.
     pub async fn read_file(
         &self,
         id: &str,
         path: &str,
-        offset: u64,
-        length: Option<u64>,
-    ) -> Result<(Vec<u8>, u64), SandboxesError> {
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<FileRead, SandboxesError> {
         let record = self.record(id).await?;
         let live = self.session_of(&record)?;
         let most = self.inner.settings.max_file_bytes;
-        let length = Some(length.unwrap_or(most).min(most));
         let input =
             OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Read, path: Some(path.to_owned()), snapshot: None };
         let (read, _) = self
             .traced(&record, input, async {
-                let header = json!({"op": "read", "path": path, "offset": offset, "length": length});
-                let mut op = live.session.request(header, &[]).await?;
-                let mut bytes = Vec::new();
-                loop {
-                    match op.next().await? {
-                        OpFrame::Data(data) => bytes.extend_from_slice(&data),
-                        OpFrame::Reply(reply) => {
-                            let reply = crate::sandbox::reply_of(reply)?;
-                            let size = reply["size"].as_u64().unwrap_or_default();
-                            let output = OpOutput { bytes: Some(bytes.len() as u64), ..OpOutput::default() };
-                            let bytes = match String::from_utf8(bytes) {
-                                Ok(text) => self.inner.policy.redact(&text).into_bytes(),
-                                Err(binary) => binary.into_bytes(),
-                            };
-                            return Ok(((bytes, size), output));
-                        }
-                        _ => {}
-                    }
-                }
+                let (whole, size) = read_raw(&live, path, 0, most).await?;
+                let read = if size <= most {
+                    let (content, redacted) = self.served(whole);
+                    FileRead::cut(content, range, redacted)?
+                } else {
+                    let Some((offset, length)) = range else {
+                        return Err(SandboxesError::TooLarge(format!(
+                            "{path} is {size} bytes; one read returns at most {most} (TRACEBOX_UPLOAD_MAX_FILE_BYTES): read it in ranges (Range: bytes=0-{})",
+                            most - 1
+                        )));
+                    };
+                    let length = length.unwrap_or(most).min(most);
+                    let (bytes, size) = read_raw(&live, path, offset, length).await?;
+                    let (bytes, redacted) = self.served(bytes);
+                    FileRead { bytes, offset, size, redacted }
+                };
+                let output = OpOutput { bytes: Some(read.bytes.len() as u64), ..OpOutput::default() };
+                Ok((read, output))
             })
             .await?;
         Ok(read)
+    }
+
+    /// What a read serves of `bytes`: text redacted, other bytes as they are; and whether
+    /// anything was redacted.
+    fn served(&self, bytes: Vec<u8>) -> (Vec<u8>, bool) {
+        match String::from_utf8(bytes) {
+            Ok(text) => {
+                let redacted = self.inner.policy.redact(&text);
+                let changed = redacted != text;
+                (redacted.into_bytes(), changed)
+            }
+            Err(binary) => (binary.into_bytes(), false),
+        }
     }
 
     /// Write a file (its parents made), as `op` says it came (a write, an upload).
@@ -306,4 +332,52 @@ async fn finish(live: LiveRun, slot: StepSlot) -> Result<Execution, SandboxesErr
     drop(slot);
     let execution = outcome.map_err(|e| SandboxesError::Invalid(format!("the step's task failed: {e}")))??;
     Ok(execution)
+}
+
+/// What a file read serves.
+#[derive(Debug)]
+pub struct FileRead {
+    pub bytes: Vec<u8>,
+    /// Where `bytes` start in the file as served.
+    pub offset: u64,
+    /// The size of the file as served (its redacted text's, when it is text).
+    pub size: u64,
+    /// Whether a secret was redacted (the size then differs from the file's on disk).
+    pub redacted: bool,
+}
+
+impl FileRead {
+    /// `range` of `content`, all of it when none.
+    fn cut(content: Vec<u8>, range: Option<(u64, Option<u64>)>, redacted: bool) -> Result<FileRead, SandboxesError> {
+        let size = content.len() as u64;
+        let Some((offset, length)) = range else {
+            return Ok(FileRead { bytes: content, offset: 0, size, redacted });
+        };
+        if offset >= size && size > 0 {
+            return Err(SandboxesError::RangeNotSatisfiable { size });
+        }
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(content.len());
+        let end = match length {
+            Some(length) => usize::try_from(offset.saturating_add(length)).unwrap_or(usize::MAX).min(content.len()),
+            None => content.len(),
+        };
+        Ok(FileRead { bytes: content[start..end].to_vec(), offset, size, redacted })
+    }
+}
+
+/// `length` bytes of `path` from `offset`, as they are on disk, and the file's size.
+async fn read_raw(live: &Live, path: &str, offset: u64, length: u64) -> Result<(Vec<u8>, u64), SandboxesError> {
+    let header = json!({"op": "read", "path": path, "offset": offset, "length": length});
+    let mut op = live.session.request(header, &[]).await?;
+    let mut bytes = Vec::new();
+    loop {
+        match op.next().await? {
+            OpFrame::Data(data) => bytes.extend_from_slice(&data),
+            OpFrame::Reply(reply) => {
+                let reply = crate::sandbox::reply_of(reply)?;
+                return Ok((bytes, reply["size"].as_u64().unwrap_or_default()));
+            }
+            _ => {}
+        }
+    }
 }

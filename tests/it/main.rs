@@ -26,6 +26,7 @@ mod policy;
 mod pool;
 mod refused;
 mod requests;
+mod sandbox_reads;
 mod sandbox_upload;
 mod timeouts;
 mod traces;
