@@ -7,6 +7,8 @@ chose. Requests arrive on the container's stdin:
     Q <n>\\n<n bytes of a JSON header>[<header["body"] bytes>]
 
     {"op": "exec", "id", "cmd", "cwd", "env", "timeout"}  run `bash -c cmd`; body: its first stdin
+        ("argv": [...] instead of "cmd" runs that program; "merge": true sends stderr as stdout,
+        in the order it was written)
     {"op": "code", "id", "timeout"}                      a cell for the kernel; body: its source
     {"op": "stdin", "id"} · {"op": "eof", "id"}          more stdin for an exec (body), or its end
     {"op": "kill", "id"}                                 end an exec (its whole session) or a cell
@@ -112,7 +114,7 @@ def entry(real, name=None):
 
 
 class Exec:
-    """A command: `bash -c`, in a session of its own, with pipes of its own."""
+    """A command: `bash -c` (or an argv), in a session of its own, with pipes of its own."""
 
     def __init__(self, op, header, stdin):
         import subprocess
@@ -122,20 +124,26 @@ class Exec:
         env = dict(os.environ)
         env.update(header.get("env") or {})
         cwd = resolve(header.get("cwd") or WORKSPACE)
+        argv = header.get("argv")
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) and "\0" not in a for a in argv)):
+            argv = ["/bin/bash", "-c", header["cmd"]]
+        merge = bool(header.get("merge"))
         self.op = op
         self.process = subprocess.Popen(
-            ["/bin/bash", "-c", header["cmd"]],
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
         )
         self.deadline = time.monotonic() + float(header.get("timeout", 60)) + GRACE
         self.input = self.process.stdin.fileno()
-        self.outputs = {self.process.stdout.fileno(): b"o", self.process.stderr.fileno(): b"e"}
+        self.outputs = {self.process.stdout.fileno(): b"o"}
+        if not merge:
+            self.outputs[self.process.stderr.fileno()] = b"e"
         for fd in [self.input, *self.outputs]:
             os.set_blocking(fd, False)
         self.pending = bytearray(stdin)

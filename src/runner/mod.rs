@@ -24,7 +24,7 @@ use tracebox_model::{
 use crate::files::{ArtifactReport, Files};
 use crate::policy::Policy;
 use crate::sandbox::{
-    ArtifactsCut, Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
+    ArtifactsCut, Chunk, CommandLine, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
 };
 use crate::submission::RequestLimits;
 use crate::trace::{self, FinishedTrace, NewTrace, StoreError, TraceStore};
@@ -156,8 +156,14 @@ pub enum Place {
 /// What a step in a sandbox is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepKind {
-    /// A command, run in `cwd` (relative to /workspace; by default /workspace itself).
-    Command { cwd: Option<String> },
+    /// A command (`bash -c` the request's code), run in `cwd` (relative to /workspace; by
+    /// default /workspace itself); with `merged`, its stderr comes as stdout, in the order
+    /// written (what an agent's shell tool reads).
+    Command { cwd: Option<String>, merged: bool },
+    /// A program of tracebox's own making, `argv` (a tool's `git` or `rg`), stdout and stderr
+    /// merged: the request's code is only its readable form. Not screened by the policy, whose
+    /// rules are for code: its arguments are data, checked by the tool that made it.
+    Program { argv: Vec<String>, cwd: Option<String> },
     /// A cell for the sandbox's kernel.
     Cell,
 }
@@ -175,7 +181,7 @@ impl Place {
     fn kind(&self) -> TraceKind {
         match self {
             Place::Container => TraceKind::Execution,
-            Place::Sandbox { step: StepKind::Command { .. }, .. } => TraceKind::Command,
+            Place::Sandbox { step: StepKind::Command { .. } | StepKind::Program { .. }, .. } => TraceKind::Command,
             Place::Sandbox { step: StepKind::Cell, .. } => TraceKind::Cell,
         }
     }
@@ -306,7 +312,10 @@ impl Runner {
         let mut log = EventLog::start();
         let hits = match &place {
             Place::Sandbox { step: StepKind::Command { .. }, .. } => inner.policy.check_command(&request.code),
-            Place::Container | Place::Sandbox { .. } => inner.policy.check_input(request.language, &request.code),
+            Place::Sandbox { step: StepKind::Program { .. }, .. } => Vec::new(),
+            Place::Container | Place::Sandbox { step: StepKind::Cell, .. } => {
+                inner.policy.check_input(request.language, &request.code)
+            }
         };
         let blocking: Vec<&PolicyHit> = hits.iter().filter(|hit| hit.action == Action::Block).collect();
         let keep = if blocking.is_empty() { Keep::Whole } else { Keep::Start };
@@ -389,9 +398,18 @@ impl Runner {
                     artifacts_budget: 0,
                 };
                 let step = match step {
-                    StepKind::Command { cwd } => {
-                        Step::Command { cmd: &request.code, cwd: cwd.as_deref(), env: &request.env }
-                    }
+                    StepKind::Command { cwd, merged } => Step::Command {
+                        line: CommandLine::Shell(&request.code),
+                        cwd: cwd.as_deref(),
+                        env: &request.env,
+                        merged: *merged,
+                    },
+                    StepKind::Program { argv, cwd } => Step::Command {
+                        line: CommandLine::Argv(argv),
+                        cwd: cwd.as_deref(),
+                        env: &request.env,
+                        merged: true,
+                    },
                     StepKind::Cell => Step::Cell { code: &request.code },
                 };
                 let limits = &request.limits;
@@ -514,7 +532,9 @@ impl Runner {
                 policy_hits,
                 omitted_bytes,
             }),
-            Place::Sandbox { sandbox_id, step: StepKind::Command { cwd }, .. } => TraceInput::Command(CommandInput {
+            Place::Sandbox {
+                sandbox_id, step: StepKind::Command { cwd, .. } | StepKind::Program { cwd, .. }, ..
+            } => TraceInput::Command(CommandInput {
                 sandbox_id: sandbox_id.clone(),
                 cmd: code,
                 cwd: cwd.clone(),

@@ -99,7 +99,14 @@ impl Sandboxes {
             isolation: Isolation::Fresh,
             tenant: None,
         };
-        self.start_step(&record, &live, execution, StepKind::Command { cwd: request.cwd }, keep_stdin_open).await
+        self.start_step(
+            &record,
+            &live,
+            execution,
+            StepKind::Command { cwd: request.cwd, merged: false },
+            keep_stdin_open,
+        )
+        .await
     }
 
     /// Run a code cell to its end.
