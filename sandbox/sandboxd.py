@@ -226,6 +226,10 @@ class Sandbox:
         while True:
             events = self.selector.select(self.next_deadline())
             for key, _ in events:
+                if self.selector.get_map().get(key.fd) is not key:
+                    # An earlier event of this batch ended its owner (a command's end closes
+                    # its pipes): its descriptor is closed, or already another's.
+                    continue
                 what, owner = key.data
                 if what == "stdin":
                     if not self.on_stdin():
