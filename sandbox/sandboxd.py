@@ -481,13 +481,19 @@ class Sandbox:
             return self.next_cell()
         kernel = self.kernel
         kernel.cell = op
-        kernel.deadline = time.monotonic() + timeout
+        # tracebox ends a cell at its timeout (a kill, so the reply says timeout); this is the
+        # backstop, should it not, as for a command.
+        kernel.deadline = time.monotonic() + timeout + GRACE
         kernel.interrupted_at = None
         os.set_blocking(kernel.input, True)
         write_all(kernel.input, b"CELL %d\n" % len(source) + source)
 
     def interrupt(self):
+        """SIGINT for the cell the kernel runs, once: a second one could come after the cell
+        ended, when the kernel is between cells (Node's then ends)."""
         kernel = self.kernel
+        if kernel.interrupted_at is not None:
+            return
         kernel.interrupted_at = time.monotonic()
         kernel.deadline = kernel.interrupted_at + INTERRUPT_SECS
         try:
