@@ -13,7 +13,7 @@ use tracebox_model::{Execution, ExecutionRequest, Isolation, RunLimits, Source};
 
 use super::{Live, Sandboxes, SandboxesError, check_env, seconds};
 use crate::runner::{LiveRun, Place, StepKind};
-use crate::sandbox::OpFrame;
+use crate::sandbox::{OpError, OpFrame};
 
 /// `POST /sandboxes/{id}/commands`
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -72,6 +72,9 @@ impl Sandboxes {
         let record = self.record(id).await?;
         let live = self.session_of(&record)?;
         let limits = self.step_limits(request.timeout)?;
+        if let Some(cwd) = &request.cwd {
+            check_cwd(&live, cwd).await?;
+        }
         let execution = ExecutionRequest {
             language: record.language,
             code: request.cmd,
@@ -257,6 +260,18 @@ impl Sandboxes {
     async fn running(&self, id: &str) -> Result<Arc<Live>, SandboxesError> {
         let record = self.record(id).await?;
         self.session_of(&record)
+    }
+}
+
+/// A command's `cwd` must be a directory inside `/workspace`, as the sandbox resolves it (its
+/// symlinks followed): `bad_path` naming the field otherwise, before anything runs.
+async fn check_cwd(live: &Live, cwd: &str) -> Result<(), SandboxesError> {
+    let refused = |why: String| SandboxesError::BadPath { message: format!("`cwd`: {why}") };
+    match live.session.call(json!({"op": "stat", "path": cwd}), &[]).await {
+        Ok(reply) if reply["entry"]["type"] == "dir" => Ok(()),
+        Ok(_) => Err(refused(format!("{cwd:?} is not a directory"))),
+        Err(OpError::Refused { message, .. }) => Err(refused(message)),
+        Err(error) => Err(error.into()),
     }
 }
 

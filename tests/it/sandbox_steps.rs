@@ -159,6 +159,21 @@ async fn a_bad_command_request_is_a_400_naming_the_field_and_runs_nothing() {
 }
 
 #[tokio::test]
+async fn a_cwd_outside_the_workspace_or_missing_is_a_400_and_runs_nothing() {
+    let server = SandboxServer::spawn().await;
+    let id = server.sandbox(json!({})).await;
+    server.sh(&id, "ln -s /etc etc-link; echo x > file").await;
+    for cwd in ["/etc", "..", "../..", "etc-link", "missing", "file"] {
+        let body = json!({"cmd": "pwd > /workspace/ran", "cwd": cwd});
+        let (status, reply) = server.command_with(&id, body).await;
+        assert_eq!((status, code(&reply)), (400, "bad_path"), "cwd {cwd}: {reply}");
+        assert!(message(&reply).contains("cwd"), "the message names `cwd`: {reply}");
+    }
+    assert_eq!(server.read(&id, "ran").await.0, 404, "no command ran");
+    server.delete(&id).await;
+}
+
+#[tokio::test]
 async fn steps_past_the_queue_limit_are_refused_with_409_and_the_queued_one_runs_after() {
     let server = SandboxServer::spawn_with(&[("TRACEBOX_SANDBOX_MAX_QUEUED_STEPS", "1")]).await;
     let id = server.sandbox(json!({})).await;
