@@ -28,6 +28,7 @@ starts with the 4-byte id of the operation it belongs to (0: the sandbox itself)
 Paths are resolved here, inside the container, and must stay within /workspace once symlinks
 are followed: no path a program made can lead tracebox outside it (`bad_path` otherwise).
 """
+import errno
 import json
 import os
 import selectors
@@ -86,7 +87,10 @@ def resolve(path, allow_missing=False):
     if not isinstance(path, str) or "\0" in path:
         raise Refused("bad_path", "a path is a string without NUL bytes")
     full = os.path.join(WORKSPACE, path)  # an absolute path replaces WORKSPACE
-    real = os.path.realpath(full)
+    try:
+        real = os.path.realpath(full)
+    except OSError as error:  # a component changed from a symlink to something else meanwhile
+        raise Refused("bad_path", "%r changed while it was resolved (%s); try again" % (path, error)) from None
     if real != WORKSPACE and not real.startswith(WORKSPACE + "/"):
         raise Refused("bad_path", "%r resolves to %r, outside /workspace" % (path, real))
     if not allow_missing and not os.path.lexists(real):
@@ -94,21 +98,64 @@ def resolve(path, allow_missing=False):
     return real
 
 
+def within(real):
+    return real == WORKSPACE or real.startswith(WORKSPACE + "/")
+
+
+def open_inside(path, flags, real=None):
+    """A descriptor of `path` (or of its already resolved `real` path), and where it really
+    is. A path is checked, then opened: a symlink swapped in between would lead the open
+    elsewhere, so what was opened is checked again, by its descriptor, which no later swap
+    can move. Never blocks (a FIFO opens at once)."""
+    if real is None:
+        real = resolve(path)
+    try:
+        fd = os.open(real, flags | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise Refused("not_found", "no file or directory %r in /workspace" % path) from None
+    except NotADirectoryError:
+        raise Refused("not_a_directory", "%r is not a directory" % path) from None
+    where = os.readlink("/proc/self/fd/%d" % fd)
+    if not within(where):
+        os.close(fd)
+        raise Refused("bad_path", "%r resolves to %r, outside /workspace" % (path, where))
+    return fd, where
+
+
 def inside(real):
     """`real` as the API names it: relative to /workspace."""
     return os.path.relpath(real, WORKSPACE)
 
 
-def entry(real, name=None):
-    st = os.lstat(real)
+def entry(real, name=None, dir_fd=None):
+    """What the API shows of a file: by its real path, or by `name` in the directory `dir_fd`
+    (whose real path is `real`)."""
+    if dir_fd is None:
+        st, path = os.lstat(real), real
+    else:
+        st, path = os.lstat(name, dir_fd=dir_fd), os.path.join(real, name)
     kind = "symlink" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else "file"
     return {
         "name": name if name is not None else os.path.basename(real),
-        "path": inside(real),
+        "path": inside(path),
         "type": kind,
         "size": st.st_size,
         "modified": st.st_mtime,
     }
+
+
+def last_part(path):
+    """A path as its directory's real path (resolved, within /workspace) and its last name, not
+    followed: removing a symlink removes the link, wherever it points."""
+    if not isinstance(path, str) or "\0" in path:
+        raise Refused("bad_path", "a path is a string without NUL bytes")
+    head, name = os.path.split(os.path.join(WORKSPACE, path).rstrip("/") or "/")
+    if name in ("", ".", ".."):
+        head, name = os.path.split(resolve(path))  # it names a directory by where it leads
+    parent = resolve(head)
+    if os.path.join(parent, name) == WORKSPACE:
+        raise Refused("bad_path", "/workspace itself cannot be removed")
+    return parent, name
 
 
 class Exec:
@@ -541,26 +588,34 @@ class Sandbox:
     # -- files
 
     def file_list(self, op, header, body):
-        real = resolve(header.get("path") or ".")
-        if not os.path.isdir(real):
-            raise Refused("not_a_directory", "%r is not a directory" % header.get("path"))
-        entries = []
-        for name in sorted(os.listdir(real)):
-            try:
-                entries.append(entry(os.path.join(real, name), name))
-            except OSError:
-                continue  # removed meanwhile
+        path = header.get("path") or "."
+        fd, real = open_inside(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            entries = []
+            for name in sorted(os.listdir(fd)):
+                try:
+                    entries.append(entry(real, name, dir_fd=fd))
+                except OSError:
+                    continue  # removed meanwhile
+        finally:
+            os.close(fd)
         reply(op, entries=entries)
 
     def file_stat(self, op, header, body):
         reply(op, entry=entry(resolve(header["path"])))
 
     def file_read(self, op, header, body):
-        real = resolve(header["path"])
-        if os.path.isdir(real):
-            raise Refused("is_a_directory", "%r is a directory; list it instead" % header["path"])
-        with open(real, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
+        path = header["path"]
+        fd, _ = open_inside(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise Refused("is_a_directory", "%r is a directory; list it instead" % path)
+            raise Refused("not_a_file", "%r is not a regular file (a FIFO or a socket)" % path)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as file:
+            size = st.st_size
             offset = min(int(header.get("offset") or 0), size)
             left = size - offset if header.get("length") is None else min(int(header["length"]), size - offset)
             file.seek(offset)
@@ -575,29 +630,48 @@ class Sandbox:
         reply(op, size=size, offset=offset, length=sent)
 
     def file_write(self, op, header, body):
-        real = resolve(header["path"], allow_missing=True)
+        path = header["path"]
+        real = resolve(path, allow_missing=True)
         if real == WORKSPACE or os.path.isdir(real):
-            raise Refused("is_a_directory", "%r is a directory" % header["path"])
-        parent = os.path.dirname(real)
+            raise Refused("is_a_directory", "%r is a directory" % path)
+        parent, name = os.path.split(real)
         os.makedirs(parent, exist_ok=True)
-        resolve(parent)  # the directories made are still within /workspace
-        fd = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        # The file is made in its directory as opened (checked by descriptor), by its name
+        # alone and never through a symlink: no swap can move the write elsewhere.
+        dir_fd, where = open_inside(path, os.O_RDONLY | os.O_DIRECTORY, real=parent)
         try:
-            write_all(fd, body)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+            try:
+                write_all(fd, body)
+            finally:
+                os.close(fd)
+            shown = entry(where, name, dir_fd=dir_fd)
+        except IsADirectoryError:
+            raise Refused("is_a_directory", "%r is a directory" % path) from None
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise Refused("bad_path", "%r became a symlink while it was written" % path) from None
+            raise
         finally:
-            os.close(fd)
-        reply(op, entry=entry(real))
+            os.close(dir_fd)
+        reply(op, entry=shown)
 
     def file_remove(self, op, header, body):
-        real = resolve(header["path"])
-        if real == WORKSPACE:
-            raise Refused("bad_path", "/workspace itself cannot be removed")
-        if os.path.isdir(real) and not os.path.islink(real):
-            import shutil
+        parent, name = last_part(header["path"])
+        dir_fd, _ = open_inside(header["path"], os.O_RDONLY | os.O_DIRECTORY, real=parent)
+        try:
+            try:
+                st = os.lstat(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                raise Refused("not_found", "no file or directory %r in /workspace" % header["path"]) from None
+            if stat.S_ISDIR(st.st_mode):
+                import shutil
 
-            shutil.rmtree(real)
-        else:
-            os.unlink(real)
+                shutil.rmtree(name, dir_fd=dir_fd)  # by descriptors: it never follows a symlink
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         reply(op)
 
     def file_usage(self, op, header, body):

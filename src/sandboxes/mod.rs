@@ -105,7 +105,7 @@ impl From<OpError> for SandboxesError {
     fn from(error: OpError) -> SandboxesError {
         match error {
             OpError::Refused { code, message } => match code.as_str() {
-                "bad_path" | "is_a_directory" | "not_a_directory" => SandboxesError::BadPath { message },
+                "bad_path" | "is_a_directory" | "not_a_directory" | "not_a_file" => SandboxesError::BadPath { message },
                 "not_found" => SandboxesError::NoSuchFile { message },
                 _ => SandboxesError::Sandbox(SandboxError::Refused { code, message }),
             },

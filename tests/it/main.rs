@@ -26,6 +26,7 @@ mod policy;
 mod pool;
 mod refused;
 mod requests;
+mod sandbox_files;
 mod sandbox_steps;
 mod timeouts;
 mod traces;
