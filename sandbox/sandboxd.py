@@ -144,6 +144,17 @@ def entry(real, name=None, dir_fd=None):
     }
 
 
+def no_room(error, what):
+    """Refuse, saying why, a write that found no room: /workspace full (its disk_mb), or a file
+    over the sandbox's largest (its fsize limit)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        st = os.statvfs(WORKSPACE)
+        total = st.f_blocks * st.f_frsize >> 20
+        raise Refused("no_space", "no room left for %r: /workspace is full (disk_mb: %d MiB)" % (what, total)) from None
+    if error.errno == errno.EFBIG:
+        raise Refused("too_large", "%r is larger than a file in the sandbox may be (TRACEBOX_FILE_SIZE_LIMIT_MB)" % what) from None
+
+
 def last_part(path):
     """A path as its directory's real path (resolved, within /workspace) and its last name, not
     followed: removing a symlink removes the link, wherever it points."""
@@ -640,17 +651,29 @@ class Sandbox:
         # alone and never through a symlink: no swap can move the write elsewhere.
         dir_fd, where = open_inside(path, os.O_RDONLY | os.O_DIRECTORY, real=parent)
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
             try:
-                write_all(fd, body)
-            finally:
-                os.close(fd)
+                mode = stat.S_IMODE(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            except FileNotFoundError:
+                mode = 0o644
+            # Written aside, then renamed over it: a write that fails (no room left in
+            # disk_mb) leaves the file as it was, and no part of the new one.
+            aside = ".tracebox-write-%s" % os.urandom(8).hex()
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+            try:
+                try:
+                    write_all(fd, body)
+                    os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
+                os.rename(aside, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                os.unlink(aside, dir_fd=dir_fd)
+                raise
             shown = entry(where, name, dir_fd=dir_fd)
         except IsADirectoryError:
             raise Refused("is_a_directory", "%r is a directory" % path) from None
         except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise Refused("bad_path", "%r became a symlink while it was written" % path) from None
+            no_room(error, path)
             raise
         finally:
             os.close(dir_fd)
@@ -718,7 +741,11 @@ class Sandbox:
         count = 0
         with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as archive:
             for member in archive:
-                extract(archive, member)
+                try:
+                    extract(archive, member)
+                except OSError as error:
+                    no_room(error, member.name)
+                    raise
                 count += 1
         reply(op, entries=count)
 

@@ -107,6 +107,7 @@ impl From<OpError> for SandboxesError {
             OpError::Refused { code, message } => match code.as_str() {
                 "bad_path" | "is_a_directory" | "not_a_directory" | "not_a_file" => SandboxesError::BadPath { message },
                 "not_found" => SandboxesError::NoSuchFile { message },
+                "no_space" | "too_large" => SandboxesError::TooLarge(message),
                 _ => SandboxesError::Sandbox(SandboxError::Refused { code, message }),
             },
             OpError::Gone => SandboxesError::Sandbox(SandboxError::SessionGone),

@@ -284,6 +284,24 @@ async fn disk_mb_is_a_hard_limit_that_fails_writes_inside_and_leaves_the_sandbox
 }
 
 #[tokio::test]
+async fn a_write_through_the_api_past_disk_mb_is_413_and_leaves_the_old_file_whole() {
+    let server = SandboxServer::spawn().await;
+    let id = server.sandbox(json!({"disk_mb": 4})).await;
+    server.write(&id, "kept.txt", "the old content").await;
+    let (status, reply) = server.write(&id, "kept.txt", binary(5 << 20)).await;
+    assert_eq!((status, code(&reply)), (413, "file_too_large"), "{reply}");
+    assert!(message(&reply).contains("disk_mb"), "the message names disk_mb: {reply}");
+    assert_eq!(server.read(&id, "kept.txt").await, (200, b"the old content".to_vec()), "nothing half-done");
+    let (status, reply) = server.write(&id, "new.bin", binary(5 << 20)).await;
+    assert_eq!(status, 413, "{reply}");
+    assert_eq!(server.sh(&id, "ls -A").await, "kept.txt\n", "no partial file is left");
+    assert_eq!(server.sh(&id, "echo fine").await, "fine\n");
+    server.delete(&id).await;
+}
+
+// ------------------------------------------------------------------ isolation
+
+#[tokio::test]
 async fn two_sandboxes_see_neither_each_others_files_nor_processes_nor_tmp() {
     let server = SandboxServer::spawn().await;
     let a = server.sandbox(json!({})).await;
