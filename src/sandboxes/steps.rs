@@ -196,12 +196,14 @@ impl Sandboxes {
         let record = self.record(id).await?;
         let live = self.session_of(&record)?;
         let most = self.inner.settings.max_file_bytes;
-        let length = Some(length.unwrap_or(most).min(most));
+        // Without an end, one byte past the most is asked for: a file longer than that is
+        // refused, never cut short as if it were whole.
+        let asked = length.map_or(most.saturating_add(1), |length| length.min(most));
         let input =
             OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Read, path: Some(path.to_owned()), snapshot: None };
         let (read, _) = self
             .traced(&record, input, async {
-                let header = json!({"op": "read", "path": path, "offset": offset, "length": length});
+                let header = json!({"op": "read", "path": path, "offset": offset, "length": asked});
                 let mut op = live.session.request(header, &[]).await?;
                 let mut bytes = Vec::new();
                 loop {
@@ -210,6 +212,12 @@ impl Sandboxes {
                         OpFrame::Reply(reply) => {
                             let reply = crate::sandbox::reply_of(reply)?;
                             let size = reply["size"].as_u64().unwrap_or_default();
+                            if bytes.len() as u64 > most {
+                                return Err(SandboxesError::TooLarge(format!(
+                                    "{path:?} holds {} bytes from byte {offset}, more than the {most} read at once (TRACEBOX_UPLOAD_MAX_FILE_BYTES); read it in parts, with a header Range: bytes=START-END",
+                                    size.saturating_sub(offset)
+                                )));
+                            }
                             let output = OpOutput { bytes: Some(bytes.len() as u64), ..OpOutput::default() };
                             return Ok(((bytes, size), output));
                         }

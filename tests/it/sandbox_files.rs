@@ -266,6 +266,36 @@ async fn a_range_past_the_end_is_416() {
 // ------------------------------------------------------------------ limits
 
 #[tokio::test]
+async fn a_file_over_the_upload_limit_is_413_both_ways_and_nothing_is_written() {
+    let server = SandboxServer::spawn_with(&[("TRACEBOX_UPLOAD_MAX_FILE_BYTES", "1000")]).await;
+    let id = server.sandbox(json!({})).await;
+    let (status, reply) = server.write(&id, "edge.bin", binary(1000)).await;
+    assert_eq!(status, 200, "exactly the limit is fine: {reply}");
+    let (status, reply) = server.write(&id, "over.bin", binary(1001)).await;
+    assert_eq!((status, code(&reply)), (413, "file_too_large"), "{reply}");
+    assert!(message(&reply).contains("TRACEBOX_UPLOAD_MAX_FILE_BYTES"), "{reply}");
+    assert_eq!(server.read(&id, "over.bin").await.0, 404, "nothing of it was written");
+    // Read back: a file a command made over the limit is refused, never cut short silently.
+    server.sh(&id, "head -c 2000 /dev/zero > made.bin").await;
+    let (status, reply) = server.read_refused(&id, "made.bin").await;
+    assert_eq!((status, code(&reply)), (413, "file_too_large"), "{reply}");
+    assert!(message(&reply).contains("Range"), "the message says how to read it in parts: {reply}");
+    let response = server
+        .client
+        .get(server.url(&format!("/sandboxes/{id}/files/content?path=made.bin")))
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status().as_u16(), response.bytes().await.unwrap().len()),
+        (206, 1000),
+        "a part within the limit"
+    );
+    server.delete(&id).await;
+}
+
+#[tokio::test]
 async fn disk_mb_is_a_hard_limit_that_fails_writes_inside_and_leaves_the_sandbox_working() {
     let server = SandboxServer::spawn().await;
     let id = server.sandbox(json!({"disk_mb": 4})).await;
