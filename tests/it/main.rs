@@ -28,6 +28,7 @@ mod refused;
 mod requests;
 mod sandbox_files;
 mod sandbox_steps;
+mod sandboxes;
 mod timeouts;
 mod traces;
 mod ws;
