@@ -726,10 +726,19 @@ class Sandbox:
                     send(b"A", op, bytes(self.buffer))
                     self.buffer.clear()
 
+        def as_it_was(info):
+            """The mode a file had before `opened_up` changed it."""
+            info.mode = changed.get(os.path.join(WORKSPACE, info.name), info.mode)
+            return info
+
         out = Frames()
-        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for name in sorted(os.listdir(WORKSPACE)):
-                archive.add(os.path.join(WORKSPACE, name), arcname=name, recursive=True)
+        changed = opened_up()
+        try:
+            with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+                for name in sorted(os.listdir(WORKSPACE)):
+                    archive.add(os.path.join(WORKSPACE, name), arcname=name, recursive=True, filter=as_it_was)
+        finally:
+            put_back(changed)
         out.flush()
         reply(op, bytes=out.written)
 
@@ -737,16 +746,20 @@ class Sandbox:
         import io
         import tarfile
 
+        opened_up()
         empty_workspace()
+        os.chmod(WORKSPACE, 0o755)
         count = 0
+        modes = {}  # directories' own modes, set once all they hold is in
         with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as archive:
             for member in archive:
                 try:
-                    extract(archive, member)
+                    extract(archive, member, modes)
                 except OSError as error:
                     no_room(error, member.name)
                     raise
                 count += 1
+        put_back(modes)
         reply(op, entries=count)
 
 
@@ -770,6 +783,40 @@ def drain(fd, deadline, take):
         take(data)
 
 
+def opened_up():
+    """Make /workspace, and every directory in it, open to its owner (rwx), and every file in it
+    readable: a program may have locked them, and the supervisor is the same user. Returns the
+    modes it changed ({path: mode}), to be put back."""
+    changed = {}
+
+    def open_up(path, needed):
+        try:
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode)
+            if not stat.S_ISLNK(st.st_mode) and mode & needed != needed:
+                os.chmod(path, mode | needed)
+                changed[path] = mode
+        except OSError:
+            pass  # removed meanwhile
+
+    open_up(WORKSPACE, 0o700)
+    for root, dirs, files in os.walk(WORKSPACE):  # each directory opened before it is listed
+        for name in dirs:
+            open_up(os.path.join(root, name), 0o700)
+        for name in files:
+            open_up(os.path.join(root, name), 0o400)
+    return changed
+
+
+def put_back(modes):
+    """The modes `opened_up` (or an extraction) left aside, deepest first."""
+    for path in sorted(modes, reverse=True):
+        try:
+            os.chmod(path, modes[path])
+        except OSError:
+            pass
+
+
 def empty_workspace():
     import shutil
 
@@ -781,9 +828,10 @@ def empty_workspace():
             os.unlink(path)
 
 
-def extract(archive, member):
-    """One member into /workspace: regular files, directories and symlinks only, never through
-    a link, never outside."""
+def extract(archive, member, modes):
+    """One member into /workspace: regular files, hard links, directories and symlinks only,
+    never through a link, never outside. A directory is made open to its owner; its own mode
+    goes into `modes`, to be set once everything it holds is in."""
     name = os.path.normpath(member.name)
     if name.startswith(("/", "..")) or "\0" in name:
         raise Refused("bad_archive", "the archive names %r, outside /workspace" % member.name)
@@ -792,9 +840,15 @@ def extract(archive, member):
     os.makedirs(parent, exist_ok=True)
     if member.isdir():
         os.makedirs(target, exist_ok=True)
-        os.chmod(target, (member.mode & 0o777) | 0o700)
+        os.chmod(target, 0o700)
+        modes[target] = member.mode & 0o777
     elif member.issym():
         os.symlink(member.linkname, target)
+    elif member.islnk():
+        source = os.path.normpath(member.linkname)
+        if source.startswith(("/", "..")) or "\0" in source:
+            raise Refused("bad_archive", "the archive links to %r, outside /workspace" % member.linkname)
+        os.link(os.path.join(resolve(os.path.dirname(os.path.join(WORKSPACE, source))), os.path.basename(source)), target, follow_symlinks=False)
     elif member.isfile():
         source = archive.extractfile(member)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, member.mode & 0o777)

@@ -270,6 +270,27 @@ async fn a_paused_sandbox_refuses_its_steps_and_files_with_409_saying_to_resume(
 }
 
 #[tokio::test]
+async fn pause_and_resume_keep_every_kind_of_file_locked_ones_and_hard_links_included() {
+    let server = SandboxServer::spawn().await;
+    let id = server.sandbox(json!({})).await;
+    let made = "mkdir -p tree/empty tree/deep/er; echo deep > tree/deep/er/f; echo run > tool.sh; chmod 750 tool.sh; \
+                echo a > a; ln a hard; ln -s tree/deep/er/f link; ln -s /etc/passwd outward; \
+                echo secret > locked; chmod 000 locked; mkdir shut; echo in > shut/in; chmod 000 shut; \
+                echo ro > ro; chmod 400 ro";
+    server.sh(&id, made).await;
+    let listing = "find . -printf '%p %y %m %n %l\\n' 2>&1 | sort; chmod 700 shut; cat shut/in; chmod 000 shut";
+    let before = server.sh(&id, listing).await;
+    let (status, reply) = server.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+    assert_eq!(status, 200, "a workspace with locked files is paused: {reply}");
+    let (status, reply) = server.post(&format!("/sandboxes/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{reply}");
+    let after = server.sh(&id, listing).await;
+    assert_eq!(after, before, "the same files, kinds, modes, links");
+    assert_eq!(server.sh(&id, "echo b >> hard; cat a").await, "a\nb\n", "a hard link is still one file");
+    server.delete(&id).await;
+}
+
+#[tokio::test]
 async fn a_paused_sandbox_keeps_its_files_across_a_restart_of_tracebox() {
     let mut server = SandboxServer::spawn().await;
     let id = server.sandbox(json!({"metadata": {"k": "v"}})).await;
@@ -323,6 +344,19 @@ async fn reset_brings_back_the_files_given_at_creation_or_a_named_snapshot_with_
     server.delete(&id).await;
     assert!(server.snapshot_files().is_empty(), "{:?}", server.snapshot_files());
 }
+
+#[tokio::test]
+async fn reset_of_a_sandbox_made_without_files_empties_it_even_where_directories_are_locked() {
+    let server = SandboxServer::spawn().await;
+    let id = server.sandbox(json!({})).await;
+    server.sh(&id, "mkdir -p shut/deep; echo x > shut/deep/f; chmod 000 shut/deep; chmod 500 shut; echo y > top").await;
+    let (status, reply) = server.post(&format!("/sandboxes/{id}/reset"), json!({})).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(server.sh(&id, "ls -A").await, "");
+    server.delete(&id).await;
+}
+
+// ------------------------------------------------------------------ restarts of tracebox
 
 #[tokio::test]
 async fn after_a_kill_9_and_a_restart_the_sandbox_answers_with_its_files_and_its_variables() {
