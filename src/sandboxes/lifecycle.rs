@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde_json::json;
@@ -117,10 +117,7 @@ impl Sandboxes {
         check_metadata(&request.metadata)?;
         let on_timeout = on_timeout(request.on_timeout.as_deref())?;
         let inputs = self.inner.files.inputs(&request.files).await?;
-        let count = self.inner.store.sandboxes(None).await?.len();
-        if count >= settings.max_sandboxes {
-            return Err(SandboxesError::TooMany { count });
-        }
+        let _reserved = self.reserve().await?;
         let now = now_us();
         let record = SandboxRecord {
             id: super::new_id("sbx_"),
@@ -150,6 +147,19 @@ impl Sandboxes {
                 Err(error)
             }
         }
+    }
+
+    /// A place for one more sandbox, held while it is created; `TooMany` when the sandboxes
+    /// stored and those being created fill TRACEBOX_SANDBOX_MAX.
+    async fn reserve(&self) -> Result<Reservation, SandboxesError> {
+        let _one_at_a_time = self.inner.records.lock().await;
+        let creating = self.inner.creating.load(Ordering::SeqCst);
+        let count = self.inner.store.sandboxes(None).await?.len() + creating;
+        if count >= self.inner.settings.max_sandboxes {
+            return Err(SandboxesError::TooMany { count });
+        }
+        self.inner.creating.fetch_add(1, Ordering::SeqCst);
+        Ok(Reservation { sandboxes: self.clone() })
     }
 
     fn begin_trace(&self, record: &SandboxRecord, files: &[String]) {
@@ -545,6 +555,17 @@ impl Sandboxes {
             *counts.entry(record.status.as_str()).or_default() += 1;
         }
         counts
+    }
+}
+
+/// A sandbox being created, counted against TRACEBOX_SANDBOX_MAX until it is stored or failed.
+struct Reservation {
+    sandboxes: Sandboxes,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.sandboxes.inner.creating.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -134,6 +134,9 @@ struct Inner {
     live: Mutex<HashMap<String, Arc<Live>>>,
     /// Read-modify-write of records, one at a time.
     records: tokio::sync::Mutex<()>,
+    /// Sandboxes being created: counted with those stored, so that creates at once cannot pass
+    /// TRACEBOX_SANDBOX_MAX together.
+    creating: std::sync::atomic::AtomicUsize,
 }
 
 /// A running sandbox: its container's session, and the one step it runs at a time.
@@ -164,6 +167,7 @@ impl Sandboxes {
                 boot_id: boot_id.to_owned(),
                 live: Mutex::new(HashMap::new()),
                 records: tokio::sync::Mutex::new(()),
+                creating: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }

@@ -149,6 +149,21 @@ async fn the_sandbox_limit_holds_at_its_edge_paused_ones_count_and_a_delete_free
 }
 
 #[tokio::test]
+async fn concurrent_creates_never_pass_the_sandbox_limit() {
+    let server = SandboxServer::spawn_with(&[("TRACEBOX_SANDBOX_MAX", "2")]).await;
+    let creates = (0..5).map(|_| server.post("/sandboxes", json!({})));
+    let replies = futures_util::future::join_all(creates).await;
+    let created: Vec<&str> =
+        replies.iter().filter(|(status, _)| *status == 201).map(|(_, r)| r["sandbox_id"].as_str().unwrap()).collect();
+    let refused = replies.iter().filter(|(status, r)| *status == 409 && code(r) == "too_many_sandboxes").count();
+    let (_, list) = server.get_json("/sandboxes").await;
+    for id in ids(&list) {
+        server.delete(id).await;
+    }
+    assert_eq!((created.len(), refused), (2, 3), "{replies:?}");
+}
+
+#[tokio::test]
 async fn cleanup_removes_every_sandbox_running_or_paused() {
     let server = SandboxServer::spawn().await;
     let running = server.sandbox(json!({})).await;
