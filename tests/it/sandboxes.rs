@@ -453,7 +453,11 @@ async fn a_shutdown_of_tracebox_leaves_sandbox_containers_running_and_a_deleted_
     let container = container_of_sandbox(&kept).unwrap();
     server.stop();
     assert!(is_running(&container), "the sandbox's container outlives its server");
-    assert_eq!(sandbox_containers(server.instance()), [container.clone()], "and only it: the deleted one's is gone");
+    assert_eq!(
+        sandbox_containers(server.instance()),
+        std::slice::from_ref(&container),
+        "and only it: the deleted one's is gone"
+    );
     server.restart().await;
     assert_eq!(server.result(&kept, "answer").await, "42", "the kernel too kept running");
     server.delete(&kept).await;
