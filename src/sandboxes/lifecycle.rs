@@ -431,9 +431,11 @@ impl Sandboxes {
         let settings = &self.inner.settings;
         let files = self.inner.snapshots.clone();
         let tar = tar.to_vec();
-        let (sha256, bytes) = tokio::task::spawn_blocking(move || files.keep(&tar))
+        let compressed = tokio::task::spawn_blocking(move || files.compress(&tar))
             .await
             .map_err(|e| SandboxesError::Invalid(format!("keeping a snapshot failed: {e}")))??;
+        let bytes = compressed.len();
+        // Within the quotas before anything is written: a refused snapshot leaves no file.
         let own: u64 = self.inner.store.snapshots(&record.id).await?.iter().map(|s| s.bytes).sum::<u64>() + bytes;
         let total = self.inner.store.snapshot_bytes().await? + bytes;
         for (used, limit) in [(own, settings.max_snapshot_bytes), (total, settings.max_total_snapshot_bytes)] {
@@ -441,6 +443,11 @@ impl Sandboxes {
                 return Err(SandboxesError::SnapshotQuota { bytes: used, limit });
             }
         }
+        let files = self.inner.snapshots.clone();
+        let sha256 = compressed.sha256.clone();
+        tokio::task::spawn_blocking(move || files.store(&compressed))
+            .await
+            .map_err(|e| SandboxesError::Invalid(format!("keeping a snapshot failed: {e}")))??;
         let snapshot = SnapshotRecord {
             id: new_id("snap_"),
             sandbox_id: record.id.clone(),

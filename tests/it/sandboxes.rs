@@ -536,3 +536,27 @@ async fn nothing_is_left_after_a_busy_life_no_container_no_snapshot_no_running_t
     eventually("the server's other containers are gone", || crate::common::containers_of(server.instance()).is_empty())
         .await;
 }
+
+#[tokio::test]
+async fn a_snapshot_past_its_quota_is_413_and_keeps_nothing_and_a_pause_past_it_leaves_the_sandbox_running() {
+    let server = SandboxServer::spawn_with(&[("TRACEBOX_SNAPSHOT_MAX_BYTES", "60000")]).await;
+    let id = server.sandbox(json!({})).await;
+    // Random bytes do not compress: each snapshot of them takes about 40 kB.
+    server.sh(&id, "head -c 40000 /dev/urandom > noise").await;
+    let (status, first) = server.post(&format!("/sandboxes/{id}/snapshots"), json!({"label": "first"})).await;
+    assert_eq!(status, 201, "{first}");
+    let kept = server.snapshot_files();
+    server.sh(&id, "head -c 40000 /dev/urandom > noise").await;
+    let (status, reply) = server.post(&format!("/sandboxes/{id}/snapshots"), json!({"label": "second"})).await;
+    assert_eq!((status, code(&reply)), (413, "snapshot_quota"), "{reply}");
+    assert!(message(&reply).contains("TRACEBOX_SNAPSHOT_MAX_BYTES"), "{reply}");
+    assert_eq!(server.snapshot_files(), kept, "the refused snapshot left no file");
+    let (_, list) = server.get_json(&format!("/sandboxes/{id}/snapshots")).await;
+    assert_eq!(list["snapshots"].as_array().unwrap().len(), 1, "{list}");
+    let (status, reply) = server.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+    assert_eq!((status, code(&reply)), (413, "snapshot_quota"), "{reply}");
+    assert_eq!(server.view(&id).await.1["status"], "running", "a pause that could not keep the files does not pause");
+    assert_eq!(server.sh(&id, "wc -c < noise").await, "40000\n");
+    server.delete(&id).await;
+    assert!(server.snapshot_files().is_empty(), "{:?}", server.snapshot_files());
+}

@@ -235,10 +235,12 @@ impl SandboxServer {
 
     /// The snapshot files under the data directory.
     pub fn snapshot_files(&self) -> Vec<String> {
-        match std::fs::read_dir(self.data_dir.join("snapshots")) {
+        let mut names: Vec<String> = match std::fs::read_dir(self.data_dir.join("snapshots")) {
             Ok(dir) => dir.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
             Err(_) => Vec::new(),
-        }
+        };
+        names.sort();
+        names
     }
 }
 
