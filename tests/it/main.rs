@@ -27,6 +27,7 @@ mod pool;
 mod refused;
 mod requests;
 mod sandbox_files;
+mod sandbox_restarts;
 mod sandbox_steps;
 mod sandboxes;
 mod timeouts;
