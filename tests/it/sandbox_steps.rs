@@ -419,3 +419,33 @@ async fn secrets_in_a_file_read_through_the_api_are_redacted() {
     assert_eq!(status, 200);
     assert_eq!(String::from_utf8_lossy(&bytes), "key=[REDACTED:aws_access_key_id]\n");
 }
+
+// ------------------------------------------------------------------ resource exhaustion
+
+#[tokio::test]
+async fn a_fork_bomb_the_screen_misses_is_held_by_the_pids_limit_and_killed_at_its_timeout() {
+    let server = SandboxServer::spawn().await;
+    let id = server.sandbox(json!({})).await;
+    server.sh(&id, "echo kept > marker").await;
+    let bomb = "python3 -c 'import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass'";
+    let (status, reply) = server.command_with(&id, json!({"cmd": bomb, "timeout": 2})).await;
+    assert_eq!((status, &reply["status"]), (200, &json!("timeout")), "{reply}");
+    until_stdout(&server, &id, PROCESSES, |ps| !ps.contains("python3 -c")).await;
+    assert_eq!(server.sh(&id, "cat marker").await, "kept\n", "the sandbox answers, its files intact");
+    assert_eq!(server.result(&id, "6 * 7").await, "42");
+    server.delete(&id).await;
+}
+
+#[tokio::test]
+async fn a_cell_that_exhausts_memory_ends_only_its_kernel_and_the_sandbox_lives_on() {
+    let server = SandboxServer::spawn().await;
+    let id = server.sandbox(json!({"memory_mb": 64, "disk_mb": 16})).await;
+    server.sh(&id, "echo kept > marker").await;
+    let reply = server.code(&id, "hog = bytearray(400 * 2**20)\nhog[::4096] = b'x' * len(hog[::4096])").await;
+    assert_eq!(reply["status"], "error", "{reply}");
+    let name = reply["error"]["name"].as_str().unwrap();
+    assert!(matches!(name, "MemoryError" | "KernelRestarted"), "{reply}");
+    assert_eq!(server.sh(&id, "cat marker").await, "kept\n", "the supervisor and the files survive");
+    assert_eq!(server.result(&id, "6 * 7").await, "42", "a kernel answers after");
+    server.delete(&id).await;
+}
