@@ -361,6 +361,10 @@ impl From<RequestError> for ApiError {
 
 impl From<SandboxesError> for ApiError {
     fn from(error: SandboxesError) -> ApiError {
+        if let SandboxesError::RangeNotSatisfiable { size } = error {
+            return ApiError::new(ErrorCode::RangeNotSatisfiable, error.to_string())
+                .with_header(header::CONTENT_RANGE, format!("bytes */{size}"));
+        }
         let code = match error {
             SandboxesError::Run(error) => return error.into(),
             SandboxesError::Files(error) => return error.into(),
@@ -375,7 +379,10 @@ impl From<SandboxesError> for ApiError {
             SandboxesError::TooLarge(_) => ErrorCode::FileTooLarge,
             SandboxesError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
             SandboxesError::Sandbox(ref source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
-            SandboxesError::Sandbox(_) | SandboxesError::Store(_) | SandboxesError::Snapshot(_) => ErrorCode::Internal,
+            SandboxesError::Sandbox(_)
+            | SandboxesError::Store(_)
+            | SandboxesError::Snapshot(_)
+            | SandboxesError::Unfinished(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())
     }

@@ -149,9 +149,13 @@ pub enum Place {
     #[default]
     Container,
     /// A step in a stateful sandbox: the request's `code` is the command (`bash -c`) or the
-    /// cell, its `env` the command's own, its `parent` the sandbox's trace.
-    Sandbox { session: Session, sandbox_id: String, step: StepKind },
+    /// cell, its `env` the command's own, its `parent` the sandbox's trace. `held` is let go
+    /// when the run ends, whoever follows it or stops following it: the sandbox's step slot.
+    Sandbox { session: Session, sandbox_id: String, step: StepKind, held: Held },
 }
+
+/// What a run keeps until it ends.
+pub type Held = Arc<dyn std::any::Any + Send + Sync>;
 
 /// What a step in a sandbox is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -490,6 +494,13 @@ impl Runner {
         hits.extend(stdout.warnings);
         hits.extend(stderr.warnings);
         let artifacts_omitted = omissions(&artifacts, raw.artifacts_cut);
+        let (cell, cell_redactions) = match raw.cell.clone() {
+            Some(cell) => {
+                let (cell, redactions) = screen_cell(&self.inner.policy, cell);
+                (Some(cell), redactions)
+            }
+            None => (None, Vec::new()),
+        };
         Execution {
             trace_id,
             status,
@@ -501,12 +512,18 @@ impl Runner {
             oom_killed: raw.oom_killed,
             truncated: raw.output_limited,
             invalid_utf8: stdout_lossy || stderr_lossy,
-            redactions: stdout.redactions.into_iter().chain(stderr.redactions).chain(artifacts.redactions).collect(),
+            redactions: stdout
+                .redactions
+                .into_iter()
+                .chain(stderr.redactions)
+                .chain(artifacts.redactions)
+                .chain(cell_redactions)
+                .collect(),
             policy_hits: hits,
             message,
             artifacts_omitted,
             artifacts: artifacts.stored,
-            cell: raw.cell.clone(),
+            cell,
         }
     }
 
@@ -770,6 +787,28 @@ fn blocked_message(blocking: &[&PolicyHit]) -> String {
          output; see \"What the container guarantees\" in docs/security.md)",
         reasons.join("; ")
     )
+}
+
+/// A cell's result and error, redacted as output is: a value a cell computed is output too.
+fn screen_cell(
+    policy: &Policy,
+    mut cell: tracebox_model::record::CellOutcome,
+) -> (tracebox_model::record::CellOutcome, Vec<tracebox_model::Redaction>) {
+    let mut redactions = Vec::new();
+    let mut screen = |text: &mut String, stream: &str| {
+        let filtered = policy.filter_output(text, stream);
+        *text = filtered.text;
+        redactions.extend(filtered.redactions);
+    };
+    if let Some(result) = cell.result.as_mut() {
+        screen(result, "result");
+    }
+    if let Some(error) = cell.error.as_mut() {
+        screen(&mut error.name, "error");
+        screen(&mut error.value, "error");
+        screen(&mut error.traceback, "error");
+    }
+    (cell, redactions)
 }
 
 /// The exit codes a signal can produce (128 + 1..=31); others are the program's own choice.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde_json::json;
@@ -117,10 +117,7 @@ impl Sandboxes {
         check_metadata(&request.metadata)?;
         let on_timeout = on_timeout(request.on_timeout.as_deref())?;
         let inputs = self.inner.files.inputs(&request.files).await?;
-        let count = self.inner.store.sandboxes(None).await?.len();
-        if count >= settings.max_sandboxes {
-            return Err(SandboxesError::TooMany { count });
-        }
+        let _reserved = self.reserve().await?;
         let now = now_us();
         let record = SandboxRecord {
             id: super::new_id("sbx_"),
@@ -150,6 +147,19 @@ impl Sandboxes {
                 Err(error)
             }
         }
+    }
+
+    /// A place for one more sandbox, held while it is created; `TooMany` when the sandboxes
+    /// stored and those being created fill TRACEBOX_SANDBOX_MAX.
+    async fn reserve(&self) -> Result<Reservation, SandboxesError> {
+        let _one_at_a_time = self.inner.records.lock().await;
+        let creating = self.inner.creating.load(Ordering::SeqCst);
+        let count = self.inner.store.sandboxes(None).await?.len() + creating;
+        if count >= self.inner.settings.max_sandboxes {
+            return Err(SandboxesError::TooMany { count });
+        }
+        self.inner.creating.fetch_add(1, Ordering::SeqCst);
+        Ok(Reservation { sandboxes: self.clone() })
     }
 
     fn begin_trace(&self, record: &SandboxRecord, files: &[String]) {
@@ -217,7 +227,7 @@ impl Sandboxes {
             let (runtime, container, id) =
                 (self.inner.runtime.clone(), session.container().to_owned(), record.id.clone());
             // Off the creation's path: the name is for people reading `docker ps`.
-            tokio::spawn(async move {
+            self.inner.runner.runtime().spawn(async move {
                 if let Err(error) = runtime.name_session(&container, &id).await {
                     tracing::warn!(%error, sandbox = %id, "could not name the sandbox's container after it");
                 }
@@ -441,9 +451,11 @@ impl Sandboxes {
         let settings = &self.inner.settings;
         let files = self.inner.snapshots.clone();
         let tar = tar.to_vec();
-        let (sha256, bytes) = tokio::task::spawn_blocking(move || files.keep(&tar))
+        let compressed = tokio::task::spawn_blocking(move || files.compress(&tar))
             .await
             .map_err(|e| SandboxesError::Invalid(format!("keeping a snapshot failed: {e}")))??;
+        let bytes = compressed.len();
+        // Within the quotas before anything is written: a refused snapshot leaves no file.
         let own: u64 = self.inner.store.snapshots(&record.id).await?.iter().map(|s| s.bytes).sum::<u64>() + bytes;
         let total = self.inner.store.snapshot_bytes().await? + bytes;
         for (used, limit) in [(own, settings.max_snapshot_bytes), (total, settings.max_total_snapshot_bytes)] {
@@ -451,6 +463,11 @@ impl Sandboxes {
                 return Err(SandboxesError::SnapshotQuota { bytes: used, limit });
             }
         }
+        let files = self.inner.snapshots.clone();
+        let sha256 = compressed.sha256.clone();
+        tokio::task::spawn_blocking(move || files.store(&compressed))
+            .await
+            .map_err(|e| SandboxesError::Invalid(format!("keeping a snapshot failed: {e}")))??;
         let snapshot = SnapshotRecord {
             id: new_id("snap_"),
             sandbox_id: record.id.clone(),
@@ -560,6 +577,19 @@ impl Sandboxes {
         }
     }
 
+    /// Run `work` to its end on the server's runtime, whatever becomes of the request that
+    /// asked for it: a client that hangs up mid-create must leave neither a container that no
+    /// sandbox owns nor a step's trace that never ends. The doors call every operation that
+    /// changes a sandbox or records a step through this.
+    pub async fn detached<T, Work>(&self, work: impl FnOnce(Sandboxes) -> Work) -> Result<T, SandboxesError>
+    where
+        Work: Future<Output = Result<T, SandboxesError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self.inner.runner.runtime().spawn(work(self.clone()));
+        task.await.map_err(|error| SandboxesError::Unfinished(error.to_string()))?
+    }
+
     /// Start the warm containers (at the server's start).
     pub fn warm_up(&self) {
         for language in tracebox_model::Language::ALL {
@@ -584,6 +614,17 @@ impl Sandboxes {
             *counts.entry(record.status.as_str()).or_default() += 1;
         }
         counts
+    }
+}
+
+/// A sandbox being created, counted against TRACEBOX_SANDBOX_MAX until it is stored or failed.
+struct Reservation {
+    sandboxes: Sandboxes,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.sandboxes.inner.creating.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -13,7 +13,7 @@ use tracebox_model::{Execution, ExecutionRequest, Isolation, RunLimits, Source};
 
 use super::{Live, Sandboxes, SandboxesError, check_env, seconds};
 use crate::runner::{LiveRun, Place, StepKind};
-use crate::sandbox::OpFrame;
+use crate::sandbox::{OpError, OpFrame};
 
 /// `POST /sandboxes/{id}/commands`
 #[derive(Debug, Default, Clone, serde::Deserialize)]
@@ -38,17 +38,10 @@ pub struct CodeRequest {
     pub timeout: Option<f64>,
 }
 
-/// A step started live: follow its output, feed its stdin, kill it. Its slot in the sandbox is
-/// held until it ends.
-pub struct StepRun {
-    pub live: LiveRun,
-    /// Released when the step's outcome is taken.
-    pub slot: StepSlot,
-}
-
-/// A sandbox's one step slot, held while a step runs. Letting it go marks the sandbox active:
-/// its idle timeout counts from the end of its last step.
-pub struct StepSlot {
+/// A sandbox's one step slot, held by the step's run until it ends (whoever follows it, or
+/// stops following it). Letting it go marks the sandbox active: its idle timeout counts from
+/// the end of its last step.
+struct StepSlot {
     _permit: tokio::sync::OwnedSemaphorePermit,
     sandboxes: Sandboxes,
     id: String,
@@ -69,8 +62,7 @@ impl Drop for StepSlot {
 impl Sandboxes {
     /// Run a command to its end.
     pub async fn command(&self, id: &str, request: CommandRequest) -> Result<Execution, SandboxesError> {
-        let StepRun { live, slot } = self.start_command(id, request, false).await?;
-        finish(live, slot).await
+        finish(self.start_command(id, request, false).await?).await
     }
 
     /// Start a command, followed live (the WebSocket).
@@ -79,7 +71,7 @@ impl Sandboxes {
         id: &str,
         request: CommandRequest,
         keep_stdin_open: bool,
-    ) -> Result<StepRun, SandboxesError> {
+    ) -> Result<LiveRun, SandboxesError> {
         check_env(&request.env)?;
         if request.cmd.trim().is_empty() {
             return Err(SandboxesError::Invalid("`cmd` is empty: send the command to run with bash -c".into()));
@@ -87,6 +79,9 @@ impl Sandboxes {
         let record = self.record(id).await?;
         let live = self.session_of(&record)?;
         let limits = self.step_limits(request.timeout)?;
+        if let Some(cwd) = &request.cwd {
+            check_cwd(&live, cwd).await?;
+        }
         let execution = ExecutionRequest {
             language: record.language,
             code: request.cmd,
@@ -111,12 +106,11 @@ impl Sandboxes {
 
     /// Run a code cell to its end.
     pub async fn code(&self, id: &str, request: CodeRequest) -> Result<Execution, SandboxesError> {
-        let StepRun { live, slot } = self.start_code(id, request).await?;
-        finish(live, slot).await
+        finish(self.start_code(id, request).await?).await
     }
 
     /// Start a code cell, followed live.
-    pub async fn start_code(&self, id: &str, request: CodeRequest) -> Result<StepRun, SandboxesError> {
+    pub async fn start_code(&self, id: &str, request: CodeRequest) -> Result<LiveRun, SandboxesError> {
         let record = self.record(id).await?;
         if let Some(asked) = &request.language {
             let asked = super::language(Some(asked))?;
@@ -176,7 +170,7 @@ impl Sandboxes {
         request: ExecutionRequest,
         step: StepKind,
         keep_stdin_open: bool,
-    ) -> Result<StepRun, SandboxesError> {
+    ) -> Result<LiveRun, SandboxesError> {
         let queued = live.queued.fetch_add(1, Ordering::SeqCst);
         let waited = async {
             if queued >= self.inner.settings.max_queued_steps && live.steps.available_permits() == 0 {
@@ -191,9 +185,11 @@ impl Sandboxes {
         live.queued.fetch_sub(1, Ordering::SeqCst);
         let permit = permit?;
         let _ = self.touch(&record.id, true).await;
-        let place = Place::Sandbox { session: live.session.clone(), sandbox_id: record.id.clone(), step };
+        let slot = StepSlot { _permit: permit, sandboxes: self.clone(), id: record.id.clone() };
+        let place =
+            Place::Sandbox { session: live.session.clone(), sandbox_id: record.id.clone(), step, held: Arc::new(slot) };
         let run = self.inner.runner.start_in(request, place, keep_stdin_open);
-        Ok(StepRun { live: run, slot: StepSlot { _permit: permit, sandboxes: self.clone(), id: record.id.clone() } })
+        Ok(run)
     }
 
     /// The entries of a directory of `/workspace`.
@@ -330,13 +326,24 @@ impl Sandboxes {
     }
 }
 
-/// Wait for a step's outcome, then free the sandbox for the next.
-async fn finish(live: LiveRun, slot: StepSlot) -> Result<Execution, SandboxesError> {
+/// A command's `cwd` must be a directory inside `/workspace`, as the sandbox resolves it (its
+/// symlinks followed): `bad_path` naming the field otherwise, before anything runs.
+async fn check_cwd(live: &Live, cwd: &str) -> Result<(), SandboxesError> {
+    let refused = |why: String| SandboxesError::BadPath { message: format!("`cwd`: {why}") };
+    match live.session.call(json!({"op": "stat", "path": cwd}), &[]).await {
+        Ok(reply) if reply["entry"]["type"] == "dir" => Ok(()),
+        Ok(_) => Err(refused(format!("{cwd:?} is not a directory"))),
+        Err(OpError::Refused { message, .. }) => Err(refused(message)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Wait for a step's outcome.
+async fn finish(live: LiveRun) -> Result<Execution, SandboxesError> {
     let LiveRun { mut events, outcome, .. } = live;
     // Nobody follows it live: its events are let go as they come.
     let draining = async { while events.recv().await.is_some() {} };
     let (outcome, ()) = tokio::join!(outcome, draining);
-    drop(slot);
     let execution = outcome.map_err(|e| SandboxesError::Invalid(format!("the step's task failed: {e}")))??;
     Ok(execution)
 }
@@ -360,7 +367,7 @@ impl FileRead {
         let Some((offset, length)) = range else {
             return Ok(FileRead { bytes: content, offset: 0, size, redacted });
         };
-        if offset >= size && size > 0 {
+        if offset >= size {
             return Err(SandboxesError::RangeNotSatisfiable { size });
         }
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(content.len());

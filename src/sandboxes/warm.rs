@@ -22,6 +22,9 @@ pub struct Warm {
 
 struct Inner {
     runtime: Sandbox,
+    /// Where the starts run: the server's runtime, which outlives any request that took a
+    /// container (a task spawned from a request's worker would die with that worker).
+    tasks: tokio::runtime::Handle,
     /// Kept per language.
     size: usize,
     profile: Profile,
@@ -45,10 +48,11 @@ struct Shelf {
 }
 
 impl Warm {
-    pub fn new(runtime: Sandbox, size: usize, profile: Profile) -> Warm {
+    pub fn new(runtime: Sandbox, tasks: tokio::runtime::Handle, size: usize, profile: Profile) -> Warm {
         Warm {
             inner: Arc::new(Inner {
                 runtime,
+                tasks,
                 size,
                 profile,
                 shelves: Mutex::new(HashMap::new()),
@@ -94,7 +98,7 @@ impl Warm {
         };
         for _ in 0..wanted {
             let warm = self.clone();
-            tokio::spawn(async move { warm.start(language).await });
+            self.inner.tasks.spawn(async move { warm.start(language).await });
         }
     }
 
