@@ -38,6 +38,9 @@ pub struct CreateRequest {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// How long a view waits for a sandbox's disk usage.
+const USAGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A sandbox as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SandboxView {
@@ -198,7 +201,7 @@ impl Sandboxes {
             if !inputs.is_empty() {
                 let tar = tar_of(inputs)?;
                 untar(&session, &tar).await?;
-                record.creation_snapshot = Some(self.keep_snapshot(&record, &tar, Some("creation")).await?.id);
+                record.creation_snapshot = Some(self.keep_snapshot(&record, &tar, Some("creation"), &[]).await?.id);
             }
             record.container = Some(session.container().to_owned());
             self.inner.store.put_sandbox(record.clone()).await?;
@@ -255,9 +258,12 @@ impl Sandboxes {
     pub async fn view(&self, id: &str) -> Result<SandboxView, SandboxesError> {
         let record = self.record(id).await?;
         let used = match self.session_of(&record) {
-            Ok(live) => {
-                live.session.call(json!({"op": "usage"}), &[]).await.ok().and_then(|reply| reply["used"].as_u64())
-            }
+            // A busy supervisor makes the view wait no more than this: the usage is then null.
+            Ok(live) => tokio::time::timeout(USAGE_PATIENCE, live.session.call(json!({"op": "usage"}), &[]))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|reply| reply["used"].as_u64()),
             Err(_) => None,
         };
         Ok(SandboxView::of(&record, used))
@@ -339,7 +345,18 @@ impl Sandboxes {
         let (record, _) = self
             .traced(&record, input, async {
                 let tar = tar(&live.session).await?;
-                let snapshot = self.keep_snapshot(&record, &tar, Some("pause")).await?;
+                // A pause's snapshot replaces the last pause's: pausing again and again never
+                // fills the quota.
+                let earlier: Vec<String> = self
+                    .inner
+                    .store
+                    .snapshots(id)
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.label.as_deref() == Some("pause"))
+                    .map(|s| s.id)
+                    .collect();
+                let snapshot = self.keep_snapshot(&record, &tar, Some("pause"), &earlier).await?;
                 let output =
                     OpOutput { bytes: Some(snapshot.bytes), snapshot_id: Some(snapshot.id.clone()), error: None };
                 let record = self
@@ -405,7 +422,7 @@ impl Sandboxes {
         let (snapshot, _) = self
             .traced(&record, input, async {
                 let tar = tar(&live.session).await?;
-                let snapshot = self.keep_snapshot(&record, &tar, label.as_deref()).await?;
+                let snapshot = self.keep_snapshot(&record, &tar, label.as_deref(), &[]).await?;
                 let output =
                     OpOutput { bytes: Some(snapshot.bytes), snapshot_id: Some(snapshot.id.clone()), error: None };
                 Ok((snapshot, output))
@@ -441,12 +458,14 @@ impl Sandboxes {
         Ok(SandboxView::of(&self.record(id).await?, None))
     }
 
-    /// Compress and keep `tar` as a snapshot of `record`, within the quotas.
+    /// Compress and keep `tar` as a snapshot of `record`, within the quotas, in place of the
+    /// snapshots `replacing` names (which then neither count nor stay).
     async fn keep_snapshot(
         &self,
         record: &SandboxRecord,
         tar: &[u8],
         label: Option<&str>,
+        replacing: &[String],
     ) -> Result<SnapshotRecord, SandboxesError> {
         let settings = &self.inner.settings;
         let files = self.inner.snapshots.clone();
@@ -456,7 +475,8 @@ impl Sandboxes {
             .map_err(|e| SandboxesError::Invalid(format!("keeping a snapshot failed: {e}")))??;
         let bytes = compressed.len();
         // Within the quotas before anything is written: a refused snapshot leaves no file.
-        let own: u64 = self.inner.store.snapshots(&record.id).await?.iter().map(|s| s.bytes).sum::<u64>() + bytes;
+        let kept = self.inner.store.snapshots(&record.id).await?;
+        let own: u64 = kept.iter().filter(|s| !replacing.contains(&s.id)).map(|s| s.bytes).sum::<u64>() + bytes;
         let total = self.inner.store.snapshot_bytes().await? + bytes;
         for (used, limit) in [(own, settings.max_snapshot_bytes), (total, settings.max_total_snapshot_bytes)] {
             if used > limit {
@@ -477,6 +497,11 @@ impl Sandboxes {
             created_at_us: now_us(),
         };
         self.inner.store.put_snapshot(snapshot.clone()).await?;
+        if !replacing.is_empty() {
+            let unused = self.inner.store.remove_snapshots(replacing.to_vec()).await?;
+            let files = self.inner.snapshots.clone();
+            let _ = tokio::task::spawn_blocking(move || files.forget(&unused)).await;
+        }
         Ok(snapshot)
     }
 

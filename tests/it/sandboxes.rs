@@ -431,3 +431,26 @@ async fn a_snapshot_past_its_quota_is_413_and_keeps_nothing_and_a_pause_past_it_
     server.delete(&id).await;
     assert!(server.snapshot_files().is_empty(), "{:?}", server.snapshot_files());
 }
+
+#[tokio::test]
+async fn a_pause_replaces_the_last_pauses_snapshot_so_pausing_again_and_again_never_fills_the_quota() {
+    // Room for one pause's snapshot of 30 kB of noise, not two (a sandbox made without files
+    // keeps no creation snapshot).
+    let server = SandboxServer::spawn_with(&[("TRACEBOX_SNAPSHOT_MAX_BYTES", "60000")]).await;
+    let id = server.sandbox(json!({})).await;
+    for round in 0..4 {
+        server.sh(&id, &format!("head -c 30000 /dev/urandom > noise; echo {round} > round")).await;
+        let (status, reply) = server.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+        assert_eq!(status, 200, "pause {round}: {reply}");
+        let (status, reply) = server.post(&format!("/sandboxes/{id}/resume"), json!({})).await;
+        assert_eq!(status, 200, "resume {round}: {reply}");
+        assert_eq!(server.sh(&id, "cat round").await, format!("{round}\n"), "the latest pause's files came back");
+    }
+    let (_, list) = server.get_json(&format!("/sandboxes/{id}/snapshots")).await;
+    let labels: Vec<&str> =
+        list["snapshots"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["pause"], "{list}");
+    assert_eq!(server.snapshot_files().len(), 1, "the earlier pauses' files are gone");
+    server.delete(&id).await;
+    assert!(server.snapshot_files().is_empty(), "{:?}", server.snapshot_files());
+}

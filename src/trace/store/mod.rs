@@ -308,6 +308,11 @@ impl TraceStore {
         self.blocking(move |db| sandboxes::remove_snapshots(db, &id)).await
     }
 
+    /// Forget these snapshots; the hashes nothing else holds (their files may go).
+    pub async fn remove_snapshots(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.blocking(move |db| sandboxes::remove_snapshot_ids(db, &ids)).await
+    }
+
     /// Record a snapshot.
     pub async fn put_snapshot(&self, snapshot: SnapshotRecord) -> Result<(), StoreError> {
         self.blocking(move |db| sandboxes::put_snapshot(db, &snapshot)).await
