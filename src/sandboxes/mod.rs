@@ -8,6 +8,7 @@
 mod lifecycle;
 mod snapshots;
 mod steps;
+mod tools;
 mod warm;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +29,7 @@ use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 pub use lifecycle::{CreateRequest, SandboxView};
 pub use snapshots::{SnapshotFileError, SnapshotFiles};
 pub use steps::{CodeRequest, CommandRequest};
+pub use tools::ToolReply;
 
 /// Bounds and defaults of sandboxes (from the configuration).
 #[derive(Debug, Clone)]

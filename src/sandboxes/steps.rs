@@ -148,7 +148,7 @@ impl Sandboxes {
         Ok(())
     }
 
-    fn step_limits(&self, timeout: Option<f64>) -> Result<RunLimits, SandboxesError> {
+    pub(super) fn step_limits(&self, timeout: Option<f64>) -> Result<RunLimits, SandboxesError> {
         let settings = &self.inner.settings;
         let timeout =
             seconds("timeout", timeout, settings.default_step_timeout_secs, 0.1, settings.max_step_timeout_secs)?;
@@ -163,7 +163,7 @@ impl Sandboxes {
 
     /// Wait for the sandbox's step slot (within the queue's bound), then start the step through
     /// the pipeline.
-    async fn start_step(
+    pub(super) async fn start_step(
         &self,
         record: &SandboxRecord,
         live: &Arc<Live>,
@@ -339,7 +339,7 @@ async fn check_cwd(live: &Live, cwd: &str) -> Result<(), SandboxesError> {
 }
 
 /// Wait for a step's outcome.
-async fn finish(live: LiveRun) -> Result<Execution, SandboxesError> {
+pub(super) async fn finish(live: LiveRun) -> Result<Execution, SandboxesError> {
     let LiveRun { mut events, outcome, .. } = live;
     // Nobody follows it live: its events are let go as they come.
     let draining = async { while events.recv().await.is_some() {} };
@@ -381,6 +381,11 @@ impl FileRead {
 
 /// `length` bytes of `path` from `offset`, as they are on disk, and the file's size.
 async fn read_raw(live: &Live, path: &str, offset: u64, length: u64) -> Result<(Vec<u8>, u64), SandboxesError> {
+    Ok(read_raw_op(live, path, offset, length).await?)
+}
+
+/// [`read_raw`], with the container's refusal as it came (the tools sort its reasons).
+pub(super) async fn read_raw_op(live: &Live, path: &str, offset: u64, length: u64) -> Result<(Vec<u8>, u64), OpError> {
     let header = json!({"op": "read", "path": path, "offset": offset, "length": length});
     let mut op = live.session.request(header, &[]).await?;
     let mut bytes = Vec::new();

@@ -21,9 +21,9 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use tracebox_model::sandbox::{SandboxRecord, SandboxStatus, SnapshotRecord};
-use tracebox_model::{TraceId, TraceInput, now_us};
+use tracebox_model::{TraceId, TraceInput, TraceKind, now_us};
 
-use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TracePage};
+use super::{ChildRecord, FinishedTrace, NewTrace, TraceDetail, TraceFilter, TracePage};
 pub use files::FileRecord;
 pub use retention::{Doomed, Removed, Retention, Swept};
 use writer::{Reply, Write};
@@ -196,6 +196,12 @@ impl TraceStore {
     /// One trace with its events and children.
     pub async fn get(&self, id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
         self.blocking(move |db| queries::get(db, id)).await
+    }
+
+    /// The children of `parent` of one kind, in order, with their records: a sandbox's tool
+    /// calls (its trajectory).
+    pub async fn children_of_kind(&self, parent: TraceId, kind: TraceKind) -> Result<Vec<ChildRecord>, StoreError> {
+        self.blocking(move |db| queries::children_of_kind(db, parent, kind)).await
     }
 
     /// How many traces the store holds.
