@@ -5,6 +5,7 @@
 //! call's child). A tool that ran and failed answers `success: false` with why.
 
 mod git;
+mod trajectory;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use super::{Live, Sandboxes, SandboxesError, steps};
 use crate::runner::StepKind;
 use crate::sandbox::OpError;
 use crate::trace::{FinishedTrace, NewTrace};
+
+pub use trajectory::{ReplayReport, ReplayedStep};
 
 /// The most lines a search returns; more set `truncated`.
 pub const SEARCH_MAX_RESULTS: usize = 200;
@@ -103,7 +106,9 @@ impl Call {
             ToolName::FileRead => {
                 let call: FileRead = read(tool, params)?;
                 match (call.start_line, call.end_line) {
-                    (Some(0), _) | (_, Some(0)) => return Err(invalid("`params.start_line`, `params.end_line`: lines count from 1")),
+                    (Some(0), _) | (_, Some(0)) => {
+                        return Err(invalid("`params.start_line`, `params.end_line`: lines count from 1"));
+                    }
                     (Some(start), Some(end)) if end < start => {
                         return Err(invalid(format!("`params.end_line` {end} is before `params.start_line` {start}")));
                     }
@@ -314,7 +319,11 @@ impl Sandboxes {
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         let start = call.start_line.unwrap_or(1) as usize;
         if start > lines.len().max(1) {
-            return Ok(failed(format!("`start_line` {start} is past the end of {} ({} lines)", call.path, lines.len())));
+            return Ok(failed(format!(
+                "`start_line` {start} is past the end of {} ({} lines)",
+                call.path,
+                lines.len()
+            )));
         }
         let end = call.end_line.map_or(lines.len(), |end| (end as usize).min(lines.len()));
         let output = lines.get(start - 1..end).map(|lines| lines.concat()).unwrap_or_default();
@@ -430,7 +439,12 @@ fn search_outcome(execution: Execution) -> Ran {
         Some(0 | 1) => {
             let lines: Vec<&str> = found.output.lines().collect();
             let truncated = found.truncated || lines.len() > SEARCH_MAX_RESULTS;
-            let mut output: String = lines.iter().take(SEARCH_MAX_RESULTS).map(|line| format!("{line}\n")).collect();
+            // Paths as the agent would write them: `src/a.rs`, not `./src/a.rs` (the default path).
+            let mut output: String = lines
+                .iter()
+                .take(SEARCH_MAX_RESULTS)
+                .map(|line| format!("{}\n", line.strip_prefix("./").unwrap_or(line)))
+                .collect();
             if lines.is_empty() {
                 output.clear();
             }
@@ -464,9 +478,8 @@ fn search_argv(call: &Search) -> Vec<String> {
         argv.extend(["--glob".to_owned(), glob.clone()]);
     }
     argv.extend(["--regexp".to_owned(), call.pattern.clone()]);
-    if let Some(path) = &call.path {
-        argv.extend(["--".to_owned(), path.clone()]);
-    }
+    // Always a path: with none, rg would search its stdin (a pipe here), not the files.
+    argv.extend(["--".to_owned(), call.path.clone().unwrap_or_else(|| ".".to_owned())]);
     argv
 }
 
@@ -527,6 +540,8 @@ mod tests {
         let at = argv.iter().position(|a| a == "--regexp").unwrap();
         assert_eq!(argv[at + 1], "--pre=sh", "the pattern is --regexp's value");
         assert_eq!(&argv[argv.len() - 2..], ["--", "-x"], "the path comes after --");
+        let everywhere = search_argv(&Search { pattern: "x".into(), path: None, glob: None });
+        assert_eq!(&everywhere[everywhere.len() - 2..], ["--", "."], "never stdin");
     }
 
     #[test]
