@@ -13,6 +13,7 @@ use super::guard::Refusal;
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::files::FileError;
 use crate::runner::RunError;
+use crate::sandbox::SandboxError;
 use crate::sandboxes::SandboxesError;
 use crate::submission::RequestError;
 use crate::trace::StoreError;
@@ -343,6 +344,7 @@ impl From<RunError> for ApiError {
         let code = match &error {
             RunError::Sandbox { source, .. } if source.is_unavailable() => ErrorCode::SandboxUnavailable,
             RunError::Sandbox { source, .. } if source.is_busy() => ErrorCode::Busy,
+            RunError::Sandbox { source: SandboxError::SessionRemoved, .. } => ErrorCode::SandboxConflict,
             RunError::Busy { .. } => ErrorCode::Busy,
             _ => ErrorCode::Internal,
         };
@@ -398,6 +400,7 @@ impl From<SandboxesError> for ApiError {
                 return ApiError::new(ErrorCode::SetupFailed, error.to_string()).with_trace(trace_id);
             }
             SandboxesError::Sandbox(ref source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
+            SandboxesError::Sandbox(SandboxError::SessionRemoved) => ErrorCode::SandboxConflict,
             SandboxesError::Sandbox(_)
             | SandboxesError::Store(_)
             | SandboxesError::Snapshot(_)

@@ -148,6 +148,7 @@ impl From<OpError> for SandboxesError {
                 _ => SandboxesError::Sandbox(SandboxError::Refused { code, message }),
             },
             OpError::Gone => SandboxesError::Sandbox(SandboxError::SessionGone),
+            OpError::Removed => SandboxesError::Sandbox(SandboxError::SessionRemoved),
             OpError::Sandbox(error) => SandboxesError::Sandbox(error),
         }
     }
