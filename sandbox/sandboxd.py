@@ -226,6 +226,10 @@ class Sandbox:
         while True:
             events = self.selector.select(self.next_deadline())
             for key, _ in events:
+                if self.selector.get_map().get(key.fd) is not key:
+                    # An earlier event of this round let it go (its command ended and was
+                    # drained, its pipes closed): reading it now would read a closed fd.
+                    continue
                 what, owner = key.data
                 if what == "stdin":
                     if not self.on_stdin():
