@@ -361,7 +361,9 @@ impl<'a> DetailPage<'a> {
             artifacts_omitted: Vec::new(),
         };
         // Every kind is shown its own way: a new kind fails to compile here until it is.
-        match Record::decode(summary.kind, trace.input.clone(), trace.output.clone()) {
+        // A running trace has no output yet (the store keeps `{}` until it ends).
+        let output = if summary.status == TraceStatus::Running { Value::Null } else { trace.output.clone() };
+        match Record::decode(summary.kind, trace.input.clone(), output) {
             Ok(Record::Execution { input, output }) => {
                 let code = Code {
                     text: input.code,
@@ -552,6 +554,37 @@ mod tests {
         assert_eq!((rows[2].bar_start.as_str(), rows[2].bar_width.as_str()), ("12.50", "37.50"));
         assert_eq!(rows[1].detail, "id: abc, ms: 3");
         assert_eq!(rows[0].step, "");
+    }
+
+    #[test]
+    fn a_running_trace_reads_as_running_not_as_a_record_that_cannot_be_read() {
+        let input = json!({
+            "sandbox_id": "sbx_1", "language": "python", "memory_mb": 256, "cpus": 1.0, "disk_mb": 256,
+            "env_names": [], "metadata": {}, "files": [], "timeout_secs": 300.0, "on_timeout": "pause",
+        });
+        let trace = TraceDetail {
+            summary: crate::trace::TraceSummary {
+                id: TraceId::new(),
+                parent_id: None,
+                kind: TraceKind::Sandbox,
+                status: TraceStatus::Running,
+                source: "http".into(),
+                language: Some("python".into()),
+                started_at: "2026-12-05T08:00:00Z".into(),
+                ended_at: None,
+                duration_ms: None,
+                exit_code: None,
+                preview: String::new(),
+            },
+            input,
+            // What the store holds for a trace until it ends.
+            output: json!({}),
+            events: Vec::new(),
+            children: Vec::new(),
+            children_total: 0,
+        };
+        let page = DetailPage::of(&trace);
+        assert!(page.explanation.headline.starts_with("Running"), "{:?}", page.explanation);
     }
 
     #[test]
