@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::common::TestServer;
+use crate::common::sandbox::TestSandbox;
 
 fn event_names(trace: &Value) -> Vec<String> {
     trace["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
@@ -166,4 +167,53 @@ async fn the_list_page_pages_and_exports_with_the_filter_it_shows() {
     let second = html(older.clone()).await;
     assert!(second.contains("page one") && !second.contains("page two") && !second.contains("exit(4)"));
     assert!(second.contains("← Newest") && links(&second).contains(&"/traces?status=success".to_owned()));
+}
+
+#[tokio::test]
+async fn a_sandbox_page_lists_its_steps_escaped_a_page_at_a_time_and_its_json_keeps_its_children() {
+    let server = TestServer::spawn().await;
+    let sandbox = TestSandbox::create(&server, json!({})).await;
+    let trace_id = sandbox.trace_id.clone();
+    let long = "head -c 5000 /dev/zero | tr '\\0' x";
+    for cmd in ["echo '<script>alert(1)</script>'", "echo two", "echo three", long] {
+        assert_eq!(sandbox.command(cmd).await["exit_code"], 0);
+    }
+    let html = |path: String| {
+        let server = &server;
+        async move { server.client.get(server.url(&path)).send().await.unwrap().text().await.unwrap() }
+    };
+    let page = html(format!("/trace/{trace_id}")).await;
+    assert!(!page.contains("<script>alert"), "a step's output is text, never markup");
+    assert!(page.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || page.contains("&lt;script&gt;alert(1)"));
+    assert!(page.contains("Steps 1–4 of 4") && page.contains("Running: 4 steps so far."), "{page}");
+    assert!(page.contains("Cut: the first 2,000 characters of 4.9 KiB shown."), "a long output is cut, and says so");
+    assert!(!page.contains(&"x".repeat(2_001)), "and no more of it is on the page");
+
+    // The JSON keeps its children, all counted, and gives a window of them when asked.
+    let (_, trace) = server.get_json(&format!("/trace/{trace_id}")).await;
+    let children = trace["children"].as_array().unwrap();
+    assert_eq!((children.len(), trace["children_total"].as_u64()), (4, Some(4)));
+    assert_eq!(children[0]["preview"], "echo '<script>alert(1)</script>'", "a command's preview is its command");
+    for child in children {
+        assert!(
+            links(&page).contains(&format!("/trace/{}", child["id"].as_str().unwrap())),
+            "each step links to its page"
+        );
+    }
+    let (_, window) = server.get_json(&format!("/trace/{trace_id}?children_from=1&children_limit=1")).await;
+    assert_eq!(window["children"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (window["children"][0]["id"].clone(), window["children_total"].as_u64()),
+        (children[1]["id"].clone(), Some(4))
+    );
+    let (status, refused) = server.get_json(&format!("/trace/{trace_id}?children_limit=1001")).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_query")), "{refused}");
+
+    // A later page of steps: numbered on from where it starts, with the way back to the first.
+    let later = html(format!("/trace/{trace_id}?steps_from=2")).await;
+    assert!(later.contains("Step 3") && !later.contains("Step 1<") && !later.contains("echo two"), "{later}");
+    assert!(links(&later).contains(&format!("/trace/{trace_id}")), "a link to the first steps");
+    sandbox.delete().await;
+    let ended = html(format!("/trace/{trace_id}")).await;
+    assert!(ended.contains("Ended (deleted) after 4 steps."), "{ended}");
 }

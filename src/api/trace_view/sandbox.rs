@@ -1,0 +1,422 @@
+//! A sandbox as its trace page shows it: what it was made with, where it stands (running,
+//! paused, ended and why), and its steps in order, a page at a time: each with its offset from
+//! the sandbox's start, how long it took, what it ran and what came out (excerpts the store cut),
+//! and a link to the step's own page.
+
+use tracebox_model::sandbox::{SandboxInput, SandboxOp, SandboxOutput, SandboxStatus};
+use tracebox_model::{Language, TraceId, TraceKind, TraceStatus};
+
+use super::Explanation;
+use super::pages::PageLink;
+use crate::api::units::{grouped, human_bytes, human_duration};
+use crate::trace::{Excerpt, StepExcerpt, StepPage, TraceDetail};
+
+/// Steps on one page of a sandbox's trace page.
+pub const STEPS_PAGE: u64 = 200;
+
+/// The parts of a sandbox's trace people read.
+#[derive(Debug, PartialEq)]
+pub struct SandboxView {
+    pub facts: Vec<(&'static str, String)>,
+    pub steps: Vec<StepRow>,
+    /// `Steps 201–400 of 1,000`; empty when it has none.
+    pub range: String,
+    /// Steps in all.
+    pub total: u64,
+    /// Links to the other pages of steps.
+    pub pages: Vec<PageLink>,
+    /// Where it stands, when it runs: running or paused (None: ended, or not known).
+    state: Option<SandboxStatus>,
+}
+
+/// One step as the timeline lists it.
+#[derive(Debug, PartialEq)]
+pub struct StepRow {
+    /// Its place among the sandbox's steps, from 1.
+    pub number: u64,
+    pub id: String,
+    /// `command`, `cell`, or the operation (`write`, `snapshot`, …).
+    pub badge: &'static str,
+    pub status: String,
+    /// `+12.40 s`: from the sandbox's start.
+    pub offset: String,
+    /// Empty while it runs.
+    pub duration: String,
+    pub exit_code: Option<i64>,
+    /// `Command` or `Code`.
+    pub source_label: &'static str,
+    /// highlight.js's name for a cell's language; empty for a command (not highlighted).
+    pub highlight: &'static str,
+    pub source: Option<Shown>,
+    /// stdout and stderr, those with something on them.
+    pub outputs: Vec<(&'static str, Shown)>,
+    pub result: Option<Shown>,
+    /// What a cell raised: `ZeroDivisionError: division by zero`.
+    pub raised: Option<String>,
+    pub traceback: Option<Shown>,
+    /// Why it ended as it did, or why an operation failed.
+    pub message: Option<String>,
+    /// An operation's path, bytes and snapshots.
+    pub facts: Vec<(&'static str, String)>,
+}
+
+/// A step's way back to its sandbox: the page of steps it is on.
+#[derive(Debug, PartialEq)]
+pub struct StepOf {
+    pub sandbox_id: String,
+    /// The sandbox's page that lists the step, at the step.
+    pub url: String,
+    /// Its number among the steps, from 1, when known.
+    pub number: Option<u64>,
+}
+
+impl StepOf {
+    /// A step's way back to its sandbox's page: the page of steps that lists it, at it.
+    pub fn of(trace: &TraceDetail, sandbox_id: &str, position: Option<u64>) -> Option<StepOf> {
+        let parent = trace.summary.parent_id?;
+        let page = position.map(|n| n / STEPS_PAGE * STEPS_PAGE).unwrap_or(0);
+        Some(StepOf {
+            sandbox_id: sandbox_id.to_owned(),
+            url: format!("{}#step-{}", page_url(parent, page), trace.summary.id),
+            number: position.map(|n| n + 1),
+        })
+    }
+}
+
+/// An excerpt as shown: its text, and when it is only part of the whole, what part.
+#[derive(Debug, PartialEq)]
+pub struct Shown {
+    pub text: String,
+    /// `the first 2,000 characters of 3.4 MiB`.
+    pub cut: Option<String>,
+}
+
+impl Shown {
+    /// The start of a text.
+    fn head(excerpt: Excerpt) -> Shown {
+        Shown::of(excerpt, "first")
+    }
+
+    /// The end of a text (a traceback's last frames and its error).
+    fn tail(excerpt: Excerpt) -> Shown {
+        Shown::of(excerpt, "last")
+    }
+
+    fn of(excerpt: Excerpt, part: &str) -> Shown {
+        let cut = excerpt.is_cut().then(|| {
+            let chars = grouped(excerpt.text.chars().count() as u64);
+            format!("the {part} {chars} characters of {}", human_bytes(excerpt.bytes))
+        });
+        Shown { text: excerpt.text, cut }
+    }
+}
+
+/// An excerpt's text, with `…` when it goes on: for a line in a sentence.
+fn inline(excerpt: Excerpt) -> String {
+    let cut = excerpt.is_cut();
+    let mut text = excerpt.text;
+    if cut {
+        text.push('…');
+    }
+    text
+}
+
+impl SandboxView {
+    /// The view of a sandbox's trace `id`: its facts, `page` of its steps, and `state` (running
+    /// or paused) while it lives.
+    pub fn of(id: TraceId, input: SandboxInput, page: StepPage, state: Option<SandboxStatus>) -> SandboxView {
+        let language = input.language;
+        let StepPage { steps, from, total } = page;
+        let steps: Vec<StepRow> = (from + 1..).zip(steps).map(|(n, step)| StepRow::of(n, step, language)).collect();
+        let range = match steps.len() as u64 {
+            0 => String::new(),
+            1 if total == 1 => "1 step".to_owned(),
+            shown => format!("Steps {}–{} of {}", grouped(from + 1), grouped(from + shown), grouped(total)),
+        };
+        SandboxView { facts: facts(input), pages: pages(id, from, total), steps, range, total, state }
+    }
+
+    /// Where it stands, in words.
+    pub fn explain(&self, status: TraceStatus, output: Option<&SandboxOutput>) -> Explanation {
+        let steps = match self.total {
+            1 => "1 step".to_owned(),
+            n => format!("{} steps", grouped(n)),
+        };
+        let headline = match (status, output, self.state) {
+            (TraceStatus::Running, _, Some(SandboxStatus::Paused)) => {
+                format!("Paused after {steps}: its /workspace is kept on the server's disk until it is resumed.")
+            }
+            (TraceStatus::Running, _, _) => format!("Running: {steps} so far."),
+            (_, Some(output), _) => format!("Ended ({}) after {steps}.", output.ended),
+            (_, None, _) => format!("Ended after {steps}."),
+        };
+        Explanation { headline, detail: None }
+    }
+}
+
+/// What a sandbox was made with.
+fn facts(input: SandboxInput) -> Vec<(&'static str, String)> {
+    let mut facts = vec![
+        ("sandbox", input.sandbox_id),
+        ("language", input.language.to_string()),
+        ("memory", human_bytes(input.memory_mb << 20)),
+        ("CPUs", input.cpus.to_string()),
+        ("disk", human_bytes(input.disk_mb << 20)),
+        ("idle timeout", format!("{} s, then {:?}", input.timeout_secs, input.on_timeout).to_lowercase()),
+    ];
+    if !input.env_names.is_empty() {
+        facts.push(("environment (names only)", input.env_names.join(", ")));
+    }
+    facts.extend(input.metadata.into_iter().map(|(key, value)| ("metadata", format!("{key} = {value}"))));
+    if !input.files.is_empty() {
+        facts.push(("files copied in", input.files.join(", ")));
+    }
+    facts
+}
+
+/// The page of steps from the `from`th (0-based).
+pub fn page_url(id: TraceId, from: u64) -> String {
+    match from {
+        0 => format!("/trace/{id}"),
+        from => format!("/trace/{id}?steps_from={from}"),
+    }
+}
+
+/// Links to the first, previous, next and last pages, those that are not this one.
+fn pages(id: TraceId, from: u64, total: u64) -> Vec<PageLink> {
+    let link = |label: String, from: u64| PageLink { label, url: page_url(id, from) };
+    let mut links = Vec::new();
+    let last = total.saturating_sub(1) / STEPS_PAGE * STEPS_PAGE;
+    if from > 0 {
+        links.push(link("← First steps".to_owned(), 0));
+        let previous = from.saturating_sub(STEPS_PAGE);
+        if previous > 0 {
+            links.push(link(format!("← Previous {STEPS_PAGE}"), previous));
+        }
+    }
+    let next = from + STEPS_PAGE;
+    if next < total {
+        links.push(link(format!("Next {} →", (total - next).min(STEPS_PAGE)), next));
+        if last > next {
+            links.push(link("Last steps →".to_owned(), last));
+        }
+    }
+    links
+}
+
+impl StepRow {
+    /// Has it anything to list under its head?
+    pub fn has_details(&self) -> bool {
+        self.source.is_some()
+            || !self.outputs.is_empty()
+            || self.result.is_some()
+            || self.raised.is_some()
+            || self.traceback.is_some()
+            || !self.facts.is_empty()
+    }
+
+    fn of(number: u64, step: StepExcerpt, language: Language) -> StepRow {
+        let StepExcerpt {
+            id,
+            kind,
+            status,
+            offset_us,
+            duration_us,
+            exit_code,
+            source,
+            stdout,
+            stderr,
+            result,
+            error_name,
+            error_value,
+            traceback,
+            message,
+            op,
+            path,
+            snapshot,
+            bytes,
+            snapshot_id,
+        } = step;
+        let badge = match (kind, op) {
+            (TraceKind::SandboxOp, Some(op)) => op.as_str(),
+            (kind, _) => kind.as_str(),
+        };
+        let outputs = [("stdout", stdout), ("stderr", stderr)]
+            .into_iter()
+            .filter_map(|(name, text)| text.filter(|text| text.bytes > 0).map(|text| (name, Shown::head(text))))
+            .collect();
+        let raised = match (error_name, error_value) {
+            (Some(name), Some(value)) if !value.text.is_empty() => Some(format!("{}: {}", inline(name), inline(value))),
+            (Some(name), _) => Some(inline(name)),
+            (None, _) => None,
+        };
+        let mut facts = Vec::new();
+        facts.extend(path.map(|path| ("path", inline(path))));
+        facts.extend(snapshot.map(|snapshot| {
+            (if op == Some(SandboxOp::Reset) { "back to snapshot" } else { "label" }, inline(snapshot))
+        }));
+        facts.extend(bytes.map(|bytes| ("size", human_bytes(bytes))));
+        facts.extend(snapshot_id.map(|id| ("snapshot made", id)));
+        StepRow {
+            number,
+            id: id.to_string(),
+            badge,
+            status: status.to_string(),
+            offset: format!("+{}", human_duration(offset_us as f64 / 1000.0)),
+            duration: duration_us.map(|us| human_duration(us as f64 / 1000.0)).unwrap_or_default(),
+            exit_code,
+            source_label: if kind == TraceKind::Command { "Command" } else { "Code" },
+            highlight: match (kind, language) {
+                (TraceKind::Cell, Language::Node) => "javascript",
+                (TraceKind::Cell, Language::Python) => "python",
+                _ => "",
+            },
+            source: source.map(Shown::head),
+            outputs,
+            result: result.map(Shown::head),
+            raised,
+            traceback: traceback.filter(|text| text.bytes > 0).map(Shown::tail),
+            message: message.map(inline).filter(|text| !text.trim().is_empty()).map(|text| super::sentence(&text)),
+            facts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tracebox_model::Status;
+    use tracebox_model::sandbox::OnTimeout;
+
+    use super::*;
+
+    fn excerpt(text: &str, bytes: u64) -> Option<Excerpt> {
+        Some(Excerpt { text: text.into(), bytes })
+    }
+
+    fn whole(text: &str) -> Option<Excerpt> {
+        excerpt(text, text.len() as u64)
+    }
+
+    fn step(kind: TraceKind) -> StepExcerpt {
+        StepExcerpt {
+            id: TraceId::new(),
+            kind,
+            status: TraceStatus::Ended(Status::Success),
+            offset_us: 12_400_000,
+            duration_us: Some(85_000),
+            exit_code: None,
+            source: None,
+            stdout: None,
+            stderr: None,
+            result: None,
+            error_name: None,
+            error_value: None,
+            traceback: None,
+            message: None,
+            op: None,
+            path: None,
+            snapshot: None,
+            bytes: None,
+            snapshot_id: None,
+        }
+    }
+
+    fn input() -> SandboxInput {
+        SandboxInput {
+            sandbox_id: "sbx_1".into(),
+            language: Language::Python,
+            memory_mb: 512,
+            cpus: 1.0,
+            disk_mb: 1024,
+            env_names: Vec::new(),
+            metadata: BTreeMap::new(),
+            files: Vec::new(),
+            timeout_secs: 300.0,
+            on_timeout: OnTimeout::Pause,
+        }
+    }
+
+    #[test]
+    fn a_step_reads_as_its_offset_duration_badge_and_what_came_out_with_cuts_said() {
+        let command = StepExcerpt {
+            exit_code: Some(0),
+            source: whole("echo hi"),
+            stdout: excerpt("hi", 5_000_000),
+            stderr: whole(""),
+            ..step(TraceKind::Command)
+        };
+        let row = StepRow::of(3, command, Language::Python);
+        assert_eq!(
+            (row.number, row.badge, row.offset.as_str(), row.duration.as_str()),
+            (3, "command", "+12.40 s", "85 ms")
+        );
+        assert_eq!((row.source_label, row.highlight), ("Command", ""));
+        assert_eq!(row.source, Some(Shown { text: "echo hi".into(), cut: None }));
+        assert_eq!(row.outputs.len(), 1, "an empty stream is left out");
+        assert_eq!(row.outputs[0].1.cut.as_deref(), Some("the first 2 characters of 4.8 MiB"));
+
+        let cell = StepExcerpt {
+            status: TraceStatus::Ended(Status::Error),
+            source: whole("1 / 0"),
+            error_name: whole("ZeroDivisionError"),
+            error_value: whole("division by zero"),
+            traceback: excerpt("ZeroDivisionError: division by zero", 9_000),
+            ..step(TraceKind::Cell)
+        };
+        let row = StepRow::of(4, cell, Language::Python);
+        assert_eq!((row.badge, row.source_label, row.highlight), ("cell", "Code", "python"));
+        assert_eq!(row.raised.as_deref(), Some("ZeroDivisionError: division by zero"));
+        assert!(row.traceback.unwrap().cut.unwrap().starts_with("the last 35 characters"));
+
+        let write = StepExcerpt {
+            op: Some(SandboxOp::Write),
+            path: whole("notes/a.txt"),
+            bytes: Some(2048),
+            message: whole("no room: the disk is full"),
+            ..step(TraceKind::SandboxOp)
+        };
+        let row = StepRow::of(5, write, Language::Python);
+        assert_eq!(row.badge, "write");
+        assert_eq!(row.facts, [("path", "notes/a.txt".to_owned()), ("size", "2 KiB".to_owned())]);
+        assert_eq!(row.message.as_deref(), Some("No room: the disk is full."));
+
+        let running = StepExcerpt { status: TraceStatus::Running, duration_us: None, ..step(TraceKind::Command) };
+        assert_eq!(StepRow::of(6, running, Language::Python).duration, "");
+    }
+
+    #[test]
+    fn a_page_of_steps_says_which_and_links_to_the_others() {
+        let id = TraceId::new();
+        let page = |from: u64, shown: usize, total: u64| StepPage {
+            steps: (0..shown).map(|_| step(TraceKind::Command)).collect(),
+            from,
+            total,
+        };
+        let first = SandboxView::of(id, input(), page(0, 200, 100_000), Some(SandboxStatus::Running));
+        assert_eq!(first.range, "Steps 1–200 of 100,000");
+        assert_eq!(first.steps[199].number, 200);
+        let labels = |view: &SandboxView| view.pages.iter().map(|p| p.label.clone()).collect::<Vec<_>>();
+        assert_eq!(labels(&first), ["Next 200 →", "Last steps →"]);
+        assert_eq!(first.pages[0].url, format!("/trace/{id}?steps_from=200"));
+        assert_eq!(first.pages[1].url, format!("/trace/{id}?steps_from=99800"));
+        assert_eq!(first.explain(TraceStatus::Running, None).headline, "Running: 100,000 steps so far.");
+
+        let middle = SandboxView::of(id, input(), page(400, 200, 700), None);
+        assert_eq!(middle.range, "Steps 401–600 of 700");
+        assert_eq!(labels(&middle), ["← First steps", "← Previous 200", "Next 100 →"]);
+        assert_eq!(middle.pages[0].url, format!("/trace/{id}"));
+
+        let last = SandboxView::of(id, input(), page(200, 1, 201), Some(SandboxStatus::Paused));
+        assert_eq!(labels(&last), ["← First steps"]);
+        assert!(last.explain(TraceStatus::Running, None).headline.starts_with("Paused after 201 steps"));
+        let ended = SandboxOutput { ended: "deleted".into(), steps: 201 };
+        let headline = last.explain(TraceStatus::Ended(Status::Success), Some(&ended)).headline;
+        assert_eq!(headline, "Ended (deleted) after 201 steps.");
+
+        let none = SandboxView::of(id, input(), page(0, 0, 0), Some(SandboxStatus::Running));
+        assert_eq!((none.range.as_str(), none.pages.len()), ("", 0));
+        assert_eq!(none.explain(TraceStatus::Running, None).headline, "Running: 0 steps so far.");
+    }
+}
