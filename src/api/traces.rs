@@ -254,8 +254,9 @@ pub async fn show(
     page(&trace_view::DetailPage::of(&trace, related))
 }
 
-/// What the page of `trace` shows beside it: a sandbox's steps and whether it is paused, a
-/// step's place in its sandbox, or a window of the trace's children.
+/// What the page of `trace` shows beside it: a sandbox's steps and whether it is paused; a
+/// step's place in its sandbox (a command a tool call ran is its call's, not a step of its
+/// own); a window of the trace's children.
 async fn related(
     services: &Services,
     trace: &mut TraceDetail,
@@ -273,16 +274,17 @@ async fn related(
                 related.sandbox_state = store.sandbox(&input.sandbox_id).await?.map(|record| record.status);
             }
         }
-        TraceKind::Command | TraceKind::Cell | TraceKind::SandboxOp => {
-            if let Some(parent) = summary.parent_id {
-                related.position = Some(store.position(parent, summary.id).await?);
+        kind => {
+            let step = matches!(kind, TraceKind::Command | TraceKind::Cell | TraceKind::SandboxOp | TraceKind::Tool);
+            if let (true, Some(parent)) = (step, summary.parent_id) {
+                related.position = store.step_position(parent, summary.id).await?;
+            }
+            // A tool call's children are the command it ran; a batch's, its items.
+            if trace.children_total > 0 {
+                related.children_from = query.children_from.unwrap_or(0);
+                trace.children = store.children(summary.id, ChildWindow::from(related.children_from)).await?;
             }
         }
-        _ if trace.children_total > 0 => {
-            related.children_from = query.children_from.unwrap_or(0);
-            trace.children = store.children(summary.id, ChildWindow::from(related.children_from)).await?;
-        }
-        _ => {}
     }
     Ok(related)
 }
@@ -300,8 +302,9 @@ async fn find(services: &Services, id: &str, children: ChildWindow) -> Result<Tr
         .ok_or_else(|| ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {parsed}; list them with GET /traces")))
 }
 
-/// The output streams a trace keeps, as `/trace/{id}/output/{stream}` names them.
-const STREAMS: &[&str] = &["stdout", "stderr"];
+/// The output streams a trace keeps, as `/trace/{id}/output/{stream}` names them (a tool
+/// call's are `output` and `diff`).
+const STREAMS: &[&str] = &["stdout", "stderr", "output", "diff"];
 
 /// `GET /trace/{id}/output/{stream}`: one stream as a file, so long output can be kept or
 /// opened in an editor rather than scrolled through in a page.

@@ -13,6 +13,7 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tracebox_model::sandbox::SandboxOp;
+use tracebox_model::tool::ToolName;
 use tracebox_model::{
     Language, Source, Status, TraceEvent, TraceId, TraceInput, TraceKind, TraceOutput, TraceStatus, now_us,
 };
@@ -59,6 +60,17 @@ pub struct TraceSummary {
     pub exit_code: Option<i64>,
     /// The first line of the code, shortened: what ran, at a glance.
     pub preview: String,
+}
+
+/// A child trace with its records, as a parent's listing of one kind reads it.
+#[derive(Debug, Clone)]
+pub struct ChildRecord {
+    pub id: TraceId,
+    pub status: TraceStatus,
+    /// None while it runs.
+    pub duration_ms: Option<f64>,
+    pub input: Value,
+    pub output: Value,
 }
 
 /// One trace with everything recorded about it.
@@ -108,8 +120,8 @@ pub struct StepPage {
     pub total: u64,
 }
 
-/// One step of a sandbox (a command, a code cell, an operation), its text cut by the store's
-/// query so that a page of steps never loads a whole output.
+/// One step of a sandbox (a command, a code cell, an operation, a tool call, a replay), its
+/// text cut by the store's query so that a page of steps never loads a whole output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepExcerpt {
     pub id: TraceId,
@@ -122,15 +134,21 @@ pub struct StepExcerpt {
     pub exit_code: Option<i64>,
     /// A command's command line or a cell's code.
     pub source: Option<Excerpt>,
+    /// A tool call: which tool, with what.
+    pub call: Option<ToolCallExcerpt>,
     pub stdout: Option<Excerpt>,
     pub stderr: Option<Excerpt>,
+    /// A tool call's output: stdout and stderr as one stream, a file's lines, a search's matches.
+    pub output: Option<Excerpt>,
+    /// The change a `file_write` tool call made, as a unified diff.
+    pub diff: Option<Excerpt>,
     /// A cell's last expression's value, as the kernel wrote it.
     pub result: Option<Excerpt>,
     /// What a cell raised: its name and value, and the end of its traceback.
     pub error_name: Option<Excerpt>,
     pub error_value: Option<Excerpt>,
     pub traceback: Option<Excerpt>,
-    /// Why a command or cell ended as it did, or why an operation failed.
+    /// Why a command or cell ended as it did, or why an operation or a tool call failed.
     pub message: Option<Excerpt>,
     /// An operation's kind (`read`, `write`, `snapshot`, …).
     pub op: Option<SandboxOp>,
@@ -141,6 +159,21 @@ pub struct StepExcerpt {
     pub bytes: Option<u64>,
     /// The snapshot an operation made.
     pub snapshot_id: Option<String>,
+    /// A replay: how many steps of its trajectory it replays.
+    pub replayed_steps: Option<u64>,
+    /// A replay that ended: the first step whose output differed (−1 when none did).
+    pub divergence_step: Option<i64>,
+}
+
+/// A tool call as a page of steps shows it: its params with the long ones (a shell command, a
+/// file's content) cut by the store's query to their start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallExcerpt {
+    pub tool: ToolName,
+    /// The params as the call's trace keeps them, those cut shortened.
+    pub params: Value,
+    /// Bytes cut from them.
+    pub omitted_bytes: u64,
 }
 
 /// Part of a longer text: its start (or for a traceback its end), and the size of the whole.

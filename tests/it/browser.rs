@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::sandbox::TestSandbox;
+use crate::common::sandboxes::SandboxServer;
 use crate::common::{TestServer, patience};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -525,16 +525,19 @@ async fn a_batch_page_lists_its_items_and_a_claude_page_shows_the_prompt_and_rep
 
 #[tokio::test]
 async fn a_sandbox_page_shows_its_steps_in_order_with_their_outputs_and_links_to_each_and_back() {
-    let server = TestServer::spawn().await;
-    let sandbox = TestSandbox::create(&server, json!({})).await;
+    let server = SandboxServer::spawn().await;
+    let sandbox = server.sandbox(json!({})).await;
+    let trace_id = server.trace_of(&sandbox).await;
     let payload = r#"<script>window.__pwned=1</script>"#;
-    let printed = sandbox.command(&format!("echo hello from step one; echo 'a warning' >&2; echo '{payload}'")).await;
+    let printed =
+        server.command(&sandbox, &format!("echo hello from step one; echo 'a warning' >&2; echo '{payload}'")).await;
     assert_eq!(printed["exit_code"], 0, "{printed}");
-    sandbox.code("answer = 6 * 7\nanswer").await;
-    sandbox.code("answer / 0").await;
-    sandbox.write("notes/todo.txt", b"buy milk").await;
+    server.code(&sandbox, "answer = 6 * 7\nanswer").await;
+    server.code(&sandbox, "answer / 0").await;
+    let (status, wrote) = server.write(&sandbox, "notes/todo.txt", "buy milk").await;
+    assert_eq!(status, 200, "{wrote}");
     let browser = Browser::open().await;
-    browser.goto(&server.url(&format!("/trace/{}", sandbox.trace_id))).await;
+    browser.goto(&server.url(&format!("/trace/{trace_id}"))).await;
 
     browser.find("ol.steps").await;
     assert_eq!(browser.texts("ol.steps > li h3").await, ["Step 1", "Step 2", "Step 3", "Step 4"]);
@@ -570,13 +573,13 @@ async fn a_sandbox_page_shows_its_steps_in_order_with_their_outputs_and_links_to
     assert!(browser.texts(".explain p").await.concat().contains("ZeroDivisionError: division by zero"));
     browser.screenshot("trace-sandbox-step", 1000).await;
     let back = browser.find("dl.facts a[href*='#step-']").await;
-    assert_eq!(back.text().await.unwrap(), format!("step 3 of {}", sandbox.id));
+    assert_eq!(back.text().await.unwrap(), format!("step 3 of {sandbox}"));
     back.click().await.unwrap();
     browser.until("the sandbox's page is back", "return location.hash.startsWith('#step-')").await;
     let target = browser.script("return document.querySelector(':target h3').textContent").await;
     assert_eq!(target, json!("Step 3"), "the link lands on the step it came from");
     browser.close().await;
-    sandbox.delete().await;
+    server.delete(&sandbox).await;
 }
 
 // ---- pages of other origins ---------------------------------------------------------------------

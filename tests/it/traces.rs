@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::common::TestServer;
-use crate::common::sandbox::TestSandbox;
+use crate::common::sandboxes::SandboxServer;
 
 fn event_names(trace: &Value) -> Vec<String> {
     trace["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
@@ -171,12 +171,12 @@ async fn the_list_page_pages_and_exports_with_the_filter_it_shows() {
 
 #[tokio::test]
 async fn a_sandbox_page_lists_its_steps_escaped_a_page_at_a_time_and_its_json_keeps_its_children() {
-    let server = TestServer::spawn().await;
-    let sandbox = TestSandbox::create(&server, json!({})).await;
-    let trace_id = sandbox.trace_id.clone();
+    let server = SandboxServer::spawn().await;
+    let sandbox = server.sandbox(json!({})).await;
+    let trace_id = server.trace_of(&sandbox).await;
     let long = "head -c 5000 /dev/zero | tr '\\0' x";
     for cmd in ["echo '<script>alert(1)</script>'", "echo two", "echo three", long] {
-        assert_eq!(sandbox.command(cmd).await["exit_code"], 0);
+        server.sh(&sandbox, cmd).await;
     }
     let html = |path: String| {
         let server = &server;
@@ -213,7 +213,7 @@ async fn a_sandbox_page_lists_its_steps_escaped_a_page_at_a_time_and_its_json_ke
     let later = html(format!("/trace/{trace_id}?steps_from=2")).await;
     assert!(later.contains("Step 3") && !later.contains("Step 1<") && !later.contains("echo two"), "{later}");
     assert!(links(&later).contains(&format!("/trace/{trace_id}")), "a link to the first steps");
-    sandbox.delete().await;
+    server.delete(&sandbox).await;
     let ended = html(format!("/trace/{trace_id}")).await;
     assert!(ended.contains("Ended (deleted) after 4 steps."), "{ended}");
 }

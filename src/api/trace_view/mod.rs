@@ -6,6 +6,7 @@ mod batch;
 mod claude;
 mod pages;
 mod sandbox;
+mod tool;
 
 use askama::Template;
 use serde_json::Value;
@@ -228,7 +229,8 @@ pub struct Related {
     pub steps: Option<StepPage>,
     /// A sandbox still running: running or paused, when its record is still kept.
     pub sandbox_state: Option<SandboxStatus>,
-    /// A step of a sandbox: its place among the sandbox's steps (0-based).
+    /// A step of a sandbox: its place among the sandbox's steps (0-based); None for any other
+    /// trace (a command a tool call ran included).
     pub position: Option<u64>,
     /// Where the window of `trace.children` starts (0-based).
     pub children_from: u64,
@@ -438,6 +440,11 @@ impl<'a> DetailPage<'a> {
                 page.step_of = StepOf::of(trace, &input.sandbox_id, related.position);
                 page.show_op(input, output);
             }
+            Ok(Record::Tool { input, output }) => {
+                page.step_of = StepOf::of(trace, &input.sandbox_id, related.position);
+                page.show_tool(input, output);
+            }
+            Ok(Record::Replay { input, output }) => page.show_replay(input, output),
             Ok(Record::Claude { input, output }) => {
                 let view = ClaudeView::of(&input, output.as_ref());
                 let ran = usize::try_from(trace.children_total).unwrap_or(usize::MAX);

@@ -1,15 +1,17 @@
 //! A sandbox as its trace page shows it: what it was made with, where it stands (running,
 //! paused, ended and why), and its steps in order, a page at a time: each with its offset from
-//! the sandbox's start, how long it took, what it ran and what came out (excerpts the store cut),
-//! and a link to the step's own page.
+//! the sandbox's start, how long it took, what it ran (a command, code, an agent's tool call as
+//! it would be typed) and what came out (excerpts the store cut), and a link to the step's own
+//! page.
 
 use tracebox_model::sandbox::{SandboxInput, SandboxOp, SandboxOutput, SandboxStatus};
 use tracebox_model::{Language, TraceId, TraceKind, TraceStatus};
 
 use super::Explanation;
 use super::pages::PageLink;
+use super::tool::call_text;
 use crate::api::units::{grouped, human_bytes, human_duration};
-use crate::trace::{Excerpt, StepExcerpt, StepPage, TraceDetail};
+use crate::trace::{Excerpt, StepExcerpt, StepPage, ToolCallExcerpt, TraceDetail};
 
 /// Steps on one page of a sandbox's trace page.
 pub const STEPS_PAGE: u64 = 200;
@@ -35,20 +37,22 @@ pub struct StepRow {
     /// Its place among the sandbox's steps, from 1.
     pub number: u64,
     pub id: String,
-    /// `command`, `cell`, or the operation (`write`, `snapshot`, …).
-    pub badge: &'static str,
+    /// `command`, `cell`, the operation (`write`, `snapshot`, …), the tool (`tool: shell`) or
+    /// `replay`.
+    pub badge: String,
     pub status: String,
     /// `+12.40 s`: from the sandbox's start.
     pub offset: String,
     /// Empty while it runs.
     pub duration: String,
     pub exit_code: Option<i64>,
-    /// `Command` or `Code`.
+    /// `Command`, `Code` or `Call`.
     pub source_label: &'static str,
-    /// highlight.js's name for a cell's language; empty for a command (not highlighted).
+    /// highlight.js's name for a cell's language; empty for a command or a call (not
+    /// highlighted).
     pub highlight: &'static str,
     pub source: Option<Shown>,
-    /// stdout and stderr, those with something on them.
+    /// stdout and stderr, or a tool call's output and diff: those with something on them.
     pub outputs: Vec<(&'static str, Shown)>,
     pub result: Option<Shown>,
     /// What a cell raised: `ZeroDivisionError: division by zero`.
@@ -56,7 +60,7 @@ pub struct StepRow {
     pub traceback: Option<Shown>,
     /// Why it ended as it did, or why an operation failed.
     pub message: Option<String>,
-    /// An operation's path, bytes and snapshots.
+    /// An operation's path, bytes and snapshots; a replay's steps and where it diverged.
     pub facts: Vec<(&'static str, String)>,
 }
 
@@ -66,19 +70,21 @@ pub struct StepOf {
     pub sandbox_id: String,
     /// The sandbox's page that lists the step, at the step.
     pub url: String,
-    /// Its number among the steps, from 1, when known.
-    pub number: Option<u64>,
+    /// Its number among the steps, from 1.
+    pub number: u64,
 }
 
 impl StepOf {
-    /// A step's way back to its sandbox's page: the page of steps that lists it, at it.
+    /// A step's way back to its sandbox's page: the page of steps that lists it, at it. None
+    /// unless it is a step of a sandbox (`position`, its place among the steps, is known): a
+    /// command a tool call ran links to its call as any child to its parent.
     pub fn of(trace: &TraceDetail, sandbox_id: &str, position: Option<u64>) -> Option<StepOf> {
-        let parent = trace.summary.parent_id?;
-        let page = position.map(|n| n / STEPS_PAGE * STEPS_PAGE).unwrap_or(0);
+        let (parent, position) = (trace.summary.parent_id?, position?);
+        let page = position / STEPS_PAGE * STEPS_PAGE;
         Some(StepOf {
             sandbox_id: sandbox_id.to_owned(),
             url: format!("{}#step-{}", page_url(parent, page), trace.summary.id),
-            number: position.map(|n| n + 1),
+            number: position + 1,
         })
     }
 }
@@ -224,8 +230,11 @@ impl StepRow {
             duration_us,
             exit_code,
             source,
+            call,
             stdout,
             stderr,
+            output,
+            diff,
             result,
             error_name,
             error_value,
@@ -236,12 +245,19 @@ impl StepRow {
             snapshot,
             bytes,
             snapshot_id,
+            replayed_steps,
+            divergence_step,
         } = step;
-        let badge = match (kind, op) {
-            (TraceKind::SandboxOp, Some(op)) => op.as_str(),
-            (kind, _) => kind.as_str(),
+        let badge = match (kind, op, &call) {
+            (TraceKind::SandboxOp, Some(op), _) => op.as_str().to_owned(),
+            (TraceKind::Tool, _, Some(call)) => format!("tool: {}", call.tool),
+            (kind, _, _) => kind.as_str().to_owned(),
         };
-        let outputs = [("stdout", stdout), ("stderr", stderr)]
+        let (source_label, source) = match call {
+            Some(call) => ("Call", Some(call_shown(call))),
+            None => (if kind == TraceKind::Command { "Command" } else { "Code" }, source.map(Shown::head)),
+        };
+        let outputs = [("stdout", stdout), ("stderr", stderr), ("output", output), ("diff", diff)]
             .into_iter()
             .filter_map(|(name, text)| text.filter(|text| text.bytes > 0).map(|text| (name, Shown::head(text))))
             .collect();
@@ -257,6 +273,11 @@ impl StepRow {
         }));
         facts.extend(bytes.map(|bytes| ("size", human_bytes(bytes))));
         facts.extend(snapshot_id.map(|id| ("snapshot made", id)));
+        facts.extend(replayed_steps.map(|steps| ("steps replayed", grouped(steps))));
+        facts.extend(divergence_step.map(|step| match step {
+            -1 => ("diverged", "at no step".to_owned()),
+            step => ("diverged", format!("first at step {step}")),
+        }));
         StepRow {
             number,
             id: id.to_string(),
@@ -265,13 +286,13 @@ impl StepRow {
             offset: format!("+{}", human_duration(offset_us as f64 / 1000.0)),
             duration: duration_us.map(|us| human_duration(us as f64 / 1000.0)).unwrap_or_default(),
             exit_code,
-            source_label: if kind == TraceKind::Command { "Command" } else { "Code" },
+            source_label,
             highlight: match (kind, language) {
                 (TraceKind::Cell, Language::Node) => "javascript",
                 (TraceKind::Cell, Language::Python) => "python",
                 _ => "",
             },
-            source: source.map(Shown::head),
+            source,
             outputs,
             result: result.map(Shown::head),
             raised,
@@ -282,12 +303,22 @@ impl StepRow {
     }
 }
 
+/// A tool call as it would be typed, as its own page shows it; when the store cut its params,
+/// said so as of any excerpt (its start shown, the whole's size).
+fn call_shown(call: ToolCallExcerpt) -> Shown {
+    let (text, _) = call_text(call.tool, &call.params);
+    let bytes = text.len() as u64 + call.omitted_bytes;
+    Shown::head(Excerpt { text, bytes })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
+    use serde_json::json;
     use tracebox_model::Status;
     use tracebox_model::sandbox::OnTimeout;
+    use tracebox_model::tool::ToolName;
 
     use super::*;
 
@@ -308,8 +339,11 @@ mod tests {
             duration_us: Some(85_000),
             exit_code: None,
             source: None,
+            call: None,
             stdout: None,
             stderr: None,
+            output: None,
+            diff: None,
             result: None,
             error_name: None,
             error_value: None,
@@ -320,6 +354,8 @@ mod tests {
             snapshot: None,
             bytes: None,
             snapshot_id: None,
+            replayed_steps: None,
+            divergence_step: None,
         }
     }
 
@@ -349,7 +385,7 @@ mod tests {
         };
         let row = StepRow::of(3, command, Language::Python);
         assert_eq!(
-            (row.number, row.badge, row.offset.as_str(), row.duration.as_str()),
+            (row.number, row.badge.as_str(), row.offset.as_str(), row.duration.as_str()),
             (3, "command", "+12.40 s", "85 ms")
         );
         assert_eq!((row.source_label, row.highlight), ("Command", ""));
@@ -366,7 +402,7 @@ mod tests {
             ..step(TraceKind::Cell)
         };
         let row = StepRow::of(4, cell, Language::Python);
-        assert_eq!((row.badge, row.source_label, row.highlight), ("cell", "Code", "python"));
+        assert_eq!((row.badge.as_str(), row.source_label, row.highlight), ("cell", "Code", "python"));
         assert_eq!(row.raised.as_deref(), Some("ZeroDivisionError: division by zero"));
         assert!(row.traceback.unwrap().cut.unwrap().starts_with("the last 35 characters"));
 
@@ -384,6 +420,45 @@ mod tests {
 
         let running = StepExcerpt { status: TraceStatus::Running, duration_us: None, ..step(TraceKind::Command) };
         assert_eq!(StepRow::of(6, running, Language::Python).duration, "");
+    }
+
+    #[test]
+    fn a_tool_call_reads_as_it_would_be_typed_with_its_output_and_diff_and_a_replay_as_where_it_diverged() {
+        let call = |tool, params, omitted_bytes| Some(ToolCallExcerpt { tool, params, omitted_bytes });
+        let git = StepExcerpt {
+            exit_code: Some(0),
+            call: call(ToolName::Git, json!({"args": ["log", "--oneline"]}), 0),
+            output: whole("abc123 first\n"),
+            diff: whole(""),
+            ..step(TraceKind::Tool)
+        };
+        let row = StepRow::of(1, git, Language::Python);
+        assert_eq!((row.badge.as_str(), row.source_label, row.highlight), ("tool: git", "Call", ""));
+        assert_eq!(row.source, Some(Shown { text: "git log --oneline".into(), cut: None }));
+        assert_eq!(row.outputs.iter().map(|(name, _)| *name).collect::<Vec<_>>(), ["output"], "no empty diff");
+        assert_eq!(row.exit_code, Some(0));
+
+        let content = "x".repeat(4_000);
+        let write = StepExcerpt {
+            status: TraceStatus::Ended(Status::Error),
+            call: call(ToolName::FileWrite, json!({"path": "a.py", "content": content}), 1_000_000),
+            diff: whole("+x\n"),
+            message: whole("no room: the disk is full"),
+            ..step(TraceKind::Tool)
+        };
+        let row = StepRow::of(2, write, Language::Python);
+        let source = row.source.unwrap();
+        assert_eq!(source.text, format!("write a.py\n\n{content}"));
+        assert_eq!(source.cut.as_deref(), Some("the first 4,012 characters of 980.5 KiB"), "the params cut, counted");
+        assert_eq!(row.outputs.iter().map(|(name, _)| *name).collect::<Vec<_>>(), ["diff"]);
+        assert_eq!(row.message.as_deref(), Some("No room: the disk is full."));
+
+        let replay = StepExcerpt { replayed_steps: Some(12), divergence_step: Some(-1), ..step(TraceKind::Replay) };
+        let row = StepRow::of(3, replay, Language::Python);
+        assert_eq!((row.badge.as_str(), row.source), ("replay", None));
+        assert_eq!(row.facts, [("steps replayed", "12".to_owned()), ("diverged", "at no step".to_owned())]);
+        let diverged = StepExcerpt { divergence_step: Some(4), ..step(TraceKind::Replay) };
+        assert_eq!(StepRow::of(4, diverged, Language::Python).facts, [("diverged", "first at step 4".to_owned())]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod files;
 mod queries;
 mod retention;
 mod sandboxes;
+mod steps;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,9 +22,11 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use tracebox_model::sandbox::{SandboxRecord, SandboxStatus, SnapshotRecord};
-use tracebox_model::{TraceId, TraceInput, now_us};
+use tracebox_model::{TraceId, TraceInput, TraceKind, now_us};
 
-use super::{ChildWindow, FinishedTrace, NewTrace, StepPage, TraceDetail, TraceFilter, TracePage, TraceSummary};
+use super::{
+    ChildRecord, ChildWindow, FinishedTrace, NewTrace, StepPage, TraceDetail, TraceFilter, TracePage, TraceSummary,
+};
 pub use files::FileRecord;
 pub use retention::{Doomed, Removed, Retention, Swept};
 use writer::{Reply, Write};
@@ -212,12 +215,19 @@ impl TraceStore {
     /// `window` of a sandbox's steps (the children of its trace `sandbox`), each cut to excerpts
     /// by one query, with how many there are in all.
     pub async fn steps(&self, sandbox: TraceId, window: ChildWindow) -> Result<StepPage, StoreError> {
-        self.blocking(move |db| queries::steps(db, sandbox, window)).await
+        self.blocking(move |db| steps::steps(db, sandbox, window)).await
     }
 
-    /// How many children of `parent` started before `child`: its place among them (0-based).
-    pub async fn position(&self, parent: TraceId, child: TraceId) -> Result<u64, StoreError> {
-        self.blocking(move |db| queries::position(db, parent, child)).await
+    /// The place of `step` among the steps of the sandbox whose trace is `sandbox` (0-based),
+    /// for a step's way back to its sandbox's page; None when `sandbox` is no sandbox's trace.
+    pub async fn step_position(&self, sandbox: TraceId, step: TraceId) -> Result<Option<u64>, StoreError> {
+        self.blocking(move |db| steps::step_position(db, sandbox, step)).await
+    }
+
+    /// The children of `parent` of one kind, in order, with their records: a sandbox's tool
+    /// calls (its trajectory).
+    pub async fn children_of_kind(&self, parent: TraceId, kind: TraceKind) -> Result<Vec<ChildRecord>, StoreError> {
+        self.blocking(move |db| queries::children_of_kind(db, parent, kind)).await
     }
 
     /// How many traces the store holds.
@@ -328,6 +338,11 @@ impl TraceStore {
     pub async fn remove_sandbox_snapshots(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let id = id.to_owned();
         self.blocking(move |db| sandboxes::remove_snapshots(db, &id)).await
+    }
+
+    /// Forget these snapshots; the hashes nothing else holds (their files may go).
+    pub async fn remove_snapshots(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.blocking(move |db| sandboxes::remove_snapshot_ids(db, &ids)).await
     }
 
     /// Record a snapshot.

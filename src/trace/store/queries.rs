@@ -1,33 +1,27 @@
 //! The read queries: the trace list (filters, full-text search, keyset paging), one trace with
-//! its events and a window of its children, and a sandbox's steps cut to excerpts.
+//! its events and a window of its children, and a trace's children of one kind. A sandbox's
+//! steps cut to excerpts are `steps.rs`'s.
 
-use std::sync::LazyLock;
-
-use rusqlite::types::{FromSql, Value as SqlValue};
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
 
-use tracebox_model::{TraceId, format_us};
+use tracebox_model::{TraceId, TraceKind, format_us};
 
 use super::StoreError;
-use crate::trace::{
-    ChildWindow, EventView, Excerpt, StepExcerpt, StepPage, TraceDetail, TraceFilter, TracePage, TraceSummary,
-};
+use crate::trace::{ChildRecord, ChildWindow, EventView, TraceDetail, TraceFilter, TracePage, TraceSummary};
 
 /// The columns of a [`TraceSummary`], in the order [`summary`] reads them.
-/// The preview is the code, a command, a Claude call's prompt, a batch's or a transfer's name, or
-/// the names of a transfer's files.
+/// The preview is the code or command, a Claude call's prompt, a batch's or a transfer's name,
+/// the names of a transfer's files, a tool call's command or path, or what an operation did.
 const SUMMARY_COLUMNS: &str = "id, parent_id, kind, status, source, language, started_at_us, ended_at_us, exit_code,
      substr(coalesce(json_extract(input, '$.code'), json_extract(input, '$.cmd'), json_extract(input, '$.prompt'),
        json_extract(input, '$.name'),
-       (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(output, '$.files'))), 1, 400)";
-
-/// What a page of steps shows of each, in characters: the command or code, each output stream
-/// (its start), a cell's result and error value, the end of its traceback; a name, a path or a
-/// message. SQLite cuts them, so a step's whole output never leaves the database.
-pub(super) const STEP_SOURCE_CHARS: usize = 4_000;
-pub(super) const STEP_OUTPUT_CHARS: usize = 2_000;
-pub(super) const STEP_LINE_CHARS: usize = 500;
+       (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(output, '$.files')),
+       json_extract(input, '$.tool') || ' ' || coalesce(json_extract(input, '$.params.command'),
+         json_extract(input, '$.params.path'), json_extract(input, '$.params.pattern'),
+         (SELECT group_concat(value, ' ') FROM json_each(input, '$.params.args')), ''),
+       json_extract(input, '$.op') || coalesce(' ' || json_extract(input, '$.path'), '')), 1, 400)";
 
 /// The trigram index finds substrings of at least this many characters; shorter searches scan.
 const TRIGRAM: usize = 3;
@@ -56,7 +50,7 @@ pub(super) fn parse_id(text: &str) -> rusqlite::Result<TraceId> {
 }
 
 /// A column's text as what it names (an id, a kind, a status).
-fn parse_name<T: std::str::FromStr>(column: usize, text: &str) -> rusqlite::Result<T>
+pub(super) fn parse_name<T: std::str::FromStr>(column: usize, text: &str) -> rusqlite::Result<T>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
@@ -296,7 +290,7 @@ pub(super) fn children(db: &Connection, parent: TraceId, window: ChildWindow) ->
 }
 
 /// A window's limit and offset as SQLite integers (a window past them is empty).
-fn window_values(window: ChildWindow) -> (i64, i64) {
+pub(super) fn window_values(window: ChildWindow) -> (i64, i64) {
     (i64::try_from(window.limit).unwrap_or(i64::MAX), i64::try_from(window.from).unwrap_or(i64::MAX))
 }
 
@@ -308,125 +302,30 @@ pub(super) fn count_children(db: &Connection, parent: TraceId) -> Result<u64, St
     Ok(u64::try_from(count).unwrap_or_default())
 }
 
-/// Where `child` stands among the children of `parent` (0-based): how many started before it.
-pub(super) fn position(db: &Connection, parent: TraceId, child: TraceId) -> Result<u64, StoreError> {
-    let count: i64 = db
-        .prepare_cached("SELECT count(*) FROM traces WHERE parent_id = ?1 AND id < ?2")?
-        .query_row(params![parent.to_string(), child.to_string()], |row| row.get(0))?;
-    Ok(u64::try_from(count).unwrap_or_default())
-}
-
-/// `expr`'s first `chars` characters and its size in bytes: the two columns of an [`Excerpt`].
-fn head(expr: &str, chars: usize) -> String {
-    format!("substr({expr}, 1, {chars}), octet_length({expr})")
-}
-
-/// `expr`'s last `chars` characters and its size in bytes.
-fn tail(expr: &str, chars: usize) -> String {
-    format!("substr({expr}, -{chars}), octet_length({expr})")
-}
-
-/// The query of a page of steps: `?1` the sandbox's trace, `?2` the limit, `?3` the offset.
-/// SQLite reads each step's JSON and hands back only the excerpts ([`step`] reads them in this
-/// order).
-pub(super) static STEPS: LazyLock<String> = LazyLock::new(|| {
-    let input = |path: &str| format!("json_extract(input, '$.{path}')");
-    let output = |path: &str| format!("json_extract(output, '$.{path}')");
-    let columns = [
-        "id, kind, status, started_at_us - (SELECT started_at_us FROM traces WHERE id = ?1), \
-         ended_at_us - started_at_us, exit_code"
-            .to_owned(),
-        head(&format!("coalesce({}, {})", input("cmd"), input("code")), STEP_SOURCE_CHARS),
-        head(&output("stdout"), STEP_OUTPUT_CHARS),
-        head(&output("stderr"), STEP_OUTPUT_CHARS),
-        head(&output("cell.result"), STEP_OUTPUT_CHARS),
-        head(&output("cell.error.name"), STEP_LINE_CHARS),
-        head(&output("cell.error.value"), STEP_OUTPUT_CHARS),
-        tail(&output("cell.error.traceback"), STEP_OUTPUT_CHARS),
-        head(&format!("coalesce({}, {})", output("message"), output("error.message")), STEP_LINE_CHARS),
-        input("op"),
-        head(&input("path"), STEP_LINE_CHARS),
-        head(&input("snapshot"), STEP_LINE_CHARS),
-        output("bytes"),
-        output("snapshot_id"),
-    ];
-    format!("SELECT {} FROM traces WHERE id IN ({CHILD_IDS}) ORDER BY id", columns.join(",\n  "))
-});
-
-/// `window` of the steps of the sandbox whose trace is `sandbox`, with how many it has in all.
-pub(super) fn steps(db: &Connection, sandbox: TraceId, window: ChildWindow) -> Result<StepPage, StoreError> {
-    let db = db.unchecked_transaction()?;
-    let total = count_children(&db, sandbox)?;
-    let steps = if window.limit == 0 || window.from >= total {
-        Vec::new()
-    } else {
-        let (limit, offset) = window_values(window);
-        let mut statement = db.prepare_cached(&STEPS)?;
-        let rows = statement.query_map(params![sandbox.to_string(), limit, offset], step)?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
-    Ok(StepPage { steps, from: window.from, total })
-}
-
-/// The columns of a row, read in order.
-struct Columns<'a, 'r> {
-    row: &'a Row<'r>,
-    next: usize,
-}
-
-impl Columns<'_, '_> {
-    fn next<T: FromSql>(&mut self) -> rusqlite::Result<T> {
-        self.next += 1;
-        self.row.get(self.next - 1)
-    }
-
-    fn name<T: std::str::FromStr>(&mut self) -> rusqlite::Result<T>
-    where
-        T::Err: std::error::Error + Send + Sync + 'static,
-    {
-        let column = self.next;
-        parse_name(column, &self.next::<String>()?)
-    }
-
-    fn maybe_name<T: std::str::FromStr>(&mut self) -> rusqlite::Result<Option<T>>
-    where
-        T::Err: std::error::Error + Send + Sync + 'static,
-    {
-        let column = self.next;
-        self.next::<Option<String>>()?.map(|text| parse_name(column, &text)).transpose()
-    }
-
-    /// An excerpt's two columns (none when the field is absent).
-    fn excerpt(&mut self) -> rusqlite::Result<Option<Excerpt>> {
-        let text: Option<String> = self.next()?;
-        let bytes: Option<i64> = self.next()?;
-        Ok(text.map(|text| Excerpt { bytes: bytes.and_then(|b| u64::try_from(b).ok()).unwrap_or_default(), text }))
-    }
-}
-
-fn step(row: &Row) -> rusqlite::Result<StepExcerpt> {
-    let mut columns = Columns { row, next: 0 };
-    Ok(StepExcerpt {
-        id: columns.name()?,
-        kind: columns.name()?,
-        status: columns.name()?,
-        offset_us: columns.next()?,
-        duration_us: columns.next()?,
-        exit_code: columns.next()?,
-        source: columns.excerpt()?,
-        stdout: columns.excerpt()?,
-        stderr: columns.excerpt()?,
-        result: columns.excerpt()?,
-        error_name: columns.excerpt()?,
-        error_value: columns.excerpt()?,
-        traceback: columns.excerpt()?,
-        message: columns.excerpt()?,
-        op: columns.maybe_name()?,
-        path: columns.excerpt()?,
-        snapshot: columns.excerpt()?,
-        bytes: columns.next::<Option<i64>>()?.and_then(|bytes| u64::try_from(bytes).ok()),
-        snapshot_id: columns.next()?,
-    })
+/// The children of `parent` of `kind`, oldest first, with their input and output.
+pub(super) fn children_of_kind(
+    db: &Connection,
+    parent: TraceId,
+    kind: TraceKind,
+) -> Result<Vec<ChildRecord>, StoreError> {
+    let mut query = db.prepare_cached(
+        "SELECT id, status, started_at_us, ended_at_us, input, output FROM traces
+         WHERE parent_id = ?1 AND kind = ?2 ORDER BY id",
+    )?;
+    let rows = query.query_map(params![parent.to_string(), kind.as_str()], |row| {
+        let started: i64 = row.get(2)?;
+        let ended: Option<i64> = row.get(3)?;
+        let input: String = row.get(4)?;
+        let output: String = row.get(5)?;
+        Ok(ChildRecord {
+            id: parse_id(&row.get::<_, String>(0)?)?,
+            status: parse_name(1, &row.get::<_, String>(1)?)?,
+            duration_ms: ended.map(|end| (end - started) as f64 / 1000.0),
+            input: serde_json::from_str(&input).unwrap_or(Value::Null),
+            output: serde_json::from_str(&output).unwrap_or(Value::Null),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]
