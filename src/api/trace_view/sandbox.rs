@@ -371,6 +371,8 @@ mod tests {
             files: Vec::new(),
             timeout_secs: 300.0,
             on_timeout: OnTimeout::Pause,
+            repo: None,
+            setup: Vec::new(),
         }
     }
 

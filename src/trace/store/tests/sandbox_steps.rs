@@ -29,6 +29,8 @@ fn sandbox(started_at_us: i64) -> NewTrace {
         files: Vec::new(),
         timeout_secs: 300.0,
         on_timeout: OnTimeout::Pause,
+        repo: None,
+        setup: Vec::new(),
     };
     NewTrace { started_at_us, input: TraceInput::Sandbox(input), ..new_trace("") }
 }
