@@ -536,17 +536,20 @@ async fn a_sandbox_page_shows_its_steps_in_order_with_their_outputs_and_links_to
     server.code(&sandbox, "answer / 0").await;
     let (status, wrote) = server.write(&sandbox, "notes/todo.txt", "buy milk").await;
     assert_eq!(status, 200, "{wrote}");
+    let (status, called) =
+        server.post(&format!("/sandboxes/{sandbox}/tools/git"), json!({"args": ["status", "--short"]})).await;
+    assert_eq!(status, 200, "{called}");
     let browser = Browser::open().await;
     browser.goto(&server.url(&format!("/trace/{trace_id}"))).await;
 
     browser.find("ol.steps").await;
-    assert_eq!(browser.texts("ol.steps > li h3").await, ["Step 1", "Step 2", "Step 3", "Step 4"]);
-    assert_eq!(browser.texts("ol.steps > li .kind").await, ["command", "cell", "cell", "write"]);
-    assert_eq!(browser.texts("ol.steps > li .status").await, ["success", "success", "error", "success"]);
+    assert_eq!(browser.texts("ol.steps > li h3").await, ["Step 1", "Step 2", "Step 3", "Step 4", "Step 5"]);
+    assert_eq!(browser.texts("ol.steps > li .kind").await, ["command", "cell", "cell", "write", "tool: git"]);
+    assert_eq!(browser.texts("ol.steps > li .status").await, ["success", "success", "error", "success", "error"]);
     let offsets =
         browser.script("return [...document.querySelectorAll('ol.steps .offset')].map(e => e.textContent)").await;
     assert!(offsets.as_array().unwrap().iter().all(|o| o.as_str().unwrap().starts_with('+')), "{offsets}");
-    assert!(browser.find(".explain .headline").await.text().await.unwrap().starts_with("Running: 4 steps so far"));
+    assert!(browser.find(".explain .headline").await.text().await.unwrap().starts_with("Running: 5 steps so far"));
 
     let step = |n: usize, css: &str| format!("ol.steps > li:nth-child({n}) {css}");
     let command = browser.texts(&step(1, "dd pre.code")).await;
@@ -564,6 +567,9 @@ async fn a_sandbox_page_shows_its_steps_in_order_with_their_outputs_and_links_to
     assert_eq!(raised, "ZeroDivisionError: division by zero");
     let facts = browser.script(&format!("return [...document.querySelectorAll(\"{}\")].map(d => d.querySelector('dt').textContent + '=' + d.querySelector('dd').textContent)", step(4, "dl.step-io > div"))).await;
     assert_eq!(facts, json!(["path=notes/todo.txt", "size=8 bytes"]));
+    // A tool call reads as it would be typed; /workspace is no repository, so git says so.
+    assert_eq!(browser.find(&step(5, "dd pre.code")).await.text().await.unwrap(), "git status --short");
+    assert!(browser.find(&step(5, "pre.output")).await.text().await.unwrap().contains("not a git repository"));
     browser.screenshot("trace-sandbox", 1280).await;
     browser.screenshot("trace-sandbox-phone", 390).await;
 

@@ -217,3 +217,52 @@ async fn a_sandbox_page_lists_its_steps_escaped_a_page_at_a_time_and_its_json_ke
     let ended = html(format!("/trace/{trace_id}")).await;
     assert!(ended.contains("Ended (deleted) after 4 steps."), "{ended}");
 }
+
+#[tokio::test]
+async fn a_tool_call_is_a_step_of_its_sandbox_page_as_typed_and_the_command_it_ran_is_its_call_s() {
+    let server = SandboxServer::spawn().await;
+    let sandbox = server.sandbox(json!({})).await;
+    let trace_id = server.trace_of(&sandbox).await;
+    let call = |tool: &'static str, params: Value| {
+        let (server, sandbox) = (&server, &sandbox);
+        async move {
+            let (status, reply) = server.post(&format!("/sandboxes/{sandbox}/tools/{tool}"), params).await;
+            assert_eq!((status, &reply["success"]), (200, &json!(true)), "{tool}: {reply}");
+            reply
+        }
+    };
+    call("file_write", json!({"path": "notes.txt", "content": "<b>hi</b>\n"})).await;
+    let shell = call("shell", json!({"command": "cat notes.txt"})).await;
+    let (_, trajectory) = server.get_json(&format!("/sandboxes/{sandbox}/trajectory")).await;
+    let (status, replayed) =
+        server.post(&format!("/sandboxes/{sandbox}/replay"), json!({"trajectory": trajectory, "reset": false})).await;
+    assert_eq!((status, replayed["divergence_step"].as_i64()), (200, Some(-1)), "{replayed}");
+
+    let html = |path: String| {
+        let server = &server;
+        async move { server.client.get(server.url(&path)).send().await.unwrap().text().await.unwrap() }
+    };
+    let page = html(format!("/trace/{trace_id}")).await;
+    assert!(page.contains("Steps 1–3 of 3"), "two calls and the replay; the replay's calls are its own: {page}");
+    for shown in ["tool: file_write", "write notes.txt", "tool: shell", "cat notes.txt", "replay", "at no step"] {
+        assert!(page.contains(shown), "{shown:?} in {page}");
+    }
+    assert!(!page.contains("<b>hi</b>"), "a file's content and a call's output are text, never markup");
+    assert_eq!(
+        page.matches("&#60;b&#62;hi&#60;/b&#62;").count() + page.matches("&lt;b&gt;hi&lt;/b&gt;").count(),
+        3,
+        "the content written, its diff, and the output the shell call printed"
+    );
+
+    // The call's page links back to its step; the command it ran is its call's child, not a step.
+    let shell_trace = shell["trace_id"].as_str().unwrap();
+    let call_page = html(format!("/trace/{shell_trace}")).await;
+    assert!(links(&call_page).contains(&format!("/trace/{trace_id}#step-{shell_trace}")), "{call_page}");
+    assert!(call_page.contains("step 2 of"), "{call_page}");
+    let (_, call_json) = server.get_json(&format!("/trace/{shell_trace}")).await;
+    let command = call_json["children"][0]["id"].as_str().expect("the command the call ran").to_owned();
+    let command_page = html(format!("/trace/{command}")).await;
+    assert!(links(&command_page).contains(&format!("/trace/{shell_trace}")), "its parent is its call");
+    assert!(!command_page.contains("#step-"), "and it is no step of the sandbox: {command_page}");
+    server.delete(&sandbox).await;
+}

@@ -177,7 +177,26 @@ fn facts(input: SandboxInput) -> Vec<(&'static str, String)> {
     if !input.files.is_empty() {
         facts.push(("files copied in", input.files.join(", ")));
     }
+    facts.extend(input.repo.map(|repo| ("repository", format!("{} at {}", without_userinfo(&repo.url), repo.commit))));
+    if !input.setup.is_empty() {
+        let commands = match input.setup.len() {
+            1 => "1 command: its first step".to_owned(),
+            n => format!("{n} commands: its first {n} steps"),
+        };
+        facts.push(("setup", commands));
+    }
     facts
+}
+
+/// A repository's URL without what may stand before its host (`https://TOKEN@host/…`): a page
+/// anyone with the link reads is no place for a credential someone put in a URL.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rfind('@') {
+        Some(at) => format!("{scheme}://…{}", &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 /// The page of steps from the `from`th (0-based).
@@ -274,9 +293,10 @@ impl StepRow {
         facts.extend(bytes.map(|bytes| ("size", human_bytes(bytes))));
         facts.extend(snapshot_id.map(|id| ("snapshot made", id)));
         facts.extend(replayed_steps.map(|steps| ("steps replayed", grouped(steps))));
+        // `divergence_step` counts from 0, as the replay's answer and its trajectory's steps do.
         facts.extend(divergence_step.map(|step| match step {
             -1 => ("diverged", "at no step".to_owned()),
-            step => ("diverged", format!("first at step {step}")),
+            step => ("diverged", format!("first at steps[{step}]")),
         }));
         StepRow {
             number,
@@ -317,7 +337,7 @@ mod tests {
 
     use serde_json::json;
     use tracebox_model::Status;
-    use tracebox_model::sandbox::OnTimeout;
+    use tracebox_model::sandbox::{OnTimeout, RepoSource};
     use tracebox_model::tool::ToolName;
 
     use super::*;
@@ -460,7 +480,21 @@ mod tests {
         assert_eq!((row.badge.as_str(), row.source), ("replay", None));
         assert_eq!(row.facts, [("steps replayed", "12".to_owned()), ("diverged", "at no step".to_owned())]);
         let diverged = StepExcerpt { divergence_step: Some(4), ..step(TraceKind::Replay) };
-        assert_eq!(StepRow::of(4, diverged, Language::Python).facts, [("diverged", "first at step 4".to_owned())]);
+        assert_eq!(StepRow::of(4, diverged, Language::Python).facts, [("diverged", "first at steps[4]".to_owned())]);
+    }
+
+    #[test]
+    fn a_sandbox_made_from_a_repository_names_it_without_credentials_and_its_setup_as_its_first_steps() {
+        let repo = RepoSource { url: "https://ghp_secret@github.com/o/r.git".into(), commit: "v1.2".into() };
+        let input = SandboxInput { repo: Some(repo), setup: vec!["pip install -e .".into()], ..input() };
+        let facts =
+            SandboxView::of(TraceId::new(), input, StepPage { steps: Vec::new(), from: 0, total: 0 }, None).facts;
+        let fact = |name: &str| facts.iter().find(|(label, _)| *label == name).map(|(_, value)| value.as_str());
+        assert_eq!(fact("repository"), Some("https://…@github.com/o/r.git at v1.2"));
+        assert_eq!(fact("setup"), Some("1 command: its first step"));
+        for url in ["/srv/repos/r", "ssh://host/r.git", "https://host/a@b"] {
+            assert_eq!(without_userinfo(url), url, "nothing before a host to hide");
+        }
     }
 
     #[test]
