@@ -184,7 +184,9 @@ impl Sandboxes {
     async fn set_up(&self, record: &SandboxRecord, setup: &[String]) -> Result<SandboxRecord, SandboxesError> {
         for (index, command) in setup.iter().enumerate() {
             tracing::info!(sandbox = %record.id, index, command, "running a setup command");
-            let request = CommandRequest { cmd: command.clone(), ..CommandRequest::default() };
+            // Installing a project's dependencies takes longer than a step usually may.
+            let timeout = Some(self.inner.settings.max_step_timeout_secs);
+            let request = CommandRequest { cmd: command.clone(), timeout, ..CommandRequest::default() };
             let execution = self.command(&record.id, request).await?;
             if execution.status != Status::Success {
                 return Err(SandboxesError::SetupFailed {
