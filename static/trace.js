@@ -65,7 +65,8 @@ for (const button of document.querySelectorAll("button.unfold")) {
 // A running trace: check once a second, and reload when it has ended to show everything.
 const head = document.getElementById("trace");
 if (head && head.dataset.status === "running") {
-  const url = `/trace/${encodeURIComponent(head.dataset.traceId)}?format=json`;
+  // Only the trace's head: a sandbox or a batch may have thousands of children.
+  const url = `/trace/${encodeURIComponent(head.dataset.traceId)}?format=json&children_limit=0`;
   const timer = setInterval(async () => {
     try {
       const response = await fetch(url, { headers: { Accept: "application/json" } });

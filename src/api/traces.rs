@@ -7,6 +7,7 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use tracebox_model::sandbox::SandboxInput;
 use tracebox_model::{Language, TraceId, TraceKind, TraceStatus};
 
 use super::error::{ApiError, ErrorCode};
@@ -14,7 +15,7 @@ use super::units::{human_duration, short_time};
 use super::{export, page, trace_view, wants_json};
 
 use crate::services::Services;
-use crate::trace::{TraceDetail, TraceFilter, TraceSummary};
+use crate::trace::{ChildWindow, TraceDetail, TraceFilter, TraceSummary};
 
 /// Traces per page unless `limit` says otherwise, and the most `limit` may ask for.
 const DEFAULT_PAGE: usize = 50;
@@ -222,6 +223,12 @@ pub async fn list(
 #[serde(deny_unknown_fields)]
 pub struct ShowQuery {
     format: Option<String>,
+    /// The first child given (0-based); children come a window at a time.
+    children_from: Option<u64>,
+    /// How many children the JSON gives, at most `ChildWindow::PAGE` (its default).
+    children_limit: Option<u64>,
+    /// A sandbox's page: the first step listed (0-based).
+    steps_from: Option<u64>,
 }
 
 /// `GET /trace/{id}`
@@ -231,21 +238,66 @@ pub async fn show(
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let trace = find(&services, &id).await?;
     if wants_json(&request, query.format.as_deref()) {
+        let from = query.children_from.unwrap_or(0);
+        let limit = query.children_limit.unwrap_or(ChildWindow::PAGE);
+        if limit > ChildWindow::PAGE {
+            let message = format!("`children_limit`: {limit} is over {}; page with `children_from`", ChildWindow::PAGE);
+            return Err(ApiError::new(ErrorCode::InvalidQuery, message));
+        }
+        let trace = find(&services, &id, ChildWindow { from, limit }).await?;
         return Ok(HttpResponse::Ok().json(&trace));
     }
-    page(&trace_view::DetailPage::of(&trace))
+    // The page reads the children it shows after it knows the kind: a sandbox's are its steps.
+    let mut trace = find(&services, &id, ChildWindow::NONE).await?;
+    let related = related(&services, &mut trace, &query).await?;
+    page(&trace_view::DetailPage::of(&trace, related))
 }
 
-/// The trace `id` names, or 404 (for a malformed id as well: to a reader both are "no such trace").
-async fn find(services: &Services, id: &str) -> Result<TraceDetail, ApiError> {
+/// What the page of `trace` shows beside it: a sandbox's steps and whether it is paused; a
+/// step's place in its sandbox (a command a tool call ran is its call's, not a step of its
+/// own); a window of the trace's children.
+async fn related(
+    services: &Services,
+    trace: &mut TraceDetail,
+    query: &ShowQuery,
+) -> Result<trace_view::Related, ApiError> {
+    let store = &services.store;
+    let summary = &trace.summary;
+    let mut related = trace_view::Related::default();
+    match summary.kind {
+        TraceKind::Sandbox => {
+            let window = ChildWindow { from: query.steps_from.unwrap_or(0), limit: trace_view::STEPS_PAGE };
+            related.steps = Some(store.steps(summary.id, window).await?);
+            let input = serde_json::from_value::<SandboxInput>(trace.input.clone()).ok();
+            if let (TraceStatus::Running, Some(input)) = (summary.status, input) {
+                related.sandbox_state = store.sandbox(&input.sandbox_id).await?.map(|record| record.status);
+            }
+        }
+        kind => {
+            let step = matches!(kind, TraceKind::Command | TraceKind::Cell | TraceKind::SandboxOp | TraceKind::Tool);
+            if let (true, Some(parent)) = (step, summary.parent_id) {
+                related.position = store.step_position(parent, summary.id).await?;
+            }
+            // A tool call's children are the command it ran; a batch's, its items.
+            if trace.children_total > 0 {
+                related.children_from = query.children_from.unwrap_or(0);
+                trace.children = store.children(summary.id, ChildWindow::from(related.children_from)).await?;
+            }
+        }
+    }
+    Ok(related)
+}
+
+/// The trace `id` names with `children` of its children, or 404 (for a malformed id as well:
+/// to a reader both are "no such trace").
+async fn find(services: &Services, id: &str, children: ChildWindow) -> Result<TraceDetail, ApiError> {
     let parsed: TraceId = id.parse().map_err(|_| {
         ApiError::new(ErrorCode::NoSuchTrace, format!("{id:?} is not a trace id; trace ids are UUIDs from /traces"))
     })?;
     services
         .store
-        .get(parsed)
+        .get_with(parsed, children)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {parsed}; list them with GET /traces")))
 }
@@ -267,7 +319,7 @@ pub async fn output(
             format!("no output stream {stream:?}; a trace has {}", STREAMS.join(" and ")),
         ));
     }
-    let trace = find(&services, &id).await?;
+    let trace = find(&services, &id, ChildWindow::NONE).await?;
     let text = trace.output.get(&stream).and_then(Value::as_str).unwrap_or_default().to_owned();
     let filename = format!("{}-{stream}.txt", trace.summary.id);
     Ok(HttpResponse::Ok()

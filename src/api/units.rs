@@ -36,6 +36,19 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// `100000` as `100,000`: counts people read at a glance.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +68,14 @@ mod tests {
         assert_eq!(human_bytes(1_536), "1.5 KiB");
         assert_eq!(human_bytes(12), "12 bytes");
         assert_eq!(human_bytes(268_435_456), "256 MiB");
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(100_000), "100,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 }

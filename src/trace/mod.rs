@@ -12,6 +12,8 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tracebox_model::sandbox::SandboxOp;
+use tracebox_model::tool::ToolName;
 use tracebox_model::{
     Language, Source, Status, TraceEvent, TraceId, TraceInput, TraceKind, TraceOutput, TraceStatus, now_us,
 };
@@ -79,7 +81,114 @@ pub struct TraceDetail {
     pub input: Value,
     pub output: Value,
     pub events: Vec<EventView>,
+    /// A window of its children, in the order they started: [`ChildWindow::FIRST`] unless
+    /// asked for another.
     pub children: Vec<TraceSummary>,
+    /// How many children it has in all, in or out of the window.
+    pub children_total: u64,
+}
+
+/// Which of a trace's children to read with it: `limit` of them from the `from`th (0-based), in
+/// the order they started. A batch or a sandbox may have a great many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildWindow {
+    pub from: u64,
+    pub limit: u64,
+}
+
+impl ChildWindow {
+    /// The most children one read gives.
+    pub const PAGE: u64 = 1_000;
+    /// The first page: what `GET /trace/{id}` gives unless asked for another.
+    pub const FIRST: ChildWindow = ChildWindow { from: 0, limit: ChildWindow::PAGE };
+    /// None of them (they are still counted).
+    pub const NONE: ChildWindow = ChildWindow { from: 0, limit: 0 };
+
+    /// The page from the `from`th child.
+    pub fn from(from: u64) -> ChildWindow {
+        ChildWindow { from, limit: ChildWindow::PAGE }
+    }
+}
+
+/// A window of a sandbox's steps (its children), each cut to what a page shows of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepPage {
+    pub steps: Vec<StepExcerpt>,
+    /// The place of the first of `steps` among all (0-based).
+    pub from: u64,
+    /// Steps in all, in or out of the window.
+    pub total: u64,
+}
+
+/// One step of a sandbox (a command, a code cell, an operation, a tool call, a replay), its
+/// text cut by the store's query so that a page of steps never loads a whole output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepExcerpt {
+    pub id: TraceId,
+    pub kind: TraceKind,
+    pub status: TraceStatus,
+    /// From the sandbox's start to the step's.
+    pub offset_us: i64,
+    /// None while it runs.
+    pub duration_us: Option<i64>,
+    pub exit_code: Option<i64>,
+    /// A command's command line or a cell's code.
+    pub source: Option<Excerpt>,
+    /// A tool call: which tool, with what.
+    pub call: Option<ToolCallExcerpt>,
+    pub stdout: Option<Excerpt>,
+    pub stderr: Option<Excerpt>,
+    /// A tool call's output: stdout and stderr as one stream, a file's lines, a search's matches.
+    pub output: Option<Excerpt>,
+    /// The change a `file_write` tool call made, as a unified diff.
+    pub diff: Option<Excerpt>,
+    /// A cell's last expression's value, as the kernel wrote it.
+    pub result: Option<Excerpt>,
+    /// What a cell raised: its name and value, and the end of its traceback.
+    pub error_name: Option<Excerpt>,
+    pub error_value: Option<Excerpt>,
+    pub traceback: Option<Excerpt>,
+    /// Why a command or cell ended as it did, or why an operation or a tool call failed.
+    pub message: Option<Excerpt>,
+    /// An operation's kind (`read`, `write`, `snapshot`, …).
+    pub op: Option<SandboxOp>,
+    pub path: Option<Excerpt>,
+    /// The snapshot a reset went back to, or a snapshot's label.
+    pub snapshot: Option<Excerpt>,
+    /// Bytes an operation moved.
+    pub bytes: Option<u64>,
+    /// The snapshot an operation made.
+    pub snapshot_id: Option<String>,
+    /// A replay: how many steps of its trajectory it replays.
+    pub replayed_steps: Option<u64>,
+    /// A replay that ended: the first step whose output differed (−1 when none did).
+    pub divergence_step: Option<i64>,
+}
+
+/// A tool call as a page of steps shows it: its params with the long ones (a shell command, a
+/// file's content) cut by the store's query to their start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallExcerpt {
+    pub tool: ToolName,
+    /// The params as the call's trace keeps them, those cut shortened.
+    pub params: Value,
+    /// Bytes cut from them.
+    pub omitted_bytes: u64,
+}
+
+/// Part of a longer text: its start (or for a traceback its end), and the size of the whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excerpt {
+    pub text: String,
+    /// Bytes (UTF-8) of the whole text.
+    pub bytes: u64,
+}
+
+impl Excerpt {
+    /// Is `text` only part of the whole?
+    pub fn is_cut(&self) -> bool {
+        (self.text.len() as u64) < self.bytes
+    }
 }
 
 /// An event as shown: its offset from the trace's start.

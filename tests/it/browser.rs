@@ -14,6 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::common::sandboxes::SandboxServer;
 use crate::common::{TestServer, patience};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -520,6 +521,71 @@ async fn a_batch_page_lists_its_items_and_a_claude_page_shows_the_prompt_and_rep
     assert_eq!(children, ["success"], "the reply's code ran as a child");
     browser.screenshot("trace-claude", 1000).await;
     browser.close().await;
+}
+
+#[tokio::test]
+async fn a_sandbox_page_shows_its_steps_in_order_with_their_outputs_and_links_to_each_and_back() {
+    let server = SandboxServer::spawn().await;
+    let sandbox = server.sandbox(json!({})).await;
+    let trace_id = server.trace_of(&sandbox).await;
+    let payload = r#"<script>window.__pwned=1</script>"#;
+    let printed =
+        server.command(&sandbox, &format!("echo hello from step one; echo 'a warning' >&2; echo '{payload}'")).await;
+    assert_eq!(printed["exit_code"], 0, "{printed}");
+    server.code(&sandbox, "answer = 6 * 7\nanswer").await;
+    server.code(&sandbox, "answer / 0").await;
+    let (status, wrote) = server.write(&sandbox, "notes/todo.txt", "buy milk").await;
+    assert_eq!(status, 200, "{wrote}");
+    let (status, called) =
+        server.post(&format!("/sandboxes/{sandbox}/tools/git"), json!({"args": ["status", "--short"]})).await;
+    assert_eq!(status, 200, "{called}");
+    let browser = Browser::open().await;
+    browser.goto(&server.url(&format!("/trace/{trace_id}"))).await;
+
+    browser.find("ol.steps").await;
+    assert_eq!(browser.texts("ol.steps > li h3").await, ["Step 1", "Step 2", "Step 3", "Step 4", "Step 5"]);
+    assert_eq!(browser.texts("ol.steps > li .kind").await, ["command", "cell", "cell", "write", "tool: git"]);
+    assert_eq!(browser.texts("ol.steps > li .status").await, ["success", "success", "error", "success", "error"]);
+    let offsets =
+        browser.script("return [...document.querySelectorAll('ol.steps .offset')].map(e => e.textContent)").await;
+    assert!(offsets.as_array().unwrap().iter().all(|o| o.as_str().unwrap().starts_with('+')), "{offsets}");
+    assert!(browser.find(".explain .headline").await.text().await.unwrap().starts_with("Running: 5 steps so far"));
+
+    let step = |n: usize, css: &str| format!("ol.steps > li:nth-child({n}) {css}");
+    let command = browser.texts(&step(1, "dd pre.code")).await;
+    assert!(command[0].starts_with("echo hello from step one;"), "the command, whole: {command:?}");
+    assert_eq!(
+        browser.find(&step(1, "pre.stdout")).await.text().await.unwrap(),
+        format!("hello from step one\n{payload}")
+    );
+    assert_eq!(browser.find(&step(1, "pre.stderr")).await.text().await.unwrap(), "a warning");
+    assert_eq!(browser.script("return typeof window.__pwned").await, json!("undefined"), "printed markup never runs");
+    assert_eq!(browser.script("return document.querySelectorAll('main script').length").await, json!(0));
+    assert_eq!(browser.find(&step(2, "pre.result")).await.text().await.unwrap(), "42");
+    assert!(browser.find(&step(2, "code.language-python.hljs")).await.text().await.unwrap().contains("answer = 6 * 7"));
+    let raised = browser.find(&step(3, ".raised")).await.text().await.unwrap();
+    assert_eq!(raised, "ZeroDivisionError: division by zero");
+    let facts = browser.script(&format!("return [...document.querySelectorAll(\"{}\")].map(d => d.querySelector('dt').textContent + '=' + d.querySelector('dd').textContent)", step(4, "dl.step-io > div"))).await;
+    assert_eq!(facts, json!(["path=notes/todo.txt", "size=8 bytes"]));
+    // A tool call reads as it would be typed; /workspace is no repository, so git says so.
+    assert_eq!(browser.find(&step(5, "dd pre.code")).await.text().await.unwrap(), "git status --short");
+    assert!(browser.find(&step(5, "pre.output")).await.text().await.unwrap().contains("not a git repository"));
+    browser.screenshot("trace-sandbox", 1280).await;
+    browser.screenshot("trace-sandbox-phone", 390).await;
+
+    // A step's page, and from it back to the step in its sandbox's list.
+    browser.find(&step(3, "h3 a")).await.click().await.unwrap();
+    browser.until("the step's page opens", "return document.querySelector('h1').textContent.includes('cell')").await;
+    assert!(browser.texts(".explain p").await.concat().contains("ZeroDivisionError: division by zero"));
+    browser.screenshot("trace-sandbox-step", 1000).await;
+    let back = browser.find("dl.facts a[href*='#step-']").await;
+    assert_eq!(back.text().await.unwrap(), format!("step 3 of {sandbox}"));
+    back.click().await.unwrap();
+    browser.until("the sandbox's page is back", "return location.hash.startsWith('#step-')").await;
+    let target = browser.script("return document.querySelector(':target h3').textContent").await;
+    assert_eq!(target, json!("Step 3"), "the link lands on the step it came from");
+    browser.close().await;
+    server.delete(&sandbox).await;
 }
 
 // ---- pages of other origins ---------------------------------------------------------------------

@@ -125,7 +125,8 @@ async fn a_create_whose_files_do_not_fit_in_disk_mb_fails_clearly_and_leaves_not
     server.no_sandbox_containers().await;
     assert!(server.snapshot_files().is_empty(), "no snapshot is left: {:?}", server.snapshot_files());
     let (_, traces) = server.get_json("/traces?format=json&kind=sandbox").await;
-    assert_eq!(traces["traces"][0]["status"], "internal_error", "its trace says it failed: {traces}");
+    // Files too big for the disk asked for are the caller's doing, not the server's trouble.
+    assert_eq!(traces["traces"][0]["status"], "error", "its trace says it failed: {traces}");
 }
 
 #[tokio::test]

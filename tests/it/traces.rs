@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::common::TestServer;
+use crate::common::sandboxes::SandboxServer;
 
 fn event_names(trace: &Value) -> Vec<String> {
     trace["events"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
@@ -166,4 +167,102 @@ async fn the_list_page_pages_and_exports_with_the_filter_it_shows() {
     let second = html(older.clone()).await;
     assert!(second.contains("page one") && !second.contains("page two") && !second.contains("exit(4)"));
     assert!(second.contains("← Newest") && links(&second).contains(&"/traces?status=success".to_owned()));
+}
+
+#[tokio::test]
+async fn a_sandbox_page_lists_its_steps_escaped_a_page_at_a_time_and_its_json_keeps_its_children() {
+    let server = SandboxServer::spawn().await;
+    let sandbox = server.sandbox(json!({})).await;
+    let trace_id = server.trace_of(&sandbox).await;
+    let long = "head -c 5000 /dev/zero | tr '\\0' x";
+    for cmd in ["echo '<script>alert(1)</script>'", "echo two", "echo three", long] {
+        server.sh(&sandbox, cmd).await;
+    }
+    let html = |path: String| {
+        let server = &server;
+        async move { server.client.get(server.url(&path)).send().await.unwrap().text().await.unwrap() }
+    };
+    let page = html(format!("/trace/{trace_id}")).await;
+    assert!(!page.contains("<script>alert"), "a step's output is text, never markup");
+    assert!(page.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || page.contains("&lt;script&gt;alert(1)"));
+    assert!(page.contains("Steps 1–4 of 4") && page.contains("Running: 4 steps so far."), "{page}");
+    assert!(page.contains("Cut: the first 2,000 characters of 4.9 KiB shown."), "a long output is cut, and says so");
+    assert!(!page.contains(&"x".repeat(2_001)), "and no more of it is on the page");
+
+    // The JSON keeps its children, all counted, and gives a window of them when asked.
+    let (_, trace) = server.get_json(&format!("/trace/{trace_id}")).await;
+    let children = trace["children"].as_array().unwrap();
+    assert_eq!((children.len(), trace["children_total"].as_u64()), (4, Some(4)));
+    assert_eq!(children[0]["preview"], "echo '<script>alert(1)</script>'", "a command's preview is its command");
+    for child in children {
+        assert!(
+            links(&page).contains(&format!("/trace/{}", child["id"].as_str().unwrap())),
+            "each step links to its page"
+        );
+    }
+    let (_, window) = server.get_json(&format!("/trace/{trace_id}?children_from=1&children_limit=1")).await;
+    assert_eq!(window["children"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (window["children"][0]["id"].clone(), window["children_total"].as_u64()),
+        (children[1]["id"].clone(), Some(4))
+    );
+    let (status, refused) = server.get_json(&format!("/trace/{trace_id}?children_limit=1001")).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_query")), "{refused}");
+
+    // A later page of steps: numbered on from where it starts, with the way back to the first.
+    let later = html(format!("/trace/{trace_id}?steps_from=2")).await;
+    assert!(later.contains("Step 3") && !later.contains("Step 1<") && !later.contains("echo two"), "{later}");
+    assert!(links(&later).contains(&format!("/trace/{trace_id}")), "a link to the first steps");
+    server.delete(&sandbox).await;
+    let ended = html(format!("/trace/{trace_id}")).await;
+    assert!(ended.contains("Ended (deleted) after 4 steps."), "{ended}");
+}
+
+#[tokio::test]
+async fn a_tool_call_is_a_step_of_its_sandbox_page_as_typed_and_the_command_it_ran_is_its_call_s() {
+    let server = SandboxServer::spawn().await;
+    let sandbox = server.sandbox(json!({})).await;
+    let trace_id = server.trace_of(&sandbox).await;
+    let call = |tool: &'static str, params: Value| {
+        let (server, sandbox) = (&server, &sandbox);
+        async move {
+            let (status, reply) = server.post(&format!("/sandboxes/{sandbox}/tools/{tool}"), params).await;
+            assert_eq!((status, &reply["success"]), (200, &json!(true)), "{tool}: {reply}");
+            reply
+        }
+    };
+    call("file_write", json!({"path": "notes.txt", "content": "<b>hi</b>\n"})).await;
+    let shell = call("shell", json!({"command": "cat notes.txt"})).await;
+    let (_, trajectory) = server.get_json(&format!("/sandboxes/{sandbox}/trajectory")).await;
+    let (status, replayed) =
+        server.post(&format!("/sandboxes/{sandbox}/replay"), json!({"trajectory": trajectory, "reset": false})).await;
+    assert_eq!((status, replayed["divergence_step"].as_i64()), (200, Some(-1)), "{replayed}");
+
+    let html = |path: String| {
+        let server = &server;
+        async move { server.client.get(server.url(&path)).send().await.unwrap().text().await.unwrap() }
+    };
+    let page = html(format!("/trace/{trace_id}")).await;
+    assert!(page.contains("Steps 1–3 of 3"), "two calls and the replay; the replay's calls are its own: {page}");
+    for shown in ["tool: file_write", "write notes.txt", "tool: shell", "cat notes.txt", "replay", "at no step"] {
+        assert!(page.contains(shown), "{shown:?} in {page}");
+    }
+    assert!(!page.contains("<b>hi</b>"), "a file's content and a call's output are text, never markup");
+    assert_eq!(
+        page.matches("&#60;b&#62;hi&#60;/b&#62;").count() + page.matches("&lt;b&gt;hi&lt;/b&gt;").count(),
+        3,
+        "the content written, its diff, and the output the shell call printed"
+    );
+
+    // The call's page links back to its step; the command it ran is its call's child, not a step.
+    let shell_trace = shell["trace_id"].as_str().unwrap();
+    let call_page = html(format!("/trace/{shell_trace}")).await;
+    assert!(links(&call_page).contains(&format!("/trace/{trace_id}#step-{shell_trace}")), "{call_page}");
+    assert!(call_page.contains("step 2 of"), "{call_page}");
+    let (_, call_json) = server.get_json(&format!("/trace/{shell_trace}")).await;
+    let command = call_json["children"][0]["id"].as_str().expect("the command the call ran").to_owned();
+    let command_page = html(format!("/trace/{command}")).await;
+    assert!(links(&command_page).contains(&format!("/trace/{shell_trace}")), "its parent is its call");
+    assert!(!command_page.contains("#step-"), "and it is no step of the sandbox: {command_page}");
+    server.delete(&sandbox).await;
 }

@@ -207,6 +207,17 @@ pub enum SandboxOp {
 }
 
 impl SandboxOp {
+    pub const ALL: [SandboxOp; 8] = [
+        SandboxOp::Read,
+        SandboxOp::Write,
+        SandboxOp::Delete,
+        SandboxOp::Upload,
+        SandboxOp::Pause,
+        SandboxOp::Resume,
+        SandboxOp::Snapshot,
+        SandboxOp::Reset,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SandboxOp::Read => "read",
@@ -218,6 +229,17 @@ impl SandboxOp {
             SandboxOp::Snapshot => "snapshot",
             SandboxOp::Reset => "reset",
         }
+    }
+}
+
+impl FromStr for SandboxOp {
+    type Err = UnknownName;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        SandboxOp::ALL
+            .into_iter()
+            .find(|op| op.as_str() == name)
+            .ok_or_else(|| UnknownName { what: "sandbox operation", name: name.to_owned() })
     }
 }
 
@@ -246,4 +268,19 @@ pub struct OpOutput {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<crate::record::ErrorReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_reads_back_from_the_name_it_is_stored_under() {
+        for op in SandboxOp::ALL {
+            let stored = serde_json::to_value(op).unwrap();
+            assert_eq!(stored.as_str(), Some(op.as_str()));
+            assert_eq!(op.as_str().parse::<SandboxOp>().unwrap(), op);
+        }
+        assert!("rename".parse::<SandboxOp>().is_err());
+    }
 }

@@ -4,6 +4,8 @@
 
 mod batch;
 mod claude;
+mod pages;
+mod sandbox;
 mod tool;
 
 use askama::Template;
@@ -14,14 +16,17 @@ use tracebox_model::{
 
 use batch::BatchView;
 use claude::ClaudeView;
+use pages::{PageLink, children_pages};
+pub use sandbox::STEPS_PAGE;
+use sandbox::{SandboxView, StepOf};
 
 use tracebox_model::record::{DownloadInput, DownloadOutput, StoredFile, UploadInput, UploadOutput};
-use tracebox_model::sandbox::{OpInput, OpOutput, SandboxInput, SandboxOutput};
+use tracebox_model::sandbox::{OpInput, OpOutput, SandboxStatus};
 
 use super::units::{human_bytes, human_duration, short_time};
 use crate::files::{artifact_preview_url, is_image};
 use crate::runner::REFUSED_KEPT_BYTES;
-use crate::trace::{EventView, TraceDetail};
+use crate::trace::{EventView, StepPage, TraceDetail};
 
 /// Output longer than this many lines, or characters, shows folded: its first part, and a
 /// button that shows the rest. Long output otherwise buries everything below it.
@@ -79,7 +84,7 @@ fn sentence(text: &str) -> String {
     let mut chars = text.chars();
     let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
     out.push_str(chars.as_str());
-    if !out.ends_with(['.', '!', '?']) {
+    if !out.ends_with(['.', '!', '?', '…']) {
         out.push('.');
     }
     out
@@ -217,6 +222,20 @@ struct Code {
     omitted_bytes: u64,
 }
 
+/// What a page shows besides the trace itself, read from the store by the handler.
+#[derive(Debug, Default)]
+pub struct Related {
+    /// A sandbox's page of steps.
+    pub steps: Option<StepPage>,
+    /// A sandbox still running: running or paused, when its record is still kept.
+    pub sandbox_state: Option<SandboxStatus>,
+    /// A step of a sandbox: its place among the sandbox's steps (0-based); None for any other
+    /// trace (a command a tool call ran included).
+    pub position: Option<u64>,
+    /// Where the window of `trace.children` starts (0-based).
+    pub children_from: u64,
+}
+
 /// The trace page.
 #[derive(Template)]
 #[template(path = "trace.html")]
@@ -243,13 +262,20 @@ pub struct DetailPage<'a> {
     claude: Option<ClaudeView>,
     /// For a batch: its summary and items.
     batch: Option<BatchView>,
-    /// For a sandbox or an operation on one: what it was, in facts.
+    /// For a sandbox: its facts, where it stands, its steps.
+    sandbox: Option<SandboxView>,
+    /// For a step of a sandbox: the way back to it.
+    step_of: Option<StepOf>,
+    /// For an operation on a sandbox: what it was, in facts.
     details: Option<Details>,
+    /// `Children 1–1,000 of 5,000` when they are more than a page shows, and links to the others.
+    children_range: String,
+    children_pages: Vec<PageLink>,
     artifacts: Vec<ArtifactRow>,
     artifacts_omitted: Vec<Omitted>,
 }
 
-/// A titled list of facts: a sandbox, an operation on one.
+/// A titled list of facts: an operation on a sandbox.
 #[derive(Debug, PartialEq)]
 pub struct Details {
     title: &'static str,
@@ -334,8 +360,9 @@ impl Transfer {
 }
 
 impl<'a> DetailPage<'a> {
-    pub fn of(trace: &'a TraceDetail) -> DetailPage<'a> {
+    pub fn of(trace: &'a TraceDetail, related: Related) -> DetailPage<'a> {
         let summary = &trace.summary;
+        let (children_range, children_pages) = children_pages(trace, related.children_from);
         let mut page = DetailPage {
             trace,
             explanation: explain(summary.status, summary.exit_code, ""),
@@ -357,12 +384,18 @@ impl<'a> DetailPage<'a> {
             transfer: None,
             claude: None,
             batch: None,
+            sandbox: None,
+            step_of: None,
             details: None,
+            children_range,
+            children_pages,
             artifacts: Vec::new(),
             artifacts_omitted: Vec::new(),
         };
         // Every kind is shown its own way: a new kind fails to compile here until it is.
-        match Record::decode(summary.kind, trace.input.clone(), trace.output.clone()) {
+        // A running trace has no output yet (the store keeps `{}` until it ends).
+        let output = if summary.status == TraceStatus::Running { Value::Null } else { trace.output.clone() };
+        match Record::decode(summary.kind, trace.input.clone(), output) {
             Ok(Record::Execution { input, output }) => {
                 let code = Code {
                     text: input.code,
@@ -375,6 +408,7 @@ impl<'a> DetailPage<'a> {
             }
             Ok(Record::Command { input, output }) => {
                 page.highlight = "bash";
+                page.step_of = StepOf::of(trace, &input.sandbox_id, related.position);
                 let code = Code {
                     text: input.cmd,
                     stdin: input.stdin,
@@ -385,6 +419,7 @@ impl<'a> DetailPage<'a> {
                 page.show_run(code, &input.limits, output.map(|output| *output));
             }
             Ok(Record::Cell { input, output }) => {
+                page.step_of = StepOf::of(trace, &input.sandbox_id, related.position);
                 let code = Code {
                     text: input.code,
                     stdin: String::new(),
@@ -394,13 +429,26 @@ impl<'a> DetailPage<'a> {
                 };
                 page.show_run(code, &input.limits, output.map(|output| *output));
             }
-            Ok(Record::Sandbox { input, output }) => page.show_sandbox(input, output),
-            Ok(Record::SandboxOp { input, output }) => page.show_op(input, output),
-            Ok(Record::Tool { input, output }) => page.show_tool(input, output),
+            Ok(Record::Sandbox { input, output }) => {
+                let steps =
+                    related.steps.unwrap_or(StepPage { steps: Vec::new(), from: 0, total: trace.children_total });
+                let view = SandboxView::of(summary.id, input, steps, related.sandbox_state);
+                page.explanation = view.explain(summary.status, output.as_ref());
+                page.sandbox = Some(view);
+            }
+            Ok(Record::SandboxOp { input, output }) => {
+                page.step_of = StepOf::of(trace, &input.sandbox_id, related.position);
+                page.show_op(input, output);
+            }
+            Ok(Record::Tool { input, output }) => {
+                page.step_of = StepOf::of(trace, &input.sandbox_id, related.position);
+                page.show_tool(input, output);
+            }
             Ok(Record::Replay { input, output }) => page.show_replay(input, output),
             Ok(Record::Claude { input, output }) => {
                 let view = ClaudeView::of(&input, output.as_ref());
-                page.explanation = view.explain(summary.status, output.as_ref(), trace.children.len());
+                let ran = usize::try_from(trace.children_total).unwrap_or(usize::MAX);
+                page.explanation = view.explain(summary.status, output.as_ref(), ran);
                 page.claude = Some(view);
             }
             Ok(Record::Upload { input, output }) => page.show_transfer(Transfer::upload(&input, output.as_ref())),
@@ -453,34 +501,6 @@ impl<'a> DetailPage<'a> {
         self.redactions = output.redactions;
         self.artifacts = output.artifacts.into_iter().map(|artifact| ArtifactRow::of(summary.id, artifact)).collect();
         self.artifacts_omitted = output.artifacts_omitted;
-    }
-
-    /// A sandbox: what it was made with; its steps are its children.
-    fn show_sandbox(&mut self, input: SandboxInput, output: Option<SandboxOutput>) {
-        let mut facts = vec![
-            ("sandbox", input.sandbox_id),
-            ("language", input.language.to_string()),
-            ("memory", human_bytes(input.memory_mb << 20)),
-            ("CPUs", input.cpus.to_string()),
-            ("disk", human_bytes(input.disk_mb << 20)),
-            ("idle timeout", format!("{} s, then {:?}", input.timeout_secs, input.on_timeout).to_lowercase()),
-        ];
-        if !input.env_names.is_empty() {
-            facts.push(("environment (names only)", input.env_names.join(", ")));
-        }
-        facts.extend(input.metadata.into_iter().map(|(key, value)| ("metadata", format!("{key} = {value}"))));
-        if !input.files.is_empty() {
-            facts.push(("files copied in", input.files.join(", ")));
-        }
-        let steps = self.trace.children.len();
-        self.explanation = Explanation {
-            headline: match &output {
-                None => format!("Running: {steps} steps so far, listed below."),
-                Some(output) => format!("Ended ({}) after {} steps.", output.ended, output.steps),
-            },
-            detail: None,
-        };
-        self.details = Some(Details { title: "Sandbox", facts });
     }
 
     /// An operation on a sandbox: which, on what, and how it went.
@@ -555,6 +575,37 @@ mod tests {
         assert_eq!((rows[2].bar_start.as_str(), rows[2].bar_width.as_str()), ("12.50", "37.50"));
         assert_eq!(rows[1].detail, "id: abc, ms: 3");
         assert_eq!(rows[0].step, "");
+    }
+
+    #[test]
+    fn a_running_trace_reads_as_running_not_as_a_record_that_cannot_be_read() {
+        let input = json!({
+            "sandbox_id": "sbx_1", "language": "python", "memory_mb": 256, "cpus": 1.0, "disk_mb": 256,
+            "env_names": [], "metadata": {}, "files": [], "timeout_secs": 300.0, "on_timeout": "pause",
+        });
+        let trace = TraceDetail {
+            summary: crate::trace::TraceSummary {
+                id: TraceId::new(),
+                parent_id: None,
+                kind: TraceKind::Sandbox,
+                status: TraceStatus::Running,
+                source: "http".into(),
+                language: Some("python".into()),
+                started_at: "2026-12-05T08:00:00Z".into(),
+                ended_at: None,
+                duration_ms: None,
+                exit_code: None,
+                preview: String::new(),
+            },
+            input,
+            // What the store holds for a trace until it ends.
+            output: json!({}),
+            events: Vec::new(),
+            children: Vec::new(),
+            children_total: 0,
+        };
+        let page = DetailPage::of(&trace, Related::default());
+        assert!(page.explanation.headline.starts_with("Running"), "{:?}", page.explanation);
     }
 
     #[test]

@@ -56,8 +56,9 @@ impl DetailPage<'_> {
     }
 }
 
-/// A tool call as a person would type it, and how to highlight that.
-fn call_text(tool: ToolName, params: &Value) -> (String, &'static str) {
+/// A tool call as a person would type it, and how to highlight that: a tool call's page and
+/// its step in its sandbox's page read alike.
+pub(super) fn call_text(tool: ToolName, params: &Value) -> (String, &'static str) {
     let text = |key: &str| params[key].as_str().unwrap_or_default().to_owned();
     match tool {
         ToolName::Shell => (text("command"), "bash"),

@@ -9,6 +9,7 @@ mod files;
 mod queries;
 mod retention;
 mod sandboxes;
+mod steps;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,9 @@ use tokio::sync::oneshot;
 use tracebox_model::sandbox::{SandboxRecord, SandboxStatus, SnapshotRecord};
 use tracebox_model::{TraceId, TraceInput, TraceKind, now_us};
 
-use super::{ChildRecord, FinishedTrace, NewTrace, TraceDetail, TraceFilter, TracePage};
+use super::{
+    ChildRecord, ChildWindow, FinishedTrace, NewTrace, StepPage, TraceDetail, TraceFilter, TracePage, TraceSummary,
+};
 pub use files::FileRecord;
 pub use retention::{Doomed, Removed, Retention, Swept};
 use writer::{Reply, Write};
@@ -34,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_search_no.sql"),
     include_str!("migrations/0003_files.sql"),
     include_str!("migrations/0004_sandboxes.sql"),
+    include_str!("migrations/0005_children_in_order.sql"),
 ];
 
 /// The trace store could not do what was asked.
@@ -193,9 +197,31 @@ impl TraceStore {
         self.blocking(move |db| queries::list(db, &filter, queries::FIRST_WINDOW)).await
     }
 
-    /// One trace with its events and children.
+    /// One trace with its events and its first children ([`ChildWindow::FIRST`]).
     pub async fn get(&self, id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
-        self.blocking(move |db| queries::get(db, id)).await
+        self.get_with(id, ChildWindow::FIRST).await
+    }
+
+    /// One trace with its events and `window` of its children (all of them counted).
+    pub async fn get_with(&self, id: TraceId, window: ChildWindow) -> Result<Option<TraceDetail>, StoreError> {
+        self.blocking(move |db| queries::get(db, id, window)).await
+    }
+
+    /// `window` of the children of `parent`, in the order they started.
+    pub async fn children(&self, parent: TraceId, window: ChildWindow) -> Result<Vec<TraceSummary>, StoreError> {
+        self.blocking(move |db| queries::children(db, parent, window)).await
+    }
+
+    /// `window` of a sandbox's steps (the children of its trace `sandbox`), each cut to excerpts
+    /// by one query, with how many there are in all.
+    pub async fn steps(&self, sandbox: TraceId, window: ChildWindow) -> Result<StepPage, StoreError> {
+        self.blocking(move |db| steps::steps(db, sandbox, window)).await
+    }
+
+    /// The place of `step` among the steps of the sandbox whose trace is `sandbox` (0-based),
+    /// for a step's way back to its sandbox's page; None when `sandbox` is no sandbox's trace.
+    pub async fn step_position(&self, sandbox: TraceId, step: TraceId) -> Result<Option<u64>, StoreError> {
+        self.blocking(move |db| steps::step_position(db, sandbox, step)).await
     }
 
     /// The children of `parent` of one kind, in order, with their records: a sandbox's tool

@@ -1,5 +1,6 @@
-//! The read queries: the trace list (filters, full-text search, keyset paging) and one trace
-//! with its events and children.
+//! The read queries: the trace list (filters, full-text search, keyset paging), one trace with
+//! its events and a window of its children, and a trace's children of one kind. A sandbox's
+//! steps cut to excerpts are `steps.rs`'s.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -8,7 +9,7 @@ use serde_json::Value;
 use tracebox_model::{TraceId, TraceKind, format_us};
 
 use super::StoreError;
-use crate::trace::{ChildRecord, EventView, TraceDetail, TraceFilter, TracePage, TraceSummary};
+use crate::trace::{ChildRecord, ChildWindow, EventView, TraceDetail, TraceFilter, TracePage, TraceSummary};
 
 /// The columns of a [`TraceSummary`], in the order [`summary`] reads them.
 /// The preview is the code or command, a Claude call's prompt, a batch's or a transfer's name,
@@ -49,7 +50,7 @@ pub(super) fn parse_id(text: &str) -> rusqlite::Result<TraceId> {
 }
 
 /// A column's text as what it names (an id, a kind, a status).
-fn parse_name<T: std::str::FromStr>(column: usize, text: &str) -> rusqlite::Result<T>
+pub(super) fn parse_name<T: std::str::FromStr>(column: usize, text: &str) -> rusqlite::Result<T>
 where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
@@ -235,7 +236,9 @@ pub(super) fn count(db: &Connection) -> Result<u64, StoreError> {
     Ok(u64::try_from(count).unwrap_or_default())
 }
 
-pub(super) fn get(db: &Connection, id: TraceId) -> Result<Option<TraceDetail>, StoreError> {
+pub(super) fn get(db: &Connection, id: TraceId, window: ChildWindow) -> Result<Option<TraceDetail>, StoreError> {
+    // One snapshot of the database for the trace, its children and their count.
+    let db = db.unchecked_transaction()?;
     let id_text = id.to_string();
     let row = db
         .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS}, input, output FROM traces WHERE id = ?1"))?
@@ -258,17 +261,45 @@ pub(super) fn get(db: &Connection, id: TraceId) -> Result<Option<TraceDetail>, S
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let children = db
-        .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS} FROM traces WHERE parent_id = ?1 ORDER BY id"))?
-        .query_map(params![id_text], summary)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let children = children(&db, id, window)?;
+    let children_total = count_children(&db, id)?;
     Ok(Some(TraceDetail {
         summary: head,
         input: serde_json::from_str(&input).unwrap_or(Value::Null),
         output: serde_json::from_str(&output).unwrap_or(Value::Null),
         events,
         children,
+        children_total,
     }))
+}
+
+/// The ids of `window` of the children of `?1`: a walk of the `traces_by_parent` index, which
+/// holds them in order. `?2` is the limit, `?3` the offset.
+pub(super) const CHILD_IDS: &str = "SELECT id FROM traces WHERE parent_id = ?1 ORDER BY id LIMIT ?2 OFFSET ?3";
+
+/// `window` of the children of `parent`, in the order they started (their ids are UUIDv7).
+pub(super) fn children(db: &Connection, parent: TraceId, window: ChildWindow) -> Result<Vec<TraceSummary>, StoreError> {
+    if window.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {SUMMARY_COLUMNS} FROM traces WHERE id IN ({CHILD_IDS}) ORDER BY id");
+    let (limit, offset) = window_values(window);
+    let mut statement = db.prepare_cached(&sql)?;
+    let rows = statement.query_map(params![parent.to_string(), limit, offset], summary)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A window's limit and offset as SQLite integers (a window past them is empty).
+pub(super) fn window_values(window: ChildWindow) -> (i64, i64) {
+    (i64::try_from(window.limit).unwrap_or(i64::MAX), i64::try_from(window.from).unwrap_or(i64::MAX))
+}
+
+/// How many children `parent` has.
+pub(super) fn count_children(db: &Connection, parent: TraceId) -> Result<u64, StoreError> {
+    let count: i64 = db
+        .prepare_cached("SELECT count(*) FROM traces WHERE parent_id = ?1")?
+        .query_row(params![parent.to_string()], |row| row.get(0))?;
+    Ok(u64::try_from(count).unwrap_or_default())
 }
 
 /// The children of `parent` of `kind`, oldest first, with their input and output.

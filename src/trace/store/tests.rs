@@ -570,3 +570,5 @@ async fn a_batch_stops_at_its_bytes_before_its_count() {
     assert_eq!(swept.traces, 3);
     assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
 }
+
+mod sandbox_steps;

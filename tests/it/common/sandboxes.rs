@@ -120,6 +120,13 @@ impl SandboxServer {
         self.get_json(&format!("/sandboxes/{id}")).await
     }
 
+    /// The trace of sandbox `id`: its steps are its children.
+    pub async fn trace_of(&self, id: &str) -> String {
+        let (status, view) = self.view(id).await;
+        assert_eq!(status, 200, "sandbox {id} is there: {view}");
+        view["trace_id"].as_str().unwrap_or_else(|| panic!("a trace id: {view}")).to_owned()
+    }
+
     /// `DELETE /sandboxes/{id}`, expecting 204.
     pub async fn delete(&self, id: &str) {
         let (status, reply) = self.send(reqwest::Method::DELETE, &format!("/sandboxes/{id}"), None).await;
