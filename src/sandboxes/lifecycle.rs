@@ -153,17 +153,19 @@ impl Sandboxes {
             creation_snapshot: None,
             paused_snapshot: None,
             steps: 0,
-            repo: request.repo.clone(),
+            // Kept and shown without the credentials a URL may carry; cloned with them.
+            repo: request.repo.as_ref().map(RepoSource::without_credentials),
         };
         self.begin_trace(&record, &request.files, &request.setup);
-        let record = match self.bring_up(record.clone(), &inputs, !request.setup.is_empty()).await {
-            Ok(record) => record,
-            Err(error) => {
-                let status = if error.is_callers() { Status::Error } else { Status::InternalError };
-                self.end_trace(&record, &format!("failed to start: {error}"), status).await;
-                return Err(error);
-            }
-        };
+        let record =
+            match self.bring_up(record.clone(), &inputs, request.repo.as_ref(), !request.setup.is_empty()).await {
+                Ok(record) => record,
+                Err(error) => {
+                    let status = if error.is_callers() { Status::Error } else { Status::InternalError };
+                    self.end_trace(&record, &format!("failed to start: {error}"), status).await;
+                    return Err(error);
+                }
+            };
         if request.setup.is_empty() {
             return Ok(SandboxView::of(&record, None));
         }
@@ -249,9 +251,11 @@ impl Sandboxes {
         &self,
         mut record: SandboxRecord,
         inputs: &[tracebox_model::InputFile],
+        repo: Option<&RepoSource>,
         setup: bool,
     ) -> Result<SandboxRecord, SandboxesError> {
-        let (session, workspace) = tokio::join!(self.start_container(&record), self.workspace_tar(&record, inputs));
+        let (session, workspace) =
+            tokio::join!(self.start_container(&record), self.workspace_tar(&record, inputs, repo));
         let session = session?;
         let copied = async {
             if let Some(tar) = workspace? {
@@ -279,8 +283,9 @@ impl Sandboxes {
         &self,
         record: &SandboxRecord,
         inputs: &[tracebox_model::InputFile],
+        repo: Option<&RepoSource>,
     ) -> Result<Option<Vec<u8>>, SandboxesError> {
-        let Some(repo) = &record.repo else {
+        let Some(repo) = repo else {
             return if inputs.is_empty() { Ok(None) } else { tar_of(inputs).map(Some) };
         };
         let settings = &self.inner.settings.repo;

@@ -67,7 +67,7 @@ impl RepoError {
 
 /// Refuse a `repo` whose URL or commit git could take for something else.
 pub fn check(source: &RepoSource) -> Result<(), RepoError> {
-    let url = |why| Err(RepoError::BadUrl { url: source.url.clone(), why });
+    let url = |why| Err(RepoError::BadUrl { url: source.without_credentials().url, why });
     let commit = |why| Err(RepoError::BadCommit { commit: source.commit.clone(), why });
     let address = source.url.as_str();
     if address.is_empty() {
@@ -127,12 +127,15 @@ pub async fn fetch(
     limit_why: &str,
 ) -> Result<Vec<u8>, RepoError> {
     check(source)?;
+    // What messages and logs name: never the credentials the URL may carry.
+    let shown = source.without_credentials();
+    let scrub = |text: String| text.replace(&source.url, &shown.url);
     std::fs::create_dir_all(&settings.dir)?;
     let scratch = tempfile::Builder::new().prefix("clone-").tempdir_in(&settings.dir)?;
     let tree = scratch.path().join("tree");
     let started = Instant::now();
-    tracing::info!(url = %source.url, commit = %source.commit, "cloning a sandbox's repository");
-    let too_large = || RepoError::TooLarge { url: source.url.clone(), limit, why: limit_why.to_owned() };
+    tracing::info!(url = %shown.url, commit = %source.commit, "cloning a sandbox's repository");
+    let too_large = || RepoError::TooLarge { url: shown.url.clone(), limit, why: limit_why.to_owned() };
 
     let mut clone = git(None);
     clone.args(["clone", "--quiet", "--no-checkout", "--no-local", "--", &source.url]).arg(&tree);
@@ -140,14 +143,14 @@ pub async fn fetch(
     match watch(clone, &tree, limit, settings.clone_timeout).await? {
         Watched::Ended(output) if output.status.success() => {}
         Watched::Ended(output) => {
-            return Err(RepoError::CloneFailed { url: source.url.clone(), stderr: stderr_of(&output) });
+            return Err(RepoError::CloneFailed { url: shown.url.clone(), stderr: scrub(stderr_of(&output)) });
         }
         Watched::TimedOut => {
-            return Err(RepoError::CloneTimeout { url: source.url.clone(), secs: settings.clone_timeout.as_secs() });
+            return Err(RepoError::CloneTimeout { url: shown.url.clone(), secs: settings.clone_timeout.as_secs() });
         }
         Watched::TooLarge => return Err(too_large()),
     }
-    tracing::info!(url = %source.url, secs = started.elapsed().as_secs_f64(), "cloned; checking out");
+    tracing::info!(url = %shown.url, secs = started.elapsed().as_secs_f64(), "cloned; checking out");
 
     let resolved = git(Some(&tree))
         .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
@@ -156,7 +159,7 @@ pub async fn fetch(
         .await?;
     if !resolved.status.success() {
         return Err(RepoError::UnknownCommit {
-            url: source.url.clone(),
+            url: shown.url.clone(),
             commit: source.commit.clone(),
             stderr: "git rev-parse found no such commit".to_owned(),
         });
@@ -165,10 +168,22 @@ pub async fn fetch(
     let checkout = git(Some(&tree)).args(["checkout", "--quiet", "--detach", &sha]).output().await?;
     if !checkout.status.success() {
         return Err(RepoError::UnknownCommit {
-            url: source.url.clone(),
+            url: shown.url.clone(),
             commit: source.commit.clone(),
-            stderr: stderr_of(&checkout),
+            stderr: scrub(stderr_of(&checkout)),
         });
+    }
+
+    // The clone's `origin` names the URL it came from: without its credentials, as the agent
+    // reads `.git/config`.
+    if shown.url != source.url {
+        let renamed = git(Some(&tree)).args(["remote", "set-url", "origin", "--", &shown.url]).output().await?;
+        if !renamed.status.success() {
+            return Err(RepoError::Io(std::io::Error::other(format!(
+                "could not take the credentials out of the clone's origin: {}",
+                scrub(stderr_of(&renamed))
+            ))));
+        }
     }
 
     let packing = tree.clone();
@@ -182,7 +197,7 @@ pub async fn fetch(
     .map_err(|error| std::io::Error::other(error.to_string()))??
     .ok_or_else(too_large)?;
     tracing::info!(
-        url = %source.url,
+        url = %shown.url,
         commit = %sha,
         bytes = tar.len(),
         secs = started.elapsed().as_secs_f64(),

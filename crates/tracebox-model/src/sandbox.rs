@@ -112,6 +112,27 @@ fn head() -> String {
     "HEAD".to_owned()
 }
 
+impl RepoSource {
+    /// The same repository as it may be kept and shown: a password or token in the URL
+    /// (`https://user:token@host/…`) is left out, as is an `https` user; an `ssh` user stays
+    /// (it is the login, `git@…`), its password not.
+    pub fn without_credentials(&self) -> RepoSource {
+        RepoSource { url: url_without_credentials(&self.url), commit: self.commit.clone() }
+    }
+}
+
+fn url_without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..host_end].rfind('@') else { return url.to_owned() };
+    let (userinfo, after) = (&rest[..at], &rest[at + 1..]);
+    match (scheme, userinfo.split_once(':')) {
+        ("ssh", Some((user, _password))) => format!("{scheme}://{user}@{after}"),
+        ("ssh", None) => url.to_owned(),
+        _ => format!("{scheme}://{after}"),
+    }
+}
+
 impl SandboxRecord {
     /// When its idle timeout fires if nothing else happens.
     pub fn expires_at_us(&self) -> i64 {
@@ -273,6 +294,17 @@ pub struct OpOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_is_kept_without_the_credentials_of_its_url() {
+        let kept = |url: &str| RepoSource { url: url.into(), commit: "main".into() }.without_credentials().url;
+        assert_eq!(kept("https://user:ghp_secret@github.com/a/b.git"), "https://github.com/a/b.git");
+        assert_eq!(kept("https://token@example.com/a.git"), "https://example.com/a.git");
+        assert_eq!(kept("ssh://git:pw@example.com/a.git"), "ssh://git@example.com/a.git");
+        assert_eq!(kept("ssh://git@example.com/a.git"), "ssh://git@example.com/a.git");
+        assert_eq!(kept("https://example.com/a@b.git"), "https://example.com/a@b.git", "an @ in the path is no user");
+        assert_eq!(kept("/srv/repo"), "/srv/repo");
+    }
 
     #[test]
     fn an_operation_reads_back_from_the_name_it_is_stored_under() {
