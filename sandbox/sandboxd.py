@@ -7,6 +7,8 @@ chose. Requests arrive on the container's stdin:
     Q <n>\\n<n bytes of a JSON header>[<header["body"] bytes>]
 
     {"op": "exec", "id", "cmd", "cwd", "env", "timeout"}  run `bash -c cmd`; body: its first stdin
+        ("argv": [...] instead of "cmd" runs that program; "merge": true sends stderr as stdout,
+        in the order it was written)
     {"op": "code", "id", "timeout"}                      a cell for the kernel; body: its source
     {"op": "stdin", "id"} · {"op": "eof", "id"}          more stdin for an exec (body), or its end
     {"op": "kill", "id"}                                 end an exec (its whole session) or a cell
@@ -28,6 +30,7 @@ starts with the 4-byte id of the operation it belongs to (0: the sandbox itself)
 Paths are resolved here, inside the container, and must stay within /workspace once symlinks
 are followed: no path a program made can lead tracebox outside it (`bad_path` otherwise).
 """
+import errno
 import json
 import os
 import selectors
@@ -86,7 +89,10 @@ def resolve(path, allow_missing=False):
     if not isinstance(path, str) or "\0" in path:
         raise Refused("bad_path", "a path is a string without NUL bytes")
     full = os.path.join(WORKSPACE, path)  # an absolute path replaces WORKSPACE
-    real = os.path.realpath(full)
+    try:
+        real = os.path.realpath(full)
+    except OSError as error:  # a component changed from a symlink to something else meanwhile
+        raise Refused("bad_path", "%r changed while it was resolved (%s); try again" % (path, error)) from None
     if real != WORKSPACE and not real.startswith(WORKSPACE + "/"):
         raise Refused("bad_path", "%r resolves to %r, outside /workspace" % (path, real))
     if not allow_missing and not os.path.lexists(real):
@@ -94,25 +100,79 @@ def resolve(path, allow_missing=False):
     return real
 
 
+def within(real):
+    return real == WORKSPACE or real.startswith(WORKSPACE + "/")
+
+
+def open_inside(path, flags, real=None):
+    """A descriptor of `path` (or of its already resolved `real` path), and where it really
+    is. A path is checked, then opened: a symlink swapped in between would lead the open
+    elsewhere, so what was opened is checked again, by its descriptor, which no later swap
+    can move. Never blocks (a FIFO opens at once)."""
+    if real is None:
+        real = resolve(path)
+    try:
+        fd = os.open(real, flags | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise Refused("not_found", "no file or directory %r in /workspace" % path) from None
+    except NotADirectoryError:
+        raise Refused("not_a_directory", "%r is not a directory" % path) from None
+    where = os.readlink("/proc/self/fd/%d" % fd)
+    if not within(where):
+        os.close(fd)
+        raise Refused("bad_path", "%r resolves to %r, outside /workspace" % (path, where))
+    return fd, where
+
+
 def inside(real):
     """`real` as the API names it: relative to /workspace."""
     return os.path.relpath(real, WORKSPACE)
 
 
-def entry(real, name=None):
-    st = os.lstat(real)
+def entry(real, name=None, dir_fd=None):
+    """What the API shows of a file: by its real path, or by `name` in the directory `dir_fd`
+    (whose real path is `real`)."""
+    if dir_fd is None:
+        st, path = os.lstat(real), real
+    else:
+        st, path = os.lstat(name, dir_fd=dir_fd), os.path.join(real, name)
     kind = "symlink" if stat.S_ISLNK(st.st_mode) else "dir" if stat.S_ISDIR(st.st_mode) else "file"
     return {
         "name": name if name is not None else os.path.basename(real),
-        "path": inside(real),
+        "path": inside(path),
         "type": kind,
         "size": st.st_size,
         "modified": st.st_mtime,
     }
 
 
+def no_room(error, what):
+    """Refuse, saying why, a write that found no room: /workspace full (its disk_mb), or a file
+    over the sandbox's largest (its fsize limit)."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        st = os.statvfs(WORKSPACE)
+        total = st.f_blocks * st.f_frsize >> 20
+        raise Refused("no_space", "no room left for %r: /workspace is full (disk_mb: %d MiB)" % (what, total)) from None
+    if error.errno == errno.EFBIG:
+        raise Refused("too_large", "%r is larger than a file in the sandbox may be (TRACEBOX_FILE_SIZE_LIMIT_MB)" % what) from None
+
+
+def last_part(path):
+    """A path as its directory's real path (resolved, within /workspace) and its last name, not
+    followed: removing a symlink removes the link, wherever it points."""
+    if not isinstance(path, str) or "\0" in path:
+        raise Refused("bad_path", "a path is a string without NUL bytes")
+    head, name = os.path.split(os.path.join(WORKSPACE, path).rstrip("/") or "/")
+    if name in ("", ".", ".."):
+        head, name = os.path.split(resolve(path))  # it names a directory by where it leads
+    parent = resolve(head)
+    if os.path.join(parent, name) == WORKSPACE:
+        raise Refused("bad_path", "/workspace itself cannot be removed")
+    return parent, name
+
+
 class Exec:
-    """A command: `bash -c`, in a session of its own, with pipes of its own."""
+    """A command: `bash -c` (or an argv), in a session of its own, with pipes of its own."""
 
     def __init__(self, op, header, stdin):
         import subprocess
@@ -122,20 +182,26 @@ class Exec:
         env = dict(os.environ)
         env.update(header.get("env") or {})
         cwd = resolve(header.get("cwd") or WORKSPACE)
+        argv = header.get("argv")
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) and "\0" not in a for a in argv)):
+            argv = ["/bin/bash", "-c", header["cmd"]]
+        merge = bool(header.get("merge"))
         self.op = op
         self.process = subprocess.Popen(
-            ["/bin/bash", "-c", header["cmd"]],
+            argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge else subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
         )
         self.deadline = time.monotonic() + float(header.get("timeout", 60)) + GRACE
         self.input = self.process.stdin.fileno()
-        self.outputs = {self.process.stdout.fileno(): b"o", self.process.stderr.fileno(): b"e"}
+        self.outputs = {self.process.stdout.fileno(): b"o"}
+        if not merge:
+            self.outputs[self.process.stderr.fileno()] = b"e"
         for fd in [self.input, *self.outputs]:
             os.set_blocking(fd, False)
         self.pending = bytearray(stdin)
@@ -226,6 +292,10 @@ class Sandbox:
         while True:
             events = self.selector.select(self.next_deadline())
             for key, _ in events:
+                if self.selector.get_map().get(key.fd) is not key:
+                    # An earlier event of this batch ended its owner (a command's end closes
+                    # its pipes): its descriptor is closed, or already another's.
+                    continue
                 what, owner = key.data
                 if what == "stdin":
                     if not self.on_stdin():
@@ -477,13 +547,19 @@ class Sandbox:
             return self.next_cell()
         kernel = self.kernel
         kernel.cell = op
-        kernel.deadline = time.monotonic() + timeout
+        # tracebox ends a cell at its timeout (a kill, so the reply says timeout); this is the
+        # backstop, should it not, as for a command.
+        kernel.deadline = time.monotonic() + timeout + GRACE
         kernel.interrupted_at = None
         os.set_blocking(kernel.input, True)
         write_all(kernel.input, b"CELL %d\n" % len(source) + source)
 
     def interrupt(self):
+        """SIGINT for the cell the kernel runs, once: a second one could come after the cell
+        ended, when the kernel is between cells (Node's then ends)."""
         kernel = self.kernel
+        if kernel.interrupted_at is not None:
+            return
         kernel.interrupted_at = time.monotonic()
         kernel.deadline = kernel.interrupted_at + INTERRUPT_SECS
         try:
@@ -531,26 +607,34 @@ class Sandbox:
     # -- files
 
     def file_list(self, op, header, body):
-        real = resolve(header.get("path") or ".")
-        if not os.path.isdir(real):
-            raise Refused("not_a_directory", "%r is not a directory" % header.get("path"))
-        entries = []
-        for name in sorted(os.listdir(real)):
-            try:
-                entries.append(entry(os.path.join(real, name), name))
-            except OSError:
-                continue  # removed meanwhile
+        path = header.get("path") or "."
+        fd, real = open_inside(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            entries = []
+            for name in sorted(os.listdir(fd)):
+                try:
+                    entries.append(entry(real, name, dir_fd=fd))
+                except OSError:
+                    continue  # removed meanwhile
+        finally:
+            os.close(fd)
         reply(op, entries=entries)
 
     def file_stat(self, op, header, body):
         reply(op, entry=entry(resolve(header["path"])))
 
     def file_read(self, op, header, body):
-        real = resolve(header["path"])
-        if os.path.isdir(real):
-            raise Refused("is_a_directory", "%r is a directory; list it instead" % header["path"])
-        with open(real, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
+        path = header["path"]
+        fd, _ = open_inside(path, os.O_RDONLY)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise Refused("is_a_directory", "%r is a directory; list it instead" % path)
+            raise Refused("not_a_file", "%r is not a regular file (a FIFO or a socket)" % path)
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as file:
+            size = st.st_size
             offset = min(int(header.get("offset") or 0), size)
             left = size - offset if header.get("length") is None else min(int(header["length"]), size - offset)
             file.seek(offset)
@@ -565,29 +649,60 @@ class Sandbox:
         reply(op, size=size, offset=offset, length=sent)
 
     def file_write(self, op, header, body):
-        real = resolve(header["path"], allow_missing=True)
+        path = header["path"]
+        real = resolve(path, allow_missing=True)
         if real == WORKSPACE or os.path.isdir(real):
-            raise Refused("is_a_directory", "%r is a directory" % header["path"])
-        parent = os.path.dirname(real)
+            raise Refused("is_a_directory", "%r is a directory" % path)
+        parent, name = os.path.split(real)
         os.makedirs(parent, exist_ok=True)
-        resolve(parent)  # the directories made are still within /workspace
-        fd = os.open(real, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        # The file is made in its directory as opened (checked by descriptor), by its name
+        # alone and never through a symlink: no swap can move the write elsewhere.
+        dir_fd, where = open_inside(path, os.O_RDONLY | os.O_DIRECTORY, real=parent)
         try:
-            write_all(fd, body)
+            try:
+                mode = stat.S_IMODE(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            except FileNotFoundError:
+                mode = 0o644
+            # Written aside, then renamed over it: a write that fails (no room left in
+            # disk_mb) leaves the file as it was, and no part of the new one.
+            aside = ".tracebox-write-%s" % os.urandom(8).hex()
+            fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+            try:
+                try:
+                    write_all(fd, body)
+                    os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
+                os.rename(aside, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                os.unlink(aside, dir_fd=dir_fd)
+                raise
+            shown = entry(where, name, dir_fd=dir_fd)
+        except IsADirectoryError:
+            raise Refused("is_a_directory", "%r is a directory" % path) from None
+        except OSError as error:
+            no_room(error, path)
+            raise
         finally:
-            os.close(fd)
-        reply(op, entry=entry(real))
+            os.close(dir_fd)
+        reply(op, entry=shown)
 
     def file_remove(self, op, header, body):
-        real = resolve(header["path"])
-        if real == WORKSPACE:
-            raise Refused("bad_path", "/workspace itself cannot be removed")
-        if os.path.isdir(real) and not os.path.islink(real):
-            import shutil
+        parent, name = last_part(header["path"])
+        dir_fd, _ = open_inside(header["path"], os.O_RDONLY | os.O_DIRECTORY, real=parent)
+        try:
+            try:
+                st = os.lstat(name, dir_fd=dir_fd)
+            except FileNotFoundError:
+                raise Refused("not_found", "no file or directory %r in /workspace" % header["path"]) from None
+            if stat.S_ISDIR(st.st_mode):
+                import shutil
 
-            shutil.rmtree(real)
-        else:
-            os.unlink(real)
+                shutil.rmtree(name, dir_fd=dir_fd)  # by descriptors: it never follows a symlink
+            else:
+                os.unlink(name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
         reply(op)
 
     def file_usage(self, op, header, body):
@@ -619,10 +734,19 @@ class Sandbox:
                     send(b"A", op, bytes(self.buffer))
                     self.buffer.clear()
 
+        def as_it_was(info):
+            """The mode a file had before `opened_up` changed it."""
+            info.mode = changed.get(os.path.join(WORKSPACE, info.name), info.mode)
+            return info
+
         out = Frames()
-        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for name in sorted(os.listdir(WORKSPACE)):
-                archive.add(os.path.join(WORKSPACE, name), arcname=name, recursive=True)
+        changed = opened_up()
+        try:
+            with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+                for name in sorted(os.listdir(WORKSPACE)):
+                    archive.add(os.path.join(WORKSPACE, name), arcname=name, recursive=True, filter=as_it_was)
+        finally:
+            put_back(changed)
         out.flush()
         reply(op, bytes=out.written)
 
@@ -630,12 +754,20 @@ class Sandbox:
         import io
         import tarfile
 
+        opened_up()
         empty_workspace()
+        os.chmod(WORKSPACE, 0o755)
         count = 0
+        modes = {}  # directories' own modes, set once all they hold is in
         with tarfile.open(fileobj=io.BytesIO(body), mode="r:") as archive:
             for member in archive:
-                extract(archive, member)
+                try:
+                    extract(archive, member, modes)
+                except OSError as error:
+                    no_room(error, member.name)
+                    raise
                 count += 1
+        put_back(modes)
         reply(op, entries=count)
 
 
@@ -659,6 +791,40 @@ def drain(fd, deadline, take):
         take(data)
 
 
+def opened_up():
+    """Make /workspace, and every directory in it, open to its owner (rwx), and every file in it
+    readable: a program may have locked them, and the supervisor is the same user. Returns the
+    modes it changed ({path: mode}), to be put back."""
+    changed = {}
+
+    def open_up(path, needed):
+        try:
+            st = os.lstat(path)
+            mode = stat.S_IMODE(st.st_mode)
+            if not stat.S_ISLNK(st.st_mode) and mode & needed != needed:
+                os.chmod(path, mode | needed)
+                changed[path] = mode
+        except OSError:
+            pass  # removed meanwhile
+
+    open_up(WORKSPACE, 0o700)
+    for root, dirs, files in os.walk(WORKSPACE):  # each directory opened before it is listed
+        for name in dirs:
+            open_up(os.path.join(root, name), 0o700)
+        for name in files:
+            open_up(os.path.join(root, name), 0o400)
+    return changed
+
+
+def put_back(modes):
+    """The modes `opened_up` (or an extraction) left aside, deepest first."""
+    for path in sorted(modes, reverse=True):
+        try:
+            os.chmod(path, modes[path])
+        except OSError:
+            pass
+
+
 def empty_workspace():
     import shutil
 
@@ -670,9 +836,10 @@ def empty_workspace():
             os.unlink(path)
 
 
-def extract(archive, member):
-    """One member into /workspace: regular files, directories and symlinks only, never through
-    a link, never outside."""
+def extract(archive, member, modes):
+    """One member into /workspace: regular files, hard links, directories and symlinks only,
+    never through a link, never outside. A directory is made open to its owner; its own mode
+    goes into `modes`, to be set once everything it holds is in."""
     name = os.path.normpath(member.name)
     if name.startswith(("/", "..")) or "\0" in name:
         raise Refused("bad_archive", "the archive names %r, outside /workspace" % member.name)
@@ -681,9 +848,15 @@ def extract(archive, member):
     os.makedirs(parent, exist_ok=True)
     if member.isdir():
         os.makedirs(target, exist_ok=True)
-        os.chmod(target, (member.mode & 0o777) | 0o700)
+        os.chmod(target, 0o700)
+        modes[target] = member.mode & 0o777
     elif member.issym():
         os.symlink(member.linkname, target)
+    elif member.islnk():
+        source = os.path.normpath(member.linkname)
+        if source.startswith(("/", "..")) or "\0" in source:
+            raise Refused("bad_archive", "the archive links to %r, outside /workspace" % member.linkname)
+        os.link(os.path.join(resolve(os.path.dirname(os.path.join(WORKSPACE, source))), os.path.basename(source)), target, follow_symlinks=False)
     elif member.isfile():
         source = archive.extractfile(member)
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, member.mode & 0o777)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the sandbox's base image from Debian's packages, for machines that cannot pull from a
 # container registry: debootstrap a minimal bookworm with Python 3 and Node.js into a temporary
-# directory and `docker import` it. Idempotent: does nothing when the image already exists.
+# directory and `docker import` it (git, ripgrep and procps too: the agent tools use them). Idempotent: does nothing when the image already exists.
 #
 #   scripts/build-base-image.sh [IMAGE]      (default: tracebox-base:bookworm)
 #
@@ -27,8 +27,8 @@ fi
 
 root=$(mktemp -d /tmp/tracebox-base.XXXXXX)
 trap 'as_root rm -rf "$root"' EXIT
-log "debootstrap bookworm (minbase + python3, nodejs) into $root; this takes a few minutes"
-as_root debootstrap --variant=minbase --include=python3,nodejs bookworm "$root" "$mirror" \
+log "debootstrap bookworm (minbase + python3, nodejs, git, ripgrep, procps) into $root; this takes a few minutes"
+as_root debootstrap --variant=minbase --include=python3,nodejs,git,ripgrep,procps,ca-certificates bookworm "$root" "$mirror" \
   | while IFS= read -r line; do
       case "$line" in I:\ Retrieving*|I:\ Validating*|I:\ Unpacking*|I:\ Configuring*|I:\ Extracting*) ;; *) log "$line" ;; esac
     done

@@ -2,7 +2,7 @@
 # One command to run every test on a fresh Debian machine with the Rust toolchain: installs and
 # starts the Docker engine when absent, installs headless Chromium for the browser tests, builds
 # the sandbox image, runs the unit and integration tests (real engine, real SQLite, real HTTP,
-# real browser), then checks that no sandbox container was left.
+# real browser), then checks that the tests left no sandbox container behind.
 # Arguments go to `cargo test` (e.g. scripts/test.sh isolation).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,12 +11,16 @@ scripts/ensure-chromium.sh
 cargo build --workspace --tests
 # Build the image once here, so the test servers, started in parallel, find it ready.
 "${CARGO_TARGET_DIR:-target}/debug/tracebox" image build
+# Containers another process on this machine left (a killed server, another checkout's tests)
+# are not this run's doing: only the ones that appear during the tests count as leaks.
+before=$(docker ps -aq --no-trunc --filter label=tracebox | sort)
 cargo test --workspace "$@"
 
-left=$(docker ps -aq --filter label=tracebox)
+after=$(docker ps -aq --no-trunc --filter label=tracebox | sort)
+left=$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)
 if [ -n "$left" ]; then
   echo "[test] sandbox containers were left behind:" >&2
-  docker ps -a --filter label=tracebox >&2
+  for id in $left; do docker ps -a --no-trunc --filter "id=$id" --format '{{.ID}} {{.Image}} {{.Status}} {{.Names}}' >&2; done
   exit 1
 fi
 echo "[test] no sandbox container left behind" >&2

@@ -1,4 +1,5 @@
-//! The `tracebox` command: serve, run one program, build the sandbox image.
+//! The `tracebox` command: serve, run one program, run a prompt set, use a server's sandboxes,
+//! build the sandbox image.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,15 @@ enum Command {
     /// 2 the prompt set is invalid or unreadable (the message names the line); 125 tracebox
     /// itself failed.
     Batch(BatchArgs),
+    /// Stateful sandboxes of a running server: create, list, get, exec, code, rm, pause, resume,
+    /// cleanup
+    ///
+    /// Exit codes: `exec` and `code` exit with the command's own code (a cell: 0, or 1 when it
+    /// raised), 124 timeout, 137 out of memory, 1 output limit or a failure of the sandbox, 2
+    /// refused by the policy (the rules named). Every subcommand exits 1 when the server refuses
+    /// (its error code and message on stderr, e.g. no_such_sandbox) or cannot be reached, and 2
+    /// on bad usage.
+    Sandbox(cli::sandbox::SandboxArgs),
     /// Manage the sandbox image
     Image {
         #[command(subcommand)]
@@ -147,6 +157,8 @@ fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
             init_logging(config.log_format, "warn")?;
             cli::batch::run(config, args)
         }
+        // A client of a server: no settings, no logging of its own.
+        Command::Sandbox(args) => Ok(cli::sandbox::run(args)),
         Command::Image { command: ImageCommand::Build { force, .. } } => {
             let config = Config::load(sub(matches, &["image", "build"]), file)?;
             init_logging(config.log_format, "info")?;

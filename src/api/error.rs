@@ -65,6 +65,8 @@ pub enum ErrorCode {
     InvalidFileName,
     /// An uploaded file over TRACEBOX_UPLOAD_MAX_FILE_BYTES.
     FileTooLarge,
+    /// A `Range` that starts past the end of a sandbox's file.
+    RangeNotSatisfiable,
     /// The files of one upload over TRACEBOX_UPLOAD_MAX_REQUEST_BYTES.
     UploadTooLarge,
     /// An upload that would take the files in uploads/ past TRACEBOX_UPLOAD_MAX_TOTAL_BYTES.
@@ -134,6 +136,7 @@ impl ErrorCode {
             UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             NoSuchTrace | NoSuchRoute | NoSuchFile => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge | FileTooLarge | UploadTooLarge
             | UploadQuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
@@ -178,6 +181,7 @@ impl ErrorCode {
             UpgradeRequired => "upgrade_required",
             InvalidFileName => "invalid_file_name",
             FileTooLarge => "file_too_large",
+            RangeNotSatisfiable => "range_not_satisfiable",
             UploadTooLarge => "upload_too_large",
             UploadQuotaExceeded => "upload_quota_exceeded",
             InvalidUpload => "invalid_upload",
@@ -357,6 +361,10 @@ impl From<RequestError> for ApiError {
 
 impl From<SandboxesError> for ApiError {
     fn from(error: SandboxesError) -> ApiError {
+        if let SandboxesError::RangeNotSatisfiable { size } = error {
+            return ApiError::new(ErrorCode::RangeNotSatisfiable, error.to_string())
+                .with_header(header::CONTENT_RANGE, format!("bytes */{size}"));
+        }
         let code = match error {
             SandboxesError::Run(error) => return error.into(),
             SandboxesError::Files(error) => return error.into(),
@@ -369,8 +377,12 @@ impl From<SandboxesError> for ApiError {
             SandboxesError::NoSuchFile { .. } => ErrorCode::NoSuchFile,
             SandboxesError::SnapshotQuota { .. } => ErrorCode::SnapshotQuota,
             SandboxesError::TooLarge(_) => ErrorCode::FileTooLarge,
+            SandboxesError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
             SandboxesError::Sandbox(ref source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
-            SandboxesError::Sandbox(_) | SandboxesError::Store(_) | SandboxesError::Snapshot(_) => ErrorCode::Internal,
+            SandboxesError::Sandbox(_)
+            | SandboxesError::Store(_)
+            | SandboxesError::Snapshot(_)
+            | SandboxesError::Unfinished(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())
     }

@@ -33,7 +33,7 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: CreateRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
-    let view = services.sandboxes.create(body).await?;
+    let view = services.sandboxes.detached(|sandboxes| async move { sandboxes.create(body).await }).await?;
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -73,13 +73,14 @@ pub async fn show(services: web::Data<Services>, id: web::Path<String>) -> Resul
 
 /// `DELETE /sandboxes/{id}`
 pub async fn delete(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    services.sandboxes.delete(&id).await?;
+    let id = id.into_inner();
+    services.sandboxes.detached(|sandboxes| async move { sandboxes.delete(&id).await }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /sandboxes/cleanup`
 pub async fn cleanup(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
-    let removed = services.sandboxes.cleanup().await?;
+    let removed = services.sandboxes.detached(|sandboxes| async move { sandboxes.cleanup().await }).await?;
     Ok(HttpResponse::Ok().json(json!({ "removed": removed })))
 }
 
@@ -98,17 +99,26 @@ pub async fn timeout(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: TimeoutBody = read_json(&request, payload, 4096, "a timeout and what to do then").await?;
-    Ok(HttpResponse::Ok().json(services.sandboxes.set_timeout(&id, body.timeout, body.on_timeout.as_deref()).await?))
+    let id = id.into_inner();
+    let view = services
+        .sandboxes
+        .detached(|sandboxes| async move { sandboxes.set_timeout(&id, body.timeout, body.on_timeout.as_deref()).await })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// `POST /sandboxes/{id}/pause`
 pub async fn pause(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(services.sandboxes.pause(&id).await?))
+    let id = id.into_inner();
+    Ok(HttpResponse::Ok()
+        .json(services.sandboxes.detached(|sandboxes| async move { sandboxes.pause(&id).await }).await?))
 }
 
 /// `POST /sandboxes/{id}/resume`
 pub async fn resume(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(services.sandboxes.resume(&id).await?))
+    let id = id.into_inner();
+    Ok(HttpResponse::Ok()
+        .json(services.sandboxes.detached(|sandboxes| async move { sandboxes.resume(&id).await }).await?))
 }
 
 /// `POST /sandboxes/{id}/commands`
@@ -143,7 +153,8 @@ fn reply(execution: Execution) -> Result<HttpResponse, ApiError> {
 
 /// `POST /sandboxes/{id}/code/restart`
 pub async fn restart(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    services.sandboxes.restart_kernel(&id).await?;
+    let id = id.into_inner();
+    services.sandboxes.detached(|sandboxes| async move { sandboxes.restart_kernel(&id).await }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -181,24 +192,28 @@ pub async fn read_file(
 ) -> Result<HttpResponse, ApiError> {
     let path = query.required()?;
     let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(parse_range).transpose()?;
-    let (offset, length) = range.unwrap_or((0, None));
-    let (bytes, size) = services.sandboxes.read_file(&id, path, offset, length).await?;
+    let (id, owned) = (id.into_inner(), path.to_owned());
+    let read =
+        services.sandboxes.detached(|sandboxes| async move { sandboxes.read_file(&id, &owned, range).await }).await?;
     let mut response = match range {
         Some(_) => {
-            let end = (offset + bytes.len() as u64).saturating_sub(1);
+            let end = (read.offset + read.bytes.len() as u64).saturating_sub(1);
             let mut partial = HttpResponse::PartialContent();
-            partial.insert_header((header::CONTENT_RANGE, format!("bytes {offset}-{end}/{size}")));
+            partial.insert_header((header::CONTENT_RANGE, format!("bytes {}-{end}/{}", read.offset, read.size)));
             partial
         }
         None => HttpResponse::Ok(),
     };
+    if read.redacted {
+        response.insert_header(("x-tracebox-redacted", "true"));
+    }
     let name = path.rsplit('/').next().unwrap_or("file").to_owned();
     Ok(response
         .content_type("application/octet-stream")
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}\"", name.replace('"', "_"))))
         .insert_header((header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox"))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .body(bytes))
+        .body(read.bytes))
 }
 
 /// `bytes=a-b` or `bytes=a-`: (offset, length).
@@ -235,7 +250,11 @@ pub async fn write_file(
             ErrorCode::BodyTooLarge => ApiError::new(ErrorCode::FileTooLarge, error.message().to_owned()),
             _ => error,
         })?;
-    let entry = services.sandboxes.write_file(&id, path, &body, SandboxOp::Write).await?;
+    let (id, path) = (id.into_inner(), path.to_owned());
+    let entry = services
+        .sandboxes
+        .detached(|sandboxes| async move { sandboxes.write_file(&id, &path, &body, SandboxOp::Write).await })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "entry": entry })))
 }
 
@@ -284,7 +303,9 @@ pub async fn upload(
     if files.is_empty() {
         return Err(parts.empty());
     }
-    let entries = services.sandboxes.upload(&id, dir, &files).await?;
+    let (id, dir) = (id.into_inner(), dir.to_owned());
+    let entries =
+        services.sandboxes.detached(|sandboxes| async move { sandboxes.upload(&id, &dir, &files).await }).await?;
     Ok(HttpResponse::Ok().json(json!({ "entries": entries })))
 }
 
@@ -294,7 +315,8 @@ pub async fn remove_file(
     id: web::Path<String>,
     query: web::Query<PathQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    services.sandboxes.remove_file(&id, query.required()?).await?;
+    let (id, path) = (id.into_inner(), query.required()?.to_owned());
+    services.sandboxes.detached(|sandboxes| async move { sandboxes.remove_file(&id, &path).await }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -313,7 +335,9 @@ pub async fn snapshot(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: SnapshotBody = read_optional_json(&request, payload).await?;
-    let snapshot = services.sandboxes.snapshot(&id, body.label).await?;
+    let id = id.into_inner();
+    let snapshot =
+        services.sandboxes.detached(|sandboxes| async move { sandboxes.snapshot(&id, body.label).await }).await?;
     Ok(HttpResponse::Created().json(json!({
         "snapshot_id": snapshot.id, "label": snapshot.label, "bytes": snapshot.bytes,
         "created_at": tracebox_model::format_us(snapshot.created_at_us),
@@ -345,7 +369,10 @@ pub async fn reset(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: SnapshotBody = read_optional_json(&request, payload).await?;
-    Ok(HttpResponse::Ok().json(services.sandboxes.reset(&id, body.snapshot_id).await?))
+    let id = id.into_inner();
+    let view =
+        services.sandboxes.detached(|sandboxes| async move { sandboxes.reset(&id, body.snapshot_id).await }).await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// A small JSON body that may also be empty (`curl -X POST` without `-d`).

@@ -250,8 +250,9 @@ async fn find(services: &Services, id: &str) -> Result<TraceDetail, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {parsed}; list them with GET /traces")))
 }
 
-/// The output streams a trace keeps, as `/trace/{id}/output/{stream}` names them.
-const STREAMS: &[&str] = &["stdout", "stderr"];
+/// The output streams a trace keeps, as `/trace/{id}/output/{stream}` names them (a tool
+/// call's are `output` and `diff`).
+const STREAMS: &[&str] = &["stdout", "stderr", "output", "diff"];
 
 /// `GET /trace/{id}/output/{stream}`: one stream as a file, so long output can be kept or
 /// opened in an editor rather than scrolled through in a page.

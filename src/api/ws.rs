@@ -267,34 +267,29 @@ impl Socket {
         self.check_new(&message.id)?;
         let Run { id, stdin_open, sandbox_id, cmd, body } = message;
         let keep_stdin_open = stdin_open.unwrap_or(true);
-        let (live, slot) = match sandbox_id {
+        let live = match sandbox_id {
             None if cmd.is_some() => {
                 return Err(invalid_message("`cmd` is for a sandbox's command: give its `sandbox_id` too"));
             }
             None => {
                 let request = body.into_request(&self.services, Source::WebSocket).await?;
-                (self.services.runner.start(request, keep_stdin_open), None)
+                self.services.runner.start(request, keep_stdin_open)
             }
             Some(sandbox) => {
                 let step = body.into_step(cmd)?;
-                let run = match step {
+                match step {
                     Step::Command(command) => {
                         self.services.sandboxes.start_command(&sandbox, command, keep_stdin_open).await
                     }
                     Step::Cell(cell) => self.services.sandboxes.start_code(&sandbox, cell).await,
-                }?;
-                (run.live, Some(run.slot))
+                }?
             }
         };
         let LiveRun { trace_id, events, control, outcome } = live;
         tracing::debug!(run = %id, %trace_id, "websocket run started");
         self.runs.insert(id.clone(), Going::Run(control));
         let frames = self.frames_tx.clone();
-        actix_web::rt::spawn(async move {
-            forward(id, trace_id, events, outcome, frames).await;
-            // The sandbox takes its next step once this one's last frame is out.
-            drop(slot);
-        });
+        actix_web::rt::spawn(forward(id, trace_id, events, outcome, frames));
         Ok(())
     }
 

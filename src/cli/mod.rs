@@ -1,3 +1,4 @@
 //! Commands of the `tracebox` binary too long for main.rs; only the binary uses them.
 
 pub mod batch;
+pub mod sandbox;

@@ -24,7 +24,7 @@ use tracebox_model::{
 use crate::files::{ArtifactReport, Files};
 use crate::policy::Policy;
 use crate::sandbox::{
-    ArtifactsCut, Chunk, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
+    ArtifactsCut, Chunk, CommandLine, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
 };
 use crate::submission::RequestLimits;
 use crate::trace::{self, FinishedTrace, NewTrace, StoreError, TraceStore};
@@ -149,25 +149,43 @@ pub enum Place {
     #[default]
     Container,
     /// A step in a stateful sandbox: the request's `code` is the command (`bash -c`) or the
-    /// cell, its `env` the command's own, its `parent` the sandbox's trace.
-    Sandbox { session: Session, sandbox_id: String, step: StepKind },
+    /// cell, its `env` the command's own, its `parent` the sandbox's trace. `held` is let go
+    /// when the run ends, whoever follows it or stops following it: the sandbox's step slot.
+    Sandbox { session: Session, sandbox_id: String, step: StepKind, held: Held },
 }
+
+/// What a run keeps until it ends.
+pub type Held = Arc<dyn std::any::Any + Send + Sync>;
 
 /// What a step in a sandbox is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepKind {
-    /// A command, run in `cwd` (relative to /workspace; by default /workspace itself).
-    Command { cwd: Option<String> },
+    /// A command (`bash -c` the request's code), run in `cwd` (relative to /workspace; by
+    /// default /workspace itself); with `merged`, its stderr comes as stdout, in the order
+    /// written (what an agent's shell tool reads).
+    Command { cwd: Option<String>, merged: bool },
+    /// A program of tracebox's own making, `argv` (a tool's `git` or `rg`), stdout and stderr
+    /// merged: the request's code is only its readable form. Not screened by the policy, whose
+    /// rules are for code: its arguments are data, checked by the tool that made it.
+    Program { argv: Vec<String>, cwd: Option<String> },
     /// A cell for the sandbox's kernel.
     Cell,
 }
 
 impl Place {
+    /// How long a request for a run here may ask to take, in words.
+    fn most_time(&self, allowed: &RequestLimits) -> String {
+        match self {
+            Place::Container => format!("up to {} s", allowed.max_timeout_secs),
+            Place::Sandbox { .. } => "up to TRACEBOX_SANDBOX_MAX_STEP_TIMEOUT_SECS".to_owned(),
+        }
+    }
+
     /// What the trace of a run here is.
     fn kind(&self) -> TraceKind {
         match self {
             Place::Container => TraceKind::Execution,
-            Place::Sandbox { step: StepKind::Command { .. }, .. } => TraceKind::Command,
+            Place::Sandbox { step: StepKind::Command { .. } | StepKind::Program { .. }, .. } => TraceKind::Command,
             Place::Sandbox { step: StepKind::Cell, .. } => TraceKind::Cell,
         }
     }
@@ -298,7 +316,10 @@ impl Runner {
         let mut log = EventLog::start();
         let hits = match &place {
             Place::Sandbox { step: StepKind::Command { .. }, .. } => inner.policy.check_command(&request.code),
-            Place::Container | Place::Sandbox { .. } => inner.policy.check_input(request.language, &request.code),
+            Place::Sandbox { step: StepKind::Program { .. }, .. } => Vec::new(),
+            Place::Container | Place::Sandbox { step: StepKind::Cell, .. } => {
+                inner.policy.check_input(request.language, &request.code)
+            }
         };
         let blocking: Vec<&PolicyHit> = hits.iter().filter(|hit| hit.action == Action::Block).collect();
         let keep = if blocking.is_empty() { Keep::Whole } else { Keep::Start };
@@ -381,9 +402,18 @@ impl Runner {
                     artifacts_budget: 0,
                 };
                 let step = match step {
-                    StepKind::Command { cwd } => {
-                        Step::Command { cmd: &request.code, cwd: cwd.as_deref(), env: &request.env }
-                    }
+                    StepKind::Command { cwd, merged } => Step::Command {
+                        line: CommandLine::Shell(&request.code),
+                        cwd: cwd.as_deref(),
+                        env: &request.env,
+                        merged: *merged,
+                    },
+                    StepKind::Program { argv, cwd } => Step::Command {
+                        line: CommandLine::Argv(argv),
+                        cwd: cwd.as_deref(),
+                        env: &request.env,
+                        merged: true,
+                    },
                     StepKind::Cell => Step::Cell { code: &request.code },
                 };
                 let limits = &request.limits;
@@ -415,7 +445,8 @@ impl Runner {
         };
         screens.finish(&raw).await;
         record_artifacts(&artifacts, &mut log);
-        let execution = self.conclude(trace_id, &request, raw, screens, hits, artifacts);
+        let judged = judge(&raw, &request, self.request_limits(), &place.most_time(self.request_limits()));
+        let execution = self.conclude(trace_id, judged, raw, screens, hits, artifacts);
         self.finish(&execution, kind, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");
         Ok(execution)
@@ -448,22 +479,28 @@ impl Runner {
         }
     }
 
-    /// Turn the sandbox's raw outcome and the screened output into the reply.
+    /// Turn the sandbox's raw outcome, how it was judged and the screened output into the reply.
     fn conclude(
         &self,
         trace_id: TraceId,
-        request: &ExecutionRequest,
+        (status, message): (Status, Option<String>),
         raw: RawOutcome,
         screens: Screens<'_>,
         mut hits: Vec<PolicyHit>,
         artifacts: ArtifactReport,
     ) -> Execution {
-        let (status, message) = judge(&raw, request, self.request_limits());
         let (stdout, stdout_lossy) = screens.stdout.into_screened();
         let (stderr, stderr_lossy) = screens.stderr.into_screened();
         hits.extend(stdout.warnings);
         hits.extend(stderr.warnings);
         let artifacts_omitted = omissions(&artifacts, raw.artifacts_cut);
+        let (cell, cell_redactions) = match raw.cell.clone() {
+            Some(cell) => {
+                let (cell, redactions) = screen_cell(&self.inner.policy, cell);
+                (Some(cell), redactions)
+            }
+            None => (None, Vec::new()),
+        };
         Execution {
             trace_id,
             status,
@@ -475,12 +512,18 @@ impl Runner {
             oom_killed: raw.oom_killed,
             truncated: raw.output_limited,
             invalid_utf8: stdout_lossy || stderr_lossy,
-            redactions: stdout.redactions.into_iter().chain(stderr.redactions).chain(artifacts.redactions).collect(),
+            redactions: stdout
+                .redactions
+                .into_iter()
+                .chain(stderr.redactions)
+                .chain(artifacts.redactions)
+                .chain(cell_redactions)
+                .collect(),
             policy_hits: hits,
             message,
             artifacts_omitted,
             artifacts: artifacts.stored,
-            cell: raw.cell.clone(),
+            cell,
         }
     }
 
@@ -506,7 +549,9 @@ impl Runner {
                 policy_hits,
                 omitted_bytes,
             }),
-            Place::Sandbox { sandbox_id, step: StepKind::Command { cwd }, .. } => TraceInput::Command(CommandInput {
+            Place::Sandbox {
+                sandbox_id, step: StepKind::Command { cwd, .. } | StepKind::Program { cwd, .. }, ..
+            } => TraceInput::Command(CommandInput {
                 sandbox_id: sandbox_id.clone(),
                 cmd: code,
                 cwd: cwd.clone(),
@@ -744,17 +789,44 @@ fn blocked_message(blocking: &[&PolicyHit]) -> String {
     )
 }
 
+/// A cell's result and error, redacted as output is: a value a cell computed is output too.
+fn screen_cell(
+    policy: &Policy,
+    mut cell: tracebox_model::record::CellOutcome,
+) -> (tracebox_model::record::CellOutcome, Vec<tracebox_model::Redaction>) {
+    let mut redactions = Vec::new();
+    let mut screen = |text: &mut String, stream: &str| {
+        let filtered = policy.filter_output(text, stream);
+        *text = filtered.text;
+        redactions.extend(filtered.redactions);
+    };
+    if let Some(result) = cell.result.as_mut() {
+        screen(result, "result");
+    }
+    if let Some(error) = cell.error.as_mut() {
+        screen(&mut error.name, "error");
+        screen(&mut error.value, "error");
+        screen(&mut error.traceback, "error");
+    }
+    (cell, redactions)
+}
+
 /// The exit codes a signal can produce (128 + 1..=31); others are the program's own choice.
 const SIGNAL_EXIT_CODES: std::ops::RangeInclusive<i64> = 129..=159;
 
 /// How the run ended, and why in words when it is not a plain exit.
-fn judge(raw: &RawOutcome, request: &ExecutionRequest, allowed: &RequestLimits) -> (Status, Option<String>) {
+/// `most_time` says how long a request could have asked for (`up to 60 s`).
+fn judge(
+    raw: &RawOutcome,
+    request: &ExecutionRequest,
+    allowed: &RequestLimits,
+    most_time: &str,
+) -> (Status, Option<String>) {
     let limits = &request.limits;
     if raw.timed_out {
         let message = format!(
-            "killed after its {} s timeout (request `timeout` up to {} s); output printed before that is kept",
+            "killed after its {} s timeout (request `timeout` {most_time}); output printed before that is kept",
             limits.timeout.as_secs_f64(),
-            allowed.max_timeout_secs
         );
         return (Status::Timeout, Some(message));
     }
@@ -825,7 +897,7 @@ mod tests {
     #[test]
     fn a_timeout_outranks_the_exit_code_it_caused() {
         let raw = RawOutcome { timed_out: true, exit_code: Some(137), ..RawOutcome::default() };
-        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults());
+        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults(), "up to 60 s");
         assert_eq!(status, Status::Timeout);
         assert!(message.unwrap().contains("2 s timeout"));
     }
@@ -833,7 +905,7 @@ mod tests {
     #[test]
     fn oom_names_the_limit() {
         let raw = RawOutcome { oom_killed: true, exit_code: Some(137), ..RawOutcome::default() };
-        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults());
+        let (status, message) = judge(&raw, &request(), &RequestLimits::defaults(), "up to 60 s");
         assert_eq!(status, Status::Oom);
         assert!(message.unwrap().contains("64 MiB"));
     }
@@ -841,7 +913,9 @@ mod tests {
     #[test]
     fn exit_codes_map_to_success_and_error_and_only_signal_codes_name_a_signal() {
         let allowed = RequestLimits::defaults();
-        let exit = |code| judge(&RawOutcome { exit_code: Some(code), ..RawOutcome::default() }, &request(), &allowed);
+        let exit = |code| {
+            judge(&RawOutcome { exit_code: Some(code), ..RawOutcome::default() }, &request(), &allowed, "up to 60 s")
+        };
         assert_eq!(exit(0), (Status::Success, None));
         assert_eq!(exit(3), (Status::Error, None));
         assert_eq!(exit(139).1.as_deref(), Some("exit code 139: killed by signal 11"));

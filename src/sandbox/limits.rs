@@ -200,9 +200,11 @@ pub fn container_body(settings: &ContainerSettings, spec: &ContainerSpec) -> Con
 
 fn host_config(settings: &ContainerSettings, spec: &ContainerSpec) -> HostConfig {
     let (profile, files) = (spec.profile, spec.files);
-    let workspace_mb = match spec.purpose {
-        Purpose::Sandbox { disk_mb, .. } => disk_mb,
-        Purpose::Pool(_) | Purpose::Run(_) => settings.workspace_size_mb,
+    // A sandbox's /workspace is where an agent builds and runs what it wrote (`./configure`,
+    // a compiled test): Docker mounts a tmpfs noexec unless told `exec`. A run's stays noexec.
+    let (workspace_mb, exec) = match spec.purpose {
+        Purpose::Sandbox { disk_mb, .. } => (disk_mb, ",exec"),
+        Purpose::Pool(_) | Purpose::Run(_) => (settings.workspace_size_mb, ""),
     };
     let memory = i64::try_from(profile.memory_bytes).unwrap_or(i64::MAX);
     let ulimit = |name: &str, value: u64| {
@@ -222,7 +224,10 @@ fn host_config(settings: &ContainerSettings, spec: &ContainerSpec) -> HostConfig
         shm_size: Some(i64::try_from(settings.tmp_size_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX)),
         tmpfs: Some(HashMap::from([
             ("/tmp".to_owned(), format!("rw,nosuid,nodev,noexec,size={}m,mode=1777", settings.tmp_size_mb)),
-            ("/workspace".to_owned(), format!("rw,nosuid,nodev,size={workspace_mb}m,uid=1000,gid=1000,mode=0755")),
+            (
+                "/workspace".to_owned(),
+                format!("rw,nosuid,nodev{exec},size={workspace_mb}m,uid=1000,gid=1000,mode=0755"),
+            ),
         ])),
         // No docker-init: the supervisor is PID 1 and reaps orphans itself. An init of the
         // sandbox user would be a process every program could trace (it is dumpable) and that

@@ -27,7 +27,7 @@ pub use pool::{PoolSettings, PoolState, ProfileState};
 pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, RawOutcome, RunIo};
 pub use session::{Op, OpError, OpFrame, Session, reply_of};
 pub use settings::SandboxSettings;
-pub use step::Step;
+pub use step::{CommandLine, Step};
 
 use container::Container;
 use docker::Engine;

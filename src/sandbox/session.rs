@@ -149,7 +149,7 @@ impl Session {
             container: container.to_owned(),
             input: tokio::sync::Mutex::new(input),
             ops: Mutex::new(HashMap::new()),
-            next: AtomicU32::new(1),
+            next: AtomicU32::new(first_op_id(ready)),
             gone: CancellationToken::new(),
         });
         let reader = Arc::clone(&inner);
@@ -307,4 +307,13 @@ impl Drop for Op {
     fn drop(&mut self) {
         self.session.inner.ops().remove(&self.id);
     }
+}
+
+/// The first operation id of a session. A new container's count from 1; one attached again
+/// after a restart of tracebox from a random point of the upper half, so that an operation the
+/// last tracebox left running (a command across a `kill -9`) never shares its id with a new one:
+/// its output and reply, which nobody waits for any more, are then dropped, not taken for
+/// another's.
+fn first_op_id(ready: Duration) -> u32 {
+    if ready.is_zero() { (uuid::Uuid::new_v4().as_u128() as u32) | 0x8000_0000 } else { 1 }
 }

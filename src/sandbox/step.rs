@@ -22,10 +22,19 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What a step runs.
 pub enum Step<'a> {
-    /// `bash -c cmd` in `cwd` (relative to /workspace), with `env` on top of the sandbox's.
-    Command { cmd: &'a str, cwd: Option<&'a str>, env: &'a BTreeMap<String, String> },
+    /// A program in `cwd` (relative to /workspace), with `env` on top of the sandbox's; with
+    /// `merged`, its stderr is sent as stdout, in the order written.
+    Command { line: CommandLine<'a>, cwd: Option<&'a str>, env: &'a BTreeMap<String, String>, merged: bool },
     /// A cell for the sandbox's kernel.
     Cell { code: &'a str },
+}
+
+/// What a command runs.
+pub enum CommandLine<'a> {
+    /// `bash -c` this.
+    Shell(&'a str),
+    /// This program and its arguments, no shell between.
+    Argv(&'a [String]),
 }
 
 /// Run `step` in `session`: stdin first (commands only), within `timeout` and `output_bytes`.
@@ -40,8 +49,14 @@ pub async fn run(
 ) -> Result<RawOutcome, SandboxError> {
     let RunIo { output: sink, stdin: more_stdin, kill, started: on_start, .. } = io;
     let (header, body) = match step {
-        Step::Command { cmd, cwd, env } => {
-            (json!({"op": "exec", "cmd": cmd, "cwd": cwd, "env": env, "timeout": timeout.as_secs_f64()}), stdin)
+        Step::Command { line, cwd, env, merged } => {
+            let mut header =
+                json!({"op": "exec", "cwd": cwd, "env": env, "timeout": timeout.as_secs_f64(), "merge": merged});
+            match line {
+                CommandLine::Shell(cmd) => header["cmd"] = json!(cmd),
+                CommandLine::Argv(argv) => header["argv"] = json!(argv),
+            }
+            (header, stdin)
         }
         Step::Cell { code } => (json!({"op": "code", "timeout": timeout.as_secs_f64()}), code),
     };

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde_json::json;
@@ -37,6 +37,9 @@ pub struct CreateRequest {
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }
+
+/// How long a view waits for a sandbox's disk usage.
+const USAGE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A sandbox as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -117,10 +120,7 @@ impl Sandboxes {
         check_metadata(&request.metadata)?;
         let on_timeout = on_timeout(request.on_timeout.as_deref())?;
         let inputs = self.inner.files.inputs(&request.files).await?;
-        let count = self.inner.store.sandboxes(None).await?.len();
-        if count >= settings.max_sandboxes {
-            return Err(SandboxesError::TooMany { count });
-        }
+        let _reserved = self.reserve().await?;
         let now = now_us();
         let record = SandboxRecord {
             id: super::new_id("sbx_"),
@@ -150,6 +150,19 @@ impl Sandboxes {
                 Err(error)
             }
         }
+    }
+
+    /// A place for one more sandbox, held while it is created; `TooMany` when the sandboxes
+    /// stored and those being created fill TRACEBOX_SANDBOX_MAX.
+    async fn reserve(&self) -> Result<Reservation, SandboxesError> {
+        let _one_at_a_time = self.inner.records.lock().await;
+        let creating = self.inner.creating.load(Ordering::SeqCst);
+        let count = self.inner.store.sandboxes(None).await?.len() + creating;
+        if count >= self.inner.settings.max_sandboxes {
+            return Err(SandboxesError::TooMany { count });
+        }
+        self.inner.creating.fetch_add(1, Ordering::SeqCst);
+        Ok(Reservation { sandboxes: self.clone() })
     }
 
     fn begin_trace(&self, record: &SandboxRecord, files: &[String]) {
@@ -188,7 +201,7 @@ impl Sandboxes {
             if !inputs.is_empty() {
                 let tar = tar_of(inputs)?;
                 untar(&session, &tar).await?;
-                record.creation_snapshot = Some(self.keep_snapshot(&record, &tar, Some("creation")).await?.id);
+                record.creation_snapshot = Some(self.keep_snapshot(&record, &tar, Some("creation"), &[]).await?.id);
             }
             record.container = Some(session.container().to_owned());
             self.inner.store.put_sandbox(record.clone()).await?;
@@ -217,7 +230,7 @@ impl Sandboxes {
             let (runtime, container, id) =
                 (self.inner.runtime.clone(), session.container().to_owned(), record.id.clone());
             // Off the creation's path: the name is for people reading `docker ps`.
-            tokio::spawn(async move {
+            self.inner.runner.runtime().spawn(async move {
                 if let Err(error) = runtime.name_session(&container, &id).await {
                     tracing::warn!(%error, sandbox = %id, "could not name the sandbox's container after it");
                 }
@@ -245,9 +258,12 @@ impl Sandboxes {
     pub async fn view(&self, id: &str) -> Result<SandboxView, SandboxesError> {
         let record = self.record(id).await?;
         let used = match self.session_of(&record) {
-            Ok(live) => {
-                live.session.call(json!({"op": "usage"}), &[]).await.ok().and_then(|reply| reply["used"].as_u64())
-            }
+            // A busy supervisor makes the view wait no more than this: the usage is then null.
+            Ok(live) => tokio::time::timeout(USAGE_PATIENCE, live.session.call(json!({"op": "usage"}), &[]))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|reply| reply["used"].as_u64()),
             Err(_) => None,
         };
         Ok(SandboxView::of(&record, used))
@@ -329,7 +345,18 @@ impl Sandboxes {
         let (record, _) = self
             .traced(&record, input, async {
                 let tar = tar(&live.session).await?;
-                let snapshot = self.keep_snapshot(&record, &tar, Some("pause")).await?;
+                // A pause's snapshot replaces the last pause's: pausing again and again never
+                // fills the quota.
+                let earlier: Vec<String> = self
+                    .inner
+                    .store
+                    .snapshots(id)
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.label.as_deref() == Some("pause"))
+                    .map(|s| s.id)
+                    .collect();
+                let snapshot = self.keep_snapshot(&record, &tar, Some("pause"), &earlier).await?;
                 let output =
                     OpOutput { bytes: Some(snapshot.bytes), snapshot_id: Some(snapshot.id.clone()), error: None };
                 let record = self
@@ -395,7 +422,7 @@ impl Sandboxes {
         let (snapshot, _) = self
             .traced(&record, input, async {
                 let tar = tar(&live.session).await?;
-                let snapshot = self.keep_snapshot(&record, &tar, label.as_deref()).await?;
+                let snapshot = self.keep_snapshot(&record, &tar, label.as_deref(), &[]).await?;
                 let output =
                     OpOutput { bytes: Some(snapshot.bytes), snapshot_id: Some(snapshot.id.clone()), error: None };
                 Ok((snapshot, output))
@@ -431,26 +458,36 @@ impl Sandboxes {
         Ok(SandboxView::of(&self.record(id).await?, None))
     }
 
-    /// Compress and keep `tar` as a snapshot of `record`, within the quotas.
+    /// Compress and keep `tar` as a snapshot of `record`, within the quotas, in place of the
+    /// snapshots `replacing` names (which then neither count nor stay).
     async fn keep_snapshot(
         &self,
         record: &SandboxRecord,
         tar: &[u8],
         label: Option<&str>,
+        replacing: &[String],
     ) -> Result<SnapshotRecord, SandboxesError> {
         let settings = &self.inner.settings;
         let files = self.inner.snapshots.clone();
         let tar = tar.to_vec();
-        let (sha256, bytes) = tokio::task::spawn_blocking(move || files.keep(&tar))
+        let compressed = tokio::task::spawn_blocking(move || files.compress(&tar))
             .await
             .map_err(|e| SandboxesError::Invalid(format!("keeping a snapshot failed: {e}")))??;
-        let own: u64 = self.inner.store.snapshots(&record.id).await?.iter().map(|s| s.bytes).sum::<u64>() + bytes;
+        let bytes = compressed.len();
+        // Within the quotas before anything is written: a refused snapshot leaves no file.
+        let kept = self.inner.store.snapshots(&record.id).await?;
+        let own: u64 = kept.iter().filter(|s| !replacing.contains(&s.id)).map(|s| s.bytes).sum::<u64>() + bytes;
         let total = self.inner.store.snapshot_bytes().await? + bytes;
         for (used, limit) in [(own, settings.max_snapshot_bytes), (total, settings.max_total_snapshot_bytes)] {
             if used > limit {
                 return Err(SandboxesError::SnapshotQuota { bytes: used, limit });
             }
         }
+        let files = self.inner.snapshots.clone();
+        let sha256 = compressed.sha256.clone();
+        tokio::task::spawn_blocking(move || files.store(&compressed))
+            .await
+            .map_err(|e| SandboxesError::Invalid(format!("keeping a snapshot failed: {e}")))??;
         let snapshot = SnapshotRecord {
             id: new_id("snap_"),
             sandbox_id: record.id.clone(),
@@ -460,6 +497,11 @@ impl Sandboxes {
             created_at_us: now_us(),
         };
         self.inner.store.put_snapshot(snapshot.clone()).await?;
+        if !replacing.is_empty() {
+            let unused = self.inner.store.remove_snapshots(replacing.to_vec()).await?;
+            let files = self.inner.snapshots.clone();
+            let _ = tokio::task::spawn_blocking(move || files.forget(&unused)).await;
+        }
         Ok(snapshot)
     }
 
@@ -560,6 +602,19 @@ impl Sandboxes {
         }
     }
 
+    /// Run `work` to its end on the server's runtime, whatever becomes of the request that
+    /// asked for it: a client that hangs up mid-create must leave neither a container that no
+    /// sandbox owns nor a step's trace that never ends. The doors call every operation that
+    /// changes a sandbox or records a step through this.
+    pub async fn detached<T, Work>(&self, work: impl FnOnce(Sandboxes) -> Work) -> Result<T, SandboxesError>
+    where
+        Work: Future<Output = Result<T, SandboxesError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let task = self.inner.runner.runtime().spawn(work(self.clone()));
+        task.await.map_err(|error| SandboxesError::Unfinished(error.to_string()))?
+    }
+
     /// Start the warm containers (at the server's start).
     pub fn warm_up(&self) {
         for language in tracebox_model::Language::ALL {
@@ -584,6 +639,17 @@ impl Sandboxes {
             *counts.entry(record.status.as_str()).or_default() += 1;
         }
         counts
+    }
+}
+
+/// A sandbox being created, counted against TRACEBOX_SANDBOX_MAX until it is stored or failed.
+struct Reservation {
+    sandboxes: Sandboxes,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.sandboxes.inner.creating.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

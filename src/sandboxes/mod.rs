@@ -8,6 +8,7 @@
 mod lifecycle;
 mod snapshots;
 mod steps;
+mod tools;
 mod warm;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +28,8 @@ use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 
 pub use lifecycle::{CreateRequest, SandboxView};
 pub use snapshots::{SnapshotFileError, SnapshotFiles};
-pub use steps::{CodeRequest, CommandRequest, StepRun};
+pub use steps::{CodeRequest, CommandRequest};
+pub use tools::ToolReply;
 
 /// Bounds and defaults of sandboxes (from the configuration).
 #[derive(Debug, Clone)]
@@ -95,6 +97,11 @@ pub enum SandboxesError {
     SnapshotQuota { bytes: u64, limit: u64 },
     #[error("{0}")]
     TooLarge(String),
+    #[error("the range starts past the end of the file ({size} bytes as served)")]
+    RangeNotSatisfiable { size: u64 },
+    /// The operation's task ended before it did (a panic, a shutdown).
+    #[error("the operation did not finish: {0}")]
+    Unfinished(String),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
@@ -111,8 +118,9 @@ impl From<OpError> for SandboxesError {
     fn from(error: OpError) -> SandboxesError {
         match error {
             OpError::Refused { code, message } => match code.as_str() {
-                "bad_path" | "is_a_directory" | "not_a_directory" => SandboxesError::BadPath { message },
+                "bad_path" | "is_a_directory" | "not_a_directory" | "not_a_file" => SandboxesError::BadPath { message },
                 "not_found" => SandboxesError::NoSuchFile { message },
+                "no_space" | "too_large" => SandboxesError::TooLarge(message),
                 _ => SandboxesError::Sandbox(SandboxError::Refused { code, message }),
             },
             OpError::Gone => SandboxesError::Sandbox(SandboxError::SessionGone),
@@ -143,6 +151,9 @@ struct Inner {
     records: tokio::sync::Mutex<()>,
     /// Containers started ahead for the default sandboxes.
     warm: warm::Warm,
+    /// Sandboxes being created: counted with those stored, so that creates at once cannot pass
+    /// TRACEBOX_SANDBOX_MAX together.
+    creating: std::sync::atomic::AtomicUsize,
 }
 
 /// A running sandbox: its container's session, and the one step it runs at a time.
@@ -170,7 +181,7 @@ impl Sandboxes {
             pids: settings.pids,
             disk_mb: settings.default_disk_mb,
         };
-        let warm = warm::Warm::new(runtime.clone(), settings.pool_size, profile);
+        let warm = warm::Warm::new(runtime.clone(), runner.runtime().clone(), settings.pool_size, profile);
         Sandboxes {
             inner: Arc::new(Inner {
                 warm,
@@ -184,6 +195,7 @@ impl Sandboxes {
                 boot_id: boot_id.to_owned(),
                 live: Mutex::new(HashMap::new()),
                 records: tokio::sync::Mutex::new(()),
+                creating: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }

@@ -13,6 +13,19 @@ pub struct SnapshotFiles {
     dir: PathBuf,
 }
 
+/// A workspace's tar, compressed and not yet kept.
+pub struct Compressed {
+    pub sha256: String,
+    bytes: Vec<u8>,
+}
+
+impl Compressed {
+    /// Its compressed size.
+    pub fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+}
+
 /// A snapshot's file could not be written or read.
 #[derive(Debug, thiserror::Error)]
 #[error("snapshot file {path}: {source}")]
@@ -33,23 +46,38 @@ impl SnapshotFiles {
     /// Compress and keep `tar`; its hash and its compressed size. Blocking: call it off the
     /// async runtime.
     pub fn keep(&self, tar: &[u8]) -> Result<(String, u64), SnapshotFileError> {
+        let compressed = self.compress(tar)?;
+        self.store(&compressed)?;
+        Ok((compressed.sha256.clone(), compressed.len()))
+    }
+
+    /// `tar` compressed, in memory: what it would take, known before anything is written.
+    /// Blocking.
+    pub fn compress(&self, tar: &[u8]) -> Result<Compressed, SnapshotFileError> {
+        let failed = |source| SnapshotFileError { path: self.dir.clone(), source };
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(tar).map_err(failed)?;
+        let bytes = encoder.finish().map_err(failed)?;
+        let sha256 = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Compressed { sha256, bytes })
+    }
+
+    /// Keep a compressed snapshot under its hash (once: the same bytes kept twice are one
+    /// file). Blocking.
+    pub fn store(&self, compressed: &Compressed) -> Result<(), SnapshotFileError> {
         let failed = |path: &Path| {
             let path = path.to_owned();
             move |source| SnapshotFileError { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(failed(&self.dir))?;
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(tar).map_err(failed(&self.dir))?;
-        let compressed = encoder.finish().map_err(failed(&self.dir))?;
-        let sha256: String = Sha256::digest(&compressed).iter().map(|b| format!("{b:02x}")).collect();
-        let path = self.path(&sha256);
+        let path = self.path(&compressed.sha256);
         if !path.exists() {
             // Written aside, then renamed: a crash never leaves half a snapshot under its name.
             let partial = self.dir.join(format!(".partial-{}", uuid::Uuid::new_v4().simple()));
-            std::fs::write(&partial, &compressed).map_err(failed(&partial))?;
+            std::fs::write(&partial, &compressed.bytes).map_err(failed(&partial))?;
             std::fs::rename(&partial, &path).map_err(failed(&path))?;
         }
-        Ok((sha256, compressed.len() as u64))
+        Ok(())
     }
 
     /// The tar a kept snapshot holds. Blocking.

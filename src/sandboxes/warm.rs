@@ -11,6 +11,9 @@ use tracebox_model::Language;
 
 use crate::sandbox::{NewSession, Sandbox, Session};
 
+/// How long a close waits for the starts under way (a container start takes about a second).
+const CLOSE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The warm containers. Cheap to clone.
 #[derive(Clone)]
 pub struct Warm {
@@ -19,6 +22,9 @@ pub struct Warm {
 
 struct Inner {
     runtime: Sandbox,
+    /// Where the starts run: the server's runtime, which outlives any request that took a
+    /// container (a task spawned from a request's worker would die with that worker).
+    tasks: tokio::runtime::Handle,
     /// Kept per language.
     size: usize,
     profile: Profile,
@@ -42,10 +48,11 @@ struct Shelf {
 }
 
 impl Warm {
-    pub fn new(runtime: Sandbox, size: usize, profile: Profile) -> Warm {
+    pub fn new(runtime: Sandbox, tasks: tokio::runtime::Handle, size: usize, profile: Profile) -> Warm {
         Warm {
             inner: Arc::new(Inner {
                 runtime,
+                tasks,
                 size,
                 profile,
                 shelves: Mutex::new(HashMap::new()),
@@ -91,7 +98,7 @@ impl Warm {
         };
         for _ in 0..wanted {
             let warm = self.clone();
-            tokio::spawn(async move { warm.start(language).await });
+            self.inner.tasks.spawn(async move { warm.start(language).await });
         }
     }
 
@@ -110,25 +117,30 @@ impl Warm {
         };
         let started = self.inner.runtime.start_session(new).await;
         // Decided under the lock, so that a close meanwhile either sees this container on the
-        // shelf or this start sees the close; the removal awaits after the lock is let go.
+        // shelf or this start sees the close; a start counts as under way until its unwanted
+        // container is removed, so that a close can wait for it.
         let unwanted = {
             let mut shelves = self.shelves();
             let shelf = shelves.entry(language).or_default();
-            shelf.starting = shelf.starting.saturating_sub(1);
             match started {
                 Ok(session) if !self.inner.closed.load(Ordering::Relaxed) => {
                     shelf.ready.push_back(session);
+                    shelf.starting = shelf.starting.saturating_sub(1);
                     None
                 }
                 Ok(session) => Some(session),
                 Err(error) => {
                     tracing::warn!(%error, %language, "a warm sandbox container did not start");
+                    shelf.starting = shelf.starting.saturating_sub(1);
                     None
                 }
             }
         };
         if let Some(session) = unwanted {
             let _ = session.remove().await;
+            let mut shelves = self.shelves();
+            let shelf = shelves.entry(language).or_default();
+            shelf.starting = shelf.starting.saturating_sub(1);
         }
     }
 
@@ -141,6 +153,12 @@ impl Warm {
         };
         for session in waiting {
             let _ = session.remove().await;
+        }
+        // Starts under way remove what they started; a stopping server waits for them, so that
+        // it leaves no container behind.
+        let deadline = tokio::time::Instant::now() + CLOSE_PATIENCE;
+        while self.shelves().values().any(|shelf| shelf.starting > 0) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
 

@@ -60,6 +60,17 @@ pub struct TraceSummary {
     pub preview: String,
 }
 
+/// A child trace with its records, as a parent's listing of one kind reads it.
+#[derive(Debug, Clone)]
+pub struct ChildRecord {
+    pub id: TraceId,
+    pub status: TraceStatus,
+    /// None while it runs.
+    pub duration_ms: Option<f64>,
+    pub input: Value,
+    pub output: Value,
+}
+
 /// One trace with everything recorded about it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TraceDetail {

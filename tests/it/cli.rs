@@ -1,4 +1,7 @@
-//! `tracebox run`: the same pipeline from a terminal, exiting with the program's code.
+//! `tracebox run`: the same pipeline from a terminal, exiting with the program's code; and
+//! (`cli/sandbox.rs`) `tracebox sandbox`, a client of a server's sandboxes.
+
+mod sandbox;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -529,3 +529,22 @@ async fn a_default_sandbox_adopts_a_container_started_ahead_and_one_with_its_own
     }
     assert_eq!(sandbox_containers(&instance).len(), 2, "only the warm ones are left; they leave with the server");
 }
+
+#[tokio::test]
+async fn a_server_stopping_while_warm_sandbox_containers_start_leaves_none_behind() {
+    let mut server = TestServer::spawn_with(&[("TRACEBOX_SANDBOX_POOL_SIZE", "2")]).await;
+    let instance = server.instance_id().await;
+    // Taking warm containers starts their replacements; the server stops while they start.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, reply) = server.post_json("/sandboxes", json!({})).await;
+        assert_eq!(status, 201, "{reply}");
+        ids.push(reply["sandbox_id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let response = server.client.delete(server.url(&format!("/sandboxes/{id}"))).send().await.unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    server.stop();
+    assert_eq!(sandbox_containers(&instance), Vec::<String>::new(), "no warm container outlives its server");
+}

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::sandbox::{CellInput, CommandInput, OpInput, OpOutput, SandboxInput, SandboxOutput};
+use crate::tool::{ReplayInput, ReplayOutput, ToolInput, ToolOutput};
 use crate::{Execution, Language, PolicyHit, RunLimits, Status, TraceId, TraceKind};
 
 /// A file a record names: an upload given to a run or a call.
@@ -325,6 +326,8 @@ pub enum TraceInput {
     Command(CommandInput),
     Cell(CellInput),
     SandboxOp(OpInput),
+    Tool(ToolInput),
+    Replay(ReplayInput),
 }
 
 /// What a trace records as it ends, by kind.
@@ -339,6 +342,8 @@ pub enum TraceOutput {
     Command(Box<Execution>),
     Cell(Box<Execution>),
     SandboxOp(OpOutput),
+    Tool(ToolOutput),
+    Replay(ReplayOutput),
 }
 
 /// A trace read back: its kind's input, and its output once it ended.
@@ -353,6 +358,8 @@ pub enum Record {
     Command { input: CommandInput, output: Option<Box<Execution>> },
     Cell { input: CellInput, output: Option<Box<Execution>> },
     SandboxOp { input: OpInput, output: Option<OpOutput> },
+    Tool { input: ToolInput, output: Option<ToolOutput> },
+    Replay { input: ReplayInput, output: Option<ReplayOutput> },
 }
 
 macro_rules! kinds {
@@ -429,6 +436,8 @@ kinds! {
     Command(CommandInput, Box<Execution>),
     Cell(CellInput, Box<Execution>),
     SandboxOp(OpInput, OpOutput),
+    Tool(ToolInput, ToolOutput),
+    Replay(ReplayInput, ReplayOutput),
 }
 
 #[cfg(test)]

@@ -125,10 +125,15 @@ pub enum TraceKind {
     Cell,
     /// An operation on a sandbox's files, or on the sandbox (pause, resume, snapshot, reset).
     SandboxOp,
+    /// An agent's tool call in a sandbox: a step of its trajectory, with the command or file
+    /// operation it made as its child.
+    Tool,
+    /// A replay of a trajectory, with its tool calls as children.
+    Replay,
 }
 
 impl TraceKind {
-    pub const ALL: [TraceKind; 9] = [
+    pub const ALL: [TraceKind; 11] = [
         TraceKind::Execution,
         TraceKind::Claude,
         TraceKind::Upload,
@@ -138,6 +143,8 @@ impl TraceKind {
         TraceKind::Command,
         TraceKind::Cell,
         TraceKind::SandboxOp,
+        TraceKind::Tool,
+        TraceKind::Replay,
     ];
 
     /// The name stored and shown.
@@ -152,6 +159,8 @@ impl TraceKind {
             TraceKind::Command => "command",
             TraceKind::Cell => "cell",
             TraceKind::SandboxOp => "sandbox_op",
+            TraceKind::Tool => "tool",
+            TraceKind::Replay => "replay",
         }
     }
 }

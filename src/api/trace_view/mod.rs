@@ -4,6 +4,7 @@
 
 mod batch;
 mod claude;
+mod tool;
 
 use askama::Template;
 use serde_json::Value;
@@ -395,6 +396,8 @@ impl<'a> DetailPage<'a> {
             }
             Ok(Record::Sandbox { input, output }) => page.show_sandbox(input, output),
             Ok(Record::SandboxOp { input, output }) => page.show_op(input, output),
+            Ok(Record::Tool { input, output }) => page.show_tool(input, output),
+            Ok(Record::Replay { input, output }) => page.show_replay(input, output),
             Ok(Record::Claude { input, output }) => {
                 let view = ClaudeView::of(&input, output.as_ref());
                 page.explanation = view.explain(summary.status, output.as_ref(), trace.children.len());

@@ -21,9 +21,9 @@ use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
 use tracebox_model::sandbox::{SandboxRecord, SandboxStatus, SnapshotRecord};
-use tracebox_model::{TraceId, TraceInput, now_us};
+use tracebox_model::{TraceId, TraceInput, TraceKind, now_us};
 
-use super::{FinishedTrace, NewTrace, TraceDetail, TraceFilter, TracePage};
+use super::{ChildRecord, FinishedTrace, NewTrace, TraceDetail, TraceFilter, TracePage};
 pub use files::FileRecord;
 pub use retention::{Doomed, Removed, Retention, Swept};
 use writer::{Reply, Write};
@@ -198,6 +198,12 @@ impl TraceStore {
         self.blocking(move |db| queries::get(db, id)).await
     }
 
+    /// The children of `parent` of one kind, in order, with their records: a sandbox's tool
+    /// calls (its trajectory).
+    pub async fn children_of_kind(&self, parent: TraceId, kind: TraceKind) -> Result<Vec<ChildRecord>, StoreError> {
+        self.blocking(move |db| queries::children_of_kind(db, parent, kind)).await
+    }
+
     /// How many traces the store holds.
     pub async fn count(&self) -> Result<u64, StoreError> {
         self.blocking(queries::count).await
@@ -306,6 +312,11 @@ impl TraceStore {
     pub async fn remove_sandbox_snapshots(&self, id: &str) -> Result<Vec<String>, StoreError> {
         let id = id.to_owned();
         self.blocking(move |db| sandboxes::remove_snapshots(db, &id)).await
+    }
+
+    /// Forget these snapshots; the hashes nothing else holds (their files may go).
+    pub async fn remove_snapshots(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.blocking(move |db| sandboxes::remove_snapshot_ids(db, &ids)).await
     }
 
     /// Record a snapshot.

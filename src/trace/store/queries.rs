@@ -5,17 +5,22 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use serde_json::Value;
 
-use tracebox_model::{TraceId, format_us};
+use tracebox_model::{TraceId, TraceKind, format_us};
 
 use super::StoreError;
-use crate::trace::{EventView, TraceDetail, TraceFilter, TracePage, TraceSummary};
+use crate::trace::{ChildRecord, EventView, TraceDetail, TraceFilter, TracePage, TraceSummary};
 
 /// The columns of a [`TraceSummary`], in the order [`summary`] reads them.
-/// The preview is the code, a Claude call's prompt, a batch's or a transfer's name, or the names
-/// of a transfer's files.
+/// The preview is the code or command, a Claude call's prompt, a batch's or a transfer's name,
+/// the names of a transfer's files, a tool call's command or path, or what an operation did.
 const SUMMARY_COLUMNS: &str = "id, parent_id, kind, status, source, language, started_at_us, ended_at_us, exit_code,
-     substr(coalesce(json_extract(input, '$.code'), json_extract(input, '$.prompt'), json_extract(input, '$.name'),
-       (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(output, '$.files'))), 1, 400)";
+     substr(coalesce(json_extract(input, '$.code'), json_extract(input, '$.cmd'), json_extract(input, '$.prompt'),
+       json_extract(input, '$.name'),
+       (SELECT group_concat(json_extract(value, '$.name'), ' ') FROM json_each(output, '$.files')),
+       json_extract(input, '$.tool') || ' ' || coalesce(json_extract(input, '$.params.command'),
+         json_extract(input, '$.params.path'), json_extract(input, '$.params.pattern'),
+         (SELECT group_concat(value, ' ') FROM json_each(input, '$.params.args')), ''),
+       json_extract(input, '$.op') || coalesce(' ' || json_extract(input, '$.path'), '')), 1, 400)";
 
 /// The trigram index finds substrings of at least this many characters; shorter searches scan.
 const TRIGRAM: usize = 3;
@@ -264,6 +269,28 @@ pub(super) fn get(db: &Connection, id: TraceId) -> Result<Option<TraceDetail>, S
         events,
         children,
     }))
+}
+
+/// The children of `parent` of `kind`, oldest first, with their input and output.
+pub(super) fn children_of_kind(db: &Connection, parent: TraceId, kind: TraceKind) -> Result<Vec<ChildRecord>, StoreError> {
+    let mut query = db.prepare_cached(
+        "SELECT id, status, started_at_us, ended_at_us, input, output FROM traces
+         WHERE parent_id = ?1 AND kind = ?2 ORDER BY id",
+    )?;
+    let rows = query.query_map(params![parent.to_string(), kind.as_str()], |row| {
+        let started: i64 = row.get(2)?;
+        let ended: Option<i64> = row.get(3)?;
+        let input: String = row.get(4)?;
+        let output: String = row.get(5)?;
+        Ok(ChildRecord {
+            id: parse_id(&row.get::<_, String>(0)?)?,
+            status: parse_name(1, &row.get::<_, String>(1)?)?,
+            duration_ms: ended.map(|end| (end - started) as f64 / 1000.0),
+            input: serde_json::from_str(&input).unwrap_or(Value::Null),
+            output: serde_json::from_str(&output).unwrap_or(Value::Null),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]

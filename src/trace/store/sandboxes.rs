@@ -77,8 +77,20 @@ pub(super) fn snapshots(db: &Connection, sandbox_id: &str) -> Result<Vec<Snapsho
 /// Forget a sandbox's snapshots; the hashes that no other snapshot holds any more, whose
 /// files may go.
 pub(super) fn remove_snapshots(db: &Connection, sandbox_id: &str) -> Result<Vec<String>, StoreError> {
-    let hashes: Vec<String> = snapshots(db, sandbox_id)?.into_iter().map(|s| s.sha256).collect();
-    db.prepare_cached("DELETE FROM snapshots WHERE sandbox_id = ?1")?.execute(params![sandbox_id])?;
+    let ids: Vec<String> = snapshots(db, sandbox_id)?.into_iter().map(|s| s.id).collect();
+    remove_snapshot_ids(db, &ids)
+}
+
+/// Forget these snapshots; the hashes that no other snapshot holds any more.
+pub(super) fn remove_snapshot_ids(db: &Connection, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    let mut hashes = Vec::new();
+    for id in ids {
+        let hash: Option<String> = db
+            .prepare_cached("DELETE FROM snapshots WHERE id = ?1 RETURNING sha256")?
+            .query_row(params![id], |row| row.get(0))
+            .optional()?;
+        hashes.extend(hash);
+    }
     let mut unused = Vec::new();
     for hash in hashes {
         let left: i64 = db

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub mod pool;
+pub mod sandboxes;
 
 /// Every wait in these tests is bounded by TRACEBOX_TEST_PATIENCE_SECS (default 60); raise it
 /// on a slow machine.
