@@ -4,7 +4,7 @@
 use serde_json::Value;
 use tracebox_model::tool::{ReplayInput, ReplayOutput, ToolInput, ToolName, ToolOutput};
 
-use super::{Details, DetailPage, Explanation, OutputPane, detail};
+use super::{DetailPage, Details, Explanation, OutputPane, detail};
 
 impl DetailPage<'_> {
     pub(super) fn show_tool(&mut self, input: ToolInput, output: Option<ToolOutput>) {
@@ -26,7 +26,8 @@ impl DetailPage<'_> {
             headline: if output.success { "The tool call succeeded." } else { "The tool call failed." }.to_owned(),
             detail: output.error.as_deref().and_then(detail),
         };
-        self.outputs = [OutputPane::of("output", output.output), OutputPane::of("diff", output.diff.unwrap_or_default())];
+        self.outputs =
+            [OutputPane::of("output", output.output), OutputPane::of("diff", output.diff.unwrap_or_default())];
         self.details = Some(Details { title: "Tool call", facts });
     }
 
@@ -100,6 +101,9 @@ mod tests {
         assert_eq!(call_text(ToolName::Shell, &json!({"command": "make test"})), ("make test".to_owned(), "bash"));
         assert_eq!(call_text(ToolName::FileRead, &json!({"path": "a.py", "start_line": 3})).0, "read a.py lines 3-end");
         assert_eq!(call_text(ToolName::FileRead, &json!({"path": "a.py"})).0, "read a.py");
-        assert_eq!(call_text(ToolName::Search, &json!({"pattern": "fn main", "glob": "*.rs"})).0, "search \"fn main\" glob=\"*.rs\"");
+        assert_eq!(
+            call_text(ToolName::Search, &json!({"pattern": "fn main", "glob": "*.rs"})).0,
+            "search \"fn main\" glob=\"*.rs\""
+        );
     }
 }

@@ -144,7 +144,9 @@ mod tests {
 
     #[test]
     fn only_the_listed_subcommands_run() {
-        for bad in [&["push"][..], &["fetch", "--upload-pack=sh"], &["clone", "x"], &["config", "core.pager", "sh"], &[]] {
+        for bad in
+            [&["push"][..], &["fetch", "--upload-pack=sh"], &["clone", "x"], &["config", "core.pager", "sh"], &[]]
+        {
             assert!(refusal(&args(bad)).is_some(), "{bad:?}");
         }
     }

@@ -103,7 +103,9 @@ impl Call {
             ToolName::FileRead => {
                 let call: FileRead = read(tool, params)?;
                 match (call.start_line, call.end_line) {
-                    (Some(0), _) | (_, Some(0)) => return Err(invalid("`params.start_line`, `params.end_line`: lines count from 1")),
+                    (Some(0), _) | (_, Some(0)) => {
+                        return Err(invalid("`params.start_line`, `params.end_line`: lines count from 1"));
+                    }
                     (Some(start), Some(end)) if end < start => {
                         return Err(invalid(format!("`params.end_line` {end} is before `params.start_line` {start}")));
                     }
@@ -314,7 +316,11 @@ impl Sandboxes {
         let lines: Vec<&str> = text.split_inclusive('\n').collect();
         let start = call.start_line.unwrap_or(1) as usize;
         if start > lines.len().max(1) {
-            return Ok(failed(format!("`start_line` {start} is past the end of {} ({} lines)", call.path, lines.len())));
+            return Ok(failed(format!(
+                "`start_line` {start} is past the end of {} ({} lines)",
+                call.path,
+                lines.len()
+            )));
         }
         let end = call.end_line.map_or(lines.len(), |end| (end as usize).min(lines.len()));
         let output = lines.get(start - 1..end).map(|lines| lines.concat()).unwrap_or_default();

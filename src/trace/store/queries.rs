@@ -272,7 +272,11 @@ pub(super) fn get(db: &Connection, id: TraceId) -> Result<Option<TraceDetail>, S
 }
 
 /// The children of `parent` of `kind`, oldest first, with their input and output.
-pub(super) fn children_of_kind(db: &Connection, parent: TraceId, kind: TraceKind) -> Result<Vec<ChildRecord>, StoreError> {
+pub(super) fn children_of_kind(
+    db: &Connection,
+    parent: TraceId,
+    kind: TraceKind,
+) -> Result<Vec<ChildRecord>, StoreError> {
     let mut query = db.prepare_cached(
         "SELECT id, status, started_at_us, ended_at_us, input, output FROM traces
          WHERE parent_id = ?1 AND kind = ?2 ORDER BY id",
