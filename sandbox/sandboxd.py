@@ -475,6 +475,8 @@ class Sandbox:
         if running.input is not None and self.selector.get_map().get(running.input) is not None:
             self.selector.unregister(running.input)
         for stream in (running.process.stdin, running.process.stdout, running.process.stderr):
+            if stream is None:  # a merged command has no stderr pipe of its own
+                continue
             try:
                 stream.close()
             except OSError:

@@ -20,6 +20,13 @@ if ! command -v cc >/dev/null 2>&1; then
   sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential >/dev/null
 fi
 
+if ! command -v git >/dev/null 2>&1; then
+  echo "[prepare] installing git (the server clones sandboxes' repositories)" >&2
+  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null
+fi
+
 has_image() { docker image inspect "$1" >/dev/null 2>&1; }
 if [ -n "${TRACEBOX_BASE_IMAGE:-}" ]; then
   echo "[prepare] sandbox base image: $TRACEBOX_BASE_IMAGE (TRACEBOX_BASE_IMAGE)" >&2

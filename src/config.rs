@@ -344,6 +344,15 @@ pub struct Config {
     /// and disk with no environment of their own (0–64)
     #[arg(long, env = "TRACEBOX_SANDBOX_POOL_SIZE", default_value_t = 1)]
     pub sandbox_pool_size: usize,
+
+    /// The most a sandbox's `repo` may hold, `.git` included, in bytes (it is bounded by the
+    /// sandbox's `disk_mb` too)
+    #[arg(long, env = "TRACEBOX_REPO_MAX_BYTES", default_value_t = 1024 * MIB)]
+    pub repo_max_bytes: u64,
+
+    /// Longest a sandbox's `repo` may take to clone, in seconds
+    #[arg(long, env = "TRACEBOX_REPO_CLONE_TIMEOUT_SECS", default_value_t = 120.0)]
+    pub repo_clone_timeout_secs: f64,
 }
 
 /// How logs are written to stderr.
@@ -453,6 +462,12 @@ impl Config {
         let timeout = |value: f64, max: f64| value.is_finite() && (MIN_TIMEOUT_SECS..=max).contains(&value);
         check((1..=10_000).contains(&self.sandbox_max), "sandbox_max", "must be between 1 and 10000".into())?;
         check(self.sandbox_pool_size <= 64, "sandbox_pool_size", "must be at most 64".into())?;
+        check(self.repo_max_bytes >= 1, "repo_max_bytes", "must be at least 1".into())?;
+        check(
+            secs(self.repo_clone_timeout_secs, 86_400.0),
+            "repo_clone_timeout_secs",
+            "must be more than 0 and at most a day".into(),
+        )?;
         let within = |value: f64, min: f64, max: f64| value.is_finite() && (min..=max).contains(&value);
         check(
             within(self.sandbox_min_timeout_secs, 1.0, self.sandbox_max_timeout_secs),
@@ -677,6 +692,11 @@ impl Config {
     /// Where sandboxes' snapshots are kept.
     pub fn snapshots_dir(&self) -> PathBuf {
         self.data_dir.join("snapshots")
+    }
+
+    /// Scratch space for the clones of sandboxes' repositories.
+    pub fn clones_dir(&self) -> PathBuf {
+        self.data_dir.join("clones")
     }
 
     /// The longest pause between two chunks of a request body.

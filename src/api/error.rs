@@ -13,6 +13,7 @@ use super::guard::Refusal;
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::files::FileError;
 use crate::runner::RunError;
+use crate::sandbox::SandboxError;
 use crate::sandboxes::SandboxesError;
 use crate::submission::RequestError;
 use crate::trace::StoreError;
@@ -110,6 +111,16 @@ pub enum ErrorCode {
     BadPath,
     /// Snapshots past TRACEBOX_SNAPSHOT_MAX_BYTES or TRACEBOX_SNAPSHOT_MAX_TOTAL_BYTES.
     SnapshotQuota,
+    /// `/sandboxes/{id}/tools/{name}` naming no tool.
+    NoSuchTool,
+    /// A sandbox's `repo` that is not one tracebox clones (a URL of another transport, a value
+    /// git could read as an option).
+    InvalidRepo,
+    /// The repository could not be set up: the clone failed or timed out, the commit is not in
+    /// it, it is too large.
+    RepoFailed,
+    /// A sandbox's `setup` command that failed; the sandbox is not kept.
+    SetupFailed,
 }
 
 impl ErrorCode {
@@ -119,11 +130,11 @@ impl ErrorCode {
         match self {
             InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
             | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload | MissingPrompt | InvalidPrompt
-            | ClaudeRejected | InvalidPromptSet | InvalidIsolation | InvalidHost | InvalidSandbox | BadPath => {
-                StatusCode::BAD_REQUEST
-            }
+            | ClaudeRejected | InvalidPromptSet | InvalidIsolation | InvalidHost | InvalidSandbox | BadPath
+            | InvalidRepo => StatusCode::BAD_REQUEST,
             SandboxConflict | TooManySandboxes | SandboxBusy => StatusCode::CONFLICT,
-            NoSuchSandbox => StatusCode::NOT_FOUND,
+            NoSuchSandbox | NoSuchTool => StatusCode::NOT_FOUND,
+            RepoFailed | SetupFailed => StatusCode::UNPROCESSABLE_ENTITY,
             SnapshotQuota => StatusCode::PAYLOAD_TOO_LARGE,
             ClaudeAuthFailed | ClaudeBadReply => StatusCode::BAD_GATEWAY,
             ClaudeRateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -203,6 +214,10 @@ impl ErrorCode {
             SandboxBusy => "sandbox_busy",
             BadPath => "bad_path",
             SnapshotQuota => "snapshot_quota",
+            NoSuchTool => "no_such_tool",
+            InvalidRepo => "invalid_repo",
+            RepoFailed => "repo_failed",
+            SetupFailed => "setup_failed",
         }
     }
 }
@@ -329,6 +344,7 @@ impl From<RunError> for ApiError {
         let code = match &error {
             RunError::Sandbox { source, .. } if source.is_unavailable() => ErrorCode::SandboxUnavailable,
             RunError::Sandbox { source, .. } if source.is_busy() => ErrorCode::Busy,
+            RunError::Sandbox { source: SandboxError::SessionRemoved, .. } => ErrorCode::SandboxConflict,
             RunError::Busy { .. } => ErrorCode::Busy,
             _ => ErrorCode::Internal,
         };
@@ -378,10 +394,17 @@ impl From<SandboxesError> for ApiError {
             SandboxesError::SnapshotQuota { .. } => ErrorCode::SnapshotQuota,
             SandboxesError::TooLarge(_) => ErrorCode::FileTooLarge,
             SandboxesError::RangeNotSatisfiable { .. } => ErrorCode::RangeNotSatisfiable,
+            SandboxesError::Repo(ref source) if source.is_request() => ErrorCode::InvalidRepo,
+            SandboxesError::Repo(ref source) if source.is_repository() => ErrorCode::RepoFailed,
+            SandboxesError::SetupFailed { trace_id, .. } => {
+                return ApiError::new(ErrorCode::SetupFailed, error.to_string()).with_trace(trace_id);
+            }
             SandboxesError::Sandbox(ref source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
+            SandboxesError::Sandbox(SandboxError::SessionRemoved) => ErrorCode::SandboxConflict,
             SandboxesError::Sandbox(_)
             | SandboxesError::Store(_)
             | SandboxesError::Snapshot(_)
+            | SandboxesError::Repo(_)
             | SandboxesError::Unfinished(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())

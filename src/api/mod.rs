@@ -11,6 +11,7 @@ mod guard;
 mod health;
 mod playground;
 mod sandboxes;
+mod tools;
 mod trace_view;
 mod traces;
 mod units;
@@ -77,7 +78,10 @@ fn sandbox_routes(config: &mut web::ServiceConfig) {
                 .route(web::get().to(sandboxes::snapshots))
                 .route(web::post().to(sandboxes::snapshot)),
         )
-        .service(resource("/sandboxes/{id}/reset", "POST").route(web::post().to(sandboxes::reset)));
+        .service(resource("/sandboxes/{id}/reset", "POST").route(web::post().to(sandboxes::reset)))
+        .service(resource("/sandboxes/{id}/tools/{name}", "POST").route(web::post().to(tools::call)))
+        .service(resource("/sandboxes/{id}/trajectory", "GET").route(web::get().to(tools::trajectory)))
+        .service(resource("/sandboxes/{id}/replay", "POST").route(web::post().to(tools::replay)));
 }
 
 /// The route table. A known path with the wrong method answers 405 naming the right one.

@@ -8,7 +8,7 @@ use crate::claude::{CallSettings, ClaudeSettings, ClientSettings};
 use crate::files::{ArtifactLimits, FilesSettings};
 use crate::runner::RunnerSettings;
 use crate::sandbox::{PoolSettings, SandboxSettings};
-use crate::sandboxes::SandboxesSettings;
+use crate::sandboxes::{RepoSettings, SandboxesSettings};
 use crate::submission::RequestLimits;
 
 use super::{Config, MIB};
@@ -126,6 +126,11 @@ impl Config {
             max_snapshot_bytes: self.snapshot_max_bytes,
             max_total_snapshot_bytes: self.snapshot_max_total_bytes,
             pool_size: self.sandbox_pool_size,
+            repo: RepoSettings {
+                dir: self.clones_dir(),
+                max_bytes: self.repo_max_bytes,
+                clone_timeout: Duration::from_secs_f64(self.repo_clone_timeout_secs),
+            },
         }
     }
 }

@@ -86,6 +86,10 @@ pub enum SandboxError {
     /// A stateful sandbox's container went away under an operation.
     #[error("the sandbox's container stopped (was it killed from outside?); its files in /workspace are lost")]
     SessionGone,
+    /// A stateful sandbox was removed (deleted, or at the end of its lifetime) while an
+    /// operation or step was under way in it.
+    #[error("the sandbox was removed (deleted, or its lifetime ended) while this ran; what it did is lost with it")]
+    SessionRemoved,
     /// The container stopped after the program was sent and before its supervisor took it.
     #[error(
         "the sandbox container stopped before it took the program (was it killed from outside?); \

@@ -49,9 +49,13 @@ pub enum OpError {
     /// The supervisor answered with an error: `code` is one of its (`bad_path`, `not_found`…).
     #[error("{message}")]
     Refused { code: String, message: String },
-    /// The container is gone (stopped, killed, removed).
+    /// The container is gone (stopped, killed, removed from outside).
     #[error("the sandbox's container is gone")]
     Gone,
+    /// The container was removed by tracebox (the sandbox deleted, or at its lifetime's end)
+    /// while the operation was under way.
+    #[error("the sandbox was removed")]
+    Removed,
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
 }
@@ -61,6 +65,7 @@ impl From<OpError> for SandboxError {
         match error {
             OpError::Sandbox(error) => error,
             OpError::Gone => SandboxError::SessionGone,
+            OpError::Removed => SandboxError::SessionRemoved,
             OpError::Refused { code, message } => SandboxError::Refused { code, message },
         }
     }
@@ -80,6 +85,9 @@ struct Inner {
     next: AtomicU32,
     /// Cancelled once the container's output ended: it is gone.
     gone: CancellationToken,
+    /// Set when tracebox itself removes the container: operations cut short then say so,
+    /// rather than that it was killed from outside.
+    removing: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -151,6 +159,7 @@ impl Session {
             ops: Mutex::new(HashMap::new()),
             next: AtomicU32::new(first_op_id(ready)),
             gone: CancellationToken::new(),
+            removing: std::sync::atomic::AtomicBool::new(false),
         });
         let reader = Arc::clone(&inner);
         tokio::spawn(async move { reader.read(output, frames).await });
@@ -198,7 +207,7 @@ impl Session {
 
     async fn write(&self, header: &Value, body: &[u8]) -> Result<(), OpError> {
         if self.is_gone() {
-            return Err(OpError::Gone);
+            return Err(self.inner.gone_why());
         }
         let header = header.to_string();
         let mut request = format!("Q {}\n{header}", header.len()).into_bytes();
@@ -208,11 +217,12 @@ impl Session {
             input.write_all(&request).await?;
             input.flush().await
         };
-        written.await.map_err(|_| OpError::Gone)
+        written.await.map_err(|_| self.inner.gone_why())
     }
 
     /// Stop the container and remove it (its files with it).
     pub async fn remove(&self) -> Result<(), SandboxError> {
+        self.inner.removing.store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.engine.remove(&self.inner.container).await
     }
 }
@@ -228,6 +238,11 @@ pub fn reply_of(reply: Value) -> Result<Value, OpError> {
 }
 
 impl Inner {
+    /// Why an operation found the container gone: removed by tracebox, or from outside.
+    fn gone_why(&self) -> OpError {
+        if self.removing.load(std::sync::atomic::Ordering::SeqCst) { OpError::Removed } else { OpError::Gone }
+    }
+
     fn ops(&self) -> std::sync::MutexGuard<'_, HashMap<u32, mpsc::UnboundedSender<OpFrame>>> {
         self.ops.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -294,7 +309,7 @@ pub struct Op {
 impl Op {
     /// The next frame; `Gone` when the container went before the reply.
     pub async fn next(&mut self) -> Result<OpFrame, OpError> {
-        self.frames.recv().await.ok_or(OpError::Gone)
+        self.frames.recv().await.ok_or_else(|| self.session.inner.gone_why())
     }
 
     /// Ask the supervisor to end it (a command's whole session, or a cell).

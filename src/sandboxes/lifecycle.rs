@@ -10,11 +10,13 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tracebox_model::sandbox::{
-    OnTimeout, OpInput, OpOutput, SandboxInput, SandboxOp, SandboxRecord, SandboxStatus, SnapshotRecord,
+    OnTimeout, OpInput, OpOutput, RepoSource, SandboxInput, SandboxOp, SandboxRecord, SandboxStatus, SnapshotRecord,
 };
 use tracebox_model::{Source, Status, TraceId, TraceInput, format_us, now_us};
 
-use super::{Live, Sandboxes, SandboxesError, check_env, language, new_id, on_timeout, patiently, seconds};
+use super::{
+    CommandRequest, Live, Sandboxes, SandboxesError, check_env, language, new_id, on_timeout, patiently, seconds,
+};
 use crate::sandbox::{NewSession, OpFrame, Session, Sweep};
 use crate::trace::NewTrace;
 
@@ -36,6 +38,12 @@ pub struct CreateRequest {
     pub files: Vec<String>,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// A repository at a commit, cloned by the server into `/workspace` (with its `.git`).
+    pub repo: Option<RepoSource>,
+    /// Commands run in the sandbox after the copy, as its first steps; the creation state is
+    /// kept after them.
+    #[serde(default)]
+    pub setup: Vec<String>,
 }
 
 /// How long a view waits for a sandbox's disk usage.
@@ -118,6 +126,10 @@ impl Sandboxes {
         }
         check_env(&request.env)?;
         check_metadata(&request.metadata)?;
+        check_setup(&request.setup)?;
+        if let Some(repo) = &request.repo {
+            super::repo::check(repo)?;
+        }
         let on_timeout = on_timeout(request.on_timeout.as_deref())?;
         let inputs = self.inner.files.inputs(&request.files).await?;
         let _reserved = self.reserve().await?;
@@ -141,15 +153,54 @@ impl Sandboxes {
             creation_snapshot: None,
             paused_snapshot: None,
             steps: 0,
+            repo: request.repo.clone(),
         };
-        self.begin_trace(&record, &request.files);
-        match self.bring_up(record.clone(), &inputs).await {
+        self.begin_trace(&record, &request.files, &request.setup);
+        let record = match self.bring_up(record.clone(), &inputs, !request.setup.is_empty()).await {
+            Ok(record) => record,
+            Err(error) => {
+                let status = if error.is_callers() { Status::Error } else { Status::InternalError };
+                self.end_trace(&record, &format!("failed to start: {error}"), status).await;
+                return Err(error);
+            }
+        };
+        if request.setup.is_empty() {
+            return Ok(SandboxView::of(&record, None));
+        }
+        match self.set_up(&record, &request.setup).await {
             Ok(record) => Ok(SandboxView::of(&record, None)),
             Err(error) => {
-                self.end_trace(&record, &format!("failed to start: {error}"), Status::InternalError).await;
+                if let Err(removing) = self.remove(&record, &format!("its setup failed: {error}"), Status::Error).await
+                {
+                    tracing::warn!(sandbox = %record.id, error = %removing, "could not remove a sandbox whose setup failed");
+                }
                 Err(error)
             }
         }
+    }
+
+    /// Run the `setup` commands as the sandbox's first steps, then keep `/workspace` as its
+    /// creation state (what a reset goes back to).
+    async fn set_up(&self, record: &SandboxRecord, setup: &[String]) -> Result<SandboxRecord, SandboxesError> {
+        for (index, command) in setup.iter().enumerate() {
+            tracing::info!(sandbox = %record.id, index, command, "running a setup command");
+            // Installing a project's dependencies takes longer than a step usually may.
+            let timeout = Some(self.inner.settings.max_step_timeout_secs);
+            let request = CommandRequest { cmd: command.clone(), timeout, ..CommandRequest::default() };
+            let execution = self.command(&record.id, request).await?;
+            if execution.status != Status::Success {
+                return Err(SandboxesError::SetupFailed {
+                    index,
+                    command: command.clone(),
+                    why: why_failed(&execution),
+                    trace_id: execution.trace_id,
+                });
+            }
+        }
+        let live = self.session_of(record)?;
+        let tar = tar(&live.session).await?;
+        let snapshot = self.keep_snapshot(record, &tar, Some("creation"), &[]).await?;
+        self.update(&record.id, |record| record.creation_snapshot = Some(snapshot.id.clone())).await
     }
 
     /// A place for one more sandbox, held while it is created; `TooMany` when the sandboxes
@@ -165,7 +216,7 @@ impl Sandboxes {
         Ok(Reservation { sandboxes: self.clone() })
     }
 
-    fn begin_trace(&self, record: &SandboxRecord, files: &[String]) {
+    fn begin_trace(&self, record: &SandboxRecord, files: &[String], setup: &[String]) {
         let input = SandboxInput {
             sandbox_id: record.id.clone(),
             language: record.language,
@@ -177,6 +228,8 @@ impl Sandboxes {
             files: files.to_vec(),
             timeout_secs: record.timeout_secs,
             on_timeout: record.on_timeout,
+            repo: record.repo.clone(),
+            setup: setup.to_vec(),
         };
         self.inner.store.begin(NewTrace {
             id: record.trace_id,
@@ -189,19 +242,23 @@ impl Sandboxes {
         });
     }
 
-    /// Start the container, copy the uploads in, keep the creation state when there is one, and
-    /// record it all.
+    /// Start the container (while the repository, if any, is cloned), copy the repository and
+    /// the uploads in, keep the creation state when there is one (unless `setup` commands are
+    /// still to change it), and record it all.
     async fn bring_up(
         &self,
         mut record: SandboxRecord,
         inputs: &[tracebox_model::InputFile],
+        setup: bool,
     ) -> Result<SandboxRecord, SandboxesError> {
-        let session = self.start_container(&record).await?;
+        let (session, workspace) = tokio::join!(self.start_container(&record), self.workspace_tar(&record, inputs));
+        let session = session?;
         let copied = async {
-            if !inputs.is_empty() {
-                let tar = tar_of(inputs)?;
+            if let Some(tar) = workspace? {
                 untar(&session, &tar).await?;
-                record.creation_snapshot = Some(self.keep_snapshot(&record, &tar, Some("creation"), &[]).await?.id);
+                if !setup {
+                    record.creation_snapshot = Some(self.keep_snapshot(&record, &tar, Some("creation"), &[]).await?.id);
+                }
             }
             record.container = Some(session.container().to_owned());
             self.inner.store.put_sandbox(record.clone()).await?;
@@ -214,6 +271,45 @@ impl Sandboxes {
         }
         self.go_live(&record.id, session);
         Ok(record)
+    }
+
+    /// What `/workspace` starts with: the repository's tree at its commit, then the uploads
+    /// (None: nothing).
+    async fn workspace_tar(
+        &self,
+        record: &SandboxRecord,
+        inputs: &[tracebox_model::InputFile],
+    ) -> Result<Option<Vec<u8>>, SandboxesError> {
+        let Some(repo) = &record.repo else {
+            return if inputs.is_empty() { Ok(None) } else { tar_of(inputs).map(Some) };
+        };
+        let settings = &self.inner.settings.repo;
+        let disk = record.disk_mb << 20;
+        let (limit, why) = if disk < settings.max_bytes {
+            (disk, format!("the sandbox's disk_mb ({})", record.disk_mb))
+        } else {
+            (settings.max_bytes, "TRACEBOX_REPO_MAX_BYTES".to_owned())
+        };
+        let tree = super::repo::fetch(repo, settings, limit, &why).await?;
+        if inputs.is_empty() {
+            return Ok(Some(tree));
+        }
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut archive = tar::Archive::new(tree.as_slice());
+        let packing =
+            |e: std::io::Error| SandboxesError::Invalid(format!("cannot pack the repository and uploads: {e}"));
+        for entry in archive.entries().map_err(packing)? {
+            let mut entry = entry.map_err(packing)?;
+            let mut header = entry.header().clone();
+            let path = entry.path().map_err(packing)?.into_owned();
+            builder.append_data(&mut header, path, &mut entry).map_err(packing)?;
+        }
+        for input in inputs {
+            builder
+                .append_path_with_name(&input.host_path, &input.name)
+                .map_err(|e| SandboxesError::Invalid(format!("cannot read the upload {:?}: {e}", input.name)))?;
+        }
+        builder.into_inner().map(Some).map_err(packing)
     }
 
     async fn start_container(&self, record: &SandboxRecord) -> Result<Session, SandboxesError> {
@@ -284,10 +380,10 @@ impl Sandboxes {
     /// Kill and remove a sandbox, its snapshots with it; its trace stays.
     pub async fn delete(&self, id: &str) -> Result<(), SandboxesError> {
         let record = self.record(id).await?;
-        self.remove(&record, "deleted").await
+        self.remove(&record, "deleted", Status::Success).await
     }
 
-    async fn remove(&self, record: &SandboxRecord, why: &str) -> Result<(), SandboxesError> {
+    async fn remove(&self, record: &SandboxRecord, why: &str, status: Status) -> Result<(), SandboxesError> {
         let live = self.live().remove(&record.id);
         if let Some(live) = live {
             patiently("removing a sandbox's container", async { Ok(live.session.remove().await?) }).await?;
@@ -297,7 +393,7 @@ impl Sandboxes {
         }
         self.forget_snapshots(&record.id).await;
         self.inner.store.remove_sandbox(&record.id).await?;
-        self.end_trace(record, why, Status::Success).await;
+        self.end_trace(record, why, status).await;
         tracing::info!(sandbox = %record.id, why, "sandbox removed");
         Ok(())
     }
@@ -306,7 +402,7 @@ impl Sandboxes {
     pub async fn cleanup(&self) -> Result<usize, SandboxesError> {
         let records = self.inner.store.sandboxes(None).await?;
         for record in &records {
-            self.remove(record, "cleaned up").await?;
+            self.remove(record, "cleaned up", Status::Success).await?;
         }
         Ok(records.len())
     }
@@ -573,7 +669,7 @@ impl Sandboxes {
                 .is_ok(),
             None => false,
         };
-        if !kept && let Err(error) = self.remove(record, "its container was lost").await {
+        if !kept && let Err(error) = self.remove(record, "its container was lost", Status::Error).await {
             tracing::warn!(sandbox = %record.id, %error, "could not remove a lost sandbox");
         }
         tracing::warn!(sandbox = %record.id, kept, "a sandbox's container was gone");
@@ -587,11 +683,11 @@ impl Sandboxes {
         for record in records {
             let busy = self.live().get(&record.id).is_some_and(|live| live.steps.available_permits() == 0);
             let outcome = if now >= record.lifetime_ends_at_us {
-                self.remove(&record, "its lifetime ended").await
+                self.remove(&record, "its lifetime ended", Status::Success).await
             } else if record.status == SandboxStatus::Running && now >= record.expires_at_us() && !busy {
                 match record.on_timeout {
                     OnTimeout::Pause => self.pause(&record.id).await.map(|_| ()),
-                    OnTimeout::Kill => self.remove(&record, "killed at its idle timeout").await,
+                    OnTimeout::Kill => self.remove(&record, "killed at its idle timeout", Status::Success).await,
                 }
             } else {
                 continue;
@@ -684,6 +780,35 @@ fn tar_of(inputs: &[tracebox_model::InputFile]) -> Result<Vec<u8>, SandboxesErro
             .map_err(|e| SandboxesError::Invalid(format!("cannot read the upload {:?}: {e}", input.name)))?;
     }
     builder.into_inner().map_err(|e| SandboxesError::Invalid(format!("cannot pack the uploads: {e}")))
+}
+
+/// The most `setup` commands a sandbox may have.
+pub const MAX_SETUP_COMMANDS: usize = 32;
+
+fn check_setup(setup: &[String]) -> Result<(), SandboxesError> {
+    if setup.len() > MAX_SETUP_COMMANDS {
+        return Err(SandboxesError::Invalid(format!(
+            "`setup` has {} commands, more than the {MAX_SETUP_COMMANDS} allowed; join some with &&",
+            setup.len()
+        )));
+    }
+    match setup.iter().position(|command| command.trim().is_empty()) {
+        Some(index) => Err(SandboxesError::Invalid(format!("`setup[{index}]` is empty"))),
+        None => Ok(()),
+    }
+}
+
+/// Why a step did not succeed, with the end of what it printed.
+fn why_failed(execution: &tracebox_model::Execution) -> String {
+    let said = match (&execution.message, execution.exit_code) {
+        (Some(message), _) => message.clone(),
+        (None, Some(code)) => format!("exit code {code}"),
+        (None, None) => execution.status.as_str().to_owned(),
+    };
+    let printed = format!("{}{}", execution.stdout, execution.stderr);
+    let printed = printed.trim();
+    let tail: String = printed.chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();
+    if tail.is_empty() { said } else { format!("{said}: {tail}") }
 }
 
 fn empty_tar() -> Result<Vec<u8>, SandboxesError> {

@@ -6,6 +6,7 @@
 //! (`Runner`, at `Place::Sandbox`); the container side is `crate::sandbox::Session`.
 
 mod lifecycle;
+mod repo;
 mod snapshots;
 mod steps;
 mod tools;
@@ -27,9 +28,10 @@ use crate::sandbox::{OpError, Sandbox, SandboxError, Session};
 use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 
 pub use lifecycle::{CreateRequest, SandboxView};
+pub use repo::{RepoError, RepoSettings};
 pub use snapshots::{SnapshotFileError, SnapshotFiles};
 pub use steps::{CodeRequest, CommandRequest};
-pub use tools::ToolReply;
+pub use tools::{ReplayReport, ReplayedStep, ToolReply};
 
 /// Bounds and defaults of sandboxes (from the configuration).
 #[derive(Debug, Clone)]
@@ -64,6 +66,8 @@ pub struct SandboxesSettings {
     pub max_total_snapshot_bytes: u64,
     /// Containers started ahead for the default sandbox of each language.
     pub pool_size: usize,
+    /// Clones of sandboxes' repositories.
+    pub repo: RepoSettings,
 }
 
 /// A sandbox operation that cannot be done; each maps to one HTTP status (`api/error.rs`).
@@ -112,6 +116,26 @@ pub enum SandboxesError {
     Run(#[from] RunError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotFileError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// A `setup` command failed: the sandbox is not kept.
+    #[error("setup command {index} ({command:?}) failed: {why}; the sandbox was removed")]
+    SetupFailed { index: usize, command: String, why: String, trace_id: TraceId },
+}
+
+impl SandboxesError {
+    /// The request was refused for what it asked (a bad field, a path, a size), not for the
+    /// server's or the sandbox's trouble.
+    pub fn is_callers(&self) -> bool {
+        matches!(
+            self,
+            SandboxesError::Invalid(_)
+                | SandboxesError::BadPath { .. }
+                | SandboxesError::NoSuchFile { .. }
+                | SandboxesError::TooLarge(_)
+                | SandboxesError::RangeNotSatisfiable { .. }
+        )
+    }
 }
 
 impl From<OpError> for SandboxesError {
@@ -124,6 +148,7 @@ impl From<OpError> for SandboxesError {
                 _ => SandboxesError::Sandbox(SandboxError::Refused { code, message }),
             },
             OpError::Gone => SandboxesError::Sandbox(SandboxError::SessionGone),
+            OpError::Removed => SandboxesError::Sandbox(SandboxError::SessionRemoved),
             OpError::Sandbox(error) => SandboxesError::Sandbox(error),
         }
     }
@@ -182,6 +207,8 @@ impl Sandboxes {
             disk_mb: settings.default_disk_mb,
         };
         let warm = warm::Warm::new(runtime.clone(), runner.runtime().clone(), settings.pool_size, profile);
+        // Clones a crash left half-made are nobody's.
+        repo::clear(&settings.repo);
         Sandboxes {
             inner: Arc::new(Inner {
                 warm,

@@ -447,3 +447,21 @@ async fn a_cell_that_exhausts_memory_ends_only_its_kernel_and_the_sandbox_lives_
     assert_eq!(server.result(&id, "6 * 7").await, "42", "a kernel answers after");
     server.delete(&id).await;
 }
+
+#[tokio::test]
+async fn a_command_whose_sandbox_is_deleted_under_it_hears_that_it_was_deleted() {
+    let server = SandboxServer::spawn().await;
+    let id = server.sandbox(json!({})).await;
+    let running = {
+        let (server, id) = (&server, id.clone());
+        async move { server.command_with(&id, json!({"cmd": "echo started; sleep 30", "timeout": 60})).await }
+    };
+    let deleting = async {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        server.delete(&id).await;
+    };
+    let ((status, reply), ()) = tokio::join!(running, deleting);
+    assert_eq!((status, code(&reply)), (409, "sandbox_conflict"), "{reply}");
+    assert!(message(&reply).contains("the sandbox was removed (deleted"), "not 'killed from outside': {reply}");
+    server.no_sandbox_containers().await;
+}

@@ -92,6 +92,24 @@ pub struct SandboxRecord {
     pub paused_snapshot: Option<String>,
     /// Steps so far.
     pub steps: u64,
+    /// The repository `/workspace` was cloned from, at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoSource>,
+}
+
+/// A repository at a commit: what a sandbox's `/workspace` starts as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSource {
+    /// A local path, or a `file://`, `https://` or `ssh://` URL the server's host reaches.
+    pub url: String,
+    /// A commit (or a branch or tag, resolved at the clone); HEAD when not given.
+    #[serde(default = "head")]
+    pub commit: String,
+}
+
+fn head() -> String {
+    "HEAD".to_owned()
 }
 
 impl SandboxRecord {
@@ -130,6 +148,11 @@ pub struct SandboxInput {
     pub files: Vec<String>,
     pub timeout_secs: f64,
     pub on_timeout: OnTimeout,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<RepoSource>,
+    /// Commands run in it after the copy, before its creation state is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<String>,
 }
 
 /// A sandbox's trace as it ends: why, and how many steps it took.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The tools an agent calls in a sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -122,6 +122,57 @@ fn yes() -> bool {
     true
 }
 
+impl TrajectoryStep {
+    /// The call as one line an agent's log would show: a shell command or a git command as
+    /// typed, another tool as its name and params.
+    pub fn action(&self) -> String {
+        let text = |key: &str| self.params.get(key).and_then(Value::as_str);
+        match (self.tool_name.as_str(), text("command"), self.params.get("args").and_then(Value::as_array)) {
+            ("shell", Some(command), _) => command.to_owned(),
+            ("git", _, Some(args)) => {
+                let args: Vec<&str> = args.iter().filter_map(Value::as_str).collect();
+                format!("git {}", args.join(" "))
+            }
+            _ => format!("{} {}", self.tool_name, self.params),
+        }
+    }
+}
+
+impl Trajectory {
+    /// The trajectory as SWE-agent writes a `.traj` file (`trajectory` with `action`,
+    /// `observation`, `execution_time`…, `history` as the model saw it, `info`), for the tools
+    /// that read those. A tool call has no model thought behind it here: `thought` is empty.
+    pub fn to_swe_agent(&self) -> Value {
+        let mut history = Vec::with_capacity(self.steps.len() * 2);
+        let trajectory: Vec<Value> = self
+            .steps
+            .iter()
+            .map(|step| {
+                let action = step.action();
+                history
+                    .push(json!({"role": "assistant", "content": action, "agent": "main", "message_type": "action"}));
+                history.push(
+                    json!({"role": "user", "content": step.output, "agent": "main", "message_type": "observation"}),
+                );
+                json!({
+                    "action": action,
+                    "observation": step.output,
+                    "response": action,
+                    "thought": "",
+                    "execution_time": step.duration_ms.map(|ms| ms / 1000.0),
+                    "state": {"exit_code": step.exit_code, "tool_name": step.tool_name, "params": step.params},
+                    "query": [],
+                })
+            })
+            .collect();
+        json!({
+            "trajectory": trajectory,
+            "history": history,
+            "info": {"tracebox": {"sandbox_id": self.sandbox_id, "metadata": self.metadata}},
+        })
+    }
+}
+
 /// Outputs compared the way a replay does: every line's trailing whitespace and the trailing
 /// empty lines are not part of it (a tool that adds a newline at the end has not diverged).
 pub fn normalized(output: &str) -> String {
@@ -174,6 +225,45 @@ mod tests {
         let step: TrajectoryStep =
             serde_json::from_str(r#"{"tool_name": "shell", "params": {}, "compare": false}"#).unwrap();
         assert_eq!(serde_json::to_value(&step).unwrap()["compare"], false);
+    }
+
+    #[test]
+    fn a_swe_agent_export_has_an_action_and_observation_per_step_and_the_history_between() {
+        let steps = vec![
+            TrajectoryStep {
+                tool_name: "shell".into(),
+                params: json!({"command": "ls -a"}),
+                output: "a\n".into(),
+                exit_code: Some(0),
+                duration_ms: Some(1500.0),
+                compare: true,
+            },
+            TrajectoryStep {
+                tool_name: "git".into(),
+                params: json!({"args": ["diff", "--stat"]}),
+                output: String::new(),
+                exit_code: Some(0),
+                duration_ms: None,
+                compare: true,
+            },
+            TrajectoryStep {
+                tool_name: "file_read".into(),
+                params: json!({"path": "a"}),
+                output: "x".into(),
+                exit_code: Some(0),
+                duration_ms: None,
+                compare: true,
+            },
+        ];
+        let exported = Trajectory { sandbox_id: "sbx_1".into(), steps, metadata: BTreeMap::new() }.to_swe_agent();
+        let actions: Vec<&str> =
+            exported["trajectory"].as_array().unwrap().iter().map(|s| s["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["ls -a", "git diff --stat", r#"file_read {"path":"a"}"#]);
+        assert_eq!(exported["trajectory"][0]["observation"], "a\n");
+        assert_eq!(exported["trajectory"][0]["execution_time"], 1.5);
+        assert_eq!(exported["history"].as_array().unwrap().len(), 6);
+        assert_eq!(exported["history"][1]["message_type"], "observation");
+        assert_eq!(exported["info"]["tracebox"]["sandbox_id"], "sbx_1");
     }
 
     #[test]

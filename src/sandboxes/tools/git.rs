@@ -33,15 +33,16 @@ const REFUSED: [&str; 19] = [
 ];
 
 /// Settings given to every git the tool runs (`-c` outranks every config file): what would
-/// start a program is off, whatever the repository's own config says.
-pub const FORCED: [&str; 12] = [
+/// start a program is off, whatever the repository's own config says. (An external diff
+/// cannot be set off this way, an empty `diff.external` being a program to run: the commands
+/// that diff get `--no-ext-diff` instead, see [`DIFFING`].)
+pub const FORCED: [&str; 11] = [
     "core.pager=cat",
     "core.editor=true",
     "sequence.editor=true",
     "core.hooksPath=/dev/null",
     "core.fsmonitor=false",
     "core.sshCommand=false",
-    "diff.external=",
     "credential.helper=",
     "commit.gpgSign=false",
     "tag.gpgSign=false",
@@ -88,6 +89,9 @@ fn names(arg: &str, option: &str) -> bool {
     }
 }
 
+/// Subcommands that show diffs: run with no external diff program and no text conversion.
+const DIFFING: [&str; 3] = ["diff", "log", "show"];
+
 /// The argv the tool runs for `args` (checked by [`refusal`]).
 pub fn argv(args: &[String]) -> Vec<String> {
     let mut argv = vec!["git".to_owned(), "--no-pager".to_owned()];
@@ -95,7 +99,15 @@ pub fn argv(args: &[String]) -> Vec<String> {
         argv.push("-c".to_owned());
         argv.push(setting.to_owned());
     }
-    argv.extend(args.iter().cloned());
+    let mut args = args.iter().cloned();
+    if let Some(subcommand) = args.next() {
+        let diffing = DIFFING.contains(&subcommand.as_str());
+        argv.push(subcommand);
+        if diffing {
+            argv.extend(["--no-ext-diff".to_owned(), "--no-textconv".to_owned()]);
+        }
+    }
+    argv.extend(args);
     argv
 }
 
@@ -153,10 +165,11 @@ mod tests {
 
     #[test]
     fn every_git_run_forces_off_what_would_start_a_program() {
-        let argv = argv(&args(&["log"]));
+        let argv = argv(&args(&["log", "-n1"]));
         assert_eq!(&argv[..2], ["git", "--no-pager"]);
         assert!(argv.windows(2).any(|w| w == ["-c", "core.hooksPath=/dev/null"]));
-        assert!(argv.windows(2).any(|w| w == ["-c", "diff.external="]));
-        assert_eq!(argv.last().map(String::as_str), Some("log"));
+        assert_eq!(&argv[argv.len() - 4..], ["log", "--no-ext-diff", "--no-textconv", "-n1"]);
+        let status = super::argv(&args(&["status"]));
+        assert_eq!(status.last().map(String::as_str), Some("status"), "only diffing commands get the diff options");
     }
 }

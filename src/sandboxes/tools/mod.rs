@@ -5,6 +5,7 @@
 //! call's child). A tool that ran and failed answers `success: false` with why.
 
 mod git;
+mod trajectory;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +21,8 @@ use super::{Live, Sandboxes, SandboxesError, steps};
 use crate::runner::StepKind;
 use crate::sandbox::OpError;
 use crate::trace::{FinishedTrace, NewTrace};
+
+pub use trajectory::{ReplayReport, ReplayedStep};
 
 /// The most lines a search returns; more set `truncated`.
 pub const SEARCH_MAX_RESULTS: usize = 200;
@@ -436,7 +439,12 @@ fn search_outcome(execution: Execution) -> Ran {
         Some(0 | 1) => {
             let lines: Vec<&str> = found.output.lines().collect();
             let truncated = found.truncated || lines.len() > SEARCH_MAX_RESULTS;
-            let mut output: String = lines.iter().take(SEARCH_MAX_RESULTS).map(|line| format!("{line}\n")).collect();
+            // Paths as the agent would write them: `src/a.rs`, not `./src/a.rs` (the default path).
+            let mut output: String = lines
+                .iter()
+                .take(SEARCH_MAX_RESULTS)
+                .map(|line| format!("{}\n", line.strip_prefix("./").unwrap_or(line)))
+                .collect();
             if lines.is_empty() {
                 output.clear();
             }
@@ -470,9 +478,8 @@ fn search_argv(call: &Search) -> Vec<String> {
         argv.extend(["--glob".to_owned(), glob.clone()]);
     }
     argv.extend(["--regexp".to_owned(), call.pattern.clone()]);
-    if let Some(path) = &call.path {
-        argv.extend(["--".to_owned(), path.clone()]);
-    }
+    // Always a path: with none, rg would search its stdin (a pipe here), not the files.
+    argv.extend(["--".to_owned(), call.path.clone().unwrap_or_else(|| ".".to_owned())]);
     argv
 }
 
@@ -533,6 +540,8 @@ mod tests {
         let at = argv.iter().position(|a| a == "--regexp").unwrap();
         assert_eq!(argv[at + 1], "--pre=sh", "the pattern is --regexp's value");
         assert_eq!(&argv[argv.len() - 2..], ["--", "-x"], "the path comes after --");
+        let everywhere = search_argv(&Search { pattern: "x".into(), path: None, glob: None });
+        assert_eq!(&everywhere[everywhere.len() - 2..], ["--", "."], "never stdin");
     }
 
     #[test]

@@ -122,3 +122,78 @@ async fn an_unknown_sandbox_exits_1_with_the_servers_404() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("cannot reach http://127.0.0.1:1/sandboxes"), "{stderr}");
 }
+
+#[tokio::test]
+async fn an_agents_session_from_the_command_line_repo_tools_trajectory_and_replay() {
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "--quiet"]);
+    std::fs::write(repo.path().join("hello.py"), "print('hello')\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "first"]);
+
+    let server = TestServer::spawn().await;
+    let _cleanup = Cleanup(&server);
+    let id = create(&server, &["--repo", &repo.path().display().to_string(), "--setup", "echo ready > setup.txt"]);
+    let run = |args: &[&str]| outcome(&sandbox(&server, args, ""));
+
+    // A tool's output on stdout, its exit code as this one's, why it failed on stderr.
+    let (out, _, code) = run(&["exec", &id, "--tool", "shell", "--params", r#"{"command": "python3 hello.py"}"#]);
+    assert_eq!((out.as_str(), code), ("hello\n", Some(0)));
+    let (out, err, code) =
+        run(&["exec", &id, "--tool", "shell", "--params", r#"{"command": "cat setup.txt; exit 5"}"#]);
+    assert_eq!((out.as_str(), code), ("ready\n", Some(5)), "{err}");
+    assert!(err.contains("shell failed: exit code 5"), "{err}");
+    let (out, _, code) = run(&["exec", &id, "--tool", "git", "--params", r#"{"args": ["log", "--format=%s"]}"#]);
+    assert_eq!((out.as_str(), code), ("first\n", Some(0)));
+    let (_, err, code) = run(&["exec", &id, "--tool", "shell", "--params", "{not json"]);
+    assert_eq!(code, Some(2), "bad --params is a usage error: {err}");
+    let (_, err, code) = run(&["exec", &id, "--tool", "git", "--params", r#"{"args": ["push"]}"#]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("not a subcommand the git tool runs"), "{err}");
+
+    // The trajectory, saved and replayed: 0 when it agrees, 1 when a step diverged, 2 when the
+    // file is no trajectory.
+    let (trajectory, err, code) = run(&["trajectory", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trajectory.json");
+    std::fs::write(&file, &trajectory).unwrap();
+    let (table, err, code) = run(&["replay", &id, &file.display().to_string()]);
+    assert_eq!(code, Some(0), "{table}{err}");
+    assert!(table.starts_with("STEP") && table.lines().count() == 4, "a row per step: {table}");
+    assert!(err.contains("no step diverged"), "{err}");
+
+    let mut tampered: serde_json::Value = serde_json::from_str(&trajectory).unwrap();
+    tampered["steps"][0]["output"] = serde_json::json!("goodbye\n");
+    std::fs::write(&file, tampered.to_string()).unwrap();
+    let (table, err, code) = run(&["replay", &id, &file.display().to_string()]);
+    assert_eq!(code, Some(1), "{table}{err}");
+    assert!(table.lines().nth(1).unwrap().contains("DIVERGED"), "{table}");
+    assert!(err.contains("step 0 diverged") && err.contains("goodbye") && err.contains("hello"), "{err}");
+
+    std::fs::write(&file, "not a trajectory").unwrap();
+    assert_eq!(run(&["replay", &id, &file.display().to_string()]).2, Some(2));
+    std::fs::write(&file, r#"{"steps": [{"tool_name": "teleport", "params": {}}]}"#).unwrap();
+    let (_, err, code) = run(&["replay", &id, &file.display().to_string()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("steps[0]") && err.contains("teleport"), "{err}");
+    assert_eq!(run(&["replay", &id, "/no/such/file.json"]).2, Some(2));
+
+    let (_, err, code) = run(&["reset", &id]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(&format!("reset {id}")), "{err}");
+    let (swe, _, code) = run(&["trajectory", &id, "--format", "swe-agent"]);
+    assert_eq!(code, Some(0));
+    let swe: serde_json::Value = serde_json::from_str(&swe).unwrap();
+    assert_eq!(swe["trajectory"][0]["action"], "python3 hello.py", "{swe}");
+}

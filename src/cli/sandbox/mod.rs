@@ -19,6 +19,8 @@ use tracebox_model::record::CellError;
 use tracebox_model::sandbox::{OnTimeout, SandboxStatus};
 use tracebox_model::{Language, Status};
 
+mod tools;
+
 #[derive(Args)]
 pub struct SandboxArgs {
     /// The server: a URL, or an address as TRACEBOX_ADDR gives it (`http://` is then added)
@@ -50,6 +52,14 @@ enum SandboxCommand {
     Resume { id: String },
     /// Remove every sandbox on the server, without asking; prints how many went
     Cleanup,
+    /// Put a sandbox's /workspace back as it was right after creation (its repository and
+    /// setup), with a new interpreter
+    Reset { id: String },
+    /// A sandbox's tool calls, in order, as JSON (what `replay` takes back)
+    Trajectory(tools::TrajectoryArgs),
+    /// Call a trajectory's tools again in a sandbox and compare each output with the recorded
+    /// one: exit 0 when none diverged, 1 when one did, 2 when the file is not a trajectory
+    Replay(tools::ReplayArgs),
 }
 
 #[derive(Args)]
@@ -79,6 +89,17 @@ struct CreateArgs {
     /// A label to find it by (`list --metadata K=V`) (repeatable)
     #[arg(long, value_name = "K=V", value_parser = pair)]
     metadata: Vec<(String, String)>,
+    /// A git repository the server clones into /workspace: an absolute path on the server, or a
+    /// file://, https:// or ssh:// URL it reaches
+    #[arg(long, value_name = "URL")]
+    repo: Option<String>,
+    /// The commit (or branch or tag) of --repo to check out (default HEAD)
+    #[arg(long, value_name = "SHA", requires = "repo")]
+    commit: Option<String>,
+    /// A command run in the sandbox after the copy, before its creation state is kept
+    /// (repeatable, in order)
+    #[arg(long, value_name = "CMD")]
+    setup: Vec<String>,
 }
 
 #[derive(Args)]
@@ -90,12 +111,11 @@ struct ListArgs {
     metadata: Vec<(String, String)>,
 }
 
-// One of the ways to say what to run is required; issue 15's `--tool T --params JSON` joins the
-// group.
+// One of the ways to say what to run is required.
 #[derive(Args)]
 #[command(
-    group = clap::ArgGroup::new("what").required(true).args(["cmd", "argv"]),
-    override_usage = "tracebox sandbox exec [OPTIONS] ID -- CMD...\n       tracebox sandbox exec [OPTIONS] ID --cmd LINE"
+    group = clap::ArgGroup::new("what").required(true).args(["cmd", "argv", "tool"]),
+    override_usage = "tracebox sandbox exec [OPTIONS] ID -- CMD...\n       tracebox sandbox exec [OPTIONS] ID --cmd LINE\n       tracebox sandbox exec ID --tool TOOL --params JSON"
 )]
 struct ExecArgs {
     /// The sandbox's id (sbx_…)
@@ -118,6 +138,12 @@ struct ExecArgs {
     /// A file whose content is the command's stdin, or `-` for this command's stdin
     #[arg(long, value_name = "FILE")]
     stdin: Option<PathBuf>,
+    /// Call an agent tool instead: file_read, file_write, shell, search or git
+    #[arg(long, value_name = "TOOL", requires = "params", conflicts_with_all = ["cwd", "env", "timeout", "stdin"])]
+    tool: Option<String>,
+    /// The tool's params as JSON: `--params '{"command": "pytest"}'`
+    #[arg(long, value_name = "JSON", requires = "tool")]
+    params: Option<String>,
 }
 
 #[derive(Args)]
@@ -300,6 +326,13 @@ impl Server {
                 eprintln!("resumed {}{note}", resumed.sandbox_id);
                 Ok(ExitCode::SUCCESS)
             }
+            SandboxCommand::Reset { id } => {
+                let reset: Sandbox = self.call(Verb::Post, &format!("/sandboxes/{}/reset", encode(&id)), None).await?;
+                eprintln!("reset {}: /workspace is as it was created, with a new interpreter", reset.sandbox_id);
+                Ok(ExitCode::SUCCESS)
+            }
+            SandboxCommand::Trajectory(args) => self.trajectory(args).await,
+            SandboxCommand::Replay(args) => self.replay(args).await,
             SandboxCommand::Cleanup => {
                 let cleaned: Value = self.call(Verb::Post, "/sandboxes/cleanup", None).await?;
                 stdout(&format!("removed {} sandboxes\n", cleaned["removed"]));
@@ -309,12 +342,27 @@ impl Server {
     }
 
     async fn create(&self, args: CreateArgs) -> anyhow::Result<ExitCode> {
-        let CreateArgs { language, timeout, on_timeout, memory_mb, cpus, disk_mb, env, files, metadata } = args;
+        let CreateArgs {
+            language,
+            timeout,
+            on_timeout,
+            memory_mb,
+            cpus,
+            disk_mb,
+            env,
+            files,
+            metadata,
+            repo,
+            commit,
+            setup,
+        } = args;
         let env: BTreeMap<_, _> = env.into_iter().collect();
         let metadata: BTreeMap<_, _> = metadata.into_iter().collect();
+        let repo = repo.map(|url| json!({"url": url, "commit": commit.unwrap_or_else(|| "HEAD".to_owned())}));
         let body = json!({
             "language": language, "timeout": timeout, "on_timeout": on_timeout, "memory_mb": memory_mb,
             "cpus": cpus, "disk_mb": disk_mb, "env": env, "files": files, "metadata": metadata,
+            "repo": repo, "setup": setup,
         });
         let made: Sandbox = self.call(Verb::Post, "/sandboxes", Some(body)).await?;
         stdout(&format!("{}\n", made.sandbox_id));
@@ -363,7 +411,10 @@ impl Server {
     }
 
     async fn exec(&self, args: ExecArgs) -> anyhow::Result<ExitCode> {
-        let ExecArgs { id, cmd, argv, cwd, env, timeout, stdin } = args;
+        let ExecArgs { id, cmd, argv, cwd, env, timeout, stdin, tool, params } = args;
+        if let (Some(tool), Some(params)) = (tool, params) {
+            return self.tool(&id, &tool, &params).await;
+        }
         let cmd = cmd.unwrap_or_else(|| command_line(&argv));
         let stdin = stdin.as_deref().map(read).transpose()?.unwrap_or_default();
         let env: BTreeMap<_, _> = env.into_iter().collect();
