@@ -11,7 +11,9 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use common::{Figures, Server, run_quietly, time_command};
+
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -64,44 +66,6 @@ impl Args {
     }
 }
 
-/// Latencies of one approach.
-struct Figures {
-    name: String,
-    samples: Vec<Duration>,
-}
-
-impl Figures {
-    fn p(&self, quantile: f64) -> f64 {
-        common::percentile_ms(&self.samples, quantile)
-    }
-}
-
-fn run_quietly(command: &mut Command) {
-    let status = command.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("the command runs");
-    assert!(status.success(), "{command:?} failed");
-}
-
-/// `runs` of a command one at a time; paced at `rate` a second when given, else back to back.
-fn time_command(name: &str, runs: usize, rate: Option<f64>, mut make: impl FnMut() -> Command) -> Figures {
-    for _ in 0..3 {
-        run_quietly(&mut make());
-    }
-    let period = rate.map(|r| Duration::from_secs_f64(1.0 / r));
-    let samples = (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            run_quietly(&mut make());
-            let took = started.elapsed();
-            if let Some(period) = period {
-                std::thread::sleep(period.saturating_sub(took));
-            }
-            took
-        })
-        .collect();
-    eprintln!("measured {name}");
-    Figures { name: name.to_owned(), samples }
-}
-
 /// How many commands per second `concurrency` threads complete, `total` in all.
 fn command_rate(concurrency: usize, total: usize, make: impl Fn() -> Command + Sync) -> f64 {
     let left = AtomicUsize::new(total);
@@ -123,136 +87,61 @@ const FRESH: &[(&str, &str)] = &[("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_POOL_RE
 const RECYCLE: &[(&str, &str)] =
     &[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "8"), ("TRACEBOX_RECYCLE_MAX_RUNS", "1000")];
 
-/// A release tracebox serving on its own data directory; stopped (SIGTERM) when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    /// Taken by [`Server::crash`], for a restart on it.
-    data: Option<tempfile::TempDir>,
-    instance: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        common::stop(&mut self.child);
+/// One at a time, `runs` of them; paced at `rate` a second when given (so a fresh pool
+/// can refill), else back to back.
+async fn latency(
+    server: &Server,
+    client: &reqwest::Client,
+    name: &str,
+    body: &Value,
+    runs: usize,
+    rate: Option<f64>,
+) -> Figures {
+    for _ in 0..3 {
+        execute(client, &server.url, body).await;
     }
-}
-
-impl Server {
-    /// Serve on `data` with `settings`; it listens once its pool is warm.
-    async fn start(
-        tracebox: &str,
-        settings: &[(&str, &str)],
-        data: tempfile::TempDir,
-        client: &reqwest::Client,
-    ) -> Server {
-        let mut child = Command::new(tracebox)
-            .arg("serve")
-            .env("TRACEBOX_DATA_DIR", data.path())
-            .env("TRACEBOX_ADDR", "127.0.0.1:0")
-            .env("TRACEBOX_LOG_FORMAT", "json")
-            .env("TRACEBOX_LOG", "info")
-            .envs(settings.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tracebox starts");
-        let Some(url) = common::listening_url(&mut child) else {
-            common::stop(&mut child);
-            panic!("tracebox did not start listening (its log above says why; is Docker up?)");
-        };
-        let mut server = Server { child, url, data: Some(data), instance: String::new() };
-        let health: Value =
-            client.get(format!("{}/health", server.url)).send().await.expect("health").json().await.expect("JSON");
-        server.instance = health["docker"]["instance_id"].as_str().unwrap_or_default().to_owned();
-        server
-    }
-
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let kib: f64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        kib / 1024.0
-    }
-
-    /// One at a time, `runs` of them; paced at `rate` a second when given (so a fresh pool
-    /// can refill), else back to back.
-    async fn latency(
-        &self,
-        client: &reqwest::Client,
-        name: &str,
-        body: &Value,
-        runs: usize,
-        rate: Option<f64>,
-    ) -> Figures {
-        for _ in 0..3 {
-            execute(client, &self.url, body).await;
-        }
-        let mut samples = Vec::with_capacity(runs);
-        let period = rate.map(|r| Duration::from_secs_f64(1.0 / r));
-        for _ in 0..runs {
-            let started = Instant::now();
-            samples.push(execute(client, &self.url, body).await);
-            if let Some(period) = period {
-                tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
-            }
-        }
-        eprintln!("measured {name}");
-        Figures { name: name.to_owned(), samples }
-    }
-
-    /// `total` requests by `concurrency` clients back to back: runs per second, and latencies.
-    async fn throughput(
-        &self,
-        client: &reqwest::Client,
-        body: &Value,
-        concurrency: usize,
-        total: usize,
-    ) -> (f64, Figures) {
-        let left = Arc::new(AtomicUsize::new(total));
+    let mut samples = Vec::with_capacity(runs);
+    let period = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    for _ in 0..runs {
         let started = Instant::now();
-        let workers: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (left, client, body) = (Arc::clone(&left), client.clone(), body.clone());
-                let url = self.url.clone();
-                tokio::spawn(async move {
-                    let mut samples = Vec::new();
-                    while left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-                        samples.push(execute(&client, &url, &body).await);
-                    }
-                    samples
-                })
-            })
-            .collect();
-        let mut samples = Vec::new();
-        for worker in workers {
-            samples.extend(worker.await.expect("a worker"));
+        samples.push(execute(client, &server.url, body).await);
+        if let Some(period) = period {
+            tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
         }
-        let rate = total as f64 / started.elapsed().as_secs_f64();
-        (rate, Figures { name: format!("c={concurrency}"), samples })
     }
+    eprintln!("measured {name}");
+    Figures { name: name.to_owned(), samples }
+}
 
-    fn containers(&self) -> usize {
-        count_containers(&format!("tracebox.instance={}", self.instance))
+/// `total` requests by `concurrency` clients back to back: runs per second, and latencies.
+async fn throughput(
+    server: &Server,
+    client: &reqwest::Client,
+    body: &Value,
+    concurrency: usize,
+    total: usize,
+) -> (f64, Figures) {
+    let left = Arc::new(AtomicUsize::new(total));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (left, client, body) = (Arc::clone(&left), client.clone(), body.clone());
+            let url = server.url.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                while left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+                    samples.push(execute(&client, &url, &body).await);
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for worker in workers {
+        samples.extend(worker.await.expect("a worker"));
     }
-
-    /// `kill -9`: the containers it leaves, and its data directory for a restart.
-    fn crash(mut self) -> (tempfile::TempDir, usize) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let left = self.containers();
-        (self.data.take().expect("a server has its data directory until it crashes"), left)
-    }
-
-    /// SIGTERM, as an operator would stop it: the containers it leaves.
-    fn stop(mut self) -> usize {
-        common::stop(&mut self.child);
-        self.containers()
-    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    (rate, Figures { name: format!("c={concurrency}"), samples })
 }
 
 /// One `POST /execute` of a hello world, and how long it took.
@@ -269,11 +158,6 @@ async fn execute(client: &reqwest::Client, url: &str, body: &Value) -> Duration 
         .expect("a JSON reply");
     assert_eq!(reply["stdout"], "hello\n", "{reply}");
     started.elapsed()
-}
-
-fn count_containers(label: &str) -> usize {
-    let output = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label={label}")]).output();
-    output.map(|o| String::from_utf8_lossy(&o.stdout).lines().count()).unwrap_or(0)
 }
 
 fn row(figures: &Figures, floor: f64, baseline: f64) -> String {
@@ -362,12 +246,12 @@ async fn main() {
 
     // tracebox, fresh: a container per run, from a pool kept warm.
     let fresh = Server::start(&args.tracebox, FRESH, tempfile::tempdir().expect("a data directory"), &client).await;
-    let fresh_py = fresh.latency(&client, "tracebox fresh (python, paced)", &hello_py, args.runs, paced).await;
-    let fresh_js = fresh.latency(&client, "tracebox fresh (node, paced)", &hello_js, args.runs, paced).await;
+    let fresh_py = latency(&fresh, &client, "tracebox fresh (python, paced)", &hello_py, args.runs, paced).await;
+    let fresh_js = latency(&fresh, &client, "tracebox fresh (node, paced)", &hello_js, args.runs, paced).await;
     let mut fresh_load = Vec::new();
     for concurrency in [1, 2, 4, 8] {
         tokio::time::sleep(args.pause(3)).await; // the pool refills
-        fresh_load.push(fresh.throughput(&client, &hello_py, concurrency, args.requests).await);
+        fresh_load.push(throughput(&fresh, &client, &hello_py, concurrency, args.requests).await);
         eprintln!("measured fresh at c={concurrency}");
     }
     let fresh_left = fresh.stop();
@@ -381,16 +265,16 @@ async fn main() {
 
     // tracebox, recycle: a container serves runs of its tenant, wiped between them.
     let recycle = Server::start(&args.tracebox, RECYCLE, tempfile::tempdir().expect("a data directory"), &client).await;
-    let recycle_py = recycle.latency(&client, "tracebox recycle (python)", &hello_py, args.runs, None).await;
-    let recycle_js = recycle.latency(&client, "tracebox recycle (node)", &hello_js, args.runs, None).await;
+    let recycle_py = latency(&recycle, &client, "tracebox recycle (python)", &hello_py, args.runs, None).await;
+    let recycle_js = latency(&recycle, &client, "tracebox recycle (node)", &hello_js, args.runs, None).await;
     let mut recycle_load = Vec::new();
     for concurrency in [1, 2, 4, 8] {
-        recycle_load.push(recycle.throughput(&client, &hello_py, concurrency, args.requests).await);
+        recycle_load.push(throughput(&recycle, &client, &hello_py, concurrency, args.requests).await);
         eprintln!("measured recycle at c={concurrency}");
     }
     tokio::time::sleep(args.pause(2)).await;
     let rss_idle = recycle.rss_mib();
-    let (_, during) = recycle.throughput(&client, &hello_py, 4, args.rss_runs).await;
+    let (_, during) = throughput(&recycle, &client, &hello_py, 4, args.rss_runs).await;
     tokio::time::sleep(args.pause(2)).await;
     let rss_after = recycle.rss_mib();
     eprintln!("ran {} more runs for the memory readings", during.samples.len());
