@@ -259,10 +259,17 @@ impl Sandboxes {
         let session = session?;
         let copied = async {
             if let Some(tar) = workspace? {
-                untar(&session, &tar).await?;
-                if !setup {
-                    record.creation_snapshot = Some(self.keep_snapshot(&record, &tar, Some("creation"), &[]).await?.id);
-                }
+                // The container unpacks while the server compresses the same tar as the
+                // creation state: on a repository of tens of MB, each takes about a second.
+                let keeping = async {
+                    if setup {
+                        return Ok(None);
+                    }
+                    self.keep_snapshot(&record, &tar, Some("creation"), &[]).await.map(Some)
+                };
+                let (unpacked, kept) = tokio::join!(untar(&session, &tar), keeping);
+                unpacked?;
+                record.creation_snapshot = kept?.map(|snapshot| snapshot.id);
             }
             record.container = Some(session.container().to_owned());
             self.inner.store.put_sandbox(record.clone()).await?;
