@@ -11,12 +11,13 @@ scripts/ensure-chromium.sh
 cargo build --workspace --tests
 # Build the image once here, so the test servers, started in parallel, find it ready.
 "${CARGO_TARGET_DIR:-target}/debug/tracebox" image build
-# Containers another process on this machine left (a killed server, another checkout's tests)
-# are not this run's doing: only the ones that appear during the tests count as leaks.
-before=$(docker ps -aq --no-trunc --filter label=tracebox | sort)
+# Containers another process on this machine left or runs (a killed server, another
+# checkout's tests on its own image) are not this run's doing: only the ones of this image
+# that appear during the tests count as leaks.
+before=$(docker ps -aq --no-trunc --filter label=tracebox --filter "ancestor=${TRACEBOX_IMAGE:-tracebox-sandbox:latest}" | sort)
 cargo test --workspace "$@"
 
-after=$(docker ps -aq --no-trunc --filter label=tracebox | sort)
+after=$(docker ps -aq --no-trunc --filter label=tracebox --filter "ancestor=${TRACEBOX_IMAGE:-tracebox-sandbox:latest}" | sort)
 left=$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)
 if [ -n "$left" ]; then
   echo "[test] sandbox containers were left behind:" >&2
