@@ -57,10 +57,14 @@ async fn listen(services: Services) -> Result<(), StartError> {
     let grace = Duration::from_secs_f64(services.config.max_timeout_secs) + Duration::from_secs(5);
     let workers = workers();
     let connections_per_worker = services.config.max_connections.div_ceil(workers);
+    let mcp = web::Data::new(api::McpDoor::default());
+    let config = std::sync::Arc::clone(&services.config);
     let state = web::Data::new(services);
+    let app_mcp = mcp.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(app_mcp.clone())
             .wrap(api::security_headers())
             .wrap(TracingLogger::default())
             .configure(api::routes)
@@ -76,7 +80,12 @@ async fn listen(services: Services) -> Result<(), StartError> {
     .max_connections(connections_per_worker)
     .bind(addr)
     .map_err(|source| StartError::Bind { addr, source })?;
-    for bound in server.addrs() {
+    let bound = server.addrs();
+    // `/mcp`'s tools call this server's API where it listens; the first address will do.
+    if let Some(first) = bound.first() {
+        mcp.open(*first, &config)?;
+    }
+    for bound in bound {
         tracing::info!(url = %format!("http://{bound}"), "listening");
     }
     server.run().await.map_err(StartError::Server)
