@@ -58,11 +58,10 @@ struct ErrorBody {
     message: String,
 }
 
-/// A body as it came: its bytes and `Content-Type`.
+/// A body as it came.
 #[derive(Debug, Clone)]
 pub struct Download {
     pub bytes: Bytes,
-    pub content_type: Option<String>,
 }
 
 /// A client of one tracebox server.
@@ -107,27 +106,31 @@ impl ApiClient {
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.json(self.http.get(self.url(path)).header("accept", "application/json")).await
+        let url = self.url(path);
+        self.json(&url, self.http.get(&url).header("accept", "application/json")).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        self.json(self.http.post(self.url(path)).json(body)).await
+        let url = self.url(path);
+        self.json(&url, self.http.post(&url).json(body)).await
     }
 
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<Value, ClientError> {
-        self.json(self.http.put(self.url(path)).body(bytes)).await
+        let url = self.url(path);
+        self.json(&url, self.http.put(&url).body(bytes)).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
-        self.json(self.http.delete(self.url(path))).await.map(drop)
+        let url = self.url(path);
+        self.json(&url, self.http.delete(&url)).await.map(drop)
     }
 
     /// The raw body of a `GET` (a file's bytes, an artifact).
     pub async fn download(&self, path: &str) -> Result<Download, ClientError> {
         let url = self.url(path);
-        let (status, content_type, bytes) = self.send(self.http.get(&url), &url).await?;
+        let (status, bytes) = self.send(self.http.get(&url), &url).await?;
         if (200..300).contains(&status) {
-            return Ok(Download { bytes, content_type });
+            return Ok(Download { bytes });
         }
         Err(refusal(&url, status, &bytes))
     }
@@ -136,35 +139,25 @@ impl ApiClient {
         format!("{}{path}", self.base)
     }
 
-    /// Send, and read the JSON reply (`null` for an empty one, as a `204`'s).
-    async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
-        let url = request
-            .try_clone()
-            .and_then(|r| r.build().ok())
-            .map(|r| r.url().to_string())
-            .unwrap_or_else(|| self.base.clone());
-        let (status, _, bytes) = self.send(request, &url).await?;
+    /// Send `request` (to `url`), and read the JSON reply (`null` for an empty one, as a `204`'s).
+    async fn json(&self, url: &str, request: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let (status, bytes) = self.send(request, url).await?;
         if !(200..300).contains(&status) {
-            return Err(refusal(&url, status, &bytes));
+            return Err(refusal(url, status, &bytes));
         }
         if bytes.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&bytes).map_err(|_| unexpected(&url, status, &bytes))
+        serde_json::from_slice(&bytes).map_err(|_| unexpected(url, status, &bytes))
     }
 
-    async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        url: &str,
-    ) -> Result<(u16, Option<String>, Bytes), ClientError> {
+    /// Send `request` (to `url`): the status and the body.
+    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<(u16, Bytes), ClientError> {
         let unreachable = |source| ClientError::Unreachable { url: url.to_owned(), source };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let content_type =
-            response.headers().get("content-type").and_then(|value| value.to_str().ok()).map(str::to_owned);
         let bytes = response.bytes().await.map_err(unreachable)?;
-        Ok((status, content_type, bytes))
+        Ok((status, bytes))
     }
 }
 

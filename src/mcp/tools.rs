@@ -62,7 +62,6 @@ impl Tracebox {
             Err(error) => return unreadable("create_sandbox", &error, reply),
         };
         let lasts = if p.keep {
-            self.owned.forget(&sandbox.sandbox_id);
             "kept after this MCP session ends (close it with close_sandbox)"
         } else {
             self.owned.own(&sandbox.sandbox_id);
