@@ -74,6 +74,10 @@ async fn listen(services: Services) -> Result<(), StartError> {
     // request on a connection the server is closing.
     .keep_alive(KEEP_ALIVE)
     .client_request_timeout(HEAD_TIMEOUT)
+    // A streamed answer (MCP's and Claude's events, exports) is written as its head, then each
+    // piece as it comes: with Nagle's algorithm a small piece waits for the ACK of the last,
+    // which the client delays (40 ms on Linux). Every MCP tool call over HTTP paid that.
+    .tcp_nodelay(true)
     .workers(workers)
     // Past it a worker stops accepting; connections wait in the listen backlog rather than take
     // the file descriptors that Docker, SQLite and uploads need.
@@ -88,5 +92,24 @@ async fn listen(services: Services) -> Result<(), StartError> {
     for bound in bound {
         tracing::info!(url = %format!("http://{bound}"), "listening");
     }
+    // actix stops on the same signals; MCP's event streams would hold its graceful stop open.
+    actix_web::rt::spawn(async move {
+        stop_signal().await;
+        mcp.stop();
+    });
     server.run().await.map_err(StartError::Server)
+}
+
+/// SIGINT or SIGTERM, the signals actix stops on (never, if they cannot be listened for).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut interrupt), Ok(mut terminate)) => {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

@@ -30,6 +30,13 @@ impl McpDoor {
         let _ = self.0.set(endpoint);
         Ok(())
     }
+
+    /// End the endpoint's sessions and event streams (the server is stopping).
+    pub fn stop(&self) {
+        if let Some(endpoint) = self.0.get() {
+            endpoint.stop();
+        }
+    }
 }
 
 /// The largest MCP message: a `write_file` of the largest file written at once, escaped.

@@ -12,6 +12,7 @@ use http_body_util::Full;
 use http_body_util::combinators::BoxBody;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
 
 use super::{ApiClient, ClientError, Tracebox};
 
@@ -23,6 +24,8 @@ const SSE_KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct McpHttp {
     service: StreamableHttpService<Tracebox, LocalSessionManager>,
+    /// Ends every session and open event stream ([`McpHttp::stop`]).
+    stopping: CancellationToken,
 }
 
 impl McpHttp {
@@ -34,13 +37,21 @@ impl McpHttp {
         sessions.session_config.keep_alive = Some(idle);
         // The route's guard checks Host and Origin as for every route (TRACEBOX_ALLOWED_HOSTS and
         // _ORIGINS included); rmcp's own checks, loopback names only, would refuse what it allows.
+        let stopping = CancellationToken::new();
         let config = StreamableHttpServerConfig::default()
+            .with_cancellation_token(stopping.clone())
             .disable_allowed_hosts()
             .disable_allowed_origins()
             .with_sse_keep_alive(Some(SSE_KEEP_ALIVE))
             .with_max_request_body_bytes(max_body);
         let service = StreamableHttpService::new(move || Ok(Tracebox::new(client.clone())), Arc::new(sessions), config);
-        Ok(McpHttp { service })
+        Ok(McpHttp { service, stopping })
+    }
+
+    /// End every session and event stream, as the server stops: a client's open stream would
+    /// otherwise hold the graceful stop for its whole grace period.
+    pub fn stop(&self) {
+        self.stopping.cancel();
     }
 
     /// Answer one request: JSON, or an event stream that goes on as the session speaks.

@@ -329,6 +329,20 @@ async fn a_killed_stdio_server_leaves_its_sandbox_only_until_its_idle_timeout() 
 }
 
 #[tokio::test]
+async fn a_server_with_an_mcp_client_connected_still_stops_promptly() {
+    let mut server = SandboxServer::spawn().await;
+    let client = over_http(&server).await;
+    ok(&client, "list_sandboxes", json!({})).await;
+    // The client holds an event stream open for the server's messages; the stop ends it
+    // rather than wait out the grace period given to runs.
+    let stopping = std::time::Instant::now();
+    server.stop();
+    let took = stopping.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "the server stopped in {took:?}");
+    drop(client);
+}
+
+#[tokio::test]
 async fn mcp_is_behind_the_guard_of_every_route() {
     let server = SandboxServer::spawn().await;
     let initialize = json!({
