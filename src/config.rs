@@ -332,6 +332,12 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_SANDBOX_MAX_QUEUED_STEPS", default_value_t = 8)]
     pub sandbox_max_queued_steps: usize,
 
+    /// Seconds an MCP session over HTTP (`/mcp`) may pass without a message either way before
+    /// it ends and its sandboxes made without `keep` are closed; keep it above the longest
+    /// step (TRACEBOX_SANDBOX_MAX_STEP_TIMEOUT_SECS), which sends nothing while it runs
+    #[arg(long, env = "TRACEBOX_MCP_SESSION_IDLE_SECS", default_value_t = 900.0)]
+    pub mcp_session_idle_secs: f64,
+
     /// Compressed bytes of one sandbox's snapshots (its pause included)
     #[arg(long, env = "TRACEBOX_SNAPSHOT_MAX_BYTES", default_value_t = 1024 * MIB)]
     pub snapshot_max_bytes: u64,
@@ -488,6 +494,11 @@ impl Config {
             (1..=self.sandbox_max_disk_mb).contains(&self.sandbox_disk_mb),
             "sandbox_disk_mb",
             "must be at least 1 and at most sandbox_max_disk_mb".into(),
+        )?;
+        check(
+            within(self.mcp_session_idle_secs, 1.0, 86_400.0),
+            "mcp_session_idle_secs",
+            "must be between 1 s and a day".into(),
         )?;
         check(
             within(self.sandbox_max_step_timeout_secs, self.default_timeout_secs, 86_400.0),

@@ -9,6 +9,7 @@ pub mod claude;
 pub mod config;
 pub mod files;
 pub mod http_client;
+pub mod mcp;
 pub mod policy;
 pub mod runner;
 pub mod sandbox;

@@ -60,6 +60,13 @@ enum Command {
     /// (its error code and message on stderr, e.g. no_such_sandbox) or cannot be reached, and 2
     /// on bad usage.
     Sandbox(cli::sandbox::SandboxArgs),
+    /// Serve the MCP tools (execute, sandboxes, agent tools, traces) over stdio to an MCP client
+    /// such as Claude Desktop or Claude Code, as a client of a running server
+    ///
+    /// Sandboxes the session creates without `keep` are closed when stdin closes or on SIGINT or
+    /// SIGTERM. Logs go to stderr (TRACEBOX_LOG, default warn). Exit code 125 when the client's
+    /// first messages are not an MCP handshake.
+    Mcp(cli::mcp::McpArgs),
     /// Manage the sandbox image
     Image {
         #[command(subcommand)]
@@ -159,6 +166,10 @@ fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         }
         // A client of a server: no settings, no logging of its own.
         Command::Sandbox(args) => Ok(cli::sandbox::run(args)),
+        Command::Mcp(args) => {
+            init_logging(LogFormat::Text, "warn")?;
+            cli::mcp::run(args)
+        }
         Command::Image { command: ImageCommand::Build { force, .. } } => {
             let config = Config::load(sub(matches, &["image", "build"]), file)?;
             init_logging(config.log_format, "info")?;

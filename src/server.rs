@@ -57,10 +57,14 @@ async fn listen(services: Services) -> Result<(), StartError> {
     let grace = Duration::from_secs_f64(services.config.max_timeout_secs) + Duration::from_secs(5);
     let workers = workers();
     let connections_per_worker = services.config.max_connections.div_ceil(workers);
+    let mcp = web::Data::new(api::McpDoor::default());
+    let config = std::sync::Arc::clone(&services.config);
     let state = web::Data::new(services);
+    let app_mcp = mcp.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(app_mcp.clone())
             .wrap(api::security_headers())
             .wrap(TracingLogger::default())
             .configure(api::routes)
@@ -70,14 +74,42 @@ async fn listen(services: Services) -> Result<(), StartError> {
     // request on a connection the server is closing.
     .keep_alive(KEEP_ALIVE)
     .client_request_timeout(HEAD_TIMEOUT)
+    // A streamed answer (MCP's and Claude's events, exports) is written as its head, then each
+    // piece as it comes: with Nagle's algorithm a small piece waits for the ACK of the last,
+    // which the client delays (40 ms on Linux). Every MCP tool call over HTTP paid that.
+    .tcp_nodelay(true)
     .workers(workers)
     // Past it a worker stops accepting; connections wait in the listen backlog rather than take
     // the file descriptors that Docker, SQLite and uploads need.
     .max_connections(connections_per_worker)
     .bind(addr)
     .map_err(|source| StartError::Bind { addr, source })?;
-    for bound in server.addrs() {
+    let bound = server.addrs();
+    // `/mcp`'s tools call this server's API where it listens; the first address will do.
+    if let Some(first) = bound.first() {
+        mcp.open(*first, &config)?;
+    }
+    for bound in bound {
         tracing::info!(url = %format!("http://{bound}"), "listening");
     }
+    // actix stops on the same signals; MCP's event streams would hold its graceful stop open.
+    actix_web::rt::spawn(async move {
+        stop_signal().await;
+        mcp.stop();
+    });
     server.run().await.map_err(StartError::Server)
+}
+
+/// SIGINT or SIGTERM, the signals actix stops on (never, if they cannot be listened for).
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut interrupt), Ok(mut terminate)) => {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }

@@ -54,6 +54,9 @@ pub enum StartError {
     /// The HTTP server failed while running.
     #[error("the HTTP server failed: {0}")]
     Server(std::io::Error),
+    /// The MCP endpoint cannot make its client of the server's own API.
+    #[error("cannot open the MCP endpoint: {0}")]
+    Mcp(#[from] crate::mcp::ClientError),
 }
 
 /// The opened services. Cheap to clone.

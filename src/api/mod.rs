@@ -9,6 +9,7 @@ mod export;
 mod files;
 mod guard;
 mod health;
+mod mcp;
 mod playground;
 mod sandboxes;
 mod tools;
@@ -32,6 +33,7 @@ use crate::services::Services;
 
 pub use error::{ApiError, ErrorCode};
 pub use guard::{Authority, WebOrigin};
+pub use mcp::McpDoor;
 
 /// Every route of the server, in one scope behind the guard (`guard.rs`: the `Host` and where a
 /// browser request comes from), so that no route, an unknown path's 404 included, can be added
@@ -91,6 +93,12 @@ fn table(config: &mut web::ServiceConfig) {
         .service(resource("/ws", "GET").route(web::get().to(ws::upgrade)))
         .service(resource("/claude", "POST").route(web::post().to(claude::claude)))
         .service(resource("/batch", "POST").route(web::post().to(batch::batch)))
+        .service(
+            resource("/mcp", "GET, POST, DELETE")
+                .route(web::get().to(mcp::serve))
+                .route(web::post().to(mcp::serve))
+                .route(web::delete().to(mcp::serve)),
+        )
         .service(
             resource("/", "GET, HEAD").route(web::get().to(playground::show)).route(web::head().to(playground::show)),
         )
@@ -152,7 +160,7 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::new(
         ErrorCode::NoSuchRoute,
         format!(
-            "no route for {} {}; see docs/api.md (POST /execute, POST /claude, POST /batch, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, POST /sandboxes, GET /sandboxes/{{id}} and its routes, GET /health, GET /metrics)",
+            "no route for {} {}; see docs/api.md (POST /execute, POST /claude, POST /batch, POST /mcp, GET /traces, GET /trace/{{id}}, GET /traces/export, POST /upload, GET /files, GET /download/{{name}}, GET /download/artifacts/{{trace_id}}/{{name}}, POST /sandboxes, GET /sandboxes/{{id}} and its routes, GET /health, GET /metrics)",
             request.method(),
             request.path()
         ),

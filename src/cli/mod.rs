@@ -1,4 +1,5 @@
 //! Commands of the `tracebox` binary too long for main.rs; only the binary uses them.
 
 pub mod batch;
+pub mod mcp;
 pub mod sandbox;

@@ -10,7 +10,7 @@ use std::any::Any;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracebox_model::sandbox::SandboxOp;
 use tracebox_model::tool::ToolName;
@@ -45,8 +45,8 @@ pub struct FinishedTrace {
     pub events: Vec<TraceEvent>,
 }
 
-/// One row of the trace list.
-#[derive(Debug, Clone, Serialize)]
+/// One row of the trace list (read back by the MCP tools from the API's JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TraceSummary {
     pub id: TraceId,
     pub parent_id: Option<TraceId>,

@@ -22,6 +22,7 @@ mod isolation;
 mod kernel;
 mod lifecycle;
 mod limits;
+mod mcp;
 mod origin;
 mod policy;
 mod pool;
