@@ -314,7 +314,12 @@ impl Sandboxes {
             let mut entry = entry.map_err(packing)?;
             let mut header = entry.header().clone();
             let path = entry.path().map_err(packing)?.into_owned();
-            builder.append_data(&mut header, path, &mut entry).map_err(packing)?;
+            // A link's target may be longer than its header holds (a GNU long-link entry the
+            // archive reads for us): written back whole, or the link would point elsewhere.
+            match entry.link_name().map_err(packing)?.map(std::borrow::Cow::into_owned) {
+                Some(target) => builder.append_link(&mut header, path, target).map_err(packing)?,
+                None => builder.append_data(&mut header, path, &mut entry).map_err(packing)?,
+            }
         }
         for input in inputs {
             builder

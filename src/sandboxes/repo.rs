@@ -146,24 +146,36 @@ pub async fn fetch(
         clone.arg("--no-local");
     }
     clone.arg("--").arg(&source.url).arg(&tree);
-    let clone = clone.spawn().map_err(RepoError::NoGit)?;
-    match watch(clone, &tree, limit, settings.clone_timeout).await? {
-        Watched::Ended(output) if output.status.success() => {}
-        Watched::Ended(output) => {
-            return Err(RepoError::CloneFailed { url: shown.url.clone(), stderr: scrub(stderr_of(&output)) });
+    // Clone, resolve and checkout share one budget of time, and the tree its size: a small
+    // pack can check out into an enormous tree (a "git bomb"), so the checkout is watched too.
+    let deadline = tokio::time::Instant::now() + settings.clone_timeout;
+    let bounded = |command: &mut Command| {
+        let spawned = command.spawn().map_err(RepoError::NoGit);
+        let tree = &tree;
+        let (shown, too_large) = (&shown, &too_large);
+        async move {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match watch(spawned?, tree, limit, remaining).await? {
+                Watched::Ended(output) => Ok(output),
+                Watched::TimedOut => {
+                    Err(RepoError::CloneTimeout { url: shown.url.clone(), secs: settings.clone_timeout.as_secs() })
+                }
+                Watched::TooLarge => Err(too_large()),
+            }
         }
-        Watched::TimedOut => {
-            return Err(RepoError::CloneTimeout { url: shown.url.clone(), secs: settings.clone_timeout.as_secs() });
-        }
-        Watched::TooLarge => return Err(too_large()),
+    };
+    let cloned = bounded(&mut clone).await?;
+    if !cloned.status.success() {
+        return Err(RepoError::CloneFailed { url: shown.url.clone(), stderr: scrub(stderr_of(&cloned)) });
     }
     tracing::info!(url = %shown.url, secs = started.elapsed().as_secs_f64(), "cloned; checking out");
 
-    let resolved = git(Some(&tree))
-        .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
-        .arg(format!("{}^{{commit}}", source.commit))
-        .output()
-        .await?;
+    let resolved = bounded(
+        git(Some(&tree))
+            .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+            .arg(format!("{}^{{commit}}", source.commit)),
+    )
+    .await?;
     if !resolved.status.success() {
         return Err(RepoError::UnknownCommit {
             url: shown.url.clone(),
@@ -173,7 +185,7 @@ pub async fn fetch(
     }
     let sha = String::from_utf8_lossy(&resolved.stdout).trim().to_owned();
     tracing::debug!(secs = started.elapsed().as_secs_f64(), "commit resolved");
-    let checkout = git(Some(&tree)).args(["checkout", "--quiet", "--detach", &sha]).output().await?;
+    let checkout = bounded(git(Some(&tree)).args(["checkout", "--quiet", "--detach", &sha])).await?;
     if !checkout.status.success() {
         return Err(RepoError::UnknownCommit {
             url: shown.url.clone(),
@@ -214,13 +226,20 @@ pub async fn fetch(
     Ok(tar)
 }
 
-/// git, as tracebox runs it: no prompt, no pager, only the transports tracebox allows (for
-/// submodules and redirects too), no terminal.
+/// git, as tracebox runs it on the server: no prompt, no pager, only the transports tracebox
+/// allows (for submodules and redirects too), no terminal; no hook, and no LFS filter (whose
+/// `lfs.url` a repository's `.lfsconfig` names: a request to an address of its choosing).
 fn git(dir: Option<&Path>) -> Command {
     let mut command = Command::new("git");
     if let Some(dir) = dir {
         command.arg("-C").arg(dir);
     }
+    for setting in
+        ["core.hooksPath=/dev/null", "filter.lfs.smudge=", "filter.lfs.process=", "filter.lfs.required=false"]
+    {
+        command.arg("-c").arg(setting);
+    }
+    command.env("GIT_LFS_SKIP_SMUDGE", "1");
     command
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ALLOW_PROTOCOL", "file:https:ssh")

@@ -411,3 +411,29 @@ async fn a_repository_that_cannot_be_set_up_is_a_clear_error_and_leaves_nothing_
     let clones: Vec<_> = std::fs::read_dir(server.data_dir.join("clones")).map(|d| d.collect()).unwrap_or_default();
     assert!(clones.is_empty(), "no clone left: {clones:?}");
 }
+
+#[tokio::test]
+async fn a_repository_and_uploads_together_keep_long_symlink_targets_and_secrets_stay_out_of_the_trajectory() {
+    let repo = Repo::new();
+    let long_target = format!("{}/target.txt", "a-directory-with-a-long-name".repeat(5));
+    std::os::unix::fs::symlink(&long_target, repo.dir.path().join("link")).unwrap();
+    git(repo.dir.path(), &["add", "link"]);
+    git(repo.dir.path(), &["commit", "--quiet", "-m", "a long link"]);
+    let server = SandboxServer::spawn().await;
+    let part = reqwest::multipart::Part::bytes(b"uploaded\n".to_vec()).file_name("extra.txt");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = server.client.post(server.url("/upload")).multipart(form).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+
+    let id = server.sandbox(json!({"repo": {"url": repo.url()}, "files": ["extra.txt"]})).await;
+    assert_eq!(server.ok(&id, "shell", json!({"command": "readlink link"})).await, format!("{long_target}\n"));
+    assert_eq!(server.ok(&id, "file_read", json!({"path": "extra.txt"})).await, "uploaded\n");
+
+    // A secret in a command, git's args or a pattern is redacted in what the trajectory keeps.
+    let secret = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789";
+    server.ok(&id, "shell", json!({"command": format!("echo {secret} > /dev/null")})).await;
+    server.ok(&id, "search", json!({"pattern": secret})).await;
+    let trajectory = server.trajectory(&id).await.to_string();
+    assert!(!trajectory.contains("abcdefghijklmnop"), "{trajectory}");
+    server.delete(&id).await;
+}

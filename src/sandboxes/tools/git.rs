@@ -36,7 +36,7 @@ const REFUSED: [&str; 19] = [
 /// start a program is off, whatever the repository's own config says. (An external diff
 /// cannot be set off this way, an empty `diff.external` being a program to run: the commands
 /// that diff get `--no-ext-diff` instead, see [`DIFFING`].)
-pub const FORCED: [&str; 11] = [
+pub const FORCED: [&str; 14] = [
     "core.pager=cat",
     "core.editor=true",
     "sequence.editor=true",
@@ -46,6 +46,9 @@ pub const FORCED: [&str; 11] = [
     "credential.helper=",
     "commit.gpgSign=false",
     "tag.gpgSign=false",
+    "gpg.program=false",
+    "gpg.ssh.program=false",
+    "gpg.x509.program=false",
     "protocol.allow=never",
     "color.ui=false",
 ];
@@ -78,13 +81,21 @@ pub fn refusal(args: &[String]) -> Option<String> {
     None
 }
 
-/// Does `arg` give `option` (alone, with `=value`, or a short option with its value attached)?
+/// Whole options that are also the start of a refused one (`--text` of `--textconv`): git reads
+/// them as themselves, never as an abbreviation.
+const WHOLE: [&str; 1] = ["--text"];
+
+/// Does `arg` give `option`: alone, with `=value`, abbreviated as git's option parser accepts
+/// (`--templ=…` for `--template`), or a short option with its value attached?
 fn names(arg: &str, option: &str) -> bool {
     if arg == option {
         return true;
     }
     match option.strip_prefix("--") {
-        Some(_) => arg.strip_prefix(option).is_some_and(|rest| rest.starts_with('=')),
+        Some(_) => {
+            let given = arg.split_once('=').map_or(arg, |(name, _)| name);
+            given.len() > 3 && given.starts_with("--") && option.starts_with(given) && !WHOLE.contains(&given)
+        }
         None => option.len() == 2 && arg.starts_with(option) && !arg.starts_with("--"),
     }
 }
@@ -135,6 +146,9 @@ mod tests {
             &["reset", "--hard", "HEAD"],
             &["show", "HEAD:src/main.rs"],
             &["add", "--", "-c", "--exec=x"],
+            &["diff", "--text"],
+            &["diff", "--exit-code"],
+            &["log", "--name-only"],
         ] {
             assert_eq!(refusal(&args(ok)), None, "{ok:?}");
         }
@@ -153,6 +167,9 @@ mod tests {
             (&["commit", "--template=/etc/passwd"], "--template"),
             (&["show", "--textconv"], "--textconv"),
             (&["log", "--git-dir=/tmp/other"], "--git-dir"),
+            (&["commit", "--templ=/etc/passwd"], "--template"),
+            (&["add", "--pathspec-from=/x"], "--pathspec-from-file"),
+            (&["diff", "--ext"], "--ext-diff"),
         ] {
             let why = refusal(&args(bad)).unwrap_or_else(|| panic!("{bad:?} passed"));
             assert!(why.contains(named), "{bad:?}: {why}");

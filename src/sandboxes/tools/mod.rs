@@ -28,6 +28,11 @@ pub use trajectory::{ReplayReport, ReplayedStep};
 pub const SEARCH_MAX_RESULTS: usize = 200;
 /// The longest diff a `file_write` keeps for its trace.
 const DIFF_MAX_BYTES: usize = 64 * 1024;
+/// A file larger than this, before or after a `file_write`, gets no diff: a diff's cost grows
+/// with the product of the two sides' lines.
+const DIFF_MAX_INPUT_BYTES: usize = 1 << 20;
+/// How long a diff may look for the smallest change before it settles for a larger one.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A tool call's answer.
 #[derive(Debug)]
@@ -185,11 +190,10 @@ impl Sandboxes {
         let parent = replay.map_or(record.trace_id, |(trace, _)| trace);
         let trace_id = TraceId::new();
         let mut log = EventLog::start();
-        // What the trace keeps of a file's content is redacted as code is.
+        // What the trace keeps of the call (a file's content, a command, git's args, a pattern)
+        // is redacted as code is.
         let mut kept = params;
-        if let Some(content) = kept.get_mut("content").and_then(|c| c.as_str().map(str::to_owned)) {
-            kept["content"] = json!(self.inner.policy.redact(&content));
-        }
+        redact_strings(&mut kept, &self.inner.policy);
         let input = ToolInput {
             sandbox_id: id.to_owned(),
             tool,
@@ -336,17 +340,18 @@ impl Sandboxes {
             Err(_) => Some(String::new()),
         };
         let header = json!({"op": "write", "path": call.path});
-        if let Err(error) = live.session.call(header, call.content.as_bytes()).await {
-            let Err(failure) = Failure::of::<()>(error)? else { unreachable!("Failure::of never answers Ok(Ok)") };
+        if let Err(error) = live.session.call(header, call.content.as_bytes()).await
+            && let Err(failure) = Failure::of::<()>(error)?
+        {
             return Ok(failure.output());
         }
-        let diff = before.map(|before| {
-            let diff = similar::TextDiff::from_lines(&before, &call.content)
-                .unified_diff()
-                .header(&format!("a/{}", call.path), &format!("b/{}", call.path))
-                .to_string();
-            self.inner.policy.redact(&cut(diff, DIFF_MAX_BYTES))
-        });
+        let diff = match before {
+            Some(before) if before.len().max(call.content.len()) <= DIFF_MAX_INPUT_BYTES => {
+                let (path, after, policy) = (call.path.clone(), call.content.clone(), self.inner.policy.clone());
+                tokio::task::spawn_blocking(move || unified_diff(&path, &before, &after, &policy)).await.ok()
+            }
+            _ => None,
+        };
         Ok(ToolOutput {
             output: format!("wrote {} bytes to {}\n", call.content.len(), call.path),
             exit_code: Some(0),
@@ -354,6 +359,16 @@ impl Sandboxes {
             diff,
             ..ToolOutput::default()
         })
+    }
+}
+
+/// Every string in `value`, redacted in place.
+fn redact_strings(value: &mut Value, policy: &crate::policy::Policy) {
+    match value {
+        Value::String(text) => *text = policy.redact(text),
+        Value::Array(items) => items.iter_mut().for_each(|item| redact_strings(item, policy)),
+        Value::Object(fields) => fields.values_mut().for_each(|field| redact_strings(field, policy)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
@@ -493,6 +508,19 @@ fn shown(argv: &[String]) -> String {
         }
     };
     argv.iter().map(word).collect::<Vec<_>>().join(" ")
+}
+
+/// The change from `before` to `after` as a unified diff, redacted (whole, before it is cut, so
+/// that no cut splits a secret out of its rule's reach) and bounded. Blocking.
+fn unified_diff(path: &str, before: &str, after: &str, policy: &crate::policy::Policy) -> String {
+    let diff = similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Myers)
+        .timeout(DIFF_DEADLINE)
+        .diff_lines(before, after)
+        .unified_diff()
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string();
+    cut(policy.redact(&diff), DIFF_MAX_BYTES)
 }
 
 /// `text` cut to at most `most` bytes (at a character boundary), saying so.
