@@ -76,9 +76,20 @@ async fn a_page_of_another_origin_runs_nothing_and_leaves_no_trace() {
     let (status, reply) = execute_from(&server, &[("origin", "http://evil.example")]).await;
     assert_refused(status, &reply, "cross_origin", "\"http://evil.example\"");
 
-    // Every other door too: Claude (the operator's key), uploads, batches, deletions.
+    // Every other door too: Claude (the operator's key), uploads, batches, deletions, sandboxes
+    // and their agent tools, trajectories and replays (the sandbox need not exist: the guard
+    // answers first).
     let evil = [("origin", "http://evil.example"), ("sec-fetch-site", "cross-site")];
-    for (method, path) in [("POST", "/claude"), ("POST", "/upload"), ("POST", "/batch"), ("DELETE", "/files/a.txt")] {
+    for (method, path) in [
+        ("POST", "/claude"),
+        ("POST", "/upload"),
+        ("POST", "/batch"),
+        ("DELETE", "/files/a.txt"),
+        ("POST", "/sandboxes"),
+        ("POST", "/sandboxes/sbx_x/tools/shell"),
+        ("GET", "/sandboxes/sbx_x/trajectory"),
+        ("POST", "/sandboxes/sbx_x/replay"),
+    ] {
         let mut request = server.client.request(method.parse().unwrap(), server.url(path)).body("{}");
         for (name, value) in evil {
             request = request.header(name, value);
@@ -143,6 +154,9 @@ async fn a_host_the_server_does_not_answer_to_gets_421_on_every_route() {
         "GET / HTTP/1.1",
         "GET /no-such-route HTTP/1.1",
         "POST /execute HTTP/1.1",
+        "POST /sandboxes/sbx_x/tools/shell HTTP/1.1",
+        "GET /sandboxes/sbx_x/trajectory HTTP/1.1",
+        "POST /sandboxes/sbx_x/replay HTTP/1.1",
         "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
     ] {
         let (status, reply) = raw(&server, &format!("{head}\r\nHost: {rebound}"), "").await;
