@@ -338,26 +338,20 @@ pub async fn snapshot(
     let id = id.into_inner();
     let snapshot =
         services.sandboxes.detached(|sandboxes| async move { sandboxes.snapshot(&id, body.label).await }).await?;
-    Ok(HttpResponse::Created().json(json!({
+    Ok(HttpResponse::Created().json(snapshot_view(&snapshot)))
+}
+
+/// A snapshot as the API shows it.
+fn snapshot_view(snapshot: &tracebox_model::sandbox::SnapshotRecord) -> serde_json::Value {
+    json!({
         "snapshot_id": snapshot.id, "label": snapshot.label, "bytes": snapshot.bytes,
         "created_at": tracebox_model::format_us(snapshot.created_at_us),
-    })))
+    })
 }
 
 /// `GET /sandboxes/{id}/snapshots`
 pub async fn snapshots(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let snapshots: Vec<_> = services
-        .sandboxes
-        .snapshots(&id)
-        .await?
-        .into_iter()
-        .map(|s| {
-            json!({
-                "snapshot_id": s.id, "label": s.label, "bytes": s.bytes,
-                "created_at": tracebox_model::format_us(s.created_at_us),
-            })
-        })
-        .collect();
+    let snapshots: Vec<_> = services.sandboxes.snapshots(&id).await?.iter().map(snapshot_view).collect();
     Ok(HttpResponse::Ok().json(json!({ "snapshots": snapshots })))
 }
 

@@ -186,8 +186,7 @@ fn judge(result: &mut ItemResult, executions: &[Execution], expect: &super::set:
         (false, Status::InternalError) => Outcome::Error,
         (false, _) => Outcome::Failed,
     };
-    let cut = (0..=STDOUT_KEPT_BYTES.min(stdout.len())).rev().find(|&i| stdout.is_char_boundary(i)).unwrap_or(0);
-    result.stdout = stdout[..cut].to_owned();
+    result.stdout = tracebox_model::text::head(&stdout, STDOUT_KEPT_BYTES).to_owned();
 }
 
 fn ms(started: Instant) -> f64 {

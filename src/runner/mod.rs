@@ -643,7 +643,7 @@ impl Keep {
         if self == Keep::Whole || text.len() <= REFUSED_KEPT_BYTES {
             return (text, 0);
         }
-        let cut = (0..=REFUSED_KEPT_BYTES).rev().find(|&at| text.is_char_boundary(at)).unwrap_or(0);
+        let cut = tracebox_model::text::head(&text, REFUSED_KEPT_BYTES).len();
         let omitted = (text.len() - cut) as u64;
         text.truncate(cut);
         (text, omitted)

@@ -292,41 +292,27 @@ impl Sandboxes {
         inputs: &[tracebox_model::InputFile],
         repo: Option<&RepoSource>,
     ) -> Result<Option<Vec<u8>>, SandboxesError> {
-        let Some(repo) = repo else {
-            return if inputs.is_empty() { Ok(None) } else { tar_of(inputs).map(Some) };
-        };
-        let settings = &self.inner.settings.repo;
-        let disk = record.disk_mb << 20;
-        let (limit, why) = if disk < settings.max_bytes {
-            (disk, format!("the sandbox's disk_mb ({})", record.disk_mb))
-        } else {
-            (settings.max_bytes, "TRACEBOX_REPO_MAX_BYTES".to_owned())
-        };
-        let tree = super::repo::fetch(repo, settings, limit, &why).await?;
-        if inputs.is_empty() {
-            return Ok(Some(tree));
-        }
-        let mut builder = tar::Builder::new(Vec::new());
-        let mut archive = tar::Archive::new(tree.as_slice());
-        let packing =
-            |e: std::io::Error| SandboxesError::Invalid(format!("cannot pack the repository and uploads: {e}"));
-        for entry in archive.entries().map_err(packing)? {
-            let mut entry = entry.map_err(packing)?;
-            let mut header = entry.header().clone();
-            let path = entry.path().map_err(packing)?.into_owned();
-            // A link's target may be longer than its header holds (a GNU long-link entry the
-            // archive reads for us): written back whole, or the link would point elsewhere.
-            match entry.link_name().map_err(packing)?.map(std::borrow::Cow::into_owned) {
-                Some(target) => builder.append_link(&mut header, path, target).map_err(packing)?,
-                None => builder.append_data(&mut header, path, &mut entry).map_err(packing)?,
+        let mut builder = match repo {
+            Some(repo) => {
+                let settings = &self.inner.settings.repo;
+                let disk = record.disk_mb << 20;
+                let (limit, why) = if disk < settings.max_bytes {
+                    (disk, format!("the sandbox's disk_mb ({})", record.disk_mb))
+                } else {
+                    (settings.max_bytes, "TRACEBOX_REPO_MAX_BYTES".to_owned())
+                };
+                super::repo::fetch(repo, settings, limit, &why).await?
             }
-        }
+            None if inputs.is_empty() => return Ok(None),
+            None => tar::Builder::new(Vec::new()),
+        };
         for input in inputs {
             builder
                 .append_path_with_name(&input.host_path, &input.name)
                 .map_err(|e| SandboxesError::Invalid(format!("cannot read the upload {:?}: {e}", input.name)))?;
         }
-        builder.into_inner().map(Some).map_err(packing)
+        let tar = builder.into_inner();
+        tar.map(Some).map_err(|e| SandboxesError::Invalid(format!("cannot pack /workspace's files: {e}")))
     }
 
     async fn start_container(&self, record: &SandboxRecord) -> Result<Session, SandboxesError> {
@@ -789,16 +775,6 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), SandboxesEr
 }
 
 /// The uploads, as a tar of files at `/workspace/<name>`.
-fn tar_of(inputs: &[tracebox_model::InputFile]) -> Result<Vec<u8>, SandboxesError> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for input in inputs {
-        builder
-            .append_path_with_name(&input.host_path, &input.name)
-            .map_err(|e| SandboxesError::Invalid(format!("cannot read the upload {:?}: {e}", input.name)))?;
-    }
-    builder.into_inner().map_err(|e| SandboxesError::Invalid(format!("cannot pack the uploads: {e}")))
-}
-
 /// The most `setup` commands a sandbox may have.
 pub const MAX_SETUP_COMMANDS: usize = 32;
 
@@ -817,11 +793,7 @@ fn check_setup(setup: &[String]) -> Result<(), SandboxesError> {
 
 /// Why a step did not succeed, with the end of what it printed.
 fn why_failed(execution: &tracebox_model::Execution) -> String {
-    let said = match (&execution.message, execution.exit_code) {
-        (Some(message), _) => message.clone(),
-        (None, Some(code)) => format!("exit code {code}"),
-        (None, None) => execution.status.as_str().to_owned(),
-    };
+    let said = execution.why_not_success().unwrap_or_default();
     let printed = format!("{}{}", execution.stdout, execution.stderr);
     let printed = printed.trim();
     let tail: String = printed.chars().rev().take(500).collect::<Vec<_>>().into_iter().rev().collect();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::process::Command;
 use tracebox_model::sandbox::RepoSource;
+use tracebox_model::text::head;
 
 /// Where clones are made and how far they may go.
 #[derive(Debug, Clone)]
@@ -118,14 +119,15 @@ pub fn check(source: &RepoSource) -> Result<(), RepoError> {
     Ok(())
 }
 
-/// Clone `source` and pack it as `/workspace`'s tar: at most `limit` bytes (the smaller of
+/// Clone `source` and pack it as `/workspace`'s tar, left open for the uploads to join it: at
+/// most `limit` bytes (the smaller of
 /// TRACEBOX_REPO_MAX_BYTES and the sandbox's disk, `limit_why` saying which).
 pub async fn fetch(
     source: &RepoSource,
     settings: &RepoSettings,
     limit: u64,
     limit_why: &str,
-) -> Result<Vec<u8>, RepoError> {
+) -> Result<tar::Builder<Vec<u8>>, RepoError> {
     check(source)?;
     // What messages and logs name: never the credentials the URL may carry.
     let shown = source.without_credentials();
@@ -207,7 +209,7 @@ pub async fn fetch(
     }
 
     let packing = tree.clone();
-    let tar = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, std::io::Error> {
+    let tar = tokio::task::spawn_blocking(move || -> Result<Option<tar::Builder<Vec<u8>>>, std::io::Error> {
         if size_of(&packing)? > limit {
             return Ok(None);
         }
@@ -219,7 +221,7 @@ pub async fn fetch(
     tracing::info!(
         url = %shown.url,
         commit = %sha,
-        bytes = tar.len(),
+        bytes = tar.get_ref().len(),
         secs = started.elapsed().as_secs_f64(),
         "repository ready for the sandbox"
     );
@@ -331,8 +333,8 @@ fn size_of(dir: &Path) -> std::io::Result<u64> {
     Ok(total)
 }
 
-/// The tree as a tar of its top-level entries (no `.` entry), links kept as links.
-fn pack(tree: &Path) -> std::io::Result<Vec<u8>> {
+/// The tree as a tar of its top-level entries (no `.` entry), links kept as links; unfinished.
+fn pack(tree: &Path) -> std::io::Result<tar::Builder<Vec<u8>>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
     let mut entries: Vec<_> = std::fs::read_dir(tree)?.collect::<Result<_, _>>()?;
@@ -345,17 +347,13 @@ fn pack(tree: &Path) -> std::io::Result<Vec<u8>> {
             builder.append_path_with_name(entry.path(), &name)?;
         }
     }
-    builder.into_inner()
+    Ok(builder)
 }
 
 fn stderr_of(output: &std::process::Output) -> String {
     let text = String::from_utf8_lossy(&output.stderr);
     let text = text.trim();
-    let mut end = text.len().min(2000);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    if text.is_empty() { format!("git ended with {}", output.status) } else { text[..end].to_owned() }
+    if text.is_empty() { format!("git ended with {}", output.status) } else { head(text, 2000).to_owned() }
 }
 
 /// Empty the scratch directory of clones a crash left.

@@ -9,6 +9,7 @@ mod policy;
 pub mod record;
 mod run;
 pub mod sandbox;
+pub mod text;
 pub mod tool;
 mod trace;
 

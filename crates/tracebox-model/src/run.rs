@@ -219,6 +219,19 @@ pub enum RunEvent {
 }
 
 impl Execution {
+    /// Why it did not succeed, in a few words: the pipeline's message (a timeout, a kill…),
+    /// else its exit code, else its status; None when it succeeded.
+    pub fn why_not_success(&self) -> Option<String> {
+        if self.status == Status::Success {
+            return None;
+        }
+        Some(match (&self.message, self.exit_code) {
+            (Some(message), _) => message.clone(),
+            (None, Some(code)) => format!("exit code {code}"),
+            (None, None) => self.status.as_str().to_owned(),
+        })
+    }
+
     /// A run that ended as `status` with nothing to show: refused, killed while queued, failed.
     pub fn empty(trace_id: TraceId, status: Status) -> Execution {
         Execution {

@@ -77,8 +77,7 @@ impl ArtifactReport {
         self.omitted_count += 1;
         if self.omitted.len() < MAX_NAMED_OMISSIONS {
             if name.len() > MAX_OMITTED_NAME_BYTES {
-                let cut = (0..=MAX_OMITTED_NAME_BYTES).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0);
-                name.truncate(cut);
+                name.truncate(tracebox_model::text::head(&name, MAX_OMITTED_NAME_BYTES).len());
                 name.push('…');
             }
             self.omitted.push(Omitted { name, reason });

@@ -428,11 +428,7 @@ fn shell_outcome(execution: Execution) -> Ran {
         return Ran::Blocked(Box::new(execution));
     }
     let success = execution.status == Status::Success;
-    let error = match (&execution.message, execution.exit_code) {
-        (Some(message), _) => Some(message.clone()),
-        (None, Some(code)) if !success => Some(format!("exit code {code}")),
-        _ => None,
-    };
+    let error = execution.why_not_success();
     Ran::Done(ToolOutput {
         output: execution.stdout,
         exit_code: execution.exit_code,
@@ -528,11 +524,7 @@ fn cut(text: String, most: usize) -> String {
     if text.len() <= most {
         return text;
     }
-    let mut end = most;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}\n… (the diff goes on; {} bytes in all)\n", &text[..end], text.len())
+    format!("{}\n… (the diff goes on; {} bytes in all)\n", tracebox_model::text::head(&text, most), text.len())
 }
 
 #[cfg(test)]
