@@ -144,6 +144,46 @@ async fn throughput(
     (rate, Figures { name: format!("c={concurrency}"), samples })
 }
 
+/// Two recycle servers alike but for an API key (with a rate limit far above what is sent, so
+/// the limiter runs on every request): `runs` hello worlds on each, in alternating rounds of ten
+/// so that the machine's drift falls on both. The open server's figures, then the keyed one's.
+async fn access_cost(args: &Args, client: &reqwest::Client, body: &Value) -> (Figures, Figures) {
+    const SMALL: &[(&str, &str)] = &[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "2")];
+    let open = Server::start(&args.tracebox, SMALL, tempfile::tempdir().expect("a data directory"), client).await;
+    let data = tempfile::tempdir().expect("a data directory");
+    let made = Command::new(&args.tracebox)
+        .args(["keys", "create", "--name", "bench", "--rate", "1000000"])
+        .env("TRACEBOX_DATA_DIR", data.path())
+        .output()
+        .expect("tracebox keys runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let key = String::from_utf8(made.stdout).expect("a key").trim().to_owned();
+    let keyed = Server::start(&args.tracebox, SMALL, data, client).await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {key}").parse().expect("a header"));
+    let with_key = tracebox::http_client::builder().default_headers(headers).build().expect("a client");
+    for _ in 0..5 {
+        execute(client, &open.url, body).await;
+        execute(&with_key, &keyed.url, body).await;
+    }
+    let (mut open_samples, mut keyed_samples) = (Vec::new(), Vec::new());
+    while open_samples.len() < args.runs {
+        for _ in 0..10 {
+            open_samples.push(execute(client, &open.url, body).await);
+        }
+        for _ in 0..10 {
+            keyed_samples.push(execute(&with_key, &keyed.url, body).await);
+        }
+    }
+    eprintln!("measured the cost of API keys");
+    open.stop();
+    keyed.stop();
+    (
+        Figures { name: "recycle, no key (open)".into(), samples: open_samples },
+        Figures { name: "recycle, with a key and a rate limit".into(), samples: keyed_samples },
+    )
+}
+
 /// One `POST /execute` of a hello world, and how long it took.
 async fn execute(client: &reqwest::Client, url: &str, body: &Value) -> Duration {
     let started = Instant::now();
@@ -279,6 +319,7 @@ async fn main() {
     let rss_after = recycle.rss_mib();
     eprintln!("ran {} more runs for the memory readings", during.samples.len());
     let recycle_left = recycle.stop();
+    let (open_py, keyed_py) = access_cost(&args, &client, &hello_py).await;
 
     let (floor_py, paced_floor_py) = (host_py.p(0.5), host_py_paced.p(0.5));
     let (floor_js, paced_floor_js) = (host_js.p(0.5), host_js_paced.p(0.5));
@@ -334,6 +375,17 @@ async fn main() {
         during.samples.len(),
         rss_after - rss_idle
     );
+    println!();
+    println!("API keys: the same hello world on two recycle servers alike but for a key (with a rate limit),");
+    println!("in alternating rounds; what authentication and rate limiting add to a run:");
+    println!();
+    println!("| server | median ms | p90 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for figures in [&open_py, &keyed_py] {
+        println!("| {} | {:.2} | {:.2} | {:.2} |", figures.name, figures.p(0.5), figures.p(0.9), figures.p(0.99));
+    }
+    println!("keys add {:+.2} ms at the median (target ≤ 0.2 ms)", keyed_py.p(0.5) - open_py.p(0.5));
+    println!();
     println!("containers left after each server stopped: fresh {fresh_left}, recycle {recycle_left}");
     println!(
         "kill -9 of a fresh server left {left_by_crash} warm containers; after a restart on its data directory and a stop: {restart_left}"

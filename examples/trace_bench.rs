@@ -323,6 +323,7 @@ fn trace(
         language: Some(language),
         boot_id: "bench-boot".into(),
         started_at_us,
+        tenant: None,
         input: TraceInput::Execution(ExecutionInput {
             language,
             code,

@@ -167,6 +167,30 @@ pub struct Config {
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
 
+    /// Start on an address beyond loopback with no API key, open to whoever reaches it (logged
+    /// loudly, reported by /health). Without it such a start is refused: make a key first
+    #[arg(long, env = "TRACEBOX_INSECURE_NO_AUTH", default_value_t = false, action = clap::ArgAction::Set)]
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+
+    /// Life of a token from POST /auth/token that asks for none, in seconds
+    #[arg(long, env = "TRACEBOX_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+
+    /// Longest life a token may ask for, in seconds
+    #[arg(long, env = "TRACEBOX_TOKEN_MAX_TTL_SECS", default_value_t = 86_400)]
+    pub token_max_ttl_secs: u64,
+
+    /// How long a browser stays signed in, in seconds
+    #[arg(long, env = "TRACEBOX_SESSION_TTL_SECS", default_value_t = 43_200)]
+    pub session_ttl_secs: u64,
+
+    /// Secret tokens are signed with (32 bytes or more); unset: the file token-secret in the data
+    /// directory, made on first start. Changing it ends every token; never logged or shown
+    #[arg(long, env = "TRACEBOX_TOKEN_SECRET", hide_env_values = true)]
+    #[serde(skip)]
+    pub token_secret: Option<ApiKey>,
+
     /// Largest file `POST /upload` stores, in bytes; a larger one gets 413 and nothing is kept
     #[arg(long, env = "TRACEBOX_UPLOAD_MAX_FILE_BYTES", default_value_t = 100 * MIB)]
     pub upload_max_file_bytes: u64,
@@ -447,6 +471,7 @@ impl Config {
             toml::Value::Table(merged).try_into().map_err(|e: toml::de::Error| file_error(e.to_string()))?;
         // Never in the file, never serialised: carried over as the environment gave it.
         config.anthropic_api_key = self.anthropic_api_key;
+        config.token_secret = self.token_secret;
         Ok(config)
     }
 
@@ -668,6 +693,26 @@ impl Config {
                 ),
             )?;
         }
+        check(
+            (1..=365 * 86_400).contains(&self.token_max_ttl_secs),
+            "token_max_ttl_secs",
+            "must be 1 to 31536000 (a year)".into(),
+        )?;
+        check(
+            (1..=self.token_max_ttl_secs).contains(&self.token_ttl_secs),
+            "token_ttl_secs",
+            "must be 1 to token_max_ttl_secs".into(),
+        )?;
+        check(
+            (60..=self.token_max_ttl_secs).contains(&self.session_ttl_secs),
+            "session_ttl_secs",
+            "must be 60 to token_max_ttl_secs".into(),
+        )?;
+        check(
+            self.token_secret.as_ref().is_none_or(|secret| secret.expose().len() >= 32),
+            "token_secret",
+            "must be at least 32 bytes; or leave it unset and a random one is kept in the data directory".into(),
+        )?;
         check(
             secs(self.queue_timeout_secs, MAX_SECS),
             "queue_timeout_secs",

@@ -2,6 +2,7 @@
 //! run in hardened Docker containers behind one pipeline (policy → sandbox → redaction →
 //! trace); HTTP and the CLI are doors onto it. See ARCHITECTURE.md for the map.
 
+pub mod access;
 pub mod api;
 pub mod batch;
 pub mod boot;

@@ -67,6 +67,12 @@ enum Command {
     /// SIGTERM. Logs go to stderr (TRACEBOX_LOG, default warn). Exit code 125 when the client's
     /// first messages are not an MCP handshake.
     Mcp(cli::mcp::McpArgs),
+    /// API keys of a data directory: create (printed once), list, revoke
+    ///
+    /// With no key, a server on a loopback address is open; once one exists every request but
+    /// /health needs one (docs/access.md). Exit codes: 0 done; 1 no such key or a name taken; 2
+    /// bad usage.
+    Keys(cli::keys::KeysArgs),
     /// Manage the sandbox image
     Image {
         #[command(subcommand)]
@@ -105,6 +111,9 @@ struct BatchArgs {
     /// the batch runs in this process
     #[arg(long)]
     server: Option<String>,
+    /// The server's API key, when it has keys (with --server)
+    #[arg(long, env = "TRACEBOX_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// Write the results here, one JSON line per item as it ends
     #[arg(long)]
     out: Option<PathBuf>,
@@ -166,6 +175,7 @@ fn dispatch(cli: Cli, matches: &ArgMatches) -> anyhow::Result<ExitCode> {
         }
         // A client of a server: no settings, no logging of its own.
         Command::Sandbox(args) => Ok(cli::sandbox::run(args)),
+        Command::Keys(args) => cli::keys::run(args),
         Command::Mcp(args) => {
             init_logging(LogFormat::Text, "warn")?;
             cli::mcp::run(args)
@@ -246,6 +256,7 @@ fn read_submission(args: &RunArgs) -> anyhow::Result<Submission> {
         memory_mb: args.memory_mb,
         isolation: None,
         tenant: None,
+        owner: None,
     })
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access::{self, Access, AccessError};
 use crate::boot::{self, Boot};
 use crate::claude::{Claude, ClaudeError, MessagesClient, PriceError, PriceTable};
 use crate::config::Config;
@@ -54,6 +55,15 @@ pub enum StartError {
     /// The HTTP server failed while running.
     #[error("the HTTP server failed: {0}")]
     Server(std::io::Error),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// Beyond loopback with no key, anyone who reaches the port could run code.
+    #[error(
+        "refusing to listen on {addr} with no API key: anyone who reaches it could run code and read every \
+         trace. Make a key first (`tracebox keys create --name admin --role admin`), or listen on 127.0.0.1, \
+         or pass --insecure-no-auth (TRACEBOX_INSECURE_NO_AUTH=true) to run it open on purpose"
+    )]
+    Unprotected { addr: std::net::SocketAddr },
     /// The MCP endpoint cannot make its client of the server's own API.
     #[error("cannot open the MCP endpoint: {0}")]
     Mcp(#[from] crate::mcp::ClientError),
@@ -72,6 +82,8 @@ pub struct Services {
     pub claude: Claude,
     /// Stateful sandboxes, their steps run by `runner`.
     pub sandboxes: Sandboxes,
+    /// API keys and tokens: who a request is from, and their limits.
+    pub access: Access,
     boot: Arc<Boot>,
 }
 
@@ -115,7 +127,10 @@ impl Services {
             SnapshotFiles::new(config.snapshots_dir()),
             boot.id(),
         );
-        Ok(Services { config, policy, store, sandbox, runner, files, claude, sandboxes, boot })
+        let token_secret = config.token_secret.as_ref().map(|secret| secret.expose());
+        let signer = access::load_signer(&config.traces_dir(), token_secret)?;
+        let access = Access::new(store.clone(), signer, config.access_settings());
+        Ok(Services { config, policy, store, sandbox, runner, files, claude, sandboxes, access, boot })
     }
 
     /// The id of this start, on every container and trace it makes.
@@ -144,6 +159,7 @@ impl Services {
     /// What a server does before it listens: claim the data directory, recover from earlier
     /// boots, and build the image. Returns the data-directory lock, held while the server runs.
     pub async fn prepare_server(&self) -> Result<File, StartError> {
+        self.check_protected()?;
         let lock = self.claim_data_dir()?;
         self.recover().await?;
         let partials = self.files.prepare()?;
@@ -160,6 +176,23 @@ impl Services {
         self.sandbox.warm_up(&|line| tracing::info!(target: "tracebox::pool", "{line}")).await;
         self.sandboxes.warm_up();
         Ok(lock)
+    }
+
+    /// A server beyond loopback needs a key, unless the operator said otherwise (then loudly).
+    fn check_protected(&self) -> Result<(), StartError> {
+        let addr = self.config.addr;
+        if addr.ip().is_loopback() || self.store.any_key()? {
+            return Ok(());
+        }
+        if !self.config.insecure_no_auth {
+            return Err(StartError::Unprotected { addr });
+        }
+        tracing::warn!(
+            %addr,
+            "INSECURE: listening beyond loopback with no API key (--insecure-no-auth): anyone who reaches this \
+             port can run code and read every trace"
+        );
+        Ok(())
     }
 
     fn claim_data_dir(&self) -> Result<File, StartError> {

@@ -34,6 +34,8 @@ pub struct Submission {
     pub isolation: Option<Isolation>,
     /// Whose recycled containers the run may use.
     pub tenant: Option<String>,
+    /// Whose the run is (the caller's tenant when keys are on): see `ExecutionRequest::owner`.
+    pub owner: Option<String>,
 }
 
 /// Longest tenant name.
@@ -167,7 +169,7 @@ pub enum RequestError {
 impl Submission {
     /// Check every field against `allowed`, naming the first that does not fit.
     pub fn check(self, allowed: &RequestLimits, source: Source) -> Result<ExecutionRequest, RequestError> {
-        let Submission { code, language, stdin, env, timeout_secs, memory_mb, isolation, tenant } = self;
+        let Submission { code, language, stdin, env, timeout_secs, memory_mb, isolation, tenant, owner } = self;
         if code.len() > allowed.max_code_bytes {
             return Err(RequestError::CodeTooLarge { size: code.len(), limit: allowed.max_code_bytes });
         }
@@ -178,6 +180,13 @@ impl Submission {
         let limits = allowed.run_limits(timeout_secs, memory_mb)?;
         check_env(&env)?;
         let isolation = check_isolation(isolation, tenant.as_deref(), allowed)?;
+        if let (Some(owner), Some(asked)) = (&owner, &tenant)
+            && owner != asked
+        {
+            return Err(RequestError::Isolation(format!(
+                "`tenant`: your API key's tenant is {owner:?}, and recycled containers serve only its runs; leave `tenant` out"
+            )));
+        }
         Ok(ExecutionRequest {
             language,
             code,
@@ -189,6 +198,7 @@ impl Submission {
             parent: None,
             isolation,
             tenant,
+            owner,
         })
     }
 }

@@ -13,6 +13,7 @@ use tracebox_model::Source;
 
 use super::error::{ApiError, ErrorCode};
 use super::{keep_alive, read_json};
+use crate::access::Caller;
 use crate::batch::{self, BatchOptions, Defaults, MAX_CONCURRENCY};
 use crate::services::Services;
 
@@ -38,6 +39,7 @@ struct BatchBody {
 /// `POST /batch`
 pub async fn batch(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -75,7 +77,10 @@ pub async fn batch(
         name: body.name.unwrap_or_else(|| "POST /batch".to_owned()),
         concurrency,
         source: Source::Batch,
+        owner: caller.owner().map(str::to_owned),
     };
+    // A batch counts as one of its key's runs while it goes.
+    let run = caller.run_permit()?;
     let (lines_tx, lines) = mpsc::unbounded_channel::<Bytes>();
     let line = move |value: Value| {
         // A client gone away stops nothing: the batch goes on and is recorded.
@@ -93,6 +98,7 @@ pub async fn batch(
             |item| each(json!({"type": "item", "item": item})),
         )
         .await;
+        drop(run);
         match report {
             Ok(report) => line(json!({"type": "done", "batch_id": report.batch_id, "summary": report.summary})),
             Err(error) => {

@@ -13,6 +13,7 @@ use tracebox_model::{Source, TraceId, Usage};
 use super::error::ApiError;
 use super::execute::ExecuteReply;
 use super::{keep_alive, read_json};
+use crate::access::Caller;
 use crate::claude::{Answer, AskError, AskEvent, Block, Call, Question};
 use crate::services::Services;
 
@@ -64,6 +65,7 @@ impl From<Answer> for ClaudeReply {
 /// `POST /claude`
 pub async fn claude(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -71,7 +73,9 @@ pub async fn claude(
     let mut question: Question = read_json(&request, payload, BODY_BYTES, why).await?;
     let files = question.files.take().unwrap_or_default();
     let mut ask = question.check(services.runner.request_limits(), services.claude.settings(), Source::Http, None)?;
-    ask.files = services.files.inputs(&files).await?;
+    ask.files = services.files.inputs(&files, caller.owner()).await?;
+    ask.owner = caller.owner().map(str::to_owned);
+    let run = caller.run_permit()?;
     if !ask.request.stream {
         let reply = reply_of(services.claude.start(ask, None).outcome().await)?;
         return Ok(HttpResponse::Ok().json(reply));
@@ -79,7 +83,10 @@ pub async fn claude(
     let (events_tx, events) = mpsc::unbounded_channel();
     let call = services.claude.start(ask, Some(events_tx));
     let (frames_tx, frames) = mpsc::unbounded_channel::<Bytes>();
-    actix_web::rt::spawn(stream_answer(events, call, frames_tx));
+    actix_web::rt::spawn(async move {
+        stream_answer(events, call, frames_tx).await;
+        drop(run);
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))

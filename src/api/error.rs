@@ -10,6 +10,7 @@ use tracebox_model::{Execution, TraceId};
 
 use super::Stall;
 use super::guard::Refusal;
+use crate::access::AccessError;
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::files::FileError;
 use crate::runner::RunError;
@@ -121,6 +122,14 @@ pub enum ErrorCode {
     RepoFailed,
     /// A sandbox's `setup` command that failed; the sandbox is not kept.
     SetupFailed,
+    /// No API key (or token) where one is needed, or one that is unknown, revoked or expired.
+    Unauthorized,
+    /// A token used beyond what it was made for (another sandbox, a write with a read-only one).
+    Forbidden,
+    /// A key over its rate of requests.
+    RateLimited,
+    /// A tenant holding as many sandboxes as its key allows.
+    SandboxLimit,
 }
 
 impl ErrorCode {
@@ -137,7 +146,9 @@ impl ErrorCode {
             RepoFailed | SetupFailed => StatusCode::UNPROCESSABLE_ENTITY,
             SnapshotQuota => StatusCode::PAYLOAD_TOO_LARGE,
             ClaudeAuthFailed | ClaudeBadReply => StatusCode::BAD_GATEWAY,
-            ClaudeRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ClaudeRateLimited | RateLimited | SandboxLimit => StatusCode::TOO_MANY_REQUESTS,
+            Unauthorized => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
             ClaudeNotConfigured | ClaudeUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             BlockedByPolicy | CrossOrigin => StatusCode::FORBIDDEN,
             MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
@@ -218,6 +229,10 @@ impl ErrorCode {
             InvalidRepo => "invalid_repo",
             RepoFailed => "repo_failed",
             SetupFailed => "setup_failed",
+            Unauthorized => "unauthorized",
+            Forbidden => "forbidden",
+            RateLimited => "rate_limited",
+            SandboxLimit => "sandbox_limit",
         }
     }
 }
@@ -339,6 +354,29 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> ApiError {
+        let message = error.to_string();
+        let retry_after = |seconds: u64| seconds.max(1).to_string();
+        match error {
+            AccessError::Missing | AccessError::BadKey | AccessError::BadToken(_) => {
+                ApiError::new(ErrorCode::Unauthorized, message)
+                    .with_header(header::WWW_AUTHENTICATE, r#"Bearer realm="tracebox""#)
+            }
+            AccessError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
+            AccessError::Invalid(_) => ApiError::new(ErrorCode::InvalidLimit, message),
+            AccessError::RateLimited { retry_after: wait, .. } => ApiError::new(ErrorCode::RateLimited, message)
+                .with_header(header::RETRY_AFTER, retry_after(wait.as_secs_f64().ceil() as u64)),
+            AccessError::TooManyRuns { .. } => {
+                ApiError::new(ErrorCode::TooManyRuns, message).with_header(header::RETRY_AFTER, retry_after(1))
+            }
+            AccessError::TooManySandboxes { .. } => ApiError::new(ErrorCode::SandboxLimit, message),
+            AccessError::Store(error) => ApiError::from(error),
+            AccessError::Secret { .. } => ApiError::new(ErrorCode::Internal, message),
+        }
+    }
+}
+
 impl From<RunError> for ApiError {
     fn from(error: RunError) -> ApiError {
         let code = match &error {
@@ -424,7 +462,7 @@ impl From<FileError> for ApiError {
             FileError::NoSuchFile(_) | FileError::NoSuchArtifact { .. } => ErrorCode::NoSuchFile,
             FileError::FileTooLarge { .. } => ErrorCode::FileTooLarge,
             FileError::UploadTooLarge { .. } => ErrorCode::UploadTooLarge,
-            FileError::QuotaExceeded { .. } => ErrorCode::UploadQuotaExceeded,
+            FileError::QuotaExceeded { .. } | FileError::TenantQuotaExceeded { .. } => ErrorCode::UploadQuotaExceeded,
             FileError::NoFreeName(_) | FileError::Io { .. } | FileError::Store(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())

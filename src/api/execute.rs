@@ -12,6 +12,7 @@ use tracebox_model::{
 
 use super::error::{ApiError, ErrorCode};
 use super::read_json;
+use crate::access::Caller;
 use crate::config::Config;
 use crate::sandboxes::{CodeRequest, CommandRequest};
 use crate::services::Services;
@@ -131,6 +132,7 @@ impl TryFrom<ExecuteBody> for Submission {
             memory_mb,
             isolation,
             tenant,
+            owner: None,
         })
     }
 }
@@ -184,14 +186,19 @@ impl ExecuteBody {
     }
 
     /// The checked request, its input files found in `uploads/`: what both doors hand the pipeline.
+    /// The run is `caller`'s: its trace, its recycled containers and its input files are its
+    /// tenant's.
     pub(super) async fn into_request(
         mut self,
         services: &Services,
         source: Source,
+        caller: &Caller,
     ) -> Result<ExecutionRequest, ApiError> {
         let files = self.files.take().unwrap_or_default();
-        let mut request = Submission::try_from(self)?.check(services.runner.request_limits(), source)?;
-        request.files = services.files.inputs(&files).await?;
+        let mut submission = Submission::try_from(self)?;
+        submission.owner = caller.owner().map(str::to_owned);
+        let mut request = submission.check(services.runner.request_limits(), source)?;
+        request.files = services.files.inputs(&files, caller.owner()).await?;
         Ok(request)
     }
 }
@@ -199,12 +206,14 @@ impl ExecuteBody {
 /// `POST /execute`
 pub async fn execute(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let why = "more than the largest code and stdin allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)";
     let body: ExecuteBody = read_json(&request, payload, request_limit(&services.config), why).await?;
-    let request = body.into_request(&services, Source::Http).await?;
+    let request = body.into_request(&services, Source::Http, &caller).await?;
+    let _run = caller.run_permit()?;
     let execution = services.runner.execute(request).await?;
     if execution.status == Status::Blocked {
         return Err(ApiError::blocked(&execution));

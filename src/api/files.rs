@@ -19,7 +19,8 @@ use tracebox_model::{Status, TraceId};
 
 use super::error::{ApiError, ErrorCode};
 use super::{BodyPace, paced, stall_of};
-use crate::files::{FileName, Files, is_image};
+use crate::access::Caller;
+use crate::files::{FileName, is_image};
 use crate::services::Services;
 
 /// What multipart framing (boundaries, part headers) may add to the files of a request.
@@ -54,15 +55,17 @@ fn failure(error: &ApiError) -> ErrorReport {
 /// `POST /upload`
 pub async fn upload(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     query: web::Query<UploadQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let overwrite = query.overwrite;
-    let trace = services.files.begin_trace(UploadInput { client: client(&request), overwrite });
+    let trace = services.files.begin_trace(UploadInput { client: client(&request), overwrite }, caller.owner());
     let id = trace.id();
     let body = paced(payload, BodyPace::of(&services.config));
-    match receive(&services.files, &request, body, overwrite, id).await {
+    let upload = services.files.upload(caller.owner(), caller.limits().upload_quota_bytes);
+    match receive(upload, services.files.max_request_bytes(), &request, body, overwrite, id).await {
         Ok(stored) => {
             let reply = json!({"files": stored, "trace_id": id});
             trace.finish(Status::Success, UploadOutput::Stored { files: stored }).await;
@@ -77,14 +80,14 @@ pub async fn upload(
 }
 
 async fn receive(
-    files: &Files,
+    mut upload: crate::files::Upload,
+    max_request_bytes: u64,
     request: &HttpRequest,
     payload: impl Stream<Item = Result<Bytes, PayloadError>> + 'static,
     overwrite: bool,
     trace_id: TraceId,
 ) -> Result<Vec<StoredFile>, ApiError> {
-    let mut parts = Parts::new(request, payload, files.max_request_bytes(), how(request))?;
-    let mut upload = files.upload();
+    let mut parts = Parts::new(request, payload, max_request_bytes, how(request))?;
     while let Some((name, mut field)) = parts.next_file().await? {
         upload.begin_file(FileName::parse(&name).map_err(crate::files::FileError::from)?).await?;
         while let Some(chunk) = field.next().await {
@@ -207,12 +210,15 @@ fn parse_name(name: &str) -> Result<FileName, ApiError> {
 /// is whatever a client sent, so it is served like a run's artifact, never as a type a browser runs.
 pub async fn download(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     name: web::Path<String>,
+    query: web::Query<FilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    traced_download(&services, &request, (name.to_string(), None), async {
+    let space = caller.space(query.tenant.as_deref());
+    traced_download(&services, &caller, &request, (name.to_string(), None), async {
         let name = parse_name(&name)?;
-        let located = services.files.locate(&name).await?;
+        let located = services.files.locate(&name, space.as_deref()).await?;
         let response = inert(&request, &located.path, name.as_str(), Shown::Download).await?;
         let served =
             DownloadOutput::Served { name: name.to_string(), run: None, size: located.size, sha256: located.sha256 };
@@ -225,12 +231,13 @@ pub async fn download(
 /// `/workspace/out/`, as an attachment, traced like any download.
 pub async fn download_artifact(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (run, name) = path.into_inner();
-    traced_download(&services, &request, (name.clone(), Some(run.clone())), async {
-        let located = locate_artifact(&services.files, &run, &name, true).await?;
+    traced_download(&services, &caller, &request, (name.clone(), Some(run.clone())), async {
+        let located = locate_artifact(&services, &caller, &run, &name, true).await?;
         let response = inert(&request, &located.path, &name, Shown::Download).await?;
         let served = DownloadOutput::Served {
             name: name.clone(),
@@ -248,6 +255,7 @@ pub async fn download_artifact(
 /// everything else is downloaded, and traced.
 pub async fn trace_artifact(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -258,12 +266,15 @@ pub async fn trace_artifact(
             format!("only images are shown with a trace; download {name:?} from /download/artifacts/{run}/{name}"),
         ));
     }
-    let located = locate_artifact(&services.files, &run, &name, false).await?;
+    let located = locate_artifact(&services, &caller, &run, &name, false).await?;
     inert(&request, &located.path, &name, Shown::Preview).await
 }
 
+/// A run's artifact, when `caller` may see the run: another tenant's is missing, as an artifact
+/// of a run that does not exist is.
 async fn locate_artifact(
-    files: &Files,
+    services: &Services,
+    caller: &Caller,
     run: &str,
     name: &str,
     with_hash: bool,
@@ -271,7 +282,12 @@ async fn locate_artifact(
     let trace_id: TraceId = run.parse().map_err(|_| {
         ApiError::new(ErrorCode::NoSuchTrace, format!("{run:?} is not a trace id; trace ids are UUIDs from /traces"))
     })?;
-    Ok(files.locate_artifact(trace_id, name, with_hash).await?)
+    match services.store.tenant_of(trace_id).await? {
+        Some(owner) if caller.sees(owner.as_deref()) => {
+            Ok(services.files.locate_artifact(trace_id, name, with_hash).await?)
+        }
+        _ => Err(crate::files::FileError::NoSuchArtifact { trace_id, name: name.to_owned() }.into()),
+    }
 }
 
 /// Where a served file is shown, which decides the types it may keep.
@@ -334,6 +350,7 @@ async fn inert(
 /// as a trace (for GET; a HEAD only asks about it).
 async fn traced_download(
     services: &Services,
+    caller: &Caller,
     request: &HttpRequest,
     (name, run): (String, Option<String>),
     served: impl Future<Output = Result<(HttpResponse, DownloadOutput), ApiError>>,
@@ -342,7 +359,8 @@ async fn traced_download(
         return served.await.map(|(response, _)| response);
     }
     let range = request.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let mut trace = services.files.begin_trace(DownloadInput { name, run, client: client(request), range });
+    let input = DownloadInput { name, run, client: client(request), range };
+    let mut trace = services.files.begin_trace(input, caller.owner());
     let id = trace.id();
     match served.await {
         Ok((response, output)) => {
@@ -383,15 +401,31 @@ async fn attachment(request: &HttpRequest, path: &std::path::Path, name: &str) -
     Ok(file.set_content_disposition(disposition).into_response(request))
 }
 
+/// Whose uploads a request reaches: `?tenant=` lets an admin key reach another tenant's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesQuery {
+    tenant: Option<String>,
+}
+
 /// `GET /files`
-pub async fn list(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
-    let files = services.files.list().await?;
+pub async fn list(
+    services: web::Data<Services>,
+    caller: Caller,
+    query: web::Query<FilesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let files = services.files.list(caller.space(query.tenant.as_deref()).as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({ "files": files })))
 }
 
 /// `DELETE /files/{name}`
-pub async fn delete(services: web::Data<Services>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    services.files.delete(&parse_name(&name)?).await?;
+pub async fn delete(
+    services: web::Data<Services>,
+    caller: Caller,
+    name: web::Path<String>,
+    query: web::Query<FilesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    services.files.delete(&parse_name(&name)?, caller.space(query.tenant.as_deref()).as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -293,11 +293,11 @@ pub fn harmless(method: &Method, path: &str, fetch: &Fetch) -> bool {
     asset || (method == Method::GET && is_page(path) && fetch.is_navigation())
 }
 
-/// The pages of the route table (`src/api/mod.rs`): `/`, `/traces`, `/trace/{id}`.
+/// The pages of the route table (`src/api/mod.rs`): `/`, `/traces`, `/trace/{id}`, `/login`.
 fn is_page(path: &str) -> bool {
     match path.strip_prefix("/trace/") {
         Some(id) => !id.is_empty() && !id.contains('/'),
-        None => path == "/" || path == "/traces",
+        None => path == "/" || path == "/traces" || path == "/login",
     }
 }
 

@@ -4,7 +4,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
+use crate::access::Caller;
 use crate::services::Services;
 
 /// `GET /health`
@@ -18,6 +19,10 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
     let body = json!({
         "status": if healthy { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
+        "auth": {
+            "mode": services.access.mode()?,
+            "insecure_no_auth": config.insecure_no_auth,
+        },
         "docker": sandbox,
         "runs": {
             "active": services.runner.active_runs(),
@@ -41,9 +46,16 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
     Ok(HttpResponse::build(status).json(body))
 }
 
-/// `GET /metrics`: the state of the runs and of the warm pool, in Prometheus' text format.
-pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
+/// `GET /metrics`: the state of the runs, the warm pool and each key, in Prometheus' text format.
+/// With keys on, for admin keys only: it names every key.
+pub async fn metrics(services: web::Data<Services>, caller: Caller) -> Result<HttpResponse, ApiError> {
     use std::fmt::Write;
+    if !caller.is_admin() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "/metrics names every key and tenant: it needs an admin key (tracebox keys create --role admin)",
+        ));
+    }
     let pool = services.sandbox.pool_state();
     let sandboxes = services.sandboxes.counts().await;
     let mut text = String::new();
@@ -106,5 +118,43 @@ pub async fn metrics(services: web::Data<Services>) -> HttpResponse {
         "Time runs waited for a warm container.",
         &plain(pool.waited_ms / 1000.0),
     );
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text)
+    let usage = services.access.usage();
+    let per_key = |value: &dyn Fn(&crate::access::KeyUsage) -> Option<f64>| -> Vec<(String, f64)> {
+        usage.iter().filter_map(|key| Some((format!("{{key=\"{}\"}}", key.name), value(key)?))).collect()
+    };
+    let count = |n: &std::sync::atomic::AtomicU64| Some(n.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    metric("tracebox_key_requests_total", "counter", "Requests made with each key.", &per_key(&|k| count(&k.requests)));
+    metric(
+        "tracebox_key_rate_limited_total",
+        "counter",
+        "Requests refused 429 for the key's rate.",
+        &per_key(&|k| count(&k.rate_limited)),
+    );
+    metric("tracebox_key_runs_active", "gauge", "Runs of each key going now.", &per_key(&|k| Some(k.running() as f64)));
+    metric(
+        "tracebox_key_runs_refused_total",
+        "counter",
+        "Runs refused 429 for the key's max concurrent runs.",
+        &per_key(&|k| count(&k.runs_refused)),
+    );
+    metric("tracebox_key_limit_rate_per_sec", "gauge", "Each key's rate limit.", &per_key(&|k| k.limits.rate_per_sec));
+    metric(
+        "tracebox_key_limit_concurrent_runs",
+        "gauge",
+        "Each key's max concurrent runs.",
+        &per_key(&|k| k.limits.max_concurrent_runs.map(|n| n as f64)),
+    );
+    metric(
+        "tracebox_key_limit_sandboxes",
+        "gauge",
+        "Each key's max sandboxes.",
+        &per_key(&|k| k.limits.max_sandboxes.map(|n| n as f64)),
+    );
+    metric(
+        "tracebox_key_limit_upload_bytes",
+        "gauge",
+        "Each key's upload quota.",
+        &per_key(&|k| k.limits.upload_quota_bytes.map(|n| n as f64)),
+    );
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text))
 }

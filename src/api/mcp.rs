@@ -62,7 +62,7 @@ pub async fn serve(
         "the largest MCP message (a write_file of TRACEBOX_UPLOAD_MAX_FILE_BYTES)",
     )
     .await?;
-    let forwarded = forward(&request, body.freeze())?;
+    let forwarded = forward(&request, body.freeze(), super::auth::credential(&request))?;
     // On the server's runtime, like every run: a session rmcp starts there outlives this worker's request.
     let answer = services
         .runner
@@ -73,11 +73,21 @@ pub async fn serve(
     Ok(respond(answer))
 }
 
-/// The actix request as an `http` request, with `body`.
-fn forward(request: &HttpRequest, body: bytes::Bytes) -> Result<http::Request<Full<bytes::Bytes>>, ApiError> {
+/// The actix request as an `http` request, with `body`; its key or token (`credential`, from
+/// whichever header or cookie it came in) as `Authorization: Bearer`, the one place the tools
+/// read it from (`mcp/mod.rs`).
+fn forward(
+    request: &HttpRequest,
+    body: bytes::Bytes,
+    credential: Option<String>,
+) -> Result<http::Request<Full<bytes::Bytes>>, ApiError> {
     let mut forwarded = http::Request::builder().method(request.method().as_str()).uri(request.uri().to_string());
-    for (name, value) in request.headers() {
+    let carries_credential = |name: &str| matches!(name, "authorization" | "x-api-key" | "cookie");
+    for (name, value) in request.headers().iter().filter(|(name, _)| !carries_credential(name.as_str())) {
         forwarded = forwarded.header(name.as_str(), value.as_bytes());
+    }
+    if let Some(credential) = credential {
+        forwarded = forwarded.header("authorization", format!("Bearer {credential}"));
     }
     forwarded.body(Full::new(body)).map_err(|error| {
         ApiError::new(ErrorCode::Internal, format!("cannot pass the request to the MCP endpoint: {error}"))

@@ -1,6 +1,7 @@
 //! The HTTP doors: one file per resource, each a thin translation between HTTP and the
 //! pipeline. The whole route table is [`routes`], every route of it behind [`guard`].
 
+mod auth;
 mod batch;
 mod claude;
 mod error;
@@ -36,12 +37,15 @@ pub use guard::{Authority, WebOrigin};
 pub use mcp::McpDoor;
 
 /// Every route of the server, in one scope behind the guard (`guard.rs`: the `Host` and where a
-/// browser request comes from), so that no route, an unknown path's 404 included, can be added
-/// without it.
+/// browser request comes from) and then access (`auth.rs`: who it is from), so that no route, an
+/// unknown path's 404 included, can be added without both. (actix runs the last `wrap` first.)
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .app_data(web::QueryConfig::default().error_handler(error::query_error))
-        .service(web::scope("").wrap(actix_web::middleware::from_fn(guard::guard)).configure(table));
+    config.app_data(web::QueryConfig::default().error_handler(error::query_error)).service(
+        web::scope("")
+            .wrap(actix_web::middleware::from_fn(auth::authenticate))
+            .wrap(actix_web::middleware::from_fn(guard::guard))
+            .configure(table),
+    );
 }
 
 /// `/sandboxes` and what a sandbox does.
@@ -90,6 +94,10 @@ fn sandbox_routes(config: &mut web::ServiceConfig) {
 fn table(config: &mut web::ServiceConfig) {
     config
         .service(resource("/execute", "POST").route(web::post().to(execute::execute)))
+        .service(resource("/auth/token", "POST").route(web::post().to(auth::token)))
+        .service(resource("/auth/login", "POST").route(web::post().to(auth::login)))
+        .service(resource("/auth/logout", "POST").route(web::post().to(auth::logout)))
+        .service(resource("/login", "GET").route(web::get().to(auth::login_page)))
         .service(resource("/ws", "GET").route(web::get().to(ws::upgrade)))
         .service(resource("/claude", "POST").route(web::post().to(claude::claude)))
         .service(resource("/batch", "POST").route(web::post().to(batch::batch)))
@@ -424,7 +432,10 @@ pub fn security_headers() -> actix_web::middleware::DefaultHeaders {
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         ))
         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .add((header::REFERRER_POLICY, "no-referrer"))
+        // Nothing of a URL (a trace id, a search) leaves for another site. Not `no-referrer`:
+        // under it a browser sends `Origin: null` with the page's own forms (sign-in, sign-out),
+        // which the guard must refuse as it refuses a sandboxed frame's.
+        .add((header::REFERRER_POLICY, "same-origin"))
 }
 
 #[cfg(test)]

@@ -14,9 +14,60 @@ use tracebox_model::{Execution, Status};
 use super::error::{ApiError, ErrorCode};
 use super::execute::ExecuteReply;
 use super::{read_body, read_json};
+use crate::access::Caller;
 use crate::files::FileError;
 use crate::sandboxes::{CodeRequest, CommandRequest, CreateRequest};
 use crate::services::Services;
+
+/// The `{id}` of a sandbox route, once the sandbox is found and the caller may see it: another
+/// tenant's answers 404 exactly as one that does not exist (a 403 would confirm it exists). Every
+/// route of one sandbox takes its id through this, so none can forget the check.
+pub struct OwnedSandbox(String);
+
+impl OwnedSandbox {
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for OwnedSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for OwnedSandbox {
+    type Target = String;
+
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl actix_web::FromRequest for OwnedSandbox {
+    type Error = ApiError;
+    type Future = futures_util::future::LocalBoxFuture<'static, Result<OwnedSandbox, ApiError>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let id = request.match_info().get("id").unwrap_or_default().to_owned();
+        let services = request.app_data::<web::Data<Services>>().cloned();
+        let caller = Caller::from_request(request, payload).into_inner();
+        Box::pin(async move {
+            let services = services.ok_or_else(|| ApiError::new(ErrorCode::Internal, "the app has no services"))?;
+            owned(&services, &caller?, &id).await?;
+            Ok(OwnedSandbox(id))
+        })
+    }
+}
+
+/// Ok when sandbox `id` exists and `caller` may see it; the same 404 as a missing one otherwise.
+pub(super) async fn owned(services: &Services, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    let record = services.sandboxes.record(id).await?;
+    if caller.sees(record.tenant.as_deref()) {
+        return Ok(());
+    }
+    Err(crate::sandboxes::SandboxesError::NotFound(id.to_owned()).into())
+}
 
 /// The largest JSON body of a sandbox request (a command or a cell with its stdin).
 fn json_limit(services: &Services) -> usize {
@@ -29,10 +80,16 @@ const WHY: &str = "more than the largest code and stdin allowed (TRACEBOX_MAX_CO
 /// `POST /sandboxes`
 pub async fn create(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CreateRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
+    let mut body: CreateRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
+    body.tenant = caller.owner().map(str::to_owned);
+    let sandboxes = services.sandboxes.clone();
+    // Held until the new sandbox is recorded, so two creates at once cannot both take the last one.
+    let _slot =
+        services.access.sandbox_slot(&caller, |tenant| async move { sandboxes.count_of(&tenant).await }).await?;
     let view = services.sandboxes.detached(|sandboxes| async move { sandboxes.create(body).await }).await?;
     Ok(HttpResponse::Created().json(view))
 }
@@ -40,9 +97,11 @@ pub async fn create(
 /// `GET /sandboxes?status=…&metadata.KEY=VALUE`
 pub async fn list(
     services: web::Data<Services>,
+    caller: Caller,
     query: web::Query<BTreeMap<String, String>>,
 ) -> Result<HttpResponse, ApiError> {
     let mut status = None;
+    let mut tenant = None;
     let mut metadata = BTreeMap::new();
     for (key, value) in query.into_inner() {
         match key.strip_prefix("metadata.") {
@@ -55,10 +114,14 @@ pub async fn list(
                     .map_err(|e| invalid_query(&format!("`status`: {e}; use running or paused")))?;
                 status = Some(parsed);
             }
-            None => return Err(invalid_query(&format!("unknown filter {key:?}; use status or metadata.KEY"))),
+            None if key == "tenant" => tenant = Some(value),
+            None => {
+                return Err(invalid_query(&format!("unknown filter {key:?}; use status, tenant or metadata.KEY")));
+            }
         }
     }
-    let sandboxes = services.sandboxes.list(status, &metadata).await?;
+    let tenant = caller.list_tenant(tenant.as_deref());
+    let sandboxes = services.sandboxes.list(status, &metadata, tenant.as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({ "sandboxes": sandboxes })))
 }
 
@@ -67,20 +130,23 @@ fn invalid_query(message: &str) -> ApiError {
 }
 
 /// `GET /sandboxes/{id}`
-pub async fn show(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn show(services: web::Data<Services>, id: OwnedSandbox) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(services.sandboxes.view(&id).await?))
 }
 
 /// `DELETE /sandboxes/{id}`
-pub async fn delete(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(services: web::Data<Services>, id: OwnedSandbox) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     services.sandboxes.detached(|sandboxes| async move { sandboxes.delete(&id).await }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `POST /sandboxes/cleanup`
-pub async fn cleanup(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
-    let removed = services.sandboxes.detached(|sandboxes| async move { sandboxes.cleanup().await }).await?;
+pub async fn cleanup(services: web::Data<Services>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    // A user key's cleanup is of its own sandboxes; an admin's (or an open server's), of all.
+    let tenant = caller.list_tenant(None);
+    let removed =
+        services.sandboxes.detached(|sandboxes| async move { sandboxes.cleanup(tenant.as_deref()).await }).await?;
     Ok(HttpResponse::Ok().json(json!({ "removed": removed })))
 }
 
@@ -95,7 +161,7 @@ struct TimeoutBody {
 pub async fn timeout(
     services: web::Data<Services>,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: TimeoutBody = read_json(&request, payload, 4096, "a timeout and what to do then").await?;
@@ -108,14 +174,14 @@ pub async fn timeout(
 }
 
 /// `POST /sandboxes/{id}/pause`
-pub async fn pause(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn pause(services: web::Data<Services>, id: OwnedSandbox) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     Ok(HttpResponse::Ok()
         .json(services.sandboxes.detached(|sandboxes| async move { sandboxes.pause(&id).await }).await?))
 }
 
 /// `POST /sandboxes/{id}/resume`
-pub async fn resume(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn resume(services: web::Data<Services>, id: OwnedSandbox) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     Ok(HttpResponse::Ok()
         .json(services.sandboxes.detached(|sandboxes| async move { sandboxes.resume(&id).await }).await?))
@@ -124,22 +190,26 @@ pub async fn resume(services: web::Data<Services>, id: web::Path<String>) -> Res
 /// `POST /sandboxes/{id}/commands`
 pub async fn command(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: CommandRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
+    let _run = caller.run_permit()?;
     reply(services.sandboxes.command(&id, body).await?)
 }
 
 /// `POST /sandboxes/{id}/code`
 pub async fn code(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: CodeRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
+    let _run = caller.run_permit()?;
     reply(services.sandboxes.code(&id, body).await?)
 }
 
@@ -152,7 +222,7 @@ fn reply(execution: Execution) -> Result<HttpResponse, ApiError> {
 }
 
 /// `POST /sandboxes/{id}/code/restart`
-pub async fn restart(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn restart(services: web::Data<Services>, id: OwnedSandbox) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     services.sandboxes.detached(|sandboxes| async move { sandboxes.restart_kernel(&id).await }).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -175,7 +245,7 @@ impl PathQuery {
 /// `GET /sandboxes/{id}/files?path=DIR`
 pub async fn list_files(
     services: web::Data<Services>,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     query: web::Query<PathQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let entries = services.sandboxes.list_files(&id, query.path.as_deref()).await?;
@@ -187,7 +257,7 @@ pub async fn list_files(
 pub async fn read_file(
     services: web::Data<Services>,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     query: web::Query<PathQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let path = query.required()?;
@@ -238,7 +308,7 @@ fn parse_range(range: &str) -> Result<(u64, Option<u64>), ApiError> {
 pub async fn write_file(
     services: web::Data<Services>,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     query: web::Query<PathQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -263,7 +333,7 @@ pub async fn write_file(
 pub async fn upload(
     services: web::Data<Services>,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     query: web::Query<PathQuery>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -312,7 +382,7 @@ pub async fn upload(
 /// `DELETE /sandboxes/{id}/files/content?path=P`
 pub async fn remove_file(
     services: web::Data<Services>,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     query: web::Query<PathQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, path) = (id.into_inner(), query.required()?.to_owned());
@@ -331,7 +401,7 @@ struct SnapshotBody {
 pub async fn snapshot(
     services: web::Data<Services>,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: SnapshotBody = read_optional_json(&request, payload).await?;
@@ -350,7 +420,7 @@ fn snapshot_view(snapshot: &tracebox_model::sandbox::SnapshotRecord) -> serde_js
 }
 
 /// `GET /sandboxes/{id}/snapshots`
-pub async fn snapshots(services: web::Data<Services>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn snapshots(services: web::Data<Services>, id: OwnedSandbox) -> Result<HttpResponse, ApiError> {
     let snapshots: Vec<_> = services.sandboxes.snapshots(&id).await?.iter().map(snapshot_view).collect();
     Ok(HttpResponse::Ok().json(json!({ "snapshots": snapshots })))
 }
@@ -359,7 +429,7 @@ pub async fn snapshots(services: web::Data<Services>, id: web::Path<String>) -> 
 pub async fn reset(
     services: web::Data<Services>,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: OwnedSandbox,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let body: SnapshotBody = read_optional_json(&request, payload).await?;

@@ -8,21 +8,25 @@ use tracebox_model::tool::{ToolName, Trajectory};
 
 use super::error::{ApiError, ErrorCode};
 use super::read_json;
+use crate::access::Caller;
 use crate::services::Services;
 
 /// `POST /sandboxes/{id}/tools/{name}` with the tool's params as the body.
 pub async fn call(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
+    sandbox: super::sandboxes::OwnedSandbox,
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let (id, name) = path.into_inner();
+    let (id, name) = (sandbox.into_inner(), path.into_inner().1);
     let tool: ToolName = name
         .parse()
         .map_err(|error: tracebox_model::tool::UnknownTool| ApiError::new(ErrorCode::NoSuchTool, error.to_string()))?;
     let limit = services.config.upload_max_file_bytes.saturating_mul(6).saturating_add(64 * 1024);
     let params: Value = read_json(&request, payload, usize::try_from(limit).unwrap_or(usize::MAX), WHY).await?;
+    let _run = caller.run_permit()?;
     let reply =
         services.sandboxes.detached(|sandboxes| async move { sandboxes.tool(&id, tool, params, None).await }).await?;
     if let Some(execution) = &reply.blocked {
@@ -46,7 +50,7 @@ pub struct TrajectoryQuery {
 /// `GET /sandboxes/{id}/trajectory[?format=swe-agent]`
 pub async fn trajectory(
     services: web::Data<Services>,
-    id: web::Path<String>,
+    id: super::sandboxes::OwnedSandbox,
     query: web::Query<TrajectoryQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let swe_agent = match query.format.as_deref() {
@@ -82,13 +86,15 @@ fn yes() -> bool {
 /// `POST /sandboxes/{id}/replay` `{"trajectory": {…}, "reset": true}`
 pub async fn replay(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
-    id: web::Path<String>,
+    id: super::sandboxes::OwnedSandbox,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let limit = usize::try_from(services.config.upload_max_request_bytes).unwrap_or(usize::MAX);
     let why = "more than the largest upload (TRACEBOX_UPLOAD_MAX_REQUEST_BYTES); replay the trajectory in parts";
     let body: ReplayBody = read_json(&request, payload, limit, why).await?;
+    let _run = caller.run_permit()?;
     let id = id.into_inner();
     let report = services
         .sandboxes

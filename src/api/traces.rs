@@ -14,6 +14,7 @@ use super::error::{ApiError, ErrorCode};
 use super::units::{human_duration, short_time};
 use super::{export, page, trace_view, wants_json};
 
+use crate::access::Caller;
 use crate::services::Services;
 use crate::trace::{ChildWindow, TraceDetail, TraceFilter, TraceSummary};
 
@@ -50,6 +51,9 @@ pub struct ListQuery {
     cursor: Option<String>,
     #[serde(skip_serializing_if = "blank")]
     format: Option<String>,
+    /// Only this tenant's traces (admin keys; a user key sees only its own whatever it asks).
+    #[serde(skip_serializing_if = "blank")]
+    tenant: Option<String>,
 }
 
 fn blank(value: &Option<String>) -> bool {
@@ -61,7 +65,8 @@ fn given(value: &Option<String>) -> Option<&str> {
 }
 
 impl ListQuery {
-    fn to_filter(&self) -> Result<TraceFilter, ApiError> {
+    /// The store's filter for this query, confined to what `caller` may see.
+    fn to_filter(&self, caller: &Caller) -> Result<TraceFilter, ApiError> {
         let invalid = |message: String| ApiError::new(ErrorCode::InvalidQuery, message);
         fn one_of<T: std::str::FromStr>(field: &str, value: Option<&str>, all: &[&str]) -> Result<Option<T>, String> {
             value
@@ -102,6 +107,7 @@ impl ListQuery {
                 .map(str::parse::<TraceId>)
                 .transpose()
                 .map_err(|e| invalid(format!("`cursor`: {e}; pass the `next_cursor` of the previous page")))?,
+            tenant: caller.list_tenant(given(&self.tenant)),
             limit,
         })
     }
@@ -140,6 +146,8 @@ struct ListPage<'a> {
     export_url: String,
     /// Is any filter set (so the page offers to clear them)?
     filtered: bool,
+    /// The page offers to sign out.
+    signed_in: bool,
 }
 
 impl ListPage<'_> {
@@ -177,7 +185,7 @@ impl ListQuery {
     }
 
     fn is_filtered(&self) -> bool {
-        [&self.kind, &self.status, &self.language, &self.q, &self.since, &self.until, &self.batch]
+        [&self.kind, &self.status, &self.language, &self.q, &self.since, &self.until, &self.batch, &self.tenant]
             .iter()
             .any(|v| !blank(v))
     }
@@ -191,10 +199,11 @@ impl ListQuery {
 /// `GET /traces`
 pub async fn list(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let filter = query.to_filter()?;
+    let filter = query.to_filter(&caller)?;
     let found = services.store.list(filter).await?;
     if wants_json(&request, given(&query.format)) {
         return Ok(HttpResponse::Ok().json(found));
@@ -216,6 +225,7 @@ pub async fn list(
         first_url,
         export_url: format!("/traces/export?{}", export.encode()),
         filtered: query.is_filtered(),
+        signed_in: caller.grant().is_some(),
     })
 }
 
@@ -234,6 +244,7 @@ pub struct ShowQuery {
 /// `GET /trace/{id}`
 pub async fn show(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
@@ -245,13 +256,13 @@ pub async fn show(
             let message = format!("`children_limit`: {limit} is over {}; page with `children_from`", ChildWindow::PAGE);
             return Err(ApiError::new(ErrorCode::InvalidQuery, message));
         }
-        let trace = find(&services, &id, ChildWindow { from, limit }).await?;
+        let trace = find(&services, &caller, &id, ChildWindow { from, limit }).await?;
         return Ok(HttpResponse::Ok().json(&trace));
     }
     // The page reads the children it shows after it knows the kind: a sandbox's are its steps.
-    let mut trace = find(&services, &id, ChildWindow::NONE).await?;
+    let mut trace = find(&services, &caller, &id, ChildWindow::NONE).await?;
     let related = related(&services, &mut trace, &query).await?;
-    page(&trace_view::DetailPage::of(&trace, related))
+    page(&trace_view::DetailPage::of(&trace, related, caller.grant().is_some()))
 }
 
 /// What the page of `trace` shows beside it: a sandbox's steps and whether it is paused; a
@@ -290,16 +301,26 @@ async fn related(
 }
 
 /// The trace `id` names with `children` of its children, or 404 (for a malformed id as well:
-/// to a reader both are "no such trace").
-async fn find(services: &Services, id: &str, children: ChildWindow) -> Result<TraceDetail, ApiError> {
-    let parsed: TraceId = id.parse().map_err(|_| {
-        ApiError::new(ErrorCode::NoSuchTrace, format!("{id:?} is not a trace id; trace ids are UUIDs from /traces"))
-    })?;
+/// to a reader both are "no such trace"; and for another tenant's trace, which must not be told
+/// apart from one that does not exist).
+async fn find(services: &Services, caller: &Caller, id: &str, children: ChildWindow) -> Result<TraceDetail, ApiError> {
+    let parsed = visible_trace(services, caller, id).await?;
     services
         .store
         .get_with(parsed, children)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {parsed}; list them with GET /traces")))
+}
+
+/// The id of trace `id` when it exists and `caller` may see it; 404 otherwise.
+pub(super) async fn visible_trace(services: &Services, caller: &Caller, id: &str) -> Result<TraceId, ApiError> {
+    let parsed: TraceId = id.parse().map_err(|_| {
+        ApiError::new(ErrorCode::NoSuchTrace, format!("{id:?} is not a trace id; trace ids are UUIDs from /traces"))
+    })?;
+    match services.store.tenant_of(parsed).await? {
+        Some(owner) if caller.sees(owner.as_deref()) => Ok(parsed),
+        _ => Err(ApiError::new(ErrorCode::NoSuchTrace, format!("no trace {parsed}; list them with GET /traces"))),
+    }
 }
 
 /// The output streams a trace keeps, as `/trace/{id}/output/{stream}` names them (a tool
@@ -310,6 +331,7 @@ const STREAMS: &[&str] = &["stdout", "stderr", "output", "diff"];
 /// opened in an editor rather than scrolled through in a page.
 pub async fn output(
     services: web::Data<Services>,
+    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, stream) = path.into_inner();
@@ -319,7 +341,7 @@ pub async fn output(
             format!("no output stream {stream:?}; a trace has {}", STREAMS.join(" and ")),
         ));
     }
-    let trace = find(&services, &id, ChildWindow::NONE).await?;
+    let trace = find(&services, &caller, &id, ChildWindow::NONE).await?;
     let text = trace.output.get(&stream).and_then(Value::as_str).unwrap_or_default().to_owned();
     let filename = format!("{}-{stream}.txt", trace.summary.id);
     Ok(HttpResponse::Ok()
@@ -341,7 +363,11 @@ const EXPORT_FORMATS: &[&str] = &["jsonl"];
 /// `GET /traces/export?format=jsonl`: every trace the filter matches, newest first, one full
 /// trace (summary, input, output, events) per line. Streamed page by page through the store's
 /// cursor, so the export of a large store starts at once and never sits in memory whole.
-pub async fn export(services: web::Data<Services>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn export(
+    services: web::Data<Services>,
+    caller: Caller,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let invalid = |message: String| ApiError::new(ErrorCode::InvalidQuery, message);
     let format = given(&query.format).unwrap_or("jsonl");
     if !EXPORT_FORMATS.contains(&format) {
@@ -355,7 +381,7 @@ pub async fn export(services: web::Data<Services>, query: web::Query<ListQuery>)
             "`limit` and `cursor` page the list; an export holds every trace the filter matches".to_owned(),
         ));
     }
-    let filter = TraceFilter { limit: EXPORT_PAGE, ..query.to_filter()? };
+    let filter = TraceFilter { limit: EXPORT_PAGE, ..query.to_filter(&caller)? };
     let stream = export::lines(services.into_inner(), filter);
     Ok(HttpResponse::Ok()
         .content_type("application/x-ndjson")

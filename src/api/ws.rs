@@ -21,6 +21,7 @@ mod frames;
 use super::claude::reply_of;
 use super::error::{ApiError, ErrorCode};
 use super::execute::{ExecuteBody, ExecuteReply, Step};
+use crate::access::Caller;
 use crate::claude::{AskEvent, Call, Question};
 use crate::runner::{LiveRun, RunControl, StdinError};
 use crate::services::Services;
@@ -50,6 +51,7 @@ const MERGED_FRAME_BYTES: usize = 64 * 1024;
 /// `GET /ws`
 pub async fn upgrade(
     services: web::Data<Services>,
+    caller: Caller,
     request: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
@@ -62,7 +64,7 @@ pub async fn upgrade(
     })?;
     let hard_limit = config.ws_max_message_bytes.saturating_mul(HARD_LIMIT_FACTOR);
     let stream = stream.max_frame_size(hard_limit).aggregate_continuations().max_continuation_size(hard_limit);
-    let socket = Socket::new(services.clone(), session);
+    let socket = Socket::new(services.clone(), session, caller);
     tracing::info!(peer = ?request.peer_addr(), "websocket opened");
     actix_web::rt::spawn(socket.serve(stream));
     Ok(response)
@@ -86,6 +88,8 @@ enum Going {
 struct Socket {
     services: web::Data<Services>,
     session: Session,
+    /// Who opened it: every run it starts is theirs.
+    caller: Caller,
     /// The runs and Claude calls going on this socket, by the client's id.
     runs: HashMap<String, Going>,
     frames_tx: mpsc::Sender<Outgoing>,
@@ -103,9 +107,16 @@ enum Closing {
 }
 
 impl Socket {
-    fn new(services: web::Data<Services>, session: Session) -> Socket {
+    fn new(services: web::Data<Services>, session: Session, caller: Caller) -> Socket {
         let (frames_tx, frames) = mpsc::channel(FRAME_QUEUE);
-        Socket { services, session, runs: HashMap::new(), frames_tx, frames }
+        Socket { services, session, caller, runs: HashMap::new(), frames_tx, frames }
+    }
+
+    /// The socket's key, checked again for each run it starts: a key revoked (or a token expired)
+    /// while the socket is open starts nothing more, and each run counts against the key's rate.
+    fn recheck(&self) -> Result<Option<crate::access::RunPermit>, ApiError> {
+        self.services.access.recheck(&self.caller)?;
+        Ok(self.caller.run_permit()?)
     }
 
     async fn serve(mut self, mut stream: AggregatedMessageStream) {
@@ -267,15 +278,17 @@ impl Socket {
         self.check_new(&message.id)?;
         let Run { id, stdin_open, sandbox_id, cmd, body } = message;
         let keep_stdin_open = stdin_open.unwrap_or(true);
+        let permit = self.recheck()?;
         let live = match sandbox_id {
             None if cmd.is_some() => {
                 return Err(invalid_message("`cmd` is for a sandbox's command: give its `sandbox_id` too"));
             }
             None => {
-                let request = body.into_request(&self.services, Source::WebSocket).await?;
+                let request = body.into_request(&self.services, Source::WebSocket, &self.caller).await?;
                 self.services.runner.start(request, keep_stdin_open)
             }
             Some(sandbox) => {
+                super::sandboxes::owned(&self.services, &self.caller, &sandbox).await?;
                 let step = body.into_step(cmd)?;
                 match step {
                     Step::Command(command) => {
@@ -289,7 +302,10 @@ impl Socket {
         tracing::debug!(run = %id, %trace_id, "websocket run started");
         self.runs.insert(id.clone(), Going::Run(control));
         let frames = self.frames_tx.clone();
-        actix_web::rt::spawn(forward(id, trace_id, events, outcome, frames));
+        actix_web::rt::spawn(async move {
+            forward(id, trace_id, events, outcome, frames).await;
+            drop(permit);
+        });
         Ok(())
     }
 
@@ -310,12 +326,18 @@ impl Socket {
             Source::WebSocket,
             None,
         )?;
-        ask.files = self.services.files.inputs(&files).await?;
+        let permit = self.recheck()?;
+        ask.files = self.services.files.inputs(&files, self.caller.owner()).await?;
+        ask.owner = self.caller.owner().map(str::to_owned);
         let (events_tx, events) = mpsc::unbounded_channel();
         let call = self.services.claude.start(ask, Some(events_tx));
         tracing::debug!(run = %id, trace_id = %call.trace_id, "websocket claude call started");
         self.runs.insert(id.clone(), Going::Claude);
-        actix_web::rt::spawn(forward_claude(id, events, call, self.frames_tx.clone()));
+        let frames = self.frames_tx.clone();
+        actix_web::rt::spawn(async move {
+            forward_claude(id, events, call, frames).await;
+            drop(permit);
+        });
         Ok(())
     }
 

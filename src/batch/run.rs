@@ -28,6 +28,8 @@ pub struct BatchOptions {
     pub name: String,
     pub concurrency: usize,
     pub source: Source,
+    /// Whose the batch and its items are (the caller's tenant when keys are on).
+    pub owner: Option<String>,
 }
 
 /// Run `items` as one batch; `on_item` hears each result as it comes (for progress). The batch
@@ -50,11 +52,13 @@ pub async fn run_batch(
         boot_id: services.boot_id().to_owned(),
         started_at_us: log.started_at_us(),
         input: TraceInput::Batch(BatchInput { name: options.name.clone(), items: items.len(), concurrency }),
+        tenant: options.owner.clone(),
     });
     on_start(batch_id);
     let started = Instant::now();
-    let mut running =
-        futures_util::stream::iter(items).map(|item| run_item(services, batch_id, item)).buffer_unordered(concurrency);
+    let mut running = futures_util::stream::iter(items)
+        .map(|item| run_item(services, batch_id, options.owner.as_deref(), item))
+        .buffer_unordered(concurrency);
     let mut results = Vec::new();
     while let Some(result) = running.next().await {
         on_item(&result);
@@ -92,10 +96,10 @@ fn batch_item(result: &ItemResult) -> BatchItem {
 }
 
 /// Run one item and judge it.
-async fn run_item(services: &Services, batch_id: TraceId, item: CheckedItem) -> ItemResult {
+async fn run_item(services: &Services, batch_id: TraceId, owner: Option<&str>, item: CheckedItem) -> ItemResult {
     let started = Instant::now();
     let CheckedItem { id, at, mut job, expect, files } = item;
-    job.under(batch_id);
+    job.under(batch_id, owner);
     let kind = job.kind().to_owned();
     let mut result = ItemResult {
         id,
@@ -113,7 +117,7 @@ async fn run_item(services: &Services, batch_id: TraceId, item: CheckedItem) -> 
         usage: None,
         cost_usd: None,
     };
-    let inputs = match services.files.inputs(&files).await {
+    let inputs = match services.files.inputs(&files, owner).await {
         Ok(inputs) => inputs,
         Err(error) => {
             result.status = "error".into();

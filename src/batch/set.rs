@@ -89,10 +89,11 @@ impl Job {
     }
 
     /// The job as part of batch `batch`.
-    pub fn under(&mut self, batch: TraceId) {
+    pub fn under(&mut self, batch: TraceId, owner: Option<&str>) {
+        let owner = owner.map(str::to_owned);
         match self {
-            Job::Code(request) => request.parent = Some(batch),
-            Job::Prompt(ask) => ask.parent = Some(batch),
+            Job::Code(request) => (request.parent, request.owner) = (Some(batch), owner),
+            Job::Prompt(ask) => (ask.parent, ask.owner) = (Some(batch), owner),
         }
     }
 }
@@ -265,6 +266,7 @@ fn job(
                 memory_mb: item.memory_mb,
                 isolation: None,
                 tenant: None,
+                owner: None,
             };
             Ok(Job::Code(Box::new(submission.check(allowed, source).map_err(|e| e.to_string())?)))
         }

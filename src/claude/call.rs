@@ -38,6 +38,8 @@ pub struct Ask {
     pub source: Source,
     /// The trace this call belongs to (a batch).
     pub parent: Option<TraceId>,
+    /// Whose the call and its runs are (see `ExecutionRequest::owner`).
+    pub owner: Option<String>,
 }
 
 /// What a live door hears while a call goes on.
@@ -196,6 +198,7 @@ impl Claude {
             boot_id: inner.boot_id.clone(),
             started_at_us: log.started_at_us(),
             input: self.trace_input(&ask),
+            tenant: ask.owner.clone(),
         });
         let emit = |event: AskEvent| {
             if let Some(events) = &events {
@@ -283,6 +286,7 @@ impl Claude {
                 parent: Some(trace_id),
                 isolation: allowed.isolation,
                 tenant: None,
+                owner: ask.owner.clone(),
             };
             let execution = runner.execute(request).await.unwrap_or_else(|error| unrun(&error));
             log.record("code.ran", json!({ "trace_id": execution.trace_id, "status": execution.status }));

@@ -121,6 +121,7 @@ impl Question {
             files: Vec::new(),
             source,
             parent,
+            owner: None,
         })
     }
 }

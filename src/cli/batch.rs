@@ -62,7 +62,7 @@ pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut progress = Progress::new(checked.len(), args.out.as_deref())?;
-    let options = BatchOptions { name, concurrency: usize::from(args.concurrency), source: Source::Batch };
+    let options = BatchOptions { name, concurrency: usize::from(args.concurrency), source: Source::Batch, owner: None };
     let services = Services::open(config, runtime.handle().clone())?;
     let report = runtime.block_on(async {
         services.recover().await?;
@@ -96,7 +96,12 @@ async fn remote(
     let url = format!("{}/batch", server.trim_end_matches('/'));
     let body = json!({"promptset": promptset, "name": name, "concurrency": args.concurrency, "model": args.model, "timeout": args.timeout});
     let client = tracebox::http_client::builder().connect_timeout(Duration::from_secs(10)).build()?;
-    let response = client.post(&url).json(&body).send().await.with_context(|| format!("cannot reach {url}"))?;
+    let request = client.post(&url).json(&body);
+    let request = match args.api_key.as_deref().filter(|key| !key.is_empty()) {
+        Some(key) => request.bearer_auth(key),
+        None => request,
+    };
+    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
     if !response.status().is_success() {
         let status = response.status();
         let error: Value = response.json().await.unwrap_or_default();

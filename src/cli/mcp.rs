@@ -13,10 +13,13 @@ pub struct McpArgs {
     /// it (`http://` is then added)
     #[arg(long, env = "TRACEBOX_ADDR", default_value = "127.0.0.1:5000", value_name = "URL")]
     server: String,
+    /// The server's API key (or a token from POST /auth/token), when it has keys
+    #[arg(long, env = "TRACEBOX_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 pub fn run(args: McpArgs) -> anyhow::Result<ExitCode> {
-    let client = tracebox::mcp::ApiClient::remote(&args.server)?;
+    let client = tracebox::mcp::ApiClient::remote(&args.server)?.with_credential(args.api_key);
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     let served = runtime.block_on(tracebox::mcp::stdio::serve(client));

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::access::AccessSettings;
 use crate::claude::{CallSettings, ClaudeSettings, ClientSettings};
 use crate::files::{ArtifactLimits, FilesSettings};
 use crate::runner::RunnerSettings;
@@ -33,6 +34,18 @@ impl Config {
                 max_runs: self.recycle_max_runs,
                 max_idle_recycled: self.recycle_max_idle,
             },
+        }
+    }
+
+    /// What access reads: tokens' lives, and whether keys are needed while none exists (beyond
+    /// loopback, unless the operator chose to be open).
+    pub fn access_settings(&self) -> AccessSettings {
+        AccessSettings {
+            token_ttl: Duration::from_secs(self.token_ttl_secs),
+            token_max_ttl: Duration::from_secs(self.token_max_ttl_secs),
+            session_ttl: Duration::from_secs(self.session_ttl_secs),
+            always_required: !self.addr.ip().is_loopback() && !self.insecure_no_auth,
+            insecure_no_auth: self.insecure_no_auth,
         }
     }
 

@@ -10,6 +10,10 @@
 //!
 //! What runs leave in `/workspace/out/` is kept apart, in `uploads/artifacts/<trace_id>/`
 //! (see [`artifacts`]).
+//!
+//! With API keys, each tenant's uploads are a directory of their own, `uploads/tenants/<tenant>/`
+//! (a tenant is a plain word, see `tracebox_model::access`): two tenants may each have `data.csv`,
+//! and neither can name the other's. The files of an open server stay in `uploads/` itself.
 
 mod artifacts;
 mod name;
@@ -18,7 +22,7 @@ mod quota;
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -39,6 +43,9 @@ use quota::{OverQuota, Quota};
 
 /// Prefix of the files being received; hidden, so no [`FileName`] can name one.
 const PARTIAL_PREFIX: &str = ".partial-";
+
+/// The directory of `uploads/` that holds each tenant's own.
+pub const TENANTS_DIR: &str = "tenants";
 
 /// Most uploaded files one run may be given.
 pub const MAX_INPUT_FILES: usize = 100;
@@ -61,7 +68,9 @@ pub enum FileError {
         "run {trace_id} has no artifact {name:?} (artifacts expire after TRACEBOX_ARTIFACTS_RETENTION_HOURS); GET /trace/{trace_id} lists what it made"
     )]
     NoSuchArtifact { trace_id: TraceId, name: String },
-    #[error("the name {0:?} is where uploads/ keeps the artifacts of runs; upload the file under another name")]
+    #[error(
+        "the name {0:?} is where uploads/ keeps the artifacts of runs and the files of tenants; upload the file under another name"
+    )]
     ReservedName(String),
     #[error(
         "the file {name:?} is over {limit} bytes, the largest upload_max_file_bytes (TRACEBOX_UPLOAD_MAX_FILE_BYTES) allows; nothing was stored"
@@ -75,6 +84,10 @@ pub enum FileError {
         "this upload would take the files in uploads/ past {limit} bytes, the quota upload_max_total_bytes (TRACEBOX_UPLOAD_MAX_TOTAL_BYTES); other files hold {taken} bytes. Nothing was stored: delete files (GET /files lists them, DELETE /files/{{name}} removes one) or raise the quota"
     )]
     QuotaExceeded { limit: u64, taken: u64 },
+    #[error(
+        "this upload would take tenant {tenant:?}'s files past {limit} bytes, its API key's upload quota; its other files hold {taken} bytes. Nothing was stored: delete files (GET /files lists them, DELETE /files/{{name}} removes one)"
+    )]
+    TenantQuotaExceeded { tenant: String, limit: u64, taken: u64 },
     #[error("no free name like {0:?} in uploads/; delete some files or upload with ?overwrite=true")]
     NoFreeName(String),
     /// A run's `files` that cannot be given to it (too many, repeated, a reserved name).
@@ -123,6 +136,9 @@ struct Inner {
     artifact_usage: Arc<std::sync::atomic::AtomicU64>,
     /// Bytes of the uploaded files, and how many they may hold.
     quota: Arc<Quota>,
+    /// Bytes of each tenant's files, counted on the tenant's first upload since the start (its
+    /// key says how many it may hold).
+    tenant_quotas: Mutex<HashMap<String, Arc<Quota>>>,
 }
 
 /// A file of the list.
@@ -159,6 +175,7 @@ impl Files {
                 artifact_limits: artifacts,
                 artifact_usage: Default::default(),
                 quota: Arc::new(Quota::new(upload_max_total_bytes)),
+                tenant_quotas: Mutex::default(),
             }),
         }
     }
@@ -166,6 +183,37 @@ impl Files {
     /// The uploads directory.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// The directory of `owner`'s uploads: its own under `tenants/`, or `uploads/` itself for an
+    /// open server's.
+    fn dir_of(&self, owner: Option<&str>) -> PathBuf {
+        match owner {
+            Some(tenant) => self.inner.dir.join(TENANTS_DIR).join(tenant),
+            None => self.inner.dir.clone(),
+        }
+    }
+
+    /// The quota counter of `tenant`'s files, counted from its directory on first use.
+    fn tenant_quota(&self, tenant: &str) -> Result<Arc<Quota>, FileError> {
+        let mut quotas = self.inner.tenant_quotas.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(quota) = quotas.get(tenant) {
+            return Ok(Arc::clone(quota));
+        }
+        let quota = Arc::new(Quota::new(u64::MAX));
+        let dir = self.dir_of(Some(tenant));
+        match quota.count(&dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::NotFound => {}
+            Err(error) => return Err(io("count the files of", &dir)(error)),
+        }
+        quotas.insert(tenant.to_owned(), Arc::clone(&quota));
+        Ok(quota)
+    }
+
+    /// Bytes of `tenant`'s uploaded files, as this server counts them.
+    pub fn tenant_usage(&self, tenant: &str) -> Result<u64, FileError> {
+        Ok(self.tenant_quota(tenant)?.used())
     }
 
     /// The most bytes of files one request may carry.
@@ -189,6 +237,24 @@ impl Files {
             }
         }
         self.inner.quota.count(dir).map_err(io("count the files of", dir))?;
+        // Tenants' files count towards the whole too.
+        let tenants = dir.join(TENANTS_DIR);
+        if let Ok(entries) = std::fs::read_dir(&tenants) {
+            for entry in entries.flatten() {
+                let Some(tenant) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                if !tracebox_model::access::is_valid_name(&tenant) || !entry.path().is_dir() {
+                    continue;
+                }
+                for partial in std::fs::read_dir(entry.path()).map_err(io("list", &entry.path()))?.flatten() {
+                    if partial.file_name().to_string_lossy().starts_with(PARTIAL_PREFIX) {
+                        std::fs::remove_file(partial.path()).map_err(io("remove", &partial.path()))?;
+                        removed += 1;
+                    }
+                }
+                let used = self.tenant_quota(&tenant)?.used();
+                self.inner.quota.reserve(used).ok();
+            }
+        }
         Ok(removed)
     }
 
@@ -197,27 +263,29 @@ impl Files {
         self.inner.quota.used()
     }
 
-    /// Start receiving the files of one request.
-    pub fn upload(&self) -> Upload {
-        Upload { files: self.clone(), total: 0, staged: Vec::new() }
+    /// Start receiving the files of one request, for `owner` (whose files, when the tenant's
+    /// key has an upload quota, stay within `quota` bytes).
+    pub fn upload(&self, owner: Option<&str>, quota: Option<u64>) -> Upload {
+        Upload { files: self.clone(), owner: owner.map(str::to_owned), quota, total: 0, staged: Vec::new() }
     }
 
-    /// Where `name` is, when it is a file of `uploads/`.
-    pub async fn locate(&self, name: &FileName) -> Result<Located, FileError> {
-        let path = self.dir().join(name.as_str());
+    /// Where `name` is, when it is a file of `owner`'s uploads.
+    pub async fn locate(&self, name: &FileName, owner: Option<&str>) -> Result<Located, FileError> {
+        let path = self.dir_of(owner).join(name.as_str());
         let size = match tokio::fs::symlink_metadata(&path).await {
             Ok(meta) if meta.is_file() => meta.len(),
             Ok(_) => return Err(FileError::NoSuchFile(name.to_string())),
             Err(error) if error.kind() == ErrorKind::NotFound => return Err(FileError::NoSuchFile(name.to_string())),
             Err(error) => return Err(io("read", &path)(error)),
         };
-        let sha256 = self.inner.store.file(name.as_str()).await?.filter(|r| r.size == size).map(|r| r.sha256);
+        let record = self.inner.store.file(owner.unwrap_or_default(), name.as_str()).await?;
+        let sha256 = record.filter(|r| r.size == size).map(|r| r.sha256);
         Ok(Located { path, size, sha256 })
     }
 
     /// The uploaded files `names` as a run's inputs: each must exist, once, and not take a
     /// name the run needs for itself. Refusals name the file.
-    pub async fn inputs(&self, names: &[String]) -> Result<Vec<InputFile>, FileError> {
+    pub async fn inputs(&self, names: &[String], owner: Option<&str>) -> Result<Vec<InputFile>, FileError> {
         if names.len() > MAX_INPUT_FILES {
             return Err(FileError::Inputs(format!(
                 "{} files; a run may be given at most {MAX_INPUT_FILES}",
@@ -236,7 +304,7 @@ impl Files {
             if inputs.iter().any(|input| input.name == name.as_str()) {
                 return Err(FileError::Inputs(format!("{:?} is listed twice", name.as_str())));
             }
-            let located = self.locate(&name).await?;
+            let located = self.locate(&name, owner).await?;
             // Docker binds by absolute path, wherever the data directory was given from.
             let host_path = tokio::fs::canonicalize(&located.path).await.map_err(io("resolve", &located.path))?;
             inputs.push(InputFile { name: name.as_str().to_owned(), host_path, size: located.size });
@@ -244,9 +312,9 @@ impl Files {
         Ok(inputs)
     }
 
-    /// Remove `name` and its record.
-    pub async fn delete(&self, name: &FileName) -> Result<(), FileError> {
-        let path = self.dir().join(name.as_str());
+    /// Remove `owner`'s file `name` and its record.
+    pub async fn delete(&self, name: &FileName, owner: Option<&str>) -> Result<(), FileError> {
+        let path = self.dir_of(owner).join(name.as_str());
         let size = match tokio::fs::symlink_metadata(&path).await {
             Ok(meta) if meta.is_file() => meta.len(),
             Ok(_) => return Err(FileError::NoSuchFile(name.to_string())),
@@ -254,24 +322,29 @@ impl Files {
             Err(error) => return Err(io("read", &path)(error)),
         };
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => self.inner.quota.release(size),
+            Ok(()) => {
+                self.inner.quota.release(size);
+                if let Some(tenant) = owner {
+                    self.tenant_quota(tenant)?.release(size);
+                }
+            }
             Err(error) if error.kind() == ErrorKind::NotFound => return Err(FileError::NoSuchFile(name.to_string())),
             Err(error) => return Err(io("remove", &path)(error)),
         }
-        self.inner.store.remove_file(name.as_str()).await?;
+        self.inner.store.remove_file(owner.unwrap_or_default(), name.as_str()).await?;
         Ok(())
     }
 
-    /// Every file of `uploads/`, by name, with its sha256 when an upload stored it.
-    pub async fn list(&self) -> Result<Vec<FileEntry>, FileError> {
-        let dir = self.dir();
+    /// Every file of `owner`'s uploads, by name, with its sha256 when an upload stored it.
+    pub async fn list(&self, owner: Option<&str>) -> Result<Vec<FileEntry>, FileError> {
+        let dir = &self.dir_of(owner);
         let mut entries = match tokio::fs::read_dir(dir).await {
             Ok(entries) => entries,
             Err(error) if error.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(error) => return Err(io("list", dir)(error)),
         };
         let records: HashMap<String, FileRecord> =
-            self.inner.store.files().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+            self.inner.store.files(owner.unwrap_or_default()).await?.into_iter().map(|r| (r.name.clone(), r)).collect();
         let mut files = Vec::new();
         while let Some(entry) = entries.next_entry().await.map_err(io("list", dir))? {
             let Some(name) = entry.file_name().to_str().and_then(|n| FileName::parse(n).ok()) else { continue };
@@ -293,7 +366,7 @@ impl Files {
     }
 
     /// Record an upload or download as a trace, running until [`FileTrace::finish`].
-    pub fn begin_trace(&self, input: impl Into<TraceInput>) -> FileTrace {
+    pub fn begin_trace(&self, input: impl Into<TraceInput>, owner: Option<&str>) -> FileTrace {
         let log = EventLog::start();
         let id = TraceId::new();
         self.inner.store.begin(NewTrace {
@@ -304,6 +377,7 @@ impl Files {
             boot_id: self.inner.boot_id.clone(),
             started_at_us: log.started_at_us(),
             input: input.into(),
+            tenant: owner.map(str::to_owned),
         });
         FileTrace { store: self.inner.store.clone(), id, log }
     }
@@ -343,6 +417,9 @@ impl FileTrace {
 /// The files of one upload request, staged until [`Upload::commit`].
 pub struct Upload {
     files: Files,
+    /// Whose files these are, and the most bytes their key lets them hold together.
+    owner: Option<String>,
+    quota: Option<u64>,
     total: u64,
     staged: Vec<Partial>,
 }
@@ -357,6 +434,8 @@ struct Partial {
     size: u64,
     kept: bool,
     quota: Arc<Quota>,
+    /// The tenant's own count, reserved beside the whole's.
+    tenant_quota: Option<Arc<Quota>>,
 }
 
 impl Drop for Partial {
@@ -365,6 +444,9 @@ impl Drop for Partial {
             return;
         }
         self.quota.release(self.size);
+        if let Some(quota) = &self.tenant_quota {
+            quota.release(self.size);
+        }
         if let Err(error) = std::fs::remove_file(&self.path)
             && error.kind() != ErrorKind::NotFound
         {
@@ -381,11 +463,12 @@ impl Upload {
 
     /// Start receiving a file to be stored as `name`; [`Upload::write`] appends to it.
     pub async fn begin_file(&mut self, name: FileName) -> Result<(), FileError> {
-        if name.as_str() == ARTIFACTS_DIR {
+        if name.as_str() == ARTIFACTS_DIR || name.as_str() == TENANTS_DIR {
             return Err(FileError::ReservedName(name.to_string()));
         }
-        let dir = self.files.dir();
+        let dir = &self.files.dir_of(self.owner.as_deref());
         tokio::fs::create_dir_all(dir).await.map_err(io("create", dir))?;
+        let tenant_quota = self.owner.as_deref().map(|tenant| self.files.tenant_quota(tenant)).transpose()?;
         let path = dir.join(format!("{PARTIAL_PREFIX}{}", uuid::Uuid::new_v4().simple()));
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -394,7 +477,16 @@ impl Upload {
             .await
             .map_err(io("create", &path))?;
         let quota = Arc::clone(&self.files.inner.quota);
-        self.staged.push(Partial { requested: name, path, file, hasher: Sha256::new(), size: 0, kept: false, quota });
+        self.staged.push(Partial {
+            requested: name,
+            path,
+            file,
+            hasher: Sha256::new(),
+            size: 0,
+            kept: false,
+            quota,
+            tenant_quota,
+        });
         Ok(())
     }
 
@@ -409,12 +501,30 @@ impl Upload {
         if self.total + len > max_request {
             return Err(FileError::UploadTooLarge { limit: max_request });
         }
-        partial.quota.reserve(len).map_err(|OverQuota { limit, used }| FileError::QuotaExceeded {
-            limit,
-            taken: used.saturating_sub(self.total),
-        })?;
+        if let (Some(tenant_quota), Some(limit)) = (&partial.tenant_quota, self.quota) {
+            tenant_quota.reserve_within(len, limit).map_err(|OverQuota { limit, used }| {
+                FileError::TenantQuotaExceeded {
+                    tenant: self.owner.clone().unwrap_or_default(),
+                    limit,
+                    taken: used.saturating_sub(self.total),
+                }
+            })?;
+        } else if let Some(tenant_quota) = &partial.tenant_quota {
+            tenant_quota.reserve_within(len, u64::MAX).ok();
+        }
+        let release_tenant = |partial: &Partial| {
+            if let Some(quota) = &partial.tenant_quota {
+                quota.release(len);
+            }
+        };
+        if let Err(over) = partial.quota.reserve(len) {
+            release_tenant(partial);
+            let OverQuota { limit, used } = over;
+            return Err(FileError::QuotaExceeded { limit, taken: used.saturating_sub(self.total) });
+        }
         if let Err(error) = partial.file.write_all(chunk).await {
             partial.quota.release(len);
+            release_tenant(partial);
             return Err(io("write", &partial.path)(error));
         }
         partial.hasher.update(chunk);
@@ -435,6 +545,7 @@ impl Upload {
             partial.kept = true;
             let sha256 = hex(&std::mem::take(&mut partial.hasher).finalize());
             let record = FileRecord {
+                tenant: self.owner.clone().unwrap_or_default(),
                 name: name.to_string(),
                 size: partial.size,
                 sha256: sha256.clone(),
@@ -450,13 +561,17 @@ impl Upload {
 
     /// Give `partial` its name, returning the one it got.
     async fn place(&self, partial: &Partial, overwrite: bool) -> Result<FileName, FileError> {
-        let dir = self.files.dir();
+        let dir = &self.files.dir_of(self.owner.as_deref());
         if overwrite {
             let target = dir.join(partial.requested.as_str());
             let replaced = tokio::fs::symlink_metadata(&target).await.ok().filter(|meta| meta.is_file());
             tokio::fs::rename(&partial.path, &target).await.map_err(io("store", &target))?;
             // The file it replaced no longer takes room.
-            self.files.inner.quota.release(replaced.map_or(0, |meta| meta.len()));
+            let freed = replaced.map_or(0, |meta| meta.len());
+            self.files.inner.quota.release(freed);
+            if let Some(quota) = &partial.tenant_quota {
+                quota.release(freed);
+            }
             return Ok(partial.requested.clone());
         }
         for n in 0..=MAX_NUMBERED {

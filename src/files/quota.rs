@@ -31,12 +31,18 @@ impl Quota {
 
     /// Take `bytes` more, or none when they would pass the quota (reaching it is fine).
     pub(super) fn reserve(&self, bytes: u64) -> Result<(), OverQuota> {
+        self.reserve_within(bytes, self.limit)
+    }
+
+    /// Take `bytes` more, or none when they would pass `limit` (a tenant's quota is its key's,
+    /// which may differ from one key of the tenant to the next).
+    pub(super) fn reserve_within(&self, bytes: u64, limit: u64) -> Result<(), OverQuota> {
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|total| *total <= self.limit)
+                used.checked_add(bytes).filter(|total| *total <= limit)
             })
             .map(|_| ())
-            .map_err(|used| OverQuota { limit: self.limit, used })
+            .map_err(|used| OverQuota { limit, used })
     }
 
     /// Give back `bytes` (a file deleted or replaced, a staged file not kept).
@@ -62,7 +68,7 @@ fn stored_bytes(dir: &Path) -> std::io::Result<u64> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        if name == ARTIFACTS_DIR || name.to_string_lossy().starts_with(PARTIAL_PREFIX) {
+        if name == ARTIFACTS_DIR || name == super::TENANTS_DIR || name.to_string_lossy().starts_with(PARTIAL_PREFIX) {
             continue;
         }
         let meta = entry.metadata()?;

@@ -44,7 +44,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 async fn upload(files: &Files, parts: &[(&str, &[u8])], overwrite: bool) -> Result<Vec<StoredFile>, FileError> {
-    let mut upload = files.upload();
+    let mut upload = files.upload(None, None);
     for (name, bytes) in parts {
         upload.begin_file(FileName::parse(name).unwrap()).await?;
         upload.write(bytes).await?;
@@ -63,7 +63,7 @@ async fn a_taken_name_is_numbered_unless_overwrite_is_asked() {
     assert_eq!(replaced[0].name, "a.txt");
     assert_eq!(std::fs::read(files.dir().join("a.txt")).unwrap(), b"three");
     assert_eq!(listing(files.dir()), ["a-1.txt", "a.txt"]);
-    let listed = files.list().await.unwrap();
+    let listed = files.list(None).await.unwrap();
     assert_eq!(listed[1].sha256.as_deref(), Some(replaced[0].sha256.as_str()));
     store.close();
 }
@@ -89,7 +89,7 @@ async fn stale_partials_are_swept_and_never_listed() {
     std::fs::create_dir_all(files.dir()).unwrap();
     std::fs::write(files.dir().join(".partial-dead"), b"x").unwrap();
     std::fs::write(files.dir().join("by-hand.txt"), b"xy").unwrap();
-    let listed = files.list().await.unwrap();
+    let listed = files.list(None).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].name.as_str(), listed[0].size, &listed[0].sha256), ("by-hand.txt", 2, &None));
     assert_eq!(files.prepare().unwrap(), 1);
@@ -118,7 +118,7 @@ async fn uploads_fill_the_quota_exactly_and_not_a_byte_more_and_deleting_makes_r
 
     // Replacing a file frees what it held once the new one is in, so it needs room for both.
     assert!(upload(&files, &[("a.txt", b"123")], true).await.is_err());
-    files.delete(&FileName::parse("b.txt").unwrap()).await.unwrap();
+    files.delete(&FileName::parse("b.txt").unwrap(), None).await.unwrap();
     assert_eq!(files.upload_usage(), 15);
     upload(&files, &[("a.txt", b"123")], true).await.unwrap();
     assert_eq!(files.upload_usage(), 8, "the replaced file's 10 bytes are free");
@@ -130,7 +130,7 @@ async fn uploads_fill_the_quota_exactly_and_not_a_byte_more_and_deleting_makes_r
 async fn uploads_received_at_once_cannot_pass_the_quota_together() {
     let dir = tempfile::tempdir().unwrap();
     let (files, store) = files_within(dir.path(), 100, 100, 10);
-    let (mut first, mut second) = (files.upload(), files.upload());
+    let (mut first, mut second) = (files.upload(None, None), files.upload(None, None));
     first.begin_file(FileName::parse("a").unwrap()).await.unwrap();
     second.begin_file(FileName::parse("b").unwrap()).await.unwrap();
     first.write(b"123456").await.unwrap();

@@ -65,10 +65,39 @@ pub struct Download {
 }
 
 /// A client of one tracebox server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiClient {
     base: String,
     http: reqwest::Client,
+    /// The key (or token) every request carries unless the call serves a caller of its own
+    /// ([`as_caller`]).
+    credential: Option<String>,
+}
+
+/// The key is never printed.
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .field("credential", &self.credential.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+tokio::task_local! {
+    /// The key or token of the `/mcp` request a tool call serves: the calls it makes carry it,
+    /// so a tool reaches exactly what its caller may (and is counted against its key).
+    static CALLER: Option<String>;
+}
+
+/// Run `work` (a tool call) as the caller whose credential is `credential`.
+pub async fn as_caller<T>(credential: Option<String>, work: impl Future<Output = T>) -> T {
+    CALLER.scope(credential, work).await
+}
+
+/// The credential of the caller the current tool call serves, if any.
+pub fn current_caller() -> Option<String> {
+    CALLER.try_with(Clone::clone).ok().flatten()
 }
 
 impl ApiClient {
@@ -79,7 +108,13 @@ impl ApiClient {
         let base = if base.contains("://") { base.to_owned() } else { format!("http://{base}") };
         let http =
             crate::http_client::builder().connect_timeout(CONNECT_TIMEOUT).build().map_err(ClientError::Build)?;
-        Ok(ApiClient { base, http })
+        Ok(ApiClient { base, http, credential: None })
+    }
+
+    /// The same client, sending `credential` (an API key or token) with every request.
+    pub fn with_credential(mut self, credential: Option<String>) -> ApiClient {
+        self.credential = credential.filter(|credential| !credential.is_empty());
+        self
     }
 
     /// A client of this server's own listener at `bound`, over loopback (an unspecified
@@ -97,7 +132,7 @@ impl ApiClient {
             .no_proxy()
             .build()
             .map_err(ClientError::Build)?;
-        Ok(ApiClient { base, http })
+        Ok(ApiClient { base, http, credential: None })
     }
 
     /// The server's base URL (`http://host:port`), for links in what the tools answer.
@@ -154,6 +189,10 @@ impl ApiClient {
     /// Send `request` (to `url`): the status and the body.
     async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> Result<(u16, Bytes), ClientError> {
         let unreachable = |source| ClientError::Unreachable { url: url.to_owned(), source };
+        let request = match current_caller().or_else(|| self.credential.clone()) {
+            Some(credential) => request.bearer_auth(credential),
+            None => request,
+        };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(unreachable)?;

@@ -18,6 +18,10 @@ use rmcp::model::{Implementation, ProtocolVersion, ServerCapabilities, ServerCon
 use rmcp::{ServerHandler, tool_handler};
 
 pub use client::{ApiClient, ClientError};
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{CallToolRequestParams, CallToolResponse};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer};
 use session::Owned;
 
 /// What the server tells a client about itself at the start, for the model to read.
@@ -45,6 +49,24 @@ impl Tracebox {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Tracebox {
+    /// A tool call runs as the caller of the `/mcp` request that carried it: `api/mcp.rs` passes
+    /// its key or token on as `Authorization`, and every API call the tool makes sends it.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let credential = context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.headers.get(::http::header::AUTHORIZATION))
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let call = ToolCallContext::new(self, request, context);
+        client::as_caller(credential, self.tool_router.call(call)).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)

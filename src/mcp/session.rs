@@ -4,10 +4,10 @@
 //! drops the session's tool server (the client deleted the session or it went idle), which
 //! drops the last [`Owned`].
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::client::{ApiClient, ClientError, encode};
+use super::client::{ApiClient, ClientError, as_caller, current_caller, encode};
 
 /// The sandboxes a session owns, shared by every clone of its tool server.
 #[derive(Debug, Clone)]
@@ -16,17 +16,19 @@ pub struct Owned(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     client: ApiClient,
-    ids: Mutex<BTreeSet<String>>,
+    /// Each sandbox, with the credential of the caller that made it (over `/mcp`): the one its
+    /// close is sent with.
+    ids: Mutex<BTreeMap<String, Option<String>>>,
 }
 
 impl Owned {
     pub fn new(client: ApiClient) -> Owned {
-        Owned(Arc::new(Inner { client, ids: Mutex::new(BTreeSet::new()) }))
+        Owned(Arc::new(Inner { client, ids: Mutex::new(BTreeMap::new()) }))
     }
 
     /// Close `id` when the session ends.
     pub fn own(&self, id: &str) {
-        self.0.ids().insert(id.to_owned());
+        self.0.ids().insert(id.to_owned(), current_caller());
     }
 
     /// `id` is gone (closed by a tool call): nothing to do for it at the end.
@@ -42,7 +44,7 @@ impl Owned {
 }
 
 impl Inner {
-    fn ids(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+    fn ids(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
         // A panic while holding the set leaves a set still worth closing.
         self.ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -71,9 +73,9 @@ impl Drop for Inner {
 }
 
 /// `DELETE` each sandbox; one already gone is what was wanted.
-async fn close(client: &ApiClient, ids: BTreeSet<String>) {
-    for id in ids {
-        match client.delete(&format!("/sandboxes/{}", encode(&id))).await {
+async fn close(client: &ApiClient, ids: BTreeMap<String, Option<String>>) {
+    for (id, credential) in ids {
+        match as_caller(credential, client.delete(&format!("/sandboxes/{}", encode(&id)))).await {
             Ok(()) => tracing::info!(sandbox = %id, "closed a sandbox its MCP session made"),
             Err(ClientError::Refused { status: 404, .. }) => {}
             Err(error) => tracing::warn!(sandbox = %id, %error, "could not close a sandbox its MCP session made"),

@@ -331,6 +331,7 @@ impl Runner {
             boot_id: inner.sandbox.boot_id().to_owned(),
             started_at_us: log.started_at_us(),
             input: self.trace_input(&request, &hits, &place, keep),
+            tenant: request.owner.clone(),
         });
 
         if !blocking.is_empty() {
@@ -376,7 +377,8 @@ impl Runner {
                     limits: &request.limits,
                     files: &request.files,
                     isolation: request.isolation,
-                    tenant: request.tenant.as_deref(),
+                    // With keys, a tenant's recycled containers are its own whatever it asked.
+                    tenant: request.owner.as_deref().or(request.tenant.as_deref()),
                     wait_until,
                 };
                 let (sink, receiving) = inner.files.receive_artifacts(trace_id, Arc::clone(&inner.policy));
@@ -874,6 +876,7 @@ mod tests {
             parent: None,
             isolation: tracebox_model::Isolation::Fresh,
             tenant: None,
+            owner: None,
         }
     }
 

@@ -44,6 +44,9 @@ pub struct CreateRequest {
     /// kept after them.
     #[serde(default)]
     pub setup: Vec<String>,
+    /// Whose it is: set by the door from the caller's key, never read from the body.
+    #[serde(skip)]
+    pub tenant: Option<String>,
 }
 
 /// How long a view waits for a sandbox's disk usage.
@@ -131,7 +134,7 @@ impl Sandboxes {
             super::repo::check(repo)?;
         }
         let on_timeout = on_timeout(request.on_timeout.as_deref())?;
-        let inputs = self.inner.files.inputs(&request.files).await?;
+        let inputs = self.inner.files.inputs(&request.files, request.tenant.as_deref()).await?;
         let _reserved = self.reserve().await?;
         let now = now_us();
         let record = SandboxRecord {
@@ -155,6 +158,7 @@ impl Sandboxes {
             steps: 0,
             // Kept and shown without the credentials a URL may carry; cloned with them.
             repo: request.repo.as_ref().map(RepoSource::without_credentials),
+            tenant: request.tenant.clone(),
         };
         self.begin_trace(&record, &request.files, &request.setup);
         let record =
@@ -241,6 +245,7 @@ impl Sandboxes {
             boot_id: self.inner.boot_id.clone(),
             started_at_us: record.created_at_us,
             input: TraceInput::Sandbox(input),
+            tenant: record.tenant.clone(),
         });
     }
 
@@ -368,15 +373,19 @@ impl Sandboxes {
         Ok(SandboxView::of(&record, used))
     }
 
-    /// The sandboxes, newest first: of `status` when given, and whose metadata hold every pair
-    /// of `metadata`.
+    /// The sandboxes, newest first: of `status` when given, whose metadata hold every pair of
+    /// `metadata`, and of `tenant` when given.
     pub async fn list(
         &self,
         status: Option<SandboxStatus>,
         metadata: &BTreeMap<String, String>,
+        tenant: Option<&str>,
     ) -> Result<Vec<SandboxView>, SandboxesError> {
         let records = self.inner.store.sandboxes(status).await?;
-        let matches = |record: &SandboxRecord| metadata.iter().all(|(k, v)| record.metadata.get(k) == Some(v));
+        let matches = |record: &SandboxRecord| {
+            tenant.is_none_or(|tenant| record.tenant.as_deref() == Some(tenant))
+                && metadata.iter().all(|(k, v)| record.metadata.get(k) == Some(v))
+        };
         Ok(records.iter().filter(|record| matches(record)).map(|record| SandboxView::of(record, None)).collect())
     }
 
@@ -401,9 +410,16 @@ impl Sandboxes {
         Ok(())
     }
 
-    /// Remove every sandbox; how many went.
-    pub async fn cleanup(&self) -> Result<usize, SandboxesError> {
+    /// How many sandboxes `tenant` holds (running or paused).
+    pub async fn count_of(&self, tenant: &str) -> Result<u64, crate::trace::StoreError> {
         let records = self.inner.store.sandboxes(None).await?;
+        Ok(records.iter().filter(|record| record.tenant.as_deref() == Some(tenant)).count() as u64)
+    }
+
+    /// Remove every sandbox (of `tenant`, when given); how many went.
+    pub async fn cleanup(&self, tenant: Option<&str>) -> Result<usize, SandboxesError> {
+        let mut records = self.inner.store.sandboxes(None).await?;
+        records.retain(|record| tenant.is_none_or(|tenant| record.tenant.as_deref() == Some(tenant)));
         for record in &records {
             self.remove(record, "cleaned up", Status::Success).await?;
         }

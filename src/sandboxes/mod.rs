@@ -295,6 +295,7 @@ impl Sandboxes {
             boot_id: self.inner.boot_id.clone(),
             started_at_us: log.started_at_us(),
             input: TraceInput::SandboxOp(input),
+            tenant: None,
         });
         let result = work.await;
         let (status, output) = match &result {

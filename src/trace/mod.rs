@@ -32,6 +32,8 @@ pub struct NewTrace {
     pub started_at_us: i64,
     /// What it records as it starts; its kind is the input's.
     pub input: TraceInput,
+    /// Whose it is (None on an open server); a child with none is its parent's.
+    pub tenant: Option<String>,
 }
 
 /// A trace as it ends; written durably before the run's result is returned.
@@ -60,6 +62,9 @@ pub struct TraceSummary {
     pub exit_code: Option<i64>,
     /// The first line of the code, shortened: what ran, at a glance.
     pub preview: String,
+    /// Whose it is (the tenant of the key that made it); absent for an open server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// A child trace with its records, as a parent's listing of one kind reads it.
@@ -214,6 +219,8 @@ pub struct TraceFilter {
     pub text: Option<String>,
     /// Only traces older than this one (the previous page's `next_cursor`).
     pub before: Option<TraceId>,
+    /// Only the traces of this tenant (a user key's own; an admin's choice).
+    pub tenant: Option<String>,
     pub limit: usize,
 }
 

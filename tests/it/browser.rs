@@ -703,3 +703,54 @@ async fn a_page_of_another_origin_cannot_run_code_through_the_browser_but_its_li
     assert_eq!(status, 200, "{traces}");
     assert_eq!(traces["traces"], json!([]), "no code ran and no trace was stored");
 }
+
+// ---- signing in ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_browser_signs_in_with_a_key_once_sees_its_tenants_traces_and_signs_out() {
+    let server = TestServer::spawn().await;
+    let alice = crate::access::create_key(&server, "alice", &[]);
+    let bob = crate::access::create_key(&server, "bob", &[]);
+    crate::access::run(&crate::access::client_of(&alice), &server, "print('the okapi grazes')").await;
+    crate::access::run(&crate::access::client_of(&bob), &server, "print('the gnu migrates')").await;
+    let browser = Browser::open().await;
+
+    // A page asked for without a key sends the browser to sign in, and back afterwards.
+    browser.goto(&server.url("/traces")).await;
+    browser.until("the sign-in page shows", "return location.pathname === '/login'").await;
+    browser.screenshot("login", 1280).await;
+    browser.find("input[name=key]").await.send_keys("tbx_0123456789abcdef_wrong").await.unwrap();
+    browser.find("form button[type=submit]").await.click().await.unwrap();
+    let error = browser.find("p.error").await.text().await.unwrap();
+    assert!(error.contains("not valid"), "{error}");
+
+    browser.find("input[name=key]").await.send_keys(&alice).await.unwrap();
+    browser.find("form button[type=submit]").await.click().await.unwrap();
+    browser.until("the list shows", "return location.pathname === '/traces'").await;
+    let rows = browser.texts("table.traces tbody tr").await;
+    assert_eq!(rows.len(), 1, "alice's run only: {rows:?}");
+    assert!(rows[0].contains("okapi"), "{rows:?}");
+
+    // The cookie holds a session token, never the key; no script of the page can read it.
+    assert_eq!(browser.script("return document.cookie").await, json!(""));
+    let cookie = browser.client.get_named_cookie("tracebox_session").await.expect("the session cookie");
+    assert!(cookie.value().starts_with("tbt_") && !cookie.value().contains(&alice[21..]), "{}", cookie.value());
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.same_site().map(|s| s.to_string()), Some("Strict".to_owned()));
+    assert_eq!(cookie.secure(), Some(false), "Secure only over HTTPS");
+
+    // The playground's WebSocket carries the session too, and its run is alice's.
+    playground(&browser, &server).await;
+    set_code(&browser, "print('signed in')").await;
+    browser.find("#run").await.click().await.unwrap();
+    browser.until("the run ends", "return document.getElementById('status').textContent === 'success'").await;
+    let (_, page) = crate::access::get(&crate::access::client_of(&alice), &server, "/traces?format=json").await;
+    let previews: Vec<&str> = page["traces"].as_array().unwrap().iter().filter_map(|t| t["preview"].as_str()).collect();
+    assert!(previews.contains(&"print('signed in')"), "the playground's run is alice's: {previews:?}");
+
+    browser.find("form.signout button").await.click().await.unwrap();
+    browser.until("signed out", "return location.pathname === '/login'").await;
+    browser.goto(&server.url("/traces")).await;
+    browser.until("the list asks for a key again", "return location.pathname === '/login'").await;
+    browser.close().await;
+}

@@ -4,6 +4,7 @@
 // A failed unwrap in a test is a failed test, with its location: exactly what is wanted.
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod agent_tools;
 mod artifacts;
 mod batch;

@@ -89,6 +89,11 @@ async fn a_page_of_another_origin_runs_nothing_and_leaves_no_trace() {
         ("POST", "/sandboxes/sbx_x/tools/shell"),
         ("GET", "/sandboxes/sbx_x/trajectory"),
         ("POST", "/sandboxes/sbx_x/replay"),
+        // Access: a page must not mint tokens, sign a browser in to its attacker's key (login
+        // CSRF) or out.
+        ("POST", "/auth/token"),
+        ("POST", "/auth/login"),
+        ("POST", "/auth/logout"),
     ] {
         let mut request = server.client.request(method.parse().unwrap(), server.url(path)).body("{}");
         for (name, value) in evil {
@@ -157,6 +162,9 @@ async fn a_host_the_server_does_not_answer_to_gets_421_on_every_route() {
         "POST /sandboxes/sbx_x/tools/shell HTTP/1.1",
         "GET /sandboxes/sbx_x/trajectory HTTP/1.1",
         "POST /sandboxes/sbx_x/replay HTTP/1.1",
+        "POST /auth/token HTTP/1.1",
+        "GET /login HTTP/1.1",
+        "POST /auth/login HTTP/1.1",
         "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
     ] {
         let (status, reply) = raw(&server, &format!("{head}\r\nHost: {rebound}"), "").await;

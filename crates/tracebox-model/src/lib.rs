@@ -3,6 +3,7 @@
 //! record of each kind. It imports nothing else of tracebox and no web, CLI, Docker or database
 //! library, so every layer can depend on it and it on none of them.
 
+pub mod access;
 mod artifact;
 mod language;
 mod policy;

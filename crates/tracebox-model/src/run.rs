@@ -104,6 +104,9 @@ pub struct ExecutionRequest {
     pub isolation: Isolation,
     /// Whose recycled containers it may use (recycle only).
     pub tenant: Option<String>,
+    /// Whose the run is: the tenant of the API key that asked (None on an open server). Its trace
+    /// is theirs, and a recycled container serves only their runs.
+    pub owner: Option<String>,
 }
 
 /// An uploaded file given to a run: `/workspace/<name>` in the container, read-only.

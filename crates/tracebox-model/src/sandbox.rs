@@ -95,6 +95,9 @@ pub struct SandboxRecord {
     /// The repository `/workspace` was cloned from, at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<RepoSource>,
+    /// Whose it is: the tenant of the key that made it (None on an open server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// A repository at a commit: what a sandbox's `/workspace` starts as.

@@ -241,6 +241,8 @@ pub struct Related {
 #[template(path = "trace.html")]
 pub struct DetailPage<'a> {
     trace: &'a TraceDetail,
+    /// The page offers to sign out.
+    signed_in: bool,
     explanation: Explanation,
     code: String,
     /// highlight.js's name for the code's language.
@@ -360,11 +362,12 @@ impl Transfer {
 }
 
 impl<'a> DetailPage<'a> {
-    pub fn of(trace: &'a TraceDetail, related: Related) -> DetailPage<'a> {
+    pub fn of(trace: &'a TraceDetail, related: Related, signed_in: bool) -> DetailPage<'a> {
         let summary = &trace.summary;
         let (children_range, children_pages) = children_pages(trace, related.children_from);
         let mut page = DetailPage {
             trace,
+            signed_in,
             explanation: explain(summary.status, summary.exit_code, ""),
             code: String::new(),
             highlight: match summary.language.as_deref() {
@@ -595,6 +598,7 @@ mod tests {
                 ended_at: None,
                 duration_ms: None,
                 exit_code: None,
+                tenant: None,
                 preview: String::new(),
             },
             input,
@@ -604,7 +608,7 @@ mod tests {
             children: Vec::new(),
             children_total: 0,
         };
-        let page = DetailPage::of(&trace, Related::default());
+        let page = DetailPage::of(&trace, Related::default(), false);
         assert!(page.explanation.headline.starts_with("Running"), "{:?}", page.explanation);
     }
 

@@ -56,6 +56,7 @@ mod tests {
             duration_ms: None,
             exit_code: None,
             preview: String::new(),
+            tenant: None,
         };
         TraceDetail {
             summary: summary(TraceId::new()),

@@ -26,6 +26,9 @@ pub struct SandboxArgs {
     /// The server: a URL, or an address as TRACEBOX_ADDR gives it (`http://` is then added)
     #[arg(long, global = true, env = "TRACEBOX_ADDR", default_value = "127.0.0.1:5000", value_name = "URL")]
     server: String,
+    /// The server's API key (or a token from POST /auth/token), when it has keys
+    #[arg(long, global = true, env = "TRACEBOX_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: SandboxCommand,
 }
@@ -165,7 +168,7 @@ const TIMEOUT: u8 = 124;
 const OOM: u8 = 137;
 
 pub fn run(args: SandboxArgs) -> ExitCode {
-    let server = Server::at(&args.server);
+    let server = Server::at(&args.server, args.api_key.clone());
     let done = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -251,6 +254,7 @@ enum Verb {
 
 struct Server {
     url: String,
+    api_key: Option<String>,
 }
 
 /// How long to wait for the server to accept a connection. A reply may take as long as a
@@ -258,10 +262,10 @@ struct Server {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Server {
-    fn at(server: &str) -> Server {
+    fn at(server: &str, api_key: Option<String>) -> Server {
         let url = server.trim_end_matches('/');
         let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
-        Server { url }
+        Server { url, api_key: api_key.filter(|key| !key.is_empty()) }
     }
 
     /// Send one request and read its JSON reply (`null` when there is none, as for a `204`); the
@@ -276,6 +280,10 @@ impl Server {
         };
         let request = match body {
             Some(body) => request.json(&body),
+            None => request,
+        };
+        let request = match &self.api_key {
+            Some(key) => request.bearer_auth(key),
             None => request,
         };
         let response = request

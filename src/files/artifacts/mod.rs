@@ -391,7 +391,7 @@ mod tests {
         files.prepare().unwrap();
         let mut ids = Vec::new();
         for bytes in [b"old".as_slice(), b"newer"] {
-            let trace = files.begin_trace(tracebox_model::record::UploadInput { client: None, overwrite: false });
+            let trace = files.begin_trace(tracebox_model::record::UploadInput { client: None, overwrite: false }, None);
             let id = trace.id();
             let output = tracebox_model::record::UploadOutput::Stored { files: Vec::new() };
             trace.finish(tracebox_model::Status::Success, output).await;

@@ -208,6 +208,7 @@ impl Sandboxes {
             boot_id: self.inner.boot_id.clone(),
             started_at_us: log.started_at_us(),
             input: TraceInput::Tool(input),
+            tenant: None,
         });
         let ran = self.run_call(&record, &live, call, trace_id).await;
         let (status, output, blocked, failure) = match ran {
@@ -298,6 +299,7 @@ impl Sandboxes {
             parent: Some(parent),
             isolation: Isolation::Fresh,
             tenant: None,
+            owner: record.tenant.clone(),
         };
         let run = self.start_step(record, live, request, step, false).await?;
         steps::finish(run).await

@@ -107,6 +107,7 @@ impl Sandboxes {
             boot_id: self.inner.boot_id.clone(),
             started_at_us: log.started_at_us(),
             input: TraceInput::Replay(input),
+            tenant: None,
         });
         let replayed = self.replay_steps(id, trace_id, trajectory.steps, calls).await;
         let (status, output, steps) = match replayed {

@@ -6,6 +6,7 @@
 //! lets them run beside the writer).
 
 mod files;
+mod keys;
 mod queries;
 mod retention;
 mod sandboxes;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
+use tracebox_model::access::KeyRecord;
 use tracebox_model::sandbox::{SandboxRecord, SandboxStatus, SnapshotRecord};
 use tracebox_model::{TraceId, TraceInput, TraceKind, now_us};
 
@@ -38,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_files.sql"),
     include_str!("migrations/0004_sandboxes.sql"),
     include_str!("migrations/0005_children_in_order.sql"),
+    include_str!("migrations/0006_access.sql"),
 ];
 
 /// The trace store could not do what was asked.
@@ -80,6 +83,8 @@ struct Inner {
     writes: Mutex<Option<mpsc::Sender<Write>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     reader: Mutex<Connection>,
+    /// API keys' own connection (see `keys.rs`).
+    keys: Mutex<Connection>,
 }
 
 impl TraceStore {
@@ -92,6 +97,7 @@ impl TraceStore {
         migrate(&mut db, &path)?;
         let instance_id = instance_id(&db)?;
         let reader = connect(&path)?;
+        let keys = connect(&path)?;
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("trace-writer".into())
@@ -104,6 +110,7 @@ impl TraceStore {
                 writes: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(thread)),
                 reader: Mutex::new(reader),
+                keys: Mutex::new(keys),
             }),
         })
     }
@@ -195,6 +202,12 @@ impl TraceStore {
     /// One page of traces, newest first.
     pub async fn list(&self, filter: TraceFilter) -> Result<TracePage, StoreError> {
         self.blocking(move |db| queries::list(db, &filter, queries::FIRST_WINDOW)).await
+    }
+
+    /// Whose trace `id` is: None when there is no such trace, `Some(None)` for one made while
+    /// the server was open.
+    pub async fn tenant_of(&self, id: TraceId) -> Result<Option<Option<String>>, StoreError> {
+        self.blocking(move |db| queries::tenant_of(db, id)).await
     }
 
     /// One trace with its events and its first children ([`ChildWindow::FIRST`]).
@@ -295,21 +308,22 @@ impl TraceStore {
         self.blocking(move |db| files::put(db, &record)).await
     }
 
-    /// Forget an uploaded file that was deleted.
-    pub async fn remove_file(&self, name: &str) -> Result<(), StoreError> {
-        let name = name.to_owned();
-        self.blocking(move |db| files::remove(db, &name)).await
+    /// Forget an uploaded file of `tenant` ("" on an open server) that was deleted.
+    pub async fn remove_file(&self, tenant: &str, name: &str) -> Result<(), StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.blocking(move |db| files::remove(db, &tenant, &name)).await
     }
 
-    /// What is recorded about the uploaded file `name`.
-    pub async fn file(&self, name: &str) -> Result<Option<FileRecord>, StoreError> {
-        let name = name.to_owned();
-        self.blocking(move |db| files::get(db, &name)).await
+    /// What is recorded about the uploaded file `name` of `tenant`.
+    pub async fn file(&self, tenant: &str, name: &str) -> Result<Option<FileRecord>, StoreError> {
+        let (tenant, name) = (tenant.to_owned(), name.to_owned());
+        self.blocking(move |db| files::get(db, &tenant, &name)).await
     }
 
-    /// Every uploaded file recorded, by name.
-    pub async fn files(&self) -> Result<Vec<FileRecord>, StoreError> {
-        self.blocking(files::all).await
+    /// Every uploaded file of `tenant` recorded, by name.
+    pub async fn files(&self, tenant: &str) -> Result<Vec<FileRecord>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.blocking(move |db| files::all(db, &tenant)).await
     }
 
     /// Record (or replace) a sandbox.
@@ -359,6 +373,36 @@ impl TraceStore {
     /// Bytes of every snapshot kept.
     pub async fn snapshot_bytes(&self) -> Result<u64, StoreError> {
         self.blocking(sandboxes::snapshot_bytes).await
+    }
+
+    /// Add an API key; false when a key of that name (or id) exists already, revoked or not.
+    pub fn add_key(&self, key: &KeyRecord) -> Result<bool, StoreError> {
+        keys::insert(&self.keys(), key)
+    }
+
+    /// The key whose public id is `id`, revoked or not.
+    pub fn key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        keys::by_id(&self.keys(), id)
+    }
+
+    /// Every key, oldest first, revoked ones too.
+    pub fn keys_all(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        keys::all(&self.keys())
+    }
+
+    /// Was any key ever made (revoked ones count)? With none, a loopback server is open; once
+    /// one was, it never opens again by itself: revoking every key locks everyone out.
+    pub fn any_key(&self) -> Result<bool, StoreError> {
+        keys::any(&self.keys())
+    }
+
+    /// Revoke the key `name` now; false when no such key is active.
+    pub fn revoke_key(&self, name: &str) -> Result<bool, StoreError> {
+        keys::revoke(&self.keys(), name, now_us())
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.inner.keys.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stop the writer after it committed everything queued.

@@ -21,7 +21,8 @@ const SUMMARY_COLUMNS: &str = "id, parent_id, kind, status, source, language, st
        json_extract(input, '$.tool') || ' ' || coalesce(json_extract(input, '$.params.command'),
          json_extract(input, '$.params.path'), json_extract(input, '$.params.pattern'),
          (SELECT group_concat(value, ' ') FROM json_each(input, '$.params.args')), ''),
-       json_extract(input, '$.op') || coalesce(' ' || json_extract(input, '$.path'), '')), 1, 400)";
+       json_extract(input, '$.op') || coalesce(' ' || json_extract(input, '$.path'), '')), 1, 400),
+     tenant";
 
 /// The trigram index finds substrings of at least this many characters; shorter searches scan.
 const TRIGRAM: usize = 3;
@@ -42,6 +43,7 @@ fn summary(row: &Row) -> rusqlite::Result<TraceSummary> {
         duration_ms: ended.map(|end| (end - started) as f64 / 1000.0),
         exit_code: row.get(8)?,
         preview: preview(code.as_deref().unwrap_or_default()),
+        tenant: row.get(10)?,
     })
 }
 
@@ -113,6 +115,9 @@ fn conditions(filter: &TraceFilter, window: Option<&Window>) -> (String, Vec<Sql
     }
     if let Some(before) = filter.before {
         add("id < ??", vec![SqlValue::Text(before.to_string())]);
+    }
+    if let Some(tenant) = &filter.tenant {
+        add("tenant = ??", vec![SqlValue::Text(tenant.clone())]);
     }
     if let Some(text) = &filter.text {
         let (matching, mut bound) = matching(text);
@@ -242,7 +247,7 @@ pub(super) fn get(db: &Connection, id: TraceId, window: ChildWindow) -> Result<O
     let id_text = id.to_string();
     let row = db
         .prepare_cached(&format!("SELECT {SUMMARY_COLUMNS}, input, output FROM traces WHERE id = ?1"))?
-        .query_row(params![id_text], |row| Ok((summary(row)?, row.get::<_, i64>(6)?, row.get(10)?, row.get(11)?)))
+        .query_row(params![id_text], |row| Ok((summary(row)?, row.get::<_, i64>(6)?, row.get(11)?, row.get(12)?)))
         .optional()?;
     let Some((head, started_at_us, input, output)) = row else {
         return Ok(None);
@@ -326,6 +331,14 @@ pub(super) fn children_of_kind(
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whose trace `id` is: None when there is no such trace, `Some(None)` for one of an open server.
+pub(super) fn tenant_of(db: &Connection, id: TraceId) -> Result<Option<Option<String>>, StoreError> {
+    Ok(db
+        .prepare_cached("SELECT tenant FROM traces WHERE id = ?1")?
+        .query_row(params![id.to_string()], |row| row.get::<_, Option<String>>(0))
+        .optional()?)
 }
 
 #[cfg(test)]

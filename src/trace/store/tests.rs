@@ -31,6 +31,7 @@ fn new_trace(code: &str) -> NewTrace {
             policy_hits: Vec::new(),
             omitted_bytes: 0,
         }),
+        tenant: None,
     }
 }
 
@@ -320,10 +321,11 @@ async fn search_survives_a_vacuum_that_renumbers_rowids() {
 }
 
 #[tokio::test]
-async fn file_records_are_kept_by_name_replaced_and_forgotten() {
+async fn file_records_are_kept_by_tenant_and_name_replaced_and_forgotten() {
     let dir = tempfile::tempdir().unwrap();
     let store = TraceStore::open(dir.path()).unwrap();
     let record = |name: &str, size| FileRecord {
+        tenant: String::new(),
         name: name.into(),
         size,
         sha256: format!("{size:064x}"),
@@ -333,10 +335,46 @@ async fn file_records_are_kept_by_name_replaced_and_forgotten() {
     store.put_file(record("b.csv", 2)).await.unwrap();
     store.put_file(record("a.csv", 1)).await.unwrap();
     store.put_file(record("b.csv", 3)).await.unwrap();
-    let names: Vec<(String, u64)> = store.files().await.unwrap().into_iter().map(|r| (r.name, r.size)).collect();
+    // Another tenant's a.csv is another file.
+    store.put_file(FileRecord { tenant: "acme".into(), ..record("a.csv", 9) }).await.unwrap();
+    let names: Vec<(String, u64)> = store.files("").await.unwrap().into_iter().map(|r| (r.name, r.size)).collect();
     assert_eq!(names, [("a.csv".to_owned(), 1), ("b.csv".to_owned(), 3)]);
-    store.remove_file("a.csv").await.unwrap();
-    assert_eq!(store.files().await.unwrap().len(), 1);
+    store.remove_file("", "a.csv").await.unwrap();
+    assert_eq!(store.files("").await.unwrap().len(), 1);
+    assert_eq!(store.file("acme", "a.csv").await.unwrap().map(|r| r.size), Some(9));
+    store.close();
+}
+
+#[tokio::test]
+async fn a_child_is_its_parents_tenants_and_a_tenants_list_and_search_hold_only_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(dir.path()).unwrap();
+    let parent = NewTrace { tenant: Some("acme".into()), ..new_trace("print('walrus')") };
+    let parent_id = parent.id;
+    store.begin(parent);
+    let child = NewTrace { parent_id: Some(parent_id), ..new_trace("print('walrus child')") };
+    let child_id = child.id;
+    store.begin(child);
+    let other = NewTrace { tenant: Some("other".into()), ..new_trace("print('walrus too')") };
+    let open = new_trace("print('walrus open')");
+    let ids = [parent_id, child_id, other.id, open.id];
+    store.begin(other);
+    store.begin(open);
+    // Searches find finished traces.
+    for id in ids {
+        store.finish(finished(id, Status::Success, "walrus")).await.unwrap();
+    }
+    assert_eq!(store.tenant_of(child_id).await.unwrap(), Some(Some("acme".to_owned())), "inherited");
+    assert_eq!(store.tenant_of(TraceId::new()).await.unwrap(), None, "no such trace");
+    for text in [None, Some("walrus".to_owned())] {
+        let filter = TraceFilter { tenant: Some("acme".into()), text: text.clone(), ..page(10) };
+        let mut found: Vec<TraceId> = store.list(filter).await.unwrap().traces.iter().map(|t| t.id).collect();
+        found.sort();
+        let mut wanted = vec![parent_id, child_id];
+        wanted.sort();
+        assert_eq!(found, wanted, "{text:?}");
+    }
+    assert_eq!(store.list(TraceFilter { text: Some("walrus".into()), ..page(10) }).await.unwrap().traces.len(), 4);
     store.close();
 }
 

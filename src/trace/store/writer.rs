@@ -112,9 +112,10 @@ fn apply(tx: &Connection, write: &Write) -> rusqlite::Result<Applied> {
 
 fn begin(tx: &Connection, trace: &NewTrace) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO traces (id, parent_id, kind, status, source, language, boot_id, started_at_us, input, search_no)
+        "INSERT INTO traces (id, parent_id, kind, status, source, language, boot_id, started_at_us, input, search_no, tenant)
          VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8,
-                 (SELECT coalesce(max(search_no), 0) + 1 FROM traces))",
+                 (SELECT coalesce(max(search_no), 0) + 1 FROM traces),
+                 coalesce(?9, (SELECT tenant FROM traces WHERE id = ?2)))",
     )?
     .execute(params![
         trace.id.to_string(),
@@ -125,6 +126,7 @@ fn begin(tx: &Connection, trace: &NewTrace) -> rusqlite::Result<()> {
         trace.boot_id,
         trace.started_at_us,
         trace.input.to_json().to_string(),
+        trace.tenant,
     ])?;
     Ok(())
 }

@@ -127,6 +127,11 @@ impl TestServer {
         TestServer::start(data_dir, &[], None).await
     }
 
+    /// A server on a data directory the test made, with extra settings.
+    pub async fn spawn_on_with(data_dir: &Path, env: &[(&str, &str)]) -> TestServer {
+        TestServer::start(data_dir, env, None).await
+    }
+
     async fn start(data_dir: &Path, env: &[(&str, &str)], temp: Option<tempfile::TempDir>) -> TestServer {
         require_docker();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
