@@ -52,6 +52,9 @@ pub enum AccessError {
     /// A token request's field out of bounds (the message names it).
     #[error("{0}")]
     Invalid(String),
+    /// A `tenant` in a query that names no tenant.
+    #[error("`tenant`: {0:?} is not a tenant; a tenant is 1 to 64 letters, digits, '-' or '_'")]
+    BadTenant(String),
     #[error("key {key:?} is over its rate of {rate} requests a second; retry after {retry_after:?}")]
     RateLimited { key: String, rate: f64, retry_after: Duration },
     #[error("key {key:?} has {limit} runs going, as many as it may (its max concurrent runs); wait for one to end")]
@@ -120,21 +123,21 @@ impl Caller {
     }
 
     /// The tenant a list is confined to: a user's own; an admin's choice (`asked`), all when none.
-    pub fn list_tenant(&self, asked: Option<&str>) -> Option<String> {
+    pub fn list_tenant(&self, asked: Option<&str>) -> Result<Option<String>, AccessError> {
         match &self.grant {
-            None => None,
-            Some(grant) if grant.role == Role::Admin => asked.map(str::to_owned),
-            Some(grant) => Some(grant.tenant.clone()),
+            None => Ok(None),
+            Some(grant) if grant.role == Role::Admin => asked.map(tenant_name).transpose(),
+            Some(grant) => Ok(Some(grant.tenant.clone())),
         }
     }
 
     /// Whose uploads this caller's file requests reach: its tenant's; an admin may name another
     /// (`asked`). None: the open server's own.
-    pub fn space(&self, asked: Option<&str>) -> Option<String> {
-        let grant = self.grant.as_ref()?;
+    pub fn space(&self, asked: Option<&str>) -> Result<Option<String>, AccessError> {
+        let Some(grant) = &self.grant else { return Ok(None) };
         match asked {
-            Some(tenant) if grant.role == Role::Admin => Some(tenant.to_owned()),
-            _ => Some(grant.tenant.clone()),
+            Some(tenant) if grant.role == Role::Admin => tenant_name(tenant).map(Some),
+            _ => Ok(Some(grant.tenant.clone())),
         }
     }
 
@@ -149,8 +152,19 @@ impl Caller {
 
     /// A slot for one more run of this key, held until the run ends.
     pub fn run_permit(&self) -> Result<Option<RunPermit>, AccessError> {
+        self.run_permits(1)
+    }
+
+    /// How many of `wanted` runs at once the key allows (a batch's concurrency is cut to it).
+    pub fn runs_allowed(&self, wanted: usize) -> usize {
+        let limit = self.limits().max_concurrent_runs.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        wanted.min(limit).max(1)
+    }
+
+    /// Slots for `count` runs at once (a batch's items), all or none, held until they end.
+    pub fn run_permits(&self, count: usize) -> Result<Option<RunPermit>, AccessError> {
         let Some(grant) = &self.grant else { return Ok(None) };
-        match grant.usage.run() {
+        match grant.usage.runs(u32::try_from(count).unwrap_or(u32::MAX)) {
             Some(permit) => Ok(Some(permit)),
             None => Err(AccessError::TooManyRuns {
                 key: grant.key_name.clone(),
@@ -162,6 +176,8 @@ impl Caller {
     /// May this caller's credential be used for `method` on `path`? A token limited to one sandbox
     /// reaches only that sandbox's routes; a read-only one only reads. Neither opens a WebSocket
     /// or an MCP session (both run code).
+    ///
+    /// `path` must be the path as the router matches it (percent-decoded): `/%77s` is `/ws`.
     pub fn may(&self, method: &actix_web::http::Method, path: &str) -> Result<(), AccessError> {
         let Some(grant) = &self.grant else { return Ok(()) };
         let live = path == "/ws" || path == "/mcp";
@@ -263,6 +279,9 @@ impl Access {
         let credential = credential.ok_or(AccessError::Missing)?;
         let (record, claims) = if credential.starts_with(TOKEN_PREFIX) {
             let claims = self.inner.signer.verify(credential, now_secs())?;
+            if !claims.jti.is_empty() && self.inner.store.token_revoked(&claims.jti)? {
+                return Err(TokenError::Ended.into());
+            }
             let record = self.inner.store.key(&claims.kid)?.ok_or(AccessError::BadKey)?;
             (record, Some(claims))
         } else {
@@ -366,7 +385,13 @@ impl Access {
 
     fn sign(&self, grant: &Grant, ttl: Duration, sandbox: Option<String>, read_only: bool) -> Issued {
         let exp = now_secs().saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
-        let claims = Claims { kid: grant.key_id.clone(), exp, sbx: sandbox.clone(), ro: read_only };
+        let mut jti = [0u8; 12];
+        // Without randomness a token still works; it only cannot be ended before its time.
+        let jti = match getrandom::fill(&mut jti) {
+            Ok(()) => jti.iter().map(|b| format!("{b:02x}")).collect(),
+            Err(_) => String::new(),
+        };
+        let claims = Claims { kid: grant.key_id.clone(), exp, sbx: sandbox.clone(), ro: read_only, jti };
         Issued {
             token: self.inner.signer.sign(&claims),
             expires_at: tracebox_model::format_us(exp.saturating_mul(1_000_000)),
@@ -374,6 +399,15 @@ impl Access {
             tenant: grant.tenant.clone(),
             sandbox,
             read_only,
+        }
+    }
+
+    /// End the token `token` now, if it is one of ours (a browser signing out); anything else is
+    /// let be.
+    pub fn end(&self, token: &str) -> Result<(), AccessError> {
+        match self.inner.signer.verify(token, now_secs()) {
+            Ok(claims) if !claims.jti.is_empty() => Ok(self.inner.store.revoke_token(&claims.jti, claims.exp)?),
+            _ => Ok(()),
         }
     }
 
@@ -402,6 +436,15 @@ impl Access {
 /// Held while a tenant's new sandbox is made (see [`Access::sandbox_slot`]).
 pub struct SlotGuard {
     _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// `asked` as a tenant, when it is a tenant's name: it names a directory of the uploads, so
+/// nothing else (`../..`) may pass.
+fn tenant_name(asked: &str) -> Result<String, AccessError> {
+    if tracebox_model::access::is_valid_name(asked) {
+        return Ok(asked.to_owned());
+    }
+    Err(AccessError::BadTenant(asked.to_owned()))
 }
 
 fn now_secs() -> i64 {

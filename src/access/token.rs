@@ -25,6 +25,9 @@ pub struct Claims {
     /// Reads only (GET and HEAD).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ro: bool,
+    /// The token's own id, by which it can be ended before its time (a sign-out).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub jti: String,
 }
 
 /// Why a token is refused.
@@ -38,6 +41,8 @@ pub enum TokenError {
     BadSignature,
     #[error("the token expired; ask POST /auth/token for a new one")]
     Expired,
+    #[error("the token was ended (signed out); sign in again, or ask POST /auth/token for a new one")]
+    Ended,
 }
 
 /// The secret tokens are signed with.
@@ -96,7 +101,7 @@ mod tests {
     use super::*;
 
     fn claims(exp: i64) -> Claims {
-        Claims { kid: "0123456789abcdef".into(), exp, sbx: Some("sbx_x".into()), ro: true }
+        Claims { kid: "0123456789abcdef".into(), exp, sbx: Some("sbx_x".into()), ro: true, jti: "abc".into() }
     }
 
     #[test]

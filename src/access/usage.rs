@@ -23,15 +23,16 @@ pub struct KeyUsage {
     running: Arc<AtomicU64>,
 }
 
-/// A run of a key going on: counted until dropped.
+/// Runs of a key going on (one, or a batch's items at once): counted until dropped.
 pub struct RunPermit {
-    _slot: Option<OwnedSemaphorePermit>,
+    _slots: Option<OwnedSemaphorePermit>,
+    count: u64,
     running: Arc<AtomicU64>,
 }
 
 impl Drop for RunPermit {
     fn drop(&mut self) {
-        self.running.fetch_sub(1, Ordering::AcqRel);
+        self.running.fetch_sub(self.count, Ordering::AcqRel);
     }
 }
 
@@ -64,9 +65,14 @@ impl KeyUsage {
 
     /// A slot for one more run, or None when the key has as many going as it may.
     pub fn run(&self) -> Option<RunPermit> {
-        let slot = match &self.runs {
-            Some(runs) => match Arc::clone(runs).try_acquire_owned() {
-                Ok(slot) => Some(slot),
+        self.runs(1)
+    }
+
+    /// Slots for `count` runs at once (a batch's items), all or none.
+    pub fn runs(&self, count: u32) -> Option<RunPermit> {
+        let slots = match &self.runs {
+            Some(runs) => match Arc::clone(runs).try_acquire_many_owned(count) {
+                Ok(slots) => Some(slots),
                 Err(_) => {
                     self.runs_refused.fetch_add(1, Ordering::Relaxed);
                     return None;
@@ -74,8 +80,8 @@ impl KeyUsage {
             },
             None => None,
         };
-        self.running.fetch_add(1, Ordering::AcqRel);
-        Some(RunPermit { _slot: slot, running: Arc::clone(&self.running) })
+        self.running.fetch_add(u64::from(count), Ordering::AcqRel);
+        Some(RunPermit { _slots: slots, count: u64::from(count), running: Arc::clone(&self.running) })
     }
 
     /// Runs going now.
@@ -120,6 +126,12 @@ mod tests {
         let _c = usage.run().expect("a slot is free again");
         drop(b);
         assert_eq!(usage.running(), 1);
+        let four = KeyUsage::new("k", KeyLimits { max_concurrent_runs: Some(4), ..KeyLimits::default() });
+        let batch = four.runs(3).expect("three of four");
+        assert!(four.runs(2).is_none(), "all or none: two more would be five");
+        assert_eq!(four.running(), 3);
+        drop(batch);
+        assert_eq!(four.running(), 0);
         let unlimited = KeyUsage::new("u", KeyLimits::default());
         let held: Vec<_> = (0..100).map(|_| unlimited.run().unwrap()).collect();
         assert_eq!(unlimited.running(), held.len() as u64);

@@ -41,7 +41,8 @@ pub async fn authenticate(
             request.extensions_mut().insert(caller);
             Ok(next.call(request).await?.map_into_left_body())
         }
-        Err(AccessError::Missing) if wants_page(request.request()) => {
+        // No key, or a stale one (an expired sign-in): a browser is sent to sign in again.
+        Err(AccessError::Missing | AccessError::BadKey | AccessError::BadToken(_)) if wants_page(request.request()) => {
             let next_path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
             let location = format!("/login?{}", serde_urlencoded::to_string([("next", next_path)]).unwrap_or_default());
             let response = HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish();
@@ -56,7 +57,8 @@ fn caller_of(request: &HttpRequest) -> Result<Caller, AccessError> {
         .app_data::<web::Data<Services>>()
         .ok_or_else(|| AccessError::Forbidden("the app has no services to check keys with".into()))?;
     let caller = services.access.authenticate(credential(request).as_deref())?;
-    caller.may(request.method(), request.path())?;
+    // The path as the router matches it, percent-decoded: `/%77s` reaches `/ws`.
+    caller.may(request.method(), request.match_info().as_str())?;
     Ok(caller)
 }
 
@@ -129,10 +131,12 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-/// Where to go after signing in: a path of this server, never another site (`//evil`, `/\evil`).
+/// Where to go after signing in: a path of this server, never another site (`//evil`, `/\evil`,
+/// or `/<tab>/evil`, which a browser reads as `//evil` once it drops the tab).
 fn local_path(next: Option<&str>) -> String {
+    let plain = |path: &str| !path.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\');
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && plain(path) => path.to_owned(),
         _ => "/".to_owned(),
     }
 }
@@ -177,11 +181,15 @@ pub async fn login(
     }
 }
 
-/// `POST /auth/logout`: the cookie is cleared and the browser sent to sign in.
-pub async fn logout(request: HttpRequest) -> HttpResponse {
+/// `POST /auth/logout`: the session's token is ended (a copy of the cookie is worth nothing from
+/// now on), the cookie cleared and the browser sent to sign in.
+pub async fn logout(services: web::Data<Services>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    if let Some(session) = request.cookie(SESSION_COOKIE) {
+        services.access.end(session.value())?;
+    }
     let mut cookie = session_cookie(&request, String::new(), CookieDuration::ZERO);
     cookie.make_removal();
-    HttpResponse::SeeOther().cookie(cookie).insert_header((header::LOCATION, "/login")).finish()
+    Ok(HttpResponse::SeeOther().cookie(cookie).insert_header((header::LOCATION, "/login")).finish())
 }
 
 /// The session cookie: script cannot read it, no other site's request carries it, and it goes
@@ -203,7 +211,16 @@ mod tests {
     #[test]
     fn only_paths_of_this_server_are_gone_back_to() {
         assert_eq!(local_path(Some("/traces?q=x")), "/traces?q=x");
-        for elsewhere in ["//evil.example/", "https://evil.example/", "/\\evil.example", "traces", ""] {
+        for elsewhere in [
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil",
+            "/ /x",
+            "traces",
+            "",
+        ] {
             assert_eq!(local_path(Some(elsewhere)), "/", "{elsewhere:?}");
         }
         assert_eq!(local_path(None), "/");

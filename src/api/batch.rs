@@ -73,14 +73,16 @@ pub async fn batch(
             "the prompt set has prompt items and this server has no ANTHROPIC_API_KEY; set it, or send code items only",
         ));
     }
+    // A batch runs as many items at once as it holds of its key's runs: its concurrency is cut
+    // to the key's limit, and that many are taken for as long as it goes.
+    let concurrency = caller.runs_allowed(concurrency);
+    let run = caller.run_permits(concurrency.min(items.len()).max(1))?;
     let options = BatchOptions {
         name: body.name.unwrap_or_else(|| "POST /batch".to_owned()),
         concurrency,
         source: Source::Batch,
         owner: caller.owner().map(str::to_owned),
     };
-    // A batch counts as one of its key's runs while it goes.
-    let run = caller.run_permit()?;
     let (lines_tx, lines) = mpsc::unbounded_channel::<Bytes>();
     let line = move |value: Value| {
         // A client gone away stops nothing: the batch goes on and is recorded.

@@ -365,6 +365,7 @@ impl From<AccessError> for ApiError {
             }
             AccessError::Forbidden(_) => ApiError::new(ErrorCode::Forbidden, message),
             AccessError::Invalid(_) => ApiError::new(ErrorCode::InvalidLimit, message),
+            AccessError::BadTenant(_) => ApiError::new(ErrorCode::InvalidQuery, message),
             AccessError::RateLimited { retry_after: wait, .. } => ApiError::new(ErrorCode::RateLimited, message)
                 .with_header(header::RETRY_AFTER, retry_after(wait.as_secs_f64().ceil() as u64)),
             AccessError::TooManyRuns { .. } => {

@@ -215,7 +215,7 @@ pub async fn download(
     name: web::Path<String>,
     query: web::Query<FilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let space = caller.space(query.tenant.as_deref());
+    let space = caller.space(query.tenant.as_deref())?;
     traced_download(&services, &caller, &request, (name.to_string(), None), async {
         let name = parse_name(&name)?;
         let located = services.files.locate(&name, space.as_deref()).await?;
@@ -414,7 +414,7 @@ pub async fn list(
     caller: Caller,
     query: web::Query<FilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let files = services.files.list(caller.space(query.tenant.as_deref()).as_deref()).await?;
+    let files = services.files.list(caller.space(query.tenant.as_deref())?.as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({ "files": files })))
 }
 
@@ -425,7 +425,7 @@ pub async fn delete(
     name: web::Path<String>,
     query: web::Query<FilesQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    services.files.delete(&parse_name(&name)?, caller.space(query.tenant.as_deref()).as_deref()).await?;
+    services.files.delete(&parse_name(&name)?, caller.space(query.tenant.as_deref())?.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -3,8 +3,9 @@
 //! across: the actix request and its body (read at the server's pace) into an `http` request,
 //! rmcp's answer back as a streamed response, event streams included.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -13,13 +14,23 @@ use http_body_util::{BodyExt, Full};
 
 use super::error::{ApiError, ErrorCode};
 use super::read_body;
+use crate::access::Caller;
 use crate::mcp::http::McpHttp;
 use crate::services::Services;
 
 /// The MCP endpoint, opened once the server knows the address it is bound to (its tools call
-/// the API there, and with port 0 the port is known only after the bind).
+/// the API there, and with port 0 the port is known only after the bind), and whose each of its
+/// sessions is.
 #[derive(Default)]
-pub struct McpDoor(OnceLock<McpHttp>);
+pub struct McpDoor {
+    endpoint: OnceLock<McpHttp>,
+    /// Each session's tenant (None on an open server), by session id: a session is used only by
+    /// its own tenant's keys, and is no other's to end.
+    owners: Mutex<HashMap<String, Option<String>>>,
+}
+
+/// The header naming an MCP session.
+const SESSION: &str = "mcp-session-id";
 
 impl McpDoor {
     /// Open the endpoint for a server bound to `bound`, with the settings of `config`.
@@ -27,15 +38,21 @@ impl McpDoor {
         let idle = Duration::from_secs_f64(config.mcp_session_idle_secs);
         let endpoint = McpHttp::new(bound, idle, max_body(config))?;
         // Opened once, at the start; a second call keeps the first.
-        let _ = self.0.set(endpoint);
+        let _ = self.endpoint.set(endpoint);
         Ok(())
     }
 
     /// End the endpoint's sessions and event streams (the server is stopping).
     pub fn stop(&self) {
-        if let Some(endpoint) = self.0.get() {
+        if let Some(endpoint) = self.endpoint.get() {
             endpoint.stop();
         }
+    }
+}
+
+impl McpDoor {
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
+        self.owners.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -48,11 +65,22 @@ fn max_body(config: &crate::config::Config) -> usize {
 /// `GET`, `POST` or `DELETE /mcp`.
 pub async fn serve(
     services: web::Data<Services>,
+    caller: Caller,
     door: web::Data<McpDoor>,
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let endpoint = door.0.get().cloned().ok_or_else(|| {
+    // The middleware judged the path; MCP's tools run code, so its door asks again itself.
+    caller.may(request.method(), "/mcp")?;
+    let session = request.headers().get(SESSION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if let Some(session) = &session {
+        let owner = door.owners().get(session).cloned();
+        // Another tenant's session is one this caller cannot tell from one that does not exist.
+        if owner.is_some_and(|owner| !caller.sees(owner.as_deref())) {
+            return Err(ApiError::new(ErrorCode::NoSuchRoute, "no such MCP session; start one with initialize"));
+        }
+    }
+    let endpoint = door.endpoint.get().cloned().ok_or_else(|| {
         ApiError::new(ErrorCode::Internal, "the MCP endpoint is not open: the server has not bound yet")
     })?;
     let body = read_body(
@@ -70,6 +98,16 @@ pub async fn serve(
         .spawn(async move { endpoint.handle(forwarded).await })
         .await
         .map_err(|error| ApiError::new(ErrorCode::Internal, format!("the MCP endpoint failed: {error}")))?;
+    let made = answer.headers().get(SESSION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    match (made, session) {
+        (Some(made), _) => {
+            door.owners().entry(made).or_insert_with(|| caller.owner().map(str::to_owned));
+        }
+        (None, Some(ended)) if request.method() == actix_web::http::Method::DELETE => {
+            door.owners().remove(&ended);
+        }
+        _ => {}
+    }
     Ok(respond(answer))
 }
 

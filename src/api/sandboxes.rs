@@ -61,7 +61,16 @@ impl actix_web::FromRequest for OwnedSandbox {
 }
 
 /// Ok when sandbox `id` exists and `caller` may see it; the same 404 as a missing one otherwise.
+/// A token limited to another sandbox is refused first (the middleware judged the path too).
 pub(super) async fn owned(services: &Services, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    if let Some(only) = caller.grant().and_then(|grant| grant.sandbox.as_deref())
+        && only != id
+    {
+        return Err(crate::access::AccessError::Forbidden(format!(
+            "this token is limited to sandbox {only}: it reaches /sandboxes/{only} and its routes only"
+        ))
+        .into());
+    }
     let record = services.sandboxes.record(id).await?;
     if caller.sees(record.tenant.as_deref()) {
         return Ok(());
@@ -85,7 +94,19 @@ pub async fn create(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let mut body: CreateRequest = read_json(&request, payload, json_limit(&services), WHY).await?;
+    if let Some(repo) = &body.repo
+        && crate::sandboxes::repo_acts_as_server(&repo.url)
+        && !caller.is_admin()
+    {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "`repo`: a path on the server or a file:// URL reads whatever the server's user can, and an ssh:// URL \
+             goes with the server's SSH identity; with API keys only an admin key may clone one. Use an https:// URL",
+        ));
+    }
     body.tenant = caller.owner().map(str::to_owned);
+    // A clone and setup commands are work of the key's like any run.
+    let _run = if body.repo.is_some() || !body.setup.is_empty() { caller.run_permit()? } else { None };
     let sandboxes = services.sandboxes.clone();
     // Held until the new sandbox is recorded, so two creates at once cannot both take the last one.
     let _slot =
@@ -120,7 +141,7 @@ pub async fn list(
             }
         }
     }
-    let tenant = caller.list_tenant(tenant.as_deref());
+    let tenant = caller.list_tenant(tenant.as_deref())?;
     let sandboxes = services.sandboxes.list(status, &metadata, tenant.as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({ "sandboxes": sandboxes })))
 }
@@ -144,7 +165,7 @@ pub async fn delete(services: web::Data<Services>, id: OwnedSandbox) -> Result<H
 /// `POST /sandboxes/cleanup`
 pub async fn cleanup(services: web::Data<Services>, caller: Caller) -> Result<HttpResponse, ApiError> {
     // A user key's cleanup is of its own sandboxes; an admin's (or an open server's), of all.
-    let tenant = caller.list_tenant(None);
+    let tenant = caller.list_tenant(None)?;
     let removed =
         services.sandboxes.detached(|sandboxes| async move { sandboxes.cleanup(tenant.as_deref()).await }).await?;
     Ok(HttpResponse::Ok().json(json!({ "removed": removed })))

@@ -107,7 +107,7 @@ impl ListQuery {
                 .map(str::parse::<TraceId>)
                 .transpose()
                 .map_err(|e| invalid(format!("`cursor`: {e}; pass the `next_cursor` of the previous page")))?,
-            tenant: caller.list_tenant(given(&self.tenant)),
+            tenant: caller.list_tenant(given(&self.tenant))?,
             limit,
         })
     }

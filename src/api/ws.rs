@@ -56,6 +56,8 @@ pub async fn upgrade(
     body: web::Payload,
 ) -> Result<HttpResponse, actix_web::Error> {
     let config = &services.config;
+    // The middleware judged the path; a socket runs code, so its door asks again itself.
+    caller.may(request.method(), "/ws").map_err(ApiError::from)?;
     let (response, session, stream) = actix_ws::handle(&request, body).map_err(|error| {
         ApiError::new(
             ErrorCode::UpgradeRequired,

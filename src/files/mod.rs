@@ -139,6 +139,10 @@ struct Inner {
     /// Bytes of each tenant's files, counted on the tenant's first upload since the start (its
     /// key says how many it may hold).
     tenant_quotas: Mutex<HashMap<String, Arc<Quota>>>,
+    /// Held while a file of one tenant's uploads (None: the open server's) is stored or removed:
+    /// a size read and the rename or unlink after it must not interleave with another's, or two
+    /// overwrites of one file would both give its bytes back to the quota.
+    changing: Mutex<HashMap<Option<String>, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A file of the list.
@@ -176,6 +180,7 @@ impl Files {
                 artifact_usage: Default::default(),
                 quota: Arc::new(Quota::new(upload_max_total_bytes)),
                 tenant_quotas: Mutex::default(),
+                changing: Mutex::default(),
             }),
         }
     }
@@ -186,11 +191,15 @@ impl Files {
     }
 
     /// The directory of `owner`'s uploads: its own under `tenants/`, or `uploads/` itself for an
-    /// open server's.
-    fn dir_of(&self, owner: Option<&str>) -> PathBuf {
+    /// open server's. A tenant is a plain word (the doors check it); anything else is refused
+    /// here too, so no name of a tenant ever leads out of `tenants/`.
+    fn dir_of(&self, owner: Option<&str>) -> Result<PathBuf, FileError> {
         match owner {
-            Some(tenant) => self.inner.dir.join(TENANTS_DIR).join(tenant),
-            None => self.inner.dir.clone(),
+            Some(tenant) if tracebox_model::access::is_valid_name(tenant) => {
+                Ok(self.inner.dir.join(TENANTS_DIR).join(tenant))
+            }
+            Some(tenant) => Err(FileError::Inputs(format!("{tenant:?} is not a tenant"))),
+            None => Ok(self.inner.dir.clone()),
         }
     }
 
@@ -201,7 +210,7 @@ impl Files {
             return Ok(Arc::clone(quota));
         }
         let quota = Arc::new(Quota::new(u64::MAX));
-        let dir = self.dir_of(Some(tenant));
+        let dir = self.dir_of(Some(tenant))?;
         match quota.count(&dir) {
             Ok(()) => {}
             Err(error) if error.kind() == ErrorKind::NotFound => {}
@@ -209,6 +218,15 @@ impl Files {
         }
         quotas.insert(tenant.to_owned(), Arc::clone(&quota));
         Ok(quota)
+    }
+
+    /// Hold `owner`'s uploads still while a file is stored or removed (see `Inner::changing`).
+    async fn changing(&self, owner: Option<&str>) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.inner.changing.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(locks.entry(owner.map(str::to_owned)).or_default())
+        };
+        lock.lock_owned().await
     }
 
     /// Bytes of `tenant`'s uploaded files, as this server counts them.
@@ -271,7 +289,7 @@ impl Files {
 
     /// Where `name` is, when it is a file of `owner`'s uploads.
     pub async fn locate(&self, name: &FileName, owner: Option<&str>) -> Result<Located, FileError> {
-        let path = self.dir_of(owner).join(name.as_str());
+        let path = self.dir_of(owner)?.join(name.as_str());
         let size = match tokio::fs::symlink_metadata(&path).await {
             Ok(meta) if meta.is_file() => meta.len(),
             Ok(_) => return Err(FileError::NoSuchFile(name.to_string())),
@@ -314,7 +332,8 @@ impl Files {
 
     /// Remove `owner`'s file `name` and its record.
     pub async fn delete(&self, name: &FileName, owner: Option<&str>) -> Result<(), FileError> {
-        let path = self.dir_of(owner).join(name.as_str());
+        let path = self.dir_of(owner)?.join(name.as_str());
+        let _changing = self.changing(owner).await;
         let size = match tokio::fs::symlink_metadata(&path).await {
             Ok(meta) if meta.is_file() => meta.len(),
             Ok(_) => return Err(FileError::NoSuchFile(name.to_string())),
@@ -337,7 +356,7 @@ impl Files {
 
     /// Every file of `owner`'s uploads, by name, with its sha256 when an upload stored it.
     pub async fn list(&self, owner: Option<&str>) -> Result<Vec<FileEntry>, FileError> {
-        let dir = &self.dir_of(owner);
+        let dir = &self.dir_of(owner)?;
         let mut entries = match tokio::fs::read_dir(dir).await {
             Ok(entries) => entries,
             Err(error) if error.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
@@ -466,7 +485,7 @@ impl Upload {
         if name.as_str() == ARTIFACTS_DIR || name.as_str() == TENANTS_DIR {
             return Err(FileError::ReservedName(name.to_string()));
         }
-        let dir = &self.files.dir_of(self.owner.as_deref());
+        let dir = &self.files.dir_of(self.owner.as_deref())?;
         tokio::fs::create_dir_all(dir).await.map_err(io("create", dir))?;
         let tenant_quota = self.owner.as_deref().map(|tenant| self.files.tenant_quota(tenant)).transpose()?;
         let path = dir.join(format!("{PARTIAL_PREFIX}{}", uuid::Uuid::new_v4().simple()));
@@ -539,6 +558,7 @@ impl Upload {
         for partial in &mut self.staged {
             partial.file.flush().await.map_err(io("write", &partial.path))?;
         }
+        let _changing = self.files.changing(self.owner.as_deref()).await;
         let mut stored = Vec::new();
         for mut partial in std::mem::take(&mut self.staged) {
             let name = self.place(&partial, overwrite).await?;
@@ -561,7 +581,7 @@ impl Upload {
 
     /// Give `partial` its name, returning the one it got.
     async fn place(&self, partial: &Partial, overwrite: bool) -> Result<FileName, FileError> {
-        let dir = &self.files.dir_of(self.owner.as_deref());
+        let dir = &self.files.dir_of(self.owner.as_deref())?;
         if overwrite {
             let target = dir.join(partial.requested.as_str());
             let replaced = tokio::fs::symlink_metadata(&target).await.ok().filter(|meta| meta.is_file());

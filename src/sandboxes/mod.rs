@@ -28,7 +28,7 @@ use crate::sandbox::{OpError, Sandbox, SandboxError, Session};
 use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 
 pub use lifecycle::{CreateRequest, SandboxView};
-pub use repo::{RepoError, RepoSettings};
+pub use repo::{RepoError, RepoSettings, acts_as_server as repo_acts_as_server};
 pub use snapshots::{SnapshotFileError, SnapshotFiles};
 pub use steps::{CodeRequest, CommandRequest};
 pub use tools::{ReplayReport, ReplayedStep, ToolReply};

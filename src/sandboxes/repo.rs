@@ -66,6 +66,13 @@ impl RepoError {
     }
 }
 
+/// Does a clone of `url` act as the server itself: a path on its disk or `file://` (read with
+/// the server user's rights) or `ssh://` (with the server's SSH identity)? With keys on, only
+/// admin keys may ask for one; `https://` is for everyone.
+pub fn acts_as_server(url: &str) -> bool {
+    url.starts_with('/') || url.starts_with("file://") || url.starts_with("ssh://")
+}
+
 /// Refuse a `repo` whose URL or commit git could take for something else.
 pub fn check(source: &RepoSource) -> Result<(), RepoError> {
     let url = |why| Err(RepoError::BadUrl { url: source.without_credentials().url, why });

@@ -88,3 +88,16 @@ pub(super) fn revoke(db: &Connection, name: &str, at_us: i64) -> Result<bool, St
         .execute(params![name, at_us])?;
     Ok(changed == 1)
 }
+
+pub(super) fn revoke_token(db: &Connection, jti: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
+    db.prepare_cached("DELETE FROM revoked_tokens WHERE expires_at <= ?1")?.execute(params![now])?;
+    db.prepare_cached("INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)")?
+        .execute(params![jti, expires_at])?;
+    Ok(())
+}
+
+pub(super) fn token_revoked(db: &Connection, jti: &str) -> Result<bool, StoreError> {
+    Ok(db
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?1)")?
+        .query_row(params![jti], |row| row.get(0))?)
+}

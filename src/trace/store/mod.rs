@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_sandboxes.sql"),
     include_str!("migrations/0005_children_in_order.sql"),
     include_str!("migrations/0006_access.sql"),
+    include_str!("migrations/0007_revoked_tokens.sql"),
 ];
 
 /// The trace store could not do what was asked.
@@ -399,6 +400,17 @@ impl TraceStore {
     /// Revoke the key `name` now; false when no such key is active.
     pub fn revoke_key(&self, name: &str) -> Result<bool, StoreError> {
         keys::revoke(&self.keys(), name, now_us())
+    }
+
+    /// End the token `jti` (which would expire at `expires_at`, Unix seconds) now; tokens past
+    /// their expiry are forgotten on the way.
+    pub fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<(), StoreError> {
+        keys::revoke_token(&self.keys(), jti, expires_at, now_us() / 1_000_000)
+    }
+
+    /// Was the token `jti` ended before its time?
+    pub fn token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        keys::token_revoked(&self.keys(), jti)
     }
 
     fn keys(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -170,3 +170,32 @@ async fn the_command_line_sends_the_key_from_the_environment() {
     let listed = list(Some(&key));
     assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
 }
+
+#[tokio::test]
+async fn an_mcp_session_is_its_tenants_alone() {
+    let server = TestServer::spawn().await;
+    let (alice, bob) = (create_key(&server, "alice", &[]), create_key(&server, "bob", &[]));
+    let http = crate::common::http_client(patience());
+    let rpc = |key: &str, session: Option<&str>, body: Value| {
+        let mut request = http
+            .post(server.url("/mcp"))
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .json(&body);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session).header("mcp-protocol-version", "2025-06-18");
+        }
+        request.send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let started = rpc(&alice, None, init).await.unwrap();
+    assert_eq!(started.status(), 200);
+    let session = started.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let theirs = rpc(&bob, Some(&session), list).await.unwrap();
+    assert_eq!(theirs.status(), 404, "bob cannot use alice's session");
+    let ended =
+        http.delete(server.url("/mcp")).bearer_auth(&bob).header("mcp-session-id", &session).send().await.unwrap();
+    assert_eq!(ended.status(), 404, "nor end it");
+}

@@ -108,3 +108,83 @@ async fn a_tenants_uploads_stay_within_its_keys_quota() {
     assert_eq!(send(&client, &server, Method::DELETE, "/files/a.bin", None).await.0, 204);
     assert_eq!(upload(&client, &server, "c.bin", 600).await.0, 200, "a deleted file frees its bytes");
 }
+
+#[tokio::test]
+async fn racing_overwrites_give_back_a_files_bytes_once() {
+    let server = TestServer::spawn().await;
+    let client = client_of(&create_key(&server, "racer", &["--upload-quota", "1000"]));
+    assert_eq!(upload(&client, &server, "y.bin", 300).await.0, 200);
+    assert_eq!(upload(&client, &server, "x.bin", 300).await.0, 200);
+    // Ten overwrites of x.bin with one byte at once: the 300 bytes it held come back once.
+    let overwrites = (0..10).map(|_| {
+        let (client, url) = (client.clone(), server.url("/upload?overwrite=true"));
+        tokio::spawn(async move {
+            let form = Form::new().part("file", Part::bytes(vec![b'x']).file_name("x.bin"));
+            client.post(url).multipart(form).send().await.unwrap().status().as_u16()
+        })
+    });
+    for overwrite in overwrites.collect::<Vec<_>>() {
+        assert_eq!(overwrite.await.unwrap(), 200);
+    }
+    // 301 bytes held: 699 more fit, 700 do not.
+    let (status, reply) = upload(&client, &server, "z.bin", 700).await;
+    assert_eq!((status, code(&reply)), (413, "upload_quota_exceeded"), "{reply}");
+    assert_eq!(upload(&client, &server, "z.bin", 699).await.0, 200, "exactly at the quota");
+}
+
+#[tokio::test]
+async fn a_batch_runs_no_more_items_at_once_than_its_keys_runs_and_a_setup_counts_as_one() {
+    let server = TestServer::spawn().await;
+    let client = client_of(&create_key(&server, "two", &["--max-concurrent-runs", "2"]));
+    let admin = client_of(&create_key(&server, "root", &["--role", "admin"]));
+    let items: Vec<_> = (0..4).map(|n| json!({"id": format!("i{n}"), "code": "import time; time.sleep(2)"})).collect();
+    let batch = {
+        let (client, url) = (client.clone(), server.url("/batch"));
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"items": items, "concurrency": 4}))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    let runs = |metrics: &str, name: &str| -> u64 {
+        metrics.lines().find_map(|line| line.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0)
+    };
+    let mut most = 0;
+    let deadline = tokio::time::Instant::now() + patience();
+    while !batch.is_finished() {
+        let metrics = admin.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        most = most.max(runs(&metrics, "tracebox_runs_active"));
+        assert_eq!(runs(&metrics, "tracebox_key_runs_active{key=\"two\"}").max(2), 2, "{metrics}");
+        assert!(tokio::time::Instant::now() < deadline, "the batch never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = batch.await.unwrap();
+    assert!(text.contains("\"type\":\"done\""), "{text}");
+    assert_eq!(most, 2, "two items at a time, as the key allows");
+
+    // A sandbox's setup commands are runs of the key too.
+    let making = {
+        let (client, url) = (client.clone(), server.url("/sandboxes"));
+        tokio::spawn(async move {
+            let body = json!({"setup": ["sleep 3"]});
+            client.post(url).json(&body).send().await.unwrap().json::<serde_json::Value>().await.unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (first, second) = (
+        post(&client, &server, "/execute", json!({"code": "import time; time.sleep(2)"})),
+        post(&client, &server, "/execute", json!({"code": "1"})),
+    );
+    let (first, second) = tokio::join!(first, second);
+    let statuses = [first.0, second.0];
+    assert!(statuses.contains(&429), "with the setup going, only one more run fits: {statuses:?}");
+    let made = making.await.unwrap();
+    let id = made["sandbox_id"].as_str().expect("the sandbox was made").to_owned();
+    send(&client, &server, Method::DELETE, &format!("/sandboxes/{id}"), None).await;
+}

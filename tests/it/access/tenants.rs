@@ -189,3 +189,37 @@ async fn recycled_containers_serve_one_tenant_only_whatever_it_asks() {
     assert_eq!((status, code(&reply)), (400, "invalid_isolation"), "{reply}");
     assert!(reply["error"]["message"].as_str().unwrap().contains("\"bob\""), "{reply}");
 }
+
+#[tokio::test]
+async fn a_user_key_clones_no_repository_from_the_servers_own_disk() {
+    let (server, alice, _, admin) = three_keys(&[]).await;
+    // Any repository the server's user can read: its own source tree, say.
+    let here = env!("CARGO_MANIFEST_DIR");
+    for url in [here.to_owned(), format!("file://{here}"), "ssh://git@127.0.0.1/repo.git".to_owned()] {
+        let (status, reply) = post(&alice, &server, "/sandboxes", json!({"repo": {"url": url}})).await;
+        assert_eq!((status, code(&reply)), (403, "forbidden"), "{url}: {reply}");
+        assert!(reply["error"]["message"].as_str().unwrap().contains("https://"), "{reply}");
+    }
+    let (_, listed) = get(&admin, &server, "/sandboxes").await;
+    assert!(listed["sandboxes"].as_array().unwrap().is_empty(), "nothing was made: {listed}");
+}
+
+#[tokio::test]
+async fn a_tenant_in_a_query_is_a_name_never_a_path() {
+    let (server, alice, _, admin) = three_keys(&[]).await;
+    // The tenants' directory exists once someone uploaded.
+    assert_eq!(upload(&alice, &server, "a.txt", b"a").await.0, 200);
+    for path in [
+        "/files?tenant=../../traces",
+        "/download/token-secret?tenant=../../traces",
+        "/download/passwd?tenant=../../../../../etc",
+        "/traces?format=json&tenant=..%2F..",
+        "/sandboxes?tenant=a%20b",
+    ] {
+        let (status, reply) = get(&admin, &server, path).await;
+        assert_eq!((status, code(&reply)), (400, "invalid_query"), "{path}: {reply}");
+    }
+    let (status, reply) = send(&admin, &server, Method::DELETE, "/files/traces.db?tenant=../../traces", None).await;
+    assert_eq!((status, code(&reply)), (400, "invalid_query"), "{reply}");
+    assert!(server.data_dir.join("traces/traces.db").exists());
+}

@@ -100,8 +100,10 @@ async fn a_read_only_token_reads_and_changes_nothing() {
         let (status, reply) = send(&reader, &server, method.clone(), path, Some(json!({"code": "1"}))).await;
         assert_eq!((status, code(&reply)), (403, "forbidden"), "{method} {path}: {reply}");
     }
-    // A WebSocket runs code: a read-only token does not open one.
-    assert_eq!(get(&reader, &server, "/ws").await.0, 403);
+    // A WebSocket runs code: a read-only token does not open one, however the path is written.
+    for path in ["/ws", "/%77s", "/%77%73", "/mcp", "/%6dcp"] {
+        assert_eq!(get(&reader, &server, path).await.0, 403, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -111,4 +113,41 @@ async fn an_open_server_has_no_tokens_to_give() {
         post(&crate::common::http_client(crate::common::patience()), &server, "/auth/token", json!({})).await;
     assert_eq!((status, code(&reply)), (403, "forbidden"), "{reply}");
     assert!(reply["error"]["message"].as_str().unwrap().contains("tracebox keys create"));
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_even_for_a_copy_of_the_cookie() {
+    let server = TestServer::spawn().await;
+    let key = create_key(&server, "alice", &[]);
+    let browser = tracebox::http_client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(crate::common::patience())
+        .build()
+        .unwrap();
+    let signed_in = browser
+        .post(server.url("/auth/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("key", key.as_str()), ("next", "/traces")]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(signed_in.headers()["location"], "/traces");
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let with_cookie = |path: &str| browser.get(server.url(path)).header("cookie", cookie.clone()).send();
+    assert_eq!(with_cookie("/traces?format=json").await.unwrap().status(), 200);
+    let out = browser.post(server.url("/auth/logout")).header("cookie", cookie.clone()).send().await.unwrap();
+    assert_eq!((out.status().as_u16(), out.headers()["location"].to_str().unwrap()), (303, "/login"));
+    let reply = with_cookie("/traces?format=json").await.unwrap();
+    assert_eq!(reply.status(), 401, "a copy of the cookie is worth nothing after the sign-out");
+    let body: Value = reply.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("signed out"), "{body}");
+    // A page with a stale cookie goes back to the sign-in page.
+    let page =
+        browser.get(server.url("/traces")).header("cookie", cookie).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(page.status(), 303);
 }
