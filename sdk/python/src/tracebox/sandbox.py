@@ -203,6 +203,7 @@ class Sandbox:
         self._info = info
         self._client = client
         self._owns_client = owns_client
+        self._closed = False
         self.commands = Commands(self)
         self.files = Filesystem(self)
         self.tools = Tools(self)
@@ -442,6 +443,8 @@ class Sandbox:
 
     def kill(self) -> bool:
         """Kill and remove it (its trace stays). False when it was already gone."""
+        if self._closed:
+            return False
         try:
             self._request("DELETE", "")
         except NotFound:
@@ -450,9 +453,12 @@ class Sandbox:
 
     def close(self) -> None:
         """Kill it (if not yet gone) and let go of the connection it made."""
+        if self._closed:
+            return
         try:
             self.kill()
         finally:
+            self._closed = True
             if self._owns_client:
                 self._client.close()
 
@@ -475,6 +481,11 @@ class Sandbox:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _path(self, tail: str) -> str:
+        if self._closed:
+            raise NotFound(
+                f"sandbox {self.sandbox_id} was killed when it was closed (its trace {self.trace_id} stays)",
+                code="no_such_sandbox",
+            )
         return f"/sandboxes/{seg(self.sandbox_id)}{tail}"
 
     def _request(self, method: str, tail: str, **kwargs: Any) -> Any:

@@ -206,6 +206,7 @@ class AsyncSandbox:
         self._info = info
         self._client = client
         self._owns_client = owns_client
+        self._closed = False
         self.commands = AsyncCommands(self)
         self.files = AsyncFilesystem(self)
         self.tools = AsyncTools(self)
@@ -446,6 +447,8 @@ class AsyncSandbox:
 
     async def kill(self) -> bool:
         """Kill and remove it (its trace stays). False when it was already gone."""
+        if self._closed:
+            return False
         try:
             await self._request("DELETE", "")
         except NotFound:
@@ -454,9 +457,12 @@ class AsyncSandbox:
 
     async def close(self) -> None:
         """Kill it (if not yet gone) and let go of the connection it made."""
+        if self._closed:
+            return
         try:
             await self.kill()
         finally:
+            self._closed = True
             if self._owns_client:
                 await self._client.aclose()
 
@@ -479,6 +485,11 @@ class AsyncSandbox:
     # -- plumbing ---------------------------------------------------------------------------
 
     def _path(self, tail: str) -> str:
+        if self._closed:
+            raise NotFound(
+                f"sandbox {self.sandbox_id} was killed when it was closed (its trace {self.trace_id} stays)",
+                code="no_such_sandbox",
+            )
         return f"/sandboxes/{seg(self.sandbox_id)}{tail}"
 
     async def _request(self, method: str, tail: str, **kwargs: Any) -> Any:
