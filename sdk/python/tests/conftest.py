@@ -59,6 +59,13 @@ def _require_docker() -> None:
         )
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    import tracebox
+
+    where = os.environ.get("TRACEBOX_BIN") or "(release build)"
+    return [f"tracebox SDK {tracebox.__version__} from {Path(tracebox.__file__).parent}", f"server binary: {where}"]
+
+
 # -- a fake of Anthropic's Messages API ----------------------------------------------------
 
 
