@@ -18,9 +18,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -164,7 +164,12 @@ def server() -> Iterator[Server]:
     admin_key = _make_key(binary, env, "admin", "--role", "admin")
 
     process = subprocess.Popen(
-        [str(binary), "serve"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [str(binary), "serve"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     log: list[str] = []
     found: list[str] = []
@@ -211,7 +216,13 @@ def server() -> Iterator[Server]:
         os.environ["TRACEBOX_API_KEY"] = key
         try:
             yield Server(
-                url=url, key=key, slow_key=slow_key, other_key=other_key, admin_key=admin_key, data_dir=data_dir, log=log
+                url=url,
+                key=key,
+                slow_key=slow_key,
+                other_key=other_key,
+                admin_key=admin_key,
+                data_dir=data_dir,
+                log=log,
             )
             # Every sandbox a test made must be gone by now (the context managers close them).
             admin = {"authorization": f"Bearer {admin_key}"}

@@ -30,9 +30,11 @@ from .errors import (
     ServerError,
     ServerUnavailable,
     SetupFailed,
-    TimeoutError,
     TraceboxError,
     Unauthorized,
+)
+from .errors import (
+    TimeoutError as TimeoutError,  # re-exported, left out of __all__ (see below)
 )
 from .models import (
     Artifact,

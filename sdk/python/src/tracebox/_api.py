@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Mapping, Sequence, Union
+from typing import IO, Any, Union
 from urllib.parse import quote
 
 FileSource = Union[str, "os.PathLike[str]", bytes, IO[bytes], IO[str]]
@@ -150,7 +151,8 @@ def git_args(args: tuple[Any, ...]) -> list[str]:
 
 def trajectory_body(trajectory: Any) -> dict[str, Any]:
     if hasattr(trajectory, "to_dict"):
-        return trajectory.to_dict()
+        body: dict[str, Any] = trajectory.to_dict()
+        return body
     if isinstance(trajectory, Mapping):
         return dict(trajectory)
     raise TypeError("trajectory must be a Trajectory or its dict (sbx.trajectory(), or json.load of a saved one)")

@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import httpx
 
@@ -62,7 +63,7 @@ class ConnectionConfig:
         timeout: float | None = None,
         retries: int | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> "ConnectionConfig":
+    ) -> ConnectionConfig:
         url = url or os.environ.get("TRACEBOX_URL") or DEFAULT_URL
         if "://" not in url:
             url = "http://" + url
@@ -105,7 +106,7 @@ class ConnectionConfig:
 
 
 def _backoff(attempt: int, error: TraceboxError | None) -> float:
-    wait = 0.25 * (2**attempt)
+    wait = 0.25 * (1 << attempt)
     retry_after = getattr(error, "retry_after", None)
     if retry_after is not None:
         wait = float(retry_after)

@@ -13,7 +13,8 @@ import inspect
 import json
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Mapping, TypeVar, Union
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
@@ -26,7 +27,7 @@ T = TypeVar("T")
 OutputCallback = Callable[[str], Any]
 """Called with each piece of output as it arrives (text, released at line ends)."""
 
-AsyncOutputCallback = Callable[[str], Union[Any, Awaitable[Any]]]
+AsyncOutputCallback = Callable[[str], Any | Awaitable[Any]]
 """For the async API: a plain function or a coroutine function."""
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024

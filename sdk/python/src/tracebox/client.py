@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -249,7 +250,9 @@ class Client:
         )
         body.update(fields)
         # Claude's answer, then each block's run: no client-side bound beyond the server's own.
-        return ClaudeReply.from_dict(self._t.json("POST", "/claude", json=body, timeout=httpx.Timeout(None, connect=10)))
+        return ClaudeReply.from_dict(
+            self._t.json("POST", "/claude", json=body, timeout=httpx.Timeout(None, connect=10))
+        )
 
     def token(
         self,
@@ -278,7 +281,7 @@ class Client:
     def close(self) -> None:
         self._t.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -3,8 +3,9 @@ Callbacks may be plain functions or coroutine functions."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -251,7 +252,9 @@ class AsyncClient:
         )
         body.update(fields)
         # Claude's answer, then each block's run: no client-side bound beyond the server's own.
-        return ClaudeReply.from_dict(await self._t.json("POST", "/claude", json=body, timeout=httpx.Timeout(None, connect=10)))
+        return ClaudeReply.from_dict(
+            await self._t.json("POST", "/claude", json=body, timeout=httpx.Timeout(None, connect=10))
+        )
 
     async def token(
         self,
@@ -280,7 +283,7 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._t.aclose()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

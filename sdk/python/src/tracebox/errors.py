@@ -17,7 +17,8 @@ A program that ran and failed is **not** an exception: ``execute()``, ``run_code
 from __future__ import annotations
 
 import builtins
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "TraceboxError",

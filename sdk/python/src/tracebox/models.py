@@ -8,9 +8,10 @@ is there before the SDK names it. Times are timezone-aware :class:`datetime.date
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "Redaction",
@@ -142,7 +143,7 @@ class Execution:
         )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Execution":
+    def from_dict(cls, data: Mapping[str, Any]) -> Execution:
         return _build(cls, data, **cls._fields_of(data))
 
 
@@ -153,7 +154,7 @@ class CommandResult(Execution):
     ``CommandExitException``): look at ``exit_code`` or ``ok``."""
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CommandResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> CommandResult:
         return _build(cls, data, **cls._fields_of(data))
 
 
@@ -183,7 +184,7 @@ class CodeResult(Execution):
         return self.result
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CodeResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> CodeResult:
         error = data.get("error")
         return _build(
             cls,
@@ -217,7 +218,7 @@ class SandboxInfo:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SandboxInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> SandboxInfo:
         return _build(
             cls,
             data,
@@ -246,7 +247,7 @@ class EntryInfo:
         return self.type == "dir"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "EntryInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> EntryInfo:
         return _build(cls, data, modified=_time(data.get("modified")))
 
 
@@ -261,7 +262,7 @@ class SnapshotInfo:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SnapshotInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> SnapshotInfo:
         return _build(cls, data, created_at=_time(data.get("created_at")))
 
 
@@ -280,7 +281,7 @@ class ToolResult:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ToolResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolResult:
         return _build(cls, data, output=data.get("output") or "")
 
 
@@ -326,7 +327,7 @@ class Trajectory:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Trajectory":
+    def from_dict(cls, data: Mapping[str, Any]) -> Trajectory:
         return cls(
             sandbox_id=data.get("sandbox_id") or "",
             steps=[_build(TrajectoryStep, s) for s in data.get("steps") or []],
@@ -363,7 +364,7 @@ class ReplayResult:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ReplayResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplayResult:
         return _build(cls, data, steps=[_build(ReplayStep, s) for s in data.get("steps") or []])
 
 
@@ -386,7 +387,7 @@ class TraceSummary:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TraceSummary":
+    def from_dict(cls, data: Mapping[str, Any]) -> TraceSummary:
         return _build(cls, data, started_at=_time(data.get("started_at")), ended_at=_time(data.get("ended_at")))
 
 
@@ -405,7 +406,7 @@ class TracePage:
         return len(self.traces)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TracePage":
+    def from_dict(cls, data: Mapping[str, Any]) -> TracePage:
         return cls(
             traces=[TraceSummary.from_dict(t) for t in data.get("traces") or []],
             next_cursor=data.get("next_cursor"),
@@ -425,7 +426,7 @@ class Trace(TraceSummary):
     children_total: int = 0
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Trace":
+    def from_dict(cls, data: Mapping[str, Any]) -> Trace:
         return _build(
             cls,
             data,
@@ -448,7 +449,7 @@ class UploadedFile:
     trace_id: str | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], trace_id: str | None = None) -> "UploadedFile":
+    def from_dict(cls, data: Mapping[str, Any], trace_id: str | None = None) -> UploadedFile:
         return _build(cls, data, trace_id=trace_id)
 
 
@@ -462,7 +463,7 @@ class FileInfo:
     uploaded_at: datetime | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FileInfo":
+    def from_dict(cls, data: Mapping[str, Any]) -> FileInfo:
         return _build(cls, data, uploaded_at=_time(data.get("uploaded_at")))
 
 
@@ -489,7 +490,7 @@ class ClaudeReply:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ClaudeReply":
+    def from_dict(cls, data: Mapping[str, Any]) -> ClaudeReply:
         return _build(
             cls,
             data,
@@ -511,5 +512,5 @@ class Token:
     read_only: bool = False
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Token":
+    def from_dict(cls, data: Mapping[str, Any]) -> Token:
         return _build(cls, data, expires_at=_time(data.get("expires_at")))

@@ -4,9 +4,13 @@ commands, code cells, files, agent tools, snapshots and trajectory, synchronousl
 
 from __future__ import annotations
 
+import builtins
 import posixpath
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal, Mapping, Sequence, overload
+from typing import IO, Any, Literal, overload
+
+import httpx
 
 from . import _api, _ws
 from ._api import FileSource, clean, seg
@@ -29,7 +33,7 @@ __all__ = ["Sandbox", "Commands", "Filesystem", "Tools"]
 class Commands:
     """``sbx.commands``: shell commands in the sandbox (``bash -c``, in ``/workspace``)."""
 
-    def __init__(self, sandbox: "Sandbox") -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self._sbx = sandbox
 
     def run(
@@ -78,7 +82,7 @@ class Filesystem:
     """``sbx.files``: the sandbox's ``/workspace``. Paths are relative to it or absolute inside
     it; one that resolves outside raises :class:`tracebox.InvalidRequest` (``bad_path``)."""
 
-    def __init__(self, sandbox: "Sandbox") -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self._sbx = sandbox
 
     @overload
@@ -124,7 +128,7 @@ class Filesystem:
                 return False
             raise
 
-    def upload(self, file: FileSource, *, path: str = ".", name: str | None = None) -> list[EntryInfo]:
+    def upload(self, file: FileSource, *, path: str = ".", name: str | None = None) -> builtins.list[EntryInfo]:
         """Upload a local file (a path, bytes with ``name=``, or an open file) into directory
         ``path`` of the sandbox (made when missing), under its own name."""
         filename, data = _api.read_source(file, name)
@@ -148,16 +152,14 @@ class Tools:
     """``sbx.tools``: the agent tools. Each call is a step of the sandbox's trajectory; a tool
     that ran and failed is a result with ``success=False``."""
 
-    def __init__(self, sandbox: "Sandbox") -> None:
+    def __init__(self, sandbox: Sandbox) -> None:
         self._sbx = sandbox
 
     def call(self, name: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> ToolResult:
         """Call tool ``name`` with ``params`` (a dict, or keywords)."""
         body = {**(params or {}), **kwargs}
         timeout = body.get("timeout") if isinstance(body.get("timeout"), (int, float)) else None
-        return ToolResult.from_dict(
-            self._sbx._json("POST", f"/tools/{seg(name)}", json=body, run_timeout=timeout)
-        )
+        return ToolResult.from_dict(self._sbx._json("POST", f"/tools/{seg(name)}", json=body, run_timeout=timeout))
 
     def file_read(self, path: str, start_line: int | None = None, end_line: int | None = None) -> ToolResult:
         """The file's lines (1-based, inclusive, both optional)."""
@@ -231,7 +233,7 @@ class Sandbox:
         api_key: str | None = None,
         client: Client | None = None,
         **fields: Any,
-    ) -> "Sandbox":
+    ) -> Sandbox:
         """Make a sandbox and wait until it is ready.
 
         ``language`` (``python`` or ``node``) is its interpreter's; ``timeout`` its idle
@@ -276,7 +278,7 @@ class Sandbox:
         url: str | None = None,
         api_key: str | None = None,
         client: Client | None = None,
-    ) -> "Sandbox":
+    ) -> Sandbox:
         """The sandbox ``sandbox_id`` (:class:`tracebox.NotFound` when there is none, or it is
         another tenant's). A paused one is resumed, as E2B's ``connect`` does, unless
         ``resume=False``."""
@@ -405,7 +407,7 @@ class Sandbox:
         """Keep ``/workspace`` as it is now; :meth:`reset` goes back to it."""
         return SnapshotInfo.from_dict(self._json("POST", "/snapshots", json=clean(dict(label=label))))
 
-    def snapshots(self) -> list[SnapshotInfo]:
+    def snapshots(self) -> builtins.list[SnapshotInfo]:
         """Its snapshots, oldest first (the server's own are labelled ``creation``, ``pause``)."""
         return [SnapshotInfo.from_dict(s) for s in self._json("GET", "/snapshots").get("snapshots") or []]
 
@@ -431,7 +433,8 @@ class Sandbox:
         """Its tool calls in order. ``format="swe-agent"`` gives SWE-agent's ``.traj`` (a dict)."""
         if format == "tracebox":
             return Trajectory.from_dict(self._json("GET", "/trajectory"))
-        return self._json("GET", "/trajectory", params={"format": format})
+        swe_agent: dict[str, Any] = self._json("GET", "/trajectory", params={"format": format})
+        return swe_agent
 
     def replay(self, trajectory: Trajectory | Mapping[str, Any], *, reset: bool = True) -> ReplayResult:
         """Call a trajectory's steps again (after a reset to the creation state unless
@@ -462,7 +465,7 @@ class Sandbox:
             if self._owns_client:
                 self._client.close()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -488,7 +491,7 @@ class Sandbox:
             )
         return f"/sandboxes/{seg(self.sandbox_id)}{tail}"
 
-    def _request(self, method: str, tail: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, tail: str, **kwargs: Any) -> httpx.Response:
         return self._client._t.request(method, self._path(tail), **kwargs)
 
     def _json(self, method: str, tail: str, **kwargs: Any) -> Any:

@@ -7,9 +7,13 @@ Callbacks may be plain functions or coroutine functions."""
 
 from __future__ import annotations
 
+import builtins
 import posixpath
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Literal, Mapping, Sequence, overload
+from typing import IO, Any, Literal, overload
+
+import httpx
 
 from . import _api, _ws
 from ._api import FileSource, clean, seg
@@ -32,7 +36,7 @@ __all__ = ["AsyncSandbox", "AsyncCommands", "AsyncFilesystem", "AsyncTools"]
 class AsyncCommands:
     """``sbx.commands``: shell commands in the sandbox (``bash -c``, in ``/workspace``)."""
 
-    def __init__(self, sandbox: "AsyncSandbox") -> None:
+    def __init__(self, sandbox: AsyncSandbox) -> None:
         self._sbx = sandbox
 
     async def run(
@@ -81,7 +85,7 @@ class AsyncFilesystem:
     """``sbx.files``: the sandbox's ``/workspace``. Paths are relative to it or absolute inside
     it; one that resolves outside raises :class:`tracebox.InvalidRequest` (``bad_path``)."""
 
-    def __init__(self, sandbox: "AsyncSandbox") -> None:
+    def __init__(self, sandbox: AsyncSandbox) -> None:
         self._sbx = sandbox
 
     @overload
@@ -127,7 +131,7 @@ class AsyncFilesystem:
                 return False
             raise
 
-    async def upload(self, file: FileSource, *, path: str = ".", name: str | None = None) -> list[EntryInfo]:
+    async def upload(self, file: FileSource, *, path: str = ".", name: str | None = None) -> builtins.list[EntryInfo]:
         """Upload a local file (a path, bytes with ``name=``, or an open file) into directory
         ``path`` of the sandbox (made when missing), under its own name."""
         filename, data = _api.read_source(file, name)
@@ -151,7 +155,7 @@ class AsyncTools:
     """``sbx.tools``: the agent tools. Each call is a step of the sandbox's trajectory; a tool
     that ran and failed is a result with ``success=False``."""
 
-    def __init__(self, sandbox: "AsyncSandbox") -> None:
+    def __init__(self, sandbox: AsyncSandbox) -> None:
         self._sbx = sandbox
 
     async def call(self, name: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> ToolResult:
@@ -234,7 +238,7 @@ class AsyncSandbox:
         api_key: str | None = None,
         client: AsyncClient | None = None,
         **fields: Any,
-    ) -> "AsyncSandbox":
+    ) -> AsyncSandbox:
         """Make a sandbox and wait until it is ready.
 
         ``language`` (``python`` or ``node``) is its interpreter's; ``timeout`` its idle
@@ -279,7 +283,7 @@ class AsyncSandbox:
         url: str | None = None,
         api_key: str | None = None,
         client: AsyncClient | None = None,
-    ) -> "AsyncSandbox":
+    ) -> AsyncSandbox:
         """The sandbox ``sandbox_id`` (:class:`tracebox.NotFound` when there is none, or it is
         another tenant's). A paused one is resumed, as E2B's ``connect`` does, unless
         ``resume=False``."""
@@ -408,7 +412,7 @@ class AsyncSandbox:
         """Keep ``/workspace`` as it is now; :meth:`reset` goes back to it."""
         return SnapshotInfo.from_dict(await self._json("POST", "/snapshots", json=clean(dict(label=label))))
 
-    async def snapshots(self) -> list[SnapshotInfo]:
+    async def snapshots(self) -> builtins.list[SnapshotInfo]:
         """Its snapshots, oldest first (the server's own are labelled ``creation``, ``pause``)."""
         body = await self._json("GET", "/snapshots")
         return [SnapshotInfo.from_dict(s) for s in body.get("snapshots") or []]
@@ -435,7 +439,8 @@ class AsyncSandbox:
         """Its tool calls in order. ``format="swe-agent"`` gives SWE-agent's ``.traj`` (a dict)."""
         if format == "tracebox":
             return Trajectory.from_dict(await self._json("GET", "/trajectory"))
-        return await self._json("GET", "/trajectory", params={"format": format})
+        swe_agent: dict[str, Any] = await self._json("GET", "/trajectory", params={"format": format})
+        return swe_agent
 
     async def replay(self, trajectory: Trajectory | Mapping[str, Any], *, reset: bool = True) -> ReplayResult:
         """Call a trajectory's steps again (after a reset to the creation state unless
@@ -466,7 +471,7 @@ class AsyncSandbox:
             if self._owns_client:
                 await self._client.aclose()
 
-    async def __aenter__(self) -> "AsyncSandbox":
+    async def __aenter__(self) -> AsyncSandbox:
         return self
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
@@ -492,7 +497,7 @@ class AsyncSandbox:
             )
         return f"/sandboxes/{seg(self.sandbox_id)}{tail}"
 
-    async def _request(self, method: str, tail: str, **kwargs: Any) -> Any:
+    async def _request(self, method: str, tail: str, **kwargs: Any) -> httpx.Response:
         return await self._client._t.request(method, self._path(tail), **kwargs)
 
     async def _json(self, method: str, tail: str, **kwargs: Any) -> Any:
