@@ -8,6 +8,7 @@ is there before the SDK names it. Times are timezone-aware :class:`datetime.date
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,6 +51,8 @@ def _time(value: Any) -> datetime | None:
     text = str(value)
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
+    # Python 3.10's fromisoformat takes 3 or 6 digits of a second's fraction only.
+    text = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
     return datetime.fromisoformat(text)
 
 
