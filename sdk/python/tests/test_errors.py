@@ -145,11 +145,14 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("content-length") or 0))
         type(self).seen.append(self.path)
         status, code, headers = type(self).script.pop(0)
-        if status == 200:
+        if code == "html":  # a proxy's page, say: not the API
+            data = b"<html>502 Bad Gateway</html>"
+        elif status == 200:
             body = {"trace_id": "t1", "status": "success", "exit_code": 0, "stdout": "ok\n", "stderr": ""}
+            data = json.dumps(body).encode()
         else:
             body = {"error": {"code": code, "message": f"scripted {code}"}, "trace_id": None}
-        data = json.dumps(body).encode()
+            data = json.dumps(body).encode()
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -185,6 +188,9 @@ def scripted():
         ([(500, "internal_error", {})], 1, tracebox.ServerError),
         ([(429, "rate_limited", {"retry-after": "2"})], 1, tracebox.RateLimited),
         ([(409, "sandbox_busy", {})], 1, tracebox.Conflict),
+        # Something that is not tracebox's JSON.
+        ([(200, "html", {})], 1, tracebox.ProtocolError),
+        ([(502, "html", {})], 1, tracebox.ServerError),
     ],
 )
 def test_only_refusals_before_anything_ran_are_retried(scripted, script, attempts, outcome):
