@@ -66,6 +66,18 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"tracebox SDK {tracebox.__version__} from {Path(tracebox.__file__).parent}", f"server binary: {where}"]
 
 
+_SERVER_LOG: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failing test's report ends with what the server logged last: the server's side of it."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _SERVER_LOG:
+        report.sections.append(("tracebox serve: the last 40 lines of its log", "\n".join(_SERVER_LOG[-40:])))
+
+
 # -- a fake of Anthropic's Messages API ----------------------------------------------------
 
 
@@ -171,7 +183,8 @@ def server() -> Iterator[Server]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    log: list[str] = []
+    log = _SERVER_LOG
+    log.clear()
     found: list[str] = []
     instance = ""
     ready = threading.Event()
