@@ -2,8 +2,9 @@
 # One command to run every test on a fresh Debian machine with the Rust toolchain: installs and
 # starts the Docker engine when absent, installs headless Chromium for the browser tests, builds
 # the sandbox image, runs the unit and integration tests (real engine, real SQLite, real HTTP,
-# real browser), then checks that the tests left no sandbox container behind.
-# Arguments go to `cargo test` (e.g. scripts/test.sh isolation).
+# real browser), then the Python SDK's tests against the debug binary (scripts/sdk-test.sh),
+# then checks that the tests left no sandbox container behind.
+# Arguments go to `cargo test` (e.g. scripts/test.sh isolation), and then skip the SDK's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prepare.sh
@@ -16,6 +17,9 @@ cargo build --workspace --tests
 # that appear during the tests count as leaks.
 before=$(docker ps -aq --no-trunc --filter label=tracebox --filter "ancestor=${TRACEBOX_IMAGE:-tracebox-sandbox:latest}" | sort)
 cargo test --workspace "$@"
+if [ $# -eq 0 ]; then
+  TRACEBOX_BIN="${CARGO_TARGET_DIR:-target}/debug/tracebox" scripts/sdk-test.sh
+fi
 
 after=$(docker ps -aq --no-trunc --filter label=tracebox --filter "ancestor=${TRACEBOX_IMAGE:-tracebox-sandbox:latest}" | sort)
 left=$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)
