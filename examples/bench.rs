@@ -44,6 +44,9 @@ struct Args {
     /// The sandbox image, for the docker baselines
     #[arg(long, env = "TRACEBOX_IMAGE", default_value = "tracebox-sandbox:latest")]
     image: String,
+    /// Only the cost of API keys (the last table), for measuring it again on its own
+    #[arg(long)]
+    access_only: bool,
     /// Every step with a handful of runs and short pauses, in seconds, printing every table: so
     /// that CI catches a broken benchmark. Replaces the counts above; the figures mean nothing
     #[arg(long)]
@@ -144,10 +147,29 @@ async fn throughput(
     (rate, Figures { name: format!("c={concurrency}"), samples })
 }
 
+fn print_access(open: &Figures, keyed: &Figures) {
+    println!();
+    println!("API keys: the same hello world on two recycle servers alike but for a key (with a rate limit),");
+    println!("in alternating rounds; what authentication and rate limiting add to a run:");
+    println!();
+    println!("| server | median ms | p90 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    for figures in [open, keyed] {
+        println!("| {} | {:.2} | {:.2} | {:.2} |", figures.name, figures.p(0.5), figures.p(0.9), figures.p(0.99));
+    }
+    println!("keys add {:+.2} ms at the median (target ≤ 0.2 ms)", keyed.p(0.5) - open.p(0.5));
+    println!();
+}
+
 /// Two recycle servers alike but for an API key (with a rate limit far above what is sent, so
 /// the limiter runs on every request): `runs` hello worlds on each, in alternating rounds of ten
-/// so that the machine's drift falls on both. The open server's figures, then the keyed one's.
-async fn access_cost(args: &Args, client: &reqwest::Client, body: &Value) -> (Figures, Figures) {
+/// so that the machine's drift falls on both. The open server's runs name the tenant the key's
+/// are recycled under, so both servers keep their containers alike (a tenant's own, recycled,
+/// rather than the stocked default pool). The open server's figures, then the keyed one's.
+async fn access_cost(args: &Args, client: &reqwest::Client, hello: &Value) -> (Figures, Figures) {
+    let mut tenant_body = hello.clone();
+    tenant_body["tenant"] = json!("bench");
+    let body = &tenant_body;
     const SMALL: &[(&str, &str)] = &[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "2")];
     let open = Server::start(&args.tracebox, SMALL, tempfile::tempdir().expect("a data directory"), client).await;
     let data = tempfile::tempdir().expect("a data directory");
@@ -164,7 +186,7 @@ async fn access_cost(args: &Args, client: &reqwest::Client, body: &Value) -> (Fi
     let with_key = tracebox::http_client::builder().default_headers(headers).build().expect("a client");
     for _ in 0..5 {
         execute(client, &open.url, body).await;
-        execute(&with_key, &keyed.url, body).await;
+        execute(&with_key, &keyed.url, hello).await;
     }
     let (mut open_samples, mut keyed_samples) = (Vec::new(), Vec::new());
     while open_samples.len() < args.runs {
@@ -172,7 +194,7 @@ async fn access_cost(args: &Args, client: &reqwest::Client, body: &Value) -> (Fi
             open_samples.push(execute(client, &open.url, body).await);
         }
         for _ in 0..10 {
-            keyed_samples.push(execute(&with_key, &keyed.url, body).await);
+            keyed_samples.push(execute(&with_key, &keyed.url, hello).await);
         }
     }
     eprintln!("measured the cost of API keys");
@@ -223,6 +245,11 @@ async fn main() {
     let node = node.expect("node on the host");
     let hello_py = json!({"code": "print('hello')"});
     let hello_js = json!({"language": "node", "code": "console.log('hello')"});
+    if args.access_only {
+        let (open_py, keyed_py) = access_cost(&args, &client, &hello_py).await;
+        print_access(&open_py, &keyed_py);
+        return;
+    }
 
     // The floors — back to back, and paced like the fresh runs they are compared with (an idle
     // machine between runs makes everything slower to wake) — and what Docker itself costs.
@@ -375,17 +402,7 @@ async fn main() {
         during.samples.len(),
         rss_after - rss_idle
     );
-    println!();
-    println!("API keys: the same hello world on two recycle servers alike but for a key (with a rate limit),");
-    println!("in alternating rounds; what authentication and rate limiting add to a run:");
-    println!();
-    println!("| server | median ms | p90 ms | p99 ms |");
-    println!("|---|---:|---:|---:|");
-    for figures in [&open_py, &keyed_py] {
-        println!("| {} | {:.2} | {:.2} | {:.2} |", figures.name, figures.p(0.5), figures.p(0.9), figures.p(0.99));
-    }
-    println!("keys add {:+.2} ms at the median (target ≤ 0.2 ms)", keyed_py.p(0.5) - open_py.p(0.5));
-    println!();
+    print_access(&open_py, &keyed_py);
     println!("containers left after each server stopped: fresh {fresh_left}, recycle {recycle_left}");
     println!(
         "kill -9 of a fresh server left {left_by_crash} warm containers; after a restart on its data directory and a stop: {restart_left}"
