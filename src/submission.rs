@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tracebox_model::{ExecutionRequest, Isolation, Language, RunLimits, Source, UnknownLanguage};
+use serde_json::Value;
+use tracebox_model::handler::{MAX_NAME_CHARS, is_handler_name};
+use tracebox_model::{ExecutionRequest, HandlerCall, Isolation, Language, RunLimits, Source, UnknownLanguage};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -34,6 +36,10 @@ pub struct Submission {
     pub isolation: Option<Isolation>,
     /// Whose recycled containers the run may use.
     pub tenant: Option<String>,
+    /// Handler mode: the function to call (an identifier)…
+    pub handler: Option<String>,
+    /// …and what to call it with (`None`: null).
+    pub event: Option<Value>,
 }
 
 /// Longest tenant name.
@@ -64,6 +70,8 @@ pub struct RequestLimits {
     pub isolation: Isolation,
     /// May a request ask for recycle when `isolation` is fresh?
     pub recycle_allowed: bool,
+    /// The most bytes of JSON a handler's result may be.
+    pub max_result_bytes: u64,
 }
 
 /// A request's limit that the server refuses, named by its request field.
@@ -141,6 +149,7 @@ impl RequestLimits {
             output_limit_bytes: MIB,
             isolation: Isolation::Fresh,
             recycle_allowed: false,
+            max_result_bytes: MIB,
         }
     }
 }
@@ -162,12 +171,17 @@ pub enum RequestError {
     EnvTooLarge { size: usize },
     #[error("{0}")]
     Isolation(String),
+    #[error("{0}")]
+    Handler(String),
+    #[error("`event` is {size} bytes of JSON; the limit is {limit} bytes (TRACEBOX_MAX_STDIN_BYTES, as for `stdin`)")]
+    EventTooLarge { size: usize, limit: usize },
 }
 
 impl Submission {
     /// Check every field against `allowed`, naming the first that does not fit.
     pub fn check(self, allowed: &RequestLimits, source: Source) -> Result<ExecutionRequest, RequestError> {
-        let Submission { code, language, stdin, env, timeout_secs, memory_mb, isolation, tenant } = self;
+        let Submission { code, language, stdin, env, timeout_secs, memory_mb, isolation, tenant, handler, event } =
+            self;
         if code.len() > allowed.max_code_bytes {
             return Err(RequestError::CodeTooLarge { size: code.len(), limit: allowed.max_code_bytes });
         }
@@ -178,6 +192,7 @@ impl Submission {
         let limits = allowed.run_limits(timeout_secs, memory_mb)?;
         check_env(&env)?;
         let isolation = check_isolation(isolation, tenant.as_deref(), allowed)?;
+        let handler = check_handler(handler, event, allowed)?;
         Ok(ExecutionRequest {
             language,
             code,
@@ -189,8 +204,39 @@ impl Submission {
             parent: None,
             isolation,
             tenant,
+            handler,
         })
     }
+}
+
+/// Handler mode's fields: a name that is an identifier, an event within the size of a stdin
+/// (none: null), and no event without a handler to take it.
+fn check_handler(
+    name: Option<String>,
+    event: Option<Value>,
+    allowed: &RequestLimits,
+) -> Result<Option<HandlerCall>, RequestError> {
+    let Some(name) = name else {
+        return match event {
+            Some(_) => Err(RequestError::Handler(
+                "`event` is for handler mode: name the function to call with `handler` (e.g. \"handler\": \"handler\")"
+                    .into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    if !is_handler_name(&name) {
+        return Err(RequestError::Handler(format!(
+            "`handler` {name:?} is not a function's name: use 1 to {MAX_NAME_CHARS} ASCII letters, digits, '_' or \
+             '$', not starting with a digit (a name only: the code is always main.py or main.js)"
+        )));
+    }
+    let event = event.unwrap_or(Value::Null);
+    let size = event.to_string().len();
+    if size > allowed.max_stdin_bytes {
+        return Err(RequestError::EventTooLarge { size, limit: allowed.max_stdin_bytes });
+    }
+    Ok(Some(HandlerCall { name, event, result_limit: allowed.max_result_bytes }))
 }
 
 /// The isolation a run may have: fresh always; recycle when the server's default is recycle
@@ -296,6 +342,27 @@ mod tests {
             check(Submission { env: env(MAX_ENV_BYTES), ..submission("") }),
             Err(RequestError::EnvTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_handler_is_a_name_with_an_event_of_at_most_a_stdin_and_an_event_needs_one() {
+        let allowed = RequestLimits { max_stdin_bytes: 12, ..RequestLimits::defaults() };
+        let ask = |handler: Option<&str>, event: Option<Value>| {
+            Submission { handler: handler.map(str::to_owned), event, ..submission("x") }.check(&allowed, Source::Http)
+        };
+        let call = ask(Some("handler"), None).unwrap().handler.unwrap();
+        assert_eq!((call.name.as_str(), call.event), ("handler", Value::Null), "no event: null");
+        assert_eq!(call.result_limit, allowed.max_result_bytes);
+        assert!(ask(None, None).unwrap().handler.is_none());
+        let refused = ask(None, Some(serde_json::json!({}))).unwrap_err().to_string();
+        assert!(refused.contains("`handler`"), "{refused}");
+        for bad in ["", "main.handler", "1h", "h h"] {
+            assert!(ask(Some(bad), None).unwrap_err().to_string().contains("`handler`"), "{bad:?}");
+        }
+        // `["é","x"]` is 10 bytes: at the limit of 12 with 2 more, over it with 3.
+        assert!(ask(Some("h"), Some(serde_json::json!(["é", "x", 1]))).is_ok());
+        let over = ask(Some("h"), Some(serde_json::json!(["é", "x", 12]))).unwrap_err().to_string();
+        assert!(over.contains("`event` is 13 bytes") && over.contains("TRACEBOX_MAX_STDIN_BYTES"), "{over}");
     }
 
     #[test]

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use tracebox_model::record::CellOutcome;
 use tracebox_model::{
-    Artifact, Execution, ExecutionRequest, Isolation, Omitted, PolicyHit, Redaction, Source, Status, TraceId,
+    Artifact, Execution, ExecutionRequest, HandlerOutcome, Isolation, Omitted, PolicyHit, Redaction, Source, Status,
+    TraceId,
 };
 
 use super::error::{ApiError, ErrorCode};
@@ -34,6 +36,9 @@ pub(super) struct ExecuteBody {
     isolation: Option<Isolation>,
     /// Whose recycled containers the run may use.
     tenant: Option<String>,
+    /// Handler mode: the function to call with `event` (`null` when absent).
+    handler: Option<String>,
+    event: Option<Value>,
 }
 
 /// The reply, as API.md defines it (plus `invalid_utf8`, `policy_hits`, `message` and
@@ -61,6 +66,9 @@ pub(super) struct ExecuteReply {
     /// A sandbox's code cell: `result`, `error`, `interrupted`, `restarted` (absent otherwise).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     cell: Option<CellOutcome>,
+    /// Handler mode: `result` (the JSON the handler returned) or `error` (absent otherwise).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    handler: Option<HandlerOutcome>,
 }
 
 impl From<Execution> for ExecuteReply {
@@ -82,6 +90,7 @@ impl From<Execution> for ExecuteReply {
             artifacts,
             artifacts_omitted,
             cell,
+            handler,
         } = execution;
         ExecuteReply {
             trace_id,
@@ -100,6 +109,7 @@ impl From<Execution> for ExecuteReply {
             artifacts,
             artifacts_omitted,
             cell,
+            handler,
         }
     }
 }
@@ -115,7 +125,8 @@ impl TryFrom<ExecuteBody> for Submission {
     type Error = ApiError;
 
     fn try_from(body: ExecuteBody) -> Result<Submission, ApiError> {
-        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files: _, isolation, tenant } = body;
+        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files: _, isolation, tenant, handler, event } =
+            body;
         let code = code.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::MissingCode,
@@ -131,6 +142,8 @@ impl TryFrom<ExecuteBody> for Submission {
             memory_mb,
             isolation,
             tenant,
+            handler,
+            event,
         })
     }
 }
@@ -146,7 +159,8 @@ impl ExecuteBody {
     /// `env`, `timeout`), else its `code` as a cell. Fields a sandbox's step has no use for are
     /// refused, naming them.
     pub(super) fn into_step(self, cmd: Option<String>) -> Result<Step, ApiError> {
-        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files, isolation, tenant } = self;
+        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files, isolation, tenant, handler, event } =
+            self;
         let unused = [
             ("memory_mb", memory_mb.is_some()),
             ("files", files.is_some()),
@@ -157,6 +171,13 @@ impl ExecuteBody {
             return Err(ApiError::new(
                 ErrorCode::InvalidMessage,
                 format!("`{field}` is not for a sandbox's step: the sandbox has its own (set when it was made)"),
+            ));
+        }
+        if handler.is_some() || event.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidMessage,
+                "`handler` and `event` are not for a sandbox's step: a cell's last expression is already its \
+                 `result`, so call the function in the cell (e.g. `handler({\"k\": 1}, None)`)",
             ));
         }
         match (cmd, code) {
@@ -202,7 +223,7 @@ pub async fn execute(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let why = "more than the largest code and stdin allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)";
+    let why = "more than the largest code, stdin and event allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)";
     let body: ExecuteBody = read_json(&request, payload, request_limit(&services.config), why).await?;
     let request = body.into_request(&services, Source::Http).await?;
     let execution = services.runner.execute(request).await?;
@@ -212,8 +233,10 @@ pub async fn execute(
     Ok(HttpResponse::Ok().json(ExecuteReply::from(execution)))
 }
 
-/// The largest body worth reading: the largest code and stdin in the most verbose legal JSON
-/// (`\u0000` is six bytes for one), plus the environment and room for the rest.
+/// The largest body worth reading: the largest code, stdin and handler event (each as large as a
+/// stdin) in the most verbose legal JSON (`\u0000` is six bytes for one), plus the environment
+/// and room for the rest.
 fn request_limit(config: &Config) -> usize {
-    (config.max_code_bytes + config.max_stdin_bytes + crate::submission::MAX_ENV_BYTES).saturating_mul(6) + 64 * 1024
+    let inputs = config.max_code_bytes + 2 * config.max_stdin_bytes + crate::submission::MAX_ENV_BYTES;
+    inputs.saturating_mul(6) + 64 * 1024
 }

@@ -283,6 +283,7 @@ impl Claude {
                 parent: Some(trace_id),
                 isolation: allowed.isolation,
                 tenant: None,
+                handler: None,
             };
             let execution = runner.execute(request).await.unwrap_or_else(|error| unrun(&error));
             log.record("code.ran", json!({ "trace_id": execution.trace_id, "status": execution.status }));

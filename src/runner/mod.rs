@@ -2,6 +2,7 @@
 //! trace. One path, so every run is screened, limited, redacted and recorded the same way,
 //! whether its door waits for the end (`/execute`) or follows it live (WebSocket, CLI).
 
+mod handler;
 mod screen;
 mod settings;
 
@@ -378,6 +379,7 @@ impl Runner {
                     isolation: request.isolation,
                     tenant: request.tenant.as_deref(),
                     wait_until,
+                    handler: request.handler.as_ref(),
                 };
                 let (sink, receiving) = inner.files.receive_artifacts(trace_id, Arc::clone(&inner.policy));
                 let io = RunIo {
@@ -428,7 +430,7 @@ impl Runner {
             Some(receiving) => receiving.finish().await,
             None => ArtifactReport::default(),
         };
-        let raw = match outcome {
+        let mut raw = match outcome {
             Ok(raw) => raw,
             Err(source) => {
                 if source.is_busy() || source.is_unavailable() {
@@ -445,8 +447,18 @@ impl Runner {
         };
         screens.finish(&raw).await;
         record_artifacts(&artifacts, &mut log);
-        let judged = judge(&raw, &request, self.request_limits(), &place.most_time(self.request_limits()));
-        let execution = self.conclude(trace_id, judged, raw, screens, hits, artifacts);
+        let mut judged = judge(&raw, &request, self.request_limits(), &place.most_time(self.request_limits()));
+        let mut outcome = None;
+        if request.handler.is_some() {
+            let (handler_judged, handler_outcome) = handler::judge(judged, raw.handler.take(), raw.exit_code);
+            (judged, outcome) = (handler_judged, Some(handler_outcome));
+        }
+        let mut execution = self.conclude(trace_id, judged, raw, screens, hits, artifacts);
+        if let Some(outcome) = outcome {
+            let (outcome, redactions) = handler::screen(&inner.policy, outcome);
+            execution.redactions.extend(redactions);
+            execution.handler = Some(outcome);
+        }
         self.finish(&execution, kind, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");
         Ok(execution)
@@ -524,6 +536,7 @@ impl Runner {
             artifacts_omitted,
             artifacts: artifacts.stored,
             cell,
+            handler: None,
         }
     }
 
@@ -548,6 +561,7 @@ impl Runner {
                 limits,
                 policy_hits,
                 omitted_bytes,
+                handler: request.handler.as_ref().map(|call| handler::record(policy, call)),
             }),
             Place::Sandbox {
                 sandbox_id, step: StepKind::Command { cwd, .. } | StepKind::Program { cwd, .. }, ..
@@ -874,6 +888,7 @@ mod tests {
             parent: None,
             isolation: tracebox_model::Isolation::Fresh,
             tenant: None,
+            handler: None,
         }
     }
 

@@ -93,6 +93,7 @@ impl Sandboxes {
             parent: Some(record.trace_id),
             isolation: Isolation::Fresh,
             tenant: None,
+            handler: None,
         };
         self.start_step(
             &record,
@@ -134,6 +135,7 @@ impl Sandboxes {
             parent: Some(record.trace_id),
             isolation: Isolation::Fresh,
             tenant: None,
+            handler: None,
         };
         self.start_step(&record, &live, execution, StepKind::Cell, false).await
     }

@@ -4,6 +4,7 @@
 //! library, so every layer can depend on it and it on none of them.
 
 mod artifact;
+pub mod handler;
 mod language;
 mod policy;
 pub mod record;
@@ -14,6 +15,7 @@ pub mod tool;
 mod trace;
 
 pub use artifact::{Artifact, Omitted};
+pub use handler::{HandlerCall, HandlerError, HandlerOutcome};
 pub use language::{LANGUAGE_NAMES, Language, UnknownLanguage};
 pub use policy::{Action, PolicyHit, Redaction};
 pub use record::{Record, TraceInput, TraceOutput, Usage};

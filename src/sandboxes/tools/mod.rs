@@ -298,6 +298,7 @@ impl Sandboxes {
             parent: Some(parent),
             isolation: Isolation::Fresh,
             tenant: None,
+            handler: None,
         };
         let run = self.start_step(record, live, request, step, false).await?;
         steps::finish(run).await
