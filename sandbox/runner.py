@@ -6,9 +6,11 @@ Reads one program from stdin, framed as `TRACEBOX1 <code length> <env length>\n<
 (the environment as `NAME=value` pairs, each ended by a NUL byte), sets the environment, then
 runs the code as `__main__`. Everything after the code on stdin is the program's own stdin, and
 stdout/stderr are the program's own (unbuffered). It reads with os.read so not one byte of the
-program's stdin is consumed here. It imports nothing before the program does: in a new
-interpreter each module costs milliseconds. It adds nothing user code could not do itself: it
-runs as the same unprivileged user, inside the same limits.
+program's stdin is consumed here. It imports nothing before the program does but `_json`, the C
+half of `json` that handler mode needs (loaded while the process waits, so that a handler run
+starts as fast as a plain one): in a new interpreter each module costs milliseconds. It adds
+nothing user code could not do itself: it runs as the same unprivileged user, inside the same
+limits.
 
 Handler mode (`TRACEBOX1 <code> <env> <call length>\n<env><code><call>`, the call being its
 name, key, deadline, request id, memory limit and result limit, each ended by a NUL byte, then
@@ -130,7 +132,7 @@ def run_handler(source, filename, call):
             return send_error(key, dumps, *handler_not_found(name, function))
         context = Context(name, request_id.decode(), int(memory_mb), int(deadline_ns))
         value = function(loads(event.decode()), context)
-        if hasattr(value, "__await__"):
+        if hasattr(type(value), "__await__"):
             value = wait_for(value)
     except SystemExit as stopped:
         status = exit_code(stopped) or 1
@@ -229,7 +231,7 @@ def json_codec():
     """(loads, dumps) on CPython's C accelerator, without importing `json`, whose `re` costs
     milliseconds: compact, not ASCII-escaped, NaN refused; `json` itself where that is missing."""
     try:
-        import _json
+        import _json  # loaded already, while the process waited (see the end of this file)
 
         class Decoding:
             strict = True
@@ -326,6 +328,10 @@ def loaded():
 
 
 if __name__ == "__main__":
+    try:
+        import _json  # noqa: F401 - ahead of handler mode, off the path of the run
+    except ImportError:
+        pass
     take_result_channel()
     loaded()
     os._exit(run_and_exit())

@@ -240,3 +240,40 @@ fn request_limit(config: &Config) -> usize {
     let inputs = config.max_code_bytes + 2 * config.max_stdin_bytes + crate::submission::MAX_ENV_BYTES;
     inputs.saturating_mul(6) + 64 * 1024
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(value: serde_json::Value) -> ExecuteBody {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_sandbox_step_refuses_handler_mode_saying_what_to_do_instead() {
+        for extra in [json!({"handler": "handler"}), json!({"event": {"a": 1}})] {
+            let mut fields = json!({"code": "handler({}, None)"});
+            fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let Err(refused) = body(fields).into_step(None) else { panic!("a step took handler mode") };
+            assert!(refused.to_string().contains("call the function in the cell"), "{refused}");
+        }
+        assert!(body(json!({"code": "1 + 1"})).into_step(None).is_ok());
+    }
+
+    #[test]
+    fn a_reply_carries_the_result_or_the_error_at_its_top_level() {
+        let id = TraceId::new();
+        let returned =
+            Execution { handler: Some(HandlerOutcome::Result(json!(null))), ..Execution::empty(id, Status::Success) };
+        let reply = serde_json::to_value(ExecuteReply::from(returned)).unwrap();
+        assert_eq!(reply["result"], json!(null));
+        assert!(reply.as_object().unwrap().contains_key("result") && reply.get("error").is_none(), "{reply}");
+        let raised =
+            Execution { handler: Some(HandlerOutcome::error("E", "m")), ..Execution::empty(id, Status::Error) };
+        let reply = serde_json::to_value(ExecuteReply::from(raised)).unwrap();
+        assert_eq!(reply["error"], json!({"type": "E", "message": "m", "stack": ""}));
+        let plain = serde_json::to_value(ExecuteReply::from(Execution::empty(id, Status::Success))).unwrap();
+        assert!(plain.get("result").is_none() && plain.get("error").is_none(), "{plain}");
+    }
+}
