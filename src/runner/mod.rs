@@ -447,17 +447,19 @@ impl Runner {
         };
         screens.finish(&raw).await;
         record_artifacts(&artifacts, &mut log);
-        let mut judged = judge(&raw, &request, self.request_limits(), &place.most_time(self.request_limits()));
-        let mut outcome = None;
-        if request.handler.is_some() {
-            let (handler_judged, handler_outcome) = handler::judge(judged, raw.handler.take(), raw.exit_code);
-            (judged, outcome) = (handler_judged, Some(handler_outcome));
-        }
+        let judged = judge(&raw, &request, self.request_limits(), &place.most_time(self.request_limits()));
+        let (judged, called) = match &request.handler {
+            Some(_) => {
+                let (judged, called) = handler::judge(judged, raw.handler.take(), raw.exit_code);
+                (judged, Some(called))
+            }
+            None => (judged, None),
+        };
         let mut execution = self.conclude(trace_id, judged, raw, screens, hits, artifacts);
-        if let Some(outcome) = outcome {
-            let (outcome, redactions) = handler::screen(&inner.policy, outcome);
+        if let Some(called) = called {
+            let (called, redactions) = handler::screen(&inner.policy, called);
             execution.redactions.extend(redactions);
-            execution.handler = Some(outcome);
+            execution.handler = Some(called);
         }
         self.finish(&execution, kind, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");

@@ -21,6 +21,8 @@
 use tracebox_model::handler::error_type;
 use tracebox_model::{HandlerError, HandlerOutcome};
 
+use super::protocol::HandlerFrame;
+
 /// Room on the channel besides the result: the key, the kind and length, and an error's
 /// message and stack, which the runners keep under 48 KiB of JSON.
 pub const CHANNEL_SLACK: u64 = 64 * 1024;
@@ -34,6 +36,45 @@ pub fn channel_limit(result_limit: u64) -> u64 {
 /// A new key for one run's channel.
 pub fn new_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What came on one run's channel, up to its limit.
+pub struct Channel {
+    key: String,
+    result_limit: u64,
+    /// Bytes that may still be kept.
+    room: u64,
+    bytes: Vec<u8>,
+    /// More came than the limit.
+    over: bool,
+}
+
+impl Channel {
+    pub fn of(call: &HandlerFrame<'_>) -> Channel {
+        Channel {
+            key: call.key.to_owned(),
+            result_limit: call.result_limit,
+            room: call.channel_limit,
+            bytes: Vec::new(),
+            over: false,
+        }
+    }
+
+    /// Keep `bytes` (a `v` frame's), unless they take the channel past its limit.
+    pub fn take(&mut self, bytes: &[u8]) {
+        if bytes.len() as u64 > self.room {
+            self.over = true;
+            self.room = 0;
+            return;
+        }
+        self.room -= bytes.len() as u64;
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// What it carried, read ([`decode`]).
+    pub fn outcome(self) -> Option<HandlerOutcome> {
+        decode(&self.bytes, self.over, &self.key, self.result_limit)
+    }
 }
 
 /// What the channel carried, as an outcome; None when it carried nothing (the program ended,
@@ -157,6 +198,28 @@ mod tests {
         // Node's JSON.stringify writes a lone surrogate as an escape that is not Unicode.
         let outcome = decode(&message(b'r', br#""\ud800""#), false, KEY, 100);
         assert_eq!(kind_of(outcome), error_type::MARSHAL_ERROR);
+    }
+
+    #[test]
+    fn a_channel_keeps_up_to_its_limit_and_knows_when_more_came() {
+        let call = HandlerFrame {
+            name: "h",
+            event: "null",
+            key: KEY,
+            request_id: "t",
+            memory_mb: 64,
+            result_limit: 10,
+            channel_limit: 48,
+        };
+        let whole = message(b'r', b"[1,2]");
+        let mut channel = Channel::of(&call);
+        channel.take(&whole[..20]);
+        channel.take(&whole[20..]);
+        assert_eq!(channel.outcome(), Some(HandlerOutcome::Result(json!([1, 2]))), "a message in two frames");
+        let mut channel = Channel::of(&call);
+        channel.take(&[b'x'; 48]);
+        channel.take(b"y");
+        assert_eq!(kind_of(channel.outcome()), error_type::BAD_CHANNEL, "one byte past the limit");
     }
 
     #[test]

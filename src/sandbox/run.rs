@@ -18,7 +18,7 @@ use tracebox_model::EventLog;
 use super::SandboxError;
 use super::container::{Container, Input, STOP_GRACE};
 use super::docker::ExitState;
-use super::handler;
+use super::handler::Channel;
 use super::output::Output;
 use super::protocol::{self, End, Garbled, HandlerFrame, Out};
 
@@ -308,43 +308,6 @@ struct Collector {
     on_start: Option<tokio::sync::oneshot::Sender<()>>,
     /// Handler mode: the result's channel.
     channel: Option<Channel>,
-}
-
-/// What came on a handler's result channel, up to its limit.
-struct Channel {
-    key: String,
-    result_limit: u64,
-    /// Bytes that may still be kept.
-    room: u64,
-    bytes: Vec<u8>,
-    /// More came than the limit.
-    over: bool,
-}
-
-impl Channel {
-    fn of(call: &HandlerFrame<'_>) -> Channel {
-        Channel {
-            key: call.key.to_owned(),
-            result_limit: call.result_limit,
-            room: call.channel_limit,
-            bytes: Vec::new(),
-            over: false,
-        }
-    }
-
-    fn take(&mut self, bytes: &[u8]) {
-        if bytes.len() as u64 > self.room {
-            self.over = true;
-            self.room = 0;
-            return;
-        }
-        self.room -= bytes.len() as u64;
-        self.bytes.extend_from_slice(bytes);
-    }
-
-    fn outcome(self) -> Option<tracebox_model::HandlerOutcome> {
-        handler::decode(&self.bytes, self.over, &self.key, self.result_limit)
-    }
 }
 
 impl Collector {
