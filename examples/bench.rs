@@ -3,7 +3,9 @@
 //! engine starts and removes containers, and tracebox's `POST /execute` over real HTTP against
 //! release servers in both isolation modes — latency at concurrency 1, throughput and p50 at 1,
 //! 2, 4 and 8 — with the ratios, the server's memory before and after many runs, and the
-//! containers left after a stop, and after a `kill -9` and a restart.
+//! containers left after a stop, and after a `kill -9` and a restart. Handler mode is measured
+//! against plain runs in one interleaved series per server and language (a hello handler, a
+//! hello world), so that both see the same machine.
 //!
 //!     scripts/bench.sh                 (builds release binaries, runs this)
 //!     cargo run --release --example bench -- --tracebox target/release/tracebox --runs 100
@@ -206,7 +208,47 @@ async fn access_cost(args: &Args, client: &reqwest::Client, hello: &Value) -> (F
     )
 }
 
-/// One `POST /execute` of a hello world, and how long it took.
+/// Plain runs and handler runs, alternating, `runs` of each (after a few warm-up runs of
+/// each); paced at `rate` a second when given.
+async fn interleaved(
+    server: &Server,
+    client: &reqwest::Client,
+    bodies: [&Value; 2],
+    runs: usize,
+    rate: Option<f64>,
+) -> [Vec<Duration>; 2] {
+    for _ in 0..3 {
+        for body in bodies {
+            execute(client, &server.url, body).await;
+        }
+    }
+    let period = rate.map(|r| Duration::from_secs_f64(1.0 / r));
+    let mut samples = [Vec::with_capacity(runs), Vec::with_capacity(runs)];
+    for run in 0..2 * runs {
+        // Each kind goes first in turn, so neither always follows the other.
+        let which = (run + run / 2) % 2;
+        let started = Instant::now();
+        samples[which].push(execute(client, &server.url, bodies[which]).await);
+        if let Some(period) = period {
+            tokio::time::sleep(period.saturating_sub(started.elapsed())).await;
+        }
+    }
+    samples
+}
+
+/// A row of the handler table: plain and handler p50 and p90, and the difference of the p50s.
+fn handler_row(label: &str, [plain, handler]: &[Vec<Duration>; 2]) -> String {
+    let p = |samples: &[Duration], q| common::percentile_ms(samples, q);
+    let (plain_p50, handler_p50) = (p(plain, 0.5), p(handler, 0.5));
+    format!(
+        "| {label} | {plain_p50:.2} | {handler_p50:.2} | {:+.2} | {:.2} | {:.2} |",
+        handler_p50 - plain_p50,
+        p(plain, 0.9),
+        p(handler, 0.9)
+    )
+}
+
+/// One `POST /execute` of a hello world (or a hello handler), and how long it took.
 async fn execute(client: &reqwest::Client, url: &str, body: &Value) -> Duration {
     let started = Instant::now();
     let reply: Value = client
@@ -218,7 +260,10 @@ async fn execute(client: &reqwest::Client, url: &str, body: &Value) -> Duration 
         .json()
         .await
         .expect("a JSON reply");
-    assert_eq!(reply["stdout"], "hello\n", "{reply}");
+    match body.get("handler") {
+        Some(_) => assert_eq!(reply["result"], "hello", "{reply}"),
+        None => assert_eq!(reply["stdout"], "hello\n", "{reply}"),
+    }
     started.elapsed()
 }
 
@@ -250,6 +295,13 @@ async fn main() {
         print_access(&open_py, &keyed_py);
         return;
     }
+    let event = json!({"name": "world", "n": [1, 2, 3]});
+    let handler_py =
+        json!({"code": "def handler(event, context):\n    return 'hello'\n", "handler": "handler", "event": event});
+    let handler_js = json!({
+        "language": "node", "code": "exports.handler = async (event, context) => 'hello';",
+        "handler": "handler", "event": event,
+    });
 
     // The floors — back to back, and paced like the fresh runs they are compared with (an idle
     // machine between runs makes everything slower to wake) — and what Docker itself costs.
@@ -315,6 +367,9 @@ async fn main() {
     let fresh = Server::start(&args.tracebox, FRESH, tempfile::tempdir().expect("a data directory"), &client).await;
     let fresh_py = latency(&fresh, &client, "tracebox fresh (python, paced)", &hello_py, args.runs, paced).await;
     let fresh_js = latency(&fresh, &client, "tracebox fresh (node, paced)", &hello_js, args.runs, paced).await;
+    let fresh_handler_py = interleaved(&fresh, &client, [&hello_py, &handler_py], args.runs, paced).await;
+    let fresh_handler_js = interleaved(&fresh, &client, [&hello_js, &handler_js], args.runs, paced).await;
+    eprintln!("measured fresh handler runs against plain ones");
     let mut fresh_load = Vec::new();
     for concurrency in [1, 2, 4, 8] {
         tokio::time::sleep(args.pause(3)).await; // the pool refills
@@ -334,6 +389,9 @@ async fn main() {
     let recycle = Server::start(&args.tracebox, RECYCLE, tempfile::tempdir().expect("a data directory"), &client).await;
     let recycle_py = latency(&recycle, &client, "tracebox recycle (python)", &hello_py, args.runs, None).await;
     let recycle_js = latency(&recycle, &client, "tracebox recycle (node)", &hello_js, args.runs, None).await;
+    let recycle_handler_py = interleaved(&recycle, &client, [&hello_py, &handler_py], args.runs, None).await;
+    let recycle_handler_js = interleaved(&recycle, &client, [&hello_js, &handler_js], args.runs, None).await;
+    eprintln!("measured recycle handler runs against plain ones");
     let mut recycle_load = Vec::new();
     for concurrency in [1, 2, 4, 8] {
         recycle_load.push(throughput(&recycle, &client, &hello_py, concurrency, args.requests).await);
@@ -377,6 +435,19 @@ async fn main() {
         (&recycle_js, floor_js, base_js),
     ] {
         println!("{}", row(figures, floor, base));
+    }
+    println!();
+    println!("Handler mode: a hello handler (returns 'hello'; event {event}) against a hello world, interleaved");
+    println!();
+    println!("| server (language) | plain p50 ms | handler p50 ms | Δ p50 ms | plain p90 ms | handler p90 ms |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (label, samples) in [
+        ("fresh, paced (python)", &fresh_handler_py),
+        ("fresh, paced (node)", &fresh_handler_js),
+        ("recycle (python)", &recycle_handler_py),
+        ("recycle (node)", &recycle_handler_js),
+    ] {
+        println!("{}", handler_row(label, samples));
     }
     println!();
     println!("Python, back to back: runs/s (and p50 ms) at each concurrency");

@@ -333,6 +333,7 @@ fn trace(
             limits,
             policy_hits: Vec::new(),
             omitted_bytes: 0,
+            handler: None,
         }),
     };
     let status: Status = serde_json::from_value(json!(status)).expect("a status");

@@ -6,7 +6,8 @@ The supervisor keeps a program process ready (a new `python3 runner.py`, or `nod
 the snapshot of runner.js), loaded and blocked on a pipe. tracebox sends, on the container's
 stdin:
 
-    P <n>\\n<n bytes of JSON {"code": <length>, "env": {...}, "timeout": <seconds>}><code>
+    P <n>\\n<n bytes of JSON {"code": <length>, "env": {...}, "timeout": <seconds>,
+                               "handler": {...} (handler mode)}><code><event>
     D <n>\\n<n bytes of the program's stdin>       (any number)
     E\\n                                           (end of the program's stdin)
 
@@ -15,6 +16,7 @@ every message is a frame, a kind byte, a 4-byte big-endian length, then that man
 
     R   ready for a program                 G   took the program (its output follows)
     o   the program's stdout bytes          e   the program's stderr bytes
+    v   bytes of the handler's result channel (handler mode)
     X   the program ended: `<status> <OOM kills, or -1>`
     A   bytes of a tar of /workspace/out    Z   the tar is whole
 
@@ -22,6 +24,12 @@ A program writes to pipes of its own, which the supervisor relays as `o` and `e`
 program holds the container's stdout, stderr or stdin, so nothing it writes or reads can be
 taken for a frame or steal one (it can only read back its own output). The container's stderr
 carries the supervisor's own trouble, for tracebox's log.
+
+Handler mode: the program process also gets, as its fd 4, the write end of a pipe for the
+handler's result, which the runner takes for itself before any user code runs (a plain run's
+runner closes it). What comes on it is relayed as `v` frames, up to the channel's limit (one byte
+more, so tracebox sees that more came), apart from the program's output: nothing a program
+prints can pass for its result. tracebox checks what came (src/sandbox/handler.rs).
 
 When the program ends, every other process is killed and reaped, the rest of its output is
 relayed, and the X, A and Z frames follow. In `fresh` mode the supervisor then exits with the
@@ -209,6 +217,7 @@ class Program:
         ready_read, ready_write = os.pipe()
         self.stdout, stdout_write = os.pipe()
         self.stderr, stderr_write = os.pipe()
+        self.result, result_write = os.pipe()
         argv = program_argv()
         # Only what the file actions name reaches it: the container's stdin, stdout and
         # stderr are replaced, and every other descriptor here is close-on-exec.
@@ -221,11 +230,12 @@ class Program:
                 (os.POSIX_SPAWN_DUP2, stdout_write, 1),
                 (os.POSIX_SPAWN_DUP2, stderr_write, 2),
                 (os.POSIX_SPAWN_DUP2, ready_write, 3),
+                (os.POSIX_SPAWN_DUP2, result_write, 4),
             ],
             # Ignored here (SIGINT, SIGPIPE) or by Python (SIGXFSZ): programs get the defaults.
             setsigdef=(signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ),
         )
-        for fd in (ready_write, stdout_write, stderr_write, read_end):
+        for fd in (ready_write, stdout_write, stderr_write, read_end, result_write):
             os.close(fd)
         # The runner writes a byte on fd 3 once it is loaded (and closes it).
         selector = selectors.DefaultSelector()
@@ -236,21 +246,24 @@ class Program:
         if not loaded:
             os.kill(self.pid, signal.SIGKILL)
             raise NotReady("%s did not load within %d s" % (argv[0], PROGRAM_READY_SECS))
-        for fd in (self.pipe, self.stdout, self.stderr):
+        for fd in (self.pipe, self.stdout, self.stderr, self.result):
             os.set_blocking(fd, False)
+        # Bytes of the result's channel still relayed (set by the run: none in a plain run).
+        self.result_room = 0
         self.pending = bytearray()
         self.closing = False
         self.status = None  # once it ended
 
     def outputs(self):
-        """Its output pipes still open, with the frame kind each is relayed as."""
-        return [(fd, kind) for fd, kind in ((self.stdout, b"o"), (self.stderr, b"e")) if fd is not None]
+        """Its output pipes (and the result's) still open, with the frame kind each is relayed as."""
+        pipes = ((self.stdout, b"o"), (self.stderr, b"e"), (self.result, b"v"))
+        return [(fd, kind) for fd, kind in pipes if fd is not None]
 
     def relay(self, fd, drain=False):
         """Relay what one of its output pipes holds: one read (the loop stays fair to stdin
         and timers however fast it writes), or all of it with `drain`. False once that pipe
         has ended (every writer gone) and is closed."""
-        kind = b"o" if fd == self.stdout else b"e"
+        kind = b"o" if fd == self.stdout else b"e" if fd == self.stderr else b"v"
         while True:
             try:
                 data = os.read(fd, CHUNK)
@@ -260,10 +273,16 @@ class Program:
                 os.close(fd)
                 if fd == self.stdout:
                     self.stdout = None
-                else:
+                elif fd == self.stderr:
                     self.stderr = None
+                else:
+                    self.result = None
                 return False
-            send(kind, data)
+            if kind == b"v":
+                # Past its room the channel is read (its writer never blocks) and dropped.
+                data, self.result_room = data[: self.result_room], max(0, self.result_room - len(data))
+            if data:
+                send(kind, data)
             if not drain:
                 return True
 
@@ -291,10 +310,10 @@ class Program:
 
     def discard(self):
         """Close what is left of its pipes (it ended, or the container does)."""
-        for fd in (self.pipe, self.stdout, self.stderr):
+        for fd in (self.pipe, self.stdout, self.stderr, self.result):
             if fd is not None:
                 os.close(fd)
-        self.pipe = self.stdout = self.stderr = None
+        self.pipe = self.stdout = self.stderr = self.result = None
 
 
 def exit_status(status):
@@ -474,19 +493,31 @@ class Requests:
             return "D", payload
         header = json.loads(payload)
         code_end = end + int(header["code"])
-        if len(self.buffer) < code_end:
+        handler = header.get("handler")
+        event_end = code_end + (int(handler["event"]) if handler else 0)
+        if len(self.buffer) < event_end:
             return None
         header["code"] = bytes(self.buffer[end:code_end])
-        del self.buffer[:code_end]
+        if handler:
+            handler["event"] = bytes(self.buffer[code_end:event_end])
+        del self.buffer[:event_end]
         return "P", header
 
 
-def program_frame(header):
+def program_frame(header, deadline_ns):
     """What the program process reads first: its code, and its environment as `NAME=value`
-    pairs each ended by a NUL byte (names and values hold none; a runner needs no parser)."""
+    pairs each ended by a NUL byte (names and values hold none; a runner needs no parser). In
+    handler mode, the call follows: its name, key, deadline (CLOCK_MONOTONIC, in ns), request
+    id, memory limit in MiB and result limit, each ended by a NUL byte, then the event's JSON."""
     env = b"".join(b"%s=%s\0" % (k.encode(), v.encode()) for k, v in (header.get("env") or {}).items())
     code = header["code"]
-    return b"TRACEBOX1 %d %d\n" % (len(code), len(env)) + env + code
+    handler = header.get("handler")
+    if not handler:
+        return b"TRACEBOX1 %d %d\n" % (len(code), len(env)) + env + code
+    fields = (handler["name"], handler["key"], deadline_ns, handler["request_id"], handler["memory_mb"])
+    call = b"".join(b"%s\0" % str(field).encode() for field in fields + (handler["result_limit"],))
+    call += handler["event"]
+    return b"TRACEBOX1 %d %d %d\n" % (len(code), len(env), len(call)) + env + code + call
 
 
 class Supervisor:
@@ -588,12 +619,16 @@ class Supervisor:
     def start_run(self, header):
         self.running = True
         self.ooms_before = oom_kills()
-        self.deadline = time.monotonic() + float(header.get("timeout", 60)) + GRACE
+        timeout = float(header.get("timeout", 60))
+        deadline_ns = time.monotonic_ns() + int(timeout * 1e9)
+        self.deadline = time.monotonic() + timeout + GRACE
+        handler = header.get("handler")
+        self.program.result_room = int(handler["channel_limit"]) + 1 if handler else 0
         # Before the program has its code: G comes before anything it writes.
         send(b"G")
         for fd, kind in self.program.outputs():
             self.selector.register(fd, selectors.EVENT_READ, kind)
-        self.program.send(program_frame(header))
+        self.program.send(program_frame(header, deadline_ns))
 
     def feed_stdin(self):
         """Stdin goes into the program's pipe as fast as it takes it, never blocking this loop."""

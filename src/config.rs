@@ -104,9 +104,14 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_MAX_CODE_BYTES", default_value_t = 256 * 1024)]
     pub max_code_bytes: usize,
 
-    /// Largest `stdin` accepted, in bytes
+    /// Largest `stdin` accepted, in bytes (and largest handler `event`, as JSON)
     #[arg(long, env = "TRACEBOX_MAX_STDIN_BYTES", default_value_t = MIB as usize)]
     pub max_stdin_bytes: usize,
+
+    /// Largest result a handler may return, in bytes of JSON; a larger one is an error
+    /// (Runtime.ResultTooLarge) instead
+    #[arg(long, env = "TRACEBOX_MAX_RESULT_BYTES", default_value_t = MIB)]
+    pub max_result_bytes: u64,
 
     /// Longest pause between two chunks of a request body, in seconds; a body that pauses longer
     /// gets 408 (a timeout on pauses, not on the whole body: a large upload on a slow link that
@@ -570,6 +575,11 @@ impl Config {
         )?;
         check(self.output_limit_bytes >= 1, "output_limit_bytes", "must be at least 1".into())?;
         check(self.max_code_bytes >= 1, "max_code_bytes", "must be at least 1".into())?;
+        check(
+            (1..=MAX_RESULT_BYTES).contains(&self.max_result_bytes),
+            "max_result_bytes",
+            format!("must be between 1 and {MAX_RESULT_BYTES} (64 MiB)"),
+        )?;
         check(self.max_concurrent_runs >= 1, "max_concurrent_runs", "must be at least 1".into())?;
         check(
             secs(self.body_read_timeout_secs, MAX_SECS),
@@ -769,6 +779,9 @@ const MAX_UPLOAD_BYTES: u64 = 1024 * 1024 * MIB;
 const MAX_ARTIFACT_FILES: usize = 100_000;
 /// The highest floor on a body's pace (1 GiB/s): beyond it, a typo.
 const MAX_BYTES_PER_SEC: u64 = 1024 * MIB;
+/// Largest handler result a server may allow: it is held in memory, replied whole and kept in
+/// its trace.
+const MAX_RESULT_BYTES: u64 = 64 * MIB;
 /// The most connections accepted (a million): beyond it, a typo.
 const MAX_CONNECTIONS: usize = 1_000_000;
 /// The longest trace retention accepted (a century): beyond it, a typo.
@@ -809,6 +822,7 @@ mod tests {
         assert_eq!(config.addr.to_string(), "127.0.0.1:5000");
         assert_eq!(config.data_dir, PathBuf::from("."));
         assert_eq!(config.output_limit_bytes, 1024 * 1024);
+        assert_eq!(config.max_result_bytes, 1024 * 1024);
         assert_eq!(config.default_timeout_secs, 10.0);
         assert_eq!(config.upload_max_file_bytes, 100 * MIB);
         assert_eq!(config.upload_max_request_bytes, 256 * MIB);

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use tracebox_model::{Execution, Language, OutputStream, RunEvent, Source, Status};
+use tracebox_model::{Execution, HandlerOutcome, Language, OutputStream, RunEvent, Source, Status};
 
 use tracebox::config::{Config, LogFormat};
 use tracebox::runner::LiveRun;
@@ -96,6 +96,14 @@ struct RunArgs {
     /// Memory limit in MiB (default: default_memory_mb)
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// Handler mode: call this function of the program (Python `def NAME(event, context)`, Node
+    /// `exports.NAME`) with the event; its result is printed as JSON on stdout, and the
+    /// program's own output goes to stderr
+    #[arg(long, value_name = "NAME")]
+    handler: Option<String>,
+    /// The handler's event: a file of JSON, or `-` for this command's stdin (default: null)
+    #[arg(long, value_name = "FILE", requires = "handler")]
+    event: Option<PathBuf>,
     #[command(flatten)]
     settings: Config,
 }
@@ -243,10 +251,18 @@ fn read_submission(args: &RunArgs) -> anyhow::Result<Submission> {
             std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
         }
     };
-    if args.file == Path::new("-") && args.stdin.as_deref() == Some(Path::new("-")) {
-        anyhow::bail!("the program and its stdin cannot both come from this command's stdin");
+    let dashes = [Some(args.file.as_path()), args.stdin.as_deref(), args.event.as_deref()];
+    if dashes.iter().filter(|path| *path == &Some(Path::new("-"))).count() > 1 {
+        anyhow::bail!("only one of the program, its stdin and its event can come from this command's stdin");
     }
     let language = args.language.clone().or_else(|| Language::from_path(&args.file).map(|l| l.as_str().to_owned()));
+    let event = match args.event.as_deref() {
+        Some(path) => Some(
+            serde_json::from_str(&read(path)?)
+                .with_context(|| format!("the event in {} is not JSON", path.display()))?,
+        ),
+        None => None,
+    };
     Ok(Submission {
         code: read(&args.file)?,
         language,
@@ -257,11 +273,15 @@ fn read_submission(args: &RunArgs) -> anyhow::Result<Submission> {
         isolation: None,
         tenant: None,
         owner: None,
+        handler: args.handler.clone(),
+        event,
     })
 }
 
 fn run_program(mut config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let request = read_submission(&args)?.check(&config.request_limits(), Source::Cli)?;
+    // A handler's result is this command's stdout: the program's own output goes to stderr.
+    let handler_mode = request.handler.is_some();
     // One run: a warm pool would only start containers nobody takes.
     config.pool_size = 0;
     let runtime = runtime()?;
@@ -275,8 +295,8 @@ fn run_program(mut config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             while let Some(event) = events.recv().await {
                 if let RunEvent::Output { stream, text } = event {
                     let _ = match stream {
-                        OutputStream::Stdout => std::io::stdout().write_all(text.as_bytes()),
-                        OutputStream::Stderr => std::io::stderr().write_all(text.as_bytes()),
+                        OutputStream::Stdout if !handler_mode => std::io::stdout().write_all(text.as_bytes()),
+                        OutputStream::Stdout | OutputStream::Stderr => std::io::stderr().write_all(text.as_bytes()),
                     };
                 }
             }
@@ -302,6 +322,15 @@ fn run_program(mut config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     for omitted in &execution.artifacts_omitted {
         eprintln!("tracebox: left out {}: {}", omitted.name, omitted.reason);
+    }
+    match &execution.handler {
+        Some(HandlerOutcome::Result(value)) => println!("{value}"),
+        // Its stack, when it has one, is on stderr already (the runner printed it); a message of
+        // the run's own says it below.
+        Some(HandlerOutcome::Error(error)) if execution.message.is_none() => {
+            eprintln!("tracebox: the handler failed: {}: {}", error.kind, error.message)
+        }
+        Some(HandlerOutcome::Error(_)) | None => {}
     }
     Ok(report(&execution))
 }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tracebox_model::{ExecutionRequest, Isolation, Language, RunLimits, Source, UnknownLanguage};
+use serde_json::Value;
+use tracebox_model::handler::{MAX_NAME_CHARS, is_handler_name};
+use tracebox_model::{ExecutionRequest, HandlerCall, Isolation, Language, RunLimits, Source, UnknownLanguage};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -36,6 +38,10 @@ pub struct Submission {
     pub tenant: Option<String>,
     /// Whose the run is (the caller's tenant when keys are on): see `ExecutionRequest::owner`.
     pub owner: Option<String>,
+    /// Handler mode: the function to call (an identifier)…
+    pub handler: Option<String>,
+    /// …and what to call it with (`None`: null).
+    pub event: Option<Value>,
 }
 
 /// Longest tenant name.
@@ -66,6 +72,8 @@ pub struct RequestLimits {
     pub isolation: Isolation,
     /// May a request ask for recycle when `isolation` is fresh?
     pub recycle_allowed: bool,
+    /// The most bytes of JSON a handler's result may be.
+    pub max_result_bytes: u64,
 }
 
 /// A request's limit that the server refuses, named by its request field.
@@ -143,6 +151,7 @@ impl RequestLimits {
             output_limit_bytes: MIB,
             isolation: Isolation::Fresh,
             recycle_allowed: false,
+            max_result_bytes: MIB,
         }
     }
 }
@@ -164,12 +173,28 @@ pub enum RequestError {
     EnvTooLarge { size: usize },
     #[error("{0}")]
     Isolation(String),
+    #[error("{0}")]
+    Handler(String),
+    #[error("`event` is {size} bytes of JSON; the limit is {limit} bytes (TRACEBOX_MAX_STDIN_BYTES, as for `stdin`)")]
+    EventTooLarge { size: usize, limit: usize },
 }
 
 impl Submission {
     /// Check every field against `allowed`, naming the first that does not fit.
     pub fn check(self, allowed: &RequestLimits, source: Source) -> Result<ExecutionRequest, RequestError> {
-        let Submission { code, language, stdin, env, timeout_secs, memory_mb, isolation, tenant, owner } = self;
+        let Submission {
+            code,
+            language,
+            stdin,
+            env,
+            timeout_secs,
+            memory_mb,
+            isolation,
+            tenant,
+            owner,
+            handler,
+            event,
+        } = self;
         if code.len() > allowed.max_code_bytes {
             return Err(RequestError::CodeTooLarge { size: code.len(), limit: allowed.max_code_bytes });
         }
@@ -187,6 +212,7 @@ impl Submission {
                 "`tenant`: your API key's tenant is {owner:?}, and recycled containers serve only its runs; leave `tenant` out"
             )));
         }
+        let handler = check_handler(handler, event, allowed)?;
         Ok(ExecutionRequest {
             language,
             code,
@@ -199,8 +225,39 @@ impl Submission {
             isolation,
             tenant,
             owner,
+            handler,
         })
     }
+}
+
+/// Handler mode's fields: a name that is an identifier, an event within the size of a stdin
+/// (none: null), and no event without a handler to take it.
+fn check_handler(
+    name: Option<String>,
+    event: Option<Value>,
+    allowed: &RequestLimits,
+) -> Result<Option<HandlerCall>, RequestError> {
+    let Some(name) = name else {
+        return match event {
+            Some(_) => Err(RequestError::Handler(
+                "`event` is for handler mode: name the function to call with `handler` (e.g. \"handler\": \"handler\")"
+                    .into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    if !is_handler_name(&name) {
+        return Err(RequestError::Handler(format!(
+            "`handler` {name:?} is not a function's name: use 1 to {MAX_NAME_CHARS} ASCII letters, digits, '_' or \
+             '$', not starting with a digit (a name only: the code is always main.py or main.js)"
+        )));
+    }
+    let event = event.unwrap_or(Value::Null);
+    let size = event.to_string().len();
+    if size > allowed.max_stdin_bytes {
+        return Err(RequestError::EventTooLarge { size, limit: allowed.max_stdin_bytes });
+    }
+    Ok(Some(HandlerCall { name, event, result_limit: allowed.max_result_bytes }))
 }
 
 /// The isolation a run may have: fresh always; recycle when the server's default is recycle
@@ -306,6 +363,27 @@ mod tests {
             check(Submission { env: env(MAX_ENV_BYTES), ..submission("") }),
             Err(RequestError::EnvTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_handler_is_a_name_with_an_event_of_at_most_a_stdin_and_an_event_needs_one() {
+        let allowed = RequestLimits { max_stdin_bytes: 12, ..RequestLimits::defaults() };
+        let ask = |handler: Option<&str>, event: Option<Value>| {
+            Submission { handler: handler.map(str::to_owned), event, ..submission("x") }.check(&allowed, Source::Http)
+        };
+        let call = ask(Some("handler"), None).unwrap().handler.unwrap();
+        assert_eq!((call.name.as_str(), call.event), ("handler", Value::Null), "no event: null");
+        assert_eq!(call.result_limit, allowed.max_result_bytes);
+        assert!(ask(None, None).unwrap().handler.is_none());
+        let refused = ask(None, Some(serde_json::json!({}))).unwrap_err().to_string();
+        assert!(refused.contains("`handler`"), "{refused}");
+        for bad in ["", "main.handler", "1h", "h h"] {
+            assert!(ask(Some(bad), None).unwrap_err().to_string().contains("`handler`"), "{bad:?}");
+        }
+        // `["é","x"]` is 10 bytes: at the limit of 12 with 2 more, over it with 3.
+        assert!(ask(Some("h"), Some(serde_json::json!(["é", "x", 1]))).is_ok());
+        let over = ask(Some("h"), Some(serde_json::json!(["é", "x", 12]))).unwrap_err().to_string();
+        assert!(over.contains("`event` is 13 bytes") && over.contains("TRACEBOX_MAX_STDIN_BYTES"), "{over}");
     }
 
     #[test]

@@ -95,6 +95,10 @@ pub enum ErrorCode {
     InvalidPromptSet,
     /// `isolation` or `tenant` the server does not allow.
     InvalidIsolation,
+    /// A `handler` that is not a function's name, or an `event` without one.
+    InvalidHandler,
+    /// An `event` over TRACEBOX_MAX_STDIN_BYTES.
+    EventTooLarge,
     /// A request body that paused past TRACEBOX_BODY_READ_TIMEOUT_SECS, or came slower than
     /// TRACEBOX_BODY_MIN_BYTES_PER_SEC.
     RequestTimeout,
@@ -140,7 +144,7 @@ impl ErrorCode {
             InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
             | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload | MissingPrompt | InvalidPrompt
             | ClaudeRejected | InvalidPromptSet | InvalidIsolation | InvalidHost | InvalidSandbox | BadPath
-            | InvalidRepo => StatusCode::BAD_REQUEST,
+            | InvalidRepo | InvalidHandler => StatusCode::BAD_REQUEST,
             SandboxConflict | TooManySandboxes | SandboxBusy => StatusCode::CONFLICT,
             NoSuchSandbox | NoSuchTool => StatusCode::NOT_FOUND,
             RepoFailed | SetupFailed => StatusCode::UNPROCESSABLE_ENTITY,
@@ -161,7 +165,7 @@ impl ErrorCode {
             RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             CodeTooLarge | StdinTooLarge | EnvTooLarge | BodyTooLarge | FileTooLarge | UploadTooLarge
-            | UploadQuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            | UploadQuotaExceeded | EventTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             SandboxUnavailable | Busy => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -217,6 +221,8 @@ impl ErrorCode {
             ClaudeBadReply => "claude_bad_reply",
             InvalidPromptSet => "invalid_prompt_set",
             InvalidIsolation => "invalid_isolation",
+            InvalidHandler => "invalid_handler",
+            EventTooLarge => "event_too_large",
             RequestTimeout => "request_timeout",
             NoSuchSandbox => "no_such_sandbox",
             InvalidSandbox => "invalid_sandbox",
@@ -409,6 +415,8 @@ impl From<RequestError> for ApiError {
             RequestError::Limit(_) => ErrorCode::InvalidLimit,
             RequestError::Env(_) => ErrorCode::InvalidEnv,
             RequestError::Isolation(_) => ErrorCode::InvalidIsolation,
+            RequestError::Handler(_) => ErrorCode::InvalidHandler,
+            RequestError::EventTooLarge { .. } => ErrorCode::EventTooLarge,
         };
         ApiError::new(code, error.to_string())
     }

@@ -4,10 +4,12 @@ use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use tracebox_model::record::CellOutcome;
 use tracebox_model::{
-    Artifact, Execution, ExecutionRequest, Isolation, Omitted, PolicyHit, Redaction, Source, Status, TraceId,
+    Artifact, Execution, ExecutionRequest, HandlerOutcome, Isolation, Omitted, PolicyHit, Redaction, Source, Status,
+    TraceId,
 };
 
 use super::error::{ApiError, ErrorCode};
@@ -35,6 +37,9 @@ pub(super) struct ExecuteBody {
     isolation: Option<Isolation>,
     /// Whose recycled containers the run may use.
     tenant: Option<String>,
+    /// Handler mode: the function to call with `event` (`null` when absent).
+    handler: Option<String>,
+    event: Option<Value>,
 }
 
 /// The reply, as API.md defines it (plus `invalid_utf8`, `policy_hits`, `message` and
@@ -62,6 +67,9 @@ pub(super) struct ExecuteReply {
     /// A sandbox's code cell: `result`, `error`, `interrupted`, `restarted` (absent otherwise).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     cell: Option<CellOutcome>,
+    /// Handler mode: `result` (the JSON the handler returned) or `error` (absent otherwise).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    handler: Option<HandlerOutcome>,
 }
 
 impl From<Execution> for ExecuteReply {
@@ -83,6 +91,7 @@ impl From<Execution> for ExecuteReply {
             artifacts,
             artifacts_omitted,
             cell,
+            handler,
         } = execution;
         ExecuteReply {
             trace_id,
@@ -101,6 +110,7 @@ impl From<Execution> for ExecuteReply {
             artifacts,
             artifacts_omitted,
             cell,
+            handler,
         }
     }
 }
@@ -116,7 +126,8 @@ impl TryFrom<ExecuteBody> for Submission {
     type Error = ApiError;
 
     fn try_from(body: ExecuteBody) -> Result<Submission, ApiError> {
-        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files: _, isolation, tenant } = body;
+        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files: _, isolation, tenant, handler, event } =
+            body;
         let code = code.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::MissingCode,
@@ -133,6 +144,8 @@ impl TryFrom<ExecuteBody> for Submission {
             isolation,
             tenant,
             owner: None,
+            handler,
+            event,
         })
     }
 }
@@ -148,7 +161,8 @@ impl ExecuteBody {
     /// `env`, `timeout`), else its `code` as a cell. Fields a sandbox's step has no use for are
     /// refused, naming them.
     pub(super) fn into_step(self, cmd: Option<String>) -> Result<Step, ApiError> {
-        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files, isolation, tenant } = self;
+        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files, isolation, tenant, handler, event } =
+            self;
         let unused = [
             ("memory_mb", memory_mb.is_some()),
             ("files", files.is_some()),
@@ -159,6 +173,13 @@ impl ExecuteBody {
             return Err(ApiError::new(
                 ErrorCode::InvalidMessage,
                 format!("`{field}` is not for a sandbox's step: the sandbox has its own (set when it was made)"),
+            ));
+        }
+        if handler.is_some() || event.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidMessage,
+                "`handler` and `event` are not for a sandbox's step: a cell's last expression is already its \
+                 `result`, so call the function in the cell (e.g. `handler({\"k\": 1}, None)`)",
             ));
         }
         match (cmd, code) {
@@ -210,7 +231,7 @@ pub async fn execute(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let why = "more than the largest code and stdin allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)";
+    let why = "more than the largest code, stdin and event allowed (TRACEBOX_MAX_CODE_BYTES, TRACEBOX_MAX_STDIN_BYTES)";
     let body: ExecuteBody = read_json(&request, payload, request_limit(&services.config), why).await?;
     let request = body.into_request(&services, Source::Http, &caller).await?;
     let _run = caller.run_permit()?;
@@ -221,8 +242,47 @@ pub async fn execute(
     Ok(HttpResponse::Ok().json(ExecuteReply::from(execution)))
 }
 
-/// The largest body worth reading: the largest code and stdin in the most verbose legal JSON
-/// (`\u0000` is six bytes for one), plus the environment and room for the rest.
+/// The largest body worth reading: the largest code, stdin and handler event (each as large as a
+/// stdin) in the most verbose legal JSON (`\u0000` is six bytes for one), plus the environment
+/// and room for the rest.
 fn request_limit(config: &Config) -> usize {
-    (config.max_code_bytes + config.max_stdin_bytes + crate::submission::MAX_ENV_BYTES).saturating_mul(6) + 64 * 1024
+    let inputs = config.max_code_bytes + 2 * config.max_stdin_bytes + crate::submission::MAX_ENV_BYTES;
+    inputs.saturating_mul(6) + 64 * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(value: serde_json::Value) -> ExecuteBody {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_sandbox_step_refuses_handler_mode_saying_what_to_do_instead() {
+        for extra in [json!({"handler": "handler"}), json!({"event": {"a": 1}})] {
+            let mut fields = json!({"code": "handler({}, None)"});
+            fields.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let Err(refused) = body(fields).into_step(None) else { panic!("a step took handler mode") };
+            assert!(refused.to_string().contains("call the function in the cell"), "{refused}");
+        }
+        assert!(body(json!({"code": "1 + 1"})).into_step(None).is_ok());
+    }
+
+    #[test]
+    fn a_reply_carries_the_result_or_the_error_at_its_top_level() {
+        let id = TraceId::new();
+        let returned =
+            Execution { handler: Some(HandlerOutcome::Result(json!(null))), ..Execution::empty(id, Status::Success) };
+        let reply = serde_json::to_value(ExecuteReply::from(returned)).unwrap();
+        assert_eq!(reply["result"], json!(null));
+        assert!(reply.as_object().unwrap().contains_key("result") && reply.get("error").is_none(), "{reply}");
+        let raised =
+            Execution { handler: Some(HandlerOutcome::error("E", "m")), ..Execution::empty(id, Status::Error) };
+        let reply = serde_json::to_value(ExecuteReply::from(raised)).unwrap();
+        assert_eq!(reply["error"], json!({"type": "E", "message": "m", "stack": ""}));
+        let plain = serde_json::to_value(ExecuteReply::from(Execution::empty(id, Status::Success))).unwrap();
+        assert!(plain.get("result").is_none() && plain.get("error").is_none(), "{plain}");
+    }
 }

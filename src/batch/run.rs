@@ -183,6 +183,7 @@ fn judge(result: &mut ItemResult, executions: &[Execution], expect: &super::set:
     result.status = last.status.as_str().to_owned();
     result.exit_code = last.exit_code;
     result.failures = expect.failures(&result.status, last.exit_code, &stdout);
+    result.failures.extend(expect.result_failures(last.handler.as_ref()));
     result.passed = result.failures.is_empty();
     result.outcome = match (result.passed, last.status) {
         (true, _) => Outcome::Passed,

@@ -1,12 +1,13 @@
 //! The prompt-set format (API.md): JSON Lines, or one JSON array, of items with `prompt` (sent
-//! to Claude, its code run) or `code` (run as is), and an optional `expect`. The whole set is
+//! to Claude, its code run) or `code` (run as is, or called as a handler with `handler` and
+//! `event`), and an optional `expect`. The whole set is
 //! checked before anything runs, and a refusal names the line (or array item) and the field.
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use tracebox_model::{ExecutionRequest, Source, Status, TraceId};
+use tracebox_model::{ExecutionRequest, HandlerOutcome, Source, Status, TraceId};
 
 use crate::claude::CallSettings;
 use crate::claude::{Ask, Question};
@@ -34,6 +35,9 @@ pub struct Item {
     pub temperature: Option<f64>,
     pub timeout: Option<f64>,
     pub memory_mb: Option<u64>,
+    /// Handler mode (`code` items): the function to call, and its event.
+    pub handler: Option<String>,
+    pub event: Option<Value>,
     pub expect: Option<Expect>,
 }
 
@@ -45,6 +49,8 @@ pub struct Expect {
     pub stdout_contains: Option<String>,
     pub stdout_regex: Option<String>,
     pub status: Option<String>,
+    /// The JSON a handler item's handler must return.
+    pub result: Option<Value>,
 }
 
 /// A prompt set that cannot run, and where.
@@ -105,9 +111,23 @@ pub struct Expectation {
     pub stdout_contains: Option<String>,
     pub stdout_regex: Option<Regex>,
     pub status: Option<String>,
+    pub result: Option<Value>,
 }
 
 impl Expectation {
+    /// What a handler's `outcome` fails of `expect.result`; empty when it passes (or none is set).
+    pub fn result_failures(&self, outcome: Option<&HandlerOutcome>) -> Vec<String> {
+        let Some(wanted) = &self.result else { return Vec::new() };
+        match outcome {
+            Some(HandlerOutcome::Result(got)) if got == wanted => Vec::new(),
+            Some(HandlerOutcome::Result(got)) => vec![format!("result is {got}, expected {wanted}")],
+            Some(HandlerOutcome::Error(error)) => {
+                vec![format!("the handler failed ({}: {}), expected the result {wanted}", error.kind, error.message)]
+            }
+            None => vec![format!("no result, expected {wanted}")],
+        }
+    }
+
     /// What a run with this `status`, `exit_code` and `stdout` fails of it; empty when it passes.
     pub fn failures(&self, status: &str, exit_code: Option<i64>, stdout: &str) -> Vec<String> {
         let mut failures = Vec::new();
@@ -146,6 +166,7 @@ impl Expectation {
             && self.stdout_contains.is_none()
             && self.stdout_regex.is_none()
             && self.status.is_none()
+            && self.result.is_none()
     }
 }
 
@@ -228,6 +249,9 @@ pub fn check(
             return Err(SetError::new(&at, format!("`id` {id:?} is already the id of {}", earlier.at)));
         }
         let expect = expectation(item.expect.clone().unwrap_or_default()).map_err(|m| SetError::new(&at, m))?;
+        if expect.result.is_some() && item.handler.is_none() {
+            return Err(SetError::new(&at, "`expect.result` is for handler items: name the function with `handler`"));
+        }
         let files = item.files.clone().unwrap_or_default();
         let job = job(item, allowed, calls, defaults, source).map_err(|m| SetError::new(&at, m))?;
         checked.push(CheckedItem { id, at, job, expect, files });
@@ -267,12 +291,17 @@ fn job(
                 isolation: None,
                 tenant: None,
                 owner: None,
+                handler: item.handler,
+                event: item.event,
             };
             Ok(Job::Code(Box::new(submission.check(allowed, source).map_err(|e| e.to_string())?)))
         }
         (Some(prompt), None) => {
             if item.stdin.is_some() {
                 return Err("`stdin` is for `code` items; a prompt's code runs without stdin".into());
+            }
+            if item.handler.is_some() || item.event.is_some() {
+                return Err("`handler` and `event` are for `code` items; a prompt's code runs as a program".into());
             }
             let question = Question {
                 prompt: Some(prompt),
@@ -292,7 +321,7 @@ fn job(
 }
 
 fn expectation(expect: Expect) -> Result<Expectation, String> {
-    let Expect { exit_code, stdout_contains, stdout_regex, status } = expect;
+    let Expect { exit_code, stdout_contains, stdout_regex, status, result } = expect;
     if let Some(status) = &status
         && !Status::ALL.iter().any(|s| s.as_str() == status)
     {
@@ -308,7 +337,7 @@ fn expectation(expect: Expect) -> Result<Expectation, String> {
                 .map_err(|e| format!("`expect.stdout_regex` is not a regular expression: {e}"))
         })
         .transpose()?;
-    Ok(Expectation { exit_code, stdout_contains, stdout_regex, status })
+    Ok(Expectation { exit_code, stdout_contains, stdout_regex, status, result })
 }
 
 #[cfg(test)]
@@ -374,6 +403,7 @@ mod tests {
             stdout_contains: Some("29".into()),
             stdout_regex: Some("^hi$".into()),
             status: None,
+            result: None,
         });
         assert!(all.failures("success", Some(0), "29\nhi\n").is_empty(), "the regex matches a whole line");
         assert_eq!(all.failures("error", Some(2), "x").len(), 3, "a set expectation replaces the implicit status");
@@ -382,5 +412,24 @@ mod tests {
         let contains = expect(Expect { stdout_contains: Some("x".into()), ..Expect::default() });
         assert_eq!(contains.failures("timeout", None, "x"), ["status is timeout: the program did not end by itself"]);
         assert!(contains.failures("error", Some(1), "x").is_empty(), "a failing exit is the program's own ending");
+    }
+
+    #[test]
+    fn a_handler_item_may_expect_its_result() {
+        let items = checked(
+            r#"{"code": "def handler(e, c): return e", "handler": "handler", "event": [1], "expect": {"result": [1]}}"#,
+        )
+        .unwrap();
+        let Job::Code(request) = &items[0].job else { unreachable!() };
+        assert_eq!(request.handler.as_ref().unwrap().event, serde_json::json!([1]));
+        let expect = &items[0].expect;
+        assert!(expect.result_failures(Some(&HandlerOutcome::Result(serde_json::json!([1])))).is_empty());
+        let other = expect.result_failures(Some(&HandlerOutcome::Result(serde_json::json!([2]))));
+        assert_eq!(other, ["result is [2], expected [1]"]);
+        assert_eq!(expect.result_failures(None), ["no result, expected [1]"]);
+        let refused = |text: &str| checked(text).unwrap_err().to_string();
+        assert!(refused(r#"{"code": "x", "expect": {"result": 1}}"#).contains("`expect.result` is for handler items"));
+        assert!(refused(r#"{"prompt": "x", "handler": "h"}"#).contains("for `code` items"));
+        assert!(refused(r#"{"code": "x", "handler": "a.b"}"#).contains("`handler`"));
     }
 }

@@ -287,6 +287,7 @@ impl Claude {
                 isolation: allowed.isolation,
                 tenant: None,
                 owner: ask.owner.clone(),
+                handler: None,
             };
             let execution = runner.execute(request).await.unwrap_or_else(|error| unrun(&error));
             log.record("code.ran", json!({ "trace_id": execution.trace_id, "status": execution.status }));

@@ -112,6 +112,7 @@ impl Config {
             output_limit_bytes: self.output_limit_bytes,
             isolation: self.isolation,
             recycle_allowed: self.recycle_allowed,
+            max_result_bytes: self.max_result_bytes,
         }
     }
 

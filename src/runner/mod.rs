@@ -2,6 +2,7 @@
 //! trace. One path, so every run is screened, limited, redacted and recorded the same way,
 //! whether its door waits for the end (`/execute`) or follows it live (WebSocket, CLI).
 
+mod handler;
 mod screen;
 mod settings;
 
@@ -380,6 +381,7 @@ impl Runner {
                     // With keys, a tenant's recycled containers are its own whatever it asked.
                     tenant: request.owner.as_deref().or(request.tenant.as_deref()),
                     wait_until,
+                    handler: request.handler.as_ref(),
                 };
                 let (sink, receiving) = inner.files.receive_artifacts(trace_id, Arc::clone(&inner.policy));
                 let io = RunIo {
@@ -430,7 +432,7 @@ impl Runner {
             Some(receiving) => receiving.finish().await,
             None => ArtifactReport::default(),
         };
-        let raw = match outcome {
+        let mut raw = match outcome {
             Ok(raw) => raw,
             Err(source) => {
                 if source.is_busy() || source.is_unavailable() {
@@ -448,7 +450,19 @@ impl Runner {
         screens.finish(&raw).await;
         record_artifacts(&artifacts, &mut log);
         let judged = judge(&raw, &request, self.request_limits(), &place.most_time(self.request_limits()));
-        let execution = self.conclude(trace_id, judged, raw, screens, hits, artifacts);
+        let (judged, called) = match &request.handler {
+            Some(_) => {
+                let (judged, called) = handler::judge(judged, raw.handler.take(), raw.exit_code);
+                (judged, Some(called))
+            }
+            None => (judged, None),
+        };
+        let mut execution = self.conclude(trace_id, judged, raw, screens, hits, artifacts);
+        if let Some(called) = called {
+            let (called, redactions) = handler::screen(&inner.policy, called);
+            execution.redactions.extend(redactions);
+            execution.handler = Some(called);
+        }
         self.finish(&execution, kind, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");
         Ok(execution)
@@ -526,6 +540,7 @@ impl Runner {
             artifacts_omitted,
             artifacts: artifacts.stored,
             cell,
+            handler: None,
         }
     }
 
@@ -550,6 +565,7 @@ impl Runner {
                 limits,
                 policy_hits,
                 omitted_bytes,
+                handler: request.handler.as_ref().map(|call| handler::record(policy, call)),
             }),
             Place::Sandbox {
                 sandbox_id, step: StepKind::Command { cwd, .. } | StepKind::Program { cwd, .. }, ..
@@ -877,6 +893,7 @@ mod tests {
             isolation: tracebox_model::Isolation::Fresh,
             tenant: None,
             owner: None,
+            handler: None,
         }
     }
 

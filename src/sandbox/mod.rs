@@ -3,6 +3,7 @@
 
 mod container;
 mod docker;
+mod handler;
 mod image;
 mod janitor;
 mod limits;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use tracebox_model::{EventLog, InputFile, Isolation, Language, RunLimits, TraceId};
+use tracebox_model::{EventLog, HandlerCall, InputFile, Isolation, Language, RunLimits, TraceId};
 
 pub use image::{Base, BaseReason, ImageReady, ImageStatus};
 pub use janitor::Sweep;
@@ -33,6 +34,7 @@ use container::Container;
 use docker::Engine;
 use limits::{ContainerSettings, ContainerSpec, Profile, Purpose};
 use pool::Pool;
+use protocol::HandlerFrame;
 use run::Program;
 
 /// How long `/health` waits for the engine before calling it unreachable.
@@ -137,6 +139,8 @@ pub struct RunSpec<'a> {
     /// The latest this run may still wait for a warm container: the queue timeout counts from
     /// its arrival, whether it waited for a run slot, a container, or both.
     pub wait_until: tokio::time::Instant,
+    /// Handler mode: the function to call, and its event. Served by the same warm containers.
+    pub handler: Option<&'a HandlerCall>,
 }
 
 /// A stateful sandbox's container to start.
@@ -291,12 +295,25 @@ impl Sandbox {
             container.taken();
             Held::Own(container)
         };
+        let (key, event, request_id) = match spec.handler {
+            Some(call) => (handler::new_key(), call.event.to_string(), spec.trace_id.to_string()),
+            None => Default::default(),
+        };
         let program = Program {
             code: spec.code,
             env: spec.env,
             stdin: spec.stdin,
             timeout: spec.limits.timeout,
             output_bytes: spec.limits.output_bytes,
+            handler: spec.handler.map(|call| HandlerFrame {
+                name: &call.name,
+                event: &event,
+                key: &key,
+                request_id: &request_id,
+                memory_mb: spec.limits.memory_bytes / (1024 * 1024),
+                result_limit: call.result_limit,
+                channel_limit: handler::channel_limit(call.result_limit),
+            }),
         };
         let container = match &mut held {
             Held::Leased(lease) => lease.container(),

@@ -2,9 +2,11 @@
 //! container's stdin, and the frames the supervisor writes on its stdout.
 //!
 //! ```text
-//! stdin   P <n>\n<JSON {"code", "env", "timeout"}><code>   D <n>\n<stdin bytes>   E\n
+//! stdin   P <n>\n<JSON {"code", "env", "timeout", "handler"?}><code><event>
+//!         D <n>\n<stdin bytes>   E\n
 //! stdout  <kind: 1 byte><length: u32, big-endian><payload>
 //!         R ready for a program     G took the program    o / e the program's stdout / stderr
+//!         v bytes of the handler's result channel (handler mode; see `handler.rs`)
 //!         X ended: `<status> <oom kills or -1>`           A bytes of the tar of /workspace/out
 //!         Z the tar is whole
 //! ```
@@ -28,11 +30,49 @@ const HEADER: usize = 5;
 /// one means the channel is not what it should be.
 const MAX_PAYLOAD: usize = 1 << 20;
 
-/// The frame that hands a program to the supervisor.
-pub fn program_frame(code: &str, env: &BTreeMap<String, String>, timeout: Duration) -> Vec<u8> {
-    let header = json!({ "code": code.len(), "env": env, "timeout": timeout.as_secs_f64() }).to_string();
+/// A handler call as the supervisor hands it to the program process (handler mode).
+#[derive(Debug, Clone, Copy)]
+pub struct HandlerFrame<'a> {
+    pub name: &'a str,
+    /// The event as JSON text.
+    pub event: &'a str,
+    /// What the runner writes first on the result's channel: a secret of this run's, so that
+    /// nothing else that writes there (by fd number, say) passes for the runner.
+    pub key: &'a str,
+    /// `context.request_id`: the run's trace id.
+    pub request_id: &'a str,
+    pub memory_mb: u64,
+    /// The most bytes of JSON the result may be (the runner refuses more).
+    pub result_limit: u64,
+    /// The most bytes of the result's channel the supervisor relays (past them, it drops them).
+    pub channel_limit: u64,
+}
+
+/// The frame that hands a program to the supervisor; in handler mode its event follows its code.
+pub fn program_frame(
+    code: &str,
+    env: &BTreeMap<String, String>,
+    timeout: Duration,
+    handler: Option<&HandlerFrame<'_>>,
+) -> Vec<u8> {
+    let mut header = json!({ "code": code.len(), "env": env, "timeout": timeout.as_secs_f64() });
+    if let Some(call) = handler {
+        header["handler"] = json!({
+            "name": call.name,
+            "event": call.event.len(),
+            "key": call.key,
+            "request_id": call.request_id,
+            "memory_mb": call.memory_mb,
+            "result_limit": call.result_limit,
+            "channel_limit": call.channel_limit,
+        });
+    }
+    let header = header.to_string();
     let mut frame = format!("P {}\n{header}", header.len()).into_bytes();
     frame.extend_from_slice(code.as_bytes());
+    if let Some(call) = handler {
+        frame.extend_from_slice(call.event.as_bytes());
+    }
     frame
 }
 
@@ -69,6 +109,8 @@ pub enum Out {
     Stdout(Bytes),
     /// The program's stderr.
     Stderr(Bytes),
+    /// Bytes of the handler's result channel.
+    Result(Bytes),
     /// The program ended.
     Ended(End),
     /// Bytes of the artifacts' tar.
@@ -82,6 +124,13 @@ pub enum Out {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the sandbox's channel carried {0}")]
 pub struct Garbled(String);
+
+impl Garbled {
+    /// The channel carried `what`.
+    pub fn new(what: &str) -> Garbled {
+        Garbled(what.to_owned())
+    }
+}
 
 /// A container's stdout cut into frames, across chunks and across the runs of a recycled
 /// container.
@@ -134,6 +183,7 @@ fn decode(kind: u8, payload: Bytes) -> Result<Out, Garbled> {
         b'Z' => empty(Out::TarDone),
         b'o' => Ok(Out::Stdout(payload)),
         b'e' => Ok(Out::Stderr(payload)),
+        b'v' => Ok(Out::Result(payload)),
         b'A' => Ok(Out::Tar(payload)),
         b'X' => parse_end(&payload).map(Out::Ended),
         other => Err(Garbled(format!("a frame of unknown kind {other:#04x}"))),
@@ -167,6 +217,7 @@ mod tests {
             frame(b'G', b""),
             frame(b'o', b"out\0put"),
             frame(b'e', b"oops"),
+            frame(b'v', b"KEYr2\n{}"),
             frame(b'X', b"3 0"),
             frame(b'A', b"TAR!"),
             frame(b'Z', b""),
@@ -181,6 +232,7 @@ mod tests {
             Out::Started,
             Out::Stdout(Bytes::from_static(b"out\0put")),
             Out::Stderr(Bytes::from_static(b"oops")),
+            Out::Result(Bytes::from_static(b"KEYr2\n{}")),
             Out::Ended(End { status: 3, oom_kills: Some(0) }),
             Out::Tar(Bytes::from_static(b"TAR!")),
             Out::TarDone,
@@ -237,7 +289,7 @@ mod tests {
     #[test]
     fn requests_carry_their_lengths() {
         let env = BTreeMap::from([("A".to_owned(), "1".to_owned())]);
-        let frame = program_frame("print('é')", &env, Duration::from_secs(2));
+        let frame = program_frame("print('é')", &env, Duration::from_secs(2), None);
         let text = String::from_utf8(frame).unwrap();
         let (head, rest) = text.split_once('\n').unwrap();
         let length: usize = head.strip_prefix("P ").unwrap().parse().unwrap();
@@ -245,6 +297,23 @@ mod tests {
         assert_eq!(header, json!({"code": 11, "env": {"A": "1"}, "timeout": 2.0}));
         assert_eq!(&rest[length..], "print('é')");
         assert_eq!(stdin_frame(b"abc"), b"D 3\nabc");
+        let call = HandlerFrame {
+            name: "handler",
+            event: r#"{"é":1}"#,
+            key: "k",
+            request_id: "t",
+            memory_mb: 64,
+            result_limit: 10,
+            channel_limit: 20,
+        };
+        let frame = program_frame("def handler(e, c): pass", &env, Duration::from_secs(2), Some(&call));
+        let text = String::from_utf8(frame).unwrap();
+        let (head, rest) = text.split_once('\n').unwrap();
+        let length: usize = head.strip_prefix("P ").unwrap().parse().unwrap();
+        let header: serde_json::Value = serde_json::from_str(&rest[..length]).unwrap();
+        assert_eq!(header["handler"]["event"], 8, "the event's length in bytes");
+        assert_eq!(header["handler"]["channel_limit"], 20);
+        assert_eq!(&rest[length..], r#"def handler(e, c): pass{"é":1}"#, "the event right after the code");
         assert!(stdin_frame(b"").is_empty());
     }
 }

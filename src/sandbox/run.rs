@@ -18,8 +18,9 @@ use tracebox_model::EventLog;
 use super::SandboxError;
 use super::container::{Container, Input, STOP_GRACE};
 use super::docker::ExitState;
+use super::handler::Channel;
 use super::output::Output;
-use super::protocol::{self, End, Garbled, Out};
+use super::protocol::{self, End, Garbled, HandlerFrame, Out};
 
 pub use super::docker::Chunk;
 
@@ -55,6 +56,8 @@ pub struct Program<'a> {
     pub stdin: &'a str,
     pub timeout: Duration,
     pub output_bytes: u64,
+    /// Handler mode: the call, and what its result's channel may carry.
+    pub handler: Option<HandlerFrame<'a>>,
 }
 
 /// The raw result of a run, before decoding and redaction. The output itself went out
@@ -82,6 +85,8 @@ pub struct RawOutcome {
     pub clean: bool,
     /// A sandbox's code cell: its result or error.
     pub cell: Option<tracebox_model::record::CellOutcome>,
+    /// Handler mode: what came on the result's channel; None when nothing did.
+    pub handler: Option<tracebox_model::HandlerOutcome>,
 }
 
 /// Why the artifacts of a program that ended were cut short.
@@ -147,7 +152,7 @@ pub async fn run(
     }
     // The program goes now; its stdin beside reading output (a program that prints before it
     // reads, or never reads, must not stall its own run), frame by frame.
-    let mut frame = protocol::program_frame(program.code, program.env, program.timeout);
+    let mut frame = protocol::program_frame(program.code, program.env, program.timeout, program.handler.as_ref());
     let stdin_now = program.stdin.as_bytes().to_vec();
     let nothing_more = more_stdin.is_none() && stdin_now.is_empty();
     if nothing_more {
@@ -174,6 +179,7 @@ pub async fn run(
     let feeder = (!nothing_more)
         .then(|| tokio::spawn(feed(Arc::clone(&container.stdin), stdin_now, more_stdin, stop_feeding.clone())));
     let mut collector = Collector::new(program.output_bytes, sink, artifacts, artifacts_budget, on_start);
+    collector.channel = program.handler.as_ref().map(Channel::of);
     let read = collector.read(container, Until::ProgramEnd, deadline, &kill).await;
     stop_feeding.cancel();
     if let Some(mut feeder) = feeder
@@ -300,6 +306,8 @@ struct Collector {
     garbled: Option<Garbled>,
     /// Told when it did.
     on_start: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Handler mode: the result's channel.
+    channel: Option<Channel>,
 }
 
 impl Collector {
@@ -323,6 +331,7 @@ impl Collector {
             started: false,
             garbled: None,
             on_start,
+            channel: None,
         }
     }
 
@@ -394,6 +403,10 @@ impl Collector {
                 Out::Started => self.start(),
                 Out::Stdout(bytes) => self.push(Chunk::Stdout(bytes)).await,
                 Out::Stderr(bytes) => self.push(Chunk::Stderr(bytes)).await,
+                Out::Result(bytes) => match &mut self.channel {
+                    Some(channel) => channel.take(&bytes),
+                    None => self.garbled = Some(Garbled::new("a result's bytes in a run that has no handler")),
+                },
                 Out::Ended(end) => self.end = Some(end),
                 Out::Tar(tar) => self.take_tar(tar).await,
                 Out::TarDone => self.tar_done = true,
@@ -475,6 +488,7 @@ impl Collector {
             && self.artifacts_cut.is_none()
             && !self.stdin_cut;
         let ended_at = self.ended_at.unwrap_or_else(Instant::now);
+        let handler = self.channel.and_then(Channel::outcome);
         RawOutcome {
             exit_code,
             stdout_beyond: self.output.stdout_beyond,
@@ -487,6 +501,7 @@ impl Collector {
             duration: ended_at.saturating_duration_since(started),
             clean,
             cell: None,
+            handler,
         }
     }
 }

@@ -188,6 +188,7 @@ fn outcome(reply: Value, output: Output, stopped: Option<Ended>, begun: Instant)
         duration: begun.elapsed(),
         clean: stopped.is_none(),
         cell,
+        handler: None,
     }
 }
 

@@ -94,6 +94,7 @@ impl Sandboxes {
             isolation: Isolation::Fresh,
             tenant: None,
             owner: record.tenant.clone(),
+            handler: None,
         };
         self.start_step(
             &record,
@@ -136,6 +137,7 @@ impl Sandboxes {
             isolation: Isolation::Fresh,
             tenant: None,
             owner: record.tenant.clone(),
+            handler: None,
         };
         self.start_step(&record, &live, execution, StepKind::Cell, false).await
     }

@@ -88,6 +88,24 @@ async fn a_mixed_set_with_one_failing_expectation_exits_1_with_a_correct_results
 }
 
 #[tokio::test]
+async fn handler_items_are_judged_on_the_result_their_handler_returns() {
+    let fake = FakeAnthropic::start(None);
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("handlers.jsonl");
+    let items = [
+        json!({"id": "sum", "code": "def handler(event, context):\n    return sum(event)", "handler": "handler", "event": [1, 2, 3], "expect": {"result": 6}}),
+        json!({"id": "off", "language": "node", "code": "exports.handler = async (e) => e.length", "handler": "handler", "event": [1], "expect": {"result": 2}}),
+    ];
+    std::fs::write(&set, items.iter().map(|item| format!("{item}\n")).collect::<String>()).unwrap();
+    let out = dir.path().join("results.jsonl");
+    let output = batch(&[set.to_str().unwrap(), "--out", out.to_str().unwrap()], dir.path(), &fake);
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let lines = results(&out);
+    assert_eq!(passed(&lines), [("off", false), ("sum", true)]);
+    assert_eq!(lines[0]["failures"], json!(["result is 1, expected 2"]), "{}", lines[0]);
+}
+
+#[tokio::test]
 async fn an_invalid_line_exits_2_naming_it_and_nothing_runs() {
     let fake = FakeAnthropic::start(None);
     let dir = tempfile::tempdir().unwrap();

@@ -55,6 +55,38 @@ fn stdin_is_given_only_when_asked_for() {
 }
 
 #[test]
+fn a_handler_prints_only_its_result_on_stdout_and_the_program_output_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("handler.py");
+    std::fs::write(
+        &program,
+        "def handler(event, context):\n    print('log line')\n    return {'sum': sum(event['n'])}\n",
+    )
+    .unwrap();
+    let event = dir.path().join("event.json");
+    std::fs::write(&event, r#"{"n": [1, 2, 3]}"#).unwrap();
+    let args = ["--handler", "handler", "--event", event.to_str().unwrap(), program.to_str().unwrap()];
+    let output = tracebox_run(&args, dir.path(), "");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"sum\":6}\n", "{output:?}");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "log line\n");
+    assert_eq!(output.status.code(), Some(0));
+
+    let raising = dir.path().join("raising.js");
+    std::fs::write(&raising, "exports.handler = async (event) => { throw new TypeError(`no ${event}`); };").unwrap();
+    let output = tracebox_run(&["--handler", "handler", "--event", "-", raising.to_str().unwrap()], dir.path(), "7");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "", "no result");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("at exports.handler") && stderr.contains("the handler failed: TypeError: no 7"),
+        "{stderr}"
+    );
+    assert_eq!(output.status.code(), Some(1));
+
+    let output = tracebox_run(&["--event", event.to_str().unwrap(), program.to_str().unwrap()], dir.path(), "");
+    assert_eq!(output.status.code(), Some(2), "--event needs --handler");
+}
+
+#[test]
 fn a_timeout_exits_124_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let output = tracebox_run(&["--timeout", "1", "-"], dir.path(), "while True: pass");

@@ -18,6 +18,7 @@ mod execute;
 mod export;
 mod fake_anthropic;
 mod files;
+mod handler;
 mod hostile;
 mod isolation;
 mod kernel;

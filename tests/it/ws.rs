@@ -115,6 +115,34 @@ async fn output_arrives_while_the_program_runs_then_exactly_one_exit() {
 }
 
 #[tokio::test]
+async fn a_handler_run_streams_its_output_and_ends_with_its_result_in_the_exit_frame() {
+    let server = TestServer::spawn().await;
+    let mut client = Client::connect(&server).await;
+    let code = "import time\ndef handler(event, context):\n    print('working', flush=True)\n    time.sleep(0.5)\n    return {'done': event}\n";
+    let execute = json!({"type": "execute", "id": "h1", "code": code, "handler": "handler", "event": ["ü"]});
+    client.send(execute).await;
+    let frames = client.run_frames("h1").await;
+    assert_eq!(types(&frames), ["started", "stdout", "exit"], "{frames:?}");
+    assert_eq!(output(&frames, "stdout"), "working\n");
+    let exit = frames.last().unwrap();
+    assert_eq!((exit["status"].as_str(), exit["result"].clone()), (Some("success"), json!({"done": ["ü"]})), "{exit}");
+    assert!(exit.get("stdout").is_none(), "the output came in frames of its own: {exit}");
+
+    let raising = "exports.handler = async () => { throw new Error('nope'); };";
+    client
+        .send(json!({"type": "execute", "id": "h2", "language": "node", "code": raising, "handler": "handler"}))
+        .await;
+    let exit = client.run_frames("h2").await.pop().unwrap();
+    assert_eq!((exit["error"]["type"].as_str(), exit["error"]["message"].as_str()), (Some("Error"), Some("nope")));
+    assert!(exit.get("result").is_none(), "{exit}");
+
+    client.send(json!({"type": "execute", "id": "h3", "code": "x", "handler": "a b"})).await;
+    let refused = client.run_frames("h3").await.pop().unwrap();
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("`handler`"), "{refused}");
+}
+
+#[tokio::test]
 async fn stdin_frames_answer_input_interactively() {
     let server = TestServer::spawn().await;
     let mut client = Client::connect(&server).await;

@@ -5,6 +5,7 @@
 
 pub mod access;
 mod artifact;
+pub mod handler;
 mod language;
 mod policy;
 pub mod record;
@@ -15,6 +16,7 @@ pub mod tool;
 mod trace;
 
 pub use artifact::{Artifact, Omitted};
+pub use handler::{HandlerCall, HandlerError, HandlerOutcome};
 pub use language::{LANGUAGE_NAMES, Language, UnknownLanguage};
 pub use policy::{Action, PolicyHit, Redaction};
 pub use record::{Record, TraceInput, TraceOutput, Usage};

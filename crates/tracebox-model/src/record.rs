@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::handler::HandlerInput;
 use crate::sandbox::{CellInput, CommandInput, OpInput, OpOutput, SandboxInput, SandboxOutput};
 use crate::tool::{ReplayInput, ReplayOutput, ToolInput, ToolOutput};
 use crate::{Execution, Language, PolicyHit, RunLimits, Status, TraceId, TraceKind};
@@ -41,6 +42,9 @@ pub struct ExecutionInput {
     /// only their start).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted_bytes: u64,
+    /// Handler mode: the function called and its event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<HandlerInput>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -469,8 +473,12 @@ mod tests {
             limits: limits(),
             policy_hits: Vec::new(),
             omitted_bytes: 0,
+            handler: Some(HandlerInput { name: "handler".into(), event: json!({"k": ["é", null]}) }),
         };
-        let output = Execution::empty(TraceId::new(), Status::Success);
+        let output = Execution {
+            handler: Some(crate::HandlerOutcome::Result(Value::Null)),
+            ..Execution::empty(TraceId::new(), Status::Success)
+        };
         let written = (TraceInput::from(input.clone()), TraceOutput::Execution(Box::new(output.clone())));
         assert_eq!(written.0.kind(), TraceKind::Execution);
         let read = Record::decode(TraceKind::Execution, written.0.to_json(), written.1.to_json()).unwrap();

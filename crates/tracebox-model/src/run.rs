@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::record::CellOutcome;
-use crate::{Action, Artifact, Language, Omitted, PolicyHit, Redaction, TraceId};
+use crate::{Action, Artifact, HandlerCall, HandlerOutcome, Language, Omitted, PolicyHit, Redaction, TraceId};
 
 /// Which door a run came through; recorded on its trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +107,8 @@ pub struct ExecutionRequest {
     /// Whose the run is: the tenant of the API key that asked (None on an open server). Its trace
     /// is theirs, and a recycled container serves only their runs.
     pub owner: Option<String>,
+    /// Handler mode: call this function of the code with an event, and return what it returns.
+    pub handler: Option<HandlerCall>,
 }
 
 /// An uploaded file given to a run: `/workspace/<name>` in the container, read-only.
@@ -193,6 +195,9 @@ pub struct Execution {
     /// A code cell's result or error (the runs of a sandbox's kernel only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cell: Option<CellOutcome>,
+    /// Handler mode: what the handler returned, or its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<HandlerOutcome>,
 }
 
 /// Which output stream a piece of output came from.
@@ -254,6 +259,7 @@ impl Execution {
             artifacts: Vec::new(),
             artifacts_omitted: Vec::new(),
             cell: None,
+            handler: None,
         }
     }
 

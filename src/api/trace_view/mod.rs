@@ -4,6 +4,7 @@
 
 mod batch;
 mod claude;
+mod handler;
 mod pages;
 mod sandbox;
 mod tool;
@@ -16,6 +17,7 @@ use tracebox_model::{
 
 use batch::BatchView;
 use claude::ClaudeView;
+use handler::HandlerView;
 use pages::{PageLink, children_pages};
 pub use sandbox::STEPS_PAGE;
 use sandbox::{SandboxView, StepOf};
@@ -275,6 +277,8 @@ pub struct DetailPage<'a> {
     children_pages: Vec<PageLink>,
     artifacts: Vec<ArtifactRow>,
     artifacts_omitted: Vec<Omitted>,
+    /// For a handler run: the call, its event, its result or error.
+    handler: Option<HandlerView>,
 }
 
 /// A titled list of facts: an operation on a sandbox.
@@ -394,12 +398,15 @@ impl<'a> DetailPage<'a> {
             children_pages,
             artifacts: Vec::new(),
             artifacts_omitted: Vec::new(),
+            handler: None,
         };
         // Every kind is shown its own way: a new kind fails to compile here until it is.
         // A running trace has no output yet (the store keeps `{}` until it ends).
         let output = if summary.status == TraceStatus::Running { Value::Null } else { trace.output.clone() };
         match Record::decode(summary.kind, trace.input.clone(), output) {
             Ok(Record::Execution { input, output }) => {
+                let outcome = output.as_ref().and_then(|output| output.handler.as_ref());
+                page.handler = input.handler.map(|call| HandlerView::of(call, outcome));
                 let code = Code {
                     text: input.code,
                     stdin: input.stdin,
@@ -483,6 +490,10 @@ impl<'a> DetailPage<'a> {
         let Some(output) = output else { return };
         let summary = &self.trace.summary;
         self.explanation = explain(summary.status, summary.exit_code, output.message.as_deref().unwrap_or_default());
+        if let Some(handler) = &self.handler {
+            // The run's own message says why when it was stopped; else, what the handler gave.
+            self.explanation.detail = self.explanation.detail.take().or_else(|| handler.detail());
+        }
         if let Some(cell) = &output.cell {
             self.explanation.detail = match (&cell.error, &cell.result) {
                 (Some(error), _) => Some(format!("{}: {}", error.name, error.value)),

@@ -300,6 +300,7 @@ impl Sandboxes {
             isolation: Isolation::Fresh,
             tenant: None,
             owner: record.tenant.clone(),
+            handler: None,
         };
         let run = self.start_step(record, live, request, step, false).await?;
         steps::finish(run).await

@@ -30,6 +30,7 @@ fn new_trace(code: &str) -> NewTrace {
             limits,
             policy_hits: Vec::new(),
             omitted_bytes: 0,
+            handler: None,
         }),
         tenant: None,
     }

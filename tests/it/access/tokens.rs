@@ -44,7 +44,9 @@ async fn a_token_dies_with_its_key_and_cannot_be_altered_or_make_tokens() {
     altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
     let (status, _) = get(&client_of(&String::from_utf8(altered).unwrap()), &server, "/traces?format=json").await;
     assert_eq!(status, 401);
-    // Out of bounds lives are refused, naming the field.
+    // A life up to the longest allowed is given; out of bounds is refused, naming the field.
+    let (status, reply) = post(&key, &server, "/auth/token", json!({"expires_in": 86_400})).await;
+    assert_eq!((status, reply["expires_in"].as_u64()), (200, Some(86_400)), "{reply}");
     for ttl in [0, 86_401] {
         let (status, reply) = post(&key, &server, "/auth/token", json!({"expires_in": ttl})).await;
         assert_eq!((status, code(&reply)), (400, "invalid_limit"), "{ttl}: {reply}");
