@@ -46,12 +46,14 @@ if [ ! -x "$TRACEBOX_BIN" ]; then
   log "FAILED: no tracebox binary at $TRACEBOX_BIN"
   exit 1
 fi
+# Absolute: the tests run from sdk/python.
+TRACEBOX_BIN=$(realpath "$TRACEBOX_BIN")
 export TRACEBOX_BIN
 # The image is built here, once, so that the test session's server finds it ready (a build
 # inside the session would outlast its start-up patience).
 "$TRACEBOX_BIN" image build
 
-venv=${TRACEBOX_SDK_VENV:-$target/sdk-venv}
+venv=$(realpath -m "${TRACEBOX_SDK_VENV:-$target/sdk-venv}")
 if [ ! -x "$venv/bin/python" ]; then
   log "making the virtualenv $venv"
   python3 -m venv "$venv"

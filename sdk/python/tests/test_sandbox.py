@@ -232,9 +232,19 @@ def test_connect_resumes_a_paused_sandbox_unless_told_not_to(client):
         assert connected.commands.run("echo back").stdout == "back\n"
 
 
-def test_agent_tools_trajectory_and_replay(git_repo):
+def test_a_user_key_clones_no_repository_from_the_servers_disk(git_repo):
     repo, first = git_repo
-    with tracebox.Sandbox.create(repo=str(repo), commit=first, setup=["echo ready > setup.txt"]) as sbx:
+    with pytest.raises(tracebox.Forbidden) as refused:
+        tracebox.Sandbox.create(repo=str(repo), commit=first)
+    assert "https://" in refused.value.message
+
+
+def test_agent_tools_trajectory_and_replay(git_repo, server):
+    repo, first = git_repo
+    # A repository on the server's own disk is for admin keys (docs/access.md).
+    with tracebox.Sandbox.create(
+        repo=str(repo), commit=first, setup=["echo ready > setup.txt"], api_key=server.admin_key
+    ) as sbx:
         assert sbx.files.read("setup.txt") == "ready\n" and not sbx.files.exists("later.txt")
 
         found = sbx.tools.search("def add", glob="*.py")

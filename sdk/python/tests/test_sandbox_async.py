@@ -126,9 +126,11 @@ async def test_async_resume_after_pause(aclient):
         assert twice.value.code == "sandbox_conflict"
 
 
-async def test_async_tools_trajectory_and_replay(git_repo):
+async def test_async_tools_trajectory_and_replay(git_repo, server):
     repo, first = git_repo
-    async with await tracebox.AsyncSandbox.create(repo={"url": str(repo), "commit": first}) as sbx:
+    # A repository on the server's own disk is for admin keys (docs/access.md).
+    made = tracebox.AsyncSandbox.create(repo={"url": str(repo), "commit": first}, api_key=server.admin_key)
+    async with await made as sbx:
         assert (await sbx.tools.search("return", path=".")).output.count("\n") == 1
         assert "def add" in (await sbx.tools.file_read("calc.py")).output
         assert (await sbx.tools.file_write("notes.txt", "n\n")).success
