@@ -17,6 +17,12 @@ pub struct Execute {
     pub stdin: Option<String>,
     /// Seconds before the program is stopped (default: the server's, usually 10).
     pub timeout: Option<f64>,
+    /// Handler mode: the name of a function the code defines, `handler(event, context)` (Python)
+    /// or `exports.handler = async (event, context) => …` (Node), called with `event`; the
+    /// result is what it returns (JSON), or the error it raised.
+    pub handler: Option<String>,
+    /// The event a handler is called with (any JSON; null when not given).
+    pub event: Option<Value>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

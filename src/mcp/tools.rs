@@ -36,7 +36,10 @@ impl Tracebox {
         policy refuses, or a run stopped by its timeout or memory limit, is an error saying why. Images \
         the program writes under /workspace/out/ (png, jpeg, gif, webp) come back as images.")]
     async fn execute(&self, Parameters(p): Parameters<params::Execute>) -> CallToolResult {
-        let request = body(json!({"code": p.code, "language": p.language, "stdin": p.stdin, "timeout": p.timeout}));
+        let request = body(json!({
+            "code": p.code, "language": p.language, "stdin": p.stdin, "timeout": p.timeout,
+            "handler": p.handler, "event": p.event,
+        }));
         self.run("POST /execute", self.client.post("/execute", &request).await, true).await
     }
 

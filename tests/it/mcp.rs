@@ -232,6 +232,24 @@ async fn a_refused_call_is_a_tool_error_naming_its_rule_code_and_trace() {
 }
 
 #[tokio::test]
+async fn execute_calls_a_handler_with_an_event_and_shows_what_it_returned_or_raised() {
+    let server = SandboxServer::spawn().await;
+    let client = over_http(&server).await;
+    let code = "def handler(event, context):\n    return {'sum': sum(event['n']), 'id': context.request_id}";
+    let (said, reply) =
+        ok(&client, "execute", json!({"code": code, "handler": "handler", "event": {"n": [1, 2, 3]}})).await;
+    assert_eq!(reply["result"]["sum"], 6, "{reply}");
+    assert!(said.contains(r#"result: {"#) && said.contains(r#""sum":6"#), "{said}");
+
+    let raising = "exports.handler = async (event) => { throw new TypeError('no ' + event.what); };";
+    let body = json!({"code": raising, "language": "node", "handler": "handler", "event": {"what": "luck"}});
+    let result = call(&client, "execute", body).await;
+    let said = text(&result);
+    assert!(said.contains("raised: TypeError: no luck"), "{said}");
+    client.cancel().await.expect("the session ends");
+}
+
+#[tokio::test]
 async fn a_failing_command_is_a_result_with_its_exit_code_and_a_timeout_an_error_saying_so() {
     let server = SandboxServer::spawn().await;
     let client = over_http(&server).await;

@@ -11,7 +11,6 @@ use rmcp::model::{CallToolResult, ContentBlock};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tracebox_model::record::CellError;
 use tracebox_model::{Artifact, Status};
 
 use super::client::ClientError;
@@ -91,12 +90,24 @@ pub struct Run {
     pub message: Option<String>,
     #[serde(default)]
     pub artifacts: Vec<Artifact>,
-    /// A cell's last expression's value.
+    /// A cell's last expression's value (its text), or what a handler returned (any JSON).
     #[serde(default)]
-    pub result: Option<String>,
-    /// What a cell raised.
+    pub result: Option<Value>,
+    /// What a cell or a handler raised.
     #[serde(default)]
-    pub error: Option<CellError>,
+    pub error: Option<Raised>,
+}
+
+/// What a cell raised (`name`, `value`, `traceback`) or a handler (`type`, `message`, `stack`,
+/// as Lambda reports it): one shape to show.
+#[derive(Debug, Deserialize)]
+pub struct Raised {
+    #[serde(alias = "type")]
+    pub name: String,
+    #[serde(alias = "message")]
+    pub value: String,
+    #[serde(alias = "stack", default)]
+    pub traceback: String,
 }
 
 impl Run {
@@ -113,8 +124,14 @@ impl Run {
             let _ = writeln!(text, "why: {message}");
         }
         let _ = writeln!(text, "trace_id: {}", self.trace_id);
-        if let Some(result) = &self.result {
-            let _ = writeln!(text, "result: {}", cut(result));
+        match &self.result {
+            Some(Value::String(result)) => {
+                let _ = writeln!(text, "result: {}", cut(result));
+            }
+            Some(result) => {
+                let _ = writeln!(text, "result: {}", cut(&result.to_string()));
+            }
+            None => {}
         }
         if let Some(error) = &self.error {
             let _ = writeln!(text, "raised: {}: {}\n{}", error.name, error.value, cut(&error.traceback));
