@@ -110,7 +110,7 @@ pub async fn token(
         // A token for a sandbox the key cannot see would confirm that it exists; refuse as a 404.
         let owner = services.store.sandbox(sandbox).await?.map(|record| record.tenant);
         if !owner.is_some_and(|owner| caller.sees(owner.as_deref())) {
-            return Err(ApiError::new(ErrorCode::NoSuchSandbox, format!("no sandbox {sandbox}")));
+            return Err(crate::sandboxes::SandboxesError::NotFound(sandbox.clone()).into());
         }
     }
     Ok(HttpResponse::Ok().json(services.access.issue(&caller, &asked)?))
