@@ -44,8 +44,8 @@ pub struct Submission {
     pub event: Option<Value>,
 }
 
-/// Longest tenant name.
-pub const MAX_TENANT_CHARS: usize = 64;
+/// Longest tenant name: a tenant of recycled containers is named as an API key's tenant is.
+pub const MAX_TENANT_CHARS: usize = tracebox_model::access::MAX_NAME_CHARS;
 
 /// What a request may ask of this server, and what it gets when it asks nothing: the limits
 /// every door checks a program against (from the configuration, whose loading checked that the
@@ -275,9 +275,7 @@ fn check_isolation(
         ));
     }
     if let Some(tenant) = tenant {
-        let well_formed = !tenant.is_empty()
-            && tenant.chars().count() <= MAX_TENANT_CHARS
-            && tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let well_formed = tracebox_model::access::is_valid_name(tenant);
         if !well_formed {
             return Err(RequestError::Isolation(format!(
                 "`tenant` must be 1 to {MAX_TENANT_CHARS} letters, digits, '-' or '_'"

@@ -10,6 +10,7 @@ mod usage;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -222,6 +223,9 @@ struct Inner {
     usage: Mutex<HashMap<String, Arc<KeyUsage>>>,
     /// Held while a tenant's sandbox count is checked and its new sandbox made.
     creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// A key was seen in the store: keys are never deleted, so from then on every request needs
+    /// one, and the store need not be asked again.
+    closed: AtomicBool,
 }
 
 /// A token made for a caller.
@@ -252,7 +256,14 @@ pub struct TokenRequest {
 impl Access {
     pub fn new(store: TraceStore, signer: Signer, settings: AccessSettings) -> Access {
         Access {
-            inner: Arc::new(Inner { store, signer, settings, usage: Mutex::default(), creating: Mutex::default() }),
+            inner: Arc::new(Inner {
+                store,
+                signer,
+                settings,
+                usage: Mutex::default(),
+                creating: Mutex::default(),
+                closed: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -263,11 +274,15 @@ impl Access {
     /// Whether a request needs a key now: the next request after the first key is made sees it.
     /// Revoking keys never opens a server again (a revoked key still counts as made).
     pub fn mode(&self) -> Result<AuthMode, AccessError> {
-        if self.inner.settings.always_required || self.inner.store.any_key()? {
-            Ok(AuthMode::Keys)
-        } else {
-            Ok(AuthMode::Open)
+        let inner = &self.inner;
+        if inner.settings.always_required || inner.closed.load(Ordering::Acquire) {
+            return Ok(AuthMode::Keys);
         }
+        if inner.store.any_key()? {
+            inner.closed.store(true, Ordering::Release);
+            return Ok(AuthMode::Keys);
+        }
+        Ok(AuthMode::Open)
     }
 
     /// Who presents `credential` (a key or a token; None when the request carries none), counted
