@@ -5,7 +5,10 @@
 //! lists them all; the TOML file uses the same names. A malformed value stops start-up naming it.
 //! Each subsystem is handed only its own part of it (`settings.rs`).
 
+mod nodes;
 mod settings;
+
+pub use nodes::{LOCAL_NODE, NodeConfig};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use serde::{Deserialize, Serialize};
 
-use tracebox_model::Isolation;
+use tracebox_model::{Isolation, Strategy};
 
 use crate::api::{Authority, WebOrigin};
 use crate::claude::ApiKey;
@@ -44,6 +47,22 @@ pub struct Config {
     #[arg(long, env = "TRACEBOX_DOCKER_HOST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker_host: Option<String>,
+
+    /// How runs and sandboxes are spread over the nodes when a request names no strategy:
+    /// least_loaded, round_robin or random
+    #[arg(long, env = "TRACEBOX_PLACEMENT", default_value = "least_loaded")]
+    pub placement: Strategy,
+
+    /// Seconds between heartbeats to each node's engine; three missed in a row and the node is
+    /// down (no new work) until it answers again
+    #[arg(long, env = "TRACEBOX_NODE_HEARTBEAT_SECS", default_value_t = 2.0)]
+    pub node_heartbeat_secs: f64,
+
+    /// The Docker engines to drive: `[[nodes]]` tables, in the TOML file only (docs/scaling.md);
+    /// none: one node named `local`, the engine of docker_host
+    #[arg(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeConfig>,
 
     /// Sandbox image that runs the code (built from Dockerfile.sandbox when absent)
     #[arg(long, env = "TRACEBOX_IMAGE", default_value = "tracebox-sandbox:latest")]
@@ -581,6 +600,12 @@ impl Config {
             format!("must be between 1 and {MAX_RESULT_BYTES} (64 MiB)"),
         )?;
         check(self.max_concurrent_runs >= 1, "max_concurrent_runs", "must be at least 1".into())?;
+        check(
+            within(self.node_heartbeat_secs, 0.1, 3600.0),
+            "node_heartbeat_secs",
+            "must be between 0.1 and 3600".into(),
+        )?;
+        nodes::check(&self.nodes)?;
         check(
             secs(self.body_read_timeout_secs, MAX_SECS),
             "body_read_timeout_secs",

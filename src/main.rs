@@ -275,6 +275,8 @@ fn read_submission(args: &RunArgs) -> anyhow::Result<Submission> {
         owner: None,
         handler: args.handler.clone(),
         event,
+        labels: Default::default(),
+        strategy: None,
     })
 }
 
@@ -288,7 +290,7 @@ fn run_program(mut config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let services = Services::open(config, runtime.handle().clone())?;
     let outcome = runtime.block_on(async {
         services.recover().await?;
-        services.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
+        services.prepare_nodes().await?;
         let LiveRun { mut events, control, outcome, .. } = services.runner.start(request, false);
         // The program's output appears as it writes it, already screened.
         let follow = async {

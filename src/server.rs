@@ -38,13 +38,16 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     let services = Services::open(config, runtime.handle().clone())?;
     let _lock = runtime.block_on(services.prepare_server())?;
     let sweeper = services.spawn_sweeper(runtime.handle());
-    let tender = services.sandbox.spawn_pool_tender(runtime.handle());
+    let keepers = services.nodes.spawn_keepers(runtime.handle());
+    let followers = services.spawn_node_followers(runtime.handle());
     let reaper = services.spawn_sandbox_reaper(runtime.handle());
 
     let result = actix_web::rt::System::new().block_on(listen(services.clone()));
 
     sweeper.abort();
-    tender.abort();
+    for task in keepers.into_iter().chain(std::iter::once(followers)) {
+        task.abort();
+    }
     reaper.abort();
     runtime.block_on(services.shutdown());
     tracing::info!("stopped");

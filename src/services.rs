@@ -12,9 +12,10 @@ use crate::boot::{self, Boot};
 use crate::claude::{Claude, ClaudeError, MessagesClient, PriceError, PriceTable};
 use crate::config::Config;
 use crate::files::{FileError, Files};
+use crate::nodes::{NodeEvent, Nodes};
 use crate::policy::{Policy, PolicyError};
 use crate::runner::Runner;
-use crate::sandbox::{Sandbox, SandboxError, Sweep};
+use crate::sandbox::{SandboxError, Sweep};
 use crate::sandboxes::{Sandboxes, SnapshotFiles};
 use crate::trace::{StoreError, TraceStore};
 
@@ -75,7 +76,8 @@ pub struct Services {
     pub config: Arc<Config>,
     pub policy: Arc<Policy>,
     pub store: TraceStore,
-    pub sandbox: Sandbox,
+    /// The Docker engines, each with its sandbox and pool.
+    pub nodes: Nodes,
     pub runner: Runner,
     pub files: Files,
     /// Claude calls, their code run by `runner`.
@@ -96,12 +98,12 @@ impl Services {
         let store = TraceStore::open(&config.traces_dir())?;
         let traces_dir = config.traces_dir();
         let boot = Arc::new(Boot::start(&traces_dir).map_err(|source| StartError::Io { path: traces_dir, source })?);
-        let sandbox = Sandbox::connect(&config.sandbox_settings(), store.instance_id(), boot.id())?;
+        let nodes = Nodes::connect(&config.nodes_settings(), store.instance_id(), boot.id())?;
         let files = Files::new(config.files_settings(), store.clone(), boot.id());
         let runner = Runner::new(
             config.runner_settings(),
             Arc::clone(&policy),
-            sandbox.clone(),
+            nodes.clone(),
             store.clone(),
             files.clone(),
             runtime,
@@ -119,7 +121,7 @@ impl Services {
         );
         let sandboxes = Sandboxes::new(
             config.sandboxes_settings(),
-            sandbox.clone(),
+            nodes.clone(),
             Arc::clone(&policy),
             store.clone(),
             runner.clone(),
@@ -130,7 +132,7 @@ impl Services {
         let token_secret = config.token_secret.as_ref().map(|secret| secret.expose());
         let signer = access::load_signer(&config.traces_dir(), token_secret)?;
         let access = Access::new(store.clone(), signer, config.access_settings());
-        Ok(Services { config, policy, store, sandbox, runner, files, claude, sandboxes, access, boot })
+        Ok(Services { config, policy, store, nodes, runner, files, claude, sandboxes, access, boot })
     }
 
     /// The id of this start, on every container and trace it makes.
@@ -152,7 +154,7 @@ impl Services {
         if failed > 0 {
             tracing::warn!(traces = failed, "marked traces that a stopped tracebox left running as internal_error");
         }
-        self.sandbox.sweep(Sweep::DeadBoots { live: &live }).await?;
+        self.nodes.sweep(Sweep::DeadBoots { live: &live }).await?;
         Ok(())
     }
 
@@ -166,16 +168,21 @@ impl Services {
         if partials > 0 {
             tracing::warn!(partials, "removed partial uploads that a stopped tracebox left");
         }
-        let ready =
-            self.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
+        let ready = self.prepare_nodes().await?;
         let (status, base) = (ready.status, &ready.base);
         tracing::info!(image = %self.config.image, ?status, %base, boot_id = self.boot_id(), "sandbox image ready");
         if let Err(error) = self.sandboxes.adopt().await {
             tracing::warn!(%error, "could not find the sandboxes of earlier starts again; they are retried at the next start");
         }
-        self.sandbox.warm_up(&|line| tracing::info!(target: "tracebox::pool", "{line}")).await;
+        self.nodes.warm_up(&|line| tracing::info!(target: "tracebox::pool", "{line}")).await;
         self.sandboxes.warm_up();
         Ok(lock)
+    }
+
+    /// Find which nodes answer, build the sandbox image on the first and copy it to the others:
+    /// what a server, a batch or a run in-process needs before its first run.
+    pub async fn prepare_nodes(&self) -> Result<crate::sandbox::ImageReady, StartError> {
+        Ok(self.nodes.prepare(false, &|line| tracing::info!(target: "tracebox::image", "{line}")).await?)
     }
 
     /// A server beyond loopback needs a key, unless the operator said otherwise (then loudly).
@@ -225,7 +232,7 @@ impl Services {
                     tracing::warn!(%error, "sweeping after dead boots failed");
                 }
                 let stale = Sweep::Stale { boot: services.boot_id(), older_than };
-                if let Err(error) = services.sandbox.sweep(stale).await {
+                if let Err(error) = services.nodes.sweep(stale).await {
                     tracing::warn!(%error, "sweeping leaked containers failed");
                 }
                 let expired = services.files.expire_artifacts().await;
@@ -233,6 +240,29 @@ impl Services {
                     tracing::info!(runs = expired, "removed expired artifacts (TRACEBOX_ARTIFACTS_RETENTION_HOURS)");
                 }
                 services.retire_traces().await;
+            }
+        })
+    }
+
+    /// The sandboxes follow their nodes: a node gone down drops its sandboxes' sessions (they
+    /// answer 503 until it is back), a node back up has them found again. Runs until aborted.
+    pub fn spawn_node_followers(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
+        let sandboxes = self.sandboxes.clone();
+        let mut events = self.nodes.subscribe();
+        runtime.spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(NodeEvent::Down(node)) => sandboxes.node_down(&node),
+                    Ok(NodeEvent::Up(node)) => {
+                        if let Err(error) = sandboxes.adopt_on(&node).await {
+                            tracing::warn!(%node, %error, "could not find the node's sandboxes again; retried when it next comes back");
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "missed node events; the next heartbeats set things right");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
             }
         })
     }
@@ -273,8 +303,8 @@ impl Services {
     /// Remove every container of this boot and commit the last traces.
     pub async fn shutdown(&self) {
         self.sandboxes.close().await;
-        self.sandbox.close().await;
-        match self.sandbox.sweep(Sweep::Boot { boot: self.boot_id() }).await {
+        self.nodes.close().await;
+        match self.nodes.sweep(Sweep::Boot { boot: self.boot_id() }).await {
             Ok(removed) => tracing::info!(removed, "removed this boot's remaining containers"),
             Err(error) => tracing::warn!(%error, "could not sweep containers at shutdown; the next start will"),
         }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tracebox_model::handler::{MAX_NAME_CHARS, is_handler_name};
-use tracebox_model::{ExecutionRequest, HandlerCall, Isolation, Language, RunLimits, Source, UnknownLanguage};
+use tracebox_model::{
+    ExecutionRequest, HandlerCall, Isolation, Language, Placement, RunLimits, Source, Strategy, UnknownLanguage,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -42,7 +44,16 @@ pub struct Submission {
     pub handler: Option<String>,
     /// …and what to call it with (`None`: null).
     pub event: Option<Value>,
+    /// Labels the node it runs on must carry.
+    pub labels: BTreeMap<String, String>,
+    /// How its node is picked (`None`: the server's TRACEBOX_PLACEMENT).
+    pub strategy: Option<String>,
 }
+
+/// Most labels a request may ask its node to carry.
+pub const MAX_LABELS: usize = 16;
+/// Longest label key or value.
+const MAX_LABEL_CHARS: usize = 128;
 
 /// Longest tenant name: a tenant of recycled containers is named as an API key's tenant is.
 pub const MAX_TENANT_CHARS: usize = tracebox_model::access::MAX_NAME_CHARS;
@@ -177,6 +188,8 @@ pub enum RequestError {
     Handler(String),
     #[error("`event` is {size} bytes of JSON; the limit is {limit} bytes (TRACEBOX_MAX_STDIN_BYTES, as for `stdin`)")]
     EventTooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    Placement(String),
 }
 
 impl Submission {
@@ -194,6 +207,8 @@ impl Submission {
             owner,
             handler,
             event,
+            labels,
+            strategy,
         } = self;
         if code.len() > allowed.max_code_bytes {
             return Err(RequestError::CodeTooLarge { size: code.len(), limit: allowed.max_code_bytes });
@@ -213,6 +228,7 @@ impl Submission {
             )));
         }
         let handler = check_handler(handler, event, allowed)?;
+        let placement = check_placement(labels, strategy.as_deref())?;
         Ok(ExecutionRequest {
             language,
             code,
@@ -226,8 +242,29 @@ impl Submission {
             tenant,
             owner,
             handler,
+            placement,
         })
     }
+}
+
+/// `labels` (a few short words) and `strategy` (one of the strategies' names).
+pub fn check_placement(labels: BTreeMap<String, String>, strategy: Option<&str>) -> Result<Placement, RequestError> {
+    if labels.len() > MAX_LABELS {
+        return Err(RequestError::Placement(format!("`labels`: {} given; at most {MAX_LABELS}", labels.len())));
+    }
+    if let Some((key, value)) = labels
+        .iter()
+        .find(|(k, v)| k.is_empty() || k.chars().count() > MAX_LABEL_CHARS || v.chars().count() > MAX_LABEL_CHARS)
+    {
+        return Err(RequestError::Placement(format!(
+            "`labels`: {key:?}={value:?}: keys must be 1 to {MAX_LABEL_CHARS} characters, values at most {MAX_LABEL_CHARS}"
+        )));
+    }
+    let strategy = strategy
+        .map(str::parse::<Strategy>)
+        .transpose()
+        .map_err(|e| RequestError::Placement(format!("`strategy`: {e}")))?;
+    Ok(Placement { strategy, labels })
 }
 
 /// Handler mode's fields: a name that is an identifier, an event within the size of a stdin

@@ -13,6 +13,7 @@ use super::guard::Refusal;
 use crate::access::AccessError;
 use crate::claude::{AskError, ClaudeError, QuestionError, StreamError};
 use crate::files::FileError;
+use crate::nodes::NodesError;
 use crate::runner::RunError;
 use crate::sandbox::SandboxError;
 use crate::sandboxes::SandboxesError;
@@ -134,6 +135,16 @@ pub enum ErrorCode {
     RateLimited,
     /// A tenant holding as many sandboxes as its key allows.
     SandboxLimit,
+    /// `labels` that no configured node carries.
+    NoNodeMatches,
+    /// The nodes that fit are all down or draining, or the sandbox's node is down.
+    NodeDown,
+    /// `/nodes/{name}` naming no node.
+    NoSuchNode,
+    /// A `labels` or `strategy` field that is malformed.
+    InvalidPlacement,
+    /// A schedule with no tasks, or more than a schedule holds.
+    InvalidSchedule,
 }
 
 impl ErrorCode {
@@ -144,7 +155,10 @@ impl ErrorCode {
             InvalidJson | MissingCode | UnknownLanguage | InvalidLimit | InvalidEnv | InvalidQuery | InvalidMessage
             | DuplicateRunId | StdinClosed | InvalidFileName | InvalidUpload | MissingPrompt | InvalidPrompt
             | ClaudeRejected | InvalidPromptSet | InvalidIsolation | InvalidHost | InvalidSandbox | BadPath
-            | InvalidRepo | InvalidHandler => StatusCode::BAD_REQUEST,
+            | InvalidRepo | InvalidHandler | InvalidPlacement | InvalidSchedule => StatusCode::BAD_REQUEST,
+            NoNodeMatches => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeDown => StatusCode::SERVICE_UNAVAILABLE,
+            NoSuchNode => StatusCode::NOT_FOUND,
             SandboxConflict | TooManySandboxes | SandboxBusy => StatusCode::CONFLICT,
             NoSuchSandbox | NoSuchTool => StatusCode::NOT_FOUND,
             RepoFailed | SetupFailed => StatusCode::UNPROCESSABLE_ENTITY,
@@ -239,6 +253,11 @@ impl ErrorCode {
             Forbidden => "forbidden",
             RateLimited => "rate_limited",
             SandboxLimit => "sandbox_limit",
+            NoNodeMatches => "no_node_matches",
+            NodeDown => "node_down",
+            NoSuchNode => "no_such_node",
+            InvalidPlacement => "invalid_placement",
+            InvalidSchedule => "invalid_schedule",
         }
     }
 }
@@ -274,6 +293,12 @@ impl ApiError {
     /// The trace that records the failure, when there is one.
     pub fn trace_id(&self) -> Option<TraceId> {
         self.trace_id
+    }
+
+    /// The same error, its message led by `context` (which of several things it is about).
+    pub fn prefixed(mut self, context: &str) -> ApiError {
+        self.message.insert_str(0, context);
+        self
     }
 
     /// The same error, recorded by trace `id`.
@@ -391,11 +416,12 @@ impl From<RunError> for ApiError {
             RunError::Sandbox { source, .. } if source.is_busy() => ErrorCode::Busy,
             RunError::Sandbox { source: SandboxError::SessionRemoved, .. } => ErrorCode::SandboxConflict,
             RunError::Busy { .. } => ErrorCode::Busy,
+            RunError::Placement { source, .. } => NodesError::code(source),
             _ => ErrorCode::Internal,
         };
         let mut api = ApiError::new(code, error.to_string());
         api.trace_id = error.trace_id();
-        if code == ErrorCode::Busy {
+        if code == ErrorCode::Busy || code == ErrorCode::NodeDown {
             api = api.with_header(header::RETRY_AFTER, RETRY_AFTER_SECS);
         }
         api
@@ -417,6 +443,7 @@ impl From<RequestError> for ApiError {
             RequestError::Isolation(_) => ErrorCode::InvalidIsolation,
             RequestError::Handler(_) => ErrorCode::InvalidHandler,
             RequestError::EventTooLarge { .. } => ErrorCode::EventTooLarge,
+            RequestError::Placement(_) => ErrorCode::InvalidPlacement,
         };
         ApiError::new(code, error.to_string())
     }
@@ -446,6 +473,7 @@ impl From<SandboxesError> for ApiError {
             SandboxesError::SetupFailed { trace_id, .. } => {
                 return ApiError::new(ErrorCode::SetupFailed, error.to_string()).with_trace(trace_id);
             }
+            SandboxesError::Node(ref source) => NodesError::code(source),
             SandboxesError::Sandbox(ref source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
             SandboxesError::Sandbox(SandboxError::SessionRemoved) => ErrorCode::SandboxConflict,
             SandboxesError::Sandbox(_)
@@ -455,6 +483,34 @@ impl From<SandboxesError> for ApiError {
             | SandboxesError::Unfinished(_) => ErrorCode::Internal,
         };
         ApiError::new(code, error.to_string())
+    }
+}
+
+impl NodesError {
+    /// The code of a placement's failure.
+    fn code(&self) -> ErrorCode {
+        match self {
+            NodesError::NoNodeMatches { .. } => ErrorCode::NoNodeMatches,
+            NodesError::NoNodeUp { .. } | NodesError::NodeDown { .. } | NodesError::AllFailed { .. } => {
+                ErrorCode::NodeDown
+            }
+            NodesError::NoSuchNode(_) => ErrorCode::NoSuchNode,
+            NodesError::Full(_) => ErrorCode::Busy,
+            NodesError::Sandbox(source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
+            NodesError::Sandbox(source) if source.is_busy() => ErrorCode::Busy,
+            NodesError::Sandbox(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<NodesError> for ApiError {
+    fn from(error: NodesError) -> ApiError {
+        let code = error.code();
+        let api = ApiError::new(code, error.to_string());
+        if code == ErrorCode::Busy || code == ErrorCode::NodeDown {
+            return api.with_header(header::RETRY_AFTER, RETRY_AFTER_SECS);
+        }
+        api
     }
 }
 

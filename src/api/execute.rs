@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use tracebox_model::record::CellOutcome;
 use tracebox_model::{
-    Artifact, Execution, ExecutionRequest, HandlerOutcome, Isolation, Omitted, PolicyHit, Redaction, Source, Status,
-    TraceId,
+    Artifact, Execution, ExecutionRequest, HandlerOutcome, Isolation, NodeAttempt, Omitted, PolicyHit, Redaction,
+    Source, Status, TraceId,
 };
 
 use super::error::{ApiError, ErrorCode};
@@ -40,6 +40,9 @@ pub(super) struct ExecuteBody {
     /// Handler mode: the function to call with `event` (`null` when absent).
     handler: Option<String>,
     event: Option<Value>,
+    /// Labels the node that runs it must carry, and how that node is picked.
+    labels: Option<BTreeMap<String, String>>,
+    strategy: Option<String>,
 }
 
 /// The reply, as API.md defines it (plus `invalid_utf8`, `policy_hits`, `message` and
@@ -70,6 +73,12 @@ pub(super) struct ExecuteReply {
     /// Handler mode: `result` (the JSON the handler returned) or `error` (absent otherwise).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     handler: Option<HandlerOutcome>,
+    /// The node that ran it (absent for a sandbox's step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+    /// Nodes that failed it before its program started, when there were any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    attempts: Vec<NodeAttempt>,
 }
 
 impl From<Execution> for ExecuteReply {
@@ -92,6 +101,8 @@ impl From<Execution> for ExecuteReply {
             artifacts_omitted,
             cell,
             handler,
+            node,
+            attempts,
         } = execution;
         ExecuteReply {
             trace_id,
@@ -111,6 +122,8 @@ impl From<Execution> for ExecuteReply {
             artifacts_omitted,
             cell,
             handler,
+            node,
+            attempts,
         }
     }
 }
@@ -126,8 +139,21 @@ impl TryFrom<ExecuteBody> for Submission {
     type Error = ApiError;
 
     fn try_from(body: ExecuteBody) -> Result<Submission, ApiError> {
-        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files: _, isolation, tenant, handler, event } =
-            body;
+        let ExecuteBody {
+            code,
+            language,
+            stdin,
+            timeout,
+            memory_mb,
+            env,
+            files: _,
+            isolation,
+            tenant,
+            handler,
+            event,
+            labels,
+            strategy,
+        } = body;
         let code = code.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::MissingCode,
@@ -146,6 +172,8 @@ impl TryFrom<ExecuteBody> for Submission {
             owner: None,
             handler,
             event,
+            labels: labels.unwrap_or_default(),
+            strategy,
         })
     }
 }
@@ -161,13 +189,28 @@ impl ExecuteBody {
     /// `env`, `timeout`), else its `code` as a cell. Fields a sandbox's step has no use for are
     /// refused, naming them.
     pub(super) fn into_step(self, cmd: Option<String>) -> Result<Step, ApiError> {
-        let ExecuteBody { code, language, stdin, timeout, memory_mb, env, files, isolation, tenant, handler, event } =
-            self;
+        let ExecuteBody {
+            code,
+            language,
+            stdin,
+            timeout,
+            memory_mb,
+            env,
+            files,
+            isolation,
+            tenant,
+            handler,
+            event,
+            labels,
+            strategy,
+        } = self;
         let unused = [
             ("memory_mb", memory_mb.is_some()),
             ("files", files.is_some()),
             ("isolation", isolation.is_some()),
             ("tenant", tenant.is_some()),
+            ("labels", labels.is_some()),
+            ("strategy", strategy.is_some()),
         ];
         if let Some((field, _)) = unused.iter().find(|(_, given)| *given) {
             return Err(ApiError::new(

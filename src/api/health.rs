@@ -10,7 +10,7 @@ use crate::services::Services;
 
 /// `GET /health`
 pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
-    let sandbox = services.sandbox.health().await;
+    let sandbox = services.nodes.health().await;
     let traces = services.store.count().await;
     let healthy = sandbox.docker_reachable && sandbox.image_present && traces.is_ok();
     let (input_rules, output_rules) = services.policy.rule_counts();
@@ -26,11 +26,12 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
         "docker": sandbox,
         "runs": {
             "active": services.runner.active_runs(),
-            "max_concurrent": config.max_concurrent_runs,
+            "max_concurrent": config.runs_at_once(),
             "queued": services.runner.queued_runs(),
             "max_queued": config.max_queued_runs,
         },
         "sandboxes": sandboxes,
+        "nodes": services.nodes.all().iter().map(|node| json!({"name": node.name(), "state": node.state()})).collect::<Vec<_>>(),
         "traces": {
             "path": services.store.path(),
             "count": traces.as_ref().ok(),
@@ -56,7 +57,7 @@ pub async fn metrics(services: web::Data<Services>, caller: Caller) -> Result<Ht
             "/metrics names every key and tenant: it needs an admin key (tracebox keys create --role admin)",
         ));
     }
-    let pool = services.sandbox.pool_state();
+    let pool = services.nodes.pool_state();
     let sandboxes = services.sandboxes.counts().await;
     let mut text = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
@@ -117,6 +118,41 @@ pub async fn metrics(services: web::Data<Services>, caller: Caller) -> Result<Ht
         "counter",
         "Time runs waited for a warm container.",
         &plain(pool.waited_ms / 1000.0),
+    );
+    let nodes = services.nodes.views();
+    let per_node = |value: &dyn Fn(&crate::nodes::NodeView) -> f64| -> Vec<(String, f64)> {
+        nodes.iter().map(|node| (format!("{{node=\"{}\"}}", node.name), value(node))).collect()
+    };
+    metric(
+        "tracebox_node_up",
+        "gauge",
+        "1 when the node takes work, 0 when it is down or draining.",
+        &per_node(&|n| f64::from(u8::from(n.state == crate::nodes::NodeState::Up))),
+    );
+    metric("tracebox_node_runs", "gauge", "Runs on each node now.", &per_node(&|n| n.running.runs as f64));
+    metric(
+        "tracebox_node_sandboxes",
+        "gauge",
+        "Sandboxes on each node now.",
+        &per_node(&|n| n.running.sandboxes as f64),
+    );
+    metric(
+        "tracebox_node_capacity_runs",
+        "gauge",
+        "Each node's max_concurrent_runs.",
+        &per_node(&|n| n.capacity.runs as f64),
+    );
+    metric(
+        "tracebox_node_missed_heartbeats",
+        "gauge",
+        "Heartbeats each node missed in a row.",
+        &per_node(&|n| f64::from(n.missed_heartbeats)),
+    );
+    metric(
+        "tracebox_node_pool_idle",
+        "gauge",
+        "Warm containers waiting on each node.",
+        &per_node(&|n| n.pool.idle as f64),
     );
     let usage = services.access.usage();
     let per_key = |value: &dyn Fn(&crate::access::KeyUsage) -> Option<f64>| -> Vec<(String, f64)> {

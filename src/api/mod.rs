@@ -11,8 +11,10 @@ mod files;
 mod guard;
 mod health;
 mod mcp;
+mod nodes;
 mod playground;
 mod sandboxes;
+mod schedule;
 mod tools;
 mod trace_view;
 mod traces;
@@ -101,6 +103,10 @@ fn table(config: &mut web::ServiceConfig) {
         .service(resource("/ws", "GET").route(web::get().to(ws::upgrade)))
         .service(resource("/claude", "POST").route(web::post().to(claude::claude)))
         .service(resource("/batch", "POST").route(web::post().to(batch::batch)))
+        .service(resource("/schedule", "POST").route(web::post().to(schedule::schedule)))
+        .service(resource("/nodes", "GET").route(web::get().to(nodes::list)))
+        .service(resource("/nodes/{name}/drain", "POST").route(web::post().to(nodes::drain)))
+        .service(resource("/nodes/{name}/undrain", "POST").route(web::post().to(nodes::undrain)))
         .service(
             resource("/mcp", "GET, POST, DELETE")
                 .route(web::get().to(mcp::serve))

@@ -293,6 +293,8 @@ fn job(
                 owner: None,
                 handler: item.handler,
                 event: item.event,
+                labels: Default::default(),
+                strategy: None,
             };
             Ok(Job::Code(Box::new(submission.check(allowed, source).map_err(|e| e.to_string())?)))
         }

@@ -288,6 +288,7 @@ impl Claude {
                 tenant: None,
                 owner: ask.owner.clone(),
                 handler: None,
+                placement: Default::default(),
             };
             let execution = runner.execute(request).await.unwrap_or_else(|error| unrun(&error));
             log.record("code.ran", json!({ "trace_id": execution.trace_id, "status": execution.status }));

@@ -7,18 +7,20 @@ use std::time::Duration;
 use crate::access::AccessSettings;
 use crate::claude::{CallSettings, ClaudeSettings, ClientSettings};
 use crate::files::{ArtifactLimits, FilesSettings};
+use crate::nodes::{NodeSettings, NodesSettings};
 use crate::runner::RunnerSettings;
-use crate::sandbox::{PoolSettings, SandboxSettings};
+use crate::sandbox::{PoolSettings, SandboxSettings, TlsFiles};
 use crate::sandboxes::{RepoSettings, SandboxesSettings};
 use crate::submission::RequestLimits;
 
-use super::{Config, MIB};
+use super::{Config, LOCAL_NODE, MIB};
 
 impl Config {
     /// What the sandbox reads: the engine, the image, every container's limits, the pool.
     pub fn sandbox_settings(&self) -> SandboxSettings {
         SandboxSettings {
             docker_host: self.docker_host.clone(),
+            tls: None,
             image: self.image.clone(),
             base_image: self.base_image.clone(),
             nofile_limit: self.nofile_limit,
@@ -91,11 +93,57 @@ impl Config {
     /// limits requests are checked against.
     pub fn runner_settings(&self) -> RunnerSettings {
         RunnerSettings {
-            max_concurrent_runs: self.max_concurrent_runs,
+            max_concurrent_runs: self.runs_at_once(),
             max_queued_runs: self.max_queued_runs,
             queue_timeout: Duration::from_secs_f64(self.queue_timeout_secs),
             requests: self.request_limits(),
         }
+    }
+
+    /// Runs executing at once, server-wide: max_concurrent_runs, or with `[[nodes]]` the sum of
+    /// theirs (each node holds its own to its own).
+    pub fn runs_at_once(&self) -> usize {
+        if self.nodes.is_empty() {
+            return self.max_concurrent_runs;
+        }
+        self.nodes.iter().map(|node| node.max_concurrent_runs.unwrap_or(self.max_concurrent_runs)).sum()
+    }
+
+    /// What the nodes read: each engine with the sandbox's settings for it, the strategy and the
+    /// heartbeat. Without `[[nodes]]`, one node, `local`, at docker_host.
+    pub fn nodes_settings(&self) -> NodesSettings {
+        let sandbox = self.sandbox_settings();
+        let nodes = if self.nodes.is_empty() {
+            vec![NodeSettings {
+                name: LOCAL_NODE.to_owned(),
+                sandbox,
+                labels: Default::default(),
+                max_concurrent_runs: self.max_concurrent_runs,
+            }]
+        } else {
+            self.nodes
+                .iter()
+                .map(|node| {
+                    let tls = match (&node.tls_ca, &node.tls_cert, &node.tls_key) {
+                        (Some(ca), Some(cert), Some(key)) => {
+                            Some(TlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+                        }
+                        _ => None,
+                    };
+                    NodeSettings {
+                        name: node.name.clone(),
+                        sandbox: SandboxSettings {
+                            docker_host: Some(node.docker_host.clone()),
+                            tls,
+                            ..sandbox.clone()
+                        },
+                        labels: node.labels.clone(),
+                        max_concurrent_runs: node.max_concurrent_runs.unwrap_or(self.max_concurrent_runs),
+                    }
+                })
+                .collect()
+        };
+        NodesSettings { nodes, strategy: self.placement, heartbeat: Duration::from_secs_f64(self.node_heartbeat_secs) }
     }
 
     /// What every door checks a request against (and what a request that asks nothing gets).

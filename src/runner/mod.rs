@@ -23,6 +23,7 @@ use tracebox_model::{
 };
 
 use crate::files::{ArtifactReport, Files};
+use crate::nodes::{Nodes, NodesError, Placed};
 use crate::policy::Policy;
 use crate::sandbox::{
     ArtifactsCut, Chunk, CommandLine, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
@@ -55,6 +56,9 @@ pub enum RunError {
     /// The sandbox failed (Docker unreachable, image missing, …).
     #[error("{source}")]
     Sandbox { trace_id: TraceId, source: SandboxError },
+    /// No node could take it: none carries its labels, none that does is up, or they stayed full.
+    #[error("{source}")]
+    Placement { trace_id: TraceId, source: NodesError },
     /// Every run slot stayed busy, or too many runs were already waiting for one.
     #[error("{message}; retry shortly")]
     Busy { trace_id: TraceId, message: String },
@@ -74,6 +78,7 @@ impl RunError {
     pub fn trace_id(&self) -> Option<TraceId> {
         match self {
             RunError::Sandbox { trace_id, .. }
+            | RunError::Placement { trace_id, .. }
             | RunError::Busy { trace_id, .. }
             | RunError::Panicked { trace_id, .. } => Some(*trace_id),
             RunError::Store(_) | RunError::Task(_) => None,
@@ -201,7 +206,7 @@ pub struct Runner {
 struct Inner {
     settings: RunnerSettings,
     policy: Arc<Policy>,
-    sandbox: Sandbox,
+    nodes: Nodes,
     store: TraceStore,
     /// Where artifacts are stored.
     files: Files,
@@ -219,14 +224,14 @@ impl Runner {
     pub fn new(
         settings: RunnerSettings,
         policy: Arc<Policy>,
-        sandbox: Sandbox,
+        nodes: Nodes,
         store: TraceStore,
         files: Files,
         runtime: tokio::runtime::Handle,
     ) -> Runner {
         let slots = Semaphore::new(settings.max_concurrent_runs);
         let waiting = Semaphore::new(settings.max_queued_runs);
-        Runner { inner: Arc::new(Inner { settings, policy, sandbox, store, files, slots, waiting, runtime }) }
+        Runner { inner: Arc::new(Inner { settings, policy, nodes, store, files, slots, waiting, runtime }) }
     }
 
     /// Where runs (and Claude calls) execute, detached from their doors.
@@ -329,7 +334,7 @@ impl Runner {
             parent_id: request.parent,
             source: request.source,
             language: Some(request.language),
-            boot_id: inner.sandbox.boot_id().to_owned(),
+            boot_id: inner.nodes.boot_id().to_owned(),
             started_at_us: log.started_at_us(),
             input: self.trace_input(&request, &hits, &place, keep),
             tenant: request.owner.clone(),
@@ -367,6 +372,7 @@ impl Runner {
         let (chunks_tx, chunks) = mpsc::channel(CHUNK_QUEUE);
         let (started_tx, started) = oneshot::channel();
         let mut screens = Screens::new(&inner.policy, events);
+        let mut placed = Placed::default();
         let (outcome, receiving) = match &place {
             Place::Container => {
                 let spec = RunSpec {
@@ -392,8 +398,10 @@ impl Runner {
                     artifacts: sink.tar,
                     artifacts_budget: sink.budget,
                 };
-                let ran = inner.sandbox.run(spec, io, &mut log);
-                (tokio::join!(ran, screens.follow(chunks, started)).0, Some(receiving))
+                let ran = inner.nodes.run(spec, &request.placement, io, &mut log);
+                let ((ran, was_placed), ()) = tokio::join!(ran, screens.follow(chunks, started));
+                placed = was_placed;
+                (ran, Some(receiving))
             }
             Place::Sandbox { session, step, .. } => {
                 // What a step leaves stays in the sandbox's /workspace: no artifacts come back.
@@ -423,8 +431,8 @@ impl Runner {
                 let limits = &request.limits;
                 let program =
                     StepProgram { stdin: &request.stdin, timeout: limits.timeout, output_bytes: limits.output_bytes };
-                let ran = inner.sandbox.run_step(session, step, program, io, &mut log);
-                (tokio::join!(ran, screens.follow(chunks, started)).0, None)
+                let ran = Sandbox::run_step(session, step, program, io, &mut log);
+                (tokio::join!(ran, screens.follow(chunks, started)).0.map_err(NodesError::from), None)
             }
         };
         drop(slot);
@@ -434,8 +442,12 @@ impl Runner {
         };
         let mut raw = match outcome {
             Ok(raw) => raw,
-            Err(source) => {
-                if source.is_busy() || source.is_unavailable() {
+            Err(failure) => {
+                let nothing_ran = match &failure {
+                    NodesError::Sandbox(source) => source.is_busy() || source.is_unavailable(),
+                    _ => true,
+                };
+                if nothing_ran && placed.attempts.is_empty() {
                     // Nothing of it ran: a refusal, as cheap to repeat as a blocked one.
                     self.forget_all_but_the_start(trace_id, &request, &hits, &place);
                 }
@@ -444,7 +456,11 @@ impl Runner {
                 // What a live client already saw stays on the record, with what was held.
                 screens.finish(&RawOutcome::default()).await;
                 let output = (screens.stdout.into_screened().0.text, screens.stderr.into_screened().0.text);
-                return Err(self.fail(RunError::Sandbox { trace_id, source }, kind, log, Some(output)).await);
+                let error = match failure {
+                    NodesError::Sandbox(source) => RunError::Sandbox { trace_id, source },
+                    source => RunError::Placement { trace_id, source },
+                };
+                return Err(self.fail(error, kind, log, Some(output)).await);
             }
         };
         screens.finish(&raw).await;
@@ -458,6 +474,8 @@ impl Runner {
             None => (judged, None),
         };
         let mut execution = self.conclude(trace_id, judged, raw, screens, hits, artifacts);
+        execution.node = placed.node;
+        execution.attempts = placed.attempts;
         if let Some(called) = called {
             let (called, redactions) = handler::screen(&inner.policy, called);
             execution.redactions.extend(redactions);
@@ -540,6 +558,8 @@ impl Runner {
             artifacts_omitted,
             artifacts: artifacts.stored,
             cell,
+            node: None,
+            attempts: Vec::new(),
             handler: None,
         }
     }
@@ -894,6 +914,7 @@ mod tests {
             tenant: None,
             owner: None,
             handler: None,
+            placement: Default::default(),
         }
     }
 

@@ -33,6 +33,22 @@ pub struct Engine {
     removals: tokio_util::task::TaskTracker,
 }
 
+/// The client certificates of an engine reached over TLS (as `docker --tlsverify` takes them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// What an engine says of itself.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EngineInfo {
+    pub version: String,
+    pub cpus: u64,
+    pub memory_bytes: u64,
+}
+
 /// A container's state after it stopped.
 #[derive(Debug, Clone, Copy)]
 pub struct ExitState {
@@ -60,12 +76,22 @@ pub struct Labelled {
 impl Engine {
     /// The engine at `host` (`unix:///…`, `tcp://…`); `None` means `$DOCKER_HOST`, else the
     /// local socket. Fails when a local socket is not there (the engine is not running).
-    pub fn connect(host: Option<&str>) -> Result<Engine, SandboxError> {
+    pub fn connect(host: Option<&str>, tls: Option<&TlsFiles>) -> Result<Engine, SandboxError> {
         let host = host
             .map(str::to_owned)
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-        let docker = if host.starts_with("tcp://") || host.starts_with("http://") {
+        let docker = if let Some(tls) = tls {
+            if !host.starts_with("tcp://") {
+                return Err(SandboxError::Unreachable {
+                    host,
+                    source: "TLS client certificates go with a tcp:// Docker host only".into(),
+                });
+            }
+            // rustls needs its crypto provider chosen once per process (see http_client.rs).
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Docker::connect_with_ssl(&host, &tls.key, &tls.cert, &tls.ca, REQUEST_TIMEOUT_SECS, &API_VERSION)
+        } else if host.starts_with("tcp://") || host.starts_with("http://") {
             Docker::connect_with_http(&host, REQUEST_TIMEOUT_SECS, &API_VERSION)
         } else if host.starts_with("unix://") {
             Docker::connect_with_unix(&host, REQUEST_TIMEOUT_SECS, &API_VERSION)
@@ -104,6 +130,37 @@ impl Engine {
     pub async fn version(&self) -> Result<String, SandboxError> {
         let version = self.docker.version().await.map_err(|e| self.failed("version", e))?;
         Ok(version.version.unwrap_or_else(|| "unknown".to_owned()))
+    }
+
+    /// What a heartbeat learns of the engine: its version, CPUs and memory.
+    pub async fn info(&self) -> Result<EngineInfo, SandboxError> {
+        let info = self.docker.info().await.map_err(|e| self.failed("info", e))?;
+        Ok(EngineInfo {
+            version: info.server_version.unwrap_or_else(|| "unknown".to_owned()),
+            cpus: info.ncpu.unwrap_or(0).max(0) as u64,
+            memory_bytes: info.mem_total.unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    /// `image` as a `docker save` tar, streamed.
+    pub fn export_image(&self, image: &str) -> impl Stream<Item = Result<bytes::Bytes, SandboxError>> + use<'_> {
+        self.docker.export_image(image).map(|chunk| chunk.map_err(|e| self.failed("export image", e)))
+    }
+
+    /// Load a `docker save` tar (`docker load`), streamed in.
+    pub async fn load_image<S>(&self, tar: S) -> Result<(), SandboxError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, SandboxError>> + Send + 'static,
+    {
+        let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut loading = std::pin::pin!(self.docker.import_image_stream(options, tar, None));
+        while let Some(step) = loading.next().await {
+            let step = step.map_err(|e| self.failed("load image", e))?;
+            if let Some(error) = step.error_detail.and_then(|detail| detail.message) {
+                return Err(SandboxError::Docker { operation: "load image", source: error.into() });
+            }
+        }
+        Ok(())
     }
 
     /// The labels of `image`, or `None` when the engine has no such image.

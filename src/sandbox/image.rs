@@ -22,7 +22,7 @@ const CONTEXT: &[(&str, &[u8])] = &[
 ];
 
 /// The image label holding the hash of the context and base it was built from.
-const CONTEXT_LABEL: &str = "tracebox.context";
+pub(super) const CONTEXT_LABEL: &str = "tracebox.context";
 /// The image label naming the base it was built on: a later rebuild, by any command, with or
 /// without the setting, builds on it again.
 const BASE_LABEL: &str = "tracebox.base";

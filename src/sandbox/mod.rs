@@ -22,6 +22,7 @@ use serde_json::json;
 
 use tracebox_model::{EventLog, HandlerCall, InputFile, Isolation, Language, RunLimits, TraceId};
 
+pub use docker::{EngineInfo, TlsFiles};
 pub use image::{Base, BaseReason, ImageReady, ImageStatus};
 pub use janitor::Sweep;
 pub use pool::{PoolSettings, PoolState, ProfileState};
@@ -168,6 +169,10 @@ enum Held {
     Own(Container),
 }
 
+/// A container ready for one run, taken by [`Sandbox::acquire`]: nothing of the run has
+/// happened yet, so a failure to get one may be tried again elsewhere.
+pub struct Acquired(Held);
+
 /// What `/health` reports of the engine and image.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SandboxHealth {
@@ -190,7 +195,7 @@ pub async fn ensure_image(
     force: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ImageReady, SandboxError> {
-    let engine = Engine::connect(settings.docker_host.as_deref())?;
+    let engine = Engine::connect(settings.docker_host.as_deref(), settings.tls.as_ref())?;
     image::ensure(&engine, &settings.image, settings.base_image.as_deref(), force, progress).await
 }
 
@@ -208,7 +213,7 @@ impl Sandbox {
     /// A sandbox as `settings` say, whose containers are labelled with this data directory's
     /// `instance_id` and this start's `boot_id`. Its pool starts empty ([`Sandbox::warm_up`]).
     pub fn connect(settings: &SandboxSettings, instance_id: &str, boot_id: &str) -> Result<Sandbox, SandboxError> {
-        let engine = Engine::connect(settings.docker_host.as_deref())?;
+        let engine = Engine::connect(settings.docker_host.as_deref(), settings.tls.as_ref())?;
         let container = Arc::new(ContainerSettings::new(settings, instance_id, boot_id));
         let limits = &settings.default_limits;
         let stocked = Language::ALL.iter().map(|l| Profile::of(*l, limits, settings.isolation, None)).collect();
@@ -258,15 +263,91 @@ impl Sandbox {
         self.pool.state()
     }
 
-    /// Run one program: in a warm container of the pool when its profile has one, else in one
-    /// made for it; talking to its client through `io` and recording its steps in `log`. What
-    /// the program leaves in `/workspace/out` is sent, as a tar, to `io.artifacts`.
-    pub async fn run(&self, spec: RunSpec<'_>, io: RunIo, log: &mut EventLog) -> Result<RawOutcome, SandboxError> {
+    /// The engine's address, as configured (for messages and `/nodes`).
+    pub fn docker_host(&self) -> &str {
+        self.engine.host()
+    }
+
+    /// What the engine says of itself (a heartbeat).
+    pub async fn engine_info(&self) -> Result<EngineInfo, SandboxError> {
+        self.engine.info().await
+    }
+
+    /// Stop (`true`) or resume keeping containers warm: the engine went down, or came back.
+    pub fn suspend_pool(&self, suspended: bool) {
+        self.pool.suspend(suspended);
+    }
+
+    /// Make this engine hold the sandbox image `source` holds, copied over (`docker save` to
+    /// `docker load`, streamed) unless it already has the same build; `progress` hears how far.
+    pub async fn copy_image_from(
+        &self,
+        source: &Sandbox,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<bool, SandboxError> {
+        let image = &self.settings.image;
+        let wanted = source
+            .engine
+            .image_labels(image)
+            .await?
+            .ok_or_else(|| SandboxError::ImageMissing { image: image.clone() })?;
+        let here = self.engine.image_labels(image).await?;
+        if here.is_some_and(|labels| labels.get(image::CONTEXT_LABEL) == wanted.get(image::CONTEXT_LABEL)) {
+            return Ok(false);
+        }
+        progress(&format!("copying {image} from {} to {}", source.engine.host(), self.engine.host()));
+        let copied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = Arc::clone(&copied);
+        let source_engine = source.engine.clone();
+        let image_name = image.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, SandboxError>>(8);
+        // The export is read on a task of its own, so the load reads as it comes.
+        let exporting = tokio::spawn(async move {
+            let mut export = std::pin::pin!(source_engine.export_image(&image_name));
+            while let Some(chunk) = futures_util::StreamExt::next(&mut export).await {
+                if let Ok(bytes) = &chunk {
+                    counted.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let tar = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) });
+        let load = self.engine.load_image(tar);
+        let mut load = std::pin::pin!(load);
+        let mut ticks = tokio::time::interval(Duration::from_secs(2));
+        ticks.tick().await;
+        let loaded = loop {
+            tokio::select! {
+                loaded = &mut load => break loaded,
+                _ = ticks.tick() => {
+                    let mib = copied.load(std::sync::atomic::Ordering::Relaxed) >> 20;
+                    progress(&format!("copying {image} to {}: {mib} MiB", self.engine.host()));
+                }
+            }
+        };
+        exporting.abort();
+        loaded?;
+        let mib = copied.load(std::sync::atomic::Ordering::Relaxed) >> 20;
+        progress(&format!("copied {image} to {} ({mib} MiB)", self.engine.host()));
+        Ok(true)
+    }
+
+    /// A container for one program: a warm one of the pool when its profile has one, else one
+    /// made for it. With `fail_fast` (the run has other engines to go to), a failing start of
+    /// the pool ends the wait instead of the queue timeout.
+    pub async fn acquire(
+        &self,
+        spec: &RunSpec<'_>,
+        fail_fast: bool,
+        log: &mut EventLog,
+    ) -> Result<Acquired, SandboxError> {
         let profile = Profile::of(spec.language, spec.limits, spec.isolation, spec.tenant);
         let pooled = spec.files.is_empty() && self.pool.serves(&profile);
-        let mut held = if pooled {
+        let held = if pooled {
             let wait = spec.wait_until.saturating_duration_since(tokio::time::Instant::now());
-            let (mut lease, waited) = self.pool.take(&profile, wait).await.map_err(|empty| {
+            let (mut lease, waited) = self.pool.take(&profile, wait, fail_fast).await.map_err(|empty| {
                 SandboxError::PoolEmpty { waited_ms: empty.waited.as_millis() as u64, last_error: empty.last_error }
             })?;
             let container = lease.container();
@@ -295,6 +376,20 @@ impl Sandbox {
             container.taken();
             Held::Own(container)
         };
+        Ok(Acquired(held))
+    }
+
+    /// Run one program in the container `acquired` holds, talking to its client through `io`
+    /// and recording its steps in `log`. What the program leaves in `/workspace/out` is sent, as
+    /// a tar, to `io.artifacts`.
+    pub async fn run(
+        &self,
+        acquired: Acquired,
+        spec: RunSpec<'_>,
+        io: RunIo,
+        log: &mut EventLog,
+    ) -> Result<RawOutcome, SandboxError> {
+        let Acquired(mut held) = acquired;
         let (key, event, request_id) = match spec.handler {
             Some(call) => (handler::new_key(), call.event.to_string(), spec.trace_id.to_string()),
             None => Default::default(),
@@ -372,7 +467,6 @@ impl Sandbox {
 
     /// Run a command or a code cell in a sandbox, as [`Sandbox::run`] runs a program.
     pub async fn run_step(
-        &self,
         session: &Session,
         step: Step<'_>,
         program: StepProgram<'_>,

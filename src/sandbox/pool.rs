@@ -68,6 +68,8 @@ struct Inner {
     under_way: TaskTracker,
     shelves: Mutex<HashMap<Profile, Shelf>>,
     closed: AtomicBool,
+    /// Its engine is down: no starts until it answers again (they would fail each second).
+    suspended: AtomicBool,
     counters: Counters,
 }
 
@@ -85,6 +87,8 @@ struct Shelf {
     /// Told when a container is put on the shelf.
     arrived: Arc<Notify>,
     last_error: Option<String>,
+    /// Starts that failed, ever: a run that may go elsewhere stops waiting at the next one.
+    failures: u64,
 }
 
 impl Shelf {
@@ -208,6 +212,7 @@ impl Pool {
                 under_way: TaskTracker::new(),
                 shelves: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                suspended: AtomicBool::new(false),
                 counters: Counters::default(),
             }),
         }
@@ -256,14 +261,22 @@ impl Pool {
     }
 
     /// A ready container of `profile`: one waiting, or the next to start within `wait`; and how
-    /// long the run waited for it, when it had to.
-    pub async fn take(&self, profile: &Profile, wait: Duration) -> Result<(Lease, Option<Duration>), Empty> {
+    /// long the run waited for it, when it had to. With `fail_fast` (the run has other engines
+    /// to go to), a start that fails while it waits ends the wait.
+    pub async fn take(
+        &self,
+        profile: &Profile,
+        wait: Duration,
+        fail_fast: bool,
+    ) -> Result<(Lease, Option<Duration>), Empty> {
         let began = Instant::now();
         let deadline = began + wait;
         let mut waiting: Option<Waiting> = None;
+        let mut failures_before = None;
         loop {
-            let (found, left, arrived) = self.with_shelves(|shelves| {
+            let (found, left, arrived, failed) = self.with_shelves(|shelves| {
                 let shelf = shelves.entry(profile.clone()).or_default();
+                let failed = *failures_before.get_or_insert(shelf.failures) < shelf.failures;
                 let mut found = None;
                 while let Some(mut container) = shelf.idle.pop_front() {
                     if container.alive() && container.created_at.elapsed() < self.inner.max_age {
@@ -281,7 +294,7 @@ impl Pool {
                     shelf.waiting += 1;
                     waiting = Some(Waiting { pool: self.clone(), profile: profile.clone() });
                 }
-                (found, shelf.idle.len(), Arc::clone(&shelf.arrived))
+                (found, shelf.idle.len(), Arc::clone(&shelf.arrived), failed)
             });
             if let Some(mut container) = found {
                 let waited = waiting.take().map(|_waiting| began.elapsed());
@@ -300,7 +313,7 @@ impl Pool {
                 return Ok((Lease { pool: self.clone(), container: Some(container), clean: false }, waited));
             }
             self.refill(profile);
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || (fail_fast && failed) {
                 // Read before the run stops waiting: that may forget the shelf, and its error.
                 let last_error = self.with_shelves(|shelves| shelves.get(profile).and_then(|s| s.last_error.clone()));
                 drop(waiting);
@@ -390,6 +403,11 @@ impl Pool {
         }
     }
 
+    /// Stop (`true`) or resume starting containers: the engine went down, or came back.
+    pub fn suspend(&self, suspended: bool) {
+        self.inner.suspended.store(suspended, Ordering::Relaxed);
+    }
+
     /// Replace the containers that waited too long or died; run every few seconds.
     pub fn tend(&self) {
         let max_age = self.inner.max_age;
@@ -463,7 +481,7 @@ impl Pool {
     /// Start containers of `profile` until it has what it should: its size (stocked) plus one
     /// for each run waiting, counting recycled ones in use (they come back).
     fn refill(&self, profile: &Profile) {
-        if self.inner.closed.load(Ordering::Relaxed) {
+        if self.inner.closed.load(Ordering::Relaxed) || self.inner.suspended.load(Ordering::Relaxed) {
             return;
         }
         if tokio::runtime::Handle::try_current().is_err() {
@@ -510,7 +528,10 @@ impl Pool {
                 self.inner.counters.failed_starts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(profile = %profile.name(), %error, "a warm container failed to start");
                 self.with_shelves(|shelves| {
-                    shelves.entry(profile.clone()).or_default().last_error = Some(error.to_string());
+                    let shelf = shelves.entry(profile.clone()).or_default();
+                    shelf.last_error = Some(error.to_string());
+                    shelf.failures += 1;
+                    shelf.arrived.notify_waiters();
                 });
                 // Still counted as starting while it waits: runs waiting meanwhile must not
                 // start another at once, which would fail the same way many times a second.

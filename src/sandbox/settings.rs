@@ -12,6 +12,8 @@ pub struct SandboxSettings {
     /// Docker engine address (`unix:///…` or `tcp://…`); None: `$DOCKER_HOST`, else the local
     /// socket.
     pub docker_host: Option<String>,
+    /// Client certificates for a `tcp://` engine behind TLS.
+    pub tls: Option<super::TlsFiles>,
     /// The image that runs the code (built from `Dockerfile.sandbox` when absent or outdated).
     pub image: String,
     /// The base that image is built on; None: `image::choose_base` chooses.

@@ -4,15 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tracebox_model::sandbox::{
     OnTimeout, OpInput, OpOutput, RepoSource, SandboxInput, SandboxOp, SandboxRecord, SandboxStatus, SnapshotRecord,
 };
-use tracebox_model::{Source, Status, TraceId, TraceInput, format_us, now_us};
+use tracebox_model::{Placement, Source, Status, TraceId, TraceInput, format_us, now_us};
 
 use super::{
     CommandRequest, Live, Sandboxes, SandboxesError, check_env, language, new_id, on_timeout, patiently, seconds,
@@ -44,6 +43,9 @@ pub struct CreateRequest {
     /// kept after them.
     #[serde(default)]
     pub setup: Vec<String>,
+    /// Labels the node it goes to must carry (`[[nodes]]`' labels).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// Whose it is: set by the door from the caller's key, never read from the body.
     #[serde(skip)]
     pub tenant: Option<String>,
@@ -74,6 +76,8 @@ pub struct SandboxView {
     pub lifetime_ends_at: String,
     pub steps: u64,
     pub trace_id: TraceId,
+    /// The node its container runs on.
+    pub node: String,
     /// Said on a resume: its kernel's variables did not survive the pause.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -98,6 +102,7 @@ impl SandboxView {
             lifetime_ends_at: format_us(record.lifetime_ends_at_us),
             steps: record.steps,
             trace_id: record.trace_id,
+            node: record.node.clone(),
             note: None,
         }
     }
@@ -136,6 +141,8 @@ impl Sandboxes {
         let on_timeout = on_timeout(request.on_timeout.as_deref())?;
         let inputs = self.inner.files.inputs(&request.files, request.tenant.as_deref()).await?;
         let _reserved = self.reserve().await?;
+        let placement = Placement { strategy: None, labels: request.labels.clone() };
+        let node = self.inner.nodes.pick(&placement, false, &Default::default())?;
         let now = now_us();
         let record = SandboxRecord {
             id: super::new_id("sbx_"),
@@ -159,6 +166,7 @@ impl Sandboxes {
             // Kept and shown without the credentials a URL may carry; cloned with them.
             repo: request.repo.as_ref().map(RepoSource::without_credentials),
             tenant: request.tenant.clone(),
+            node: node.name().to_owned(),
         };
         self.begin_trace(&record, &request.files, &request.setup);
         let record =
@@ -203,7 +211,7 @@ impl Sandboxes {
                 });
             }
         }
-        let live = self.session_of(record)?;
+        let live = self.session_of(record).await?;
         let tar = tar(&live.session).await?;
         let snapshot = self.keep_snapshot(record, &tar, Some("creation"), &[]).await?;
         self.update(&record.id, |record| record.creation_snapshot = Some(snapshot.id.clone())).await
@@ -285,7 +293,7 @@ impl Sandboxes {
             self.forget_snapshots(&record.id).await;
             return Err(error);
         }
-        self.go_live(&record.id, session);
+        self.go_live(&record, session)?;
         Ok(record)
     }
 
@@ -320,7 +328,9 @@ impl Sandboxes {
         tar.map(Some).map_err(|e| SandboxesError::Invalid(format!("cannot pack /workspace's files: {e}")))
     }
 
+    /// Start the sandbox's container on its node.
     async fn start_container(&self, record: &SandboxRecord) -> Result<Session, SandboxesError> {
+        let node = self.inner.nodes.reachable(&record.node)?;
         let profile = super::warm::Profile {
             memory_mb: record.memory_mb,
             cpus: record.cpus,
@@ -329,10 +339,10 @@ impl Sandboxes {
         };
         // A warm container has no environment of its own: a sandbox with one gets its own.
         if record.env.is_empty()
-            && let Some(session) = self.inner.warm.take(record.language, profile)
+            && let Some(session) =
+                self.inner.warm.get(&record.node).and_then(|warm| warm.take(record.language, profile))
         {
-            let (runtime, container, id) =
-                (self.inner.runtime.clone(), session.container().to_owned(), record.id.clone());
+            let (runtime, container, id) = (node.sandbox().clone(), session.container().to_owned(), record.id.clone());
             // Off the creation's path: the name is for people reading `docker ps`.
             self.inner.runner.runtime().spawn(async move {
                 if let Err(error) = runtime.name_session(&container, &id).await {
@@ -350,18 +360,20 @@ impl Sandboxes {
             disk_mb: record.disk_mb,
             env: &record.env,
         };
-        Ok(self.inner.runtime.start_session(new).await?)
+        Ok(node.sandbox().start_session(new).await?)
     }
 
-    fn go_live(&self, id: &str, session: Session) {
-        let live = Live { session, steps: Arc::new(Semaphore::new(1)), queued: AtomicUsize::new(0) };
-        self.live().insert(id.to_owned(), Arc::new(live));
+    /// `session` serves sandbox `record` from now on.
+    fn go_live(&self, record: &SandboxRecord, session: Session) -> Result<(), SandboxesError> {
+        let node = Arc::clone(self.inner.nodes.get(&record.node)?);
+        self.live().insert(record.id.clone(), Arc::new(Live::new(session, node)));
+        Ok(())
     }
 
     /// One sandbox as the API shows it, with its disk use when it runs.
     pub async fn view(&self, id: &str) -> Result<SandboxView, SandboxesError> {
         let record = self.record(id).await?;
-        let used = match self.session_of(&record) {
+        let used = match self.session_of(&record).await {
             // A busy supervisor makes the view wait no more than this: the usage is then null.
             Ok(live) => tokio::time::timeout(USAGE_PATIENCE, live.session.call(json!({"op": "usage"}), &[]))
                 .await
@@ -399,9 +411,12 @@ impl Sandboxes {
         let live = self.live().remove(&record.id);
         if let Some(live) = live {
             patiently("removing a sandbox's container", async { Ok(live.session.remove().await?) }).await?;
-        } else if let Some(container) = &record.container {
-            // Not attached (its engine was down at start): removed all the same.
-            let _ = self.inner.runtime.remove_container(container).await;
+        } else if let Some(container) = &record.container
+            && let Ok(node) = self.inner.nodes.reachable(&record.node)
+        {
+            // Not attached (its engine was down at start): removed all the same. On a node that
+            // is down, the sweep when it comes back removes it (no sandbox owns it then).
+            let _ = node.sandbox().remove_container(container).await;
         }
         self.forget_snapshots(&record.id).await;
         self.inner.store.remove_sandbox(&record.id).await?;
@@ -454,7 +469,7 @@ impl Sandboxes {
     /// Keep `/workspace` on the server's disk and free the container.
     pub async fn pause(&self, id: &str) -> Result<SandboxView, SandboxesError> {
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let _only_step = live.steps.acquire().await;
         let input = OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Pause, path: None, snapshot: None };
         let (record, _) = self
@@ -496,6 +511,15 @@ impl Sandboxes {
             return Err(SandboxesError::Conflict(format!("sandbox {id} is {}, not paused", record.status)));
         }
         let snapshot = record.paused_snapshot.clone();
+        // Its files are on the server's disk: a node that is down is no reason to wait.
+        let record = match self.inner.nodes.reachable(&record.node) {
+            Ok(_) => record,
+            Err(_) => {
+                let node = self.inner.nodes.pick(&Placement::default(), false, &Default::default())?;
+                tracing::info!(sandbox = id, from = %record.node, to = %node.name(), "resuming on another node: its own is down");
+                self.update(id, |record| record.node = node.name().to_owned()).await?
+            }
+        };
         let input =
             OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Resume, path: None, snapshot: snapshot.clone() };
         let (record, _) = self
@@ -514,7 +538,7 @@ impl Sandboxes {
                 };
                 match restored.await {
                     Ok(record) => {
-                        self.go_live(id, session);
+                        self.go_live(&record, session)?;
                         Ok((record, OpOutput::default()))
                     }
                     Err(error) => {
@@ -532,7 +556,7 @@ impl Sandboxes {
     /// Keep `/workspace` as it is now.
     pub async fn snapshot(&self, id: &str, label: Option<String>) -> Result<SnapshotRecord, SandboxesError> {
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let input = OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Snapshot, path: None, snapshot: label.clone() };
         let (snapshot, _) = self
             .traced(&record, input, async {
@@ -556,7 +580,7 @@ impl Sandboxes {
     /// new kernel.
     pub async fn reset(&self, id: &str, snapshot: Option<String>) -> Result<SandboxView, SandboxesError> {
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let _only_step = live.steps.acquire().await;
         let target = snapshot.clone().or_else(|| record.creation_snapshot.clone());
         let input = OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Reset, path: None, snapshot: target.clone() };
@@ -645,32 +669,73 @@ impl Sandboxes {
         }
     }
 
-    /// After a start of tracebox: attach to the sandboxes whose containers kept running, settle
-    /// those whose containers are gone (paused when a snapshot kept their files, else removed),
-    /// and remove every sandbox container no sandbox owns.
+    /// After a start of tracebox: on every node that is up, find its sandboxes again
+    /// ([`Sandboxes::adopt_on`]). Those on a node that is down wait for it to come back.
     pub async fn adopt(&self) -> Result<(), SandboxesError> {
-        let containers = self.inner.runtime.sandbox_containers().await?;
+        let up: Vec<String> = self
+            .inner
+            .nodes
+            .all()
+            .iter()
+            .filter(|node| self.inner.nodes.reachable(node.name()).is_ok())
+            .map(|node| node.name().to_owned())
+            .collect();
+        for node in up {
+            self.adopt_on(&node).await?;
+        }
+        Ok(())
+    }
+
+    /// On `node` (at a start, or back up after it was down): attach to the sandboxes whose
+    /// containers kept running, settle those whose containers are gone (paused when a snapshot
+    /// kept their files, else removed), and remove every sandbox container no sandbox owns.
+    pub async fn adopt_on(&self, node: &str) -> Result<(), SandboxesError> {
+        let engine = self.inner.nodes.reachable(node)?.sandbox().clone();
+        let containers = engine.sandbox_containers().await?;
         let records = self.inner.store.sandboxes(None).await?;
-        for record in &records {
-            if record.status != SandboxStatus::Running {
+        let mine = records.iter().filter(|record| record.node == node && record.status == SandboxStatus::Running);
+        let mut attached = 0;
+        for record in mine {
+            let talking = self.live().get(&record.id).is_some_and(|live| !live.session.is_gone());
+            if talking {
                 continue;
             }
             let running = containers
                 .iter()
                 .find(|(_, container, running)| record.container.as_ref() == Some(container) && *running);
-            let attached = match running {
-                Some((_, container, _)) => self.inner.runtime.attach_session(container).await.ok(),
+            let session = match running {
+                Some((_, container, _)) => engine.attach_session(container).await.ok(),
                 None => None,
             };
-            match attached {
-                Some(session) => self.go_live(&record.id, session),
+            match session {
+                Some(session) => {
+                    self.go_live(record, session)?;
+                    attached += 1;
+                }
                 None => self.lost(record).await,
             }
         }
-        let owned: Vec<String> = self.live().values().map(|live| live.session.container().to_owned()).collect();
-        self.inner.runtime.sweep(Sweep::Unowned { owned: &owned }).await?;
-        tracing::info!(sandboxes = records.len(), attached = owned.len(), "sandboxes found again");
+        let owned: Vec<String> = self
+            .live()
+            .values()
+            .filter(|live| live.node.name() == node)
+            .map(|live| live.session.container().to_owned())
+            .collect();
+        engine.sweep(Sweep::Unowned { owned: &owned }).await?;
+        tracing::info!(node, sandboxes = owned.len(), attached, "sandboxes found again");
         Ok(())
+    }
+
+    /// `node` went down: its sandboxes' sessions are dropped (they answer 503 `node_down`
+    /// until it is back, then [`Sandboxes::adopt_on`] finds them again).
+    pub fn node_down(&self, node: &str) {
+        let dropped: Vec<Arc<Live>> = {
+            let mut live = self.live();
+            let ids: Vec<String> =
+                live.iter().filter(|(_, live)| live.node.name() == node).map(|(id, _)| id.clone()).collect();
+            ids.iter().filter_map(|id| live.remove(id)).collect()
+        };
+        tracing::warn!(node, sandboxes = dropped.len(), "a node went down; its sandboxes wait for it");
     }
 
     /// A running sandbox whose container is gone (its engine restarted, or it was removed from
@@ -730,21 +795,31 @@ impl Sandboxes {
         task.await.map_err(|error| SandboxesError::Unfinished(error.to_string()))?
     }
 
-    /// Start the warm containers (at the server's start).
+    /// Start the warm containers (at the server's start) on the nodes that are up.
     pub fn warm_up(&self) {
-        for language in tracebox_model::Language::ALL {
-            self.inner.warm.fill(language);
+        for (node, warm) in &self.inner.warm {
+            if self.inner.nodes.reachable(node).is_ok() {
+                for language in tracebox_model::Language::ALL {
+                    warm.fill(language);
+                }
+            }
         }
     }
 
     /// Remove the warm containers no sandbox took (shutdown); running sandboxes stay.
     pub async fn close(&self) {
-        self.inner.warm.close().await;
+        futures_util::future::join_all(self.inner.warm.values().map(|warm| warm.close())).await;
     }
 
-    /// Warm containers waiting, per language (for `/metrics`).
+    /// Warm containers waiting, per language, on all nodes (for `/metrics`).
     pub fn warm_idle(&self) -> std::collections::HashMap<tracebox_model::Language, usize> {
-        self.inner.warm.idle()
+        let mut idle = std::collections::HashMap::new();
+        for warm in self.inner.warm.values() {
+            for (language, count) in warm.idle() {
+                *idle.entry(language).or_default() += count;
+            }
+        }
+        idle
     }
 
     /// How many sandboxes are in each state (for `/health` and `/metrics`).

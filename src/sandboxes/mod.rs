@@ -22,9 +22,10 @@ use tracebox_model::sandbox::{OnTimeout, OpInput, OpOutput, SandboxRecord, Sandb
 use tracebox_model::{EventLog, Language, Source, Status, TraceId, TraceInput, TraceOutput, now_us};
 
 use crate::files::{FileError, Files};
+use crate::nodes::{Node, Nodes, NodesError};
 use crate::policy::Policy;
 use crate::runner::{RunError, Runner};
-use crate::sandbox::{OpError, Sandbox, SandboxError, Session};
+use crate::sandbox::{OpError, SandboxError, Session};
 use crate::trace::{FinishedTrace, NewTrace, StoreError, TraceStore};
 
 pub use lifecycle::{CreateRequest, SandboxView};
@@ -108,6 +109,9 @@ pub enum SandboxesError {
     Unfinished(String),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// Its node is down, or no node can take a new sandbox.
+    #[error(transparent)]
+    Node(#[from] NodesError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -162,7 +166,9 @@ pub struct Sandboxes {
 
 struct Inner {
     settings: SandboxesSettings,
-    runtime: Sandbox,
+    /// Where sandboxes' containers run: each sandbox on one node, for its life (or until a
+    /// resume finds its node down and moves it).
+    nodes: Nodes,
     /// Redacts what file reads return, as it does runs' output.
     policy: Arc<Policy>,
     store: TraceStore,
@@ -174,25 +180,40 @@ struct Inner {
     live: Mutex<HashMap<String, Arc<Live>>>,
     /// Read-modify-write of records, one at a time.
     records: tokio::sync::Mutex<()>,
-    /// Containers started ahead for the default sandboxes.
-    warm: warm::Warm,
+    /// Containers started ahead for the default sandboxes, per node.
+    warm: BTreeMap<String, warm::Warm>,
     /// Sandboxes being created: counted with those stored, so that creates at once cannot pass
     /// TRACEBOX_SANDBOX_MAX together.
     creating: std::sync::atomic::AtomicUsize,
 }
 
-/// A running sandbox: its container's session, and the one step it runs at a time.
+/// A running sandbox: its container's session, and the one step it runs at a time. Its node
+/// counts it (for placement and `/nodes`) while it is live.
 struct Live {
     session: Session,
+    node: Arc<Node>,
     steps: Arc<Semaphore>,
     queued: std::sync::atomic::AtomicUsize,
+}
+
+impl Live {
+    fn new(session: Session, node: Arc<Node>) -> Live {
+        node.count_sandbox(true);
+        Live { session, node, steps: Arc::new(Semaphore::new(1)), queued: std::sync::atomic::AtomicUsize::new(0) }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.node.count_sandbox(false);
+    }
 }
 
 impl Sandboxes {
     #[allow(clippy::too_many_arguments)] // the services a sandbox uses, each its own
     pub fn new(
         settings: SandboxesSettings,
-        runtime: Sandbox,
+        nodes: Nodes,
         policy: Arc<Policy>,
         store: TraceStore,
         runner: Runner,
@@ -206,14 +227,22 @@ impl Sandboxes {
             pids: settings.pids,
             disk_mb: settings.default_disk_mb,
         };
-        let warm = warm::Warm::new(runtime.clone(), runner.runtime().clone(), settings.pool_size, profile);
+        let warm = nodes
+            .all()
+            .iter()
+            .map(|node| {
+                let warm =
+                    warm::Warm::new(node.sandbox().clone(), runner.runtime().clone(), settings.pool_size, profile);
+                (node.name().to_owned(), warm)
+            })
+            .collect();
         // Clones a crash left half-made are nobody's.
         repo::clear(&settings.repo);
         Sandboxes {
             inner: Arc::new(Inner {
                 warm,
                 settings,
-                runtime,
+                nodes,
                 policy,
                 store,
                 runner,
@@ -243,15 +272,30 @@ impl Sandboxes {
         }
     }
 
-    /// The session of a running sandbox; `Conflict` when it is paused.
-    fn session_of(&self, record: &SandboxRecord) -> Result<Arc<Live>, SandboxesError> {
+    /// The session of a running sandbox; `Conflict` when it is paused, `NodeDown` when its
+    /// node's engine does not answer (a container that stopped talking is asked about: was it
+    /// the container, or its engine?).
+    async fn session_of(&self, record: &SandboxRecord) -> Result<Arc<Live>, SandboxesError> {
         if record.status == SandboxStatus::Paused {
             return Err(SandboxesError::Conflict(format!(
                 "sandbox {} is paused; resume it first (POST /sandboxes/{}/resume)",
                 record.id, record.id
             )));
         }
-        self.live().get(&record.id).cloned().ok_or_else(|| {
+        let nodes = &self.inner.nodes;
+        nodes.reachable(&record.node)?;
+        let live = self.live().get(&record.id).cloned();
+        if live.as_ref().is_some_and(|live| live.session.is_gone()) && !nodes.answers(&record.node).await {
+            return Err(nodes
+                .reachable(&record.node)
+                .err()
+                .unwrap_or_else(|| NodesError::NodeDown {
+                    name: record.node.clone(),
+                    why: "its engine does not answer".to_owned(),
+                })
+                .into());
+        }
+        live.ok_or_else(|| {
             SandboxesError::Conflict(format!(
                 "sandbox {} has no container right now (its engine may be down); try again, or delete it",
                 record.id

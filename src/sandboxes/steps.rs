@@ -77,7 +77,7 @@ impl Sandboxes {
             return Err(SandboxesError::Invalid("`cmd` is empty: send the command to run with bash -c".into()));
         }
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let limits = self.step_limits(request.timeout)?;
         if let Some(cwd) = &request.cwd {
             check_cwd(&live, cwd).await?;
@@ -95,6 +95,7 @@ impl Sandboxes {
             tenant: None,
             owner: record.tenant.clone(),
             handler: None,
+            placement: Default::default(),
         };
         self.start_step(
             &record,
@@ -123,7 +124,7 @@ impl Sandboxes {
                 )));
             }
         }
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let limits = self.step_limits(request.timeout)?;
         let execution = ExecutionRequest {
             language: record.language,
@@ -138,6 +139,7 @@ impl Sandboxes {
             tenant: None,
             owner: record.tenant.clone(),
             handler: None,
+            placement: Default::default(),
         };
         self.start_step(&record, &live, execution, StepKind::Cell, false).await
     }
@@ -145,7 +147,7 @@ impl Sandboxes {
     /// A new kernel: the variables of earlier cells are gone.
     pub async fn restart_kernel(&self, id: &str) -> Result<(), SandboxesError> {
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let _only_step = live.steps.acquire().await;
         live.session.call(json!({"op": "restart"}), &[]).await?;
         self.touch(id, false).await?;
@@ -215,7 +217,7 @@ impl Sandboxes {
         range: Option<(u64, Option<u64>)>,
     ) -> Result<FileRead, SandboxesError> {
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let most = self.inner.settings.max_file_bytes;
         let input =
             OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Read, path: Some(path.to_owned()), snapshot: None };
@@ -267,7 +269,7 @@ impl Sandboxes {
             )));
         }
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let input = OpInput { sandbox_id: id.to_owned(), op, path: Some(path.to_owned()), snapshot: None };
         let (entry, _) = self
             .traced(&record, input, async {
@@ -292,7 +294,7 @@ impl Sandboxes {
             }
         }
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let input =
             OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Upload, path: Some(dir.to_owned()), snapshot: None };
         let (entries, _) = self
@@ -313,7 +315,7 @@ impl Sandboxes {
     /// Remove a file or a directory (with what it holds).
     pub async fn remove_file(&self, id: &str, path: &str) -> Result<(), SandboxesError> {
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let input =
             OpInput { sandbox_id: id.to_owned(), op: SandboxOp::Delete, path: Some(path.to_owned()), snapshot: None };
         self.traced(&record, input, async {
@@ -326,7 +328,7 @@ impl Sandboxes {
 
     async fn running(&self, id: &str) -> Result<Arc<Live>, SandboxesError> {
         let record = self.record(id).await?;
-        self.session_of(&record)
+        self.session_of(&record).await
     }
 }
 

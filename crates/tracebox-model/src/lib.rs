@@ -7,6 +7,7 @@ pub mod access;
 mod artifact;
 pub mod handler;
 mod language;
+pub mod placement;
 mod policy;
 pub mod record;
 mod run;
@@ -18,6 +19,7 @@ mod trace;
 pub use artifact::{Artifact, Omitted};
 pub use handler::{HandlerCall, HandlerError, HandlerOutcome};
 pub use language::{LANGUAGE_NAMES, Language, UnknownLanguage};
+pub use placement::{NodeAttempt, Placement, Strategy, UnknownStrategy};
 pub use policy::{Action, PolicyHit, Redaction};
 pub use record::{Record, TraceInput, TraceOutput, Usage};
 pub use run::{

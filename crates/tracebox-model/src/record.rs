@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::handler::HandlerInput;
 use crate::sandbox::{CellInput, CommandInput, OpInput, OpOutput, SandboxInput, SandboxOutput};
 use crate::tool::{ReplayInput, ReplayOutput, ToolInput, ToolOutput};
-use crate::{Execution, Language, PolicyHit, RunLimits, Status, TraceId, TraceKind};
+use crate::{Execution, Language, NodeAttempt, PolicyHit, RunLimits, Status, Strategy, TraceId, TraceKind};
 
 /// A file a record names: an upload given to a run or a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,6 +318,33 @@ pub struct BatchOutput {
     pub items: Vec<BatchItem>,
 }
 
+/// A schedule as it started: tasks placed over the nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleInput {
+    pub tasks: usize,
+    pub strategy: Strategy,
+}
+
+/// One task of a finished schedule, as its trace lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleTask {
+    /// Its run's status, or `refused` when it never ran (the error says why).
+    pub status: String,
+    pub trace_id: Option<TraceId>,
+    /// The node that ran it.
+    pub node: Option<String>,
+    pub attempts: Vec<NodeAttempt>,
+    pub duration_ms: u64,
+    pub error: Option<String>,
+}
+
+/// How a schedule ended: each task in the order sent, and the wall time of all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleOutput {
+    pub tasks: Vec<ScheduleTask>,
+    pub wall_ms: u64,
+}
+
 /// What a trace records as it starts, by kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TraceInput {
@@ -332,6 +359,7 @@ pub enum TraceInput {
     SandboxOp(OpInput),
     Tool(ToolInput),
     Replay(ReplayInput),
+    Schedule(ScheduleInput),
 }
 
 /// What a trace records as it ends, by kind.
@@ -348,6 +376,7 @@ pub enum TraceOutput {
     SandboxOp(OpOutput),
     Tool(ToolOutput),
     Replay(ReplayOutput),
+    Schedule(ScheduleOutput),
 }
 
 /// A trace read back: its kind's input, and its output once it ended.
@@ -364,6 +393,7 @@ pub enum Record {
     SandboxOp { input: OpInput, output: Option<OpOutput> },
     Tool { input: ToolInput, output: Option<ToolOutput> },
     Replay { input: ReplayInput, output: Option<ReplayOutput> },
+    Schedule { input: ScheduleInput, output: Option<ScheduleOutput> },
 }
 
 macro_rules! kinds {
@@ -442,6 +472,7 @@ kinds! {
     SandboxOp(OpInput, OpOutput),
     Tool(ToolInput, ToolOutput),
     Replay(ReplayInput, ReplayOutput),
+    Schedule(ScheduleInput, ScheduleOutput),
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::record::CellOutcome;
-use crate::{Action, Artifact, HandlerCall, HandlerOutcome, Language, Omitted, PolicyHit, Redaction, TraceId};
+use crate::{
+    Action, Artifact, HandlerCall, HandlerOutcome, Language, NodeAttempt, Omitted, Placement, PolicyHit, Redaction,
+    TraceId,
+};
 
 /// Which door a run came through; recorded on its trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +112,8 @@ pub struct ExecutionRequest {
     pub owner: Option<String>,
     /// Handler mode: call this function of the code with an event, and return what it returns.
     pub handler: Option<HandlerCall>,
+    /// Which nodes it may run on, and how one is picked.
+    pub placement: Placement,
 }
 
 /// An uploaded file given to a run: `/workspace/<name>` in the container, read-only.
@@ -198,6 +203,12 @@ pub struct Execution {
     /// Handler mode: what the handler returned, or its error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handler: Option<HandlerOutcome>,
+    /// The node (Docker engine) it ran on; None when it never reached one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Placements that failed before its program started, in order (it then ran elsewhere).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<NodeAttempt>,
 }
 
 /// Which output stream a piece of output came from.
@@ -260,6 +271,8 @@ impl Execution {
             artifacts_omitted: Vec::new(),
             cell: None,
             handler: None,
+            node: None,
+            attempts: Vec::new(),
         }
     }
 

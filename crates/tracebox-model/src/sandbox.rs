@@ -98,6 +98,14 @@ pub struct SandboxRecord {
     /// Whose it is: the tenant of the key that made it (None on an open server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The node (Docker engine) its container runs on; records made before nodes existed were
+    /// on the one local engine.
+    #[serde(default = "local_node")]
+    pub node: String,
+}
+
+fn local_node() -> String {
+    "local".to_owned()
 }
 
 /// A repository at a commit: what a sandbox's `/workspace` starts as.

@@ -130,10 +130,12 @@ pub enum TraceKind {
     Tool,
     /// A replay of a trajectory, with its tool calls as children.
     Replay,
+    /// Tasks placed over the nodes, each a child run.
+    Schedule,
 }
 
 impl TraceKind {
-    pub const ALL: [TraceKind; 11] = [
+    pub const ALL: [TraceKind; 12] = [
         TraceKind::Execution,
         TraceKind::Claude,
         TraceKind::Upload,
@@ -145,6 +147,7 @@ impl TraceKind {
         TraceKind::SandboxOp,
         TraceKind::Tool,
         TraceKind::Replay,
+        TraceKind::Schedule,
     ];
 
     /// The name stored and shown.
@@ -161,6 +164,7 @@ impl TraceKind {
             TraceKind::SandboxOp => "sandbox_op",
             TraceKind::Tool => "tool",
             TraceKind::Replay => "replay",
+            TraceKind::Schedule => "schedule",
         }
     }
 }

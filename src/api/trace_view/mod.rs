@@ -7,6 +7,7 @@ mod claude;
 mod handler;
 mod pages;
 mod sandbox;
+mod schedule;
 mod tool;
 
 use askama::Template;
@@ -21,6 +22,7 @@ use handler::HandlerView;
 use pages::{PageLink, children_pages};
 pub use sandbox::STEPS_PAGE;
 use sandbox::{SandboxView, StepOf};
+use schedule::ScheduleView;
 
 use tracebox_model::record::{DownloadInput, DownloadOutput, StoredFile, UploadInput, UploadOutput};
 use tracebox_model::sandbox::{OpInput, OpOutput, SandboxStatus};
@@ -256,6 +258,8 @@ pub struct DetailPage<'a> {
     hits: Vec<PolicyHit>,
     redactions: Vec<Redaction>,
     limits: Vec<(String, String)>,
+    /// Where a run ran: its node, and the nodes that failed it before its program started.
+    placement: Vec<(String, String)>,
     env_names: Vec<String>,
     flags: Vec<&'static str>,
     timeline: Vec<TimelineRow>,
@@ -266,6 +270,7 @@ pub struct DetailPage<'a> {
     claude: Option<ClaudeView>,
     /// For a batch: its summary and items.
     batch: Option<BatchView>,
+    schedule: Option<ScheduleView>,
     /// For a sandbox: its facts, where it stands, its steps.
     sandbox: Option<SandboxView>,
     /// For a step of a sandbox: the way back to it.
@@ -384,6 +389,7 @@ impl<'a> DetailPage<'a> {
             hits: Vec::new(),
             redactions: Vec::new(),
             limits: Vec::new(),
+            placement: Vec::new(),
             env_names: Vec::new(),
             flags: Vec::new(),
             timeline: timeline(&trace.events, summary.duration_ms),
@@ -391,6 +397,7 @@ impl<'a> DetailPage<'a> {
             transfer: None,
             claude: None,
             batch: None,
+            schedule: None,
             sandbox: None,
             step_of: None,
             details: None,
@@ -468,6 +475,11 @@ impl<'a> DetailPage<'a> {
                 page.explanation = view.explain(summary.status);
                 page.batch = Some(view);
             }
+            Ok(Record::Schedule { input, output }) => {
+                let view = ScheduleView::of(&input, output.as_ref());
+                page.explanation = view.explain(summary.status);
+                page.schedule = Some(view);
+            }
             Err(error) => {
                 page.explanation = Explanation {
                     headline: "This trace's record could not be read; its raw JSON is linked above.".to_owned(),
@@ -488,6 +500,12 @@ impl<'a> DetailPage<'a> {
         self.env_names = code.env_names;
         self.hits = code.hits;
         let Some(output) = output else { return };
+        if let Some(node) = &output.node {
+            self.placement.push(("node".to_owned(), node.clone()));
+        }
+        for (i, attempt) in output.attempts.iter().enumerate() {
+            self.placement.push((format!("attempt {} failed on {}", i + 1, attempt.node), attempt.error.clone()));
+        }
         let summary = &self.trace.summary;
         self.explanation = explain(summary.status, summary.exit_code, output.message.as_deref().unwrap_or_default());
         if let Some(handler) = &self.handler {

@@ -186,7 +186,7 @@ impl Sandboxes {
     ) -> Result<ToolReply, SandboxesError> {
         let call = Call::parse(tool, &params, self.inner.settings.max_file_bytes)?;
         let record = self.record(id).await?;
-        let live = self.session_of(&record)?;
+        let live = self.session_of(&record).await?;
         let parent = replay.map_or(record.trace_id, |(trace, _)| trace);
         let trace_id = TraceId::new();
         let mut log = EventLog::start();
@@ -301,6 +301,7 @@ impl Sandboxes {
             tenant: None,
             owner: record.tenant.clone(),
             handler: None,
+            placement: Default::default(),
         };
         let run = self.start_step(record, live, request, step, false).await?;
         steps::finish(run).await

@@ -87,7 +87,7 @@ impl Sandboxes {
     pub async fn replay(&self, id: &str, trajectory: Trajectory, reset: bool) -> Result<ReplayReport, SandboxesError> {
         let calls = checked(&trajectory, self.inner.settings.max_file_bytes)?;
         let record = self.record(id).await?;
-        self.session_of(&record)?;
+        self.session_of(&record).await?;
         if reset {
             self.reset(id, None).await?;
         }

@@ -1,0 +1,110 @@
+//! Heartbeats: each node's engine is asked every `heartbeat` whether it is there (ping and
+//! info). Three missed in a row and the node is `down`: no new work, its pool stops starting
+//! containers, its sandboxes wait. The first answer after that brings it back, once it holds
+//! the sandbox image again (copied from a node that is up, should its engine have lost it).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{MISSES_TO_DOWN, Node, NodeEvent, Nodes};
+use crate::sandbox::{EngineInfo, SandboxError};
+
+/// The least time an engine gets to answer a heartbeat, however short the interval.
+const LEAST_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Ask `node`'s engine whether it is there, within the heartbeat's patience.
+pub(super) async fn probe(node: &Node, heartbeat: Duration) -> Result<EngineInfo, SandboxError> {
+    let patience = heartbeat.max(LEAST_PATIENCE);
+    match tokio::time::timeout(patience, node.sandbox.engine_info()).await {
+        Ok(answer) => answer,
+        Err(_) => Err(SandboxError::Unreachable {
+            host: node.sandbox.docker_host().to_owned(),
+            source: format!("no answer within {patience:?}").into(),
+        }),
+    }
+}
+
+/// Beat `node` every `heartbeat` until aborted.
+pub(super) fn spawn(nodes: Nodes, node: Arc<Node>, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
+    let every = nodes.inner.heartbeat;
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match probe(&node, every).await {
+                Ok(info) => {
+                    let was_up = node.beat().up;
+                    if was_up {
+                        answered(&node, info);
+                    } else {
+                        come_back(&nodes, &node, info).await;
+                    }
+                }
+                Err(error) => missed(&nodes, &node, error.to_string()),
+            }
+        }
+    })
+}
+
+/// The engine answered: note when, and what it said.
+pub(super) fn answered(node: &Node, info: EngineInfo) {
+    let mut beat = node.beat();
+    beat.up = true;
+    beat.misses = 0;
+    beat.last_answer = Some(SystemTime::now());
+    beat.info = Some(info);
+    beat.error = None;
+}
+
+/// The engine did not answer: the third time in a row, the node goes down.
+pub(super) fn missed(nodes: &Nodes, node: &Node, error: String) {
+    let went_down = {
+        let mut beat = node.beat();
+        beat.misses += 1;
+        beat.error = Some(error.clone());
+        let down = beat.up && beat.misses >= MISSES_TO_DOWN;
+        if down {
+            beat.up = false;
+        }
+        down
+    };
+    if went_down {
+        tracing::warn!(node = %node.name, %error, misses = MISSES_TO_DOWN, "node is down: no new work goes there");
+        node.sandbox.suspend_pool(true);
+        nodes.tell(NodeEvent::Down(node.name.clone()));
+    }
+}
+
+/// A node that was down answers: make sure it holds the sandbox image (an engine that lost
+/// its data root has none), then take it back, refill its pool and tell the sandboxes.
+async fn come_back(nodes: &Nodes, node: &Arc<Node>, info: EngineInfo) {
+    {
+        let mut beat = node.beat();
+        if beat.returning {
+            return;
+        }
+        beat.returning = true;
+        beat.misses = 0;
+    }
+    let source = nodes.all().iter().find(|other| other.name != node.name && other.beat().up);
+    let image = match source {
+        Some(source) => {
+            let progress = |line: &str| tracing::info!(target: "tracebox::image", node = %node.name, "{line}");
+            node.sandbox.copy_image_from(&source.sandbox, &progress).await.map(|_| ())
+        }
+        // No other node up: it must hold the image itself (it was built there, or copied before).
+        None => node.sandbox.health().await.error.map_or(Ok(()), |error| Err(SandboxError::NotReady { why: error })),
+    };
+    node.beat().returning = false;
+    if let Err(error) = image {
+        tracing::warn!(node = %node.name, %error, "node answers again but lacks the sandbox image; it stays down");
+        node.beat().error = Some(format!("it answers, but the sandbox image could not be given to it: {error}"));
+        return;
+    }
+    answered(node, info);
+    node.sandbox.suspend_pool(false);
+    tracing::info!(node = %node.name, "node is up again");
+    nodes.tell(NodeEvent::Up(node.name.clone()));
+}
