@@ -330,7 +330,8 @@ tls_up() {
   old=$(cat "$(portfile "$name")" 2>/dev/null || true)
   pid=$(pid_of "$name")
   if [ -n "$pid" ] && [ "$old" != "$port" ]; then
-    die "$name runs already${old:+ on port $old}${old:-" without TCP"}; scripts/nodes.sh down $name first"
+    if [ -n "$old" ]; then old="on port $old"; else old="without TCP"; fi
+    die "$name runs already $old; scripts/nodes.sh down $name first"
   fi
   need_docker
   certs
