@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Extra Docker engines on this machine, as real nodes of tracebox (issue 18) for the tests and
 # benchmarks. Each is a dockerd of its own: its socket, data root, exec root (where it runs its
-# own containerd), pid file and log; no bridge, no iptables rules and no masquerading, so the
-# main engine's network and firewall are left alone; `--live-restore`, so its containers keep
+# own containerd), pid file and log; a bridge of its own (tbx-NAME) and no iptables rules, so the
+# main engine's docker0 and firewall are left alone; `--live-restore`, so its containers keep
 # running while it is stopped and it finds them again when it starts. Data roots are kept
 # between runs, so images stay loaded. Needs root; installs Debian's docker.io (through
 # scripts/ensure-docker.sh) when dockerd is absent. Never touches the main engine.
@@ -39,12 +39,14 @@ die() {
   exit 1
 }
 
+# Names are short: the engine's bridge, tbx-NAME, must fit in an interface name (15 bytes).
 check_name() {
-  [[ $1 =~ ^[a-z0-9][a-z0-9_.-]{0,39}$ && $1 != certs ]] ||
-    die "bad engine name '$1': lower-case letters, digits, '-', '_', '.' (not 'certs')"
+  [[ $1 =~ ^[a-z0-9][a-z0-9_.-]{0,10}$ && $1 != certs ]] ||
+    die "bad engine name '$1': 1 to 11 lower-case letters, digits, '-', '_', '.' (not 'certs')"
 }
 
 sock() { echo "$RUN_DIR/$1.sock"; }
+bridge() { echo "tbx-$1"; }
 pidfile() { echo "$RUN_DIR/$1.pid"; }
 logfile() { echo "$LOG_DIR/$1.log"; }
 # The TCP port of a TLS engine, remembered by tls-up so that `start` brings it back the same.
@@ -83,8 +85,8 @@ need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (dockerd needs it): sudo 
 
 # dockerd and the docker CLI, installed with the main engine when absent.
 need_docker() {
-  if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
-    log "dockerd is not installed: scripts/ensure-docker.sh installs it"
+  if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+    log "dockerd or ip is not installed: scripts/ensure-docker.sh installs them"
     scripts/ensure-docker.sh
   fi
 }
@@ -106,6 +108,13 @@ launch() {
   if [ -n "$cpid" ] && ! { alive "$cpid" && [ "$(cat "/proc/$cpid/comm" 2>/dev/null)" = containerd ]; }; then
     rm -f "$cfile"
   fi
+  # The engine's own bridge, made here: dockerd makes only docker0 itself, and with
+  # `--bridge none` it deletes the host's docker0 at start (the main engine's bridge). Left
+  # without an address, dockerd gives it a free subnet of its pools (one no route uses).
+  if ! ip link show "$(bridge "$name")" >/dev/null 2>&1; then
+    ip link add name "$(bridge "$name")" type bridge
+    ip link set "$(bridge "$name")" up
+  fi
   local flags=(
     --host "unix://$(sock "$name")"
     --data-root "$LIB_DIR/$name"
@@ -113,9 +122,9 @@ launch() {
     --pidfile "$(pidfile "$name")"
     # Its own configuration: /etc/docker/daemon.json is the main engine's.
     --config-file "$LIB_DIR/$name.daemon.json"
-    # Leave the main engine's network alone: no docker0-like bridge, no firewall or NAT rules.
-    # Sandboxes run with network "none" anyway.
-    --bridge none --iptables=false --ip6tables=false --ip-masq=false
+    # Leave the main engine's network alone: a bridge of its own, no firewall or NAT rules, no
+    # forwarding switched on. Sandboxes run with network "none" anyway.
+    --bridge "$(bridge "$name")" --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false
     # Containers outlive a stop of this engine and are found again when it starts.
     --live-restore
     # Containers that log (tracebox's do not) cannot fill the disk.
@@ -184,6 +193,7 @@ down() {
     if [ -z "$pid" ]; then
       log "$name is down already"
       rm -f "$(pidfile "$name")" "$RUN_DIR/$name.launched"
+      drop_bridge "$name"
       continue
     fi
     running=$(docker_at "$name" ps -q 2>/dev/null | wc -l || true)
@@ -201,8 +211,20 @@ down() {
       while alive "$pid"; do sleep 0.1; done
     fi
     rm -f "$(pidfile "$name")" "$RUN_DIR/$name.launched"
+    drop_bridge "$name"
     log "$name is down"
   done
+}
+
+# Removes NAME's bridge when nothing uses it, so a stopped engine leaves no interface or route
+# behind; `up` makes it again. Kept while the engine's containers run on (live restore): the
+# engine comes back to its network as it left it.
+drop_bridge() {
+  local br
+  br=$(bridge "$1")
+  ip link show "$br" >/dev/null 2>&1 || return 0
+  if pgrep -f "containerd-shim.*-address $RUN_DIR/$1.exec/" >/dev/null 2>&1; then return 0; fi
+  if [ -z "$(ip -o link show master "$br" 2>/dev/null)" ]; then ip link del "$br" 2>/dev/null || true; fi
 }
 
 host() { echo "unix://$(sock "$1")"; }
@@ -330,7 +352,8 @@ tls_up() {
   old=$(cat "$(portfile "$name")" 2>/dev/null || true)
   pid=$(pid_of "$name")
   if [ -n "$pid" ] && [ "$old" != "$port" ]; then
-    die "$name runs already${old:+ on port $old}${old:-" without TCP"}; scripts/nodes.sh down $name first"
+    if [ -n "$old" ]; then old="on port $old"; else old="without TCP"; fi
+    die "$name runs already $old; scripts/nodes.sh down $name first"
   fi
   need_docker
   certs
