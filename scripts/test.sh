@@ -21,6 +21,20 @@ if [ $# -eq 0 ]; then
   TRACEBOX_BIN="${CARGO_TARGET_DIR:-target}/debug/tracebox" scripts/sdk-test.sh
 fi
 
+# The node tests (tests/it/nodes.rs) start extra engines with scripts/nodes.sh; whatever of
+# tracebox's is left on them is a leak too. Then they are stopped (their data roots stay).
+node_left=""
+for node in node-a node-b node-tls; do
+  if host=$(scripts/nodes.sh host "$node" 2>/dev/null) && docker --host "$host" info >/dev/null 2>&1; then
+    node_left+=$(docker --host "$host" ps -aq --no-trunc --filter label=tracebox | sed "s/^/$node:/")
+  fi
+done
+scripts/nodes.sh down node-a node-b node-tls
+if [ -n "$node_left" ]; then
+  echo "[test] sandbox containers were left on the node engines: $node_left" >&2
+  exit 1
+fi
+
 after=$(docker ps -aq --no-trunc --filter label=tracebox --filter "ancestor=${TRACEBOX_IMAGE:-tracebox-sandbox:latest}" | sort)
 left=$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)
 if [ -n "$left" ]; then

@@ -432,6 +432,9 @@ pub enum ConfigError {
     Renamed { old: &'static str, new: &'static str, why: &'static str },
 }
 
+/// Settings the TOML file alone holds: tables no flag or environment variable could.
+const FILE_ONLY: &[&str] = &["nodes"];
+
 /// Settings that were renamed: the old key, the new one, and why. An old name set in the
 /// environment or the file stops start-up naming the new one: a setting ignored in silence
 /// would leave the operator wondering why it no longer works.
@@ -479,14 +482,16 @@ impl Config {
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let file: toml::Table = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
         renamed(|key| file.contains_key(key))?;
-        let known: Vec<String> = Self::bare_command().get_arguments().map(|arg| arg.get_id().to_string()).collect();
+        let mut known: Vec<String> = Self::bare_command().get_arguments().map(|arg| arg.get_id().to_string()).collect();
+        // Settings of the file alone (tables, not flags).
+        known.extend(FILE_ONLY.iter().map(|key| key.to_string()));
         let mut merged = toml::Table::try_from(&self).map_err(|e| file_error(e.to_string()))?;
         for (key, value) in file {
             if !known.contains(&key) {
                 return Err(file_error(format!("unknown setting `{key}`; known settings: {}", known.join(", "))));
             }
-            let explicit =
-                matches!(matches.value_source(&key), Some(ValueSource::EnvVariable | ValueSource::CommandLine));
+            let explicit = !FILE_ONLY.contains(&key.as_str())
+                && matches!(matches.value_source(&key), Some(ValueSource::EnvVariable | ValueSource::CommandLine));
             if !explicit {
                 merged.insert(key, value);
             }
@@ -976,6 +981,44 @@ mod tests {
         assert_eq!(config.trace_cap(), Some(1_000_000_000_000));
         let error = load(&["--trace-retention-days=-1"], None).unwrap_err().to_string();
         assert!(error.contains("trace_retention_days") && error.contains("TRACEBOX_TRACE_RETENTION_DAYS"), "{error}");
+    }
+
+    #[test]
+    fn nodes_come_from_the_file_with_their_labels_tls_and_capacity() {
+        let file = r#"
+            placement = "round_robin"
+            max_concurrent_runs = 3
+
+            [[nodes]]
+            name = "local"
+            docker_host = "unix:///var/run/docker.sock"
+            labels = { zone = "home" }
+
+            [[nodes]]
+            name = "cloud-1"
+            docker_host = "tcp://10.0.0.7:2376"
+            tls_ca = "/etc/hostname"
+            tls_cert = "/etc/hostname"
+            tls_key = "/etc/hostname"
+            max_concurrent_runs = 16
+        "#;
+        let config = load(&[], Some(file)).unwrap();
+        let settings = config.nodes_settings();
+        assert_eq!(settings.strategy, Strategy::RoundRobin);
+        let names: Vec<&str> = settings.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["local", "cloud-1"]);
+        assert_eq!(settings.nodes[0].labels.get("zone").map(String::as_str), Some("home"));
+        assert_eq!(settings.nodes[0].max_concurrent_runs, 3, "unset: max_concurrent_runs");
+        assert_eq!(settings.nodes[1].sandbox.docker_host.as_deref(), Some("tcp://10.0.0.7:2376"));
+        assert!(settings.nodes[1].sandbox.tls.is_some());
+        assert_eq!(config.runs_at_once(), 19, "the nodes' capacities add up");
+        let none = Config::defaults().nodes_settings();
+        assert_eq!((none.nodes.len(), none.nodes[0].name.as_str()), (1, LOCAL_NODE));
+        let twice = "[[nodes]]\nname = \"a\"\ndocker_host = \"unix:///x\"\n[[nodes]]\nname = \"a\"\ndocker_host = \"unix:///y\"\n";
+        let error = load(&[], Some(twice)).unwrap_err().to_string();
+        assert!(error.contains("two nodes are named \"a\""), "{error}");
+        let typo = "[[nodes]]\nname = \"a\"\ndocker_hots = \"unix:///x\"\n";
+        assert!(load(&[], Some(typo)).unwrap_err().to_string().contains("docker_hots"));
     }
 
     #[test]

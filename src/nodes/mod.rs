@@ -133,6 +133,12 @@ impl Node {
         self.runs() + self.sandboxes.load(Ordering::Relaxed)
     }
 
+    /// Does it carry the labels `placement` asks for (and is it on this machine, when the work
+    /// has files to mount)?
+    fn fits(&self, placement: &Placement, local_only: bool) -> bool {
+        placement::labels_fit(&placement.labels, &self.labels) && (self.local || !local_only)
+    }
+
     /// A sandbox's container started (`true`) or went away here.
     pub fn count_sandbox(&self, started: bool) {
         if started {
@@ -424,7 +430,7 @@ impl Nodes {
         let fits: Vec<&Arc<Node>> = self
             .all()
             .iter()
-            .filter(|node| placement::labels_fit(&placement.labels, &node.labels) && (node.local || !local_only))
+            .filter(|node| node.fits(placement, local_only))
             .collect();
         if fits.is_empty() {
             let wanted = if placement.labels.is_empty() {
@@ -503,9 +509,12 @@ impl Nodes {
             };
             log.record("node.placed", json!({ "node": node.name, "attempt": placed.attempts.len() + 1 }));
             // Elsewhere to go: a failing pool ends the wait at once rather than at the deadline.
-            let mut others = tried.clone();
-            others.insert(node.name.clone());
-            let fail_fast = self.pick(placement, local_only, &others).is_ok();
+            let fail_fast = self.all().iter().any(|other| {
+                other.name != node.name
+                    && !tried.contains(&other.name)
+                    && other.state() == NodeState::Up
+                    && other.fits(placement, local_only)
+            });
             match node.sandbox.acquire(&spec, fail_fast, log).await {
                 Ok(acquired) => {
                     placed.node = Some(node.name.clone());

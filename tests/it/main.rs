@@ -25,6 +25,7 @@ mod kernel;
 mod lifecycle;
 mod limits;
 mod mcp;
+mod nodes;
 mod origin;
 mod policy;
 mod pool;
