@@ -427,11 +427,7 @@ impl Nodes {
         local_only: bool,
         tried: &HashSet<String>,
     ) -> Result<Arc<Node>, NodesError> {
-        let fits: Vec<&Arc<Node>> = self
-            .all()
-            .iter()
-            .filter(|node| node.fits(placement, local_only))
-            .collect();
+        let fits: Vec<&Arc<Node>> = self.all().iter().filter(|node| node.fits(placement, local_only)).collect();
         if fits.is_empty() {
             let wanted = if placement.labels.is_empty() {
                 "no labels".to_owned()
@@ -495,6 +491,7 @@ impl Nodes {
         let mut tried = HashSet::new();
         let local_only = !spec.files.is_empty();
         loop {
+            let picking = std::time::Instant::now();
             let node = match self.pick(placement, local_only, &tried) {
                 Ok(node) => node,
                 // The last attempt's failure says more than "no node left".
@@ -504,10 +501,20 @@ impl Nodes {
                 }
                 Err(error) => return (Err(error), placed),
             };
+            let picked_us = picking.elapsed().as_micros() as u64;
             let Some(_slot) = self.slot(&node, spec.wait_until).await else {
                 return (Err(NodesError::Full(node.name.clone())), placed);
             };
-            log.record("node.placed", json!({ "node": node.name, "attempt": placed.attempts.len() + 1 }));
+            log.record(
+                "node.placed",
+                json!({
+                    "node": node.name,
+                    "attempt": placed.attempts.len() + 1,
+                    // What placement cost the run: the choice, then the wait for a slot there.
+                    "pick_us": picked_us,
+                    "slot_wait_us": picking.elapsed().as_micros() as u64 - picked_us,
+                }),
+            );
             // Elsewhere to go: a failing pool ends the wait at once rather than at the deadline.
             let fail_fast = self.all().iter().any(|other| {
                 other.name != node.name
