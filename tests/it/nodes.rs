@@ -167,7 +167,9 @@ async fn round_robin_spreads_a_schedule_over_every_node_and_labels_pin_tasks() {
 
     let pinned = cluster.schedule(json!({"tasks": hello_tasks(4, json!({"labels": {"ssd": "yes"}}))})).await;
     assert_eq!(nodes_of(&pinned), [NODE_A; 4], "only node-a carries ssd=yes");
-    let lab = cluster.schedule(json!({"tasks": hello_tasks(4, json!({"labels": {"zone": "lab"}})), "strategy": "round_robin"})).await;
+    let lab = cluster
+        .schedule(json!({"tasks": hello_tasks(4, json!({"labels": {"zone": "lab"}})), "strategy": "round_robin"}))
+        .await;
     assert!(nodes_of(&lab).iter().all(|n| n == NODE_A || n == NODE_B), "{:?}", nodes_of(&lab));
 
     let (status, refused) = cluster.server.execute(json!({"code": "print(1)", "labels": {"zone": "moon"}})).await;
@@ -180,7 +182,10 @@ async fn round_robin_spreads_a_schedule_over_every_node_and_labels_pin_tasks() {
         .schedule(json!({"tasks": [{"code": "print(1)", "labels": {"zone": "moon"}}, {"code": "print(2)", "labels": {"zone": "home"}}]}))
         .await;
     assert_eq!(mixed["results"][0]["error"]["code"], "no_node_matches", "{mixed}");
-    assert_eq!((mixed["results"][1]["node"].as_str(), mixed["results"][1]["stdout"].as_str()), (Some("local"), Some("2\n")));
+    assert_eq!(
+        (mixed["results"][1]["node"].as_str(), mixed["results"][1]["stdout"].as_str()),
+        (Some("local"), Some("2\n"))
+    );
     cluster.stop().await;
 }
 
@@ -201,7 +206,8 @@ async fn a_stopped_engine_goes_down_its_work_goes_to_the_others_and_it_comes_bac
         assert_eq!(result["status"], "success", "{result}");
         assert_ne!(result["node"], NODE_B, "{result}");
     }
-    let (status, refused) = cluster.server.execute(json!({"code": "print(1)", "labels": {"zone": "lab"}, "strategy": "random"})).await;
+    let (status, refused) =
+        cluster.server.execute(json!({"code": "print(1)", "labels": {"zone": "lab"}, "strategy": "random"})).await;
     assert_eq!(status, 200, "node-a still takes zone=lab: {refused}");
     let (status, refused) =
         cluster.server.execute(json!({"code": "print(1)", "labels": {"zone": "lab", "ssd": "yes"}})).await;
@@ -280,7 +286,8 @@ async fn a_schedule_refuses_no_tasks_too_many_tasks_and_an_unknown_strategy() {
     let (status, refused) = cluster.server.post_json("/schedule", json!({"tasks": too_many})).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_schedule")), "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("1 to 1000"), "{refused}");
-    let (status, strategy) = cluster.server.post_json("/schedule", json!({"tasks": [{"code": "1"}], "strategy": "fastest"})).await;
+    let (status, strategy) =
+        cluster.server.post_json("/schedule", json!({"tasks": [{"code": "1"}], "strategy": "fastest"})).await;
     assert_eq!((status, strategy["error"]["code"].as_str()), (400, Some("invalid_placement")), "{strategy}");
     let (status, task) =
         cluster.server.post_json("/schedule", json!({"tasks": [{"code": "1"}, {"code": "1", "timeout": 0}]})).await;
@@ -299,7 +306,8 @@ async fn a_sandbox_stays_on_its_node_answers_503_while_it_is_down_and_works_agai
     let node = made["node"].as_str().unwrap().to_owned();
     assert!(node == NODE_A || node == NODE_B, "{made}");
     let command = |cmd: &str| json!({"cmd": cmd});
-    let (status, wrote) = cluster.server.post_json(&format!("/sandboxes/{id}/commands"), command("echo kept > note.txt")).await;
+    let (status, wrote) =
+        cluster.server.post_json(&format!("/sandboxes/{id}/commands"), command("echo kept > note.txt")).await;
     assert_eq!(status, 200, "{wrote}");
 
     nodes_sh(&["stop", &node]);
@@ -313,7 +321,8 @@ async fn a_sandbox_stays_on_its_node_answers_503_while_it_is_down_and_works_agai
     cluster.wait_state(&node, "up").await;
     let deadline = tokio::time::Instant::now() + patience();
     let read = loop {
-        let (status, read) = cluster.server.post_json(&format!("/sandboxes/{id}/commands"), command("cat note.txt")).await;
+        let (status, read) =
+            cluster.server.post_json(&format!("/sandboxes/{id}/commands"), command("cat note.txt")).await;
         if status == 200 {
             break read;
         }
@@ -333,7 +342,8 @@ async fn a_paused_sandbox_whose_node_is_down_resumes_on_another_with_its_files()
     let (status, made) = cluster.server.post_json("/sandboxes", json!({"labels": {"ssd": "yes"}})).await;
     assert_eq!((status, made["node"].as_str()), (201, Some(NODE_A)), "{made}");
     let id = made["sandbox_id"].as_str().unwrap().to_owned();
-    let (status, _) = cluster.server.post_json(&format!("/sandboxes/{id}/commands"), json!({"cmd": "echo moved > f"})).await;
+    let (status, _) =
+        cluster.server.post_json(&format!("/sandboxes/{id}/commands"), json!({"cmd": "echo moved > f"})).await;
     assert_eq!(status, 200);
     let (status, paused) = cluster.server.post_json(&format!("/sandboxes/{id}/pause"), json!({})).await;
     assert_eq!(status, 200, "{paused}");
@@ -373,7 +383,11 @@ async fn a_node_over_tls_without_the_image_gets_it_copied_and_runs_there() {
     let mut server = TestServer::spawn_with(&[("TRACEBOX_CONFIG", config_path.as_str())]).await;
     assert!(server.logged().contains("copied"), "the image was copied to the TLS node at start");
     let (status, reply) = server.execute(json!({"code": "print('over tls')", "labels": {"over": "tls"}})).await;
-    assert_eq!((status, reply["node"].as_str(), reply["stdout"].as_str()), (200, Some("tls"), Some("over tls\n")), "{reply}");
+    assert_eq!(
+        (status, reply["node"].as_str(), reply["stdout"].as_str()),
+        (200, Some("tls"), Some("over tls\n")),
+        "{reply}"
+    );
     let (_, nodes) = server.get_json("/nodes").await;
     let tls = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "tls").unwrap().clone();
     assert_eq!(tls["docker_host"], format!("tcp://127.0.0.1:{PORT}"), "{tls}");

@@ -223,3 +223,33 @@ async fn a_tenant_in_a_query_is_a_name_never_a_path() {
     assert_eq!((status, code(&reply)), (400, "invalid_query"), "{reply}");
     assert!(server.data_dir.join("traces/traces.db").exists());
 }
+
+#[tokio::test]
+async fn a_schedule_and_its_tasks_are_its_tenants_and_only_an_admin_drains_a_node() {
+    let (server, alice, bob, admin) = three_keys(&[]).await;
+    let (status, schedule) =
+        post(&alice, &server, "/schedule", json!({"tasks": [{"code": "print('alice task')"}]})).await;
+    assert_eq!(status, 200, "{schedule}");
+    let schedule_id = schedule["trace_id"].as_str().unwrap().to_owned();
+    let task_id = schedule["results"][0]["trace_id"].as_str().unwrap().to_owned();
+    for id in [&schedule_id, &task_id] {
+        let (status, reply) = get(&bob, &server, &format!("/trace/{id}")).await;
+        assert_eq!((status, code(&reply)), (404, "no_such_trace"), "bob reads none of alice's schedule: {reply}");
+        let (status, trace) = get(&alice, &server, &format!("/trace/{id}")).await;
+        assert_eq!((status, trace["tenant"].as_str()), (200, Some("alice")), "{trace}");
+    }
+
+    // Where work goes is for anyone with a key; changing it is for an admin.
+    let (status, nodes) = get(&bob, &server, "/nodes").await;
+    assert_eq!((status, nodes["nodes"][0]["name"].as_str()), (200, Some("local")), "{nodes}");
+    let (status, refused) = post(&bob, &server, "/nodes/local/drain", json!({})).await;
+    assert_eq!((status, code(&refused)), (403, "forbidden"), "{refused}");
+    let (status, drained) = post(&admin, &server, "/nodes/local/drain", json!({})).await;
+    assert_eq!((status, drained["state"].as_str()), (200, Some("draining")), "{drained}");
+    let (status, refused) = post(&bob, &server, "/execute", json!({"code": "print(1)"})).await;
+    assert_eq!((status, code(&refused)), (503, "node_down"), "a drained server's only node takes nothing: {refused}");
+    let (status, _) = post(&admin, &server, "/nodes/local/undrain", json!({})).await;
+    assert_eq!(status, 200);
+    let anonymous = server.client.get(server.url("/nodes")).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401, "no key, no nodes");
+}
