@@ -38,8 +38,9 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     let services = Services::open(config, runtime.handle().clone())?;
     let _lock = runtime.block_on(services.prepare_server())?;
     let sweeper = services.spawn_sweeper(runtime.handle());
-    let keepers = services.nodes.spawn_keepers(runtime.handle());
+    // The sandboxes listen before the first heartbeat can bring a node back.
     let followers = services.spawn_node_followers(runtime.handle());
+    let keepers = services.nodes.spawn_keepers(runtime.handle());
     let reaper = services.spawn_sandbox_reaper(runtime.handle());
 
     let result = actix_web::rt::System::new().block_on(listen(services.clone()));

@@ -260,6 +260,9 @@ impl Nodes {
     /// `instance_id` and this start's `boot_id`. Nothing is asked of any engine yet: every
     /// node is down until [`Nodes::prepare`] or a heartbeat hears from it.
     pub fn connect(settings: &NodesSettings, instance_id: &str, boot_id: &str) -> Result<Nodes, SandboxError> {
+        if settings.nodes.is_empty() {
+            return Err(SandboxError::NotReady { why: "no node is configured".to_owned() });
+        }
         let mut nodes = Vec::new();
         for node in &settings.nodes {
             let sandbox = Sandbox::connect(&node.sandbox, instance_id, boot_id)?;
@@ -332,7 +335,7 @@ impl Nodes {
             }
         }
         let Some(builder) = self.all().iter().find(|node| node.beat().up) else {
-            return Err(first_error.unwrap_or(SandboxError::NotReady { why: "no node configured".to_owned() }));
+            return Err(first_error.unwrap_or(SandboxError::NotReady { why: "no node is configured".to_owned() }));
         };
         let ready = builder.sandbox.ensure_image(force, &mut |line| progress(line)).await?;
         for node in self.all().iter().filter(|node| node.beat().up && node.name != builder.name) {
