@@ -368,12 +368,19 @@ impl Nodes {
         futures_util::future::join_all(self.all().iter().map(|node| node.sandbox.close())).await;
     }
 
-    /// Remove this data directory's containers that `which` selects on every node that is up;
-    /// how many went. A node that is down is skipped (its turn comes at the next sweep).
+    /// Remove this data directory's containers that `which` selects on every node; how many
+    /// went. A node whose engine does not answer is skipped (its turn comes at the next sweep,
+    /// or when it comes back).
     pub async fn sweep(&self, which: Sweep<'_>) -> Result<usize, SandboxError> {
         let mut removed = 0;
-        for node in self.all().iter().filter(|node| node.beat().up) {
-            removed += node.sandbox.sweep(which).await?;
+        for node in self.all() {
+            match node.sandbox.sweep(which).await {
+                Ok(count) => removed += count,
+                Err(error) if error.is_unavailable() => {
+                    tracing::debug!(node = %node.name, %error, "not swept: its engine does not answer");
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(removed)
     }
