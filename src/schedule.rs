@@ -99,7 +99,14 @@ fn task_record(ran: &Result<Execution, RunError>, duration_ms: u64) -> ScheduleT
             error: execution.message.clone().filter(|_| execution.status != Status::Success),
         },
         Err(error) => ScheduleTask {
-            status: "refused".to_owned(),
+            // Refused: no node could take it, or the server was full; nothing of it ran. Failed:
+            // it may have begun (its trace says how far it went).
+            status: match error {
+                RunError::Placement { .. } | RunError::Busy { .. } => "refused",
+                RunError::Sandbox { source, .. } if source.is_busy() || source.is_unavailable() => "refused",
+                _ => "failed",
+            }
+            .to_owned(),
             trace_id: error.trace_id(),
             node: None,
             attempts: Vec::new(),

@@ -171,9 +171,7 @@ impl Services {
         let ready = self.prepare_nodes().await?;
         let (status, base) = (ready.status, &ready.base);
         tracing::info!(image = %self.config.image, ?status, %base, boot_id = self.boot_id(), "sandbox image ready");
-        if let Err(error) = self.sandboxes.adopt().await {
-            tracing::warn!(%error, "could not find the sandboxes of earlier starts again; they are retried at the next start");
-        }
+        self.sandboxes.adopt().await;
         self.nodes.warm_up(&|line| tracing::info!(target: "tracebox::pool", "{line}")).await;
         self.sandboxes.warm_up();
         Ok(lock)
@@ -235,6 +233,7 @@ impl Services {
                 if let Err(error) = services.nodes.sweep(stale).await {
                     tracing::warn!(%error, "sweeping leaked containers failed");
                 }
+                services.sandboxes.readopt().await;
                 let expired = services.files.expire_artifacts().await;
                 if expired > 0 {
                     tracing::info!(runs = expired, "removed expired artifacts (TRACEBOX_ARTIFACTS_RETENTION_HOURS)");
@@ -254,8 +253,9 @@ impl Services {
                 match events.recv().await {
                     Ok(NodeEvent::Down(node)) => sandboxes.node_down(&node),
                     Ok(NodeEvent::Up(node)) => {
-                        if let Err(error) = sandboxes.adopt_on(&node).await {
-                            tracing::warn!(%node, %error, "could not find the node's sandboxes again; retried when it next comes back");
+                        // Nothing of this node's is being made yet: it was down until now.
+                        if let Err(error) = sandboxes.adopt_on(&node, Duration::ZERO).await {
+                            tracing::warn!(%node, %error, "could not find the node's sandboxes again; the sweeper tries again");
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {

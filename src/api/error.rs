@@ -473,7 +473,7 @@ impl From<SandboxesError> for ApiError {
             SandboxesError::SetupFailed { trace_id, .. } => {
                 return ApiError::new(ErrorCode::SetupFailed, error.to_string()).with_trace(trace_id);
             }
-            SandboxesError::Node(ref source) => NodesError::code(source),
+            SandboxesError::Node(source) => return source.into(),
             SandboxesError::Sandbox(ref source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
             SandboxesError::Sandbox(SandboxError::SessionRemoved) => ErrorCode::SandboxConflict,
             SandboxesError::Sandbox(_)

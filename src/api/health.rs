@@ -34,7 +34,10 @@ pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiEr
             "max_queued": config.max_queued_runs,
         },
         "sandboxes": sandboxes,
-        "nodes": services.nodes.all().iter().map(|node| json!({"name": node.name(), "state": node.state()})).collect::<Vec<_>>(),
+        "nodes": {
+            "up": services.nodes.all().iter().filter(|node| node.state() == NodeState::Up).count(),
+            "total": services.nodes.all().len(),
+        },
         "traces": {
             "path": services.store.path(),
             "count": traces.as_ref().ok(),

@@ -7,9 +7,14 @@ use super::error::{ApiError, ErrorCode};
 use crate::access::Caller;
 use crate::services::Services;
 
-/// `GET /nodes`: any caller may see where work can go (no tenant's things are in it).
-pub async fn list(services: web::Data<Services>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "nodes": services.nodes.views() }))
+/// `GET /nodes`: any caller may see where work can go (no tenant's things are in it); the
+/// engines' addresses and errors are for admins.
+pub async fn list(services: web::Data<Services>, caller: Caller) -> HttpResponse {
+    let mut views = services.nodes.views();
+    if !caller.is_admin() {
+        views = views.into_iter().map(crate::nodes::NodeView::redacted).collect();
+    }
+    HttpResponse::Ok().json(serde_json::json!({ "nodes": views }))
 }
 
 /// `POST /nodes/{name}/drain`

@@ -15,8 +15,9 @@ use crate::access::Caller;
 use crate::schedule::{self, MAX_TASKS, ScheduleOptions};
 use crate::services::Services;
 
-/// The largest schedule read.
-const BODY_BYTES: usize = 32 * 1024 * 1024;
+/// The largest schedule read: JSON is parsed whole before each task is checked, at several
+/// times its size in memory, so a schedule is kept to a few MiB (send more as several).
+const BODY_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +34,7 @@ pub async fn schedule(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let why = "more than a schedule may hold at once (32 MiB); split it";
+    let why = "more than a schedule may hold at once (8 MiB); split it into several";
     let body: ScheduleBody = read_json(&request, payload, BODY_BYTES, why).await?;
     let count = body.tasks.len();
     if !(1..=MAX_TASKS).contains(&count) {

@@ -40,6 +40,7 @@ pub struct NodeConfig {
 pub fn check(nodes: &[NodeConfig]) -> Result<(), ConfigError> {
     let invalid = |message: String| Err(ConfigError::Invalid { key: "nodes", message });
     let mut names = BTreeSet::new();
+    let mut hosts = BTreeSet::new();
     for node in nodes {
         let name = &node.name;
         if !tracebox_model::access::is_valid_name(name) {
@@ -52,6 +53,11 @@ pub fn check(nodes: &[NodeConfig]) -> Result<(), ConfigError> {
         if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
             return invalid(format!("node {name}: docker_host {host:?} must start with unix:// or tcp://"));
         }
+        if !hosts.insert(host.trim_end_matches('/')) {
+            return invalid(format!(
+                "node {name}: docker_host {host:?} is another node's too; one engine is one node (give it the labels of both)"
+            ));
+        }
         let tls = [&node.tls_ca, &node.tls_cert, &node.tls_key];
         let given = tls.iter().filter(|path| path.is_some()).count();
         if given != 0 && given != 3 {
@@ -59,6 +65,12 @@ pub fn check(nodes: &[NodeConfig]) -> Result<(), ConfigError> {
         }
         if given == 3 && !host.starts_with("tcp://") {
             return invalid(format!("node {name}: TLS files go with a tcp:// docker_host"));
+        }
+        if given == 0 && host.starts_with("tcp://") && !is_loopback(host) {
+            return invalid(format!(
+                "node {name}: {host} without TLS would give anyone on the network root on that engine; give \
+                 tls_ca, tls_cert and tls_key (docs/scaling.md, \"TLS between tracebox and a node\")"
+            ));
         }
         for path in tls.into_iter().flatten() {
             if !path.is_file() {
@@ -70,6 +82,13 @@ pub fn check(nodes: &[NodeConfig]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// `tcp://127.0.0.1:…`, `tcp://localhost:…`, `tcp://[::1]:…`: a plain TCP engine of this
+/// machine, reachable by nobody else.
+fn is_loopback(host: &str) -> bool {
+    let authority = host.trim_start_matches("tcp://").rsplit('@').next().unwrap_or_default();
+    ["127.0.0.1:", "localhost:", "[::1]:"].iter().any(|local| authority.starts_with(local))
 }
 
 #[cfg(test)]
@@ -94,7 +113,7 @@ mod tests {
 
     #[test]
     fn plain_unique_names_and_known_schemes_pass() {
-        assert!(check(&[node("a", "unix:///run/a.sock"), node("b-2", "tcp://10.0.0.7:2376")]).is_ok());
+        assert!(check(&[node("a", "unix:///run/a.sock"), node("b-2", "tcp://127.0.0.1:2375")]).is_ok());
         assert!(check(&[]).is_ok());
     }
 
@@ -114,6 +133,11 @@ mod tests {
         assert!(refusal(&[tls("unix:///x", "/etc/hostname")]).contains("tcp://"));
         assert!(refusal(&[tls("tcp://h:2376", "/nonexistent/ca.pem")]).contains("not a readable file"));
         assert!(check(&[tls("tcp://h:2376", "/etc/hostname")]).is_ok());
+        let twice = refusal(&[node("a", "unix:///run/d.sock"), node("b", "unix:///run/d.sock/")]);
+        assert!(twice.contains("another node's too"), "{twice}");
+        let plain = refusal(&[node("a", "tcp://10.0.0.7:2375")]);
+        assert!(plain.contains("without TLS") && plain.contains("tls_ca"), "{plain}");
+        assert!(refusal(&[node("a", "tcp://127.0.0.1.evil:2375")]).contains("without TLS"));
         let none = NodeConfig { max_concurrent_runs: Some(0), ..node("a", "unix:///x") };
         assert!(refusal(&[none]).contains("at least 1"));
     }

@@ -36,6 +36,8 @@ impl Config {
                 max_runs: self.recycle_max_runs,
                 max_idle_recycled: self.recycle_max_idle,
             },
+            node: LOCAL_NODE.to_owned(),
+            other_nodes: Vec::new(),
         }
     }
 
@@ -119,6 +121,7 @@ impl Config {
                 sandbox,
                 labels: Default::default(),
                 max_concurrent_runs: self.max_concurrent_runs,
+                mounts_files: true,
             }]
         } else {
             self.nodes
@@ -130,15 +133,20 @@ impl Config {
                         }
                         _ => None,
                     };
+                    let other_nodes =
+                        self.nodes.iter().filter(|other| other.name != node.name).map(|o| o.name.clone()).collect();
                     NodeSettings {
                         name: node.name.clone(),
                         sandbox: SandboxSettings {
                             docker_host: Some(node.docker_host.clone()),
                             tls,
+                            node: node.name.clone(),
+                            other_nodes,
                             ..sandbox.clone()
                         },
                         labels: node.labels.clone(),
                         max_concurrent_runs: node.max_concurrent_runs.unwrap_or(self.max_concurrent_runs),
+                        mounts_files: node.docker_host.starts_with("unix://"),
                     }
                 })
                 .collect()

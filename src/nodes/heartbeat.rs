@@ -11,6 +11,12 @@ use crate::sandbox::{EngineInfo, SandboxError};
 
 /// The least time an engine gets to answer a heartbeat, however short the interval.
 const LEAST_PATIENCE: Duration = Duration::from_secs(1);
+/// The longest the sandbox image may take to copy to an engine coming back.
+const COPY_PATIENCE: Duration = Duration::from_secs(600);
+/// After a return that failed (the image could not be copied), the wait before the next try,
+/// doubled each time up to the most.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const MOST_RETRY: Duration = Duration::from_secs(300);
 
 /// Ask `node`'s engine whether it is there, within the heartbeat's patience.
 pub(super) async fn probe(node: &Node, heartbeat: Duration) -> Result<EngineInfo, SandboxError> {
@@ -82,7 +88,8 @@ pub(super) fn missed(nodes: &Nodes, node: &Node, error: String) {
 async fn come_back(nodes: &Nodes, node: &Arc<Node>, info: EngineInfo) {
     {
         let mut beat = node.beat();
-        if beat.returning {
+        let too_soon = beat.retry_at.is_some_and(|at| tokio::time::Instant::now() < at);
+        if beat.returning || too_soon {
             return;
         }
         beat.returning = true;
@@ -92,16 +99,29 @@ async fn come_back(nodes: &Nodes, node: &Arc<Node>, info: EngineInfo) {
     let image = match source {
         Some(source) => {
             let progress = |line: &str| tracing::info!(target: "tracebox::image", node = %node.name, "{line}");
-            node.sandbox.copy_image_from(&source.sandbox, &progress).await.map(|_| ())
+            let copy = node.sandbox.copy_image_from(&source.sandbox, &progress);
+            match tokio::time::timeout(COPY_PATIENCE, copy).await {
+                Ok(copied) => copied.map(|_| ()),
+                Err(_) => Err(SandboxError::NotReady { why: format!("the copy took over {COPY_PATIENCE:?}") }),
+            }
         }
         // No other node up: it must hold the image itself (it was built there, or copied before).
         None => node.sandbox.health().await.error.map_or(Ok(()), |error| Err(SandboxError::NotReady { why: error })),
     };
     node.beat().returning = false;
     if let Err(error) = image {
-        tracing::warn!(node = %node.name, %error, "node answers again but lacks the sandbox image; it stays down");
-        node.beat().error = Some(format!("it answers, but the sandbox image could not be given to it: {error}"));
+        let mut beat = node.beat();
+        let wait = beat.retry_wait.map_or(FIRST_RETRY, |wait| (wait * 2).min(MOST_RETRY));
+        beat.retry_wait = Some(wait);
+        beat.retry_at = Some(tokio::time::Instant::now() + wait);
+        beat.error = Some(format!("it answers, but the sandbox image could not be given to it: {error}"));
+        tracing::warn!(node = %node.name, %error, retry_in = ?wait, "node answers again but lacks the sandbox image; it stays down");
         return;
+    }
+    {
+        let mut beat = node.beat();
+        beat.retry_wait = None;
+        beat.retry_at = None;
     }
     answered(node, info);
     node.sandbox.suspend_pool(false);

@@ -100,6 +100,9 @@ struct Beat {
     error: Option<String>,
     /// A return is being prepared (the image copied): no second one meanwhile.
     returning: bool,
+    /// After a failed return: when the next may be tried, and how long it waited this time.
+    retry_at: Option<tokio::time::Instant>,
+    retry_wait: Option<Duration>,
 }
 
 impl Node {
@@ -159,7 +162,7 @@ impl Node {
         let pool = self.sandbox.pool_state();
         NodeView {
             name: self.name.clone(),
-            docker_host: without_credentials(self.sandbox.docker_host()),
+            docker_host: Some(self.sandbox.docker_host().to_owned()),
             labels: self.labels.clone(),
             state: match (beat.up, self.draining.load(Ordering::Relaxed)) {
                 (false, _) => NodeState::Down,
@@ -191,8 +194,9 @@ impl Node {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeView {
     pub name: String,
-    /// Its address, without any credentials.
-    pub docker_host: String,
+    /// Its address, without any credentials (for admins: see `redacted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_host: Option<String>,
     pub labels: BTreeMap<String, String>,
     pub state: NodeState,
     /// When its engine last answered (RFC 3339), if ever.
@@ -204,6 +208,15 @@ pub struct NodeView {
     pub capacity: Capacity,
     pub running: Running,
     pub pool: PoolSummary,
+}
+
+impl NodeView {
+    /// The view a user key gets: where work can go and how busy it is, not where the engines
+    /// are or what their errors say (addresses of root-equivalent endpoints are the operator's).
+    pub fn redacted(self) -> NodeView {
+        let error = self.error.as_ref().map(|_| "its engine does not answer heartbeats".to_owned());
+        NodeView { docker_host: None, error, ..self }
+    }
 }
 
 /// What a node can take.
@@ -266,7 +279,7 @@ impl Nodes {
         let mut nodes = Vec::new();
         for node in &settings.nodes {
             let sandbox = Sandbox::connect(&node.sandbox, instance_id, boot_id)?;
-            let local = !sandbox.docker_host().starts_with("tcp://") && !sandbox.docker_host().starts_with("http");
+            let local = node.mounts_files;
             nodes.push(Arc::new(Node {
                 name: node.name.clone(),
                 labels: node.labels.clone(),
@@ -417,16 +430,10 @@ impl Nodes {
     }
 
     /// Ask `name`'s engine now whether it answers (a sandbox's container stopped talking: is it
-    /// the container, or the engine?). A node that does not answer counts a missed heartbeat.
+    /// the container, or the engine?). Only heartbeats mark a node down: requests do not.
     pub async fn answers(&self, name: &str) -> bool {
         let Ok(node) = self.get(name) else { return false };
-        match heartbeat::probe(node, self.inner.heartbeat).await {
-            Ok(_) => true,
-            Err(error) => {
-                heartbeat::missed(self, node, error.to_string());
-                false
-            }
-        }
+        heartbeat::probe(node, self.inner.heartbeat).await.is_ok()
     }
 
     /// The node for new work that fits `placement` (only nodes on this machine when it has
@@ -532,7 +539,13 @@ impl Nodes {
                     && other.state() == NodeState::Up
                     && other.fits(placement, local_only)
             });
-            match node.sandbox.acquire(&spec, fail_fast, log).await {
+            // An engine that takes connections and answers nothing must not hold the run past
+            // its queue deadline (bollard's own timeout is minutes).
+            let acquired = tokio::time::timeout_at(spec.wait_until, node.sandbox.acquire(&spec, fail_fast, log)).await;
+            let acquired = acquired.unwrap_or_else(|_| {
+                Err(SandboxError::NotReady { why: "no container within the run's queue timeout".to_owned() })
+            });
+            match acquired {
                 Ok(acquired) => {
                     placed.node = Some(node.name.clone());
                     let outcome = node.sandbox.run(acquired, spec, io, log).await;
@@ -572,29 +585,7 @@ fn state_word(state: NodeState) -> &'static str {
     }
 }
 
-/// `tcp://user:secret@host:2376` → `tcp://host:2376`.
-fn without_credentials(host: &str) -> String {
-    match (host.find("://"), host.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &host[..scheme + 3], &host[at + 1..]),
-        _ => host.to_owned(),
-    }
-}
-
 fn rfc3339(at: SystemTime) -> String {
     let us = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
     tracebox_model::format_us(us)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_node_address_is_shown_without_its_credentials() {
-        assert_eq!(without_credentials("tcp://ops:hunter2@10.0.0.7:2376"), "tcp://10.0.0.7:2376");
-        assert_eq!(
-            without_credentials("unix:///run/tracebox-nodes/node-a.sock"),
-            "unix:///run/tracebox-nodes/node-a.sock"
-        );
-    }
 }

@@ -17,6 +17,9 @@ pub struct NodeSettings {
     pub labels: BTreeMap<String, String>,
     /// Runs it takes at once.
     pub max_concurrent_runs: usize,
+    /// Its engine sees the server's disk (a unix socket; the implicit `local` node, whatever
+    /// its address, as before nodes existed): runs with uploaded files may go there.
+    pub mounts_files: bool,
 }
 
 /// The nodes, and how work is spread over them.

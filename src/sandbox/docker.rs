@@ -27,10 +27,26 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// engine that restarts is simply reachable again.
 #[derive(Clone)]
 pub struct Engine {
+    /// Its address without credentials, for messages.
     host: Arc<str>,
-    docker: Docker,
+    address: Arc<Address>,
+    docker: Arc<std::sync::OnceLock<Docker>>,
     /// Removals under way in the background, so a stopping tracebox can wait for them.
     removals: tokio_util::task::TaskTracker,
+}
+
+/// Where an engine is, as configured (credentials included).
+struct Address {
+    host: String,
+    tls: Option<TlsFiles>,
+}
+
+/// `tcp://user:secret@host:2376` → `tcp://host:2376`: what messages and `/nodes` may show.
+pub fn without_credentials(host: &str) -> String {
+    match (host.find("://"), host.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}{}", &host[..scheme + 3], &host[at + 1..]),
+        _ => host.to_owned(),
+    }
 }
 
 /// The client certificates of an engine reached over TLS (as `docker --tlsverify` takes them).
@@ -75,35 +91,48 @@ pub struct Labelled {
 
 impl Engine {
     /// The engine at `host` (`unix:///…`, `tcp://…`); `None` means `$DOCKER_HOST`, else the
-    /// local socket. Fails when a local socket is not there (the engine is not running).
+    /// local socket. Nothing is asked of it yet: the client is made at the first call (so a node
+    /// whose socket is not there yet is down, not a failed start). Fails only on an address
+    /// tracebox cannot speak to.
     pub fn connect(host: Option<&str>, tls: Option<&TlsFiles>) -> Result<Engine, SandboxError> {
         let host = host
             .map(str::to_owned)
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-        let docker = if let Some(tls) = tls {
-            if !host.starts_with("tcp://") {
-                return Err(SandboxError::Unreachable {
-                    host,
-                    source: "TLS client certificates go with a tcp:// Docker host only".into(),
-                });
+        let shown = without_credentials(&host);
+        let refused = |why: &str| SandboxError::Unreachable { host: shown.clone(), source: why.to_owned().into() };
+        if tls.is_some() && !host.starts_with("tcp://") {
+            return Err(refused("TLS client certificates go with a tcp:// Docker host only"));
+        }
+        if !["tcp://", "http://", "unix://"].iter().any(|scheme| host.starts_with(scheme)) {
+            return Err(refused("only unix:// and tcp:// Docker hosts are supported"));
+        }
+        let address = Address { host, tls: tls.cloned() };
+        Ok(Engine {
+            host: shown.into(),
+            address: Arc::new(address),
+            docker: Arc::new(std::sync::OnceLock::new()),
+            removals: tokio_util::task::TaskTracker::new(),
+        })
+    }
+
+    /// The client, made at the first call that needs it.
+    fn docker(&self) -> Result<&Docker, SandboxError> {
+        if let Some(docker) = self.docker.get() {
+            return Ok(docker);
+        }
+        let Address { host, tls } = &*self.address;
+        let made = match tls {
+            Some(tls) => {
+                // rustls needs its crypto provider chosen once per process (see http_client.rs).
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Docker::connect_with_ssl(host, &tls.key, &tls.cert, &tls.ca, REQUEST_TIMEOUT_SECS, &API_VERSION)
             }
-            // rustls needs its crypto provider chosen once per process (see http_client.rs).
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            Docker::connect_with_ssl(&host, &tls.key, &tls.cert, &tls.ca, REQUEST_TIMEOUT_SECS, &API_VERSION)
-        } else if host.starts_with("tcp://") || host.starts_with("http://") {
-            Docker::connect_with_http(&host, REQUEST_TIMEOUT_SECS, &API_VERSION)
-        } else if host.starts_with("unix://") {
-            Docker::connect_with_unix(&host, REQUEST_TIMEOUT_SECS, &API_VERSION)
-        } else {
-            return Err(SandboxError::Unreachable {
-                host,
-                source: "only unix:// and tcp:// Docker hosts are supported".into(),
-            });
+            None if host.starts_with("unix://") => Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, &API_VERSION),
+            None => Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, &API_VERSION),
         };
-        let docker =
-            docker.map_err(|source| SandboxError::Unreachable { host: host.clone(), source: source.into() })?;
-        Ok(Engine { host: host.into(), docker, removals: tokio_util::task::TaskTracker::new() })
+        let made = made.map_err(|source| self.unreachable(source))?;
+        Ok(self.docker.get_or_init(|| made))
     }
 
     /// The address this engine was reached at, for messages.
@@ -128,13 +157,13 @@ impl Engine {
 
     /// The engine's version, proving it answers.
     pub async fn version(&self) -> Result<String, SandboxError> {
-        let version = self.docker.version().await.map_err(|e| self.failed("version", e))?;
+        let version = self.docker()?.version().await.map_err(|e| self.failed("version", e))?;
         Ok(version.version.unwrap_or_else(|| "unknown".to_owned()))
     }
 
     /// What a heartbeat learns of the engine: its version, CPUs and memory.
     pub async fn info(&self) -> Result<EngineInfo, SandboxError> {
-        let info = self.docker.info().await.map_err(|e| self.failed("info", e))?;
+        let info = self.docker()?.info().await.map_err(|e| self.failed("info", e))?;
         Ok(EngineInfo {
             version: info.server_version.unwrap_or_else(|| "unknown".to_owned()),
             cpus: info.ncpu.unwrap_or(0).max(0) as u64,
@@ -144,7 +173,12 @@ impl Engine {
 
     /// `image` as a `docker save` tar, streamed.
     pub fn export_image(&self, image: &str) -> impl Stream<Item = Result<bytes::Bytes, SandboxError>> + use<'_> {
-        self.docker.export_image(image).map(|chunk| chunk.map_err(|e| self.failed("export image", e)))
+        match self.docker() {
+            Ok(docker) => {
+                docker.export_image(image).map(|chunk| chunk.map_err(|e| self.failed("export image", e))).left_stream()
+            }
+            Err(error) => futures_util::stream::once(async move { Err(error) }).right_stream(),
+        }
     }
 
     /// Load a `docker save` tar (`docker load`), streamed in.
@@ -153,7 +187,7 @@ impl Engine {
         S: Stream<Item = Result<bytes::Bytes, SandboxError>> + Send + 'static,
     {
         let options = bollard::query_parameters::ImportImageOptionsBuilder::default().quiet(true).build();
-        let mut loading = std::pin::pin!(self.docker.import_image_stream(options, tar, None));
+        let mut loading = std::pin::pin!(self.docker()?.import_image_stream(options, tar, None));
         while let Some(step) = loading.next().await {
             let step = step.map_err(|e| self.failed("load image", e))?;
             if let Some(error) = step.error_detail.and_then(|detail| detail.message) {
@@ -165,7 +199,7 @@ impl Engine {
 
     /// The labels of `image`, or `None` when the engine has no such image.
     pub async fn image_labels(&self, image: &str) -> Result<Option<HashMap<String, String>>, SandboxError> {
-        match self.docker.inspect_image(image).await {
+        match self.docker()?.inspect_image(image).await {
             Ok(inspect) => Ok(Some(inspect.config.and_then(|c| c.labels).unwrap_or_default())),
             Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
             Err(e) => Err(self.failed("inspect image", e)),
@@ -182,7 +216,7 @@ impl Engine {
         labels: &HashMap<String, String>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<(), SandboxError> {
-        let docker = &self.docker;
+        let docker = self.docker()?;
         let options = BuildImageOptionsBuilder::default()
             .dockerfile(dockerfile)
             .t(tag)
@@ -211,7 +245,7 @@ impl Engine {
     pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, SandboxError> {
         let image = body.image.clone().unwrap_or_default();
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        match self.docker.create_container(Some(options), body).await {
+        match self.docker()?.create_container(Some(options), body).await {
             Ok(created) => Ok(created.id),
             Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
                 Err(SandboxError::ImageMissing { image })
@@ -231,7 +265,7 @@ impl Engine {
         let options =
             AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
         let AttachContainerResults { output, input } =
-            self.docker.attach_container(id, Some(options)).await.map_err(|e| self.failed("attach", e))?;
+            self.docker()?.attach_container(id, Some(options)).await.map_err(|e| self.failed("attach", e))?;
         let engine = self.clone();
         let chunks = output.filter_map(move |item| {
             let chunk = match item {
@@ -247,17 +281,18 @@ impl Engine {
 
     /// Start a created container.
     pub async fn start(&self, id: &str) -> Result<(), SandboxError> {
-        self.docker.start_container(id, None).await.map_err(|e| self.failed("start container", e))
+        self.docker()?.start_container(id, None).await.map_err(|e| self.failed("start container", e))
     }
 
     /// Wait until the container stops, then read how it ended.
     pub async fn wait(&self, id: &str) -> Result<ExitState, SandboxError> {
-        match self.docker.wait_container(id, None).next().await {
+        match self.docker()?.wait_container(id, None).next().await {
             // bollard reports a non-zero exit as an error; the state below tells it anyway.
             Some(Ok(_) | Err(DockerError::DockerContainerWaitError { .. })) | None => {}
             Some(Err(e)) => return Err(self.failed("wait for container", e)),
         }
-        let inspect = self.docker.inspect_container(id, None).await.map_err(|e| self.failed("inspect container", e))?;
+        let inspect =
+            self.docker()?.inspect_container(id, None).await.map_err(|e| self.failed("inspect container", e))?;
         let state = inspect.state.unwrap_or_default();
         if state.running == Some(true) {
             let source = format!("container {id} still runs after its wait ended").into();
@@ -270,7 +305,7 @@ impl Engine {
     /// had already stopped.
     pub async fn kill(&self, id: &str) -> Result<bool, SandboxError> {
         let options = KillContainerOptionsBuilder::default().signal("KILL").build();
-        match self.docker.kill_container(id, Some(options)).await {
+        match self.docker()?.kill_container(id, Some(options)).await {
             Ok(()) => Ok(true),
             // 409: it already stopped; 404: it is already gone.
             Err(DockerError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(false),
@@ -281,7 +316,7 @@ impl Engine {
     /// Remove a container, running or not; one that is already gone is fine.
     pub async fn remove(&self, id: &str) -> Result<(), SandboxError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        match self.docker.remove_container(id, Some(options)).await {
+        match self.docker()?.remove_container(id, Some(options)).await {
             // 404: already gone; 409: its removal is already under way (a sweep and a run raced).
             Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 404 | 409, .. }) => Ok(()),
             Err(e) => Err(self.failed("remove container", e)),
@@ -291,7 +326,7 @@ impl Engine {
     /// Give a container another name.
     pub async fn rename(&self, id: &str, name: &str) -> Result<(), SandboxError> {
         let options = RenameContainerOptionsBuilder::default().name(name).build();
-        self.docker.rename_container(id, options).await.map_err(|e| self.failed("rename container", e))
+        self.docker()?.rename_container(id, options).await.map_err(|e| self.failed("rename container", e))
     }
 
     /// Remove a container in the background (nobody waits for a removal but a stopping tracebox).
@@ -322,7 +357,7 @@ impl Engine {
         let filters = HashMap::from([("label".to_owned(), labels.to_vec())]);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let containers =
-            self.docker.list_containers(Some(options)).await.map_err(|e| self.failed("list containers", e))?;
+            self.docker()?.list_containers(Some(options)).await.map_err(|e| self.failed("list containers", e))?;
         Ok(containers.into_iter().filter_map(labelled).collect())
     }
 }
@@ -334,4 +369,25 @@ fn labelled(summary: ContainerSummary) -> Option<Labelled> {
         created: summary.created.unwrap_or_default(),
         running: summary.state.is_some_and(|state| state == ContainerSummaryStateEnum::RUNNING),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_is_named_without_its_credentials_and_made_only_when_first_asked() {
+        assert_eq!(without_credentials("tcp://ops:hunter2@10.0.0.7:2376"), "tcp://10.0.0.7:2376");
+        assert_eq!(
+            without_credentials("unix:///run/tracebox-nodes/node-a.sock"),
+            "unix:///run/tracebox-nodes/node-a.sock"
+        );
+        let engine = Engine::connect(Some("tcp://ops:hunter2@127.0.0.1:1"), None).unwrap();
+        assert_eq!(engine.host(), "tcp://127.0.0.1:1");
+        // A socket that is not there (yet) is an engine that does not answer, not a failed start.
+        let absent = Engine::connect(Some("unix:///nonexistent/docker.sock"), None).unwrap();
+        let error = absent.docker().err().expect("no socket, no client").to_string();
+        assert!(error.contains("unix:///nonexistent/docker.sock") && error.contains("unreachable"), "{error}");
+        assert!(Engine::connect(Some("ssh://host"), None).is_err());
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::SandboxError;
 use super::docker::{Engine, Labelled};
-use super::limits::{LABEL_BOOT, LABEL_INSTANCE, LABEL_SANDBOX};
+use super::limits::{ContainerSettings, LABEL_BOOT, LABEL_INSTANCE, LABEL_NODE, LABEL_SANDBOX};
 
 /// Which of this data directory's containers a sweep removes.
 #[derive(Debug, Clone, Copy)]
@@ -22,8 +22,10 @@ pub enum Sweep<'a> {
     Stale { boot: &'a str, older_than: Duration },
     /// Every container of `boot` (at its shutdown).
     Boot { boot: &'a str },
-    /// Sandbox containers no sandbox of the store owns (`owned`: their container ids).
-    Unowned { owned: &'a [String] },
+    /// Sandbox containers no sandbox of the store owns (`owned`: their container ids), made
+    /// longer than `older_than` ago (a sandbox being made or resumed owns its container only
+    /// once it is ready).
+    Unowned { owned: &'a [String], older_than: Duration },
 }
 
 impl Sweep<'_> {
@@ -31,7 +33,9 @@ impl Sweep<'_> {
         let boot = container.labels.get(LABEL_BOOT).map(String::as_str).unwrap_or_default();
         if container.labels.contains_key(LABEL_SANDBOX) {
             return match *self {
-                Sweep::Unowned { owned } => !owned.contains(&container.id),
+                Sweep::Unowned { owned, older_than } => {
+                    !owned.contains(&container.id) && now_secs - container.created >= older_than.as_secs() as i64
+                }
                 Sweep::DeadBoots { .. } | Sweep::Stale { .. } | Sweep::Boot { .. } => false,
             };
         }
@@ -46,13 +50,23 @@ impl Sweep<'_> {
     }
 }
 
-/// Remove the containers of `instance_id` that `sweep` selects; returns how many were removed.
-/// One container that cannot be removed does not stop the others.
-pub async fn sweep(engine: &Engine, instance_id: &str, sweep: Sweep<'_>) -> Result<usize, SandboxError> {
-    let containers = engine.list_labelled(&[format!("{LABEL_INSTANCE}={instance_id}")]).await?;
+/// Is `container` this node's to sweep? Its own, or made before nodes had labels, or by a node
+/// no longer configured; never another configured node's (one engine may be two nodes).
+fn is_nodes(container: &Labelled, node: &str, other_nodes: &[String]) -> bool {
+    match container.labels.get(LABEL_NODE) {
+        Some(label) => label == node || !other_nodes.contains(label),
+        None => true,
+    }
+}
+
+/// Remove the containers of this data directory and node that `sweep` selects; returns how many
+/// were removed. One container that cannot be removed does not stop the others.
+pub async fn sweep(engine: &Engine, settings: &ContainerSettings, sweep: Sweep<'_>) -> Result<usize, SandboxError> {
+    let containers = engine.list_labelled(&[format!("{LABEL_INSTANCE}={}", settings.instance_id)]).await?;
     let now_secs = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut removed = 0;
-    for container in containers.iter().filter(|c| sweep.selects(c, now_secs)) {
+    let ours = |c: &&Labelled| is_nodes(c, &settings.node, &settings.other_nodes);
+    for container in containers.iter().filter(ours).filter(|c| sweep.selects(c, now_secs)) {
         match engine.remove(&container.id).await {
             Ok(()) => removed += 1,
             Err(error) => tracing::warn!(container = %container.id, %error, "could not sweep a container"),
@@ -108,15 +122,41 @@ mod tests {
     }
 
     #[test]
+    fn a_node_sweeps_its_own_containers_and_those_no_configured_node_claims() {
+        let others = ["local".to_owned()];
+        let of = |node: Option<&str>| {
+            let mut container = container("b", 0);
+            if let Some(node) = node {
+                container.labels.insert(LABEL_NODE.to_owned(), node.to_owned());
+            }
+            is_nodes(&container, "small", &others)
+        };
+        assert!(of(Some("small")));
+        assert!(!of(Some("local")), "one engine configured as two nodes: the other node's are not ours");
+        assert!(of(Some("renamed-away")), "a node no longer configured claims nothing");
+        assert!(of(None), "made before nodes were labelled");
+    }
+
+    #[test]
     fn sandbox_containers_outlive_their_boot_and_go_only_when_unowned() {
         let mut sandbox = container("crashed", 0);
         sandbox.labels.insert(LABEL_SANDBOX.to_owned(), "sbx-1".to_owned());
         assert!(!Sweep::DeadBoots { live: &[] }.selects(&sandbox, 100));
         assert!(!Sweep::Boot { boot: "crashed" }.selects(&sandbox, 100));
         assert!(!Sweep::Stale { boot: "crashed", older_than: Duration::from_secs(1) }.selects(&sandbox, 100));
-        assert!(!Sweep::Unowned { owned: &["c".to_owned()] }.selects(&sandbox, 100), "owned by its container's id");
-        assert!(Sweep::Unowned { owned: &["other".to_owned()] }.selects(&sandbox, 100));
-        assert!(!Sweep::Unowned { owned: &[] }.selects(&container("crashed", 0), 100), "runs are the boots' sweeps'");
+        let now = Duration::ZERO;
+        assert!(
+            !Sweep::Unowned { owned: &["c".to_owned()], older_than: now }.selects(&sandbox, 100),
+            "owned by its container's id"
+        );
+        assert!(Sweep::Unowned { owned: &["other".to_owned()], older_than: now }.selects(&sandbox, 100));
+        let grace = Duration::from_secs(60);
+        assert!(!Sweep::Unowned { owned: &[], older_than: grace }.selects(&sandbox, 59), "one being made is spared");
+        assert!(Sweep::Unowned { owned: &[], older_than: grace }.selects(&sandbox, 60));
+        assert!(
+            !Sweep::Unowned { owned: &[], older_than: now }.selects(&container("crashed", 0), 100),
+            "runs are the boots' sweeps'"
+        );
     }
 
     #[test]

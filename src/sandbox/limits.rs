@@ -22,6 +22,9 @@ pub const SANDBOX_USER: &str = "1000:1000";
 pub const LABEL: &str = "tracebox";
 pub const LABEL_INSTANCE: &str = "tracebox.instance";
 pub const LABEL_BOOT: &str = "tracebox.boot";
+/// The node (configured engine) that made it: one engine named twice in `[[nodes]]`, or a
+/// node renamed, must not sweep another node's containers.
+pub const LABEL_NODE: &str = "tracebox.node";
 pub const LABEL_TRACE: &str = "tracebox.trace";
 /// On a container of a warm pool: the pool's profile.
 pub const LABEL_POOL: &str = "tracebox.pool";
@@ -41,6 +44,9 @@ pub struct ContainerSettings {
     pub instance_id: String,
     /// Which start of that server made it.
     pub boot_id: String,
+    /// Which node made it, and the names of the other nodes (whose containers it leaves alone).
+    pub node: String,
+    pub other_nodes: Vec<String>,
 }
 
 impl ContainerSettings {
@@ -55,6 +61,8 @@ impl ContainerSettings {
             workspace_size_mb: settings.workspace_size_mb,
             instance_id: instance_id.to_owned(),
             boot_id: boot_id.to_owned(),
+            node: settings.node.clone(),
+            other_nodes: settings.other_nodes.clone(),
         }
     }
 }
@@ -191,6 +199,7 @@ pub fn container_body(settings: &ContainerSettings, spec: &ContainerSpec) -> Con
             (LABEL.to_owned(), "1".to_owned()),
             (LABEL_INSTANCE.to_owned(), settings.instance_id.clone()),
             (LABEL_BOOT.to_owned(), settings.boot_id.clone()),
+            (LABEL_NODE.to_owned(), settings.node.clone()),
             (purpose_label.to_owned(), purpose.to_owned()),
         ])),
         host_config: Some(host_config(settings, spec)),
@@ -299,6 +308,8 @@ mod tests {
             workspace_size_mb: 16,
             instance_id: "inst".into(),
             boot_id: "boot".into(),
+            node: "local".into(),
+            other_nodes: Vec::new(),
         };
         let profile = profile();
         let spec = ContainerSpec {

@@ -478,7 +478,7 @@ impl Sandbox {
 
     /// Remove this data directory's containers that `which` selects; returns how many.
     pub async fn sweep(&self, which: Sweep<'_>) -> Result<usize, SandboxError> {
-        janitor::sweep(&self.engine, &self.settings.instance_id, which).await
+        janitor::sweep(&self.engine, &self.settings, which).await
     }
 
     /// Is the engine there, and the image on it? Answers within a few seconds, whatever Docker does.

@@ -31,4 +31,8 @@ pub struct SandboxSettings {
     /// The isolation of a run that asks for none: the pool keeps containers of it warm.
     pub isolation: Isolation,
     pub pool: PoolSettings,
+    /// The node these settings are for (a label on each of its containers), and the other
+    /// nodes' names (their containers are left alone by this node's sweeps).
+    pub node: String,
+    pub other_nodes: Vec<String>,
 }

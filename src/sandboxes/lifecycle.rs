@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
@@ -16,6 +17,7 @@ use tracebox_model::{Placement, Source, Status, TraceId, TraceInput, format_us, 
 use super::{
     CommandRequest, Live, Sandboxes, SandboxesError, check_env, language, new_id, on_timeout, patiently, seconds,
 };
+use crate::nodes::NodeState;
 use crate::sandbox::{NewSession, OpFrame, Session, Sweep};
 use crate::trace::NewTrace;
 
@@ -49,6 +51,20 @@ pub struct CreateRequest {
     /// Whose it is: set by the door from the caller's key, never read from the body.
     #[serde(skip)]
     pub tenant: Option<String>,
+}
+
+/// How old an unowned sandbox container must be before a sweep while the server runs removes
+/// it: a sandbox being made or resumed owns its container only once it is ready (a repository
+/// clone takes up to TRACEBOX_REPO_CLONE_TIMEOUT_SECS, 120 s by default).
+const UNOWNED_GRACE: Duration = Duration::from_secs(600);
+
+/// Running sandboxes whose node is not configured (any more).
+fn nodes_gone(records: &[SandboxRecord], nodes: &crate::nodes::Nodes) -> Vec<SandboxRecord> {
+    records
+        .iter()
+        .filter(|record| record.status == SandboxStatus::Running && nodes.get(&record.node).is_err())
+        .cloned()
+        .collect()
 }
 
 /// How long a view waits for a sandbox's disk usage.
@@ -167,6 +183,7 @@ impl Sandboxes {
             repo: request.repo.as_ref().map(RepoSource::without_credentials),
             tenant: request.tenant.clone(),
             node: node.name().to_owned(),
+            labels: request.labels.clone(),
         };
         self.begin_trace(&record, &request.files, &request.setup);
         let record =
@@ -511,11 +528,14 @@ impl Sandboxes {
             return Err(SandboxesError::Conflict(format!("sandbox {id} is {}, not paused", record.status)));
         }
         let snapshot = record.paused_snapshot.clone();
-        // Its files are on the server's disk: a node that is down is no reason to wait.
-        let record = match self.inner.nodes.reachable(&record.node) {
-            Ok(_) => record,
-            Err(_) => {
-                let node = self.inner.nodes.pick(&Placement::default(), false, &Default::default())?;
+        // Its files are on the server's disk: a node that is down or draining is no reason to
+        // wait; it goes to another that carries its labels.
+        let stays = self.inner.nodes.get(&record.node).is_ok_and(|node| node.state() == NodeState::Up);
+        let record = match stays {
+            true => record,
+            false => {
+                let placement = Placement { strategy: None, labels: record.labels.clone() };
+                let node = self.inner.nodes.pick(&placement, false, &Default::default())?;
                 tracing::info!(sandbox = id, from = %record.node, to = %node.name(), "resuming on another node: its own is down");
                 self.update(id, |record| record.node = node.name().to_owned()).await?
             }
@@ -671,25 +691,44 @@ impl Sandboxes {
 
     /// After a start of tracebox: on every node that is up, find its sandboxes again
     /// ([`Sandboxes::adopt_on`]). Those on a node that is down wait for it to come back.
-    pub async fn adopt(&self) -> Result<(), SandboxesError> {
-        let up: Vec<String> = self
-            .inner
-            .nodes
+    pub async fn adopt(&self) {
+        self.adopt_everywhere(Duration::ZERO).await;
+    }
+
+    /// Every few minutes: on each node that is up, attach again to the sandboxes that lost
+    /// their session (a node back whose event was missed, an adoption that failed), and remove
+    /// the sandbox containers no sandbox owns (one deleted while its node was down) once older
+    /// than [`UNOWNED_GRACE`].
+    pub async fn readopt(&self) {
+        self.adopt_everywhere(UNOWNED_GRACE).await;
+    }
+
+    async fn adopt_everywhere(&self, grace: Duration) {
+        let nodes = &self.inner.nodes;
+        let up: Vec<String> = nodes
             .all()
             .iter()
-            .filter(|node| self.inner.nodes.reachable(node.name()).is_ok())
+            .filter(|node| nodes.reachable(node.name()).is_ok())
             .map(|node| node.name().to_owned())
             .collect();
-        for node in up {
-            self.adopt_on(&node).await?;
+        // First the records of a node no longer configured: their containers may be on an
+        // engine that is now another node's (a node renamed); found there, they are that node's
+        // from now on, and its sweep below spares them.
+        let records = nodes_gone(&self.inner.store.sandboxes(None).await.unwrap_or_default(), nodes);
+        for record in records {
+            self.adopt_elsewhere(&record).await;
         }
-        Ok(())
+        for node in up {
+            if let Err(error) = self.adopt_on(&node, grace).await {
+                tracing::warn!(%node, %error, "could not find the node's sandboxes again; tried again in a few minutes");
+            }
+        }
     }
 
     /// On `node` (at a start, or back up after it was down): attach to the sandboxes whose
     /// containers kept running, settle those whose containers are gone (paused when a snapshot
     /// kept their files, else removed), and remove every sandbox container no sandbox owns.
-    pub async fn adopt_on(&self, node: &str) -> Result<(), SandboxesError> {
+    pub async fn adopt_on(&self, node: &str, grace: Duration) -> Result<(), SandboxesError> {
         let engine = self.inner.nodes.reachable(node)?.sandbox().clone();
         let containers = engine.sandbox_containers().await?;
         let records = self.inner.store.sandboxes(None).await?;
@@ -715,15 +754,37 @@ impl Sandboxes {
                 None => self.lost(record).await,
             }
         }
-        let owned: Vec<String> = self
+        let mut owned: Vec<String> = self
             .live()
             .values()
             .filter(|live| live.node.name() == node)
             .map(|live| live.session.container().to_owned())
             .collect();
-        engine.sweep(Sweep::Unowned { owned: &owned }).await?;
+        owned.extend(self.inner.warm.get(node).map(|warm| warm.containers()).unwrap_or_default());
+        engine.sweep(Sweep::Unowned { owned: &owned, older_than: grace }).await?;
         tracing::info!(node, sandboxes = owned.len(), attached, "sandboxes found again");
         Ok(())
+    }
+
+    /// A running sandbox whose record names a node no longer configured: attached on the node
+    /// whose engine holds its container, else settled as lost.
+    async fn adopt_elsewhere(&self, record: &SandboxRecord) {
+        let Some(container) = record.container.clone() else { return self.lost(record).await };
+        for node in self.inner.nodes.all() {
+            let Ok(found) = node.sandbox().sandbox_containers().await else { continue };
+            if !found.iter().any(|(_, id, running)| *id == container && *running) {
+                continue;
+            }
+            let moved = self.update(&record.id, |record| record.node = node.name().to_owned()).await;
+            let attached = node.sandbox().attach_session(&container).await;
+            if let (Ok(moved), Ok(session)) = (moved, attached)
+                && self.go_live(&moved, session).is_ok()
+            {
+                tracing::info!(sandbox = %record.id, from = %record.node, to = %node.name(), "a sandbox of a node no longer configured was found on another");
+                return;
+            }
+        }
+        self.lost(record).await;
     }
 
     /// `node` went down: its sandboxes' sessions are dropped (they answer 503 `node_down`

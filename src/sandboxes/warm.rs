@@ -166,4 +166,9 @@ impl Warm {
     pub fn idle(&self) -> HashMap<Language, usize> {
         self.shelves().iter().map(|(language, shelf)| (*language, shelf.ready.len())).collect()
     }
+
+    /// The containers waiting on the shelves: a sweep of unowned containers spares them.
+    pub fn containers(&self) -> Vec<String> {
+        self.shelves().values().flat_map(|shelf| shelf.ready.iter().map(|s| s.container().to_owned())).collect()
+    }
 }

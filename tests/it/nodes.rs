@@ -286,6 +286,9 @@ async fn a_schedule_refuses_no_tasks_too_many_tasks_and_an_unknown_strategy() {
     let (status, refused) = cluster.server.post_json("/schedule", json!({"tasks": too_many})).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_schedule")), "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap().contains("1 to 1000"), "{refused}");
+    let huge = "#".repeat(8 * 1024 * 1024);
+    let (status, refused) = cluster.server.post_json("/schedule", json!({"tasks": [{"code": huge}]})).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (413, Some("body_too_large")), "{refused}");
     let (status, strategy) =
         cluster.server.post_json("/schedule", json!({"tasks": [{"code": "1"}], "strategy": "fastest"})).await;
     assert_eq!((status, strategy["error"]["code"].as_str()), (400, Some("invalid_placement")), "{strategy}");
@@ -336,29 +339,106 @@ async fn a_sandbox_stays_on_its_node_answers_503_while_it_is_down_and_works_agai
 }
 
 #[tokio::test]
-async fn a_paused_sandbox_whose_node_is_down_resumes_on_another_with_its_files() {
+async fn a_paused_sandbox_whose_node_is_down_resumes_on_another_that_carries_its_labels() {
     let _turn = ENGINES.lock().await;
     let cluster = Cluster::start(0.5, &[]).await;
-    let (status, made) = cluster.server.post_json("/sandboxes", json!({"labels": {"ssd": "yes"}})).await;
-    assert_eq!((status, made["node"].as_str()), (201, Some(NODE_A)), "{made}");
-    let id = made["sandbox_id"].as_str().unwrap().to_owned();
-    let (status, _) =
-        cluster.server.post_json(&format!("/sandboxes/{id}/commands"), json!({"cmd": "echo moved > f"})).await;
-    assert_eq!(status, 200);
-    let (status, paused) = cluster.server.post_json(&format!("/sandboxes/{id}/pause"), json!({})).await;
-    assert_eq!(status, 200, "{paused}");
+    let make = |labels: Value| json!({"labels": labels});
+    let (status, lab) = cluster.server.post_json("/sandboxes", make(json!({"zone": "lab"}))).await;
+    assert_eq!(status, 201, "{lab}");
+    let (status, ssd) = cluster.server.post_json("/sandboxes", make(json!({"ssd": "yes"}))).await;
+    assert_eq!((status, ssd["node"].as_str()), (201, Some(NODE_A)), "{ssd}");
+    let lab_id = lab["sandbox_id"].as_str().unwrap().to_owned();
+    let lab_node = lab["node"].as_str().unwrap().to_owned();
+    let ssd_id = ssd["sandbox_id"].as_str().unwrap().to_owned();
+    for id in [&lab_id, &ssd_id] {
+        let (status, _) =
+            cluster.server.post_json(&format!("/sandboxes/{id}/commands"), json!({"cmd": "echo moved > f"})).await;
+        assert_eq!(status, 200);
+        let (status, paused) = cluster.server.post_json(&format!("/sandboxes/{id}/pause"), json!({})).await;
+        assert_eq!(status, 200, "{paused}");
+    }
+    // The lab sandbox's node goes down: it resumes on the other lab node, never on local.
+    nodes_sh(&["stop", &lab_node]);
+    cluster.wait_state(&lab_node, "down").await;
+    let (status, resumed) = cluster.server.post_json(&format!("/sandboxes/{lab_id}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{resumed}");
+    let other = if lab_node == NODE_A { NODE_B } else { NODE_A };
+    assert_eq!(resumed["node"], other, "{resumed}");
+    let (status, read) =
+        cluster.server.post_json(&format!("/sandboxes/{lab_id}/commands"), json!({"cmd": "cat f"})).await;
+    assert_eq!((status, read["stdout"].as_str()), (200, Some("moved\n")), "{read}");
+    nodes_sh(&["start", &lab_node]);
+    cluster.wait_state(&lab_node, "up").await;
+
+    // Only node-a carries ssd=yes: with it down, the resume waits (503), it does not break the pin.
     nodes_sh(&["stop", NODE_A]);
     cluster.wait_state(NODE_A, "down").await;
-    let (status, resumed) = cluster.server.post_json(&format!("/sandboxes/{id}/resume"), json!({})).await;
-    assert_eq!(status, 200, "{resumed}");
-    assert_ne!(resumed["node"], NODE_A, "{resumed}");
-    let (status, read) = cluster.server.post_json(&format!("/sandboxes/{id}/commands"), json!({"cmd": "cat f"})).await;
-    assert_eq!((status, read["stdout"].as_str()), (200, Some("moved\n")), "{read}");
+    let url = cluster.server.url(&format!("/sandboxes/{ssd_id}/resume"));
+    let response = cluster.server.client.post(url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().contains_key("retry-after"), "a node coming back is worth a retry");
+    let refused: Value = response.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "node_down", "{refused}");
     nodes_sh(&["start", NODE_A]);
     cluster.wait_state(NODE_A, "up").await;
-    let gone = cluster.server.client.delete(cluster.server.url(&format!("/sandboxes/{id}"))).send().await.unwrap();
-    assert_eq!(gone.status().as_u16(), 204);
+    let (status, resumed) = cluster.server.post_json(&format!("/sandboxes/{ssd_id}/resume"), json!({})).await;
+    assert_eq!((status, resumed["node"].as_str()), (200, Some(NODE_A)), "{resumed}");
+    for id in [&lab_id, &ssd_id] {
+        let gone = cluster.server.client.delete(cluster.server.url(&format!("/sandboxes/{id}"))).send().await.unwrap();
+        assert_eq!(gone.status().as_u16(), 204);
+    }
     cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_sandbox_made_before_nodes_were_configured_is_found_on_the_node_its_engine_became() {
+    // The main engine only: no turn of the extra engines needed.
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut before = TestServer::spawn_on(&data).await;
+    let (status, made) = before.post_json("/sandboxes", json!({})).await;
+    assert_eq!((status, made["node"].as_str()), (201, Some("local")), "{made}");
+    let id = made["sandbox_id"].as_str().unwrap().to_owned();
+    let (status, _) = before.post_json(&format!("/sandboxes/{id}/commands"), json!({"cmd": "echo kept > f"})).await;
+    assert_eq!(status, 200);
+    before.stop();
+    // Its container is the next server's to find: no leak check on this one.
+    std::mem::forget(before);
+
+    let config = temp.path().join("tracebox.toml");
+    std::fs::write(&config, "[[nodes]]\nname = \"main\"\ndocker_host = \"unix:///var/run/docker.sock\"\n").unwrap();
+    let config = config.display().to_string();
+    let after = TestServer::spawn_on_with(&data, &[("TRACEBOX_CONFIG", config.as_str())]).await;
+    let (status, read) = after.post_json(&format!("/sandboxes/{id}/commands"), json!({"cmd": "cat f"})).await;
+    assert_eq!((status, read["stdout"].as_str()), (200, Some("kept\n")), "{read}");
+    let (_, view) = after.get_json(&format!("/sandboxes/{id}")).await;
+    assert_eq!(view["node"], "main", "{view}");
+    let gone = after.client.delete(after.url(&format!("/sandboxes/{id}"))).send().await.unwrap();
+    assert_eq!(gone.status().as_u16(), 204);
+}
+
+#[tokio::test]
+async fn a_node_whose_engine_is_not_there_at_start_is_down_and_the_others_serve() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("tracebox.toml");
+    let toml = "[[nodes]]\nname = \"local\"\ndocker_host = \"unix:///var/run/docker.sock\"\n\n\
+                [[nodes]]\nname = \"gone\"\ndocker_host = \"unix:///nonexistent/docker.sock\"\n\
+                labels = { zone = \"gone\" }\n";
+    std::fs::write(&config, toml).unwrap();
+    let config = config.display().to_string();
+    let env = [("TRACEBOX_CONFIG", config.as_str()), ("TRACEBOX_NODE_HEARTBEAT_SECS", "0.5")];
+    let server = TestServer::spawn_with(&env).await;
+    let (_, nodes) = server.get_json("/nodes").await;
+    let gone = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "gone").unwrap().clone();
+    assert_eq!(gone["state"], "down", "{gone}");
+    assert!(gone["error"].as_str().unwrap().contains("unix:///nonexistent/docker.sock"), "the admin sees why: {gone}");
+    let (status, reply) = server.execute(json!({"code": "print(1)"})).await;
+    assert_eq!((status, reply["node"].as_str()), (200, Some("local")), "{reply}");
+    let (status, refused) = server.execute(json!({"code": "print(1)", "labels": {"zone": "gone"}})).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (503, Some("node_down")), "{refused}");
+    let (_, health) = server.get_json("/health").await;
+    assert_eq!((health["status"].as_str(), health["nodes"]["up"].as_u64()), (Some("ok"), Some(1)), "{health}");
 }
 
 #[tokio::test]

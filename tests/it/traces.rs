@@ -25,8 +25,8 @@ async fn a_run_records_code_limits_output_and_ordered_timed_events() {
     assert_eq!((trace["output"]["stdout"].as_str(), trace["output"]["stderr"].as_str()), (Some("in\n"), Some("e\n")));
     assert_eq!(
         event_names(&trace),
-        ["container.started", "program.sent", "program.ended", "finished"],
-        "its container was made for it (no warm pool in this test), then removed after the reply"
+        ["node.placed", "container.started", "program.sent", "program.ended", "finished"],
+        "placed on the one node, its container made for it (no warm pool in this test), then removed after the reply"
     );
     let offsets: Vec<f64> =
         trace["events"].as_array().unwrap().iter().map(|e| e["offset_ms"].as_f64().unwrap()).collect();

@@ -102,6 +102,9 @@ pub struct SandboxRecord {
     /// on the one local engine.
     #[serde(default = "local_node")]
     pub node: String,
+    /// The labels its node must carry (kept: a resume elsewhere honours them too).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 fn local_node() -> String {

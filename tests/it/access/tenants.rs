@@ -242,6 +242,9 @@ async fn a_schedule_and_its_tasks_are_its_tenants_and_only_an_admin_drains_a_nod
     // Where work goes is for anyone with a key; changing it is for an admin.
     let (status, nodes) = get(&bob, &server, "/nodes").await;
     assert_eq!((status, nodes["nodes"][0]["name"].as_str()), (200, Some("local")), "{nodes}");
+    assert!(nodes["nodes"][0].get("docker_host").is_none(), "an engine's address is the operator's: {nodes}");
+    let (_, nodes) = get(&admin, &server, "/nodes").await;
+    assert_eq!(nodes["nodes"][0]["docker_host"], "unix:///var/run/docker.sock", "{nodes}");
     let (status, refused) = post(&bob, &server, "/nodes/local/drain", json!({})).await;
     assert_eq!((status, code(&refused)), (403, "forbidden"), "{refused}");
     let (status, drained) = post(&admin, &server, "/nodes/local/drain", json!({})).await;
