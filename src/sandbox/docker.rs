@@ -386,7 +386,10 @@ mod tests {
         assert_eq!(engine.host(), "tcp://127.0.0.1:1");
         // A socket that is not there (yet) is an engine that does not answer, not a failed start.
         let absent = Engine::connect(Some("unix:///nonexistent/docker.sock"), None).unwrap();
-        let error = absent.docker().err().expect("no socket, no client").to_string();
+        let error = match absent.docker() {
+            Ok(_) => panic!("no socket, no client"),
+            Err(error) => error.to_string(),
+        };
         assert!(error.contains("unix:///nonexistent/docker.sock") && error.contains("unreachable"), "{error}");
         assert!(Engine::connect(Some("ssh://host"), None).is_err());
     }
