@@ -288,6 +288,7 @@ fn run_program(mut config: Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let services = Services::open(config, runtime.handle().clone())?;
     let outcome = runtime.block_on(async {
         services.recover().await?;
+        services.sandbox.check_runtime().await?;
         services.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
         let LiveRun { mut events, control, outcome, .. } = services.runner.start(request, false);
         // The program's output appears as it writes it, already screened.

@@ -166,6 +166,7 @@ impl Services {
         if partials > 0 {
             tracing::warn!(partials, "removed partial uploads that a stopped tracebox left");
         }
+        self.sandbox.check_runtime().await?;
         let ready =
             self.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
         let (status, base) = (ready.status, &ready.base);

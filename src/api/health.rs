@@ -12,7 +12,7 @@ use crate::services::Services;
 pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
     let sandbox = services.sandbox.health().await;
     let traces = services.store.count().await;
-    let healthy = sandbox.docker_reachable && sandbox.image_present && traces.is_ok();
+    let healthy = sandbox.ready() && traces.is_ok();
     let (input_rules, output_rules) = services.policy.rule_counts();
     let sandboxes = services.sandboxes.counts().await;
     let config = &services.config;
@@ -69,6 +69,8 @@ pub async fn metrics(services: web::Data<Services>, caller: Caller) -> Result<Ht
     let per_profile = |pick: fn(&crate::sandbox::ProfileState) -> usize| -> Vec<(String, f64)> {
         pool.profiles.iter().map(|p| (format!("{{profile=\"{}\"}}", p.profile), pick(p) as f64)).collect()
     };
+    let runtime = vec![(format!("{{runtime=\"{}\"}}", services.sandbox.runtime()), 1.0)];
+    metric("tracebox_sandbox_runtime_info", "gauge", "The Docker runtime containers run under.", &runtime);
     metric("tracebox_runs_active", "gauge", "Runs executing now.", &plain(services.runner.active_runs() as f64));
     metric("tracebox_runs_queued", "gauge", "Runs waiting for a slot.", &plain(services.runner.queued_runs() as f64));
     let by_state: Vec<(String, f64)> =

@@ -66,6 +66,7 @@ pub fn run(config: Config, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let services = Services::open(config, runtime.handle().clone())?;
     let report = runtime.block_on(async {
         services.recover().await?;
+        services.sandbox.check_runtime().await?;
         services.sandbox.ensure_image(false, &mut |line| tracing::info!(target: "tracebox::image", "{line}")).await?;
         let announce = progress.announce();
         let report = batch::run_batch(&services, checked, &options, announce, |item| progress.item(item)).await;

@@ -21,6 +21,7 @@ impl Config {
             docker_host: self.docker_host.clone(),
             image: self.image.clone(),
             base_image: self.base_image.clone(),
+            runtime: self.runtime.clone(),
             nofile_limit: self.nofile_limit,
             file_size_limit_bytes: self.file_size_limit_mb * MIB,
             tmp_size_mb: self.tmp_size_mb,
