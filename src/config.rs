@@ -738,6 +738,13 @@ impl Config {
             ),
         )?;
         check(
+            self.runtime != "runsc" || self.pids_limit >= MIN_RUNSC_PIDS,
+            "pids_limit",
+            format!(
+                "must be at least {MIN_RUNSC_PIDS} under runtime runsc: gVisor's own threads (about 50) count against it"
+            ),
+        )?;
+        check(
             secs(self.queue_timeout_secs, MAX_SECS),
             "queue_timeout_secs",
             format!("must be above 0 and at most {MAX_SECS}"),
@@ -791,6 +798,9 @@ fn is_runtime_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// The least pids limit under gVisor: its sandbox takes about 50 of the host's tasks at rest
+/// (its kernel's and file server's threads), and a container below this does not start.
+const MIN_RUNSC_PIDS: i64 = 64;
 /// The largest memory limit accepted (1 TiB): beyond it, a typo.
 const MAX_MEMORY_MB: u64 = 1024 * 1024;
 /// The largest upload limit accepted (1 TiB): beyond it, a typo.
@@ -873,6 +883,10 @@ mod tests {
             let error = load(&["--runtime", bad], None).unwrap_err().to_string();
             assert!(error.contains("`runtime`") && error.contains("TRACEBOX_RUNTIME"), "{bad:?}: {error}");
         }
+        let error = load(&["--runtime", "runsc", "--pids-limit", "63"], None).unwrap_err().to_string();
+        assert!(error.contains("`pids_limit`") && error.contains("runsc"), "{error}");
+        assert!(load(&["--runtime", "runsc", "--pids-limit", "64"], None).is_ok());
+        assert!(load(&["--runtime", "runc", "--pids-limit", "8"], None).is_ok());
     }
 
     #[test]
