@@ -10,8 +10,11 @@
 //!     scripts/bench.sh                 (builds release binaries, runs this)
 //!     cargo run --release --example bench -- --tracebox target/release/tracebox --runs 100
 //!     scripts/bench.sh --smoke         (CI: every step in seconds, on debug builds)
+//!     scripts/bench.sh --runtimes runc,runsc   (only the Docker runtimes side by side: bench/runtimes.rs)
 
 mod common;
+#[path = "bench/runtimes.rs"]
+mod runtimes;
 
 use common::{Figures, Server, run_quietly, time_command};
 
@@ -49,6 +52,10 @@ struct Args {
     /// Only the cost of API keys (the last table), for measuring it again on its own
     #[arg(long)]
     access_only: bool,
+    /// Only the Docker runtimes side by side (comma-separated, the first is the reference; e.g.
+    /// runc,runsc): servers under each, in alternating rounds, and each one's `docker run`
+    #[arg(long, value_delimiter = ',')]
+    runtimes: Vec<String>,
     /// Every step with a handful of runs and short pauses, in seconds, printing every table: so
     /// that CI catches a broken benchmark. Replaces the counts above; the figures mean nothing
     #[arg(long)]
@@ -290,6 +297,10 @@ async fn main() {
     let node = node.expect("node on the host");
     let hello_py = json!({"code": "print('hello')"});
     let hello_js = json!({"language": "node", "code": "console.log('hello')"});
+    if !args.runtimes.is_empty() {
+        runtimes::compare(&args, &args.runtimes, &client, [&hello_py, &hello_js]).await;
+        return;
+    }
     if args.access_only {
         let (open_py, keyed_py) = access_cost(&args, &client, &hello_py).await;
         print_access(&open_py, &keyed_py);

@@ -171,6 +171,23 @@ def last_part(path):
     return parent, name
 
 
+def default_signals():
+    """In a child before it executes: every signal back to its default (PID 1 ignores most, and
+    an ignored signal stays ignored across exec)."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+
+
+def kernel_child(results_w):
+    """In the kernel's process before it executes: its results' pipe as fd 3, default signals."""
+    os.dup2(results_w, 3)
+    default_signals()
+
+
 class Exec:
     """A command: `bash -c` (or an argv), in a session of its own, with pipes of its own."""
 
@@ -196,6 +213,7 @@ class Exec:
             stderr=subprocess.STDOUT if merge else subprocess.PIPE,
             start_new_session=True,
             close_fds=True,
+            preexec_fn=default_signals,
         )
         self.deadline = time.monotonic() + float(header.get("timeout", 60)) + GRACE
         self.input = self.process.stdin.fileno()
@@ -233,7 +251,7 @@ class Kernel:
             # The kernel writes its results on fd 3: the pipe is put there before it starts, and
             # fd 3 is kept when every other descriptor is closed.
             pass_fds=(3,),
-            preexec_fn=lambda: os.dup2(results_w, 3),
+            preexec_fn=lambda: kernel_child(results_w),
             start_new_session=True,
         )
         os.close(results_w)

@@ -78,6 +78,14 @@ IOPRIO_GET = {"x86_64": 252, "aarch64": 31, "arm64": 31}.get(platform.machine())
 IOPRIO_WHO_PROCESS = 1
 
 LIBC = None  # ctypes' libc, loaded once in main()
+# Every signal PID 1 ignores: all whose default would stop or end it but SIGKILL and SIGSTOP,
+# which cannot be ignored (and SIGCHLD, which it handles; SIGXFSZ, which Python ignores).
+IGNORED = tuple(
+    sig
+    for sig in signal.valid_signals()
+    if sig not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGXFSZ, signal.SIGCONT)
+    and sig not in (signal.SIGWINCH, signal.SIGURG)  # ignored by default
+)
 
 
 def load_libc():
@@ -232,8 +240,8 @@ class Program:
                 (os.POSIX_SPAWN_DUP2, ready_write, 3),
                 (os.POSIX_SPAWN_DUP2, result_write, 4),
             ],
-            # Ignored here (SIGINT, SIGPIPE) or by Python (SIGXFSZ): programs get the defaults.
-            setsigdef=(signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ),
+            # Ignored here (IGNORED) or by Python (SIGXFSZ): programs get the defaults.
+            setsigdef=IGNORED + (signal.SIGXFSZ,),
         )
         for fd in (ready_write, stdout_write, stderr_write, read_end, result_write):
             os.close(fd)
@@ -444,17 +452,41 @@ def wipe(top, mode):
         return False
 
 
+# (call, its *_INFO command, where the count of objects in use is in the struct it fills): every
+# field is a C int, so the offsets hold on every Linux architecture.
+SYSV_COUNTS = (("shmctl", 14, 0), ("msgctl", 12, 0), ("semctl", 19, 28))  # used_ids, msgpool, semusz
+
+
 def sysv_ipc_left():
     """Does any SysV shared memory, message queue or semaphore set exist? (They outlive the
-    processes that made them, and only a syscall of their own removes them.)"""
-    for kind in ("shm", "msg", "sem"):
-        try:
-            with open("/proc/sysvipc/" + kind) as table:
-                if len(table.readlines()) > 1:  # a header, then a line per object
-                    return True
-        except OSError:
+    processes that made them, and only a syscall of their own removes them.) Asked of the kernel
+    by the *_INFO commands rather than read from /proc/sysvipc, which gVisor does not have."""
+    import ctypes
+
+    for call, command, offset in SYSV_COUNTS:
+        info = ctypes.create_string_buffer(128)
+        args = (0, 0, command, info) if call == "semctl" else (0, command, info)
+        if getattr(LIBC, call)(*args) < 0:
             return True  # unknown: as good as left
+        if ctypes.c_int.from_buffer(info, offset).value != 0:
+            return True
     return False
+
+
+def channel_exposed():
+    """Can another process of this user open this process's descriptors (the channel to
+    tracebox) through /proc/1/fd? Not on Linux, for a process that is not dumpable; gVisor
+    (runsc, as of its 2022 releases) lets it. A forked child asks, as a program would: it is
+    another process of the same user, without capabilities."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(os.open("/proc/1/fd/0", os.O_RDONLY | os.O_NONBLOCK))
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
 
 
 def wipe_all(modes):
@@ -538,6 +570,10 @@ class Supervisor:
         self.selector.register(self.woken, selectors.EVENT_READ)
         self.requests = Requests()
         self.runs = 0
+        # A program that could open the channel could read the next run's program from it, or
+        # end its run early with a frame of its own and go on into the next: such a container
+        # serves one run, whatever its mode.
+        self.max_runs = 1 if MODE == "recycle" and channel_exposed() else MAX_RUNS
         self.program = Program()
         self.running, self.deadline, self.idle_since, self.ooms_before = False, None, time.monotonic(), -1
         self.stdin_ended = False  # tracebox went away: the run in progress is the last
@@ -662,7 +698,7 @@ class Supervisor:
         self.runs += 1
         if MODE != "recycle":
             return status
-        if self.runs >= MAX_RUNS or self.stdin_ended or not all_gone:
+        if self.runs >= self.max_runs or self.stdin_ended or not all_gone:
             return 0
         if not wipe_all(self.modes) or process_settings() != self.settings:
             return 0  # something of this run would stay: the container serves no other
@@ -680,9 +716,10 @@ def main():
     LIBC = load_libc()
     not_dumpable()
     # PID 1 gets only the signals it handles: programs can send it SIGCHLD (harmless) and
-    # nothing else, not even Python's own SIGINT.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    # nothing else, not even Python's own SIGINT. Linux drops the rest for a namespace's init;
+    # gVisor delivers them, so every signal that can be ignored is (SIGSTOP and SIGKILL cannot).
+    for sig in IGNORED:
+        signal.signal(sig, signal.SIG_IGN)
     if MODE == "sandbox":
         import sandboxd  # a stateful sandbox: operations rather than one program at a time
 

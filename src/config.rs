@@ -75,6 +75,12 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_image: Option<String>,
 
+    /// Docker runtime every container runs under: runc (the engine's usual one) or another the
+    /// engine has registered, e.g. runsc (gVisor: a kernel of its own between the code and the
+    /// host's; scripts/ensure-runsc.sh installs and registers it). Checked at start
+    #[arg(long, env = "TRACEBOX_RUNTIME", default_value = "runc")]
+    pub runtime: String,
+
     /// Wall-clock limit of a run that asks for none, in seconds
     #[arg(long, env = "TRACEBOX_DEFAULT_TIMEOUT_SECS", default_value_t = 10.0)]
     pub default_timeout_secs: f64,
@@ -754,6 +760,21 @@ impl Config {
             "must be at least 32 bytes; or leave it unset and a random one is kept in the data directory".into(),
         )?;
         check(
+            is_runtime_name(&self.runtime),
+            "runtime",
+            format!(
+                "{:?} is not a runtime name: 1 to 64 letters, digits, `-`, `_` or `.` (e.g. runc, runsc)",
+                self.runtime
+            ),
+        )?;
+        check(
+            self.runtime != "runsc" || self.pids_limit >= MIN_RUNSC_PIDS,
+            "pids_limit",
+            format!(
+                "must be at least {MIN_RUNSC_PIDS} under runtime runsc: gVisor's own threads (about 50) count against it"
+            ),
+        )?;
+        check(
             secs(self.queue_timeout_secs, MAX_SECS),
             "queue_timeout_secs",
             format!("must be above 0 and at most {MAX_SECS}"),
@@ -801,6 +822,15 @@ impl Config {
     }
 }
 
+/// Is `name` one a Docker runtime may have (as daemon.json's `runtimes` keys are written)? It
+/// lands in every container's create request and in messages, so nothing else gets through.
+pub(crate) fn is_runtime_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The least pids limit under gVisor: its sandbox takes about 50 of the host's tasks at rest
+/// (its kernel's and file server's threads), and a container below this does not start.
+const MIN_RUNSC_PIDS: i64 = 64;
 /// The largest memory limit accepted (1 TiB): beyond it, a typo.
 const MAX_MEMORY_MB: u64 = 1024 * 1024;
 /// The largest upload limit accepted (1 TiB): beyond it, a typo.
@@ -872,6 +902,21 @@ mod tests {
         assert_eq!(from_file.base_image.as_deref(), Some("my/base:1"));
         let from_flag = load(&["--base-image", "flag/base:2"], Some("base_image = \"my/base:1\"\n")).unwrap();
         assert_eq!(from_flag.base_image.as_deref(), Some("flag/base:2"));
+    }
+
+    #[test]
+    fn the_runtime_is_runc_unless_a_setting_names_another_and_its_name_is_checked() {
+        assert_eq!(Config::defaults().runtime, "runc");
+        assert_eq!(load(&[], Some("runtime = \"runsc\"\n")).unwrap().runtime, "runsc");
+        assert_eq!(load(&["--runtime", "kata-runtime.v2_x"], None).unwrap().runtime, "kata-runtime.v2_x");
+        for bad in ["", "run sc", "runsc;rm", "../runsc", "r\u{e9}sc", &"r".repeat(65)] {
+            let error = load(&["--runtime", bad], None).unwrap_err().to_string();
+            assert!(error.contains("`runtime`") && error.contains("TRACEBOX_RUNTIME"), "{bad:?}: {error}");
+        }
+        let error = load(&["--runtime", "runsc", "--pids-limit", "63"], None).unwrap_err().to_string();
+        assert!(error.contains("`pids_limit`") && error.contains("runsc"), "{error}");
+        assert!(load(&["--runtime", "runsc", "--pids-limit", "64"], None).is_ok());
+        assert!(load(&["--runtime", "runc", "--pids-limit", "8"], None).is_ok());
     }
 
     #[test]

@@ -13,9 +13,10 @@ use crate::services::Services;
 pub async fn health(services: web::Data<Services>) -> Result<HttpResponse, ApiError> {
     let sandbox = services.nodes.health().await;
     let traces = services.store.count().await;
-    // Runs can go somewhere: the first node's engine and image are there, or another node is up.
+    // Runs can go somewhere: the first node's engine, runtime and image are there, or another
+    // node is up.
     let elsewhere = services.nodes.all().iter().skip(1).any(|node| node.state() == NodeState::Up);
-    let healthy = ((sandbox.docker_reachable && sandbox.image_present) || elsewhere) && traces.is_ok();
+    let healthy = (sandbox.ready() || elsewhere) && traces.is_ok();
     let (input_rules, output_rules) = services.policy.rule_counts();
     let sandboxes = services.sandboxes.counts().await;
     let config = &services.config;
@@ -76,6 +77,13 @@ pub async fn metrics(services: web::Data<Services>, caller: Caller) -> Result<Ht
     let per_profile = |pick: fn(&crate::sandbox::ProfileState) -> usize| -> Vec<(String, f64)> {
         pool.profiles.iter().map(|p| (format!("{{profile=\"{}\"}}", p.profile), pick(p) as f64)).collect()
     };
+    let runtime: Vec<(String, f64)> = services
+        .nodes
+        .all()
+        .iter()
+        .map(|node| (format!("{{node=\"{}\",runtime=\"{}\"}}", node.name(), node.sandbox().runtime()), 1.0))
+        .collect();
+    metric("tracebox_sandbox_runtime_info", "gauge", "The Docker runtime each node's containers run under.", &runtime);
     metric("tracebox_runs_active", "gauge", "Runs executing now.", &plain(services.runner.active_runs() as f64));
     metric("tracebox_runs_queued", "gauge", "Runs waiting for a slot.", &plain(services.runner.queued_runs() as f64));
     let by_state: Vec<(String, f64)> =

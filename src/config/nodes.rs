@@ -33,6 +33,9 @@ pub struct NodeConfig {
     /// Runs it takes at once; unset: max_concurrent_runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_runs: Option<usize>,
+    /// The Docker runtime of its containers (`runsc` for gVisor); unset: the server's `runtime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 /// Check the `[[nodes]]` tables: unique plain names, an address tracebox can speak to, TLS
@@ -77,6 +80,11 @@ pub fn check(nodes: &[NodeConfig]) -> Result<(), ConfigError> {
                 return invalid(format!("node {name}: {} is not a readable file", path.display()));
             }
         }
+        if let Some(runtime) = &node.runtime
+            && !super::is_runtime_name(runtime)
+        {
+            return invalid(format!("node {name}: runtime {runtime:?} is not a runtime name (e.g. runc, runsc)"));
+        }
         if node.max_concurrent_runs == Some(0) {
             return invalid(format!("node {name}: max_concurrent_runs must be at least 1"));
         }
@@ -104,6 +112,7 @@ mod tests {
             tls_key: None,
             labels: BTreeMap::new(),
             max_concurrent_runs: None,
+            runtime: None,
         }
     }
 
@@ -138,6 +147,8 @@ mod tests {
         let plain = refusal(&[node("a", "tcp://10.0.0.7:2375")]);
         assert!(plain.contains("without TLS") && plain.contains("tls_ca"), "{plain}");
         assert!(refusal(&[node("a", "tcp://127.0.0.1.evil:2375")]).contains("without TLS"));
+        let runtime = NodeConfig { runtime: Some("run sc".into()), ..node("a", "unix:///x") };
+        assert!(refusal(&[runtime]).contains("runtime"));
         let none = NodeConfig { max_concurrent_runs: Some(0), ..node("a", "unix:///x") };
         assert!(refusal(&[none]).contains("at least 1"));
     }

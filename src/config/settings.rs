@@ -23,6 +23,7 @@ impl Config {
             tls: None,
             image: self.image.clone(),
             base_image: self.base_image.clone(),
+            runtime: self.runtime.clone(),
             nofile_limit: self.nofile_limit,
             file_size_limit_bytes: self.file_size_limit_mb * MIB,
             tmp_size_mb: self.tmp_size_mb,
@@ -142,6 +143,7 @@ impl Config {
                             tls,
                             node: node.name.clone(),
                             other_nodes,
+                            runtime: node.runtime.clone().unwrap_or_else(|| sandbox.runtime.clone()),
                             ..sandbox.clone()
                         },
                         labels: node.labels.clone(),

@@ -96,26 +96,18 @@ async fn come_back(nodes: &Nodes, node: &Arc<Node>, info: EngineInfo) {
         beat.misses = 0;
     }
     let source = nodes.all().iter().find(|other| other.name != node.name && other.beat().up);
-    let image = match source {
-        Some(source) => {
-            let progress = |line: &str| tracing::info!(target: "tracebox::image", node = %node.name, "{line}");
-            let copy = node.sandbox.copy_image_from(&source.sandbox, &progress);
-            match tokio::time::timeout(COPY_PATIENCE, copy).await {
-                Ok(copied) => copied.map(|_| ()),
-                Err(_) => Err(SandboxError::NotReady { why: format!("the copy took over {COPY_PATIENCE:?}") }),
-            }
-        }
-        // No other node up: it must hold the image itself (it was built there, or copied before).
-        None => node.sandbox.health().await.error.map_or(Ok(()), |error| Err(SandboxError::NotReady { why: error })),
+    let ready = match node.sandbox.check_runtime().await {
+        Err(error) => Err(error),
+        Ok(()) => image_for(node, source).await,
     };
     node.beat().returning = false;
-    if let Err(error) = image {
+    if let Err(error) = ready {
         let mut beat = node.beat();
         let wait = beat.retry_wait.map_or(FIRST_RETRY, |wait| (wait * 2).min(MOST_RETRY));
         beat.retry_wait = Some(wait);
         beat.retry_at = Some(tokio::time::Instant::now() + wait);
-        beat.error = Some(format!("it answers, but the sandbox image could not be given to it: {error}"));
-        tracing::warn!(node = %node.name, %error, retry_in = ?wait, "node answers again but lacks the sandbox image; it stays down");
+        beat.error = Some(format!("it answers, but cannot run sandboxes yet: {error}"));
+        tracing::warn!(node = %node.name, %error, retry_in = ?wait, "node answers again but cannot run sandboxes (runtime or image); it stays down");
         return;
     }
     {
@@ -127,4 +119,19 @@ async fn come_back(nodes: &Nodes, node: &Arc<Node>, info: EngineInfo) {
     node.sandbox.suspend_pool(false);
     tracing::info!(node = %node.name, "node is up again");
     nodes.tell(NodeEvent::Up(node.name.clone()));
+}
+
+/// Give `node` the sandbox image from `source` (a node that is up) unless it holds it; with no
+/// node up, it must hold it already (it was built there, or copied before).
+async fn image_for(node: &Node, source: Option<&Arc<Node>>) -> Result<(), SandboxError> {
+    let Some(source) = source else {
+        let error = node.sandbox.health().await.error;
+        return error.map_or(Ok(()), |error| Err(SandboxError::NotReady { why: error }));
+    };
+    let progress = |line: &str| tracing::info!(target: "tracebox::image", node = %node.name, "{line}");
+    let copy = node.sandbox.copy_image_from(&source.sandbox, &progress);
+    match tokio::time::timeout(COPY_PATIENCE, copy).await {
+        Ok(copied) => copied.map(|_| ()),
+        Err(_) => Err(SandboxError::NotReady { why: format!("the copy took over {COPY_PATIENCE:?}") }),
+    }
 }

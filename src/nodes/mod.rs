@@ -336,6 +336,11 @@ impl Nodes {
                 .await;
         let mut first_error = None;
         for (node, answer) in self.all().iter().zip(answers) {
+            // An engine that answers but lacks the node's runtime cannot run anything there.
+            let answer = match answer {
+                Ok(info) => node.sandbox.check_runtime().await.map(|()| info),
+                Err(error) => Err(error),
+            };
             match answer {
                 Ok(info) => heartbeat::answered(node, info),
                 Err(error) => {

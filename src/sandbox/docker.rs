@@ -197,6 +197,15 @@ impl Engine {
         Ok(())
     }
 
+    /// The names of the runtimes the engine has registered (`runc`, and those of daemon.json's
+    /// `runtimes`), sorted.
+    pub async fn runtimes(&self) -> Result<Vec<String>, SandboxError> {
+        let info = self.docker()?.info().await.map_err(|e| self.failed("info", e))?;
+        let mut names: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The labels of `image`, or `None` when the engine has no such image.
     pub async fn image_labels(&self, image: &str) -> Result<Option<HashMap<String, String>>, SandboxError> {
         match self.docker()?.inspect_image(image).await {
@@ -241,14 +250,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Create a container; `ImageMissing` when its image is not there.
+    /// Create a container; `ImageMissing` when its image is not there, `RuntimeMissing` when
+    /// the engine no longer knows its runtime (daemon.json changed since the start-up check).
     pub async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<String, SandboxError> {
         let image = body.image.clone().unwrap_or_default();
+        let runtime = body.host_config.as_ref().and_then(|host| host.runtime.clone()).unwrap_or_default();
         let options = CreateContainerOptionsBuilder::default().name(name).build();
         match self.docker()?.create_container(Some(options), body).await {
             Ok(created) => Ok(created.id),
             Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
                 Err(SandboxError::ImageMissing { image })
+            }
+            // Docker's words for it: "Unknown runtime specified NAME".
+            Err(DockerError::DockerResponseServerError { status_code: 400, message })
+                if message.to_ascii_lowercase().contains("unknown runtime") =>
+            {
+                Err(SandboxError::RuntimeMissing { host: self.host.to_string(), runtime, registered: Vec::new() })
             }
             Err(e) => Err(self.failed("create container", e)),
         }

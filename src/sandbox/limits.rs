@@ -36,6 +36,9 @@ pub const LABEL_SANDBOX: &str = "tracebox.sandbox";
 #[derive(Debug, Clone)]
 pub struct ContainerSettings {
     pub image: String,
+    /// The Docker runtime (`runc`, `runsc`…): every container names it, so none runs under
+    /// another by the engine's default.
+    pub runtime: String,
     pub nofile: u64,
     pub file_size_bytes: u64,
     pub tmp_size_mb: u64,
@@ -55,6 +58,7 @@ impl ContainerSettings {
     pub fn new(settings: &SandboxSettings, instance_id: &str, boot_id: &str) -> ContainerSettings {
         ContainerSettings {
             image: settings.image.clone(),
+            runtime: settings.runtime.clone(),
             nofile: settings.nofile_limit,
             file_size_bytes: settings.file_size_limit_bytes,
             tmp_size_mb: settings.tmp_size_mb,
@@ -221,6 +225,9 @@ fn host_config(settings: &ContainerSettings, spec: &ContainerSpec) -> HostConfig
         ResourcesUlimits { name: Some(name.to_owned()), soft: Some(value), hard: Some(value) }
     };
     HostConfig {
+        // The runtime is named whatever the engine's default: runsc (gVisor) puts a kernel of
+        // its own between the code and the host's, a second wall behind everything below.
+        runtime: Some(settings.runtime.clone()),
         network_mode: Some("none".to_owned()),
         // No way to gain privileges: no capabilities, no setuid escalation, no privileged mode.
         cap_drop: Some(vec!["ALL".to_owned()]),
@@ -302,6 +309,7 @@ mod tests {
     fn body_with(files: &[InputFile]) -> ContainerCreateBody {
         let settings = ContainerSettings {
             image: "tracebox-sandbox:test".into(),
+            runtime: "runsc".into(),
             nofile: 256,
             file_size_bytes: 32 * MIB,
             tmp_size_mb: 64,
@@ -324,6 +332,11 @@ mod tests {
 
     fn host() -> HostConfig {
         body().host_config.unwrap()
+    }
+
+    #[test]
+    fn every_container_names_its_runtime() {
+        assert_eq!(host().runtime.as_deref(), Some("runsc"));
     }
 
     #[test]

@@ -59,6 +59,14 @@ pub enum SandboxError {
         "the Docker engine at {host} is unreachable ({source}); start it (scripts/ensure-docker.sh installs and starts one) or point TRACEBOX_DOCKER_HOST at a running engine"
     )]
     Unreachable { host: String, source: Cause },
+    /// The engine is there, the runtime containers are to run under is not registered with it.
+    #[error("{}", runtime_missing(host, runtime, registered))]
+    RuntimeMissing {
+        host: String,
+        runtime: String,
+        /// The runtimes the engine has (empty when not asked).
+        registered: Vec<String>,
+    },
     /// The engine is there, the sandbox image is not.
     #[error("the sandbox image {image} is missing; build it with `tracebox image build`")]
     ImageMissing { image: String },
@@ -119,10 +127,29 @@ impl SandboxError {
         matches!(
             self,
             SandboxError::Unreachable { .. }
+                | SandboxError::RuntimeMissing { .. }
                 | SandboxError::ImageMissing { .. }
                 | SandboxError::BaseImageUnavailable { .. }
         )
     }
+}
+
+/// What to do when the engine lacks `runtime`: the daemon.json lines that register it and the
+/// reload that makes the engine read them (for gVisor's runsc, exactly what
+/// scripts/ensure-runsc.sh writes).
+fn runtime_missing(host: &str, runtime: &str, registered: &[String]) -> String {
+    let has = if registered.is_empty() { String::new() } else { format!(" (it has: {})", registered.join(", ")) };
+    let entry = if runtime == "runsc" {
+        r#"{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}}"#.to_owned()
+    } else {
+        format!(r#"{{"runtimes": {{"{runtime}": {{"path": "/path/to/{runtime}"}}}}}}"#)
+    };
+    format!(
+        "the Docker engine at {host} has no runtime named {runtime} (TRACEBOX_RUNTIME){has}; register it: add to \
+         /etc/docker/daemon.json (merged with what it holds) {entry} and reload the engine (`sudo kill -HUP \
+         $(cat /var/run/docker.pid)`, or `sudo systemctl reload docker`; running containers go on). For gVisor, \
+         scripts/ensure-runsc.sh installs Debian's runsc and does both. Or set TRACEBOX_RUNTIME=runc"
+    )
 }
 
 /// One program for the sandbox.
@@ -184,8 +211,19 @@ pub struct SandboxHealth {
     pub docker_version: Option<String>,
     pub image: String,
     pub image_present: bool,
+    /// The Docker runtime this server's containers run under (`runc`, `runsc`…).
+    pub runtime: String,
+    /// Does the engine list it? None when the engine could not be asked.
+    pub runtime_registered: Option<bool>,
     pub error: Option<String>,
     pub pool: PoolState,
+}
+
+impl SandboxHealth {
+    /// Can runs be served: the engine answers, with the image and the runtime?
+    pub fn ready(&self) -> bool {
+        self.docker_reachable && self.image_present && self.runtime_registered == Some(true)
+    }
 }
 
 /// Build the sandbox image `settings` name unless it is up to date (always, with `force`).
@@ -225,6 +263,25 @@ impl Sandbox {
     /// The id of this start of tracebox, on every container it makes.
     pub fn boot_id(&self) -> &str {
         &self.settings.boot_id
+    }
+
+    /// The Docker runtime this sandbox's containers run under.
+    pub fn runtime(&self) -> &str {
+        &self.settings.runtime
+    }
+
+    /// Does the engine have the runtime registered? `RuntimeMissing`, with the fix, if not: every
+    /// container would fail to be created. Checked before a server or a run starts.
+    pub async fn check_runtime(&self) -> Result<(), SandboxError> {
+        let registered = self.engine.runtimes().await?;
+        if registered.iter().any(|name| *name == self.settings.runtime) {
+            return Ok(());
+        }
+        Err(SandboxError::RuntimeMissing {
+            host: self.engine.host().to_owned(),
+            runtime: self.settings.runtime.clone(),
+            registered,
+        })
     }
 
     /// Build the sandbox image unless it is up to date (always, with `force`).
@@ -491,6 +548,8 @@ impl Sandbox {
             docker_version: None,
             image: self.settings.image.clone(),
             image_present: false,
+            runtime: self.settings.runtime.clone(),
+            runtime_registered: None,
             error: None,
             pool: self.pool.state(),
         };
@@ -515,6 +574,15 @@ impl Sandbox {
             Ok(Err(error)) => health.error = Some(error.to_string()),
             Err(_) => health.error = Some(too_slow()),
         }
+        match tokio::time::timeout(HEALTH_TIMEOUT, self.check_runtime()).await {
+            Ok(Ok(())) => health.runtime_registered = Some(true),
+            Ok(Err(error @ SandboxError::RuntimeMissing { .. })) => {
+                health.runtime_registered = Some(false);
+                health.error.get_or_insert(error.to_string());
+            }
+            Ok(Err(error)) => _ = health.error.get_or_insert(error.to_string()),
+            Err(_) => _ = health.error.get_or_insert_with(too_slow),
+        }
         health
     }
 }
@@ -522,4 +590,28 @@ impl Sandbox {
 /// The name of a sandbox's container.
 fn sandbox_container_name(sandbox_id: &str) -> String {
     format!("tracebox-sandbox-{sandbox_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_runtime_says_how_to_register_it() {
+        let gvisor = runtime_missing("unix:///var/run/docker.sock", "runsc", &["runc".to_owned()]);
+        for part in [
+            "no runtime named runsc",
+            "(it has: runc)",
+            "/etc/docker/daemon.json",
+            r#"{"runtimes": {"runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}}}"#,
+            "kill -HUP $(cat /var/run/docker.pid)",
+            "scripts/ensure-runsc.sh",
+            "TRACEBOX_RUNTIME=runc",
+        ] {
+            assert!(gvisor.contains(part), "{part:?} not in {gvisor}");
+        }
+        let other = runtime_missing("tcp://h:2376", "kata", &[]);
+        assert!(other.contains(r#"{"runtimes": {"kata": {"path": "/path/to/kata"}}}"#), "{other}");
+        assert!(!other.contains("it has"), "{other}");
+    }
 }

@@ -18,6 +18,10 @@ pub struct SandboxSettings {
     pub image: String,
     /// The base that image is built on; None: `image::choose_base` chooses.
     pub base_image: Option<String>,
+    /// The Docker runtime every container of this engine runs under (`runc`, `runsc`…), named
+    /// in each create request; the engine must have it registered ([`super::Sandbox::check_runtime`]).
+    /// Per engine: a sandbox for another engine is made from a clone with its own.
+    pub runtime: String,
     /// Open files a process may hold (`ulimit -n`).
     pub nofile_limit: u64,
     /// Largest file a run may write (`ulimit -f`), in bytes.

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::common::pool::{container_of, eventually_ready, pooled, unscreened_recycler};
-use crate::common::{TestServer, empty_policy};
+use crate::common::pool::{container_of, eventually_ready, pooled, recycles, unscreened_recycler};
+use crate::common::{TestServer, empty_policy, gvisor, runtime};
 
 /// Reads its own stdout and stderr, and the supervisor's descriptors, for a few milliseconds
 /// right after it starts, writing nothing first: whatever it reads was not its own.
@@ -42,11 +42,65 @@ async fn readers_read_nothing(server: &TestServer, runs: usize, body: impl Fn(&s
     for run in 0..runs {
         let (status, reply) = server.execute(body(&reader(run))).await;
         assert_eq!(status, 200, "{reply}");
+        if gvisor() {
+            // gVisor lets a process open a non-dumpable one's descriptors through /proc: the
+            // program opens the channel (what that allows: a_program_that_opens_the_channel…).
+            // What it can read there is what tracebox sends its own run: at most its stdin's end.
+            let out = reply["stdout"].as_str().unwrap();
+            let own = [format!("run {run} read 0 b'' denied []\n"), format!("run {run} read 2 b'E\\n' denied []\n")];
+            assert!(own.contains(&out.to_owned()), "runsc, run {run}: {reply}");
+            continue;
+        }
         assert_eq!(
             (reply["status"].as_str(), reply["stdout"].as_str()),
             (Some("success"), Some(expected(run).as_str())),
             "run {run}: {reply}"
         );
+    }
+}
+
+/// Under gVisor a program can open its supervisor's stdout, the channel, through /proc/1/fd/1
+/// and write frames of its own on it: it can forge its own run's end. What it cannot do is reach
+/// another run: a fresh container is removed after its run, and a recycled one serves only one
+/// under gVisor (`channel_exposed` in sandbox/supervise.py).
+const CHANNEL_WRITER: &str = r#"
+import os, struct, sys, time
+def frame(kind, payload=b''):
+    return kind + struct.pack('>I', len(payload)) + payload
+try:
+    fd = os.open('/proc/1/fd/1', os.O_WRONLY)
+except OSError as e:
+    print('denied', e.errno)
+    sys.exit(5)
+os.write(fd, frame(b'o', b'FORGED\n') + frame(b'X', b'0 0') + frame(b'Z'))
+time.sleep(0.5)
+sys.exit(5)
+"#;
+
+#[tokio::test]
+async fn a_program_that_opens_the_channel_reaches_no_other_run() {
+    let policy = empty_policy();
+    for server in [pooled(&[("TRACEBOX_POLICY", &policy)]).await, unscreened_recycler().await] {
+        let reply = server.run("python", CHANNEL_WRITER).await;
+        if gvisor() {
+            assert_eq!(
+                (reply["status"].as_str(), reply["exit_code"].as_i64(), reply["stdout"].as_str()),
+                (Some("success"), Some(0), Some("FORGED\n")),
+                "runsc: the program forged its own run's end: {reply}"
+            );
+        } else {
+            assert_eq!(
+                (reply["exit_code"].as_i64(), reply["stdout"].as_str()),
+                (Some(5), Some("denied 13\n")),
+                "runc: the channel cannot be opened (EACCES): {reply}"
+            );
+        }
+        let first = container_of(&server, &reply).await;
+        let reply = server.run("python", "print('next')").await;
+        assert_eq!(reply["stdout"], "next\n", "the next run is its own: {reply}");
+        if gvisor() {
+            assert_ne!(container_of(&server, &reply).await, first, "runsc: never in the container the forger had");
+        }
     }
 }
 
@@ -131,7 +185,13 @@ async fn a_recycled_program_cannot_fake_its_end_or_the_next_run_of_its_tenant() 
         (Some("success"), Some("my own code ran\n")),
         "{reply}"
     );
-    assert_eq!(container_of(&server, &reply).await, hijacked, "in the very container the attack ran in");
+    let same = container_of(&server, &reply).await == hijacked;
+    assert_eq!(
+        same,
+        recycles(),
+        "runtime {}: in the very container the attack ran in (runsc: one run each)",
+        runtime()
+    );
 }
 
 #[tokio::test]

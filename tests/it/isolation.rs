@@ -18,7 +18,9 @@ async fn code_runs_as_an_unprivileged_user_with_no_capabilities() {
     let server = unscreened_server().await;
     let out = stdout_of(
         &server,
-        "import os\nfields = dict(l.split(':\\t') for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\nprint(os.getuid(), os.getgid(), fields['CapEff'].strip(), fields['CapPrm'].strip(), fields['NoNewPrivs'].strip())",
+        // no_new_privs asked of the kernel (PR_GET_NO_NEW_PRIVS): gVisor's /proc/self/status has
+        // no NoNewPrivs line.
+        "import ctypes, os\nfields = dict(l.split(':\\t') for l in open('/proc/self/status').read().splitlines() if ':\\t' in l)\nprint(os.getuid(), os.getgid(), fields['CapEff'].strip(), fields['CapPrm'].strip(), ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))",
     )
     .await;
     assert_eq!(out, "1000 1000 0000000000000000 0000000000000000 1\n");
@@ -38,15 +40,21 @@ def writable(path):
         return 'writable'
     except OSError as e:
         return f'errno {e.errno}'
-for path in ['/', '/etc', '/usr', '/opt/tracebox', '/tmp', '/workspace']:
+for path in ['/', '/etc', '/usr', '/opt/tracebox', '/var/tmp', '/tmp', '/workspace']:
     print(path, writable(path))
+print('root mounted', [l.split()[3].split(',')[0] for l in open('/proc/self/mounts') if l.split()[1] == '/'])
 "#,
     )
     .await;
-    assert_eq!(
-        out, "/ errno 30\n/etc errno 30\n/usr errno 30\n/opt/tracebox errno 30\n/tmp writable\n/workspace writable\n",
-        "errno 30 is EROFS"
+    // /var/tmp is the image's own world-writable folder: only the read-only root stops a write
+    // there, whatever the runtime. In the folders root owns, Linux reports the read-only mount
+    // (EROFS, 30) first; gVisor checks the permission first (EACCES, 13): refused either way.
+    let root_owned = if crate::common::gvisor() { 13 } else { 30 };
+    let expected = format!(
+        "/ errno {root_owned}\n/etc errno {root_owned}\n/usr errno {root_owned}\n/opt/tracebox errno {root_owned}\n\
+         /var/tmp errno 30\n/tmp writable\n/workspace writable\nroot mounted ['ro']\n"
     );
+    assert_eq!(out, expected, "errno 30 is EROFS, 13 EACCES (runtime {})", crate::common::runtime());
 }
 
 #[tokio::test]
@@ -148,7 +156,14 @@ async fn there_is_no_network_tcp_and_dns_fail() {
     // The sandbox: only loopback, no route, and both attempts fail at once.
     let out = stdout_of(&server, &probe).await;
     assert!(out.starts_with("interfaces ['lo']\nroutes 0\n"), "{out}");
-    assert!(out.contains("tcp failed 101") && out.contains("dns failed 101"), "errno 101 is ENETUNREACH: {out}");
+    // Linux finds no route (ENETUNREACH, 101); gVisor's netstack, turned off by --network=none,
+    // no host (EHOSTUNREACH, 113). Either fails at once.
+    let errno = if crate::common::gvisor() { 113 } else { 101 };
+    assert!(
+        out.contains(&format!("tcp failed {errno}")) && out.contains(&format!("dns failed {errno}")),
+        "runtime {}: errno {errno} (101 ENETUNREACH, 113 EHOSTUNREACH): {out}",
+        crate::common::runtime()
+    );
     // And nothing arrived at the listeners.
     let mut buffer = [0u8; 512];
     assert!(dns.try_recv_from(&mut buffer).is_err(), "the DNS listener got a packet from the sandbox");
@@ -158,15 +173,27 @@ async fn there_is_no_network_tcp_and_dns_fail() {
 
 #[tokio::test]
 async fn processes_and_open_files_are_limited() {
+    // Under gVisor the host's pids limit counts gVisor's own threads too (about 50 for the
+    // sandbox at rest), so tracebox refuses a limit under 64 there (src/config.rs).
+    let limit = if crate::common::gvisor() { "64" } else { "32" };
     let server =
-        TestServer::spawn_with(&[("TRACEBOX_POLICY", &crate::common::empty_policy()), ("TRACEBOX_PIDS_LIMIT", "32")])
+        TestServer::spawn_with(&[("TRACEBOX_POLICY", &crate::common::empty_policy()), ("TRACEBOX_PIDS_LIMIT", limit)])
             .await;
     let out = stdout_of(
         &server,
-        "import resource, threading, time\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))\nn = 0\ntry:\n    while n < 500:\n        threading.Thread(target=time.sleep, args=(5,), daemon=True).start(); n += 1\nexcept RuntimeError:\n    pass\nprint(n < 32)",
+        "import resource, threading, time\nprint(resource.getrlimit(resource.RLIMIT_NOFILE))\nn = 0\ntry:\n    while n < 500:\n        threading.Thread(target=time.sleep, args=(5,), daemon=True).start(); n += 1\nexcept RuntimeError:\n    pass\nprint(n)",
     )
     .await;
-    assert_eq!(out, "(256, 256)\nTrue\n");
+    let (nofile, threads) = out.split_once('\n').unwrap();
+    assert_eq!(nofile, "(256, 256)");
+    let threads: u32 = threads.trim().parse().unwrap();
+    if crate::common::gvisor() {
+        // gVisor runs a program's threads in its own kernel, not as host tasks: the pids limit
+        // does not count them (memory bounds them); processes it does (a_fork_bomb_is_contained…).
+        assert_eq!(threads, 500, "runsc: threads are not host tasks: {out}");
+    } else {
+        assert!(threads < 32, "runc: the pids limit bounds threads: {out}");
+    }
 }
 
 #[tokio::test]
@@ -234,5 +261,69 @@ print(int(quota) / int(period), int(memory) // (1024 * 1024), swap)
 "#, "memory_mb": 96}))
         .await;
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["stdout"], "0.5 96 0\n", "{reply}");
+    if crate::common::gvisor() {
+        // gVisor shows its programs no cgroup files (the limits are on the host's cgroup of the
+        // whole sandbox, read below), and the memory limit as the machine's memory.
+        let out = stdout_of(
+            &server,
+            "import os\nprint(os.listdir('/sys/fs/cgroup'), open('/proc/meminfo').readline().split()[1])",
+        )
+        .await;
+        assert_eq!(out, format!("[] {}\n", 256 * 1024), "runsc: the default 256 MiB as MemTotal, in KiB");
+    } else {
+        assert_eq!(reply["stdout"], "0.5 96 0\n", "{reply}");
+    }
+    // From the host, under every runtime: the cgroup the container's processes are in.
+    let instance = server.instance_id().await;
+    let sleeper =
+        server.execute(serde_json::json!({"code": "import time\ntime.sleep(30)", "memory_mb": 96, "timeout": 30}));
+    let look = async {
+        let mut containers = Vec::new();
+        crate::common::eventually("the sleeper's container runs", || {
+            containers = crate::common::containers_of(&instance);
+            !containers.is_empty() && host_cgroup_limits(&containers[0]).is_some()
+        })
+        .await;
+        let limits = host_cgroup_limits(&containers[0]).unwrap();
+        Command::new("docker").args(["kill", &containers[0]]).output().unwrap();
+        limits
+    };
+    let (_, limits) = tokio::join!(sleeper, look);
+    assert_eq!(limits, (0.5, 96 * 1024 * 1024, 96 * 1024 * 1024), "runtime {}", crate::common::runtime());
+}
+
+/// The CPU quota (in CPUs), memory limit and memory+swap limit of `container`'s cgroup on the
+/// host, as the kernel enforces them; None until its process runs.
+fn host_cgroup_limits(container: &str) -> Option<(f64, u64, u64)> {
+    let pid = Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", container]).output().ok()?;
+    let pid = String::from_utf8_lossy(&pid.stdout).trim().to_owned();
+    if pid.is_empty() || pid == "0" {
+        return None;
+    }
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let read = |path: String| std::fs::read_to_string(path).ok().map(|text| text.trim().to_owned());
+    let number = |text: Option<String>| text.and_then(|t| t.parse::<u64>().ok());
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
+        let dir = format!("/sys/fs/cgroup{path}");
+        let cpu = read(format!("{dir}/cpu.max"))?;
+        let (quota, period) = cpu.split_once(' ')?;
+        let memory = number(read(format!("{dir}/memory.max")))?;
+        let swap = number(read(format!("{dir}/memory.swap.max"))).unwrap_or(0);
+        return Some((quota.parse::<f64>().ok()? / period.parse::<f64>().ok()?, memory, memory + swap));
+    }
+    let dir = |controller: &str| {
+        cgroups.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            controllers.split(',').any(|c| c == controller).then(|| format!("/sys/fs/cgroup/{controllers}{path}"))
+        })
+    };
+    let (cpu, memory) = (dir("cpu")?, dir("memory")?);
+    let quota = number(read(format!("{cpu}/cpu.cfs_quota_us")))? as f64;
+    let period = number(read(format!("{cpu}/cpu.cfs_period_us")))? as f64;
+    let limit = number(read(format!("{memory}/memory.limit_in_bytes")))?;
+    // Without swap accounting the host has no swap to give: memory+swap is memory.
+    let with_swap = number(read(format!("{memory}/memory.memsw.limit_in_bytes"))).unwrap_or(limit);
+    Some((quota / period, limit, with_swap))
 }

@@ -31,6 +31,7 @@ mod policy;
 mod pool;
 mod refused;
 mod requests;
+mod runtime;
 mod sandbox_files;
 mod sandbox_reads;
 mod sandbox_restarts;

@@ -38,6 +38,19 @@ pub fn require_docker() {
     );
 }
 
+/// The Docker runtime the test servers' containers run under: `TRACEBOX_RUNTIME` as the tests
+/// are run with it (`.ci/run` runs the container's tests a second time under `runsc`), else
+/// `runc`.
+pub fn runtime() -> String {
+    std::env::var("TRACEBOX_RUNTIME").ok().filter(|name| !name.is_empty()).unwrap_or_else(|| "runc".into())
+}
+
+/// Are the containers under gVisor (`runsc`)? A test that asserts what differs there names it
+/// with this, so each runtime's behaviour is asserted, never skipped.
+pub fn gvisor() -> bool {
+    runtime() == "runsc"
+}
+
 /// Settings every test server gets, on top of what the environment holds. No warm pools unless
 /// a test asks for one (tests/it/pool.rs): most tests count a server's containers, and a pool
 /// keeps some waiting by design. A run takes the same path either way (its container is made
@@ -50,6 +63,7 @@ fn base_env(data_dir: &Path) -> Vec<(String, String)> {
         ("TRACEBOX_ADDR".into(), "127.0.0.1:0".into()),
         ("TRACEBOX_LOG_FORMAT".into(), "json".into()),
         ("TRACEBOX_LOG".into(), "info".into()),
+        ("TRACEBOX_RUNTIME".into(), runtime()),
     ]
 }
 

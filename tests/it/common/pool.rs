@@ -22,6 +22,13 @@ pub async fn unscreened_recycler() -> TestServer {
     pooled(&[("TRACEBOX_ISOLATION", "recycle"), ("TRACEBOX_POOL_SIZE", "1"), ("TRACEBOX_POLICY", &policy)]).await
 }
 
+/// Does a recycled container serve another run? Under runc it does. Under gVisor (runsc) a
+/// program can open its supervisor's descriptors through /proc/1/fd, the channel to tracebox,
+/// so the supervisor serves one run and ends (`channel_exposed` in sandbox/supervise.py).
+pub fn recycles() -> bool {
+    !super::gvisor()
+}
+
 /// The pool as `/health` reports it.
 pub async fn pool(server: &TestServer) -> Value {
     let (_, health) = server.get_json("/health").await;
