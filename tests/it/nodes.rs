@@ -477,3 +477,26 @@ async fn a_node_over_tls_without_the_image_gets_it_copied_and_runs_there() {
     assert!(containers_on(&local, &instance).is_empty(), "the TLS node kept the server's containers");
     nodes_sh(&["down", "node-tls"]);
 }
+
+#[tokio::test]
+async fn a_node_whose_engine_lacks_its_runtime_stays_down_saying_so() {
+    let _turn = ENGINES.lock().await;
+    nodes_sh(&["up", NODE_A]);
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("tracebox.toml");
+    let toml = format!(
+        "[[nodes]]\nname = \"local\"\ndocker_host = \"unix:///var/run/docker.sock\"\n\n\
+         [[nodes]]\nname = \"{NODE_A}\"\ndocker_host = \"{}\"\nruntime = \"no-such-runtime\"\n",
+        host_of(NODE_A)
+    );
+    std::fs::write(&config, toml).unwrap();
+    let config = config.display().to_string();
+    let server = TestServer::spawn_with(&[("TRACEBOX_CONFIG", config.as_str())]).await;
+    let (_, nodes) = server.get_json("/nodes").await;
+    let node = nodes["nodes"].as_array().unwrap().iter().find(|n| n["name"] == NODE_A).unwrap().clone();
+    assert_eq!(node["state"], "down", "{node}");
+    let error = node["error"].as_str().unwrap();
+    assert!(error.contains("no-such-runtime") && error.contains("daemon.json"), "the fix is named: {error}");
+    let (status, reply) = server.execute(json!({"code": "print(1)", "strategy": "round_robin"})).await;
+    assert_eq!((status, reply["node"].as_str()), (200, Some("local")), "{reply}");
+}

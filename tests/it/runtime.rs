@@ -14,7 +14,8 @@ async fn health_and_metrics_report_the_runtime_every_container_runs_under() {
     assert_eq!(health["docker"]["runtime"], runtime().as_str(), "{health}");
     assert_eq!(health["docker"]["runtime_registered"], true, "{health}");
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(&format!("tracebox_sandbox_runtime_info{{runtime=\"{}\"}} 1", runtime())), "{metrics}");
+    let line = format!("tracebox_sandbox_runtime_info{{node=\"local\",runtime=\"{}\"}} 1", runtime());
+    assert!(metrics.contains(&line), "{metrics}");
 
     // The container is made under it, and the program sees its kernel: gVisor's reports 4.4.0.
     let instance = server.instance_id().await;
