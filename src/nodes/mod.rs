@@ -392,7 +392,13 @@ impl Nodes {
     pub async fn sweep(&self, which: Sweep<'_>) -> Result<usize, SandboxError> {
         let mut removed = 0;
         for node in self.all() {
-            match node.sandbox.sweep(which).await {
+            let mut swept = node.sandbox.sweep(which).await;
+            if swept.as_ref().is_err_and(SandboxError::is_unavailable) {
+                // An engine restarted since the last call leaves the client a dead connection
+                // or two to find out about: one more try is on a fresh one.
+                swept = node.sandbox.sweep(which).await;
+            }
+            match swept {
                 Ok(count) => removed += count,
                 Err(error) if error.is_unavailable() => {
                     tracing::debug!(node = %node.name, %error, "not swept: its engine does not answer");

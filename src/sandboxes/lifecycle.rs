@@ -754,16 +754,25 @@ impl Sandboxes {
                 None => self.lost(record).await,
             }
         }
+        let owned = self.owned(node).await?;
+        engine.sweep(Sweep::Unowned { owned: &owned, older_than: grace }).await?;
+        tracing::info!(node, attached, "sandboxes found again");
+        Ok(())
+    }
+
+    /// The sandbox containers on `node` that something holds: a live session, a record (its
+    /// session lost, or its node just back), a warm shelf. A sweep of the unowned spares them.
+    async fn owned(&self, node: &str) -> Result<Vec<String>, SandboxesError> {
         let mut owned: Vec<String> = self
             .live()
             .values()
             .filter(|live| live.node.name() == node)
             .map(|live| live.session.container().to_owned())
             .collect();
+        let records = self.inner.store.sandboxes(None).await?;
+        owned.extend(records.into_iter().filter(|record| record.node == node).filter_map(|record| record.container));
         owned.extend(self.inner.warm.get(node).map(|warm| warm.containers()).unwrap_or_default());
-        engine.sweep(Sweep::Unowned { owned: &owned, older_than: grace }).await?;
-        tracing::info!(node, sandboxes = owned.len(), attached, "sandboxes found again");
-        Ok(())
+        Ok(owned)
     }
 
     /// A running sandbox whose record names a node no longer configured: attached on the node
@@ -870,6 +879,15 @@ impl Sandboxes {
     /// Remove the warm containers no sandbox took (shutdown); running sandboxes stay.
     pub async fn close(&self) {
         futures_util::future::join_all(self.inner.warm.values().map(|warm| warm.close())).await;
+        // A warm start that failed half-way (its engine went away between create and start)
+        // left a container no shelf holds: nothing owns it, so it goes now.
+        for node in self.inner.nodes.all() {
+            let Ok(owned) = self.owned(node.name()).await else { continue };
+            let unowned = Sweep::Unowned { owned: &owned, older_than: Duration::ZERO };
+            if let Err(error) = node.sandbox().sweep(unowned).await {
+                tracing::debug!(node = %node.name(), %error, "not swept at shutdown: its engine does not answer");
+            }
+        }
     }
 
     /// Warm containers waiting, per language, on all nodes (for `/metrics`).
