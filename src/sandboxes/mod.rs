@@ -5,6 +5,7 @@
 //! restart of tracebox finds every sandbox again (`adopt`). Steps go through the one pipeline
 //! (`Runner`, at `Place::Sandbox`); the container side is `crate::sandbox::Session`.
 
+mod adoption;
 mod lifecycle;
 mod repo;
 mod snapshots;
