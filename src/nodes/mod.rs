@@ -120,7 +120,11 @@ impl Node {
     }
 
     pub fn state(&self) -> NodeState {
-        match (self.beat().up, self.draining.load(Ordering::Relaxed)) {
+        self.state_with(&self.beat())
+    }
+
+    fn state_with(&self, beat: &Beat) -> NodeState {
+        match (beat.up, self.draining.load(Ordering::Relaxed)) {
             (false, _) => NodeState::Down,
             (true, true) => NodeState::Draining,
             (true, false) => NodeState::Up,
@@ -164,11 +168,7 @@ impl Node {
             name: self.name.clone(),
             docker_host: Some(self.sandbox.docker_host().to_owned()),
             labels: self.labels.clone(),
-            state: match (beat.up, self.draining.load(Ordering::Relaxed)) {
-                (false, _) => NodeState::Down,
-                (true, true) => NodeState::Draining,
-                (true, false) => NodeState::Up,
-            },
+            state: self.state_with(&beat),
             last_heartbeat: beat.last_answer.map(rfc3339),
             missed_heartbeats: beat.misses,
             engine_version: beat.info.as_ref().map(|info| info.version.clone()),
