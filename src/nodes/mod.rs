@@ -540,7 +540,7 @@ impl Nodes {
                     "attempt": placed.attempts.len() + 1,
                     // What placement cost the run: the choice, then the wait for a slot there.
                     "pick_us": picked_us,
-                    "slot_wait_us": picking.elapsed().as_micros() as u64 - picked_us,
+                    "slot_wait_us": (picking.elapsed().as_micros() as u64).saturating_sub(picked_us),
                 }),
             );
             // Elsewhere to go: a failing pool ends the wait at once rather than at the deadline.
