@@ -51,6 +51,19 @@ pub fn gvisor() -> bool {
     runtime() == "runsc"
 }
 
+/// A run ended for its memory: `oom`. Under gVisor (runsc) the verdict depends on who ended it:
+/// the host's OOM killer taking the sandbox is reported by Docker and is `oom`; gVisor's own
+/// OOM killer, inside the sandbox, ends only the program with SIGKILL, which tracebox cannot tell
+/// from any other SIGKILL: `error`, exit 137 (docs/security.md, "A second wall: gVisor").
+pub fn assert_ended_for_memory(reply: &Value) {
+    if gvisor() && reply["status"] == "error" {
+        assert_eq!(reply["exit_code"], 137, "under runsc, killed by SIGKILL: {reply}");
+        return;
+    }
+    assert_eq!(reply["status"], "oom", "{reply}");
+    assert_eq!(reply["oom_killed"], true, "{reply}");
+}
+
 /// Settings every test server gets, on top of what the environment holds. No warm pools unless
 /// a test asks for one (tests/it/pool.rs): most tests count a server's containers, and a pool
 /// keeps some waiting by design. A run takes the same path either way (its container is made
