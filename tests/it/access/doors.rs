@@ -139,17 +139,23 @@ async fn mcp_needs_a_key_and_its_tools_act_as_that_key() {
         .unwrap();
     let sandbox = made.structured_content.unwrap()["sandbox_id"].as_str().unwrap().to_owned();
     assert_eq!(get(&bob, &server, &format!("/sandboxes/{sandbox}")).await.0, 404);
-    // The session's end closes its sandbox, with the key that made it.
+    // The session's end closes its sandbox, with the key that made it. The close runs after the
+    // session ends, in the background: its record goes last, once the container is removed.
     session.cancel().await.unwrap();
-    crate::common::eventually("the session's sandbox to be closed", || {
-        let output = Command::new("docker")
-            .args(["ps", "-q", "--filter", &format!("label=tracebox.sandbox={sandbox}")])
-            .output();
-        output.is_ok_and(|o| o.stdout.is_empty())
-    })
-    .await;
-    let (status, reply) = get(&alice, &server, &format!("/sandboxes/{sandbox}")).await;
-    assert_eq!((status, code(&reply)), (404, "no_such_sandbox"), "{reply}");
+    let deadline = tokio::time::Instant::now() + patience();
+    let (status, reply) = loop {
+        let (status, reply) = get(&alice, &server, &format!("/sandboxes/{sandbox}")).await;
+        if status == 404 || tokio::time::Instant::now() > deadline {
+            break (status, reply);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!((status, code(&reply)), (404, "no_such_sandbox"), "the session's sandbox closed: {reply}");
+    let left = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=tracebox.sandbox={sandbox}")])
+        .output()
+        .expect("docker ps");
+    assert!(left.stdout.is_empty(), "its container removed before its record");
 }
 
 #[tokio::test]
