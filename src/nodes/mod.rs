@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tracebox_model::{EventLog, NodeAttempt, Placement, Strategy};
 
 use crate::sandbox::{
-    EngineInfo, ImageReady, PoolState, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, SandboxHealth, Sweep,
+    EngineInfo, ImageReady, PoolState, Ran, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, SandboxHealth, Sweep,
 };
 
 pub use settings::{MISSES_TO_DOWN, NodeSettings, NodesSettings};
@@ -47,8 +47,11 @@ pub enum NodesError {
     #[error("every node that fits failed this run before its program started ({attempts} attempts); the last: {last}")]
     AllFailed { attempts: usize, last: String },
     /// Every node that fits stayed full for the queue timeout (HTTP 503 `busy`).
-    #[error("nodes {0} stayed at their max_concurrent_runs for the whole queue timeout (TRACEBOX_QUEUE_TIMEOUT_SECS)")]
-    Full(String),
+    #[error(
+        "all {capacity} run slots of node {node} stayed busy for the queue timeout (its max_concurrent_runs, \
+         TRACEBOX_MAX_CONCURRENT_RUNS unless [[nodes]] sets it; TRACEBOX_QUEUE_TIMEOUT_SECS)"
+    )]
+    Full { node: String, capacity: usize },
     /// The node's engine failed the run (after its attempts elsewhere, if any).
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
@@ -244,6 +247,15 @@ pub struct PoolSummary {
     pub in_use: usize,
     pub started: u64,
     pub failed_starts: u64,
+}
+
+/// A node chosen for a run, and a run slot held there until the run ends.
+pub struct Reservation {
+    node: Arc<Node>,
+    _slot: OwnedSemaphorePermit,
+    /// What the choice took, and the wait for the slot after it.
+    pick_us: u64,
+    slot_wait_us: u64,
 }
 
 /// Where a run went: its node, and the attempts that failed before it.
@@ -504,24 +516,59 @@ impl Nodes {
         }
     }
 
-    /// Run one program on a node that fits its placement: a slot there (waiting, at most until
-    /// the run's queue deadline), a container, then the run. A node that fails before the
-    /// program started (its engine unreachable, no container) is left for another, and the
-    /// attempt recorded in `log` and the returned [`Placed`].
+    /// A node that fits `placement` (a unix:// one when the run brings `files`) and a run slot
+    /// there, waiting for one at most `until`. The runner reserves before it takes a
+    /// server-wide slot, so that a run waiting for a full node holds nothing another run needs.
+    pub async fn reserve(
+        &self,
+        placement: &Placement,
+        with_files: bool,
+        until: tokio::time::Instant,
+    ) -> Result<Reservation, NodesError> {
+        self.reserve_among(placement, with_files, &HashSet::new(), until).await
+    }
+
+    async fn reserve_among(
+        &self,
+        placement: &Placement,
+        local_only: bool,
+        tried: &HashSet<String>,
+        until: tokio::time::Instant,
+    ) -> Result<Reservation, NodesError> {
+        let picking = std::time::Instant::now();
+        let node = self.pick(placement, local_only, tried)?;
+        let pick_us = picking.elapsed().as_micros() as u64;
+        let slot = self
+            .slot(&node, until)
+            .await
+            .ok_or_else(|| NodesError::Full { node: node.name.clone(), capacity: node.capacity })?;
+        let slot_wait_us = (picking.elapsed().as_micros() as u64).saturating_sub(pick_us);
+        Ok(Reservation { node, _slot: slot, pick_us, slot_wait_us })
+    }
+
+    /// Run one program on the node `reserved` for it: a container there, then the run. A node
+    /// that fails before the program started (its engine unreachable, no container, the
+    /// container lost before it took the program) is left for another that fits, reserved
+    /// then, and the attempt recorded in `log` and the returned [`Placed`].
     pub async fn run(
         &self,
+        reserved: Result<Reservation, NodesError>,
         spec: RunSpec<'_>,
         placement: &Placement,
-        io: RunIo,
+        mut io: RunIo,
         log: &mut EventLog,
     ) -> (Result<RawOutcome, NodesError>, Placed) {
         let mut placed = Placed::default();
         let mut tried = HashSet::new();
         let local_only = !spec.files.is_empty();
+        let mut first = Some(reserved);
         loop {
-            let picking = std::time::Instant::now();
-            let node = match self.pick(placement, local_only, &tried) {
-                Ok(node) => node,
+            let reserved = match first.take() {
+                Some(reserved) => reserved,
+                None => self.reserve_among(placement, local_only, &tried, spec.wait_until).await,
+            };
+            let Reservation { node, _slot, pick_us, slot_wait_us } = match reserved {
+                Ok(reservation) => reservation,
                 // The last attempt's failure says more than "no node left".
                 Err(NodesError::NoNodeUp { .. }) if !placed.attempts.is_empty() => {
                     let last = placed.attempts.last().map(|a| a.error.clone()).unwrap_or_default();
@@ -529,18 +576,14 @@ impl Nodes {
                 }
                 Err(error) => return (Err(error), placed),
             };
-            let picked_us = picking.elapsed().as_micros() as u64;
-            let Some(_slot) = self.slot(&node, spec.wait_until).await else {
-                return (Err(NodesError::Full(node.name.clone())), placed);
-            };
+            // What placement cost the run: the choice, then the wait for a slot there.
             log.record(
                 "node.placed",
                 json!({
                     "node": node.name,
                     "attempt": placed.attempts.len() + 1,
-                    // What placement cost the run: the choice, then the wait for a slot there.
-                    "pick_us": picked_us,
-                    "slot_wait_us": (picking.elapsed().as_micros() as u64).saturating_sub(picked_us),
+                    "pick_us": pick_us,
+                    "slot_wait_us": slot_wait_us,
                 }),
             );
             // Elsewhere to go: a failing pool ends the wait at once rather than at the deadline.
@@ -556,23 +599,29 @@ impl Nodes {
             let acquired = acquired.unwrap_or_else(|_| {
                 Err(SandboxError::NotReady { why: "no container within the run's queue timeout".to_owned() })
             });
-            match acquired {
-                Ok(acquired) => {
-                    placed.node = Some(node.name.clone());
-                    let outcome = node.sandbox.run(acquired, spec, io, log).await;
-                    return (outcome.map_err(NodesError::from), placed);
-                }
-                Err(error) => {
-                    tracing::warn!(node = %node.name, %error, "a run's node failed before its program started");
-                    log.record("node.failed", json!({ "node": node.name, "error": error.to_string() }));
-                    placed.attempts.push(NodeAttempt { node: node.name.clone(), error: error.to_string() });
-                    let time_left = tokio::time::Instant::now() < spec.wait_until;
-                    if !fail_fast || !time_left {
-                        return (Err(error.into()), placed);
+            let error = match acquired {
+                Ok(acquired) => match node.sandbox.run(acquired, &spec, io, log).await {
+                    Ran::Done(outcome) => {
+                        placed.node = Some(node.name.clone());
+                        return (outcome.map_err(NodesError::from), placed);
                     }
-                    tried.insert(node.name.clone());
-                }
+                    // Its container was lost before it took the program: nothing ran, and the
+                    // client's side of the run comes back whole for another node.
+                    Ran::NotTaken(unsent) => {
+                        io = unsent;
+                        SandboxError::Lost
+                    }
+                },
+                Err(error) => error,
+            };
+            tracing::warn!(node = %node.name, %error, "a run's node failed before its program started");
+            log.record("node.failed", json!({ "node": node.name, "error": error.to_string() }));
+            placed.attempts.push(NodeAttempt { node: node.name.clone(), error: error.to_string() });
+            let time_left = tokio::time::Instant::now() < spec.wait_until;
+            if !fail_fast || !time_left {
+                return (Err(error.into()), placed);
             }
+            tried.insert(node.name.clone());
         }
     }
 

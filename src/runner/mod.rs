@@ -23,7 +23,7 @@ use tracebox_model::{
 };
 
 use crate::files::{ArtifactReport, Files};
-use crate::nodes::{Nodes, NodesError, Placed};
+use crate::nodes::{Nodes, NodesError, Placed, Reservation};
 use crate::policy::Policy;
 use crate::sandbox::{
     ArtifactsCut, Chunk, CommandLine, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
@@ -353,8 +353,24 @@ impl Runner {
         }
 
         let wait_until = tokio::time::Instant::now() + inner.settings.queue_timeout;
-        let admitted = tokio::select! {
-            admitted = self.admit(&mut log) => admitted,
+        let queued = async {
+            // A node and its slot first, then the server's slot: a run waiting for a full node
+            // holds nothing that runs bound elsewhere need. One no node takes is not admitted.
+            let reserved = match &place {
+                Place::Container => match self.reserve(&request, wait_until).await {
+                    Ok(reserved) => Some(reserved),
+                    Err(queue_full) => return (None, Some(Err(queue_full))),
+                },
+                Place::Sandbox { .. } => None,
+            };
+            let admitted = match &reserved {
+                Some(Err(_)) => None,
+                _ => Some(self.admit(&mut log).await),
+            };
+            (reserved, admitted)
+        };
+        let (reserved, admitted) = tokio::select! {
+            queued = queued => queued,
             () = kill.cancelled() => {
                 log.record("killed", json!({ "by": "client", "while": "queued" }));
                 let execution = Execution { message: Some(KILLED.to_owned()), ..Execution::empty(trace_id, Status::Killed) };
@@ -363,11 +379,13 @@ impl Runner {
             }
         };
         let slot = match admitted {
-            Ok(slot) => slot,
-            Err(message) => {
+            Some(Ok(slot)) => Some(slot),
+            Some(Err(message)) => {
                 self.forget_all_but_the_start(trace_id, &request, &hits, &place);
                 return Err(self.fail(RunError::Busy { trace_id, message }, kind, log, None).await);
             }
+            // No node took it: the run below ends at once, saying why.
+            None => None,
         };
         let (chunks_tx, chunks) = mpsc::channel(CHUNK_QUEUE);
         let (started_tx, started) = oneshot::channel();
@@ -398,7 +416,8 @@ impl Runner {
                     artifacts: sink.tar,
                     artifacts_budget: sink.budget,
                 };
-                let ran = inner.nodes.run(spec, &request.placement, io, &mut log);
+                let Some(reserved) = reserved else { unreachable!("a run in a container reserved its node above") };
+                let ran = inner.nodes.run(reserved, spec, &request.placement, io, &mut log);
                 let ((ran, was_placed), ()) = tokio::join!(ran, screens.follow(chunks, started));
                 placed = was_placed;
                 (ran, Some(receiving))
@@ -484,6 +503,31 @@ impl Runner {
         self.finish(&execution, kind, log).await?;
         tracing::info!(status = execution.status.as_str(), duration_ms = execution.duration_ms, "run finished");
         Ok(execution)
+    }
+
+    /// A node for a run in a container and a slot there: at once when one is free, else after
+    /// waiting in the bounded queue, as for the server's slots. `Err` when the queue is full.
+    async fn reserve(
+        &self,
+        request: &ExecutionRequest,
+        until: tokio::time::Instant,
+    ) -> Result<Result<Reservation, NodesError>, String> {
+        let inner = &*self.inner;
+        let reserve = inner.nodes.reserve(&request.placement, !request.files.is_empty(), until);
+        tokio::pin!(reserve);
+        tokio::select! {
+            biased;
+            reserved = &mut reserve => return Ok(reserved),
+            () = std::future::ready(()) => {}
+        }
+        let Ok(_waiting) = inner.waiting.try_acquire() else {
+            let settings = &inner.settings;
+            return Err(format!(
+                "{} runs are waiting, the most this server takes (TRACEBOX_MAX_QUEUED_RUNS); the nodes that fit are full",
+                settings.max_queued_runs
+            ));
+        };
+        Ok(reserve.await)
     }
 
     /// A run slot: at once when one is free, else after waiting in a bounded queue.

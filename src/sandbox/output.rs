@@ -15,8 +15,9 @@ pub struct Output {
     /// Closed once the limit is reached, so the screen knows at once that the output ended
     /// there (and never releases a held piece by itself while the run is being stopped).
     sink: Option<mpsc::Sender<Chunk>>,
-    /// Bytes that may still be passed on.
+    /// Bytes that may still be passed on, of `limit`.
     pub room: u64,
+    limit: u64,
     /// The limit was reached.
     pub limited: bool,
     pub stdout_beyond: Vec<u8>,
@@ -25,7 +26,20 @@ pub struct Output {
 
 impl Output {
     pub fn new(limit: u64, sink: mpsc::Sender<Chunk>) -> Output {
-        Output { sink: Some(sink), room: limit, limited: false, stdout_beyond: Vec::new(), stderr_beyond: Vec::new() }
+        Output {
+            sink: Some(sink),
+            room: limit,
+            limit,
+            limited: false,
+            stdout_beyond: Vec::new(),
+            stderr_beyond: Vec::new(),
+        }
+    }
+
+    /// The sink, when nothing was passed on yet (a run that never started gives it back).
+    pub fn untouched_sink(self) -> Option<mpsc::Sender<Chunk>> {
+        let untouched = !self.limited && self.stdout_beyond.is_empty() && self.stderr_beyond.is_empty();
+        self.sink.filter(|_| untouched && self.room == self.limit)
     }
 
     /// Pass on a chunk, as much of it as fits (waiting while the screen is behind: the channel

@@ -138,13 +138,36 @@ enum Read {
     Garbled,
 }
 
+/// How a run in a container came out.
+// Nearly every run is `Done`, returned once: boxing it would cost an allocation per run.
+#[allow(clippy::large_enum_variant)]
+pub enum Ran {
+    /// It ran, or was stopped: its outcome, or what failed.
+    Done(Result<RawOutcome, SandboxError>),
+    /// The container was gone before its supervisor took the program: nothing of it ran,
+    /// nothing reached the client, and `io` comes back whole, so another container may take it.
+    NotTaken(RunIo),
+}
+
 /// Run `program` in `container` (ready for one), talking to its client through `io` and
 /// recording its steps in `log`.
-pub async fn run(
+pub async fn run(container: &mut Container, program: Program<'_>, io: RunIo, log: &mut EventLog) -> Ran {
+    let mut unsent = None;
+    let outcome = run_program(container, program, io, log, &mut unsent).await;
+    match (outcome, unsent) {
+        (Err(SandboxError::Lost), Some(io)) => Ran::NotTaken(io),
+        (outcome, _) => Ran::Done(outcome),
+    }
+}
+
+/// [`run`], giving `io` back in `unsent` when the container was lost before it took the
+/// program and none of the client's stdin was taken yet.
+async fn run_program(
     container: &mut Container,
     program: Program<'_>,
     io: RunIo,
     log: &mut EventLog,
+    unsent: &mut Option<RunIo>,
 ) -> Result<RawOutcome, SandboxError> {
     let RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts, artifacts_budget } = io;
     if kill.is_cancelled() {
@@ -169,26 +192,35 @@ pub async fn run(
             return Err(SandboxError::NotReady { why });
         }
         // Its stdin is closed: the container is gone, and nothing of the program ran.
-        Ok(Err(_gone)) => return Err(SandboxError::Lost),
+        Ok(Err(_gone)) => {
+            *unsent =
+                Some(RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts, artifacts_budget });
+            return Err(SandboxError::Lost);
+        }
         Ok(Ok(())) => {}
     }
     let started = Instant::now();
     let deadline = started + program.timeout;
     log.record("program.sent", json!({ "container": container.name }));
     let stop_feeding = CancellationToken::new();
+    let more_stdin_given = more_stdin.is_some();
     let feeder = (!nothing_more)
         .then(|| tokio::spawn(feed(Arc::clone(&container.stdin), stdin_now, more_stdin, stop_feeding.clone())));
     let mut collector = Collector::new(program.output_bytes, sink, artifacts, artifacts_budget, on_start);
     collector.channel = program.handler.as_ref().map(Channel::of);
     let read = collector.read(container, Until::ProgramEnd, deadline, &kill).await;
     stop_feeding.cancel();
-    if let Some(mut feeder) = feeder
-        && tokio::time::timeout(FEEDER_GRACE, &mut feeder).await.is_err()
-    {
-        // Stuck in the middle of a frame (a supervisor that stopped reading): the container's
-        // stdin is no longer whole, so it serves no other run.
-        feeder.abort();
-        collector.stdin_cut = true;
+    let mut more_stdin_back = None;
+    if let Some(mut feeder) = feeder {
+        match tokio::time::timeout(FEEDER_GRACE, &mut feeder).await {
+            Ok(untouched) => more_stdin_back = untouched.ok().flatten(),
+            Err(_stuck) => {
+                // Stuck in the middle of a frame (a supervisor that stopped reading): the
+                // container's stdin is no longer whole, so it serves no other run.
+                feeder.abort();
+                collector.stdin_cut = true;
+            }
+        }
     }
     let mut read = read?;
     let ended = collector.program_ended();
@@ -226,8 +258,13 @@ pub async fn run(
         Read::Late => Some(Stop::Timeout),
         Read::Killed => Some(Stop::Killed),
         // Gone before the supervisor said it took the program: it never started (a container killed
-        // from outside just as the run took it).
-        Read::Gone if !collector.started => return Err(SandboxError::Lost),
+        // from outside just as the run took it, or its engine gone).
+        Read::Gone if !collector.started => {
+            if more_stdin_given == more_stdin_back.is_some() {
+                *unsent = collector.give_back(kill, more_stdin_back);
+            }
+            return Err(SandboxError::Lost);
+        }
         // The container stopped under the program (killed from outside, or the kernel's OOM
         // killer took the supervisor): Docker tells how.
         Read::Gone => {
@@ -248,23 +285,29 @@ pub async fn run(
 }
 
 /// Write the request's stdin, then whatever more the client sends, a frame at a time, then end
-/// it; stopped between frames when the run ends.
+/// it; stopped between frames when the run ends. Gives the client's receiver back when it took
+/// nothing from it, so that a program whose container was lost may go whole to another.
 async fn feed(
     stdin: Arc<Mutex<Input>>,
     now: Vec<u8>,
     mut more: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
     stop: CancellationToken,
-) {
+) -> Option<mpsc::UnboundedReceiver<Vec<u8>>> {
     let mut first = Some(now);
+    let mut took = false;
+    let untouched = |more, took| if took { None } else { more };
     loop {
         let frame = match (first.take(), &mut more) {
             (Some(now), _) if !now.is_empty() => protocol::stdin_frame(&now),
             (_, None) => protocol::END_OF_STDIN.to_vec(),
-            (_, Some(more)) => tokio::select! {
+            (_, Some(receiver)) => tokio::select! {
                 biased;
-                () = stop.cancelled() => return,
-                data = more.recv() => match data {
-                    Some(data) => protocol::stdin_frame(&data),
+                () = stop.cancelled() => return untouched(more, took),
+                data = receiver.recv() => match data {
+                    Some(data) => {
+                        took = true;
+                        protocol::stdin_frame(&data)
+                    }
                     None => protocol::END_OF_STDIN.to_vec(),
                 },
             },
@@ -278,7 +321,7 @@ async fn feed(
             writer.flush().await
         };
         if written.await.is_err() || frame == protocol::END_OF_STDIN {
-            return;
+            return untouched(more, took);
         }
     }
 }
@@ -378,6 +421,14 @@ impl Collector {
             read = tokio::time::timeout_at(deadline, reading) => read.unwrap_or(Ok(Read::Late)),
             () = kill.cancelled() => Ok(Read::Killed),
         }
+    }
+
+    /// The run's io as it came, when the program never started and nothing was passed on.
+    fn give_back(mut self, kill: CancellationToken, stdin: Option<mpsc::UnboundedReceiver<Vec<u8>>>) -> Option<RunIo> {
+        let output = self.output.untouched_sink()?;
+        let artifacts = self.artifacts.take()?;
+        let artifacts_budget = self.artifacts_room;
+        Some(RunIo { output, stdin, kill, started: self.on_start.take(), artifacts, artifacts_budget })
     }
 
     /// The supervisor took the program: tell whoever waits for its start.

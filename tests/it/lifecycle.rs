@@ -51,6 +51,39 @@ async fn a_full_queue_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn runs_wait_up_to_max_queued_runs_and_the_next_is_refused_at_once_naming_it() {
+    let server =
+        TestServer::spawn_with(&[("TRACEBOX_MAX_CONCURRENT_RUNS", "1"), ("TRACEBOX_MAX_QUEUED_RUNS", "1")]).await;
+    let instance = server.instance_id().await;
+    let first = server.execute(json!({"code": "import time\ntime.sleep(2)\nprint('first')"}));
+    let later = async {
+        eventually("the first run holds the only slot", || !containers_of(&instance).is_empty()).await;
+        let queued = server.execute(json!({"code": "print('queued')"}));
+        let refused = async {
+            let deadline = tokio::time::Instant::now() + patience();
+            loop {
+                let (_, health) = server.get_json("/health").await;
+                if health["runs"]["queued"] == 1 {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "the second run never queued: {health}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            server.client.post(server.url("/execute")).json(&json!({"code": "print('refused')"})).send().await.unwrap()
+        };
+        tokio::join!(queued, refused)
+    };
+    let ((status, first), ((queued_status, queued), refused)) = tokio::join!(first, later);
+    assert_eq!((status, first["stdout"].as_str()), (200, Some("first\n")), "{first}");
+    assert_eq!((queued_status, queued["stdout"].as_str()), (200, Some("queued\n")), "one run waits: {queued}");
+    assert_eq!(refused.status(), 503, "the second waiting run is one too many");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("TRACEBOX_MAX_QUEUED_RUNS"), "{body}");
+}
+
+#[tokio::test]
 async fn a_client_that_goes_away_leaves_a_finished_trace_and_no_container() {
     let server = TestServer::spawn().await;
     let instance = server.instance_id().await;

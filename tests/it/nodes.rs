@@ -1,8 +1,9 @@
 //! Nodes: one tracebox over three real Docker engines — the main one and two extra `dockerd`
 //! started by `scripts/nodes.sh` (own sockets, data roots, exec roots; no bridge, no iptables).
 //! Placement spreads work and labels pin it; a stopped engine is marked down and work goes to the
-//! others; a run whose node fails before its program started runs elsewhere with the attempt
-//! recorded; a sandbox waits for its node; nothing is left on any engine.
+//! others; a run whose node fails before its program started (its container lost before it took
+//! the program included) runs elsewhere with the attempt recorded; a sandbox waits for its node;
+//! nothing is left on any engine.
 //!
 //! These tests stop and start the extra engines, so they take turns (`ENGINES`).
 
@@ -60,6 +61,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(heartbeat_secs: f64, extra: &[(&str, &str)]) -> Cluster {
+        Cluster::start_sized(heartbeat_secs, extra, 4).await
+    }
+
+    /// As [`Cluster::start`], node-a taking `node_a_runs` runs at once.
+    async fn start_sized(heartbeat_secs: f64, extra: &[(&str, &str)], node_a_runs: usize) -> Cluster {
         nodes_sh(&["up", NODE_A, NODE_B]);
         let hosts = vec![
             ("local".to_owned(), "unix:///var/run/docker.sock".to_owned()),
@@ -71,7 +77,7 @@ impl Cluster {
         let toml = format!(
             "node_heartbeat_secs = {heartbeat_secs}\n\n\
              [[nodes]]\nname = \"local\"\ndocker_host = \"{}\"\nlabels = {{ zone = \"home\" }}\nmax_concurrent_runs = 4\n\n\
-             [[nodes]]\nname = \"{NODE_A}\"\ndocker_host = \"{}\"\nlabels = {{ zone = \"lab\", ssd = \"yes\" }}\nmax_concurrent_runs = 4\n\n\
+             [[nodes]]\nname = \"{NODE_A}\"\ndocker_host = \"{}\"\nlabels = {{ zone = \"lab\", ssd = \"yes\" }}\nmax_concurrent_runs = {node_a_runs}\n\n\
              [[nodes]]\nname = \"{NODE_B}\"\ndocker_host = \"{}\"\nlabels = {{ zone = \"lab\" }}\nmax_concurrent_runs = 4\n",
             hosts[0].1, hosts[1].1, hosts[2].1
         );
@@ -256,6 +262,103 @@ async fn a_run_whose_node_fails_before_its_program_starts_runs_elsewhere_with_th
     assert_eq!(trace["output"]["attempts"][0]["node"], NODE_B, "{trace}");
 
     nodes_sh(&["start", NODE_B]);
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_whose_container_is_lost_before_it_took_the_program_runs_once_elsewhere() {
+    let _turn = ENGINES.lock().await;
+    let cluster = Cluster::start(3600.0, &[("TRACEBOX_POOL_SIZE", "1")]).await;
+    let instance = cluster.server.instance_id().await;
+    let host_b = host_of(NODE_B);
+    let deadline = tokio::time::Instant::now() + patience();
+    loop {
+        let nodes = cluster.nodes().await;
+        let b = nodes.iter().find(|n| n["name"] == NODE_B).expect("node-b listed");
+        // One warm container per language.
+        if b["pool"]["idle"].as_u64().is_some_and(|idle| idle >= 2) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "node-b's pool never warmed: {b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // node-b's warm containers are frozen: the run placed there is handed its program, which no
+    // supervisor takes; then they are killed from outside, as a dying engine would lose them.
+    let warm = containers_on(&host_b, &instance);
+    let docker_b = |verb: &str| {
+        let status = Command::new("docker").args(["--host", &host_b, verb]).args(&warm).status().unwrap();
+        assert!(status.success(), "docker {verb} on node-b");
+    };
+    docker_b("pause");
+    let run = || {
+        cluster
+            .server
+            .execute(json!({"code": "print('ran once')", "labels": {"zone": "lab"}, "strategy": "round_robin"}))
+    };
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        docker_b("kill");
+    };
+    // Round robin over node-a and node-b: one of the two runs is placed on node-b.
+    let ((first, second), ()) = tokio::join!(async { tokio::join!(run(), run()) }, killer);
+    let mut moved = Vec::new();
+    for (status, reply) in [first, second] {
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["stdout"], "ran once\n", "the program ran once, whole: {reply}");
+        assert_eq!(reply["node"], NODE_A, "{reply}");
+        if reply["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            moved.push(reply);
+        }
+    }
+    let [moved] = moved.as_slice() else { panic!("exactly one run was placed on node-b first: {moved:?}") };
+    assert_eq!(moved["attempts"][0]["node"], NODE_B, "{moved}");
+    let why = moved["attempts"][0]["error"].as_str().unwrap();
+    assert!(why.contains("stopped before it took the program"), "{why}");
+    let trace = cluster.server.trace(moved["trace_id"].as_str().unwrap()).await;
+    let events: Vec<&str> = trace["events"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+    let sent = events.iter().filter(|e| **e == "program.sent").count();
+    assert_eq!(sent, 2, "the program was sent to node-b's container, then to node-a's: {events:?}");
+    assert!(events.contains(&"node.failed"), "{events:?}");
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn runs_waiting_for_a_full_node_hold_no_server_slot_that_work_for_another_node_needs() {
+    let _turn = ENGINES.lock().await;
+    // node-a runs one program at a time, the others four each: the server runs nine at once.
+    let cluster = Cluster::start_sized(2.0, &[], 1).await;
+    let on_node_a = (0..10).map(|_| {
+        cluster.server.execute(json!({"code": "import time; time.sleep(1); print('lab')", "labels": {"ssd": "yes"}}))
+    });
+    let elsewhere = async {
+        let deadline = tokio::time::Instant::now() + patience();
+        loop {
+            let nodes = cluster.nodes().await;
+            let a = nodes.iter().find(|n| n["name"] == NODE_A).expect("node-a listed");
+            if a["running"]["runs"] == 1 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node-a never ran one: {a}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The other nine runs for node-a are waiting for its one slot by now: as many as the
+        // server runs at once.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.server.execute(json!({"code": "print('home')", "labels": {"zone": "home"}})).await
+    };
+    let (pinned, home) = tokio::join!(futures_util::future::join_all(on_node_a), elsewhere);
+    for (status, reply) in pinned {
+        assert_eq!((status, reply["stdout"].as_str()), (200, Some("lab\n")), "{reply}");
+        assert_eq!(reply["node"], NODE_A, "{reply}");
+    }
+    let (status, home) = home;
+    assert_eq!((status, home["node"].as_str()), (200, Some("local")), "{home}");
+    let trace = cluster.server.trace(home["trace_id"].as_str().unwrap()).await;
+    let events: Vec<&str> = trace["events"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
+    assert!(
+        !events.contains(&"queue.waited"),
+        "a server slot was free (runs waiting for node-a hold none), so it was taken at once: {events:?}"
+    );
     cluster.stop().await;
 }
 
