@@ -20,7 +20,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tracebox_model::{EventLog, NodeAttempt, Placement, Strategy};
 
 use crate::sandbox::{
-    EngineInfo, ImageReady, PoolState, Ran, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, SandboxHealth, Sweep,
+    EngineInfo, Handover, ImageReady, PoolState, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, SandboxHealth,
+    Sweep,
 };
 
 pub use settings::{MISSES_TO_DOWN, NodeSettings, NodesSettings};
@@ -44,7 +45,10 @@ pub enum NodesError {
     #[error("no node is named {0:?}; GET /nodes lists them")]
     NoSuchNode(String),
     /// Every node that fits failed the run before its program started.
-    #[error("every node that fits failed this run before its program started ({attempts} attempts); the last: {last}")]
+    #[error(
+        "every node that fits failed this run before its program started, or had no free slot for it then \
+         ({attempts} attempts); the last failure: {last}"
+    )]
     AllFailed { attempts: usize, last: String },
     /// Every node that fits stayed full for the queue timeout (HTTP 503 `busy`).
     #[error(
@@ -252,10 +256,45 @@ pub struct PoolSummary {
 /// A node chosen for a run, and a run slot held there until the run ends.
 pub struct Reservation {
     node: Arc<Node>,
+    // Held, never read: the run's slot on its node, given back when the run ends.
     _slot: OwnedSemaphorePermit,
-    /// What the choice took, and the wait for the slot after it.
-    pick_us: u64,
-    slot_wait_us: u64,
+}
+
+impl Reservation {
+    /// The run's `attempt` goes to `node`: recorded in `log` with what placement cost it, the
+    /// choice (`picked` after `picking` began) and the wait for a slot there.
+    fn made(node: Arc<Node>, slot: OwnedSemaphorePermit, picking: Picking, attempt: usize, log: &mut EventLog) -> Self {
+        let (pick_us, total_us) = (picking.picked_us, picking.began.elapsed().as_micros() as u64);
+        log.record(
+            "node.placed",
+            json!({
+                "node": node.name,
+                "attempt": attempt,
+                "pick_us": pick_us,
+                "slot_wait_us": total_us.saturating_sub(pick_us),
+            }),
+        );
+        Reservation { node, _slot: slot }
+    }
+}
+
+/// When a placement began, and how long its choice took.
+struct Picking {
+    began: std::time::Instant,
+    picked_us: u64,
+}
+
+impl Picking {
+    fn of(
+        nodes: &Nodes,
+        placement: &Placement,
+        local_only: bool,
+        tried: &HashSet<String>,
+    ) -> Result<(Arc<Node>, Picking), NodesError> {
+        let began = std::time::Instant::now();
+        let node = nodes.pick(placement, local_only, tried)?;
+        Ok((node, Picking { began, picked_us: began.elapsed().as_micros() as u64 }))
+    }
 }
 
 /// Where a run went: its node, and the attempts that failed before it.
@@ -516,43 +555,44 @@ impl Nodes {
         }
     }
 
-    /// A node that fits `placement` (a unix:// one when the run brings `files`) and a run slot
-    /// there, waiting for one at most `until`. The runner reserves before it takes a
-    /// server-wide slot, so that a run waiting for a full node holds nothing another run needs.
+    /// A node that fits `placement` (a unix:// one when the run brings `files`) and a free run
+    /// slot there, now; `None` when every node that fits is full. Recorded in `log`.
+    pub fn try_reserve(
+        &self,
+        placement: &Placement,
+        with_files: bool,
+        log: &mut EventLog,
+    ) -> Result<Option<Reservation>, NodesError> {
+        let (node, picking) = Picking::of(self, placement, with_files, &HashSet::new())?;
+        let Ok(slot) = Arc::clone(&node.slots).try_acquire_owned() else { return Ok(None) };
+        Ok(Some(Reservation::made(node, slot, picking, 1, log)))
+    }
+
+    /// As [`Nodes::try_reserve`], waiting for a slot at most `until`. The runner reserves
+    /// before it takes a server slot, so that a run waiting for a full node holds none.
     pub async fn reserve(
         &self,
         placement: &Placement,
         with_files: bool,
         until: tokio::time::Instant,
+        log: &mut EventLog,
     ) -> Result<Reservation, NodesError> {
-        self.reserve_among(placement, with_files, &HashSet::new(), until).await
-    }
-
-    async fn reserve_among(
-        &self,
-        placement: &Placement,
-        local_only: bool,
-        tried: &HashSet<String>,
-        until: tokio::time::Instant,
-    ) -> Result<Reservation, NodesError> {
-        let picking = std::time::Instant::now();
-        let node = self.pick(placement, local_only, tried)?;
-        let pick_us = picking.elapsed().as_micros() as u64;
-        let slot = self
-            .slot(&node, until)
-            .await
-            .ok_or_else(|| NodesError::Full { node: node.name.clone(), capacity: node.capacity })?;
-        let slot_wait_us = (picking.elapsed().as_micros() as u64).saturating_sub(pick_us);
-        Ok(Reservation { node, _slot: slot, pick_us, slot_wait_us })
+        let (node, picking) = Picking::of(self, placement, with_files, &HashSet::new())?;
+        let slot = tokio::time::timeout_at(until, Arc::clone(&node.slots).acquire_owned()).await;
+        let Ok(Ok(slot)) = slot else {
+            return Err(NodesError::Full { node: node.name.clone(), capacity: node.capacity });
+        };
+        Ok(Reservation::made(node, slot, picking, 1, log))
     }
 
     /// Run one program on the node `reserved` for it: a container there, then the run. A node
     /// that fails before the program started (its engine unreachable, no container, the
-    /// container lost before it took the program) is left for another that fits, reserved
-    /// then, and the attempt recorded in `log` and the returned [`Placed`].
+    /// container lost before it took the program) is left for another that fits and has a
+    /// free slot now (a run that holds a server slot waits for no node), and the attempt
+    /// recorded in `log` and the returned [`Placed`].
     pub async fn run(
         &self,
-        reserved: Result<Reservation, NodesError>,
+        reserved: Reservation,
         spec: RunSpec<'_>,
         placement: &Placement,
         mut io: RunIo,
@@ -561,31 +601,9 @@ impl Nodes {
         let mut placed = Placed::default();
         let mut tried = HashSet::new();
         let local_only = !spec.files.is_empty();
-        let mut first = Some(reserved);
+        let mut reserved = reserved;
         loop {
-            let reserved = match first.take() {
-                Some(reserved) => reserved,
-                None => self.reserve_among(placement, local_only, &tried, spec.wait_until).await,
-            };
-            let Reservation { node, _slot, pick_us, slot_wait_us } = match reserved {
-                Ok(reservation) => reservation,
-                // The last attempt's failure says more than "no node left".
-                Err(NodesError::NoNodeUp { .. }) if !placed.attempts.is_empty() => {
-                    let last = placed.attempts.last().map(|a| a.error.clone()).unwrap_or_default();
-                    return (Err(NodesError::AllFailed { attempts: placed.attempts.len(), last }), placed);
-                }
-                Err(error) => return (Err(error), placed),
-            };
-            // What placement cost the run: the choice, then the wait for a slot there.
-            log.record(
-                "node.placed",
-                json!({
-                    "node": node.name,
-                    "attempt": placed.attempts.len() + 1,
-                    "pick_us": pick_us,
-                    "slot_wait_us": slot_wait_us,
-                }),
-            );
+            let Reservation { node, _slot } = reserved;
             // Elsewhere to go: a failing pool ends the wait at once rather than at the deadline.
             let fail_fast = self.all().iter().any(|other| {
                 other.name != node.name
@@ -601,13 +619,13 @@ impl Nodes {
             });
             let error = match acquired {
                 Ok(acquired) => match node.sandbox.run(acquired, &spec, io, log).await {
-                    Ran::Done(outcome) => {
+                    Handover::Ran(outcome) => {
                         placed.node = Some(node.name.clone());
                         return (outcome.map_err(NodesError::from), placed);
                     }
-                    // Its container was lost before it took the program: nothing ran, and the
+                    // Its container stopped before it took the program: nothing ran, and the
                     // client's side of the run comes back whole for another node.
-                    Ran::NotTaken(unsent) => {
+                    Handover::NotTaken(unsent) => {
                         io = unsent;
                         SandboxError::Lost
                     }
@@ -621,14 +639,27 @@ impl Nodes {
             if !fail_fast || !time_left {
                 return (Err(error.into()), placed);
             }
+            if io.kill.is_cancelled() {
+                log.record("killed", json!({ "by": "client", "while": "placed" }));
+                return (Ok(RawOutcome { killed: true, ..RawOutcome::default() }), placed);
+            }
             tried.insert(node.name.clone());
+            let next = Picking::of(self, placement, local_only, &tried).and_then(|(node, picking)| {
+                let slot = Arc::clone(&node.slots)
+                    .try_acquire_owned()
+                    .map_err(|_| NodesError::NoNodeUp { states: format!("{}: full", node.name) })?;
+                Ok(Reservation::made(node, slot, picking, placed.attempts.len() + 1, log))
+            });
+            reserved = match next {
+                Ok(reservation) => reservation,
+                // The last attempt's failure says more than "no node left".
+                Err(NodesError::NoNodeUp { .. }) => {
+                    let last = placed.attempts.last().map(|a| a.error.clone()).unwrap_or_default();
+                    return (Err(NodesError::AllFailed { attempts: placed.attempts.len(), last }), placed);
+                }
+                Err(error) => return (Err(error), placed),
+            };
         }
-    }
-
-    /// A run slot on `node`, waiting for one until `until`.
-    async fn slot(&self, node: &Node, until: tokio::time::Instant) -> Option<OwnedSemaphorePermit> {
-        let slots = Arc::clone(&node.slots);
-        tokio::time::timeout_at(until, slots.acquire_owned()).await.ok()?.ok()
     }
 
     fn tell(&self, event: NodeEvent) {

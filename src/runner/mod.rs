@@ -219,6 +219,15 @@ struct Inner {
     runtime: tokio::runtime::Handle,
 }
 
+/// A run's turn, once it waited for it.
+enum Turn<'a> {
+    /// The queue is full, or the wait lasted the whole queue timeout: 503 busy, saying why.
+    Refused(String),
+    /// The server's slot (none when no node takes the run), and for a run in a container its
+    /// node or why none takes it.
+    Admitted { slot: Option<SemaphorePermit<'a>>, node: Option<Result<Reservation, NodesError>> },
+}
+
 impl Runner {
     /// The pipeline over these services; runs execute on `runtime`.
     pub fn new(
@@ -356,21 +365,21 @@ impl Runner {
         let queued = async {
             // A node and its slot first, then the server's slot: a run waiting for a full node
             // holds nothing that runs bound elsewhere need. One no node takes is not admitted.
-            let reserved = match &place {
-                Place::Container => match self.reserve(&request, wait_until).await {
+            let node = match &place {
+                Place::Container => match self.reserve(&request, wait_until, &mut log).await {
+                    Ok(Err(unplaced)) => return Turn::Admitted { slot: None, node: Some(Err(unplaced)) },
                     Ok(reserved) => Some(reserved),
-                    Err(queue_full) => return (None, Some(Err(queue_full))),
+                    Err(queue_full) => return Turn::Refused(queue_full),
                 },
                 Place::Sandbox { .. } => None,
             };
-            let admitted = match &reserved {
-                Some(Err(_)) => None,
-                _ => Some(self.admit(&mut log).await),
-            };
-            (reserved, admitted)
+            match self.admit(wait_until, &mut log).await {
+                Ok(slot) => Turn::Admitted { slot: Some(slot), node },
+                Err(busy) => Turn::Refused(busy),
+            }
         };
-        let (reserved, admitted) = tokio::select! {
-            queued = queued => queued,
+        let turn = tokio::select! {
+            turn = queued => turn,
             () = kill.cancelled() => {
                 log.record("killed", json!({ "by": "client", "while": "queued" }));
                 let execution = Execution { message: Some(KILLED.to_owned()), ..Execution::empty(trace_id, Status::Killed) };
@@ -378,14 +387,12 @@ impl Runner {
                 return Ok(execution);
             }
         };
-        let slot = match admitted {
-            Some(Ok(slot)) => Some(slot),
-            Some(Err(message)) => {
+        let (slot, node) = match turn {
+            Turn::Admitted { slot, node } => (slot, node),
+            Turn::Refused(message) => {
                 self.forget_all_but_the_start(trace_id, &request, &hits, &place);
                 return Err(self.fail(RunError::Busy { trace_id, message }, kind, log, None).await);
             }
-            // No node took it: the run below ends at once, saying why.
-            None => None,
         };
         let (chunks_tx, chunks) = mpsc::channel(CHUNK_QUEUE);
         let (started_tx, started) = oneshot::channel();
@@ -416,8 +423,14 @@ impl Runner {
                     artifacts: sink.tar,
                     artifacts_budget: sink.budget,
                 };
-                let Some(reserved) = reserved else { unreachable!("a run in a container reserved its node above") };
-                let ran = inner.nodes.run(reserved, spec, &request.placement, io, &mut log);
+                let Some(node) = node else { unreachable!("a run in a container reserved its node above") };
+                let ran = async {
+                    match node {
+                        Ok(reservation) => inner.nodes.run(reservation, spec, &request.placement, io, &mut log).await,
+                        // No node takes it: it ends here, saying why.
+                        Err(unplaced) => (Err(unplaced), Placed::default()),
+                    }
+                };
                 let ((ran, was_placed), ()) = tokio::join!(ran, screens.follow(chunks, started));
                 placed = was_placed;
                 (ran, Some(receiving))
@@ -511,14 +524,14 @@ impl Runner {
         &self,
         request: &ExecutionRequest,
         until: tokio::time::Instant,
+        log: &mut EventLog,
     ) -> Result<Result<Reservation, NodesError>, String> {
         let inner = &*self.inner;
-        let reserve = inner.nodes.reserve(&request.placement, !request.files.is_empty(), until);
-        tokio::pin!(reserve);
-        tokio::select! {
-            biased;
-            reserved = &mut reserve => return Ok(reserved),
-            () = std::future::ready(()) => {}
+        let (placement, with_files) = (&request.placement, !request.files.is_empty());
+        match inner.nodes.try_reserve(placement, with_files, log) {
+            Ok(Some(reservation)) => return Ok(Ok(reservation)),
+            Ok(None) => {}
+            Err(unplaced) => return Ok(Err(unplaced)),
         }
         let Ok(_waiting) = inner.waiting.try_acquire() else {
             let settings = &inner.settings;
@@ -527,11 +540,12 @@ impl Runner {
                 settings.max_queued_runs
             ));
         };
-        Ok(reserve.await)
+        Ok(inner.nodes.reserve(placement, with_files, until, log).await)
     }
 
-    /// A run slot: at once when one is free, else after waiting in a bounded queue.
-    async fn admit(&self, log: &mut EventLog) -> Result<SemaphorePermit<'_>, String> {
+    /// A run slot: at once when one is free, else after waiting in a bounded queue, at most
+    /// `until` (the run's queue deadline, counted from its arrival).
+    async fn admit(&self, until: tokio::time::Instant, log: &mut EventLog) -> Result<SemaphorePermit<'_>, String> {
         let inner = &*self.inner;
         if let Ok(slot) = inner.slots.try_acquire() {
             return Ok(slot);
@@ -544,7 +558,7 @@ impl Runner {
             ));
         };
         let queued = tokio::time::Instant::now();
-        match tokio::time::timeout(settings.queue_timeout, inner.slots.acquire()).await {
+        match tokio::time::timeout_at(until, inner.slots.acquire()).await {
             Ok(Ok(slot)) => {
                 log.record("queue.waited", json!({ "ms": queued.elapsed().as_millis() as u64 }));
                 Ok(slot)

@@ -21,6 +21,8 @@ use super::protocol::{FrameReader, Out};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a killed container may take to report that it stopped.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a question to the engine about a container may take before it counts as unanswered.
+const ASK_GRACE: Duration = Duration::from_secs(2);
 
 type Output = Pin<Box<dyn Stream<Item = Result<Chunk, SandboxError>> + Send>>;
 pub type Input = Pin<Box<dyn AsyncWrite + Send>>;
@@ -178,6 +180,13 @@ impl Container {
             Ok(exit) => exit.map(Some),
             Err(_late) => Ok(None),
         }
+    }
+
+    /// Has it stopped, as its engine says? False when the engine does not answer: a container
+    /// whose output ended may still run (an engine restarting cut the attach stream).
+    // `&mut`: a container is not `Sync` (its output stream), and a run's future must be `Send`.
+    pub async fn stopped(&mut self) -> bool {
+        matches!(tokio::time::timeout(ASK_GRACE, self.engine.running(&self.id)).await, Ok(Ok(false)))
     }
 
     /// Remove it, in the background: nobody waits for a removal.

@@ -318,6 +318,15 @@ impl Engine {
         Ok(ExitState { exit_code: state.exit_code, oom_killed: state.oom_killed.unwrap_or(false) })
     }
 
+    /// Does the container run? False when it stopped or is gone.
+    pub async fn running(&self, id: &str) -> Result<bool, SandboxError> {
+        match self.docker()?.inspect_container(id, None).await {
+            Ok(inspect) => Ok(inspect.state.and_then(|state| state.running).unwrap_or(false)),
+            Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(self.failed("inspect container", e)),
+        }
+    }
+
     /// SIGKILL every process of the container at once (not only its leader). False when it
     /// had already stopped.
     pub async fn kill(&self, id: &str) -> Result<bool, SandboxError> {

@@ -26,7 +26,7 @@ pub use docker::{EngineInfo, TlsFiles};
 pub use image::{Base, BaseReason, ImageReady, ImageStatus};
 pub use janitor::Sweep;
 pub use pool::{PoolSettings, PoolState, ProfileState};
-pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, Ran, RawOutcome, RunIo};
+pub use run::{ARTIFACTS_GRACE, ArtifactsCut, Chunk, Handover, RawOutcome, RunIo};
 pub use session::{Op, OpError, OpFrame, Session, reply_of};
 pub use settings::SandboxSettings;
 pub use step::{CommandLine, Step};
@@ -439,7 +439,7 @@ impl Sandbox {
     /// Run one program in the container `acquired` holds, talking to its client through `io`
     /// and recording its steps in `log`. What the program leaves in `/workspace/out` is sent, as
     /// a tar, to `io.artifacts`. A container lost before it took the program gives `io` back.
-    pub async fn run(&self, acquired: Acquired, spec: &RunSpec<'_>, io: RunIo, log: &mut EventLog) -> Ran {
+    pub async fn run(&self, acquired: Acquired, spec: &RunSpec<'_>, io: RunIo, log: &mut EventLog) -> Handover {
         let Acquired(mut held) = acquired;
         let (key, event, request_id) = match spec.handler {
             Some(call) => (handler::new_key(), call.event.to_string(), spec.trace_id.to_string()),
@@ -465,13 +465,13 @@ impl Sandbox {
             Held::Leased(lease) => lease.container(),
             Held::Own(container) => container,
         };
-        let ran = run::run(container, program, io, log).await;
-        let clean = matches!(&ran, Ran::Done(Ok(raw)) if raw.clean);
+        let handover = run::run(container, program, io, log).await;
+        let clean = matches!(&handover, Handover::Ran(Ok(raw)) if raw.clean);
         match held {
             Held::Leased(lease) => lease.release(clean),
             Held::Own(container) => container.discard(),
         }
-        ran
+        handover
     }
 
     /// Start the container of a stateful sandbox: every guarantee of a run's container, a

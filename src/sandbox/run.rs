@@ -138,37 +138,49 @@ enum Read {
     Garbled,
 }
 
-/// How a run in a container came out.
-// Nearly every run is `Done`, returned once: boxing it would cost an allocation per run.
+/// How handing a program to a container came out.
+// Nearly every run is `Ran`, returned once: boxing it would cost an allocation per run.
 #[allow(clippy::large_enum_variant)]
-pub enum Ran {
-    /// It ran, or was stopped: its outcome, or what failed.
-    Done(Result<RawOutcome, SandboxError>),
-    /// The container was gone before its supervisor took the program: nothing of it ran,
-    /// nothing reached the client, and `io` comes back whole, so another container may take it.
+pub enum Handover {
+    /// The program ran, or was stopped: its outcome; or what failed.
+    Ran(Result<RawOutcome, SandboxError>),
+    /// The container stopped, as its engine confirms, before its supervisor took the program:
+    /// nothing of it ran, nothing reached the client, and `io` comes back whole, so another
+    /// container may take it.
     NotTaken(RunIo),
+}
+
+/// Why a run in a container came to no outcome.
+enum Failed {
+    Error(SandboxError),
+    /// The container was lost before it took the program; with the run's io when it can go to
+    /// another container whole.
+    Lost(Option<RunIo>),
+}
+
+impl From<SandboxError> for Failed {
+    fn from(error: SandboxError) -> Failed {
+        Failed::Error(error)
+    }
 }
 
 /// Run `program` in `container` (ready for one), talking to its client through `io` and
 /// recording its steps in `log`.
-pub async fn run(container: &mut Container, program: Program<'_>, io: RunIo, log: &mut EventLog) -> Ran {
-    let mut unsent = None;
-    let outcome = run_program(container, program, io, log, &mut unsent).await;
-    match (outcome, unsent) {
-        (Err(SandboxError::Lost), Some(io)) => Ran::NotTaken(io),
-        (outcome, _) => Ran::Done(outcome),
+pub async fn run(container: &mut Container, program: Program<'_>, io: RunIo, log: &mut EventLog) -> Handover {
+    match run_program(container, program, io, log).await {
+        Ok(raw) => Handover::Ran(Ok(raw)),
+        Err(Failed::Error(error)) => Handover::Ran(Err(error)),
+        Err(Failed::Lost(Some(io))) => Handover::NotTaken(io),
+        Err(Failed::Lost(None)) => Handover::Ran(Err(SandboxError::Lost)),
     }
 }
 
-/// [`run`], giving `io` back in `unsent` when the container was lost before it took the
-/// program and none of the client's stdin was taken yet.
 async fn run_program(
     container: &mut Container,
     program: Program<'_>,
     io: RunIo,
     log: &mut EventLog,
-    unsent: &mut Option<RunIo>,
-) -> Result<RawOutcome, SandboxError> {
+) -> Result<RawOutcome, Failed> {
     let RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts, artifacts_budget } = io;
     if kill.is_cancelled() {
         return Ok(RawOutcome { killed: true, ..RawOutcome::default() });
@@ -189,13 +201,12 @@ async fn run_program(
     match handed_over {
         Err(_late) => {
             let why = format!("it took no program within the run's {:?} timeout", program.timeout);
-            return Err(SandboxError::NotReady { why });
+            return Err(SandboxError::NotReady { why }.into());
         }
         // Its stdin is closed: the container is gone, and nothing of the program ran.
         Ok(Err(_gone)) => {
-            *unsent =
-                Some(RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts, artifacts_budget });
-            return Err(SandboxError::Lost);
+            let io = RunIo { output: sink, stdin: more_stdin, kill, started: on_start, artifacts, artifacts_budget };
+            return Err(Failed::Lost(container.stopped().await.then_some(io)));
         }
         Ok(Ok(())) => {}
     }
@@ -203,18 +214,20 @@ async fn run_program(
     let deadline = started + program.timeout;
     log.record("program.sent", json!({ "container": container.name }));
     let stop_feeding = CancellationToken::new();
-    let more_stdin_given = more_stdin.is_some();
     let feeder = (!nothing_more)
         .then(|| tokio::spawn(feed(Arc::clone(&container.stdin), stdin_now, more_stdin, stop_feeding.clone())));
     let mut collector = Collector::new(program.output_bytes, sink, artifacts, artifacts_budget, on_start);
     collector.channel = program.handler.as_ref().map(Channel::of);
     let read = collector.read(container, Until::ProgramEnd, deadline, &kill).await;
     stop_feeding.cancel();
-    let mut more_stdin_back = None;
+    // What the feeder did with the client's stdin; none to feed is none taken.
+    let mut fed = Fed::Untouched(None);
     if let Some(mut feeder) = feeder {
         match tokio::time::timeout(FEEDER_GRACE, &mut feeder).await {
-            Ok(untouched) => more_stdin_back = untouched.ok().flatten(),
+            Ok(Ok(done)) => fed = done,
+            Ok(Err(_panicked)) => fed = Fed::Took,
             Err(_stuck) => {
+                fed = Fed::Took;
                 // Stuck in the middle of a frame (a supervisor that stopped reading): the
                 // container's stdin is no longer whole, so it serves no other run.
                 feeder.abort();
@@ -236,7 +249,7 @@ async fn run_program(
         // Nothing it says can be believed any more: it serves no one, and the run says so.
         log.record("channel.garbled", json!({ "why": garbled.to_string() }));
         container.kill().await?;
-        return Err(SandboxError::Garbled(garbled));
+        return Err(SandboxError::Garbled(garbled).into());
     }
     if read != Read::Done && (ended || read == Read::TooLarge) {
         let cut = match read {
@@ -258,12 +271,15 @@ async fn run_program(
         Read::Late => Some(Stop::Timeout),
         Read::Killed => Some(Stop::Killed),
         // Gone before the supervisor said it took the program: it never started (a container killed
-        // from outside just as the run took it, or its engine gone).
+        // from outside just as the run took it). Its io goes back only once the engine confirms
+        // the container stopped: an attach stream cut while the container lives (an engine
+        // restarting) may have lost the frame that said the program started.
         Read::Gone if !collector.started => {
-            if more_stdin_given == more_stdin_back.is_some() {
-                *unsent = collector.give_back(kill, more_stdin_back);
-            }
-            return Err(SandboxError::Lost);
+            let whole = match fed {
+                Fed::Untouched(stdin) if container.stopped().await => collector.give_back(kill, stdin),
+                _ => None,
+            };
+            return Err(Failed::Lost(whole));
         }
         // The container stopped under the program (killed from outside, or the kernel's OOM
         // killer took the supervisor): Docker tells how.
@@ -284,18 +300,25 @@ async fn run_program(
     Ok(collector.finish(container, Some(exit), stop, started, log).await)
 }
 
+/// What the stdin feeder did with the client's stdin.
+enum Fed {
+    /// Took nothing of it: the receiver, if there was one, so that a program whose container
+    /// was lost may go whole to another.
+    Untouched(Option<mpsc::UnboundedReceiver<Vec<u8>>>),
+    Took,
+}
+
 /// Write the request's stdin, then whatever more the client sends, a frame at a time, then end
-/// it; stopped between frames when the run ends. Gives the client's receiver back when it took
-/// nothing from it, so that a program whose container was lost may go whole to another.
+/// it; stopped between frames when the run ends.
 async fn feed(
     stdin: Arc<Mutex<Input>>,
     now: Vec<u8>,
     mut more: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
     stop: CancellationToken,
-) -> Option<mpsc::UnboundedReceiver<Vec<u8>>> {
+) -> Fed {
     let mut first = Some(now);
     let mut took = false;
-    let untouched = |more, took| if took { None } else { more };
+    let untouched = |more, took| if took { Fed::Took } else { Fed::Untouched(more) };
     loop {
         let frame = match (first.take(), &mut more) {
             (Some(now), _) if !now.is_empty() => protocol::stdin_frame(&now),
@@ -305,7 +328,7 @@ async fn feed(
                 () = stop.cancelled() => return untouched(more, took),
                 data = receiver.recv() => match data {
                     Some(data) => {
-                        took = true;
+                        took |= !data.is_empty();
                         protocol::stdin_frame(&data)
                     }
                     None => protocol::END_OF_STDIN.to_vec(),
