@@ -117,6 +117,12 @@ impl Node {
         &self.name
     }
 
+    /// `text` with its engine's address replaced by its name: replies and traces are read by
+    /// tenants, who need not learn where the engines are (GET /nodes tells admins).
+    fn naming_itself(&self, text: &str) -> String {
+        text.replace(self.sandbox.docker_host(), &format!("node {}", self.name))
+    }
+
     /// Its engine's sandbox: where its containers are made and found.
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
@@ -633,8 +639,9 @@ impl Nodes {
                 Err(error) => error,
             };
             tracing::warn!(node = %node.name, %error, "a run's node failed before its program started");
-            log.record("node.failed", json!({ "node": node.name, "error": error.to_string() }));
-            placed.attempts.push(NodeAttempt { node: node.name.clone(), error: error.to_string() });
+            let said = node.naming_itself(&error.to_string());
+            log.record("node.failed", json!({ "node": node.name, "error": said }));
+            placed.attempts.push(NodeAttempt { node: node.name.clone(), error: said });
             let time_left = tokio::time::Instant::now() < spec.wait_until;
             if !fail_fast || !time_left {
                 return (Err(error.into()), placed);

@@ -255,7 +255,8 @@ async fn a_run_whose_node_fails_before_its_program_starts_runs_elsewhere_with_th
     }
     let moved = moved.expect("round robin placed a run on node-b, whose engine is stopped");
     assert_eq!(moved["attempts"][0]["node"], NODE_B, "{moved}");
-    assert!(moved["attempts"][0]["error"].as_str().unwrap().contains("node-b"), "{moved}");
+    let said = moved["attempts"][0]["error"].as_str().unwrap();
+    assert!(said.contains("node node-b") && !said.contains(&host_of(NODE_B)), "named, not located: {moved}");
     let trace = cluster.server.trace(moved["trace_id"].as_str().unwrap()).await;
     let events: Vec<&str> = trace["events"].as_array().unwrap().iter().filter_map(|e| e["name"].as_str()).collect();
     assert!(events.contains(&"node.failed") && events.contains(&"node.placed"), "{events:?}");
