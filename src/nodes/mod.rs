@@ -267,15 +267,21 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// The run's `attempt` goes to `node`: recorded in `log` with what placement cost it, the
-    /// choice (`picked` after `picking` began) and the wait for a slot there.
-    fn made(node: Arc<Node>, slot: OwnedSemaphorePermit, picking: Picking, attempt: usize, log: &mut EventLog) -> Self {
+    /// The run's next attempt goes to `node`: recorded in `log` with what placement cost it,
+    /// the choice and the wait for a slot there.
+    fn made(
+        node: Arc<Node>,
+        slot: OwnedSemaphorePermit,
+        picking: Picking,
+        placed: &Placed,
+        log: &mut EventLog,
+    ) -> Self {
         let (pick_us, total_us) = (picking.picked_us, picking.began.elapsed().as_micros() as u64);
         log.record(
             "node.placed",
             json!({
                 "node": node.name,
-                "attempt": attempt,
+                "attempt": placed.attempts.len() + 1,
                 "pick_us": pick_us,
                 "slot_wait_us": total_us.saturating_sub(pick_us),
             }),
@@ -290,17 +296,15 @@ struct Picking {
     picked_us: u64,
 }
 
-impl Picking {
-    fn of(
-        nodes: &Nodes,
-        placement: &Placement,
-        local_only: bool,
-        tried: &HashSet<String>,
-    ) -> Result<(Arc<Node>, Picking), NodesError> {
-        let began = std::time::Instant::now();
-        let node = nodes.pick(placement, local_only, tried)?;
-        Ok((node, Picking { began, picked_us: began.elapsed().as_micros() as u64 }))
-    }
+/// What one attempt of a run on a node came to.
+// Nearly every attempt is `Over`, returned once: boxing it would cost an allocation per run.
+#[allow(clippy::large_enum_variant)]
+pub enum Attempted {
+    /// The run is over: its outcome, or what failed it.
+    Over(Result<RawOutcome, NodesError>),
+    /// The node failed it before its program started, and another node fits: the run's io,
+    /// to go there.
+    Again(RunIo),
 }
 
 /// Where a run went: its node, and the attempts that failed before it.
@@ -308,6 +312,13 @@ impl Picking {
 pub struct Placed {
     pub node: Option<String>,
     pub attempts: Vec<NodeAttempt>,
+}
+
+impl Placed {
+    /// The nodes the run's attempts failed on, left out of its next placement.
+    fn tried(&self) -> HashSet<String> {
+        self.attempts.iter().map(|attempt| attempt.node.clone()).collect()
+    }
 }
 
 /// The nodes. Cheap to clone.
@@ -561,17 +572,19 @@ impl Nodes {
         }
     }
 
-    /// A node that fits `placement` (a unix:// one when the run brings `files`) and a free run
-    /// slot there, now; `None` when every node that fits is full. Recorded in `log`.
+    /// A node that fits `placement` (a unix:// one when the run brings `files`), other than
+    /// those the run already `placed` its attempts on, and a free run slot there, now; `None`
+    /// when every such node is full. Recorded in `log`.
     pub fn try_reserve(
         &self,
         placement: &Placement,
         with_files: bool,
+        placed: &Placed,
         log: &mut EventLog,
     ) -> Result<Option<Reservation>, NodesError> {
-        let (node, picking) = Picking::of(self, placement, with_files, &HashSet::new())?;
+        let (node, picking) = self.pick_for(placement, with_files, placed)?;
         let Ok(slot) = Arc::clone(&node.slots).try_acquire_owned() else { return Ok(None) };
-        Ok(Some(Reservation::made(node, slot, picking, 1, log)))
+        Ok(Some(Reservation::made(node, slot, picking, placed, log)))
     }
 
     /// As [`Nodes::try_reserve`], waiting for a slot at most `until`. The runner reserves
@@ -581,92 +594,87 @@ impl Nodes {
         placement: &Placement,
         with_files: bool,
         until: tokio::time::Instant,
+        placed: &Placed,
         log: &mut EventLog,
     ) -> Result<Reservation, NodesError> {
-        let (node, picking) = Picking::of(self, placement, with_files, &HashSet::new())?;
+        let (node, picking) = self.pick_for(placement, with_files, placed)?;
         let slot = tokio::time::timeout_at(until, Arc::clone(&node.slots).acquire_owned()).await;
         let Ok(Ok(slot)) = slot else {
             return Err(NodesError::Full { node: node.name.clone(), capacity: node.capacity });
         };
-        Ok(Reservation::made(node, slot, picking, 1, log))
+        Ok(Reservation::made(node, slot, picking, placed, log))
     }
 
-    /// Run one program on the node `reserved` for it: a container there, then the run. A node
-    /// that fails before the program started (its engine unreachable, no container, the
-    /// container lost before it took the program) is left for another that fits and has a
-    /// free slot now (a run that holds a server slot waits for no node), and the attempt
-    /// recorded in `log` and the returned [`Placed`].
-    pub async fn run(
+    /// The node for a run's next attempt; once attempts failed, "no node left" is said by the
+    /// last failure.
+    fn pick_for(
+        &self,
+        placement: &Placement,
+        local_only: bool,
+        placed: &Placed,
+    ) -> Result<(Arc<Node>, Picking), NodesError> {
+        let began = std::time::Instant::now();
+        match self.pick(placement, local_only, &placed.tried()) {
+            Ok(node) => Ok((node, Picking { began, picked_us: began.elapsed().as_micros() as u64 })),
+            Err(NodesError::NoNodeUp { .. }) if !placed.attempts.is_empty() => {
+                let last = placed.attempts.last().map(|a| a.error.clone()).unwrap_or_default();
+                Err(NodesError::AllFailed { attempts: placed.attempts.len(), last })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// One attempt of a run on the node `reserved` for it: a container there, then the run. A
+    /// node that fails before the program started (its engine unreachable, no container, the
+    /// container lost before it took the program) is recorded in `placed` and `log`, and when
+    /// another node fits the run's io comes back for it: the runner gives back its server
+    /// slot while the run waits for that node.
+    pub async fn attempt(
         &self,
         reserved: Reservation,
-        spec: RunSpec<'_>,
+        spec: &RunSpec<'_>,
         placement: &Placement,
-        mut io: RunIo,
+        io: RunIo,
+        placed: &mut Placed,
         log: &mut EventLog,
-    ) -> (Result<RawOutcome, NodesError>, Placed) {
-        let mut placed = Placed::default();
-        let mut tried = HashSet::new();
+    ) -> Attempted {
+        let Reservation { node, _slot } = reserved;
         let local_only = !spec.files.is_empty();
-        let mut reserved = reserved;
-        loop {
-            let Reservation { node, _slot } = reserved;
-            // Elsewhere to go: a failing pool ends the wait at once rather than at the deadline.
-            let fail_fast = self.all().iter().any(|other| {
-                other.name != node.name
-                    && !tried.contains(&other.name)
-                    && other.state() == NodeState::Up
-                    && other.fits(placement, local_only)
-            });
-            // An engine that takes connections and answers nothing must not hold the run past
-            // its queue deadline (bollard's own timeout is minutes).
-            let acquired = tokio::time::timeout_at(spec.wait_until, node.sandbox.acquire(&spec, fail_fast, log)).await;
-            let acquired = acquired.unwrap_or_else(|_| {
-                Err(SandboxError::NotReady { why: "no container within the run's queue timeout".to_owned() })
-            });
-            let error = match acquired {
-                Ok(acquired) => match node.sandbox.run(acquired, &spec, io, log).await {
-                    Handover::Ran(outcome) => {
-                        placed.node = Some(node.name.clone());
-                        return (outcome.map_err(NodesError::from), placed);
-                    }
-                    // Its container stopped before it took the program: nothing ran, and the
-                    // client's side of the run comes back whole for another node.
-                    Handover::NotTaken(unsent) => {
-                        io = unsent;
-                        SandboxError::Lost
-                    }
-                },
-                Err(error) => error,
-            };
-            tracing::warn!(node = %node.name, %error, "a run's node failed before its program started");
-            let said = node.naming_itself(&error.to_string());
-            log.record("node.failed", json!({ "node": node.name, "error": said }));
-            placed.attempts.push(NodeAttempt { node: node.name.clone(), error: said });
-            let time_left = tokio::time::Instant::now() < spec.wait_until;
-            if !fail_fast || !time_left {
-                return (Err(error.into()), placed);
-            }
-            if io.kill.is_cancelled() {
-                log.record("killed", json!({ "by": "client", "while": "placed" }));
-                return (Ok(RawOutcome { killed: true, ..RawOutcome::default() }), placed);
-            }
-            tried.insert(node.name.clone());
-            let next = Picking::of(self, placement, local_only, &tried).and_then(|(node, picking)| {
-                let slot = Arc::clone(&node.slots)
-                    .try_acquire_owned()
-                    .map_err(|_| NodesError::NoNodeUp { states: format!("{}: full", node.name) })?;
-                Ok(Reservation::made(node, slot, picking, placed.attempts.len() + 1, log))
-            });
-            reserved = match next {
-                Ok(reservation) => reservation,
-                // The last attempt's failure says more than "no node left".
-                Err(NodesError::NoNodeUp { .. }) => {
-                    let last = placed.attempts.last().map(|a| a.error.clone()).unwrap_or_default();
-                    return (Err(NodesError::AllFailed { attempts: placed.attempts.len(), last }), placed);
+        let tried = placed.tried();
+        // Elsewhere to go: a failing pool ends the wait at once rather than at the deadline.
+        let elsewhere = self.all().iter().any(|other| {
+            other.name != node.name
+                && !tried.contains(&other.name)
+                && other.state() == NodeState::Up
+                && other.fits(placement, local_only)
+        });
+        // An engine that takes connections and answers nothing must not hold the run past its
+        // queue deadline (bollard's own timeout is minutes).
+        let acquired = tokio::time::timeout_at(spec.wait_until, node.sandbox.acquire(spec, elsewhere, log)).await;
+        let acquired = acquired.unwrap_or_else(|_| {
+            Err(SandboxError::NotReady { why: "no container within the run's queue timeout".to_owned() })
+        });
+        let (error, io) = match acquired {
+            Ok(acquired) => match node.sandbox.run(acquired, spec, io, log).await {
+                Handover::Ran(outcome) => {
+                    placed.node = Some(node.name.clone());
+                    return Attempted::Over(outcome.map_err(NodesError::from));
                 }
-                Err(error) => return (Err(error), placed),
-            };
+                // Its container stopped before it took the program: nothing ran, and the
+                // client's side of the run comes back whole for another node.
+                Handover::NotTaken(unsent) => (SandboxError::Lost, unsent),
+            },
+            Err(error) => (error, io),
+        };
+        tracing::warn!(node = %node.name, %error, "a run's node failed before its program started");
+        let said = node.naming_itself(&error.to_string());
+        log.record("node.failed", json!({ "node": node.name, "error": said }));
+        placed.attempts.push(NodeAttempt { node: node.name.clone(), error: said });
+        let time_left = tokio::time::Instant::now() < spec.wait_until;
+        if !elsewhere || !time_left {
+            return Attempted::Over(Err(error.into()));
         }
+        Attempted::Again(io)
     }
 
     fn tell(&self, event: NodeEvent) {

@@ -23,7 +23,7 @@ use tracebox_model::{
 };
 
 use crate::files::{ArtifactReport, Files};
-use crate::nodes::{Nodes, NodesError, Placed, Reservation};
+use crate::nodes::{Attempted, Nodes, NodesError, Placed, Reservation};
 use crate::policy::Policy;
 use crate::sandbox::{
     ArtifactsCut, Chunk, CommandLine, RawOutcome, RunIo, RunSpec, Sandbox, SandboxError, Session, Step, StepProgram,
@@ -219,15 +219,6 @@ struct Inner {
     runtime: tokio::runtime::Handle,
 }
 
-/// A run's turn, once it waited for it.
-enum Turn<'a> {
-    /// The queue is full, or the wait lasted the whole queue timeout: 503 busy, saying why.
-    Refused(String),
-    /// The server's slot (none when no node takes the run), and for a run in a container its
-    /// node or why none takes it.
-    Admitted { slot: Option<SemaphorePermit<'a>>, node: Option<Result<Reservation, NodesError>> },
-}
-
 impl Runner {
     /// The pipeline over these services; runs execute on `runtime`.
     pub fn new(
@@ -363,19 +354,12 @@ impl Runner {
 
         let wait_until = tokio::time::Instant::now() + inner.settings.queue_timeout;
         let queued = async {
-            // A node and its slot first, then the server's slot: a run waiting for a full node
-            // holds nothing that runs bound elsewhere need. One no node takes is not admitted.
-            let node = match &place {
-                Place::Container => match self.reserve(&request, wait_until, &mut log).await {
-                    Ok(Err(unplaced)) => return Turn::Admitted { slot: None, node: Some(Err(unplaced)) },
-                    Ok(reserved) => Some(reserved),
-                    Err(queue_full) => return Turn::Refused(queue_full),
-                },
-                Place::Sandbox { .. } => None,
-            };
-            match self.admit(wait_until, &mut log).await {
-                Ok(slot) => Turn::Admitted { slot: Some(slot), node },
-                Err(busy) => Turn::Refused(busy),
+            match &place {
+                Place::Container => {
+                    let placed = self.place(&request, wait_until, &Placed::default(), &mut log).await;
+                    placed.map(|(node, slot)| (Some(node), slot))
+                }
+                Place::Sandbox { .. } => self.admit(wait_until, &mut log).await.map(|slot| (None, Some(slot))),
             }
         };
         let turn = tokio::select! {
@@ -387,9 +371,9 @@ impl Runner {
                 return Ok(execution);
             }
         };
-        let (slot, node) = match turn {
-            Turn::Admitted { slot, node } => (slot, node),
-            Turn::Refused(message) => {
+        let (node, mut slot) = match turn {
+            Ok(admitted) => admitted,
+            Err(message) => {
                 self.forget_all_but_the_start(trace_id, &request, &hits, &place);
                 return Err(self.fail(RunError::Busy { trace_id, message }, kind, log, None).await);
             }
@@ -423,12 +407,37 @@ impl Runner {
                     artifacts: sink.tar,
                     artifacts_budget: sink.budget,
                 };
-                let Some(node) = node else { unreachable!("a run in a container reserved its node above") };
+                let Some(mut node) = node else { unreachable!("a run in a container reserved its node above") };
                 let ran = async {
-                    match node {
-                        Ok(reservation) => inner.nodes.run(reservation, spec, &request.placement, io, &mut log).await,
-                        // No node takes it: it ends here, saying why.
-                        Err(unplaced) => (Err(unplaced), Placed::default()),
+                    let (mut io, mut placed) = (io, Placed::default());
+                    loop {
+                        let reservation = match node {
+                            Ok(reservation) => reservation,
+                            // No node takes it: it ends here, saying why.
+                            Err(unplaced) => return (Err(unplaced), placed),
+                        };
+                        match inner
+                            .nodes
+                            .attempt(reservation, &spec, &request.placement, io, &mut placed, &mut log)
+                            .await
+                        {
+                            Attempted::Over(outcome) => return (outcome, placed),
+                            Attempted::Again(unsent) => io = unsent,
+                        }
+                        // Its server slot goes back while it waits for another node.
+                        drop(slot.take());
+                        let turn = tokio::select! {
+                            biased;
+                            () = io.kill.cancelled() => {
+                                log.record("killed", json!({ "by": "client", "while": "queued" }));
+                                return (Ok(RawOutcome { killed: true, ..RawOutcome::default() }), placed);
+                            }
+                            turn = self.place(&request, wait_until, &placed, &mut log) => turn,
+                        };
+                        (node, slot) = turn.unwrap_or_else(|busy| {
+                            let attempts = placed.attempts.len();
+                            (Err(NodesError::AllFailed { attempts, last: busy }), None)
+                        });
                     }
                 };
                 let ((ran, was_placed), ()) = tokio::join!(ran, screens.follow(chunks, started));
@@ -518,17 +527,37 @@ impl Runner {
         Ok(execution)
     }
 
+    /// The turn of a run in a container (its next attempt, once `placed` ones failed): a node
+    /// and its slot first, then the server's slot, so that a run waiting for a full node holds
+    /// none of the server's. One no node takes is not admitted. `Err` (busy) when the queue is
+    /// full or the wait lasted until `until`.
+    async fn place(
+        &self,
+        request: &ExecutionRequest,
+        until: tokio::time::Instant,
+        placed: &Placed,
+        log: &mut EventLog,
+    ) -> Result<(Result<Reservation, NodesError>, Option<SemaphorePermit<'_>>), String> {
+        let node = match self.reserve(request, until, placed, log).await? {
+            Ok(reservation) => reservation,
+            Err(unplaced) => return Ok((Err(unplaced), None)),
+        };
+        let slot = self.admit(until, log).await?;
+        Ok((Ok(node), Some(slot)))
+    }
+
     /// A node for a run in a container and a slot there: at once when one is free, else after
     /// waiting in the bounded queue, as for the server's slots. `Err` when the queue is full.
     async fn reserve(
         &self,
         request: &ExecutionRequest,
         until: tokio::time::Instant,
+        placed: &Placed,
         log: &mut EventLog,
     ) -> Result<Result<Reservation, NodesError>, String> {
         let inner = &*self.inner;
         let (placement, with_files) = (&request.placement, !request.files.is_empty());
-        match inner.nodes.try_reserve(placement, with_files, log) {
+        match inner.nodes.try_reserve(placement, with_files, placed, log) {
             Ok(Some(reservation)) => return Ok(Ok(reservation)),
             Ok(None) => {}
             Err(unplaced) => return Ok(Err(unplaced)),
@@ -540,7 +569,7 @@ impl Runner {
                 settings.max_queued_runs
             ));
         };
-        Ok(inner.nodes.reserve(placement, with_files, until, log).await)
+        Ok(inner.nodes.reserve(placement, with_files, until, placed, log).await)
     }
 
     /// A run slot: at once when one is free, else after waiting in a bounded queue, at most

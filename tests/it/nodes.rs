@@ -267,6 +267,45 @@ async fn a_run_whose_node_fails_before_its_program_starts_runs_elsewhere_with_th
 }
 
 #[tokio::test]
+async fn a_run_failing_over_to_a_full_node_waits_for_its_slot_there() {
+    let _turn = ENGINES.lock().await;
+    // node-a runs one program at a time; node-b's engine is stopped but still `up` to the server.
+    let cluster = Cluster::start_sized(3600.0, &[], 1).await;
+    nodes_sh(&["stop", NODE_B]);
+    let run = |code: &'static str| {
+        cluster.server.execute(json!({"code": code, "labels": {"zone": "lab"}, "strategy": "round_robin"}))
+    };
+    // Round robin over node-a and node-b: one run holds node-a's slot for a second, the other
+    // fails on node-b and must wait for node-a.
+    let (first, second) = tokio::join!(run("import time; time.sleep(1); print('ran')"), run("print('ran')"));
+    let mut moved = Vec::new();
+    for (status, reply) in [first, second] {
+        assert_eq!(
+            (status, reply["stdout"].as_str(), reply["node"].as_str()),
+            (200, Some("ran\n"), Some(NODE_A)),
+            "{reply}"
+        );
+        if reply["attempts"].as_array().is_some_and(|a| !a.is_empty()) {
+            moved.push(reply);
+        }
+    }
+    let [moved] = moved.as_slice() else { panic!("one run was placed on node-b first: {moved:?}") };
+    assert_eq!(moved["attempts"][0]["node"], NODE_B, "{moved}");
+    let trace = cluster.server.trace(moved["trace_id"].as_str().unwrap()).await;
+    let placed: Vec<&Value> = trace["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "node.placed")
+        .map(|e| &e["detail"])
+        .collect();
+    assert_eq!(placed.len(), 2, "placed on node-b, then on node-a: {placed:?}");
+    assert_eq!((placed[1]["node"].as_str(), placed[1]["attempt"].as_u64()), (Some(NODE_A), Some(2)), "{placed:?}");
+    nodes_sh(&["start", NODE_B]);
+    cluster.stop().await;
+}
+
+#[tokio::test]
 async fn a_run_whose_container_is_lost_before_it_took_the_program_runs_once_elsewhere() {
     let _turn = ENGINES.lock().await;
     let cluster = Cluster::start(3600.0, &[("TRACEBOX_POOL_SIZE", "1")]).await;
