@@ -495,7 +495,7 @@ impl NodesError {
                 ErrorCode::NodeDown
             }
             NodesError::NoSuchNode(_) => ErrorCode::NoSuchNode,
-            NodesError::Full { .. } => ErrorCode::Busy,
+            NodesError::Full { .. } | NodesError::Busy(_) => ErrorCode::Busy,
             NodesError::Sandbox(source) if source.is_unavailable() => ErrorCode::SandboxUnavailable,
             NodesError::Sandbox(source) if source.is_busy() => ErrorCode::Busy,
             NodesError::Sandbox(_) => ErrorCode::Internal,

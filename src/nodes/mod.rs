@@ -45,11 +45,12 @@ pub enum NodesError {
     #[error("no node is named {0:?}; GET /nodes lists them")]
     NoSuchNode(String),
     /// Every node that fits failed the run before its program started.
-    #[error(
-        "every node that fits failed this run before its program started, or had no free slot for it then \
-         ({attempts} attempts); the last failure: {last}"
-    )]
+    #[error("every node that fits failed this run before its program started ({attempts} attempts); the last: {last}")]
     AllFailed { attempts: usize, last: String },
+    /// A run that failed on a node found the server's queue full, or its slots busy, when it was
+    /// placed again (HTTP 503 `busy`).
+    #[error("this run failed on a node before its program started, then could not be placed again: {0}")]
+    Busy(String),
     /// Every node that fits stayed full for the queue timeout (HTTP 503 `busy`).
     #[error(
         "all {capacity} run slots of node {node} stayed busy for the queue timeout (its max_concurrent_runs, \
@@ -669,10 +670,16 @@ impl Nodes {
         tracing::warn!(node = %node.name, %error, "a run's node failed before its program started");
         let said = node.naming_itself(&error.to_string());
         log.record("node.failed", json!({ "node": node.name, "error": said }));
-        placed.attempts.push(NodeAttempt { node: node.name.clone(), error: said });
+        placed.attempts.push(NodeAttempt { node: node.name.clone(), error: said.clone() });
         let time_left = tokio::time::Instant::now() < spec.wait_until;
         if !elsewhere || !time_left {
-            return Attempted::Over(Err(error.into()));
+            // After a failover the reply says the node's name, as the attempts do.
+            let (attempts, last) = (placed.attempts.len(), said);
+            return Attempted::Over(Err(if attempts > 1 {
+                NodesError::AllFailed { attempts, last }
+            } else {
+                error.into()
+            }));
         }
         Attempted::Again(io)
     }

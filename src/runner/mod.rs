@@ -434,10 +434,7 @@ impl Runner {
                             }
                             turn = self.place(&request, wait_until, &placed, &mut log) => turn,
                         };
-                        (node, slot) = turn.unwrap_or_else(|busy| {
-                            let attempts = placed.attempts.len();
-                            (Err(NodesError::AllFailed { attempts, last: busy }), None)
-                        });
+                        (node, slot) = turn.unwrap_or_else(|busy| (Err(NodesError::Busy(busy)), None));
                     }
                 };
                 let ((ran, was_placed), ()) = tokio::join!(ran, screens.follow(chunks, started));
