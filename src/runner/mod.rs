@@ -590,7 +590,7 @@ impl Runner {
                 Ok(slot)
             }
             _ => Err(format!(
-                "all {} run slots stayed busy for {} s (TRACEBOX_MAX_CONCURRENT_RUNS, TRACEBOX_QUEUE_TIMEOUT_SECS)",
+                "all {} run slots stayed busy until the run's {} s queue timeout (TRACEBOX_MAX_CONCURRENT_RUNS, TRACEBOX_QUEUE_TIMEOUT_SECS)",
                 settings.max_concurrent_runs,
                 settings.queue_timeout.as_secs_f64()
             )),
